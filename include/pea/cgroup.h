@@ -1,0 +1,49 @@
+/* cgroup v2: placement of a container, resources, freeze, kill-all, pids, stats and live update.
+ * pea is v2-only; the hierarchy is found from /proc/self/mountinfo wherever it is mounted. */
+#ifndef PEA_CGROUP_H
+#define PEA_CGROUP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "pea/error.h"
+
+/* Mount point of the cgroup2 hierarchy (e.g. "/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), cached. NULL with
+ * *err when no cgroup2 is mounted. */
+const char *cgroup_root(struct pea_error *err);
+
+/* The container's cgroup path relative to the hierarchy root, always starting with '/':
+ * absolute cgroupsPath -> as is; relative -> under pea's default parent ("/pea/<relative>");
+ * NULL -> "/pea/<id>". Rejects ".." components. Caller frees. */
+char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error *err);
+
+/* Create the cgroup (and parents), enable the controllers the resources need in every ancestor (handling the
+ * no-internal-processes rule), apply resources (may be NULL) and return an O_DIRECTORY fd of it for
+ * CLONE_INTO_CGROUP. A controller that is needed but not available is an error naming it. On failure nothing
+ * created here is left behind. */
+int cgroup_create(const char *path, json_t *resources, struct pea_error *err);
+
+/* Move pid into the cgroup (fallback when clone3 could not place it). */
+int cgroup_enter(const char *path, pid_t pid, struct pea_error *err);
+
+/* Remove the cgroup (killing nothing); retries briefly while it drains; removes pea's default parent when it
+ * became empty. Missing is not an error. */
+int cgroup_destroy(const char *path, struct pea_error *err);
+
+/* Validate and write linux.resources (the OCI object) to the cgroup's files. Used by create and update. */
+int cgroup_apply_resources(const char *path, json_t *resources, struct pea_error *err);
+
+int cgroup_freeze(const char *path, bool frozen, struct pea_error *err);
+/* 1 frozen, 0 not, -1 error. */
+int cgroup_is_frozen(const char *path, struct pea_error *err);
+/* Signal every process in the cgroup (cgroup.kill for SIGKILL). */
+int cgroup_kill_all(const char *path, int sig, struct pea_error *err);
+/* PIDs in cgroup.procs of the cgroup and its descendants. Caller frees *pids. */
+int cgroup_pids(const char *path, pid_t **pids, size_t *n, struct pea_error *err);
+/* runc-compatible stats object ({"cpu":…,"memory":…,"pids":…,"blkio":…,"hugetlb":…}). */
+json_t *cgroup_stats(const char *path, struct pea_error *err);
+/* Count of oom_kill events from memory.events, or -1 when not available. */
+long long cgroup_oom_kill_count(const char *path);
+
+#endif

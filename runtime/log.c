@@ -1,0 +1,87 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "pea/log.h"
+#include "pea/util.h"
+
+static int log_fd = -1;
+static enum pea_log_format log_format = PEA_LOG_TEXT;
+static bool log_debug_enabled;
+
+static const char *level_name(enum pea_log_level level)
+{
+    switch (level) {
+    case PEA_LOG_DEBUG: return "debug";
+    case PEA_LOG_INFO: return "info";
+    case PEA_LOG_WARN: return "warning";
+    case PEA_LOG_ERROR: return "error";
+    }
+    return "info";
+}
+
+int log_open(const char *path, enum pea_log_format format, bool debug)
+{
+    log_format = format;
+    log_debug_enabled = debug;
+    if (!path || !*path)
+        return 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0)
+        return -1;
+    log_close();
+    log_fd = fd;
+    return 0;
+}
+
+void log_close(void)
+{
+    if (log_fd >= 0)
+        close(log_fd);
+    log_fd = -1;
+}
+
+static void log_write_file(enum pea_log_level level, const char *msg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char when[64];
+    format_rfc3339_nano(&ts, when, sizeof when);
+    if (log_format == PEA_LOG_JSON) {
+        AUTO_JSON json_t *line = json_pack("{s:s, s:s, s:s}", "level", level_name(level), "msg", msg, "time", when);
+        if (!line)
+            return;
+        AUTO_FREE char *text = json_dumps(line, JSON_COMPACT);
+        if (!text)
+            return;
+        AUTO_FREE char *with_newline = xasprintf("%s\n", text);
+        (void)write_all(log_fd, with_newline, strlen(with_newline));
+    } else {
+        AUTO_FREE char *text = xasprintf("time=\"%s\" level=%s msg=\"%s\"\n", when, level_name(level), msg);
+        (void)write_all(log_fd, text, strlen(text));
+    }
+}
+
+void log_msg(enum pea_log_level level, const char *fmt, ...)
+{
+    if (level == PEA_LOG_DEBUG && !log_debug_enabled)
+        return;
+    int saved = errno;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (log_fd >= 0)
+        log_write_file(level, msg);
+    /* People and conmon read stderr; callers that set --log parse the file. Errors go to both. */
+    if (level >= PEA_LOG_WARN || (level == PEA_LOG_DEBUG && log_fd < 0)) {
+        AUTO_FREE char *line = xasprintf("pea: %s%s\n", level == PEA_LOG_WARN ? "warning: " : "", msg);
+        (void)write_all(STDERR_FILENO, line, strlen(line));
+    }
+    errno = saved;
+}
