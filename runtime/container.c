@@ -1,0 +1,522 @@
+/* Container lifecycle: create, start, run, state, list, kill, delete, pause/resume, update. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "container_internal.h"
+#include "pea/cgroup.h"
+#include "pea/hooks.h"
+#include "pea/log.h"
+#include "pea/process.h"
+#include "pea/state.h"
+#include "pea/sys.h"
+#include "pea/util.h"
+
+int container_open(const char *root, const char *id, bool lock, struct pea_container *c, struct pea_error *err)
+{
+    memset(c, 0, sizeof *c);
+    c->root_fd = c->dir_fd = c->lock_fd = -1;
+    if (state_validate_id(id, err) < 0)
+        return -1;
+    c->root_fd = state_root_open(root, false, err);
+    if (c->root_fd < 0) {
+        if (err->errnum == ENOENT)
+            pea_fail(err, 0, "container %s does not exist", id);
+        return -1;
+    }
+    c->dir_fd = state_dir_open(c->root_fd, id, err);
+    if (c->dir_fd < 0 || (lock && (c->lock_fd = state_lock(c->dir_fd, err)) < 0) ||
+        state_load(c->dir_fd, &c->state, err) < 0) {
+        container_close(c);
+        return -1;
+    }
+    c->status = state_status(c->dir_fd, &c->state);
+    return 0;
+}
+
+void container_close(struct pea_container *c)
+{
+    state_clear(&c->state);
+    if (c->lock_fd >= 0)
+        close(c->lock_fd);
+    if (c->dir_fd >= 0)
+        close(c->dir_fd);
+    if (c->root_fd >= 0)
+        close(c->root_fd);
+    c->lock_fd = c->dir_fd = c->root_fd = -1;
+}
+
+struct pea_spec *container_load_config(const struct pea_container *c, struct pea_error *err)
+{
+    AUTO_FREE char *text = read_file_at(c->dir_fd, PEA_CONFIG_COPY, 16 << 20, NULL);
+    if (!text) {
+        pea_fail(err, errno, "read the container's saved config");
+        return NULL;
+    }
+    return spec_parse_string(text, err);
+}
+
+char *container_state_json_text(const struct pea_state *st, enum pea_status status)
+{
+    AUTO_JSON json_t *j = state_to_json(st, status);
+    return json_dumps(j, JSON_COMPACT);
+}
+
+int container_write_pid_file(const char *path, pid_t pid, struct pea_error *err)
+{
+    if (!path)
+        return 0;
+    char abs[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    AUTO_FD int dir = -1;
+    const char *name = path;
+    if (slash) {
+        snprintf(abs, sizeof abs, "%.*s", (int)(slash - path), path);
+        dir = open(slash == path ? "/" : abs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        name = slash + 1;
+    } else {
+        dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    char text[32];
+    int n = snprintf(text, sizeof text, "%d", (int)pid);
+    if (dir < 0 || write_file_atomic_at(dir, name, text, (size_t)n, 0644) < 0)
+        return pea_fail(err, errno, "write pid file %s", path);
+    return 0;
+}
+
+/* ---- create ---- */
+
+struct create_context {
+    struct pea_state *state;
+    int dir_fd;
+    const struct pea_spec *spec;
+};
+
+static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *err)
+{
+    struct create_context *ctx = l->context;
+    ctx->state->pid = l->pid;
+    ctx->state->start_time = sys_process_start_time(l->pid, NULL);
+    if (state_save(ctx->dir_fd, ctx->state, err) < 0)
+        return NULL;
+    char *text = container_state_json_text(ctx->state, PEA_STATUS_CREATING);
+    if (hooks_run(ctx->spec, PEA_HOOK_PRESTART, text, err) < 0 ||
+        hooks_run(ctx->spec, PEA_HOOK_CREATE_RUNTIME, text, err) < 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Resolve the bundle and its rootfs to absolute paths and load config.json. */
+static struct pea_spec *load_bundle(const char *bundle, char *bundle_abs, char *rootfs_abs, struct pea_error *err)
+{
+    if (!realpath(bundle ? bundle : ".", bundle_abs)) {
+        pea_fail(err, errno, "bundle %s", bundle ? bundle : ".");
+        return NULL;
+    }
+    AUTO_FD int bundle_fd = open(bundle_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (bundle_fd < 0) {
+        pea_fail(err, errno, "open bundle %s", bundle_abs);
+        return NULL;
+    }
+    AUTO_SPEC struct pea_spec *spec = spec_load(bundle_fd, err);
+    if (!spec)
+        return NULL;
+    if (!spec->process) {
+        pea_fail(err, 0, "process: missing");
+        return NULL;
+    }
+    char joined[PATH_MAX];
+    int n = spec->root_path[0] == '/' ? snprintf(joined, sizeof joined, "%s", spec->root_path)
+                                      : snprintf(joined, sizeof joined, "%s/%s", bundle_abs, spec->root_path);
+    if (n < 0 || (size_t)n >= sizeof joined) {
+        pea_fail(err, ENAMETOOLONG, "root.path %s", spec->root_path);
+        return NULL;
+    }
+    struct stat st;
+    if (!realpath(joined, rootfs_abs) || stat(rootfs_abs, &st) < 0) {
+        pea_fail(err, errno, "root.path %s", joined);
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        pea_fail(err, 0, "root.path %s: not a directory", joined);
+        return NULL;
+    }
+    return take_ptr(&spec);
+}
+
+static int save_config_copy(int dir_fd, const char *bundle_abs, struct pea_error *err)
+{
+    AUTO_FD int bundle_fd = open(bundle_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    size_t len = 0;
+    AUTO_FREE char *text = bundle_fd < 0 ? NULL : read_file_at(bundle_fd, "config.json", 16 << 20, &len);
+    if (!text || write_file_atomic_at(dir_fd, PEA_CONFIG_COPY, text, len, 0600) < 0)
+        return pea_fail(err, errno, "save config.json in the state directory");
+    return 0;
+}
+
+static volatile pid_t interrupted_child;
+static volatile sig_atomic_t is_interrupted;
+
+/* SIGINT/SIGTERM/SIGHUP during create: kill the half-made child so the normal failure path cleans up. */
+static void on_create_interrupt(int sig)
+{
+    (void)sig;
+    is_interrupted = 1;
+    if (interrupted_child > 0)
+        kill(interrupted_child, SIGKILL);
+}
+
+int container_create_launch(const struct pea_create_options *o, struct pea_launch *l, struct pea_spec **spec_out,
+                            struct pea_error *err)
+{
+    char bundle_abs[PATH_MAX], rootfs_abs[PATH_MAX];
+    if (state_validate_id(o->id, err) < 0)
+        return -1;
+    AUTO_SPEC struct pea_spec *spec = load_bundle(o->bundle, bundle_abs, rootfs_abs, err);
+    if (!spec || ns_validate(spec, err) < 0)
+        return -1;
+    AUTO_FD int root_fd = state_root_open(o->root, true, err);
+    if (root_fd < 0)
+        return -1;
+    AUTO_FD int dir_fd = state_dir_create(root_fd, o->id, err);
+    if (dir_fd < 0)
+        return -1;
+    AUTO_FD int lock_fd = state_lock(dir_fd, err);
+    struct pea_state st = {0};
+    st.id = xstrdup(o->id);
+    st.bundle = xstrdup(bundle_abs);
+    st.rootfs = xstrdup(rootfs_abs);
+    st.annotations = json_incref(spec->annotations);
+    st.owner = geteuid();
+    st.has_terminal = spec->process->terminal;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    format_rfc3339_nano(&now, st.created, sizeof st.created);
+    AUTO_FD int cgroup_fd = -1;
+    int r = -1;
+    if (lock_fd < 0 || save_config_copy(dir_fd, bundle_abs, err) < 0 || state_save(dir_fd, &st, err) < 0)
+        goto fail;
+    st.cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
+    if (!st.cgroup_path)
+        goto fail;
+    cgroup_fd = cgroup_create(st.cgroup_path, spec->resources, err);
+    if (cgroup_fd < 0) {
+        free(st.cgroup_path);
+        st.cgroup_path = NULL;
+        goto fail;
+    }
+    if (mkfifoat(dir_fd, PEA_EXEC_FIFO, 0600) < 0) {
+        pea_fail(err, errno, "create exec fifo");
+        goto fail;
+    }
+    l->exec_fifo_fd = openat(dir_fd, PEA_EXEC_FIFO, O_RDWR | O_CLOEXEC);
+    if (l->exec_fifo_fd < 0) {
+        pea_fail(err, errno, "open exec fifo");
+        goto fail;
+    }
+    struct create_context ctx = {.state = &st, .dir_fd = dir_fd, .spec = spec};
+    l->spec = spec;
+    l->rootfs = rootfs_abs;
+    l->cgroup_fd = cgroup_fd;
+    l->cgroup_path = st.cgroup_path;
+    l->console_socket = o->console_socket;
+    l->preserve_fds = o->preserve_fds;
+    l->no_pivot = o->no_pivot;
+    l->no_new_keyring = o->no_new_keyring;
+    l->on_namespaces_ready = create_on_namespaces_ready;
+    l->context = &ctx;
+
+    struct sigaction sa = {.sa_handler = on_create_interrupt}, old[3];
+    static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
+        sigaction(stop_signals[i], &sa, &old[i]);
+    is_interrupted = 0;
+    r = process_launch(l, err);
+    interrupted_child = l->pid;
+    if (r == 0 && is_interrupted) {
+        process_abort(l);
+        r = pea_fail(err, EINTR, "create interrupted");
+    }
+    if (r == 0) {
+        st.is_created = true;
+        if (state_save(dir_fd, &st, err) < 0 || container_write_pid_file(o->pid_file, l->pid, err) < 0) {
+            process_abort(l);
+            r = -1;
+        }
+    }
+    interrupted_child = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
+        sigaction(stop_signals[i], &old[i], NULL);
+    close(l->exec_fifo_fd);
+    l->exec_fifo_fd = -1;
+    l->spec = NULL; /* the caller owns it through spec_out */
+    l->rootfs = NULL;
+    l->cgroup_path = NULL;
+    l->context = NULL;
+    if (r < 0)
+        goto fail;
+    *spec_out = take_ptr(&spec);
+    state_clear(&st);
+    return 0;
+fail:
+    if (st.cgroup_path)
+        cgroup_destroy(st.cgroup_path, NULL);
+    state_dir_remove(root_fd, o->id, NULL);
+    state_clear(&st);
+    return pea_wrap(err, "create %s", o->id);
+}
+
+int container_create(const struct pea_create_options *o, struct pea_error *err)
+{
+    struct pea_launch l;
+    process_launch_init(&l);
+    AUTO_SPEC struct pea_spec *spec = NULL;
+    if (container_create_launch(o, &l, &spec, err) < 0)
+        return -1;
+    int r = process_release(&l, err);
+    process_launch_close(&l);
+    return r;
+}
+
+/* ---- start, kill, delete ---- */
+
+static int start_created(struct pea_container *c, struct pea_error *err)
+{
+    switch (c->status) {
+    case PEA_STATUS_CREATED: break;
+    case PEA_STATUS_STOPPED: return pea_fail(err, 0, "cannot start a container that has stopped");
+    case PEA_STATUS_CREATING: return pea_fail(err, 0, "cannot start a container that is still being created");
+    default: return pea_fail(err, 0, "cannot start an already running container");
+    }
+    /* Non-blocking open fails with ENXIO when the init (the only reader) is gone. */
+    AUTO_FD int fifo = openat(c->dir_fd, PEA_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fifo < 0)
+        return errno == ENXIO ? pea_fail(err, 0, "container not running") : pea_fail(err, errno, "open exec fifo");
+    unlinkat(c->dir_fd, PEA_EXEC_FIFO, 0);
+    if (write_all(fifo, "0", 1) < 0)
+        return pea_fail(err, errno, "signal the container to start");
+    AUTO_SPEC struct pea_spec *spec = container_load_config(c, err);
+    if (spec) {
+        AUTO_FREE char *text = container_state_json_text(&c->state, PEA_STATUS_RUNNING);
+        struct pea_error hook_err = {0};
+        /* The spec says a failing poststart hook is a warning: the container runs on. */
+        if (hooks_run(spec, PEA_HOOK_POSTSTART, text, &hook_err) < 0)
+            log_warn("%s", hook_err.msg);
+    }
+    return 0;
+}
+
+int container_start(const char *root, const char *id, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, true, &c, err) < 0)
+        return -1;
+    int r = start_created(&c, err);
+    container_close(&c);
+    return r < 0 ? pea_wrap(err, "start %s", id) : 0;
+}
+
+static int signal_init(const struct pea_container *c, int sig, struct pea_error *err)
+{
+    AUTO_FD int pidfd = sys_pidfd_open(c->state.pid, 0);
+    /* The pid could have been reused between the status check and pidfd_open: check the start time again. */
+    if (pidfd < 0 || sys_process_start_time(c->state.pid, NULL) != c->state.start_time)
+        return pea_fail(err, 0, "container not running");
+    if (sys_pidfd_send_signal(pidfd, sig, NULL, 0) < 0) {
+        if (errno == ESRCH)
+            return pea_fail(err, 0, "container not running");
+        return pea_fail(err, errno, "kill");
+    }
+    return 0;
+}
+
+int container_kill(const char *root, const char *id, int sig, bool all, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, false, &c, err) < 0)
+        return -1;
+    int r;
+    if (c.status == PEA_STATUS_STOPPED)
+        r = pea_fail(err, 0, "container not running");
+    else if (all && c.state.cgroup_path)
+        r = cgroup_kill_all(c.state.cgroup_path, sig, err);
+    else
+        r = signal_init(&c, sig, err);
+    container_close(&c);
+    return r;
+}
+
+/* Wait until the init is gone (it is not our child: poll its pidfd). */
+static void wait_init_gone(const struct pea_state *st, int timeout_ms)
+{
+    AUTO_FD int pidfd = sys_pidfd_open(st->pid, 0);
+    if (pidfd < 0 || sys_process_start_time(st->pid, NULL) != st->start_time)
+        return;
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR)
+        ;
+}
+
+static int container_destroy(struct pea_container *c, const char *id, struct pea_error *err)
+{
+    if (c->status != PEA_STATUS_STOPPED) {
+        if (c->state.cgroup_path) {
+            cgroup_freeze(c->state.cgroup_path, false, NULL);
+            cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL);
+        }
+        if (c->state.pid > 0)
+            signal_init(c, SIGKILL, NULL);
+        wait_init_gone(&c->state, 10000);
+    }
+    if (c->state.cgroup_path && cgroup_destroy(c->state.cgroup_path, err) < 0)
+        return -1;
+    if (c->state.is_created) {
+        AUTO_SPEC struct pea_spec *spec = container_load_config(c, err);
+        if (spec) {
+            AUTO_FREE char *text = container_state_json_text(&c->state, PEA_STATUS_STOPPED);
+            struct pea_error hook_err = {0};
+            if (hooks_run(spec, PEA_HOOK_POSTSTOP, text, &hook_err) < 0)
+                log_warn("%s", hook_err.msg);
+        }
+    }
+    return state_dir_remove(c->root_fd, id, err);
+}
+
+int container_delete(const char *root, const char *id, bool force, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, true, &c, err) < 0) {
+        /* A half-written state (create killed hard) must still be removable with --force. */
+        if (!force || strstr(err->msg, "does not exist"))
+            return -1;
+        AUTO_FD int root_fd = state_root_open(root, false, err);
+        if (root_fd < 0 || state_dir_remove(root_fd, id, err) < 0)
+            return -1;
+        return 0;
+    }
+    int r;
+    if (!force && (c.status == PEA_STATUS_RUNNING || c.status == PEA_STATUS_PAUSED))
+        r = pea_fail(err, 0, "cannot delete container %s that is not stopped: %s", id, state_status_name(c.status));
+    else
+        r = container_destroy(&c, id, err);
+    container_close(&c);
+    return r;
+}
+
+/* ---- state, list, pause, ps, update, stats ---- */
+
+json_t *container_state(const char *root, const char *id, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, false, &c, err) < 0)
+        return NULL;
+    json_t *j = state_to_json(&c.state, c.status);
+    container_close(&c);
+    return j;
+}
+
+json_t *container_list(const char *root, struct pea_error *err)
+{
+    json_t *out = json_array();
+    DIR *dir = opendir(root);
+    if (!dir) {
+        if (errno == ENOENT)
+            return out;
+        json_decref(out);
+        pea_fail(err, errno, "open state root %s", root);
+        return NULL;
+    }
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (de->d_name[0] == '.')
+            continue;
+        struct pea_container c;
+        struct pea_error ignored = {0};
+        if (container_open(root, de->d_name, false, &c, &ignored) < 0)
+            continue;
+        json_array_append_new(out, state_to_json(&c.state, c.status));
+        container_close(&c);
+    }
+    closedir(dir);
+    return out;
+}
+
+static int require_cgroup(const struct pea_container *c, struct pea_error *err)
+{
+    if (c->status == PEA_STATUS_STOPPED)
+        return pea_fail(err, 0, "container not running");
+    if (!c->state.cgroup_path)
+        return pea_fail(err, 0, "container has no cgroup");
+    return 0;
+}
+
+int container_pause(const char *root, const char *id, bool frozen, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, true, &c, err) < 0)
+        return -1;
+    int r = require_cgroup(&c, err);
+    if (r == 0 && frozen && c.status != PEA_STATUS_RUNNING && c.status != PEA_STATUS_CREATED)
+        r = pea_fail(err, 0, "container not running");
+    if (r == 0 && !frozen && c.status != PEA_STATUS_PAUSED)
+        r = pea_fail(err, 0, "container not paused");
+    if (r == 0)
+        r = cgroup_freeze(c.state.cgroup_path, frozen, err);
+    container_close(&c);
+    return r;
+}
+
+int container_pids(const char *root, const char *id, pid_t **pids, size_t *n, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, false, &c, err) < 0)
+        return -1;
+    int r = require_cgroup(&c, err);
+    if (r == 0)
+        r = cgroup_pids(c.state.cgroup_path, pids, n, err);
+    container_close(&c);
+    return r;
+}
+
+int container_update(const char *root, const char *id, json_t *resources, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, true, &c, err) < 0)
+        return -1;
+    int r = require_cgroup(&c, err);
+    if (r == 0)
+        r = cgroup_apply_resources(c.state.cgroup_path, resources, err);
+    container_close(&c);
+    return r;
+}
+
+json_t *container_stats(const char *root, const char *id, struct pea_error *err)
+{
+    struct pea_container c;
+    if (container_open(root, id, false, &c, err) < 0)
+        return NULL;
+    json_t *j = require_cgroup(&c, err) < 0 ? NULL : cgroup_stats(c.state.cgroup_path, err);
+    container_close(&c);
+    return j;
+}
+
+long long container_oom_kill_count(const char *root, const char *id)
+{
+    struct pea_container c;
+    struct pea_error ignored;
+    if (container_open(root, id, false, &c, &ignored) < 0)
+        return -1;
+    long long n = c.state.cgroup_path ? cgroup_oom_kill_count(c.state.cgroup_path) : -1;
+    container_close(&c);
+    return n;
+}

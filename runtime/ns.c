@@ -1,0 +1,251 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pea/ns.h"
+#include "pea/sys.h"
+#include "pea/util.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+static bool is_new(const struct pea_spec *spec, enum pea_ns_type t)
+{
+    return spec->namespaces[t].is_present && !spec->namespaces[t].path;
+}
+
+static bool is_private(const struct pea_spec *spec, enum pea_ns_type t) { return spec->namespaces[t].is_present; }
+
+int ns_validate(const struct pea_spec *spec, struct pea_error *err)
+{
+    if (!is_private(spec, PEA_NS_MOUNT))
+        return pea_fail(err, 0, "linux.namespaces: a mount namespace is required");
+    if ((spec->n_uid_mappings || spec->n_gid_mappings) && !is_private(spec, PEA_NS_USER))
+        return pea_fail(err, 0, "linux.uidMappings: set without a user namespace");
+    if (is_new(spec, PEA_NS_USER) && (!spec->n_uid_mappings || !spec->n_gid_mappings))
+        return pea_fail(err, 0, "linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
+    if (spec->hostname && *spec->hostname && !is_private(spec, PEA_NS_UTS))
+        return pea_fail(err, 0, "hostname: cannot be set without a private UTS namespace");
+    if (spec->domainname && *spec->domainname && !is_private(spec, PEA_NS_UTS))
+        return pea_fail(err, 0, "domainname: cannot be set without a private UTS namespace");
+    if (spec->has_time_offsets && !is_new(spec, PEA_NS_TIME))
+        return pea_fail(err, 0, "linux.timeOffsets: needs a new time namespace");
+    for (size_t i = 0; i < spec->n_sysctls; i++) {
+        const char *key = spec->sysctls[i].key;
+        if (strncmp(key, "net.", 4) == 0 && !is_private(spec, PEA_NS_NETWORK))
+            return pea_fail(err, 0, "linux.sysctl.%s: needs a private network namespace", key);
+        if ((strncmp(key, "kernel.msg", 10) == 0 || strncmp(key, "kernel.sem", 10) == 0 ||
+             strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "fs.mqueue.", 10) == 0) &&
+            !is_private(spec, PEA_NS_IPC))
+            return pea_fail(err, 0, "linux.sysctl.%s: needs a private IPC namespace", key);
+        if ((strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0) &&
+            !is_private(spec, PEA_NS_UTS))
+            return pea_fail(err, 0, "linux.sysctl.%s: needs a private UTS namespace", key);
+    }
+    return 0;
+}
+
+void ns_close_handles(struct pea_ns_handles *h)
+{
+    for (int t = 0; t < PEA_NS_COUNT; t++) {
+        if (h->fd[t] >= 0)
+            close(h->fd[t]);
+        h->fd[t] = -1;
+    }
+}
+
+int ns_open_paths(const struct pea_spec *spec, struct pea_ns_handles *h, struct pea_error *err)
+{
+    for (int t = 0; t < PEA_NS_COUNT; t++)
+        h->fd[t] = -1;
+    for (int t = 0; t < PEA_NS_COUNT; t++) {
+        const char *path = spec->namespaces[t].path;
+        if (!spec->namespaces[t].is_present || !path)
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int saved = errno;
+            ns_close_handles(h);
+            return pea_fail(err, saved, "open %s namespace %s", spec_ns_name(t), path);
+        }
+        h->fd[t] = fd;
+        int type = ioctl(fd, NS_GET_NSTYPE);
+        if (type < 0 || type != spec_ns_clone_flag(t)) {
+            ns_close_handles(h);
+            return pea_fail(err, 0, "linux.namespaces: %s is not a %s namespace", path, spec_ns_name(t));
+        }
+    }
+    return 0;
+}
+
+static int write_time_offsets(const struct pea_spec *spec, struct pea_error *err)
+{
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "monotonic %lld %u\nboottime %lld %u\n",
+                     (long long)spec->time_monotonic.secs, spec->time_monotonic.nanosecs,
+                     (long long)spec->time_boottime.secs, spec->time_boottime.nanosecs);
+    if (write_file_at(AT_FDCWD, "/proc/self/timens_offsets", buf, (size_t)n) < 0)
+        return pea_fail(err, errno, "write /proc/self/timens_offsets");
+    return 0;
+}
+
+int ns_prepare_parent(const struct pea_spec *spec, const struct pea_ns_handles *h, uint64_t *clone_flags,
+                      struct pea_error *err)
+{
+    *clone_flags = 0;
+    if (is_new(spec, PEA_NS_USER))
+        *clone_flags |= CLONE_NEWUSER;
+    if (is_new(spec, PEA_NS_PID))
+        *clone_flags |= CLONE_NEWPID;
+    if (h->fd[PEA_NS_PID] >= 0 && setns(h->fd[PEA_NS_PID], CLONE_NEWPID) < 0)
+        return pea_fail(err, errno, "join pid namespace %s", spec->namespaces[PEA_NS_PID].path);
+    if (h->fd[PEA_NS_TIME] >= 0 && setns(h->fd[PEA_NS_TIME], CLONE_NEWTIME) < 0)
+        return pea_fail(err, errno, "join time namespace %s", spec->namespaces[PEA_NS_TIME].path);
+    if (is_new(spec, PEA_NS_TIME)) {
+        if (!spec->has_time_offsets) {
+            *clone_flags |= CLONE_NEWTIME;
+        } else {
+            /* Offsets can only be written before any process enters the namespace: make it ours-for-children. */
+            if (unshare(CLONE_NEWTIME) < 0)
+                return pea_fail(err, errno, "create time namespace");
+            if (write_time_offsets(spec, err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int write_map(int proc_fd, pid_t pid, const char *file, const struct pea_id_mapping *m, size_t n,
+                     struct pea_error *err)
+{
+    char buf[4096];
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof buf; i++)
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%u %u %u\n", m[i].container_id, m[i].host_id,
+                                m[i].size);
+    if (len >= sizeof buf)
+        return pea_fail(err, 0, "linux.%s: too many mappings", file);
+    char path[64];
+    snprintf(path, sizeof path, "%d/%s", (int)pid, file);
+    AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || sys_check_procfs(fd) < 0 || write_all(fd, buf, len) < 0)
+        return pea_fail(err, errno, "write /proc/%d/%s", (int)pid, file);
+    return 0;
+}
+
+int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err)
+{
+    if (geteuid() != 0) {
+        /* Unprivileged writers must deny setgroups before they may write gid_map. */
+        char path[64];
+        snprintf(path, sizeof path, "%d/setgroups", (int)pid);
+        AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || write_all(fd, "deny", 4) < 0)
+            return pea_fail(err, errno, "write /proc/%d/setgroups", (int)pid);
+    }
+    if (write_map(proc_fd, pid, "uid_map", spec->uid_mappings, spec->n_uid_mappings, err) < 0)
+        return -1;
+    return write_map(proc_fd, pid, "gid_map", spec->gid_mappings, spec->n_gid_mappings, err);
+}
+
+int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct pea_error *err)
+{
+    /* A joined user namespace first: the namespaces created below must belong to it. */
+    if (h->fd[PEA_NS_USER] >= 0 && setns(h->fd[PEA_NS_USER], CLONE_NEWUSER) < 0)
+        return pea_fail(err, errno, "join user namespace %s", spec->namespaces[PEA_NS_USER].path);
+    static const enum pea_ns_type joinable[] = {PEA_NS_IPC, PEA_NS_UTS, PEA_NS_NETWORK, PEA_NS_CGROUP,
+                                                PEA_NS_MOUNT};
+    int unshare_flags = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(joinable); i++) {
+        enum pea_ns_type t = joinable[i];
+        if (h->fd[t] >= 0) {
+            if (setns(h->fd[t], spec_ns_clone_flag(t)) < 0)
+                return pea_fail(err, errno, "join %s namespace %s", spec_ns_name(t), spec->namespaces[t].path);
+        } else if (is_new(spec, t)) {
+            unshare_flags |= spec_ns_clone_flag(t);
+        }
+    }
+    if (unshare_flags && unshare(unshare_flags) < 0)
+        return pea_fail(err, errno, "unshare namespaces");
+    return 0;
+}
+
+/* "net.ipv4.ip_forward" -> "sys/net/ipv4/ip_forward"; keys with '/' or empty parts are refused. */
+static int sysctl_path(const char *key, char *buf, size_t len, struct pea_error *err)
+{
+    if (!*key || strchr(key, '/') || strstr(key, "..") || key[0] == '.' || key[strlen(key) - 1] == '.')
+        return pea_fail(err, 0, "linux.sysctl: invalid key \"%s\"", key);
+    int n = snprintf(buf, len, "sys/%s", key);
+    if (n < 0 || (size_t)n >= len)
+        return pea_fail(err, 0, "linux.sysctl: key too long \"%s\"", key);
+    for (char *p = buf + 4; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    return 0;
+}
+
+int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err)
+{
+    if (spec->hostname && *spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+        return pea_fail(err, errno, "set hostname %s", spec->hostname);
+    if (spec->domainname && *spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0)
+        return pea_fail(err, errno, "set domainname %s", spec->domainname);
+    for (size_t i = 0; i < spec->n_sysctls; i++) {
+        char path[512];
+        if (sysctl_path(spec->sysctls[i].key, path, sizeof path, err) < 0)
+            return -1;
+        AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        const char *value = spec->sysctls[i].value;
+        if (fd < 0 || sys_check_procfs(fd) < 0 || write_all(fd, value, strlen(value)) < 0)
+            return pea_fail(err, errno, "write sysctl %s=%s", spec->sysctls[i].key, value);
+    }
+    return 0;
+}
+
+static bool is_same_ns(pid_t pid, const char *our_name, const char *their_name)
+{
+    char path[64];
+    struct stat ours, theirs;
+    snprintf(path, sizeof path, "/proc/self/ns/%s", our_name);
+    if (stat(path, &ours) < 0)
+        return true;
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, their_name);
+    if (stat(path, &theirs) < 0)
+        return true;
+    return ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev;
+}
+
+int ns_join_process(int pidfd, pid_t pid, enum ns_join_phase phase, struct pea_error *err)
+{
+    static const struct {
+        const char *name;
+        int flag;
+        enum ns_join_phase phase;
+    } kinds[] = {
+        {"pid", CLONE_NEWPID, NS_JOIN_FOR_CHILDREN}, {"time", CLONE_NEWTIME, NS_JOIN_FOR_CHILDREN},
+        {"user", CLONE_NEWUSER, NS_JOIN_SELF},       {"ipc", CLONE_NEWIPC, NS_JOIN_SELF},
+        {"uts", CLONE_NEWUTS, NS_JOIN_SELF},         {"net", CLONE_NEWNET, NS_JOIN_SELF},
+        {"cgroup", CLONE_NEWCGROUP, NS_JOIN_SELF},   {"mnt", CLONE_NEWNS, NS_JOIN_SELF},
+    };
+    int flags = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        if (kinds[i].phase != phase)
+            continue;
+        /* pid and time namespaces apply to children: compare what our children would get. */
+        char ours[32];
+        snprintf(ours, sizeof ours, phase == NS_JOIN_FOR_CHILDREN ? "%s_for_children" : "%s", kinds[i].name);
+        if (!is_same_ns(pid, ours, kinds[i].name))
+            flags |= kinds[i].flag;
+    }
+    /* setns into our own user namespace is EINVAL, hence only the ones that differ. */
+    if (flags && setns(pidfd, flags) < 0)
+        return pea_fail(err, errno, "join the container's namespaces");
+    return 0;
+}

@@ -1,0 +1,492 @@
+/* The container process, from clone to exec. The parent and the child walk one state machine over a
+ * SOCK_SEQPACKET pair; the child sends its error back so the parent reports it in the child's words. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pea/caps.h"
+#include "pea/cgroup.h"
+#include "pea/console.h"
+#include "pea/hooks.h"
+#include "pea/process.h"
+#include "pea/rootfs.h"
+#include "pea/seccomp.h"
+#include "pea/sys.h"
+#include "pea/util.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define SYNC_PAYLOAD_MAX (256 * 1024)
+
+enum sync_step {
+    SYNC_GO,               /* parent: id maps written, child placed in its cgroup; go on */
+    SYNC_NAMESPACES_READY, /* child: namespaces joined/created, hostname and sysctls set */
+    SYNC_HOOKS_DONE,       /* parent: prestart/createRuntime ran; payload = state JSON for the child's hooks */
+    SYNC_CONSOLE,          /* child: the pty master rides along (SCM_RIGHTS) */
+    SYNC_READY,            /* child: everything set, executable found; about to wait for start (or exec) */
+    SYNC_RELEASE,          /* parent: state committed; stop tying your life to mine */
+    SYNC_RELEASED,         /* child: parent-death signal cleared */
+    SYNC_ERROR,            /* either side: errnum + message follow */
+};
+
+struct sync_header {
+    enum sync_step step;
+    int errnum;
+};
+
+static int sync_send(int fd, enum sync_step step, int errnum, const char *payload, int pass_fd)
+{
+    size_t len = payload ? strlen(payload) : 0;
+    if (len > SYNC_PAYLOAD_MAX)
+        len = SYNC_PAYLOAD_MAX;
+    AUTO_FREE char *buf = xmalloc(sizeof(struct sync_header) + len);
+    struct sync_header h = {.step = step, .errnum = errnum};
+    memcpy(buf, &h, sizeof h);
+    if (len)
+        memcpy(buf + sizeof h, payload, len);
+    return console_send_fd(fd, pass_fd, buf, sizeof h + len);
+}
+
+/* Receive one message. *payload (malloc'd, NUL-terminated) may be NULL. Returns 0, or -1 on EOF/error. */
+static int sync_recv(int fd, struct sync_header *h, char **payload, int *passed_fd)
+{
+    AUTO_FREE char *buf = xmalloc(sizeof *h + SYNC_PAYLOAD_MAX + 1);
+    int got_fd = -1;
+    ssize_t n = console_recv_fd(fd, &got_fd, buf, sizeof *h + SYNC_PAYLOAD_MAX);
+    if (passed_fd)
+        *passed_fd = got_fd;
+    else if (got_fd >= 0)
+        close(got_fd);
+    if (n < (ssize_t)sizeof *h) {
+        if (n >= 0)
+            errno = EPIPE;
+        return -1;
+    }
+    memcpy(h, buf, sizeof *h);
+    if (payload) {
+        size_t len = (size_t)n - sizeof *h;
+        *payload = xmalloc(len + 1);
+        memcpy(*payload, buf + sizeof *h, len);
+        (*payload)[len] = '\0';
+    }
+    return 0;
+}
+
+void process_launch_init(struct pea_launch *l)
+{
+    memset(l, 0, sizeof *l);
+    l->init_pidfd = -1;
+    l->cgroup_fd = -1;
+    l->exec_fifo_fd = -1;
+    l->pidfd = -1;
+    l->console_master = -1;
+    l->sync_fd = -1;
+}
+
+void process_launch_close(struct pea_launch *l)
+{
+    if (l->sync_fd >= 0)
+        close(l->sync_fd);
+    if (l->pidfd >= 0)
+        close(l->pidfd);
+    if (l->console_master >= 0)
+        close(l->console_master);
+    l->sync_fd = l->pidfd = l->console_master = -1;
+    free(l->state_json);
+    l->state_json = NULL;
+}
+
+void process_abort(struct pea_launch *l)
+{
+    if (l->pid > 0) {
+        if (l->pidfd >= 0)
+            sys_pidfd_send_signal(l->pidfd, SIGKILL, NULL, 0);
+        else
+            kill(l->pid, SIGKILL);
+        while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        l->pid = 0;
+    }
+    process_launch_close(l);
+}
+
+int process_find_executable(const char *file, char *const *env, char *out, size_t len, struct pea_error *err)
+{
+    struct stat st;
+    if (strchr(file, '/')) {
+        if (stat(file, &st) < 0)
+            return pea_fail(err, 0, "exec: \"%s\": stat %s: %s", file, file,
+                            errno == ENOENT ? "no such file or directory" : strerror(errno));
+        if (S_ISDIR(st.st_mode) || access(file, X_OK) < 0)
+            return pea_fail(err, 0, "exec: \"%s\": permission denied", file);
+        snprintf(out, len, "%s", file);
+        return 0;
+    }
+    const char *path = DEFAULT_PATH;
+    for (char *const *e = env; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    bool is_denied = false;
+    AUTO_FREE char *copy = xstrdup(path);
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char candidate[PATH_MAX];
+        if (snprintf(candidate, sizeof candidate, "%s/%s", *dir ? dir : ".", file) >= (int)sizeof candidate)
+            continue;
+        if (stat(candidate, &st) < 0 || S_ISDIR(st.st_mode))
+            continue;
+        if (access(candidate, X_OK) < 0) {
+            is_denied = true;
+            continue;
+        }
+        snprintf(out, len, "%s", candidate);
+        return 0;
+    }
+    if (is_denied)
+        return pea_fail(err, 0, "exec: \"%s\": permission denied", file);
+    return pea_fail(err, 0, "exec: \"%s\": executable file not found in $PATH", file);
+}
+
+/* ---- child ---- */
+
+/* Close every fd >= first except the ones in keep (a small unsorted list). */
+static void close_fds_except(int first, const int *keep, size_t n)
+{
+    int sorted[8];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < ARRAY_SIZE(sorted); i++)
+        if (keep[i] >= first)
+            sorted[m++] = keep[i];
+    for (size_t i = 1; i < m; i++)
+        for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            int t = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = t;
+        }
+    int from = first;
+    for (size_t i = 0; i < m; i++) {
+        if (sorted[i] > from)
+            syscall(SYS_close_range, (unsigned)from, (unsigned)sorted[i] - 1, 0);
+        from = sorted[i] + 1;
+    }
+    sys_close_from(from);
+}
+
+/* chdir to process.cwd resolved inside the root (no magic links: a /proc/self/fd/N cwd cannot reach a host
+ * directory), creating it when missing, then check the kernel agrees it is inside. */
+static int child_enter_cwd(const char *cwd, struct pea_error *err)
+{
+    AUTO_FD int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return pea_fail(err, errno, "open /");
+    AUTO_FD int dir = sys_open_in_root(root, cwd, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+    if (dir < 0 && errno == ENOENT)
+        dir = sys_mkdir_in_root(root, cwd, 0755);
+    if (dir < 0)
+        return pea_fail(err, errno, "chdir to cwd %s", cwd);
+    if (fchdir(dir) < 0)
+        return pea_fail(err, errno, "chdir to cwd %s", cwd);
+    char buf[PATH_MAX];
+    if (!getcwd(buf, sizeof buf) || buf[0] != '/')
+        return pea_fail(err, 0, "chdir to cwd %s: the working directory is outside the container", cwd);
+    return 0;
+}
+
+static void child_reset_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int child_wait_for(int sock, enum sync_step want, char **payload, struct pea_error *err)
+{
+    struct sync_header h;
+    if (sync_recv(sock, &h, payload, NULL) < 0)
+        return pea_fail(err, errno, "wait for the runtime");
+    if (h.step != want) /* The parent aborted: it reports the reason itself. */
+        return pea_fail(err, 0, "runtime aborted the setup");
+    return 0;
+}
+
+static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *exe, size_t exe_len,
+                       struct pea_error *err)
+{
+    const struct pea_spec *spec = l->spec;
+    const struct pea_process *proc = spec->process;
+    AUTO_FD int proc_fd = sys_open_procfs();
+    if (proc_fd < 0)
+        return pea_fail(err, errno, "open /proc");
+    if (child_wait_for(sock, SYNC_GO, NULL, err) < 0)
+        return -1;
+    if (l->is_exec) {
+        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_SELF, err) < 0)
+            return -1;
+    } else {
+        struct pea_ns_handles h;
+        if (ns_open_paths(spec, &h, err) < 0)
+            return -1;
+        int r = ns_enter(spec, &h, err);
+        ns_close_handles(&h);
+        if (r < 0 || ns_apply_settings(spec, proc_fd, err) < 0)
+            return -1;
+    }
+    if (sync_send(sock, SYNC_NAMESPACES_READY, 0, NULL, -1) < 0)
+        return pea_fail(err, errno, "report namespaces ready");
+    if (child_wait_for(sock, SYNC_HOOKS_DONE, &l->state_json, err) < 0)
+        return -1;
+
+    if (!l->is_exec) {
+        if (rootfs_prepare(spec, l->rootfs, err) < 0)
+            return -1;
+        if (hooks_run(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, err) < 0)
+            return -1;
+        if (rootfs_enter(l->rootfs, l->no_pivot, err) < 0)
+            return -1;
+    }
+    if (proc->terminal) {
+        AUTO_FD int master = console_setup_in_container(proc->console_height, proc->console_width, !l->is_exec, err);
+        if (master < 0)
+            return -1;
+        if (sync_send(sock, SYNC_CONSOLE, 0, NULL, master) < 0)
+            return pea_fail(err, errno, "send the pty to the runtime");
+    }
+    if (!l->is_exec && rootfs_finalize(spec, err) < 0)
+        return -1;
+
+    /* Nothing of the host may reach the container: only stdio, preserved fds and our two channels survive. */
+    close(take_fd(&proc_fd));
+    int keep[] = {sock, l->exec_fifo_fd};
+    close_fds_except(3 + l->preserve_fds, keep, ARRAY_SIZE(keep));
+    if (child_enter_cwd(proc->cwd, err) < 0)
+        return -1;
+    if (proc->user.has_umask)
+        umask(proc->user.umask);
+    else
+        umask(0022);
+    if (!l->is_exec && !l->no_new_keyring) {
+        /* A fresh session keyring so the container cannot read the host's keys. */
+        if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0 && errno != ENOSYS)
+            return pea_fail(err, errno, "create session keyring");
+    }
+    if (caps_apply_rlimits(proc, err) < 0)
+        return -1;
+    if (spec->seccomp && !proc->no_new_privileges) {
+        /* Without no_new_privs, loading needs CAP_SYS_ADMIN, which the user switch may drop: load it now. */
+        if (seccomp_filter_load(*filter_out, err) < 0)
+            return -1;
+        seccomp_filter_free(take_ptr(filter_out));
+    }
+    if (caps_apply_user_and_capabilities(proc, err) < 0 || caps_apply_no_new_privileges(proc, err) < 0)
+        return -1;
+    return process_find_executable(proc->args[0], proc->env, exe, exe_len, err);
+}
+
+static _Noreturn void child_main(struct pea_launch *l, int sock, pid_t parent)
+{
+    struct pea_error err = {0};
+    void *filter = NULL;
+    char exe[PATH_MAX];
+    child_reset_signals();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    if (l->spec->seccomp) {
+        /* Compiled before any privilege is dropped; loaded at the last moment. */
+        filter = seccomp_filter_build(l->spec->seccomp, &err);
+        if (!filter)
+            goto fail;
+    }
+    if (child_setup(l, sock, &filter, exe, sizeof exe, &err) < 0)
+        goto fail;
+    if (sync_send(sock, SYNC_READY, 0, NULL, -1) < 0 || child_wait_for(sock, SYNC_RELEASE, NULL, &err) < 0)
+        _exit(1);
+    prctl(PR_SET_PDEATHSIG, 0);
+    sync_send(sock, SYNC_RELEASED, 0, NULL, -1);
+    close(sock);
+    if (l->exec_fifo_fd >= 0) {
+        char byte;
+        ssize_t n;
+        do
+            n = read(l->exec_fifo_fd, &byte, 1);
+        while (n < 0 && errno == EINTR);
+        close(l->exec_fifo_fd);
+        if (n != 1)
+            _exit(1);
+        if (hooks_run(l->spec, PEA_HOOK_START_CONTAINER, l->state_json, &err) < 0) {
+            dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
+            _exit(1);
+        }
+    }
+    if (filter && seccomp_filter_load(filter, &err) < 0) {
+        dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
+        _exit(1);
+    }
+    execve(exe, l->spec->process->args, l->spec->process->env);
+    dprintf(STDERR_FILENO, "pea: exec %s: %s\n", exe, strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+fail:
+    sync_send(sock, SYNC_ERROR, err.errnum, err.msg, -1);
+    _exit(1);
+}
+
+/* ---- parent ---- */
+
+static int parent_fail_from_child(struct pea_launch *l, const struct sync_header *h, const char *text,
+                                  struct pea_error *err)
+{
+    if (h && h->step == SYNC_ERROR) {
+        snprintf(err->msg, sizeof err->msg, "%s", text ? text : "");
+        err->errnum = h->errnum;
+        return -1;
+    }
+    int status = 0;
+    if (l->pid > 0 && waitpid(l->pid, &status, 0) == l->pid) {
+        l->pid = 0;
+        if (WIFSIGNALED(status))
+            return pea_fail(err, 0, "container init was killed by signal %d during setup", WTERMSIG(status));
+        return pea_fail(err, 0, "container init exited with status %d during setup", WEXITSTATUS(status));
+    }
+    return pea_fail(err, EPIPE, "container init went away during setup");
+}
+
+/* Wait for the child's next step; SYNC_CONSOLE messages are handled on the way. */
+static int parent_expect(struct pea_launch *l, enum sync_step want, struct pea_error *err)
+{
+    for (;;) {
+        struct sync_header h;
+        AUTO_FREE char *text = NULL;
+        int fd = -1;
+        if (sync_recv(l->sync_fd, &h, &text, &fd) < 0)
+            return parent_fail_from_child(l, NULL, NULL, err);
+        if (h.step == SYNC_CONSOLE && fd >= 0) {
+            if (l->console_socket) {
+                int r = console_send_to_socket(l->console_socket, fd, err);
+                close(fd);
+                if (r < 0)
+                    return -1;
+            } else {
+                l->console_master = fd;
+            }
+            continue;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (h.step == want)
+            return 0;
+        return parent_fail_from_child(l, &h, text, err);
+    }
+}
+
+static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_error *err)
+{
+    if (!used_into_cgroup && l->cgroup_path && cgroup_enter(l->cgroup_path, l->pid, err) < 0)
+        return -1;
+    const struct pea_process *proc = l->spec->process;
+    if (!l->is_exec) {
+        AUTO_FD int proc_fd = sys_open_procfs();
+        if (proc_fd < 0)
+            return pea_fail(err, errno, "open /proc");
+        if (l->spec->namespaces[PEA_NS_USER].is_present && !l->spec->namespaces[PEA_NS_USER].path &&
+            ns_write_id_maps(proc_fd, l->pid, l->spec, err) < 0)
+            return -1;
+        if (proc->has_oom_score_adj) {
+            char path[64], value[32];
+            snprintf(path, sizeof path, "%d/oom_score_adj", (int)l->pid);
+            int n = snprintf(value, sizeof value, "%d", proc->oom_score_adj);
+            AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            if (fd < 0 || sys_check_procfs(fd) < 0 || write_all(fd, value, (size_t)n) < 0)
+                return pea_fail(err, errno, "write oom_score_adj %d", proc->oom_score_adj);
+        }
+    }
+    if (sync_send(l->sync_fd, SYNC_GO, 0, NULL, -1) < 0)
+        return pea_fail(err, errno, "start container init");
+    if (parent_expect(l, SYNC_NAMESPACES_READY, err) < 0)
+        return -1;
+    AUTO_FREE char *state_json = NULL;
+    if (l->on_namespaces_ready) {
+        state_json = l->on_namespaces_ready(l, err);
+        if (!state_json) {
+            sync_send(l->sync_fd, SYNC_ERROR, 0, NULL, -1);
+            return -1;
+        }
+    }
+    if (sync_send(l->sync_fd, SYNC_HOOKS_DONE, 0, state_json ? state_json : "{}", -1) < 0)
+        return pea_fail(err, errno, "continue container init");
+    return parent_expect(l, SYNC_READY, err);
+}
+
+int process_launch(struct pea_launch *l, struct pea_error *err)
+{
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+        return pea_fail(err, errno, "socketpair");
+    l->sync_fd = pair[0];
+    uint64_t flags = CLONE_PIDFD;
+    if (l->is_exec) {
+        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_FOR_CHILDREN, err) < 0) {
+            close(pair[1]);
+            return -1;
+        }
+    } else {
+        struct pea_ns_handles h;
+        uint64_t ns_flags = 0;
+        int r = ns_open_paths(l->spec, &h, err);
+        if (r == 0)
+            r = ns_prepare_parent(l->spec, &h, &ns_flags, err);
+        ns_close_handles(&h);
+        if (r < 0) {
+            close(pair[1]);
+            return -1;
+        }
+        flags |= ns_flags;
+    }
+    if (l->cgroup_fd >= 0)
+        flags |= CLONE_INTO_CGROUP;
+    pid_t parent = getpid();
+    bool used_into_cgroup = false;
+    int pidfd = -1;
+    pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
+    if (pid < 0) {
+        int saved = errno;
+        close(pair[1]);
+        return pea_fail(err, saved, "clone container init");
+    }
+    if (pid == 0) {
+        close(pair[0]);
+        child_main(l, pair[1], parent);
+    }
+    close(pair[1]);
+    l->pid = pid;
+    l->pidfd = pidfd;
+    if (parent_drive(l, used_into_cgroup, err) < 0) {
+        process_abort(l);
+        return -1;
+    }
+    return 0;
+}
+
+int process_release(struct pea_launch *l, struct pea_error *err)
+{
+    if (sync_send(l->sync_fd, SYNC_RELEASE, 0, NULL, -1) < 0)
+        return pea_fail(err, errno, "release container init");
+    struct sync_header h;
+    if (sync_recv(l->sync_fd, &h, NULL, NULL) < 0 || h.step != SYNC_RELEASED)
+        return pea_fail(err, 0, "container init did not confirm its release");
+    close(l->sync_fd);
+    l->sync_fd = -1;
+    return 0;
+}

@@ -1,0 +1,234 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pea/cgroup.h"
+#include "pea/spec.h"
+#include "pea/state.h"
+#include "pea/sys.h"
+#include "pea/util.h"
+
+int state_validate_id(const char *id, struct pea_error *err)
+{
+    size_t len = id ? strlen(id) : 0;
+    if (len == 0)
+        return pea_fail(err, 0, "container id: must not be empty");
+    if (len > 1024)
+        return pea_fail(err, 0, "container id: longer than 1024 bytes");
+    if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+        return pea_fail(err, 0, "invalid container id \"%s\"", id);
+    for (const char *p = id; *p; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.' || c == '+';
+        if (!ok)
+            return pea_fail(err, 0, "invalid container id \"%s\": only letters, digits and _ - . + are allowed", id);
+    }
+    return 0;
+}
+
+/* mkdir -p with mode for the components we create. */
+static int mkdir_parents(const char *path, mode_t mode)
+{
+    AUTO_FREE char *copy = xstrdup(path);
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(copy, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int state_root_open(const char *root, bool create, struct pea_error *err)
+{
+    if (create && mkdir_parents(root, 0700) < 0)
+        return pea_fail(err, errno, "create state root %s", root);
+    int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "open state root %s", root);
+    return fd;
+}
+
+int state_dir_create(int root_fd, const char *id, struct pea_error *err)
+{
+    if (mkdirat(root_fd, id, 0700) < 0) {
+        if (errno == EEXIST)
+            return pea_fail(err, 0, "container with id %s already exists", id);
+        return pea_fail(err, errno, "create state directory %s", id);
+    }
+    int fd = openat(root_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return pea_fail(err, errno, "open state directory %s", id);
+    return fd;
+}
+
+int state_dir_open(int root_fd, const char *id, struct pea_error *err)
+{
+    int fd = openat(root_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return pea_fail(err, 0, "container %s does not exist", id);
+        return pea_fail(err, errno, "open state directory %s", id);
+    }
+    return fd;
+}
+
+int state_dir_remove(int root_fd, const char *id, struct pea_error *err)
+{
+    AUTO_FD int dir_fd = openat(root_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dir_fd < 0)
+        return errno == ENOENT ? 0 : pea_fail(err, errno, "open state directory %s", id);
+    DIR *dir = fdopendir(dup(dir_fd));
+    if (!dir)
+        return pea_fail(err, errno, "list state directory %s", id);
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dir_fd, de->d_name, 0) < 0 && errno != ENOENT) {
+            int saved = errno;
+            closedir(dir);
+            return pea_fail(err, saved, "remove %s/%s", id, de->d_name);
+        }
+    }
+    closedir(dir);
+    if (unlinkat(root_fd, id, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return pea_fail(err, errno, "remove state directory %s", id);
+    return 0;
+}
+
+int state_lock(int dir_fd, struct pea_error *err)
+{
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "open state directory for locking");
+    while (flock(fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            int saved = errno;
+            close(fd);
+            return pea_fail(err, saved, "lock state directory");
+        }
+    }
+    return fd;
+}
+
+int state_save(int dir_fd, const struct pea_state *st, struct pea_error *err)
+{
+    AUTO_JSON json_t *j = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s, s:O, s:i, s:b, s:b}", "id", st->id, "pid",
+                                    (int)st->pid, "start_time", (json_int_t)st->start_time, "bundle", st->bundle,
+                                    "rootfs", st->rootfs, "created", st->created, "annotations",
+                                    st->annotations ? st->annotations : json_object(), "owner", (int)st->owner,
+                                    "is_created", st->is_created, "has_terminal", st->has_terminal);
+    if (!j)
+        return pea_fail(err, ENOMEM, "encode state of %s", st->id);
+    if (st->cgroup_path)
+        json_object_set_new(j, "cgroup_path", json_string(st->cgroup_path));
+    json_object_set_new(j, "format", json_integer(1));
+    AUTO_FREE char *text = json_dumps(j, JSON_COMPACT);
+    if (!text || write_file_atomic_at(dir_fd, "state.json", text, strlen(text), 0600) < 0)
+        return pea_fail(err, errno, "write state of %s", st->id);
+    return 0;
+}
+
+void state_clear(struct pea_state *st)
+{
+    free(st->id);
+    free(st->bundle);
+    free(st->rootfs);
+    free(st->cgroup_path);
+    json_decref(st->annotations);
+    memset(st, 0, sizeof *st);
+}
+
+int state_load(int dir_fd, struct pea_state *st, struct pea_error *err)
+{
+    memset(st, 0, sizeof *st);
+    AUTO_FREE char *text = read_file_at(dir_fd, "state.json", 1 << 20, NULL);
+    if (!text) {
+        if (errno == ENOENT)
+            return pea_fail(err, 0, "container state not written yet (still creating)");
+        return pea_fail(err, errno, "read state.json");
+    }
+    json_error_t jerr;
+    AUTO_JSON json_t *j = json_loads(text, 0, &jerr);
+    const char *id, *bundle, *rootfs, *created, *cgroup_path = NULL;
+    int pid, owner, is_created = 0, has_terminal = 0;
+    json_int_t start_time;
+    json_t *annotations;
+    if (!j || json_unpack(j, "{s:s, s:i, s:I, s:s, s:s, s:s, s:o, s:i, s?b, s?b, s?s}", "id", &id, "pid", &pid,
+                          "start_time", &start_time, "bundle", &bundle, "rootfs", &rootfs, "created", &created,
+                          "annotations", &annotations, "owner", &owner, "is_created", &is_created, "has_terminal",
+                          &has_terminal, "cgroup_path", &cgroup_path) < 0)
+        return pea_fail(err, 0, "state.json: corrupt or written by an incompatible pea");
+    st->id = xstrdup(id);
+    st->pid = pid;
+    st->start_time = (unsigned long long)start_time;
+    st->bundle = xstrdup(bundle);
+    st->rootfs = xstrdup(rootfs);
+    snprintf(st->created, sizeof st->created, "%s", created);
+    st->annotations = json_incref(annotations);
+    st->owner = (uid_t)owner;
+    st->is_created = is_created;
+    st->has_terminal = has_terminal;
+    st->cgroup_path = cgroup_path ? xstrdup(cgroup_path) : NULL;
+    return 0;
+}
+
+static bool is_init_alive(const struct pea_state *st)
+{
+    if (st->pid <= 0)
+        return false;
+    bool is_zombie;
+    unsigned long long start = sys_process_start_time(st->pid, &is_zombie);
+    return start != 0 && start == st->start_time && !is_zombie;
+}
+
+enum pea_status state_status(int dir_fd, const struct pea_state *st)
+{
+    if (!is_init_alive(st))
+        return st->is_created || st->pid > 0 ? PEA_STATUS_STOPPED : PEA_STATUS_CREATING;
+    if (!st->is_created)
+        return PEA_STATUS_CREATING;
+    if (faccessat(dir_fd, PEA_EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return PEA_STATUS_CREATED;
+    if (st->cgroup_path && cgroup_is_frozen(st->cgroup_path, NULL) == 1)
+        return PEA_STATUS_PAUSED;
+    return PEA_STATUS_RUNNING;
+}
+
+const char *state_status_name(enum pea_status status)
+{
+    switch (status) {
+    case PEA_STATUS_CREATING: return "creating";
+    case PEA_STATUS_CREATED: return "created";
+    case PEA_STATUS_RUNNING: return "running";
+    case PEA_STATUS_PAUSED: return "paused";
+    case PEA_STATUS_STOPPED: return "stopped";
+    }
+    return "unknown";
+}
+
+json_t *state_to_json(const struct pea_state *st, enum pea_status status)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "ociVersion", json_string(PEA_OCI_VERSION));
+    json_object_set_new(j, "id", json_string(st->id));
+    json_object_set_new(j, "pid", json_integer(status == PEA_STATUS_STOPPED ? 0 : st->pid));
+    json_object_set_new(j, "status", json_string(state_status_name(status)));
+    json_object_set_new(j, "bundle", json_string(st->bundle));
+    json_object_set_new(j, "rootfs", json_string(st->rootfs));
+    json_object_set_new(j, "created", json_string(st->created));
+    if (st->annotations && json_object_size(st->annotations) > 0)
+        json_object_set(j, "annotations", st->annotations);
+    json_object_set_new(j, "owner", json_string(""));
+    return j;
+}

@@ -1,0 +1,137 @@
+/* Thin syscall layer: calls glibc lacks, each with its fallback here and nowhere else. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/magic.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pea/sys.h"
+#include "pea/util.h"
+
+pid_t sys_clone3(uint64_t flags, int cgroup_fd, int *pidfd, bool *used_into_cgroup)
+{
+    struct clone_args args = {0};
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if (flags & CLONE_PIDFD)
+        args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    if (flags & CLONE_INTO_CGROUP)
+        args.cgroup = (uint64_t)cgroup_fd;
+    if (used_into_cgroup)
+        *used_into_cgroup = (flags & CLONE_INTO_CGROUP) != 0;
+    long r = syscall(SYS_clone3, &args, sizeof args);
+    if (r >= 0 || errno != ENOSYS)
+        return (pid_t)r;
+    /* Kernels before 5.3: clone(2) cannot place the child in a cgroup; the caller moves it. */
+    if (used_into_cgroup)
+        *used_into_cgroup = false;
+    uint64_t legacy = flags & ~(uint64_t)CLONE_INTO_CGROUP;
+    return (pid_t)syscall(SYS_clone, (unsigned long)(legacy | SIGCHLD), NULL, (legacy & CLONE_PIDFD) ? pidfd : NULL,
+                          NULL, 0UL);
+}
+
+int sys_pidfd_open(pid_t pid, unsigned flags) { return (int)syscall(SYS_pidfd_open, pid, flags); }
+
+int sys_pidfd_send_signal(int pidfd, int sig, siginfo_t *info, unsigned flags)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags);
+}
+
+int sys_pivot_root(const char *new_root, const char *put_old)
+{
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+/* Walk /proc/self/fd when close_range is missing; apply `cloexec` or close to every fd >= first. */
+static int fd_walk(int first, bool cloexec)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return -1;
+    int self = dirfd(dir);
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        long long fd;
+        if (parse_int64(de->d_name, &fd) < 0 || fd < first || fd == self)
+            continue;
+        if (cloexec) {
+            int fl = fcntl((int)fd, F_GETFD);
+            if (fl >= 0)
+                fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+        } else {
+            close((int)fd);
+        }
+    }
+    closedir(dir);
+    return 0;
+}
+
+int sys_cloexec_from(int first)
+{
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    return fd_walk(first, true);
+}
+
+int sys_close_from(int first)
+{
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0)
+        return 0;
+    return fd_walk(first, false);
+}
+
+int sys_check_procfs(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return -1;
+    if (st.f_type != PROC_SUPER_MAGIC) {
+        errno = EXDEV;
+        return -1;
+    }
+    return 0;
+}
+
+int sys_open_procfs(void)
+{
+    AUTO_FD int fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (sys_check_procfs(fd) < 0)
+        return -1;
+    return take_fd(&fd);
+}
+
+unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (is_zombie)
+        *is_zombie = false;
+    AUTO_FREE char *stat = read_file_at(AT_FDCWD, path, 65536, NULL);
+    if (!stat)
+        return 0;
+    /* The command name may hold spaces and parentheses: fields restart after the last ')'. */
+    char *p = strrchr(stat, ')');
+    if (!p)
+        return 0;
+    p += 2; /* field 3: state */
+    if (is_zombie)
+        *is_zombie = (*p == 'Z' || *p == 'X');
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return 0;
+        p++;
+    }
+    return strtoull(p, NULL, 10);
+}

@@ -1,2 +1,200 @@
+/* pea: an OCI runtime with runc's command line. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { puts("pea " PEA_VERSION); return 0; }
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "pea/log.h"
+#include "pea/seccomp.h"
+#include "pea/spec.h"
+#include "pea/util.h"
+
+static const struct cli_command commands[] = {
+    {"create", cmd_create, "create [options] ID", "create a container from a bundle; it waits for `start`",
+     "  -b, --bundle DIR        bundle directory (default: current directory)\n"
+     "      --pid-file FILE     write the init's PID there\n"
+     "      --console-socket S  send the pty master to this unix socket\n"
+     "      --no-pivot          chroot instead of pivot_root (for a ramdisk root)\n"
+     "      --no-new-keyring    keep the caller's session keyring\n"
+     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"},
+    {"start", cmd_start, "start ID", "start the user process of a created container", ""},
+    {"run", cmd_run, "run [options] ID", "create and start a container, waiting for it unless --detach",
+     "  -b, --bundle DIR        bundle directory (default: current directory)\n"
+     "  -d, --detach            return once the container runs\n"
+     "      --keep              keep the container's state after it exits\n"
+     "      --pid-file FILE     write the init's PID there\n"
+     "      --console-socket S  send the pty master to this unix socket\n"
+     "      --no-pivot          chroot instead of pivot_root\n"
+     "      --no-new-keyring    keep the caller's session keyring\n"
+     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"},
+    {"state", cmd_state, "state ID", "print the OCI state of a container as JSON", ""},
+    {"kill", cmd_kill, "kill [options] ID [SIGNAL]", "send a signal (default SIGTERM) to the container's init",
+     "  -a, --all               signal every process in the container's cgroup\n"},
+    {"delete", cmd_delete, "delete [options] ID", "delete a stopped container and everything it held",
+     "  -f, --force             kill it first if it still runs\n"},
+    {"list", cmd_list, "list [options]", "list the containers under --root",
+     "  -f, --format table|json output format (default table)\n"
+     "  -q, --quiet             print the ids only\n"},
+    {"exec", cmd_exec, "exec [options] ID [COMMAND [ARG...]]", "run a new process inside a running container",
+     "  -p, --process FILE      the process as OCI process JSON\n"
+     "  -d, --detach            do not wait for the process\n"
+     "      --pid-file FILE     write the process's PID there\n"
+     "      --console-socket S  send the pty master to this unix socket\n"
+     "  -t, --tty               allocate a pseudo-terminal\n"
+     "  -e, --env KEY=VALUE     set an environment variable (repeatable)\n"
+     "      --cwd DIR           working directory inside the container\n"
+     "  -u, --user UID[:GID]    run as this user\n"
+     "      --preserve-fds N    pass N extra fds (from 3) to the process\n"},
+    {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
+    {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
+    {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
+     "  -f, --format table|json output format (default table; json prints host PIDs)\n"},
+    {"update", cmd_update, "update [options] ID", "change the resource limits of a running container",
+     "  -r, --resources FILE    linux.resources JSON ('-' for stdin)\n"
+     "      --memory BYTES, --memory-reservation BYTES, --memory-swap BYTES\n"
+     "      --cpu-shares N, --cpu-quota N, --cpu-period N, --cpuset-cpus LIST, --cpuset-mems LIST\n"
+     "      --pids-limit N, --blkio-weight N\n"},
+    {"events", cmd_events, "events [options] ID", "print the container's resource statistics and OOM events",
+     "      --stats             print the statistics once and exit\n"
+     "      --interval DURATION seconds between statistics (default 5s)\n"},
+    {"spec", cmd_spec, "spec [options]", "write a default config.json",
+     "  -b, --bundle DIR        where to write it (default: current directory)\n"
+     "      --rootless          for a container run by an unprivileged user\n"},
+    {"features", cmd_features, "features", "print what this pea supports, as OCI features JSON", ""},
+};
+
+int cli_fail(const struct pea_error *err)
+{
+    log_error("%s", err->msg);
+    return 1;
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_error("%s%s%s", command ? command : "", command ? ": " : "", msg);
+    for (size_t i = 0; command && i < ARRAY_SIZE(commands); i++)
+        if (strcmp(commands[i].name, command) == 0)
+            fprintf(stderr, "Usage: pea %s\n", commands[i].usage);
+    return 1;
+}
+
+int cli_help(const char *command)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i].name, command) != 0)
+            continue;
+        printf("Usage: pea %s\n\n%s\n", commands[i].usage, commands[i].summary);
+        if (*commands[i].options)
+            printf("\nOptions:\n%s", commands[i].options);
+        printf("  -h, --help              show this help\n");
+        return 0;
+    }
+    return 1;
+}
+
+bool cli_parse_count(const char *text, int *out)
+{
+    long long v;
+    if (parse_int64(text, &v) < 0 || v < 0 || v > 1 << 20)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static void print_usage(FILE *f)
+{
+    fprintf(f, "Usage: pea [global options] COMMAND [options] [arguments]\n\n"
+               "An OCI container runtime with a pod sandbox.\n\nCommands:\n");
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nGlobal options:\n"
+               "  --root DIR             state directory (default /run/pea)\n"
+               "  --log FILE             also log to FILE (appended)\n"
+               "  --log-format text|json format of the --log lines\n"
+               "  --debug                log debug messages\n"
+               "  --systemd-cgroup       accept a slice:prefix:name cgroupsPath\n"
+               "  -h, --help             show this help\n"
+               "  -v, --version          print the version\n");
+}
+
+static void print_version(void)
+{
+    printf("pea version %s\nspec: %s\nlibseccomp: %s\n", PEA_VERSION, PEA_OCI_VERSION, seccomp_library_version());
+}
+
+int main(int argc, char **argv)
+{
+    static struct cli_globals g = {.root = "/run/pea", .log_format = "text"};
+    enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD, OPT_CRIU, OPT_ROOTLESS };
+    static const struct option opts[] = {
+        {"root", required_argument, NULL, OPT_ROOT},
+        {"log", required_argument, NULL, OPT_LOG},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"debug", no_argument, NULL, OPT_DEBUG},
+        {"systemd-cgroup", no_argument, NULL, OPT_SYSTEMD},
+        {"criu", required_argument, NULL, OPT_CRIU},
+        {"rootless", required_argument, NULL, OPT_ROOTLESS},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {0},
+    };
+    /* Writes to a closed pipe must fail with EPIPE, not kill us mid-cleanup. */
+    signal(SIGPIPE, SIG_IGN);
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+hv", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_ROOT: g.root = optarg; break;
+        case OPT_LOG: g.log_path = optarg; break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
+                return cli_usage_error(NULL, "--log-format: unknown format \"%s\" (text or json)", optarg);
+            g.log_format = optarg;
+            break;
+        case OPT_DEBUG: g.debug = true; break;
+        case OPT_SYSTEMD: g.systemd_cgroup = true; break;
+        case OPT_CRIU:
+        case OPT_ROOTLESS: break; /* accepted for runc compatibility */
+        case 'h': print_usage(stdout); return 0;
+        case 'v': print_version(); return 0;
+        default:
+            print_usage(stderr);
+            return cli_usage_error(NULL, "unknown global option %s", argv[optind - 1]);
+        }
+    }
+    if (log_open(g.log_path, strcmp(g.log_format, "json") == 0 ? PEA_LOG_JSON : PEA_LOG_TEXT, g.debug) < 0) {
+        fprintf(stderr, "pea: open log file %s: %s\n", g.log_path, strerror(errno));
+        return 1;
+    }
+    if (optind >= argc) {
+        print_usage(stderr);
+        return 1;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i].name, name) != 0)
+            continue;
+        int sub_argc = argc - optind;
+        char **sub_argv = argv + optind;
+        for (int a = 1; a < sub_argc; a++) {
+            if (sub_argv[a][0] != '-' || strcmp(sub_argv[a], "--") == 0)
+                break; /* the rest may be the container's own command line */
+            if (strcmp(sub_argv[a], "--help") == 0 || strcmp(sub_argv[a], "-h") == 0)
+                return cli_help(name);
+        }
+        optind = 0; /* reset getopt for the command's own options */
+        int r = commands[i].run(&g, sub_argc, sub_argv);
+        log_close();
+        return r;
+    }
+    return cli_usage_error(NULL, "unknown command \"%s\" (see pea --help)", name);
+}

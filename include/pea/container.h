@@ -1,0 +1,57 @@
+/* The container lifecycle behind the CLI: create, start, run, state, kill, delete, list, exec, pause, resume. */
+#ifndef PEA_CONTAINER_H
+#define PEA_CONTAINER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "pea/error.h"
+
+struct pea_create_options {
+    const char *root; /* state root */
+    const char *id;
+    const char *bundle;
+    const char *pid_file;
+    const char *console_socket;
+    bool no_pivot;
+    bool no_new_keyring;
+    int preserve_fds;
+};
+
+int container_create(const struct pea_create_options *o, struct pea_error *err);
+int container_start(const char *root, const char *id, struct pea_error *err);
+/* Foreground or detached run. *exit_code gets the container's status (128+N for a signal) when foreground. */
+int container_run(const struct pea_create_options *o, bool detach, bool keep, int *exit_code, struct pea_error *err);
+json_t *container_state(const char *root, const char *id, struct pea_error *err);
+/* Array of state objects (plus "created" and "owner") for `list`. */
+json_t *container_list(const char *root, struct pea_error *err);
+int container_kill(const char *root, const char *id, int sig, bool all, struct pea_error *err);
+int container_delete(const char *root, const char *id, bool force, struct pea_error *err);
+int container_pause(const char *root, const char *id, bool frozen, struct pea_error *err);
+/* Host PIDs of every process in the container. */
+int container_pids(const char *root, const char *id, pid_t **pids, size_t *n, struct pea_error *err);
+int container_update(const char *root, const char *id, json_t *resources, struct pea_error *err);
+json_t *container_stats(const char *root, const char *id, struct pea_error *err);
+/* OOM kills recorded in the container's memory.events; -1 when not available. */
+long long container_oom_kill_count(const char *root, const char *id);
+
+struct pea_exec_options {
+    const char *root;
+    const char *id;
+    json_t *process;          /* the full process object to run (from --process, or built from the flags) */
+    const char *pid_file;
+    const char *console_socket;
+    bool detach;
+    int preserve_fds;
+};
+/* Build the process object for exec from the container's own config: args, extra env, cwd, user, tty. */
+json_t *container_exec_process_from_flags(const char *root, const char *id, char **args, char **env,
+                                          const char *cwd, const char *user, bool tty, int tty_set,
+                                          struct pea_error *err);
+int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err);
+
+/* Wait for pid (our child) forwarding catchable signals to it via its pidfd; returns its status as an exit code. */
+int container_wait_forwarding(pid_t pid, int pidfd, int console_master);
+
+#endif

@@ -1,0 +1,46 @@
+/* Namespaces: validation of the combination, joining by path, creating new ones, id maps, time offsets, and the
+ * namespaced settings (hostname, domainname, sysctl). */
+#ifndef PEA_NS_H
+#define PEA_NS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pea/error.h"
+#include "pea/spec.h"
+
+/* Namespace files opened (and type-checked) by the parent before clone; -1 for "create new" or "not listed". */
+struct pea_ns_handles {
+    int fd[PEA_NS_COUNT];
+};
+
+/* Reject combinations that cannot work, naming the field: mappings without a user namespace, hostname without a
+ * UTS namespace, a missing mount namespace, network sysctls without a network namespace... */
+int ns_validate(const struct pea_spec *spec, struct pea_error *err);
+
+int ns_open_paths(const struct pea_spec *spec, struct pea_ns_handles *h, struct pea_error *err);
+void ns_close_handles(struct pea_ns_handles *h);
+
+/* Parent side, before clone: join a pid namespace by path and set up a new time namespace with offsets; these
+ * take effect for children only. Returns the CLONE_NEW* flags clone3 must carry (user, pid, time). */
+int ns_prepare_parent(const struct pea_spec *spec, const struct pea_ns_handles *h, uint64_t *clone_flags,
+                      struct pea_error *err);
+
+/* Parent side, after clone: write uid_map/gid_map (and setgroups when unprivileged) of the child through a
+ * verified procfs fd. */
+int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err);
+
+/* Child side: join namespaces by path (user first), then unshare the new mount, network, ipc, uts and cgroup
+ * namespaces. */
+int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct pea_error *err);
+
+/* Child side, in its namespaces: hostname, domainname and linux.sysctl, written through proc_fd. */
+int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err);
+
+/* Join every namespace of a running process that differs from ours (for exec); the pid and time namespaces take
+ * effect for children, so call this in the process that will clone. `which` selects PID/TIME (parent) or the
+ * rest (child). */
+enum ns_join_phase { NS_JOIN_FOR_CHILDREN, NS_JOIN_SELF };
+int ns_join_process(int pidfd, pid_t pid, enum ns_join_phase phase, struct pea_error *err);
+
+#endif

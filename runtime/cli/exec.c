@@ -1,0 +1,83 @@
+/* exec: a new process in a running container, from --process JSON or from the command line. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "pea/container.h"
+#include "pea/util.h"
+
+enum { OPT_PID_FILE = 256, OPT_CONSOLE_SOCKET, OPT_CWD, OPT_PRESERVE_FDS, OPT_IGNORED_VALUE, OPT_IGNORED_FLAG };
+
+int cmd_exec(const struct cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"process", required_argument, NULL, 'p'},
+        {"detach", no_argument, NULL, 'd'},
+        {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"console-socket", required_argument, NULL, OPT_CONSOLE_SOCKET},
+        {"tty", no_argument, NULL, 't'},
+        {"env", required_argument, NULL, 'e'},
+        {"cwd", required_argument, NULL, OPT_CWD},
+        {"user", required_argument, NULL, 'u'},
+        {"preserve-fds", required_argument, NULL, OPT_PRESERVE_FDS},
+        {"process-label", required_argument, NULL, OPT_IGNORED_VALUE},
+        {"apparmor", required_argument, NULL, OPT_IGNORED_VALUE},
+        {"no-new-privs", no_argument, NULL, OPT_IGNORED_FLAG},
+        {0},
+    };
+    struct pea_exec_options o = {.root = g->root};
+    const char *process_file = NULL, *cwd = NULL, *user = NULL;
+    bool tty = false;
+    AUTO_FREE char **env = xcalloc((size_t)argc + 1, sizeof(char *));
+    size_t n_env = 0;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+p:dte:u:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': process_file = optarg; break;
+        case 'd': o.detach = true; break;
+        case OPT_PID_FILE: o.pid_file = optarg; break;
+        case OPT_CONSOLE_SOCKET: o.console_socket = optarg; break;
+        case 't': tty = true; break;
+        case 'e': env[n_env++] = optarg; break;
+        case OPT_CWD: cwd = optarg; break;
+        case 'u': user = optarg; break;
+        case OPT_PRESERVE_FDS:
+            if (!cli_parse_count(optarg, &o.preserve_fds))
+                return cli_usage_error("exec", "--preserve-fds: not a count: %s", optarg);
+            break;
+        case OPT_IGNORED_VALUE:
+        case OPT_IGNORED_FLAG: break;
+        default: return cli_usage_error("exec", "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("exec", "missing container id");
+    o.id = argv[optind];
+    char **args = argv + optind + 1;
+    struct pea_error err = {0};
+    AUTO_JSON json_t *process = NULL;
+    if (process_file) {
+        json_error_t jerr;
+        process = json_load_file(process_file, JSON_REJECT_DUPLICATES, &jerr);
+        if (!process || !json_is_object(process)) {
+            pea_fail(&err, 0, "exec %s: --process %s: %s", o.id, process_file,
+                     process ? "not a JSON object" : jerr.text);
+            return cli_fail(&err);
+        }
+        if (tty)
+            json_object_set_new(process, "terminal", json_true());
+    } else {
+        if (!*args)
+            return cli_usage_error("exec", "missing the command to run (or --process FILE)");
+        process = container_exec_process_from_flags(g->root, o.id, args, env, cwd, user, tty, 1, &err);
+        if (!process)
+            return cli_fail(&err);
+    }
+    o.process = process;
+    int exit_code = 0;
+    if (container_exec(&o, &exit_code, &err) < 0)
+        return cli_fail(&err);
+    return exit_code;
+}

@@ -1,0 +1,208 @@
+/* create, start, run, state, kill, delete, list. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "pea/container.h"
+#include "pea/signals.h"
+#include "pea/util.h"
+
+enum {
+    OPT_BUNDLE = 'b',
+    OPT_DETACH = 'd',
+    OPT_PID_FILE = 256,
+    OPT_CONSOLE_SOCKET,
+    OPT_NO_PIVOT,
+    OPT_NO_NEW_KEYRING,
+    OPT_PRESERVE_FDS,
+    OPT_KEEP,
+    OPT_NO_SUBREAPER,
+};
+
+/* Options shared by create and run; returns the index of the container id or -1 after reporting. */
+static int parse_create_options(const char *command, int argc, char **argv, struct pea_create_options *o,
+                                bool *detach, bool *keep)
+{
+    static const struct option opts[] = {
+        {"bundle", required_argument, NULL, OPT_BUNDLE},
+        {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"console-socket", required_argument, NULL, OPT_CONSOLE_SOCKET},
+        {"no-pivot", no_argument, NULL, OPT_NO_PIVOT},
+        {"no-new-keyring", no_argument, NULL, OPT_NO_NEW_KEYRING},
+        {"preserve-fds", required_argument, NULL, OPT_PRESERVE_FDS},
+        {"detach", no_argument, NULL, OPT_DETACH},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"no-subreaper", no_argument, NULL, OPT_NO_SUBREAPER},
+        {0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+b:d", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_BUNDLE: o->bundle = optarg; break;
+        case OPT_PID_FILE: o->pid_file = optarg; break;
+        case OPT_CONSOLE_SOCKET: o->console_socket = optarg; break;
+        case OPT_NO_PIVOT: o->no_pivot = true; break;
+        case OPT_NO_NEW_KEYRING: o->no_new_keyring = true; break;
+        case OPT_PRESERVE_FDS:
+            if (!cli_parse_count(optarg, &o->preserve_fds))
+                return cli_usage_error(command, "--preserve-fds: not a count: %s", optarg), -1;
+            break;
+        case OPT_DETACH:
+            if (!detach)
+                return cli_usage_error(command, "unknown option -d"), -1;
+            *detach = true;
+            break;
+        case OPT_KEEP:
+            if (!keep)
+                return cli_usage_error(command, "unknown option --keep"), -1;
+            *keep = true;
+            break;
+        case OPT_NO_SUBREAPER: break; /* runc compatibility: pea never becomes a subreaper here */
+        default: return cli_usage_error(command, "unknown option %s", argv[optind - 1]), -1;
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error(command, "expected exactly one container id"), -1;
+    o->id = argv[optind];
+    return optind;
+}
+
+int cmd_create(const struct cli_globals *g, int argc, char **argv)
+{
+    struct pea_create_options o = {.root = g->root};
+    if (parse_create_options("create", argc, argv, &o, NULL, NULL) < 0)
+        return 1;
+    struct pea_error err = {0};
+    return container_create(&o, &err) < 0 ? cli_fail(&err) : 0;
+}
+
+int cmd_run(const struct cli_globals *g, int argc, char **argv)
+{
+    struct pea_create_options o = {.root = g->root};
+    bool detach = false, keep = false;
+    if (parse_create_options("run", argc, argv, &o, &detach, &keep) < 0)
+        return 1;
+    struct pea_error err = {0};
+    int exit_code = 0;
+    if (container_run(&o, detach, keep, &exit_code, &err) < 0)
+        return cli_fail(&err);
+    return exit_code;
+}
+
+/* Commands whose only argument is the id (after optional flags in opts). */
+static const char *single_id(const char *command, int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        cli_usage_error(command, argc < 2 ? "missing container id" : "expected exactly one container id");
+        return NULL;
+    }
+    return argv[1];
+}
+
+int cmd_start(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *id = single_id("start", argc, argv);
+    if (!id)
+        return 1;
+    struct pea_error err = {0};
+    return container_start(g->root, id, &err) < 0 ? cli_fail(&err) : 0;
+}
+
+int cmd_state(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *id = single_id("state", argc, argv);
+    if (!id)
+        return 1;
+    struct pea_error err = {0};
+    AUTO_JSON json_t *j = container_state(g->root, id, &err);
+    if (!j)
+        return cli_fail(&err);
+    json_dumpf(j, stdout, JSON_INDENT(2));
+    putchar('\n');
+    return 0;
+}
+
+int cmd_kill(const struct cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {{"all", no_argument, NULL, 'a'}, {0}};
+    bool all = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+a", opts, NULL)) != -1) {
+        if (c != 'a')
+            return cli_usage_error("kill", "unknown option %s", argv[optind - 1]);
+        all = true;
+    }
+    if (optind >= argc || argc - optind > 2)
+        return cli_usage_error("kill", "expected a container id and an optional signal");
+    const char *id = argv[optind];
+    int sig = 15;
+    if (argc - optind == 2 && (sig = signal_parse(argv[optind + 1])) < 0)
+        return cli_usage_error("kill", "unknown signal \"%s\"", argv[optind + 1]);
+    struct pea_error err = {0};
+    return container_kill(g->root, id, sig, all, &err) < 0 ? cli_fail(&err) : 0;
+}
+
+int cmd_delete(const struct cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {0}};
+    bool force = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+f", opts, NULL)) != -1) {
+        if (c != 'f')
+            return cli_usage_error("delete", "unknown option %s", argv[optind - 1]);
+        force = true;
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("delete", "expected exactly one container id");
+    struct pea_error err = {0};
+    return container_delete(g->root, argv[optind], force, &err) < 0 ? cli_fail(&err) : 0;
+}
+
+int cmd_list(const struct cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'}, {"quiet", no_argument, NULL, 'q'},
+                                         {0}};
+    const char *format = "table";
+    bool quiet = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "+f:q", opts, NULL)) != -1) {
+        if (c == 'f')
+            format = optarg;
+        else if (c == 'q')
+            quiet = true;
+        else
+            return cli_usage_error("list", "unknown option %s", argv[optind - 1]);
+    }
+    if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
+        return cli_usage_error("list", "--format: unknown format \"%s\" (table or json)", format);
+    if (optind != argc)
+        return cli_usage_error("list", "takes no arguments");
+    struct pea_error err = {0};
+    AUTO_JSON json_t *all = container_list(g->root, &err);
+    if (!all)
+        return cli_fail(&err);
+    size_t i;
+    json_t *s;
+    if (quiet) {
+        json_array_foreach(all, i, s) printf("%s\n", json_string_value(json_object_get(s, "id")));
+    } else if (strcmp(format, "json") == 0) {
+        json_dumpf(all, stdout, JSON_COMPACT);
+        putchar('\n');
+    } else {
+        printf("%-12s %-8s %-10s %-40s %-31s %s\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+        json_array_foreach(all, i, s)
+        {
+            printf("%-12s %-8lld %-10s %-40s %-31s %s\n", json_string_value(json_object_get(s, "id")),
+                   json_integer_value(json_object_get(s, "pid")), json_string_value(json_object_get(s, "status")),
+                   json_string_value(json_object_get(s, "bundle")), json_string_value(json_object_get(s, "created")),
+                   getuid() == 0 ? "root" : "");
+        }
+    }
+    return 0;
+}
