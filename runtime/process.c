@@ -295,17 +295,17 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
     return process_find_executable(proc->args[0], proc->env, exe, exe_len, err);
 }
 
-static _Noreturn void child_main(struct pea_launch *l, int sock, pid_t parent)
+static _Noreturn void child_main(struct pea_launch *l, int sock)
 {
     struct pea_error err = {0};
     void *filter = NULL;
     char exe[PATH_MAX];
     child_reset_signals();
+    /* If the parent is already gone, its end of the socket is closed and the first wait below fails. (getppid()
+     * cannot tell: it is 0 in a new pid namespace.) */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(1);
     if (l->spec->seccomp) {
-        /* Compiled before any privilege is dropped; loaded at the last moment. */
+        /* Compiled while we still may do anything; loaded at the last moment. */
         filter = seccomp_filter_build(l->spec->seccomp, &err);
         if (!filter)
             goto fail;
@@ -456,7 +456,6 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (l->cgroup_fd >= 0)
         flags |= CLONE_INTO_CGROUP;
-    pid_t parent = getpid();
     bool used_into_cgroup = false;
     int pidfd = -1;
     pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
@@ -467,7 +466,7 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (pid == 0) {
         close(pair[0]);
-        child_main(l, pair[1], parent);
+        child_main(l, pair[1]);
     }
     close(pair[1]);
     l->pid = pid;

@@ -1,2 +1,96 @@
 #include <criterion/criterion.h>
-Test(placeholder, builds) { cr_assert(1); }
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pea/error.h"
+#include "pea/util.h"
+
+Test(error, fail_appends_strerror)
+{
+    struct pea_error err = {0};
+    cr_assert_eq(pea_fail(&err, EPERM, "mount proc on %s", "/proc"), -1);
+    cr_assert_str_eq(err.msg, "mount proc on /proc: Operation not permitted");
+    cr_assert_eq(err.errnum, EPERM);
+}
+
+Test(error, validation_error_has_no_errno_text)
+{
+    struct pea_error err = {0};
+    pea_fail(&err, 0, "process.args: must hold at least one element");
+    cr_assert_str_eq(err.msg, "process.args: must hold at least one element");
+    cr_assert_eq(err.errnum, 0);
+}
+
+Test(error, wrap_prefixes_context)
+{
+    struct pea_error err = {0};
+    pea_fail(&err, ENOENT, "open %s", "/x");
+    pea_wrap(&err, "create %s", "c1");
+    cr_assert_str_eq(err.msg, "create c1: open /x: No such file or directory");
+}
+
+Test(error, wrap_truncates_instead_of_overflowing)
+{
+    struct pea_error err = {0};
+    char big[2000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    pea_fail(&err, 0, "%s", big);
+    pea_wrap(&err, "create %s", "c1");
+    cr_assert_eq(strlen(err.msg), sizeof err.msg - 1);
+    cr_assert_eq(strncmp(err.msg, "create c1: aaa", 14), 0);
+}
+
+Test(util, parse_numbers)
+{
+    long long s;
+    unsigned long long u;
+    cr_assert_eq(parse_int64("-12", &s), 0);
+    cr_assert_eq(s, -12);
+    cr_assert_eq(parse_int64("12a", &s), -1);
+    cr_assert_eq(parse_int64("", &s), -1);
+    cr_assert_eq(parse_int64("99999999999999999999", &s), -1);
+    cr_assert_eq(parse_uint64("18446744073709551615", &u), 0);
+    cr_assert_eq(u, 18446744073709551615ULL);
+    cr_assert_eq(parse_uint64("-1", &u), -1);
+}
+
+Test(util, rfc3339_nano_in_utc)
+{
+    struct timespec ts = {.tv_sec = 1795331702, .tv_nsec = 123456789};
+    char buf[64];
+    format_rfc3339_nano(&ts, buf, sizeof buf);
+    cr_assert_str_eq(buf, "2026-11-22T07:15:02.123456789Z");
+}
+
+Test(util, atomic_write_replaces_and_leaves_no_temp)
+{
+    char dir[] = "/tmp/pea-util-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_eq(write_file_atomic_at(fd, "f", "one", 3, 0600), 0);
+    cr_assert_eq(write_file_atomic_at(fd, "f", "two", 3, 0600), 0);
+    size_t len;
+    char *text = read_file_at(fd, "f", 100, &len);
+    cr_assert_str_eq(text, "two");
+    free(text);
+    struct stat st;
+    cr_assert_eq(fstatat(fd, "f", &st, 0), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(unlinkat(fd, "f", 0), 0);
+    close(fd);
+    cr_assert_eq(rmdir(dir), 0, "a temporary file was left behind");
+}
+
+Test(util, read_file_refuses_oversized)
+{
+    errno = 0;
+    char *text = read_file_at(AT_FDCWD, "/proc/self/maps", 16, NULL);
+    cr_assert_null(text);
+    cr_assert_eq(errno, EFBIG);
+}
