@@ -85,6 +85,7 @@ def _session_leak_check(tmp_path_factory, session_dir):
         yield
         return
     helpers.become_subreaper()
+    helpers.start_reaper()
     helpers.occupy_low_fds()
     base = str(tmp_path_factory.getbasetemp())
     mounts_before = helpers.mount_points()

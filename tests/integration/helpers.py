@@ -9,6 +9,8 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,8 +60,21 @@ def read(path):
 
 # ---- the runner ---------------------------------------------------------------------------------------------------
 
-# Children that a test is still waiting for itself (spawned in the background): the orphan reaper leaves them alone.
+# Children that a test waits for itself (runtime commands, claimed container pids): the orphan reaper leaves them
+# alone.  The lock makes "start a child and claim it" atomic with respect to the reaper.
 _own_children = set()
+_reap_lock = threading.Lock()
+
+
+def claim_child(pid):
+    """Keep the background reaper off PID: the caller will waitpid() it (release with release_child)."""
+    with _reap_lock:
+        _own_children.add(pid)
+
+
+def release_child(pid):
+    with _reap_lock:
+        _own_children.discard(pid)
 
 
 class Runner:
@@ -76,7 +91,6 @@ class Runner:
         # The runtime runs with PEA_IT_MARK in its environment, so a process it forks carries the mark even
         # before it execs the container's process (whose env carries it through the bundle's config).
         self.env = dict(os.environ, PEA_IT_MARK=mark)
-        self._n = 0
 
     def argv(self, *args, global_args=()):
         out = [self.runtime, "--root", self.root, *global_args]
@@ -87,10 +101,12 @@ class Runner:
         return out
 
     def _output_file(self, given, kind):
+        """GIVEN (appended to, e.g. shared by create and the container), or a new file of our own."""
         if given is not None:
             return given
-        self._n += 1
-        return os.path.join(self.work_dir, f"{kind}-{self._n}")
+        fd, path = tempfile.mkstemp(prefix=kind + "-", dir=self.work_dir)
+        os.close(fd)
+        return path
 
     def popen(self, *args, global_args=(), stdin=None, stdout=None, stderr=None, fds=None, close_fds=True,
               env=None):
@@ -105,13 +121,13 @@ class Runner:
                 os.dup2(source, target)
                 os.set_inheritable(target, True)
 
-        with open(out_path, "ab") as out, open(err_path, "ab") as err:
+        with open(out_path, "ab") as out, open(err_path, "ab") as err, _reap_lock:
             proc = subprocess.Popen(self.argv(*args, global_args=global_args),
                                     stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=out, stderr=err,
                                     close_fds=close_fds, pass_fds=tuple(fds), preexec_fn=place_fds if fds else None,
                                     env=self.env if env is None else env)
+            _own_children.add(proc.pid)
         proc.out_path, proc.err_path = out_path, err_path
-        _own_children.add(proc.pid)
         return proc
 
     def __call__(self, *args, timeout=30, **kw):
@@ -124,7 +140,7 @@ class Runner:
             proc.wait()
             raise AssertionError(f"{' '.join(proc.args)} did not finish within {timeout}s")
         finally:
-            _own_children.discard(proc.pid)
+            release_child(proc.pid)
         return Result(code, read(proc.out_path), read(proc.err_path))
 
     def ok(self, *args, **kw):
@@ -166,7 +182,7 @@ def wait_child(proc, timeout=10):
     try:
         return proc.wait(timeout=timeout)
     finally:
-        _own_children.discard(proc.pid)
+        release_child(proc.pid)
 
 
 # ---- the bundle ---------------------------------------------------------------------------------------------------
@@ -180,7 +196,8 @@ class Bundle(os.PathLike):
         os.makedirs(path)
         make_bundle.build_rootfs(self.rootfs, binaries["peatest"], binaries["busybox"], link=True)
         self.config = make_bundle.default_config(["true"])
-        self.config["process"]["env"].append(f"PEA_IT_MARK={mark}")
+        self.mark = f"PEA_IT_MARK={mark}"
+        self.config["process"]["env"].append(self.mark)
 
     def __fspath__(self):
         return self.path
@@ -194,6 +211,11 @@ class Bundle(os.PathLike):
 
     def args(self, *args):
         self.config["process"]["args"] = [str(a) for a in args]
+        return self
+
+    def env(self, *entries):
+        """Replace process.env with ENTRIES (the test mark is kept, so leaks stay traceable)."""
+        self.config["process"]["env"] = [*entries, self.mark]
         return self
 
     def mount(self, destination, type=None, source=None, options=None):
@@ -246,8 +268,22 @@ def _proc_stat(pid):
     return fields[0], int(fields[1])  # state, ppid
 
 
+def start_reaper():
+    """Reap orphans in the background, as a shim does: a runtime may wait for a killed init to be reaped."""
+    def loop():
+        while True:
+            reap_orphans()
+            time.sleep(0.05)
+    threading.Thread(target=loop, name="orphan-reaper", daemon=True).start()
+
+
 def reap_orphans():
     """Reap zombie children that we did not start ourselves (container processes reparented to us)."""
+    with _reap_lock:
+        _reap_orphans_locked()
+
+
+def _reap_orphans_locked():
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in _own_children:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers import read, wait_until
+from helpers import claim_child, read, release_child, wait_until
 
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -97,9 +97,13 @@ def test_init_is_reparented_to_the_callers_subreaper(run, bundle, cid):
     with open(f"/proc/{pid}/stat") as f:
         ppid = int(f.read().rsplit(")", 1)[1].split()[1])
     assert ppid == os.getpid()
+    claim_child(pid)
     run.ok("start", cid)
     run.ok("kill", cid, "KILL")
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release_child(pid)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
 
 
