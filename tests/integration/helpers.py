@@ -124,7 +124,7 @@ class Runner:
         with open(out_path, "ab") as out, open(err_path, "ab") as err, _reap_lock:
             proc = subprocess.Popen(self.argv(*args, global_args=global_args),
                                     stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=out, stderr=err,
-                                    close_fds=close_fds, pass_fds=tuple(fds), preexec_fn=place_fds if fds else None,
+                                    close_fds=close_fds, pass_fds=tuple(fds) if close_fds else (), preexec_fn=place_fds if fds else None,
                                     env=self.env if env is None else env)
             _own_children.add(proc.pid)
         proc.out_path, proc.err_path = out_path, err_path
