@@ -175,3 +175,22 @@ def wait_for_status(run):
 def bundle(tmp_path, binaries, test_mark):
     """A fresh bundle (rootfs + config) in tmp_path; edit bundle.config, the runner writes it before each command."""
     return helpers.Bundle(str(tmp_path / "bundle"), binaries, test_mark)
+
+
+@pytest.fixture
+def assert_no_leaks(run, bundle, cid, test_mark, work_dir):
+    """assert_no_leaks(): after a failed create, no state dir, new host mount or container process exists.
+
+    The mount snapshot is taken when the test starts.
+    """
+    before = helpers.snapshot()
+
+    def check():
+        r = run("state", cid)
+        assert r.code != 0 and "does not exist" in r.err, f"state of a failed create: {r.out}{r.err}"
+        dirs = [e for e in os.listdir(run.root) if os.path.isdir(os.path.join(run.root, e))]
+        assert dirs == [], f"state dirs left behind: {dirs}"
+        assert helpers.new_mounts_since(before) == [], "mounts left behind"
+        procs = helpers.marked_processes(test_mark, (bundle.path, work_dir), wait=2.0)
+        assert procs == [], f"processes left behind: {procs}"
+    return check
