@@ -1,6 +1,7 @@
 """Helpers shared by the integration tests: the runtime runner, the bundle, and leak detection."""
 import collections
 import ctypes
+import fcntl
 import functools
 import importlib.machinery
 import importlib.util
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 
@@ -109,23 +111,32 @@ class Runner:
         return path
 
     def popen(self, *args, global_args=(), stdin=None, stdout=None, stderr=None, fds=None, close_fds=True,
-              env=None):
-        """Start the runtime in the background; returns a Popen with .out_path and .err_path."""
+              env=None, tty=None):
+        """Start the runtime in the background; returns a Popen with .out_path and .err_path.
+
+        fds={target: source} places fds at fixed numbers (for --preserve-fds); tty=FD runs the runtime in a new
+        session with the pty slave FD as its stdio and controlling terminal (stdout/stderr files stay empty).
+        """
         out_path = self._output_file(stdout, "out")
         err_path = self._output_file(stderr, "err")
         fds = fds or {}
 
-        def place_fds():
+        def in_child():
             # Runs in the child before subprocess closes the others: puts each source fd at its target number.
             for target, source in fds.items():
                 os.dup2(source, target)
                 os.set_inheritable(target, True)
+            if tty is not None:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         with open(out_path, "ab") as out, open(err_path, "ab") as err, _reap_lock:
+            if tty is not None:
+                stdin = out = err = tty
             proc = subprocess.Popen(self.argv(*args, global_args=global_args),
                                     stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=out, stderr=err,
-                                    close_fds=close_fds, pass_fds=tuple(fds) if close_fds else (), preexec_fn=place_fds if fds else None,
-                                    env=self.env if env is None else env)
+                                    close_fds=close_fds, pass_fds=tuple(fds) if close_fds else (),
+                                    preexec_fn=in_child if fds or tty is not None else None,
+                                    start_new_session=tty is not None, env=self.env if env is None else env)
             _own_children.add(proc.pid)
         proc.out_path, proc.err_path = out_path, err_path
         return proc
