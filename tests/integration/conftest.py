@@ -26,10 +26,6 @@ PEATEST = os.environ.get("PEA_PEATEST") or os.path.join(BUILD_DIR, "tests", "pea
 SESSION_MARK = uuid.uuid4().hex[:8]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "pea_only: pins pea-specific behaviour; skipped when PEA_RUNTIME is not pea")
-
-
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="integration tests create containers and need root")

@@ -161,8 +161,7 @@ class Runner:
         return r
 
     def state(self, cid):
-        r = self.ok("state", cid)
-        return json.loads(r.out)
+        return _parse_state(self.ok("state", cid))
 
     def wait_for_status(self, cid, status, timeout=5.0):
         deadline = time.monotonic() + timeout
@@ -170,12 +169,19 @@ class Runner:
             reap_orphans()
             r = self("state", cid)
             if r.code == 0:
-                current = json.loads(r.out)
+                current = _parse_state(r)
                 if current["status"] == status:
                     return current
             if time.monotonic() > deadline:
                 raise AssertionError(f"{cid} never reached {status}: last state {r.out.strip()} {r.err.strip()}")
             time.sleep(0.02)
+
+
+def _parse_state(result):
+    try:
+        return json.loads(result.out)
+    except ValueError:
+        raise AssertionError(f"state printed no JSON: {result.out!r}") from None
 
 
 def wait_until(predicate, timeout=5.0, what="condition"):

@@ -2,6 +2,7 @@
 import array
 import fcntl
 import os
+import re
 import select
 import socket
 import struct
@@ -36,11 +37,12 @@ def receive_master(listener):
     return list(fds), payload, bool(flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC))
 
 
-def read_until(fd, needle, timeout=5.0):
-    """Read the pty master until NEEDLE appears, the other side closes, or TIMEOUT; returns the text."""
+def read_until(fd, pattern, timeout=5.0):
+    """Read the pty master until the regex PATTERN matches, the other side closes, or TIMEOUT; returns the text
+    with the pty's CRLF turned into LF."""
     out = b""
     deadline = time.monotonic() + timeout
-    while needle.encode() not in out:
+    while not re.search(pattern.encode(), out):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             break
@@ -54,6 +56,7 @@ def read_until(fd, needle, timeout=5.0):
     return out.decode(errors="replace").replace("\r\n", "\n")
 
 
+ISATTY_DONE = r"stderr \d\r?\n"  # the last line of `peatest isatty`
 TIOCGPTN = 0x80045430  # _IOR('T', 0x30, unsigned int): only a pty master answers it
 
 
@@ -83,7 +86,7 @@ def test_console_socket_receives_the_pty_master(run, bundle, cid, console_socket
         assert is_pty_master(master)
         run.ok("start", cid)
         os.write(master, b"hello\n")
-        out = read_until(master, "stderr ")
+        out = read_until(master, ISATTY_DONE)
     finally:
         os.close(master)
     assert "got:hello\n" in out
@@ -111,7 +114,7 @@ def test_exec_tty_over_console_socket(run, bundle, cid, console_socket, wait_for
     fds, _, _ = receive_master(console_socket.listener)
     assert len(fds) == 1
     try:
-        out = read_until(fds[0], "stderr ")
+        out = read_until(fds[0], ISATTY_DONE)
     finally:
         os.close(fds[0])
     assert "stdin 1\nstdout 1\nstderr 1" in out
@@ -122,7 +125,7 @@ def test_console_size(run, bundle, cid, console_socket):
     master, _ = create_with_console(run, bundle, cid, console_socket, "stty", "size")
     try:
         run.ok("start", cid)
-        out = read_until(master, "\n")
+        out = read_until(master, r"\n")
     finally:
         os.close(master)
     assert out.strip() == "30 100"
@@ -147,7 +150,7 @@ def test_run_with_terminal_proxies_the_pty(run, bundle, cid):
         os.close(slave)
         slave = -1
         os.write(master, b"typed\n")
-        out = read_until(master, "stderr ")
+        out = read_until(master, ISATTY_DONE)
         assert wait_child(proc) == 0
     finally:
         os.close(master)

@@ -10,8 +10,16 @@ from helpers import claim_child, read, release_child, wait_until
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 SLEEPER = ("peatest", "sleep", "100")
-# PID 1 of a pid namespace ignores signals it has no handler for, so TERM needs a trap.
-TERM_SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done")
+# PID 1 of a pid namespace ignores signals it has no handler for, so TERM needs a trap; /tmp/ready says it is set.
+TERM_SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; touch /tmp/ready; while :; do sleep 0.05; done")
+
+
+def start_term_sleeper(run, bundle, cid):
+    bundle.args(*TERM_SLEEPER)
+    run.ok("create", "--bundle", bundle, cid)
+    run.ok("start", cid)
+    ready = os.path.join(bundle.rootfs, "tmp", "ready")
+    wait_until(lambda: os.path.exists(ready), what="the container to install its TERM trap")
 
 
 def test_full_lifecycle(run, bundle, cid, work_dir, wait_for_status):
@@ -128,19 +136,14 @@ def test_kill_accepts_every_spelling_of_sigkill(run, bundle, cid, wait_for_statu
 
 @pytest.mark.parametrize("signal", ["TERM", "SIGTERM", "15"])
 def test_kill_term_reaches_a_handler(run, bundle, cid, wait_for_status, signal):
-    bundle.args(*TERM_SLEEPER)
-    run.ok("create", "--bundle", bundle, cid)
-    run.ok("start", cid)
-    wait_for_status(cid, "running")
+    start_term_sleeper(run, bundle, cid)
     r = run("kill", cid, signal)
     assert r.code == 0, r.err
     wait_for_status(cid, "stopped")
 
 
 def test_kill_defaults_to_term(run, bundle, cid, wait_for_status):
-    bundle.args(*TERM_SLEEPER)
-    run.ok("create", "--bundle", bundle, cid)
-    run.ok("start", cid)
+    start_term_sleeper(run, bundle, cid)
     run.ok("kill", cid)
     wait_for_status(cid, "stopped")
 
