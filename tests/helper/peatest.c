@@ -470,64 +470,38 @@ static int cmd_write(const char *path)
     return verdict(rc);
 }
 
+static int cmd_exit(const char *code)
+{
+    return atoi(code);
+}
+
+static const struct {
+    const char *name;
+    int (*run)(void);              /* subcommands without an argument */
+    int (*run_arg)(const char *); /* subcommands with one */
+} commands[] = {
+    {"caps", cmd_caps, NULL},           {"fds", cmd_fds, NULL},           {"cwd", cmd_cwd, NULL},
+    {"ids", cmd_ids, NULL},             {"ns", cmd_ns, NULL},             {"nnp", cmd_nnp, NULL},
+    {"seccomp", cmd_seccomp, NULL},     {"hostname", cmd_hostname, NULL}, {"env", cmd_env, NULL},
+    {"umask", cmd_umask, NULL},         {"isatty", cmd_isatty, NULL},     {"rawsock", cmd_rawsock, NULL},
+    {"mount", cmd_mount, NULL},         {"pid", cmd_pid, NULL},           {"oom", cmd_oom, NULL},
+    {"rlimit", NULL, cmd_rlimit},       {"syscall", NULL, cmd_syscall},   {"alloc", NULL, cmd_alloc},
+    {"forkloop", NULL, cmd_forkloop},   {"sleep", NULL, cmd_sleep},       {"exit", NULL, cmd_exit},
+    {"kill-self", NULL, cmd_kill_self}, {"read", NULL, cmd_read},         {"write", NULL, cmd_write},
+};
+
 int main(int argc, char **argv)
 {
     /* Line-buffered so output interleaves correctly with a pty or a killed process. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2)
         return usage();
-    const char *cmd = argv[1];
-    const char *arg = argc > 2 ? argv[2] : NULL;
-
-    if (strcmp(cmd, "caps") == 0)
-        return cmd_caps();
-    if (strcmp(cmd, "fds") == 0)
-        return cmd_fds();
-    if (strcmp(cmd, "cwd") == 0)
-        return cmd_cwd();
-    if (strcmp(cmd, "ids") == 0)
-        return cmd_ids();
-    if (strcmp(cmd, "ns") == 0)
-        return cmd_ns();
-    if (strcmp(cmd, "nnp") == 0)
-        return cmd_nnp();
-    if (strcmp(cmd, "seccomp") == 0)
-        return cmd_seccomp();
-    if (strcmp(cmd, "hostname") == 0)
-        return cmd_hostname();
-    if (strcmp(cmd, "env") == 0)
-        return cmd_env();
-    if (strcmp(cmd, "umask") == 0)
-        return cmd_umask();
-    if (strcmp(cmd, "isatty") == 0)
-        return cmd_isatty();
-    if (strcmp(cmd, "rawsock") == 0)
-        return cmd_rawsock();
-    if (strcmp(cmd, "mount") == 0)
-        return cmd_mount();
-    if (strcmp(cmd, "pid") == 0)
-        return cmd_pid();
-    if (strcmp(cmd, "oom") == 0)
-        return cmd_oom();
-    if (!arg)
-        return usage();
-    if (strcmp(cmd, "rlimit") == 0)
-        return cmd_rlimit(arg);
-    if (strcmp(cmd, "syscall") == 0)
-        return cmd_syscall(arg);
-    if (strcmp(cmd, "alloc") == 0)
-        return cmd_alloc(arg);
-    if (strcmp(cmd, "forkloop") == 0)
-        return cmd_forkloop(arg);
-    if (strcmp(cmd, "sleep") == 0)
-        return cmd_sleep(arg);
-    if (strcmp(cmd, "exit") == 0)
-        return atoi(arg);
-    if (strcmp(cmd, "kill-self") == 0)
-        return cmd_kill_self(arg);
-    if (strcmp(cmd, "read") == 0)
-        return cmd_read(arg);
-    if (strcmp(cmd, "write") == 0)
-        return cmd_write(arg);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        if (commands[i].run)
+            return commands[i].run();
+        return argc > 2 ? commands[i].run_arg(argv[2]) : usage();
+    }
     return usage();
 }

@@ -147,6 +147,10 @@ def state_root(work_dir, runtime, cid, test_mark, tmp_path):
     for path in cgroups:
         problems.append(f"cgroup left behind: {path}")
     helpers.remove_cgroups(cgroups)
+    mounts = sorted(p for p in helpers.mount_points() if p.startswith((str(tmp_path), work_dir)))
+    for point in mounts:
+        problems.append(f"mount left behind on the host: {point}")
+    helpers.detach_mounts(mounts)
     leftovers = [e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e))]
     if leftovers:
         problems.append(f"state left behind in {root}: {leftovers}")

@@ -1,5 +1,6 @@
 """Helpers shared by the integration tests: the runtime runner, the bundle, and leak detection."""
 import collections
+import contextlib
 import ctypes
 import fcntl
 import functools
@@ -56,6 +57,9 @@ def parse_kv(text):
 
 
 def read(path):
+    """The text of PATH; "" for None (output that went to a caller's fd)."""
+    if path is None:
+        return ""
     with open(path, errors="replace") as f:
         return f.read()
 
@@ -102,23 +106,28 @@ class Runner:
             out.append(os.fspath(a) if isinstance(a, os.PathLike) else str(a))
         return out
 
-    def _output_file(self, given, kind):
-        """GIVEN (appended to, e.g. shared by create and the container), or a new file of our own."""
-        if given is not None:
-            return given
-        fd, path = tempfile.mkstemp(prefix=kind + "-", dir=self.work_dir)
-        os.close(fd)
-        return path
+    def _output(self, given, kind, stack):
+        """(file object or fd for the child, path to read back or None).
+
+        GIVEN may be None (a new file of our own), a path (appended to, e.g. shared by create and the container),
+        or an fd such as a pipe's write end (passed as is; nothing to read back).
+        """
+        if isinstance(given, int):
+            return given, None
+        path = given
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix=kind + "-", dir=self.work_dir)
+            os.close(fd)
+        return stack.enter_context(open(path, "ab")), path
 
     def popen(self, *args, global_args=(), stdin=None, stdout=None, stderr=None, fds=None, close_fds=True,
               env=None, tty=None):
         """Start the runtime in the background; returns a Popen with .out_path and .err_path.
 
-        fds={target: source} places fds at fixed numbers (for --preserve-fds); tty=FD runs the runtime in a new
-        session with the pty slave FD as its stdio and controlling terminal (stdout/stderr files stay empty).
+        stdin: None (/dev/null), a file object or an fd.  stdout/stderr: see _output.  fds={target: source} places
+        fds at fixed numbers (for --preserve-fds).  tty=FD runs the runtime in a new session with the pty slave FD
+        as its stdio and controlling terminal (the stdout/stderr files stay empty).
         """
-        out_path = self._output_file(stdout, "out")
-        err_path = self._output_file(stderr, "err")
         fds = fds or {}
 
         def in_child():
@@ -129,7 +138,9 @@ class Runner:
             if tty is not None:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        with open(out_path, "ab") as out, open(err_path, "ab") as err, _reap_lock:
+        with contextlib.ExitStack() as stack, _reap_lock:
+            out, out_path = self._output(stdout, "out", stack)
+            err, err_path = self._output(stderr, "err", stack)
             if tty is not None:
                 stdin = out = err = tty
             proc = subprocess.Popen(self.argv(*args, global_args=global_args),
@@ -404,6 +415,14 @@ def mount_table():
 
 def mount_points():
     return {point for point, _, _ in mount_table()}
+
+
+def detach_mounts(points):
+    """Best effort: lazily unmount leaked mounts (deepest first) so they do not outlive the test."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    MNT_DETACH = 2
+    for point in sorted(points, key=len, reverse=True):
+        libc.umount2(point.encode(), MNT_DETACH)
 
 
 def snapshot():

@@ -283,6 +283,7 @@ def test_log_json(run, cid, work_dir):
     assert not human.startswith("{"), "stderr gets a human line, not the JSON"
     lines = read(log).splitlines()
     assert lines[0].startswith('{"level":"info"'), "the log is opened for append"
+    assert lines[-1].startswith('{"level":"error","msg":'), lines[-1]
     entries = [json.loads(line) for line in lines[1:]]
     errors = [e for e in entries if e.get("level") == "error"]
     assert errors, f"no error line in {lines}"

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers import claim_child, read, release_child, wait_until
+from helpers import claim_child, read, release_child, wait_child, wait_until
 
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -226,3 +226,34 @@ def test_list_empty_root(run):
     r = run.ok("list", "--format", "json")
     assert json.loads(r.out) in ([], None)
     assert run.ok("list", "--quiet").out == ""
+
+
+def test_concurrent_creates_of_one_id(run, bundle, cid):
+    """Four callers race to create the same id: exactly one wins, and the losers change nothing."""
+    bundle.args(*SLEEPER)
+    bundle.save()
+    procs = [run.popen("create", "--bundle", bundle.path, cid) for _ in range(4)]
+    codes = [wait_child(p) for p in procs]
+    assert codes.count(0) == 1, f"exit codes {codes}"
+    assert run.state(cid)["status"] == "created"
+    assert run.ok("list", "--quiet").out == cid + "\n"
+
+
+def test_concurrent_commands_on_one_container(run, bundle, cid, wait_for_status):
+    """state, list and exec running alongside each other on one container all succeed."""
+    bundle.args(*SLEEPER)
+    run.ok("create", "--bundle", bundle, cid)
+    run.ok("start", cid)
+    wait_for_status(cid, "running")
+    procs = [run.popen(*args) for args in [("state", cid), ("list",), ("exec", cid, "true"), ("state", cid),
+                                            ("exec", cid, "true"), ("list", "--format", "json")]]
+    for p in procs:
+        assert wait_child(p) == 0, read(p.err_path)
+    assert run.state(cid)["status"] == "running"
+
+
+@pytest.mark.parametrize("flag", ["--no-pivot", "--no-new-keyring"])
+def test_create_flags(run, bundle, cid, wait_for_status, flag):
+    bundle.args("sh", "-c", "echo flag-ok")
+    r = run("run", flag, "--bundle", bundle, cid)
+    assert (r.code, r.out) == (0, "flag-ok\n"), r.err

@@ -1,6 +1,8 @@
 """`run`: output, exit codes, stdio passed through, signals forwarded, --detach and --pid-file."""
 import os
+import select
 import signal
+import time
 
 from helpers import read, wait_child, wait_until
 
@@ -93,3 +95,42 @@ def test_run_finds_the_executable_through_path(run, bundle, cid):
     bundle.env("PATH=/nonexistent:/bin")
     r = run("run", "--bundle", bundle, cid)
     assert (r.code, r.out) == (0, "cwd /\n")
+
+
+def read_to_eof(fd, timeout=5.0):
+    """Read a pipe until every writer has closed it; fails if a writer lingers past TIMEOUT."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], f"pipe still open after {timeout}s: {data!r}"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode()
+        data += chunk
+
+
+def test_stdio_pipes_belong_to_the_container(run, bundle, cid, wait_for_status):
+    """Callers hand create pipes: the container reads and writes them, and they reach EOF when it exits (no
+    runtime process keeps a copy)."""
+    bundle.args("sh", "-c", "read line; echo out:$line; echo err:$line >&2")
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        r = run("create", "--bundle", bundle, cid, stdin=in_r, stdout=out_w, stderr=err_w)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        in_r = out_w = err_w = -1
+        assert r.code == 0
+        run.ok("start", cid)
+        os.write(in_w, b"ping\n")
+        os.close(in_w)
+        in_w = -1
+        assert read_to_eof(out_r) == "out:ping\n"
+        assert read_to_eof(err_r) == "err:ping\n"
+    finally:
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            if fd >= 0:
+                os.close(fd)
+    wait_for_status(cid, "stopped")
