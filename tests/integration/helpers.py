@@ -257,9 +257,6 @@ class Bundle(os.PathLike):
         self.config["mounts"].append(m)
         return m
 
-    def namespaces(self):
-        return [ns["type"] for ns in self.config["linux"]["namespaces"]]
-
     def add_namespace(self, kind, path=None):
         ns = {"type": kind}
         if path:
@@ -426,7 +423,7 @@ def detach_mounts(points):
 
 
 def snapshot():
-    """What a failed create must not change: the host's mounts (compare with no_leaks_since)."""
+    """What a failed create must not change: the host's mounts (compare with new_mounts_since)."""
     return mount_table()
 
 

@@ -33,8 +33,11 @@ def add_hooks(bundle, hook_dir, kinds=KINDS):
 
 
 def recorded(hook_dir, kind):
-    path = hook_dir / f"{kind}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The state KIND's hook received, or None while it has not (completely) written it."""
+    try:
+        return json.loads((hook_dir / f"{kind}.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def test_every_hook_kind_runs_with_the_state(run, bundle, cid, hook_dir, wait_for_status, runtime_is_pea):
