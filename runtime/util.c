@@ -98,6 +98,11 @@ char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out)
     AUTO_FD int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return NULL;
+    return read_fd_all(fd, max, len_out);
+}
+
+char *read_fd_all(int fd, size_t max, size_t *len_out)
+{
     size_t cap = 4096, len = 0;
     AUTO_FREE char *buf = xmalloc(cap);
     for (;;) {

@@ -28,6 +28,9 @@ static inline void fclose_p(FILE **f)
 #define AUTO_FREE __attribute__((cleanup(free_p)))
 #define AUTO_JSON __attribute__((cleanup(json_decref_p)))
 #define AUTO_FILE __attribute__((cleanup(fclose_p)))
+void strv_free(char **v);
+static inline void strv_free_p(char ***v) { strv_free(*v); }
+#define AUTO_STRV __attribute__((cleanup(strv_free_p)))
 
 /* Hand ownership out explicitly. */
 static inline int take_fd(int *fd)
@@ -51,11 +54,12 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void strv_free(char **v);
 size_t strv_len(char *const *v);
 
 /* write(2)/read(2) until done, retrying EINTR. Return 0 or -1 with errno. */
 int write_all(int fd, const void *buf, size_t len);
+/* Read what is left of fd (at most max bytes); NUL-terminated. NULL with errno on failure. */
+char *read_fd_all(int fd, size_t max, size_t *len_out);
 /* Read a whole small file (at most max bytes) at dirfd/path; NUL-terminated. NULL with errno on failure. */
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
 /* Write buf to dirfd/path (O_WRONLY, no create, no truncate semantics beyond O_TRUNC). */
