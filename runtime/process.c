@@ -326,6 +326,17 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
         close(l->exec_fifo_fd);
         if (n != 1)
             _exit(1);
+        /* By now `create` has returned: startContainer hooks see the container as created. */
+        json_t *state = json_loads(l->state_json, 0, NULL);
+        if (state) {
+            json_object_set_new(state, "status", json_string("created"));
+            char *text = json_dumps(state, JSON_COMPACT);
+            json_decref(state);
+            if (text) {
+                free(l->state_json);
+                l->state_json = text;
+            }
+        }
         if (hooks_run(l->spec, PEA_HOOK_START_CONTAINER, l->state_json, &err) < 0) {
             dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
             _exit(1);
