@@ -1,0 +1,305 @@
+/* cgroup v2: where the hierarchy is, placement, freeze, kill-all, pids, stats. Resources: cgroup_resources.c. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup_internal.h"
+#include "pea/cgroup.h"
+#include "pea/util.h"
+
+const char *cgroup_root(struct pea_error *err)
+{
+    static char root[4096];
+    if (root[0])
+        return root;
+    AUTO_FILE FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f) {
+        pea_fail(err, errno, "cgroup: read /proc/self/mountinfo");
+        return NULL;
+    }
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        /* "36 25 0:31 / /sys/fs/cgroup/unified rw,... - cgroup2 cgroup2 rw" */
+        char *sep = strstr(line, " - ");
+        if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+            continue;
+        char mount_root[4096], mount_point[4096];
+        if (sscanf(line, "%*s %*s %*s %4095s %4095s", mount_root, mount_point) != 2)
+            continue;
+        /* Only the mount of the hierarchy's root names every cgroup by its full path. */
+        if (strcmp(mount_root, "/") != 0)
+            continue;
+        snprintf(root, sizeof root, "%s", mount_point);
+        return root;
+    }
+    pea_fail(err, 0, "cgroup: no cgroup2 hierarchy is mounted (pea supports cgroup v2 only)");
+    return NULL;
+}
+
+static bool has_dotdot(const char *path)
+{
+    AUTO_FREE char *copy = xstrdup(path);
+    char *save = NULL;
+    for (char *p = strtok_r(copy, "/", &save); p; p = strtok_r(NULL, "/", &save))
+        if (strcmp(p, "..") == 0)
+            return true;
+    return false;
+}
+
+/* "a-b.slice" nests as /a.slice/a-b.slice, the way systemd lays out slices. */
+static char *systemd_slice_path(const char *slice)
+{
+    if (!*slice || strcmp(slice, "-.slice") == 0)
+        return xstrdup("");
+    AUTO_FREE char *name = xstrdup(slice);
+    size_t len = strlen(name);
+    if (len > 6 && strcmp(name + len - 6, ".slice") == 0)
+        name[len - 6] = '\0';
+    char *out = xstrdup("");
+    for (char *dash = name;; dash++) {
+        dash = strchr(dash, '-');
+        char *prefix = dash ? strndup(name, (size_t)(dash - name)) : xstrdup(name);
+        char *next = xasprintf("%s/%s.slice", out, prefix);
+        free(prefix);
+        free(out);
+        out = next;
+        if (!dash)
+            return out;
+    }
+}
+
+char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error *err)
+{
+    if (!cgroups_path || !*cgroups_path)
+        return xasprintf("/%s/%s", CGROUP_DEFAULT_PARENT, id);
+    if (has_dotdot(cgroups_path)) {
+        pea_fail(err, 0, "linux.cgroupsPath: \"..\" is not allowed");
+        return NULL;
+    }
+    const char *colon = strchr(cgroups_path, ':');
+    if (cgroups_path[0] != '/' && colon && strchr(colon + 1, ':') && !strchr(strchr(colon + 1, ':') + 1, ':')) {
+        /* systemd's "slice:prefix:name": pea never talks to systemd; it uses the path systemd would use. */
+        AUTO_FREE char *slice = strndup(cgroups_path, (size_t)(colon - cgroups_path));
+        const char *second = strchr(colon + 1, ':');
+        AUTO_FREE char *prefix = strndup(colon + 1, (size_t)(second - colon - 1));
+        AUTO_FREE char *slice_path = systemd_slice_path(slice);
+        return xasprintf("%s/%s-%s.scope", slice_path, prefix, second + 1);
+    }
+    if (cgroups_path[0] == '/')
+        return xstrdup(cgroups_path);
+    return xasprintf("/%s/%s", CGROUP_DEFAULT_PARENT, cgroups_path);
+}
+
+int cgroup_open_dir(const char *path, struct pea_error *err)
+{
+    const char *root = cgroup_root(err);
+    if (!root)
+        return -1;
+    AUTO_FREE char *full = xasprintf("%s%s", root, path);
+    int fd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "cgroup: open %s", full);
+    return fd;
+}
+
+int cgroup_write(int dir_fd, const char *file, const char *value, struct pea_error *err)
+{
+    AUTO_FD int fd = openat(dir_fd, file, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, value, strlen(value)) < 0)
+        return pea_fail(err, errno, "cgroup: write %s to %s", value, file);
+    return 0;
+}
+
+int cgroup_enter(const char *path, pid_t pid, struct pea_error *err)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    char text[32];
+    snprintf(text, sizeof text, "%d", (int)pid);
+    return dir < 0 ? -1 : cgroup_write(dir, "cgroup.procs", text, err);
+}
+
+int cgroup_destroy(const char *path, struct pea_error *err)
+{
+    const char *root = cgroup_root(err);
+    if (!root)
+        return -1;
+    AUTO_FREE char *full = xasprintf("%s%s", root, path);
+    /* Exited tasks leave the cgroup asynchronously: give it a moment to drain. */
+    for (int attempt = 0; rmdir(full) < 0; attempt++) {
+        if (errno == ENOENT)
+            break;
+        if (errno != EBUSY || attempt >= 200)
+            return pea_fail(err, errno, "cgroup: remove %s", full);
+        struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* pea's own parent goes when it is empty; a concurrent create recreates it. */
+    AUTO_FREE char *parent = xasprintf("%s/%s", root, CGROUP_DEFAULT_PARENT);
+    if (strncmp(path, "/" CGROUP_DEFAULT_PARENT "/", strlen(CGROUP_DEFAULT_PARENT) + 2) == 0)
+        rmdir(parent);
+    return 0;
+}
+
+/* Read the first line of a small cgroup file; NULL when missing. */
+char *cgroup_read(int dir_fd, const char *file)
+{
+    char *text = read_file_at(dir_fd, file, 1 << 20, NULL);
+    return text;
+}
+
+int cgroup_is_frozen(const char *path, struct pea_error *err)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    AUTO_FREE char *text = dir < 0 ? NULL : cgroup_read(dir, "cgroup.freeze");
+    if (!text)
+        return -1;
+    return text[0] == '1';
+}
+
+int cgroup_freeze(const char *path, bool frozen, struct pea_error *err)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    if (dir < 0 || cgroup_write(dir, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
+        return -1;
+    const char *want = frozen ? "frozen 1" : "frozen 0";
+    for (int attempt = 0; attempt < 500; attempt++) {
+        AUTO_FREE char *events = cgroup_read(dir, "cgroup.events");
+        if (!events || strstr(events, want))
+            return 0;
+        struct timespec ts = {.tv_nsec = 4 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return pea_fail(err, 0, "cgroup: %s did not become %s", path, frozen ? "frozen" : "thawed");
+}
+
+static void collect_pids(int dir_fd, pid_t **pids, size_t *n)
+{
+    AUTO_FREE char *procs = cgroup_read(dir_fd, "cgroup.procs");
+    char *save = NULL;
+    for (char *line = procs ? strtok_r(procs, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+        long long v;
+        if (parse_int64(line, &v) == 0) {
+            *pids = xrealloc(*pids, (*n + 1) * sizeof **pids);
+            (*pids)[(*n)++] = (pid_t)v;
+        }
+    }
+    DIR *d = fdopendir(dup(dir_fd));
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_DIR || de->d_name[0] == '.')
+            continue;
+        AUTO_FD int child = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (child >= 0)
+            collect_pids(child, pids, n);
+    }
+    closedir(d);
+}
+
+int cgroup_pids(const char *path, pid_t **pids, size_t *n, struct pea_error *err)
+{
+    *pids = NULL;
+    *n = 0;
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    if (dir < 0)
+        return -1;
+    collect_pids(dir, pids, n);
+    return 0;
+}
+
+int cgroup_kill_all(const char *path, int sig, struct pea_error *err)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    if (dir < 0)
+        return -1;
+    if (sig == SIGKILL && faccessat(dir, "cgroup.kill", F_OK, 0) == 0)
+        return cgroup_write(dir, "cgroup.kill", "1", err);
+    AUTO_FREE pid_t *pids = NULL;
+    size_t n = 0;
+    collect_pids(dir, &pids, &n);
+    for (size_t i = 0; i < n; i++)
+        if (kill(pids[i], sig) < 0 && errno != ESRCH)
+            return pea_fail(err, errno, "kill %d", (int)pids[i]);
+    return 0;
+}
+
+/* "key value" lines of a flat-keyed file into a JSON object of integers. */
+static json_t *read_flat_keyed(int dir_fd, const char *file)
+{
+    AUTO_FREE char *text = cgroup_read(dir_fd, file);
+    if (!text)
+        return NULL;
+    json_t *obj = json_object();
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char key[128];
+        unsigned long long v;
+        if (sscanf(line, "%127s %llu", key, &v) == 2)
+            json_object_set_new(obj, key, json_integer((json_int_t)v));
+    }
+    return obj;
+}
+
+static long long read_number(int dir_fd, const char *file)
+{
+    AUTO_FREE char *text = cgroup_read(dir_fd, file);
+    long long v;
+    if (!text)
+        return -1;
+    text[strcspn(text, "\n")] = '\0';
+    if (strcmp(text, "max") == 0)
+        return 0;
+    return parse_int64(text, &v) == 0 ? v : -1;
+}
+
+static long long get_key(json_t *obj, const char *key)
+{
+    return json_integer_value(json_object_get(obj, key));
+}
+
+json_t *cgroup_stats(const char *path, struct pea_error *err)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, err);
+    if (dir < 0)
+        return NULL;
+    json_t *stats = json_object();
+    AUTO_JSON json_t *cpu = read_flat_keyed(dir, "cpu.stat");
+    if (cpu)
+        json_object_set_new(stats, "cpu",
+                            json_pack("{s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I}}", "usage", "total",
+                                      (json_int_t)get_key(cpu, "usage_usec") * 1000, "user",
+                                      (json_int_t)get_key(cpu, "user_usec") * 1000, "kernel",
+                                      (json_int_t)get_key(cpu, "system_usec") * 1000, "throttling", "periods",
+                                      (json_int_t)get_key(cpu, "nr_periods"), "throttledPeriods",
+                                      (json_int_t)get_key(cpu, "nr_throttled"), "throttledTime",
+                                      (json_int_t)get_key(cpu, "throttled_usec") * 1000));
+    long long usage = read_number(dir, "memory.current");
+    if (usage >= 0) {
+        json_t *raw = read_flat_keyed(dir, "memory.stat");
+        json_object_set_new(stats, "memory",
+                            json_pack("{s:{s:I, s:I, s:I}, s:o}", "usage", "usage", (json_int_t)usage, "limit",
+                                      (json_int_t)read_number(dir, "memory.max"), "max",
+                                      (json_int_t)read_number(dir, "memory.peak"), "raw", raw ? raw : json_object()));
+    }
+    long long current = read_number(dir, "pids.current");
+    if (current >= 0)
+        json_object_set_new(stats, "pids", json_pack("{s:I, s:I}", "current", (json_int_t)current, "limit",
+                                                     (json_int_t)read_number(dir, "pids.max")));
+    return stats;
+}
+
+long long cgroup_oom_kill_count(const char *path)
+{
+    AUTO_FD int dir = cgroup_open_dir(path, NULL);
+    if (dir < 0)
+        return -1;
+    AUTO_JSON json_t *events = read_flat_keyed(dir, "memory.events");
+    return events ? get_key(events, "oom_kill") : -1;
+}

@@ -17,10 +17,6 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 
-#ifndef SYSFS_MAGIC
-#define SYSFS_MAGIC 0x62656572
-#endif
-
 /* "/proc/self/fd/N" for an fd, valid while our verified /proc is mounted at /proc. */
 struct fd_path {
     char text[40];
@@ -64,6 +60,17 @@ static int remount_bind(const char *target, unsigned long flags)
 
 static bool is_type(const struct pea_mount *m, const char *type) { return m->type && strcmp(m->type, type) == 0; }
 
+static bool is_allowed_proc_target(const char *destination)
+{
+    static const char *const allowed[] = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+                                          "/proc/swaps",   "/proc/uptime",    "/proc/loadavg", "/proc/slabinfo",
+                                          "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"};
+    for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
+        if (strcmp(destination, allowed[i]) == 0)
+            return true;
+    return false;
+}
+
 static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *err)
 {
     const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
@@ -81,10 +88,9 @@ static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *e
     struct statfs sfs;
     if (fstatfs(target, &sfs) < 0)
         return pea_fail(err, errno, "mount %s on %s: statfs", what, m->destination);
-    bool is_kernel_fs = is_type(m, "proc") || is_type(m, "sysfs");
-    if ((sfs.f_type == PROC_SUPER_MAGIC || sfs.f_type == SYSFS_MAGIC) && !is_kernel_fs)
-        return pea_fail(err, 0, "mount destination %s resolves onto %s: refused", m->destination,
-                        sfs.f_type == PROC_SUPER_MAGIC ? "procfs" : "sysfs");
+    /* Over procfs only the files that tools like lxcfs replace: anything else there could redirect writes. */
+    if (sfs.f_type == PROC_SUPER_MAGIC && !is_type(m, "proc") && !is_allowed_proc_target(m->destination))
+        return pea_fail(err, 0, "mount destination %s resolves onto procfs: refused", m->destination);
     struct fd_path t = fd_path(target);
     if (m->is_bind) {
         if (mount(m->source, t.text, NULL, MS_BIND | (m->is_recursive ? MS_REC : 0), NULL) < 0)

@@ -1,0 +1,35 @@
+/* Shared by cgroup.c and cgroup_resources.c. */
+#ifndef PEA_CGROUP_INTERNAL_H
+#define PEA_CGROUP_INTERNAL_H
+
+#include <jansson.h>
+
+#include "pea/error.h"
+
+/* Relative cgroupsPath values and containers without one live under this cgroup. */
+#define CGROUP_DEFAULT_PARENT "pea"
+/* Where pea moves the processes of an ancestor that must hand controllers down (no-internal-processes rule). */
+#define CGROUP_LEAF_NAME "pea-leaf"
+
+struct cgroup_setting {
+    char *file;  /* "memory.max" */
+    char *value; /* "1073741824" */
+};
+
+struct cgroup_settings {
+    struct cgroup_setting *items;
+    size_t n;
+};
+
+/* linux.resources -> the (file, value) pairs to write, validated. Pure: touches no file. */
+int cgroup_settings_from_resources(json_t *resources, struct cgroup_settings *out, struct pea_error *err);
+void cgroup_settings_clear(struct cgroup_settings *s);
+
+/* The standard shares (2..262144) to cpu.weight (1..10000) mapping. */
+unsigned long long cgroup_shares_to_weight(unsigned long long shares);
+
+int cgroup_open_dir(const char *path, struct pea_error *err);
+int cgroup_write(int dir_fd, const char *file, const char *value, struct pea_error *err);
+char *cgroup_read(int dir_fd, const char *file);
+
+#endif
