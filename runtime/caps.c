@@ -98,8 +98,11 @@ static int set_capability_sets(const struct pea_capabilities *c, struct pea_erro
         return pea_fail(err, saved, "set capabilities");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return pea_fail(err, errno, "clear ambient capabilities");
+    /* The kernel only lets a capability be ambient when it is permitted and inheritable; configs commonly list
+     * ambient caps without inheritable ones, and runc then leaves them out, so do we. */
+    uint64_t ambient = c->ambient & c->permitted & c->inheritable;
     for (int cap = 0; cap <= last; cap++)
-        if ((c->ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+        if ((ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
             return pea_fail(err, errno, "raise ambient capability %s", caps_name(cap));
     return 0;
 }

@@ -185,6 +185,9 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     AUTO_SPEC struct pea_spec *spec = load_bundle(o->bundle, bundle_abs, rootfs_abs, err);
     if (!spec || ns_validate(spec, err) < 0)
         return -1;
+    if (spec->process->terminal && o->is_detached && !o->console_socket)
+        return pea_fail(err, 0, "create %s: process.terminal needs --console-socket when pea does not stay attached",
+                        o->id);
     AUTO_FD int root_fd = state_root_open(o->root, true, err);
     if (root_fd < 0)
         return -1;
@@ -397,8 +400,10 @@ int container_delete(const char *root, const char *id, bool force, struct pea_er
     struct pea_container c;
     if (container_open(root, id, true, &c, err) < 0) {
         /* A half-written state (create killed hard) must still be removable with --force. */
-        if (!force || strstr(err->msg, "does not exist"))
+        if (!force)
             return -1;
+        if (strstr(err->msg, "does not exist"))
+            return 0; /* nothing to remove: what --force asked for holds */
         AUTO_FD int root_fd = state_root_open(root, false, err);
         if (root_fd < 0 || state_dir_remove(root_fd, id, err) < 0)
             return -1;

@@ -23,6 +23,18 @@ static bool is_new(const struct pea_spec *spec, enum pea_ns_type t)
 
 static bool is_private(const struct pea_spec *spec, enum pea_ns_type t) { return spec->namespaces[t].is_present; }
 
+/* The sysctls that belong to a namespace (ipc, net, uts) rather than to the whole machine. */
+static bool is_namespaced_sysctl(const char *key)
+{
+    static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                                      "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+                                      "kernel.hostname", "kernel.domainname"};
+    for (size_t i = 0; i < ARRAY_SIZE(ipc); i++)
+        if (strcmp(key, ipc[i]) == 0)
+            return true;
+    return strncmp(key, "fs.mqueue.", 10) == 0 || strncmp(key, "net.", 4) == 0;
+}
+
 int ns_validate(const struct pea_spec *spec, struct pea_error *err)
 {
     if (!is_private(spec, PEA_NS_MOUNT))
@@ -32,9 +44,9 @@ int ns_validate(const struct pea_spec *spec, struct pea_error *err)
     if (is_new(spec, PEA_NS_USER) && (!spec->n_uid_mappings || !spec->n_gid_mappings))
         return pea_fail(err, 0, "linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
     if (spec->hostname && *spec->hostname && !is_private(spec, PEA_NS_UTS))
-        return pea_fail(err, 0, "hostname: cannot be set without a private UTS namespace");
+        return pea_fail(err, 0, "hostname: cannot be set without a private uts namespace (linux.namespaces)");
     if (spec->domainname && *spec->domainname && !is_private(spec, PEA_NS_UTS))
-        return pea_fail(err, 0, "domainname: cannot be set without a private UTS namespace");
+        return pea_fail(err, 0, "domainname: cannot be set without a private uts namespace (linux.namespaces)");
     if (spec->has_time_offsets && !is_new(spec, PEA_NS_TIME))
         return pea_fail(err, 0, "linux.timeOffsets: needs a new time namespace");
     for (size_t i = 0; i < spec->n_sysctls; i++) {
@@ -45,6 +57,8 @@ int ns_validate(const struct pea_spec *spec, struct pea_error *err)
              strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "fs.mqueue.", 10) == 0) &&
             !is_private(spec, PEA_NS_IPC))
             return pea_fail(err, 0, "linux.sysctl.%s: needs a private IPC namespace", key);
+        if (!is_namespaced_sysctl(key))
+            return pea_fail(err, 0, "linux.sysctl.%s: not a namespaced sysctl; it would change the host", key);
         if ((strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0) &&
             !is_private(spec, PEA_NS_UTS))
             return pea_fail(err, 0, "linux.sysctl.%s: needs a private UTS namespace", key);
@@ -174,6 +188,10 @@ int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct
     }
     if (unshare_flags && unshare(unshare_flags) < 0)
         return pea_fail(err, errno, "unshare namespaces");
+    /* In a private user namespace we are whoever our host ids map to: become its root (mapped ids) so that files
+     * made while setting up belong to the container. */
+    if (is_private(spec, PEA_NS_USER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        return pea_fail(err, errno, "become root of the user namespace");
     return 0;
 }
 

@@ -418,7 +418,7 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
         if (spec_get_string(j, "destination", field, true, &m->destination, err) < 0)
             return -1;
         if (!is_absolute(m->destination))
-            return spec_field_fail(err, field, "must be an absolute path");
+            return spec_field_fail(err, field, "must be an absolute path, not \"%s\"", m->destination);
         snprintf(field, sizeof field, "%s.type", path);
         if (spec_get_string(j, "type", field, false, &m->type, err) < 0)
             return -1;

@@ -17,6 +17,7 @@ struct pea_create_options {
     bool no_pivot;
     bool no_new_keyring;
     int preserve_fds;
+    bool is_detached; /* nobody stays to proxy a terminal: then a terminal needs a console socket */
 };
 
 int container_create(const struct pea_create_options *o, struct pea_error *err);

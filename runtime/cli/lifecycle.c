@@ -72,7 +72,7 @@ static int parse_create_options(const char *command, int argc, char **argv, stru
 
 int cmd_create(const struct cli_globals *g, int argc, char **argv)
 {
-    struct pea_create_options o = {.root = g->root};
+    struct pea_create_options o = {.root = g->root, .is_detached = true};
     if (parse_create_options("create", argc, argv, &o, NULL, NULL) < 0)
         return 1;
     struct pea_error err = {0};
@@ -85,6 +85,7 @@ int cmd_run(const struct cli_globals *g, int argc, char **argv)
     bool detach = false, keep = false;
     if (parse_create_options("run", argc, argv, &o, &detach, &keep) < 0)
         return 1;
+    o.is_detached = detach;
     struct pea_error err = {0};
     int exit_code = 0;
     if (container_run(&o, detach, keep, &exit_code, &err) < 0)

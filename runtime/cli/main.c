@@ -83,7 +83,7 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     log_error("%s%s%s", command ? command : "", command ? ": " : "", msg);
     for (size_t i = 0; command && i < ARRAY_SIZE(commands); i++)
         if (strcmp(commands[i].name, command) == 0)
-            fprintf(stderr, "Usage: pea %s\n", commands[i].usage);
+            printf("Usage: pea %s\n", commands[i].usage);
     return 1;
 }
 

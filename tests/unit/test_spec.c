@@ -56,7 +56,7 @@ Test(spec, field_errors_name_the_field)
     expect_error(MINIMAL_PROCESS ",\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"pid\"}]}",
                  "linux.namespaces[1].type: duplicate namespace type \"pid\"");
     expect_error(MINIMAL_PROCESS ",\"mounts\":[{\"destination\":\"proc\",\"type\":\"proc\"}]",
-                 "mounts[0].destination: must be an absolute path");
+                 "mounts[0].destination: must be an absolute path, not \"proc\"");
     expect_error("\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"rlimits\":[{\"type\":\"RLIMIT_X\",\"soft\":1,"
                  "\"hard\":1}]}",
                  "process.rlimits[0].type: unknown rlimit \"RLIMIT_X\"");
