@@ -1,0 +1,123 @@
+"""cgroup v2 on the host: every container in its own cgroup, pause/resume, kill --all, ps, update, events, and a
+clear error for a limit whose controller the host lacks. Limits themselves are tested in the VM (tests/vm)."""
+import json
+import os
+import time
+
+import pytest
+
+from helpers import wait_until
+
+pytestmark = pytest.mark.pea_only
+
+COUNTER = ("sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done")
+
+
+def cgroup2_root():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if right.startswith("cgroup2 ") and left.split()[3] == "/":
+                return left.split()[4]
+    pytest.skip("no cgroup2 hierarchy mounted")
+
+
+def container_cgroup(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return cgroup2_root() + line.strip()[3:]
+    raise AssertionError("no cgroup2 line")
+
+
+def read_count(bundle):
+    try:
+        with open(os.path.join(bundle.rootfs, "tmp", "count")) as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def test_container_gets_its_own_cgroup_and_loses_it_on_delete(run, bundle, cid):
+    bundle.args("peatest", "sleep", "100")
+    run.ok("create", "--bundle", bundle, cid)
+    pid = run.state(cid)["pid"]
+    path = container_cgroup(pid)
+    assert path.endswith(f"/pea/{cid}")
+    assert open(os.path.join(path, "cgroup.procs")).read().split() == [str(pid)]
+    run.ok("delete", "--force", cid)
+    assert not os.path.exists(path)
+
+
+def test_cgroups_path_is_honoured(run, bundle, cid):
+    bundle.config["linux"]["cgroupsPath"] = f"/pea-it/{cid}"
+    bundle.args("peatest", "sleep", "100")
+    run.ok("create", "--bundle", bundle, cid)
+    assert container_cgroup(run.state(cid)["pid"]) == cgroup2_root() + f"/pea-it/{cid}"
+    run.ok("delete", "--force", cid)
+    assert not os.path.exists(cgroup2_root() + f"/pea-it/{cid}")
+    os.rmdir(cgroup2_root() + "/pea-it")
+
+
+def test_pause_freezes_and_resume_thaws(run, bundle, cid, wait_for_status):
+    bundle.args(*COUNTER)
+    run.ok("run", "--detach", "--bundle", bundle, cid)
+    wait_until(lambda: read_count(bundle) > 2, what="the counter to start")
+    run.ok("pause", cid)
+    assert run.state(cid)["status"] == "paused"
+    frozen = read_count(bundle)
+    time.sleep(0.3)
+    assert read_count(bundle) == frozen, "the counter moved while paused"
+    assert run("pause", cid).code != 0, "pausing a paused container must fail"
+    run.ok("resume", cid)
+    wait_for_status(cid, "running")
+    wait_until(lambda: read_count(bundle) > frozen + 2, what="the counter to go on")
+    assert "not paused" in run("resume", cid).err
+
+
+def test_kill_all_reaches_a_process_that_left_the_process_group(run, bundle, cid, wait_for_status):
+    bundle.args("sh", "-c", "setsid sh -c 'echo $$ > /tmp/escaped; exec sleep 100' & exec sleep 100")
+    run.ok("run", "--detach", "--bundle", bundle, cid)
+    escaped = os.path.join(bundle.rootfs, "tmp", "escaped")
+    wait_until(lambda: os.path.exists(escaped) and open(escaped).read().strip(), what="the escaped process")
+    pids = json.loads(run.ok("ps", "--format", "json", cid).out)
+    assert len(pids) == 2
+    init = run.state(cid)["pid"]
+    assert init in pids
+    table = run.ok("ps", cid).out.splitlines()
+    assert "PID" in table[0] and len(table) == 3
+    run.ok("kill", "--all", cid, "KILL")
+    wait_for_status(cid, "stopped")
+    for pid in pids:
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+                   open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                   what=f"process {pid} to die")
+
+
+def has_controller(name):
+    return name in open(os.path.join(cgroup2_root(), "cgroup.controllers")).read().split()
+
+
+def test_a_limit_without_its_controller_is_a_clear_error(run, bundle, cid, assert_no_leaks):
+    if has_controller("memory"):
+        pytest.skip("this host has the memory controller (the VM tests cover limits)")
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    bundle.args("true")
+    r = run("create", "--bundle", bundle, cid)
+    assert r.code == 1
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1
+    assert 'needs the "memory" controller, which is not available' in lines[0]
+    assert_no_leaks()
+
+
+def test_update_and_events(run, bundle, cid):
+    bundle.args("peatest", "sleep", "100")
+    run.ok("run", "--detach", "--bundle", bundle, cid)
+    event = json.loads(run.ok("events", "--stats", cid).out)
+    assert event["type"] == "stats" and event["id"] == cid
+    assert "cpu" in event["data"]
+    if not has_controller("pids"):
+        r = run("update", "--pids-limit", "10", cid)
+        assert r.code == 1 and '"pids" controller' in r.err
+    assert run("update", "--pids-limit", "ten", cid).code == 1
