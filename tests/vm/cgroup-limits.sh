@@ -1,0 +1,83 @@
+# cgroup v2 limits, run inside the VM (busybox sh) by tests/vm/run-vm-tests: every controller is available there.
+# Usage: cgroup-limits.sh BUILD_DIR. Prints "vm: N passed, N failed" last.
+build=$1
+pea="$build/runtime/pea"
+root=/run/pea-vm
+work=/tmp/pea-vm-bundles
+passed=0
+failed=0
+mkdir -p "$work"
+
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+
+# make_bundle NAME RESOURCES_JSON ARGS_JSON: a busybox + peatest bundle with those resources and args.
+make_bundle() {
+    b=$work/$1
+    mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
+    cp /bin/busybox "$b/rootfs/bin/busybox"
+    cp "$build/tests/peatest" "$b/rootfs/bin/peatest"
+    for a in sh cat sleep echo; do ln -sf busybox "$b/rootfs/bin/$a"; done
+    cat > "$b/config.json" <<JSON
+{"ociVersion": "1.2.0", "root": {"path": "rootfs"}, "hostname": "vm",
+ "process": {"args": $3, "cwd": "/", "env": ["PATH=/bin"]},
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}],
+ "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+           "resources": $2}}
+JSON
+}
+
+cg() { cat "/sys/fs/cgroup/pea/$1/$2" 2>/dev/null; }
+
+# memory.max: a process allocating past the limit is OOM-killed and memory.events counts it.
+make_bundle mem '{"memory": {"limit": 33554432, "swap": 33554432}}' '["peatest", "alloc", "128"]'
+"$pea" --root $root create --bundle "$work/mem" mem && "$pea" --root $root start mem
+for i in $(seq 50); do [ "$("$pea" --root $root state mem | grep -c stopped)" = 1 ] && break; sleep 0.2; done
+ooms=$(cg mem memory.events | sed -n 's/^oom_kill //p')
+max=$(cg mem memory.max)
+if [ "$max" = 33554432 ] && [ "${ooms:-0}" -ge 1 ]; then pass "memory.max OOM-kills (oom_kill $ooms)"
+else fail "memory.max" "memory.max=$max oom_kill=$ooms"; fi
+"$pea" --root $root delete --force mem
+
+# pids.max stops a fork loop.
+make_bundle pids '{"pids": {"limit": 10}}' '["peatest", "forkloop", "50"]'
+out=$("$pea" --root $root run --bundle "$work/pids" pids)
+forked=$(echo "$out" | sed -n 's/^forked //p')
+if [ -n "$forked" ] && [ "$forked" -lt 10 ] && echo "$out" | grep -q EAGAIN; then pass "pids.max stops a fork loop ($forked)"
+else fail "pids.max" "$out"; fi
+
+# cpu.max throttles a busy loop.
+make_bundle cpu '{"cpu": {"quota": 10000, "period": 100000}}' '["sh", "-c", "while :; do :; done"]'
+"$pea" --root $root run --detach --bundle "$work/cpu" cpu
+sleep 2
+throttled=$(cg cpu cpu.stat | sed -n 's/^nr_throttled //p')
+if [ "$(cg cpu cpu.max)" = "10000 100000" ] && [ "${throttled:-0}" -gt 0 ]; then pass "cpu.max throttles ($throttled)"
+else fail "cpu.max" "cpu.max=$(cg cpu cpu.max) nr_throttled=$throttled"; fi
+"$pea" --root $root delete --force cpu
+
+# cpuset pins the container to one CPU; cpu.weight from shares.
+make_bundle cpuset '{"cpu": {"cpus": "1", "shares": 1024}}' '["sh", "-c", "grep Cpus_allowed_list /proc/self/status"]'
+out=$("$pea" --root $root run --bundle "$work/cpuset" cpuset)
+case "$out" in *"Cpus_allowed_list:"*1) pass "cpuset pins to CPU 1" ;; *) fail "cpuset" "$out" ;; esac
+
+# update changes memory.max of a running container; unified keys land.
+make_bundle upd '{"memory": {"limit": 67108864}, "unified": {"memory.high": "60000000"}}' '["sleep", "100"]'
+"$pea" --root $root run --detach --bundle "$work/upd" upd
+high=$(cg upd memory.high)
+"$pea" --root $root update --memory 48M upd
+# The kernel rounds memory.high down to whole pages.
+if [ "$(cg upd memory.max)" = 50331648 ] && [ "$high" = 59998208 ]; then
+    pass "update sets memory.max; unified memory.high=$high"
+else fail "update" "memory.max=$(cg upd memory.max) memory.high=$high"; fi
+stats=$("$pea" --root $root events --stats upd)
+case "$stats" in *'"memory":{"usage":{"usage":'*'"limit":50331648'*) pass "events --stats reports memory" ;;
+*) fail "events" "$stats" ;; esac
+"$pea" --root $root delete --force upd
+
+# Nothing is left behind.
+if [ -e /sys/fs/cgroup/pea ] || [ -n "$(ls $root 2>/dev/null)" ]; then fail "cleanup" "$(ls /sys/fs/cgroup/pea $root 2>&1)"
+else pass "every cgroup and state dir is gone"; fi
+
+echo "vm: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
