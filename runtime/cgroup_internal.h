@@ -3,6 +3,7 @@
 #define PEA_CGROUP_INTERNAL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "pea/error.h"
 
@@ -27,6 +28,21 @@ void cgroup_settings_clear(struct cgroup_settings *s);
 
 /* The standard shares (2..262144) to cpu.weight (1..10000) mapping. */
 unsigned long long cgroup_shares_to_weight(unsigned long long shares);
+
+struct device_rule {
+    bool is_allow;
+    char type; /* 'a', 'b', 'c' */
+    long long major, minor; /* -1 = any */
+    unsigned access;        /* BPF_DEVCG_ACC_* bits */
+};
+struct bpf_insn;
+
+/* linux.resources.devices plus the defaults every container needs, in evaluation order. */
+int cgroup_device_rules_from_json(json_t *devices, struct device_rule **rules, size_t *n, struct pea_error *err);
+/* The device filter program for the rules; out holds at least 8 * n + 8 instructions. Returns the count. */
+size_t cgroup_device_program(const struct device_rule *rules, size_t n, struct bpf_insn *out);
+/* Load the program and attach it to the cgroup; devices == NULL attaches nothing. */
+int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err);
 
 int cgroup_open_dir(const char *path, struct pea_error *err);
 int cgroup_write(int dir_fd, const char *file, const char *value, struct pea_error *err);

@@ -335,7 +335,7 @@ int cgroup_create(const char *path, json_t *resources, struct pea_error *err)
     int fd = -1;
     if (enable_controllers(root, path, &s, err) < 0 || (fd = cgroup_open_dir(path, err)) < 0)
         goto fail;
-    if (write_settings(fd, &s, err) < 0) {
+    if (write_settings(fd, &s, err) < 0 || cgroup_apply_devices(fd, json_object_get(resources, "devices"), err) < 0) {
         close(fd);
         goto fail;
     }

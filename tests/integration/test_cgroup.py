@@ -121,3 +121,28 @@ def test_update_and_events(run, bundle, cid):
         r = run("update", "--pids-limit", "10", cid)
         assert r.code == 1 and '"pids" controller' in r.err
     assert run("update", "--pids-limit", "ten", cid).code == 1
+
+
+def run_with_devices(run, bundle, cid, devices, script):
+    caps = bundle.config["process"].setdefault("capabilities", {})
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted(set(caps.get(kind, [])) | {"CAP_MKNOD"})
+    bundle.config["linux"].setdefault("resources", {})["devices"] = devices
+    bundle.args("sh", "-c", script)
+    return run("run", "--bundle", bundle, cid)
+
+
+def test_device_filter_denies_what_the_rules_do_not_allow(run, bundle, cid):
+    r = run_with_devices(run, bundle, cid, [{"allow": False, "access": "rwm"}],
+                         "mknod /tmp/console c 5 1 && mknod /tmp/null c 1 3 && echo x > /tmp/null && echo null-ok;"
+                         " echo x > /tmp/console")
+    assert "null-ok" in r.out, r.err
+    assert r.code != 0 and "Operation not permitted" in r.out + r.err
+
+
+def test_device_filter_allows_a_listed_device(run, bundle, cid):
+    r = run_with_devices(run, bundle, cid,
+                         [{"allow": False, "access": "rwm"},
+                          {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rw"}],
+                         "mknod /tmp/console c 5 1 && : < /tmp/console && echo console-ok")
+    assert r.code == 0 and "console-ok" in r.out, r.err
