@@ -75,6 +75,19 @@ case "$stats" in *'"memory":{"usage":{"usage":'*'"limit":50331648'*) pass "event
 *) fail "events" "$stats" ;; esac
 "$pea" --root $root delete --force upd
 
+# io.max throttles a block device (the VM's null disk) and io.weight lands.
+dev=$(cat /sys/block/vda/dev 2>/dev/null)
+major=${dev%:*}
+minor=${dev#*:}
+make_bundle io "{\"blockIO\": {\"throttleReadBpsDevice\": [{\"major\": $major, \"minor\": $minor, \"rate\": 1048576}]}}" \
+    '["sleep", "100"]'
+if [ -n "$dev" ] && "$pea" --root $root run --detach --bundle "$work/io" io; then
+    case "$(cg io io.max)" in "$dev rbps=1048576 "*) pass "io.max throttles $dev" ;; *) fail "io.max" "$(cg io io.max)" ;; esac
+    "$pea" --root $root delete --force io
+else
+    fail "io.max" "no block device in the VM, or create failed"
+fi
+
 # Nothing is left behind.
 if [ -e /sys/fs/cgroup/pea ] || [ -n "$(ls $root 2>/dev/null)" ]; then fail "cleanup" "$(ls /sys/fs/cgroup/pea $root 2>&1)"
 else pass "every cgroup and state dir is gone"; fi
