@@ -44,7 +44,6 @@ size_t cgroup_device_program(const struct device_rule *rules, size_t n, struct b
 /* Load the program and attach it to the cgroup; devices == NULL attaches nothing. */
 int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err);
 
-int cgroup_open_dir(const char *path, struct pea_error *err);
 int cgroup_write(int dir_fd, const char *file, const char *value, struct pea_error *err);
 char *cgroup_read(int dir_fd, const char *file);
 

@@ -305,17 +305,35 @@ static int write_settings(int dir_fd, const struct cgroup_settings *s, struct pe
     return 0;
 }
 
+/* Enable what the resources need, write them, and (at create time) attach the device filter. Returns an fd of
+ * the cgroup directory. */
+static int apply_resources(const char *root, const char *path, json_t *resources, bool with_devices,
+                           struct pea_error *err)
+{
+    struct cgroup_settings s;
+    if (cgroup_settings_from_resources(resources, &s, err) < 0)
+        return -1;
+    AUTO_FD int fd = -1;
+    int r = enable_controllers(root, path, &s, err);
+    if (r == 0 && (fd = cgroup_open_dir(path, err)) < 0)
+        r = -1;
+    if (r == 0)
+        r = write_settings(fd, &s, err);
+    if (r == 0 && with_devices && resources)
+        r = cgroup_apply_devices(fd, json_object_get(resources, "devices"), err);
+    cgroup_settings_clear(&s);
+    return r < 0 ? -1 : take_fd(&fd);
+}
+
 int cgroup_create(const char *path, json_t *resources, struct pea_error *err)
 {
     const char *root = cgroup_root(err);
     if (!root)
         return -1;
-    struct cgroup_settings s;
-    if (cgroup_settings_from_resources(resources, &s, err) < 0)
-        return -1;
     /* mkdir each missing component, remembering the first one we made to undo on failure. */
     AUTO_FREE char *full = xasprintf("%s%s", root, path);
     AUTO_FREE char *first_made = NULL;
+    int fd = -1;
     for (char *p = full + strlen(root) + 1;; p++) {
         bool is_end = *p == '\0';
         if (*p == '/' || is_end) {
@@ -332,17 +350,10 @@ int cgroup_create(const char *path, json_t *resources, struct pea_error *err)
             *p = '/';
         }
     }
-    int fd = -1;
-    if (enable_controllers(root, path, &s, err) < 0 || (fd = cgroup_open_dir(path, err)) < 0)
-        goto fail;
-    if (write_settings(fd, &s, err) < 0 || cgroup_apply_devices(fd, json_object_get(resources, "devices"), err) < 0) {
-        close(fd);
-        goto fail;
-    }
-    cgroup_settings_clear(&s);
-    return fd;
+    fd = apply_resources(root, path, resources, true, err);
+    if (fd >= 0)
+        return fd;
 fail:
-    cgroup_settings_clear(&s);
     if (first_made) {
         /* Remove what we created, deepest first. */
         AUTO_FREE char *walk = xasprintf("%s%s", root, path);
@@ -357,20 +368,15 @@ fail:
     return -1;
 }
 
+/* Live update: the device filter is only set at create (runc's update does not take device rules either). */
 int cgroup_apply_resources(const char *path, json_t *resources, struct pea_error *err)
 {
     const char *root = cgroup_root(err);
     if (!root)
         return -1;
-    struct cgroup_settings s;
-    if (cgroup_settings_from_resources(resources, &s, err) < 0)
+    int fd = apply_resources(root, path, resources, false, err);
+    if (fd < 0)
         return -1;
-    AUTO_FD int fd = -1;
-    int r = enable_controllers(root, path, &s, err);
-    if (r == 0 && (fd = cgroup_open_dir(path, err)) < 0)
-        r = -1;
-    if (r == 0)
-        r = write_settings(fd, &s, err);
-    cgroup_settings_clear(&s);
-    return r;
+    close(fd);
+    return 0;
 }

@@ -196,18 +196,6 @@ static struct pea_spec *exec_spec(const struct pea_container *c, json_t *process
     return spec_parse_json(config, err);
 }
 
-static int open_cgroup_dir(const char *path, struct pea_error *err)
-{
-    const char *root = cgroup_root(err);
-    if (!root)
-        return -1;
-    AUTO_FREE char *full = xasprintf("%s%s", root, path);
-    int fd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return pea_fail(err, errno, "open cgroup %s", full);
-    return fd;
-}
-
 int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err)
 {
     struct pea_container c;
@@ -238,7 +226,7 @@ int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_
         pea_fail(err, 0, "container not running");
         goto out;
     }
-    if (c.state.cgroup_path && (cgroup_fd = open_cgroup_dir(c.state.cgroup_path, err)) < 0)
+    if (c.state.cgroup_path && (cgroup_fd = cgroup_open_dir(c.state.cgroup_path, err)) < 0)
         goto out;
     l.spec = spec;
     l.is_exec = true;

@@ -24,6 +24,9 @@ char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error
  * created here is left behind. */
 int cgroup_create(const char *path, json_t *resources, struct pea_error *err);
 
+/* An O_DIRECTORY fd of an existing cgroup (path relative to the hierarchy root). */
+int cgroup_open_dir(const char *path, struct pea_error *err);
+
 /* Move pid into the cgroup (fallback when clone3 could not place it). */
 int cgroup_enter(const char *path, pid_t pid, struct pea_error *err);
 
