@@ -30,14 +30,20 @@ JSON
 
 cg() { cat "/sys/fs/cgroup/pea/$1/$2" 2>/dev/null; }
 
-# memory.max: a process allocating past the limit is OOM-killed and memory.events counts it.
-make_bundle mem '{"memory": {"limit": 33554432, "swap": 33554432}}' '["peatest", "alloc", "128"]'
+# memory.max: a process allocating past the limit is OOM-killed, memory.events counts it and `events` reports it.
+make_bundle mem '{"memory": {"limit": 33554432, "swap": 33554432}}' \
+    '["sh", "-c", "sleep 1; peatest alloc 128; echo survived > /tmp/x; sleep 100"]'
 "$pea" --root $root create --bundle "$work/mem" mem && "$pea" --root $root start mem
-for i in $(seq 50); do [ "$("$pea" --root $root state mem | grep -c stopped)" = 1 ] && break; sleep 0.2; done
+"$pea" --root $root events --interval 200ms mem > /tmp/mem-events 2>&1 &
+events_pid=$!
+for i in $(seq 50); do [ "$(cg mem memory.events | sed -n 's/^oom_kill //p')" -ge 1 ] 2>/dev/null && break; sleep 0.2; done
+sleep 0.6
+kill $events_pid 2>/dev/null
 ooms=$(cg mem memory.events | sed -n 's/^oom_kill //p')
 max=$(cg mem memory.max)
-if [ "$max" = 33554432 ] && [ "${ooms:-0}" -ge 1 ]; then pass "memory.max OOM-kills (oom_kill $ooms)"
-else fail "memory.max" "memory.max=$max oom_kill=$ooms"; fi
+if [ "$max" = 33554432 ] && [ "${ooms:-0}" -ge 1 ] && grep -q '"type":"oom"' /tmp/mem-events; then
+    pass "memory.max OOM-kills (oom_kill $ooms) and events reports it"
+else fail "memory.max" "memory.max=$max oom_kill=$ooms events: $(grep -c oom /tmp/mem-events)"; fi
 "$pea" --root $root delete --force mem
 
 # pids.max stops a fork loop.
@@ -87,6 +93,19 @@ if [ -n "$dev" ] && "$pea" --root $root run --detach --bundle "$work/io" io; the
 else
     fail "io.max" "no block device in the VM, or create failed"
 fi
+
+# No internal processes: pea run from a cgroup that holds processes (a CI job) still places a limited container
+# below it, by moving the job into a leaf first.
+mkdir /sys/fs/cgroup/job
+make_bundle job '{"memory": {"limit": 67108864}}' '["sh", "-c", "echo placed"]'
+sed -i 's|"resources"|"cgroupsPath": "/job/c1", "resources"|' "$work/job/config.json"
+out=$(sh -c 'echo $$ > /sys/fs/cgroup/job/cgroup.procs; exec "$0" --root "$1" run --bundle "$2" job' \
+      "$pea" $root "$work/job" 2>&1)
+if [ "$out" = placed ] && [ "$(cat /sys/fs/cgroup/job/c1/memory.max 2>/dev/null || echo gone)" = gone ] && \
+   grep -q memory /sys/fs/cgroup/job/cgroup.subtree_control && [ -d /sys/fs/cgroup/job/pea-leaf ]; then
+    pass "a limited container below a cgroup that held processes"
+else fail "no internal processes" "$out / $(cat /sys/fs/cgroup/job/cgroup.subtree_control)"; fi
+rmdir /sys/fs/cgroup/job/pea-leaf /sys/fs/cgroup/job 2>/dev/null
 
 # Nothing is left behind.
 if [ -e /sys/fs/cgroup/pea ] || [ -n "$(ls $root 2>/dev/null)" ]; then fail "cleanup" "$(ls /sys/fs/cgroup/pea $root 2>&1)"
