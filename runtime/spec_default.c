@@ -58,8 +58,8 @@ json_t *spec_default_json(bool rootless)
         json_array_append_new(namespaces, json_pack("{s:s}", "type", *n));
     if (!rootless)
         json_array_append_new(namespaces, json_pack("{s:s}", "type", "network"));
-    json_t *linux = json_pack("{s:o, s:o, s:o}", "namespaces", namespaces, "maskedPaths", strings(masked),
-                              "readonlyPaths", strings(readonly));
+    json_t *linux = json_pack("{s:o, s:o, s:o, s:o}", "namespaces", namespaces, "maskedPaths", strings(masked),
+                              "readonlyPaths", strings(readonly), "seccomp", spec_default_seccomp_json());
     if (rootless) {
         json_object_set_new(linux, "uidMappings",
                             json_pack("[{s:i, s:i, s:i}]", "containerID", 0, "hostID", (int)getuid(), "size", 1));

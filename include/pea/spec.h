@@ -224,5 +224,7 @@ int spec_capability_from_name(const char *name);
 
 /* The default config.json that `pea spec` writes (runc's defaults, pea's RuntimeDefault seccomp). */
 json_t *spec_default_json(bool rootless);
+/* pea's RuntimeDefault seccomp profile (linux.seccomp), shared by `pea spec` and pods. */
+json_t *spec_default_seccomp_json(void);
 
 #endif

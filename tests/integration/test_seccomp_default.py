@@ -1,0 +1,49 @@
+"""pea's RuntimeDefault seccomp profile, as `pea spec` writes it: busybox runs; each dangerous family gets EPERM."""
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.pea_only
+
+BLOCKED = ["mount", "unshare", "keyctl", "add_key", "bpf", "ptrace", "perf_event_open", "userfaultfd",
+           "init_module", "kexec_load", "open_by_handle_at", "reboot", "swapon", "clock_settime", "iopl",
+           "pivot_root", "setns"]
+
+
+def default_profile_bundle(run, bundle, script):
+    run.ok("spec", "--bundle", bundle.path)
+    with open(os.path.join(bundle.path, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["terminal"] = False
+    config["root"]["readonly"] = False
+    config["process"]["args"] = ["sh", "-c", script]
+    config["process"]["env"].append(bundle.mark)
+    # Root privileges inside, so that only the profile (not missing capabilities) can be what refuses.
+    all_caps = ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_BOOT", "CAP_SYS_TIME", "CAP_SYS_RAWIO",
+                "CAP_SYSLOG", "CAP_IPC_LOCK", "CAP_BPF", "CAP_PERFMON", "CAP_KILL", "CAP_CHOWN", "CAP_SETUID",
+                "CAP_SETGID", "CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind] = all_caps
+    bundle.config = config
+
+
+def test_busybox_workload_runs_under_the_default_profile(run, bundle, cid):
+    default_profile_bundle(run, bundle, "mkdir /tmp/d && echo hi > /tmp/d/f && cat /tmp/d/f | wc -c && "
+                                        "(sleep 0.1 &) && ls / >/dev/null && echo done; peatest seccomp")
+    r = run("run", "--bundle", bundle, cid)
+    assert r.code == 0, r.err
+    assert r.out.splitlines()[:2] == ["3", "done"]
+    assert "Seccomp 2" in r.out
+
+
+def test_each_dangerous_family_gets_eperm(run, bundle, cid):
+    script = "; ".join(f"echo {name} $(peatest syscall {name})" for name in BLOCKED + ["getpid", "personality"])
+    default_profile_bundle(run, bundle, script)
+    r = run("run", "--bundle", bundle, cid)
+    assert r.code == 0, r.err
+    results = dict(line.split(" ", 1) for line in r.out.splitlines())
+    for name in BLOCKED:
+        assert results[name] == "EPERM", f"{name}: {results[name]}"
+    assert results["getpid"] == "ok"
+    assert results["personality"] == "ok", "querying the personality is a safe value"
