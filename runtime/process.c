@@ -304,6 +304,9 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
     /* If the parent is already gone, its end of the socket is closed and the first wait below fails. (getppid()
      * cannot tell: it is 0 in a new pid namespace.) */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Until execve we are a copy of the host's pea inside the container: not dumpable, so no process in there can
+     * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->spec->seccomp) {
         /* Compiled while we still may do anything; loaded at the last moment. */
         filter = seccomp_filter_build(l->spec->seccomp, &err);

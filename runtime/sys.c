@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -134,4 +136,39 @@ unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie)
         p++;
     }
     return strtoull(p, NULL, 10);
+}
+
+/* The seals that make a memfd an immutable copy. */
+#define SEALED_COPY_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+int sys_reexec_from_sealed_copy(char **argv)
+{
+    AUTO_FD int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (self < 0)
+        return -1;
+    int seals = fcntl(self, F_GET_SEALS);
+    if (seals >= 0 && (seals & SEALED_COPY_SEALS) == SEALED_COPY_SEALS)
+        return 0; /* already running from the sealed copy */
+    struct stat st;
+    if (fstat(self, &st) < 0)
+        return -1;
+    AUTO_FD int copy = memfd_create("pea", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0)
+        return -1;
+    for (off_t done = 0; done < st.st_size;) {
+        ssize_t n = sendfile(copy, self, NULL, (size_t)(st.st_size - done));
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        done += n;
+    }
+    if (fcntl(copy, F_ADD_SEALS, SEALED_COPY_SEALS) < 0)
+        return -1;
+    extern char **environ;
+    fexecve(copy, argv, environ);
+    return -1;
 }

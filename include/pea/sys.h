@@ -40,4 +40,9 @@ int sys_open_procfs(void);
 /* Start time of pid in clock ticks since boot (field 22 of /proc/PID/stat); 0 when gone. Sets *is_zombie. */
 unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie);
 
+/* Re-execute ourselves from a sealed memfd copy of our binary, unless already running from one: a container
+ * process that reaches our /proc/PID/exe then finds an immutable copy, never the binary on disk (the
+ * CVE-2019-5736 class). Returns 0 when already sealed; does not return on success; -1 with errno otherwise. */
+int sys_reexec_from_sealed_copy(char **argv);
+
 #endif

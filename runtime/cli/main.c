@@ -11,6 +11,7 @@
 #include "pea/log.h"
 #include "pea/seccomp.h"
 #include "pea/spec.h"
+#include "pea/sys.h"
 #include "pea/util.h"
 
 static const struct cli_command commands[] = {
@@ -190,6 +191,12 @@ int main(int argc, char **argv)
                 break; /* the rest may be the container's own command line */
             if (strcmp(sub_argv[a], "--help") == 0 || strcmp(sub_argv[a], "-h") == 0)
                 return cli_help(name);
+        }
+        /* Commands that put a copy of pea inside a container run from a sealed copy of the binary. */
+        if ((strcmp(name, "create") == 0 || strcmp(name, "run") == 0 || strcmp(name, "exec") == 0) &&
+            sys_reexec_from_sealed_copy(argv) < 0) {
+            log_error("%s: re-execute from a sealed copy of pea: %s", name, strerror(errno));
+            return 1;
         }
         optind = 0; /* reset getopt for the command's own options */
         int r = commands[i].run(&g, sub_argc, sub_argv);
