@@ -216,7 +216,12 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     if (cgroup_fd < 0) {
         free(st.cgroup_path);
         st.cgroup_path = NULL;
-        goto fail;
+        /* Rootless without a delegated subtree: the container runs without a cgroup of its own (no pause, no
+         * kill --all), which is only acceptable when it asked for no limits. */
+        bool is_denied = err->errnum == EACCES || err->errnum == EPERM || err->errnum == EROFS;
+        if (!(geteuid() != 0 && is_denied && !spec->resources))
+            goto fail;
+        log_debug("create %s: no cgroup of its own (%s)", o->id, err->msg);
     }
     if (mkfifoat(dir_fd, PEA_EXEC_FIFO, 0600) < 0) {
         pea_fail(err, errno, "create exec fifo");

@@ -151,10 +151,14 @@ int main(int argc, char **argv)
     /* Writes to a closed pipe must fail with EPIPE, not kill us mid-cleanup. */
     signal(SIGPIPE, SIG_IGN);
     int c;
+    bool root_given = false;
     opterr = 0;
     while ((c = getopt_long_only(argc, argv, "+hv", opts, NULL)) != -1) {
         switch (c) {
-        case OPT_ROOT: g.root = optarg; break;
+        case OPT_ROOT:
+            g.root = optarg;
+            root_given = true;
+            break;
         case OPT_LOG: g.log_path = optarg; break;
         case OPT_LOG_FORMAT:
             if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
@@ -171,6 +175,12 @@ int main(int argc, char **argv)
             print_usage(stderr);
             return cli_usage_error(NULL, "unknown global option %s", argv[optind - 1]);
         }
+    }
+    AUTO_FREE char *rootless_root = NULL;
+    if (!root_given && geteuid() != 0 && getenv("XDG_RUNTIME_DIR")) {
+        /* An unprivileged user cannot write /run/pea; its own runtime directory holds its containers. */
+        rootless_root = xasprintf("%s/pea", getenv("XDG_RUNTIME_DIR"));
+        g.root = rootless_root;
     }
     if (log_open(g.log_path, strcmp(g.log_format, "json") == 0 ? PEA_LOG_JSON : PEA_LOG_TEXT, g.debug) < 0) {
         fprintf(stderr, "pea: open log file %s: %s\n", g.log_path, strerror(errno));
