@@ -48,23 +48,33 @@ int cgroup_device_rules_from_json(json_t *devices, struct device_rule **rules, s
         json_t *d = json_array_get(devices, i);
         struct device_rule *r = &(*rules)[i];
         json_t *allow = json_object_get(d, "allow");
-        if (!json_is_boolean(allow))
-            return pea_fail(err, 0, "linux.resources.devices[%zu].allow: must be a boolean", i);
+        if (!json_is_boolean(allow)) {
+            pea_fail(err, 0, "linux.resources.devices[%zu].allow: must be a boolean", i);
+            goto fail;
+        }
         r->is_allow = json_is_true(allow);
         const char *type = json_string_value(json_object_get(d, "type"));
         r->type = type ? type[0] : 'a';
-        if (type && (strlen(type) != 1 || !strchr("abc", type[0])))
-            return pea_fail(err, 0, "linux.resources.devices[%zu].type: unknown type \"%s\"", i, type);
+        if (type && (strlen(type) != 1 || !strchr("abc", type[0]))) {
+            pea_fail(err, 0, "linux.resources.devices[%zu].type: unknown type \"%s\"", i, type);
+            goto fail;
+        }
         json_t *major = json_object_get(d, "major"), *minor = json_object_get(d, "minor");
         r->major = json_is_integer(major) ? json_integer_value(major) : -1;
         r->minor = json_is_integer(minor) ? json_integer_value(minor) : -1;
         const char *access = json_string_value(json_object_get(d, "access"));
-        if (parse_access(access ? access : "rwm", &r->access) < 0)
-            return pea_fail(err, 0, "linux.resources.devices[%zu].access: unknown access \"%s\"", i, access);
+        if (parse_access(access ? access : "rwm", &r->access) < 0) {
+            pea_fail(err, 0, "linux.resources.devices[%zu].access: unknown access \"%s\"", i, access);
+            goto fail;
+        }
     }
     memcpy(*rules + count, default_rules, sizeof default_rules);
     *n = count + ARRAY_SIZE(default_rules);
     return 0;
+fail:
+    free(*rules);
+    *rules = NULL;
+    return -1;
 }
 
 static struct bpf_insn insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm)

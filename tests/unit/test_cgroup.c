@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -198,4 +199,33 @@ Test(cgroup_live, freeze_stops_a_process_and_thaw_resumes_it)
     int status;
     cr_assert_eq(waitpid(child, &status, 0), child);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+Test(cgroup, device_rules_and_program)
+{
+    struct pea_error err = {0};
+    json_t *devices = json_loads("[{\"allow\":false,\"access\":\"rwm\"},"
+                                 "{\"allow\":true,\"type\":\"c\",\"major\":10,\"minor\":200,\"access\":\"rw\"}]",
+                                 0, NULL);
+    struct device_rule *rules;
+    size_t n;
+    cr_assert_eq(cgroup_device_rules_from_json(devices, &rules, &n, &err), 0, "%s", err.msg);
+    cr_assert_gt(n, 2, "the defaults every container needs come after the user's rules");
+    cr_assert(!rules[0].is_allow && rules[0].type == 'a' && rules[0].major == -1);
+    cr_assert(rules[1].is_allow && rules[1].type == 'c' && rules[1].major == 10 && rules[1].minor == 200);
+    struct bpf_insn *prog = calloc(8 * n + 8, sizeof(struct bpf_insn));
+    size_t count = cgroup_device_program(rules, n, prog);
+    /* The deny-all rule matches everything: it ends the program, with nothing unreachable after it. */
+    cr_assert_eq(prog[count - 1].code, BPF_JMP | BPF_EXIT);
+    cr_assert_eq(prog[count - 2].imm, 0, "the catch-all rule denies");
+    for (size_t i = 0; i < count; i++)
+        if (BPF_CLASS(prog[i].code) == BPF_JMP && BPF_OP(prog[i].code) == BPF_JNE)
+            cr_assert_lt(i + 1 + (size_t)prog[i].off, count, "jump %zu leaves the program", i);
+    free(prog);
+    free(rules);
+    json_decref(devices);
+    devices = json_loads("[{\"allow\":true,\"access\":\"rwx\"}]", 0, NULL);
+    cr_assert_eq(cgroup_device_rules_from_json(devices, &rules, &n, &err), -1);
+    cr_assert_str_eq(err.msg, "linux.resources.devices[0].access: unknown access \"rwx\"");
+    json_decref(devices);
 }
