@@ -1,0 +1,157 @@
+/* Pod manifests: a Kubernetes Pod (apiVersion v1, kind Pod) in YAML or JSON, validated strictly (an unknown field is
+ * an error naming its path, as `kubectl --validate=strict`), plus a `pea` section for what Kubernetes leaves to other
+ * layers (network mode and address). The result is plain C data; pod.c turns it into container configs. */
+#ifndef PEA_POD_MANIFEST_H
+#define PEA_POD_MANIFEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pea/error.h"
+
+enum pea_restart_policy { PEA_RESTART_ALWAYS, PEA_RESTART_ON_FAILURE, PEA_RESTART_NEVER };
+
+enum pea_seccomp_profile_type {
+    PEA_SECCOMP_PROFILE_RUNTIME_DEFAULT, /* also what an absent seccompProfile means for pea */
+    PEA_SECCOMP_PROFILE_UNCONFINED,
+    PEA_SECCOMP_PROFILE_LOCALHOST, /* localhost_profile: path of an OCI linux.seccomp JSON file */
+};
+
+struct pea_pod_env {
+    char *name, *value;
+};
+
+struct pea_pod_volume_mount {
+    char *name;       /* a volume of the pod */
+    char *mount_path; /* absolute, inside the container */
+    char *sub_path;   /* NULL or relative, without ".." components */
+    bool read_only;
+};
+
+/* Kubernetes quantities already converted: cpu in millicores ("500m" = 500, "2" = 2000), memory in bytes
+ * ("128Mi", "1G", "1e3"). */
+struct pea_pod_resources {
+    bool has_cpu_limit, has_cpu_request, has_memory_limit, has_memory_request;
+    uint64_t cpu_limit_millis, cpu_request_millis;
+    uint64_t memory_limit_bytes, memory_request_bytes;
+};
+
+struct pea_pod_security {
+    bool has_run_as_user, has_run_as_group;
+    uid_t run_as_user;
+    gid_t run_as_group;
+    bool read_only_root_filesystem;
+    bool privileged;
+    bool has_allow_privilege_escalation;
+    bool allow_privilege_escalation;
+    char **capabilities_add;  /* NULL-terminated, names as written ("NET_ADMIN" or "CAP_NET_ADMIN"), never NULL */
+    char **capabilities_drop; /* likewise; may hold "ALL" */
+    bool has_seccomp_profile;
+    enum pea_seccomp_profile_type seccomp_profile;
+    char *seccomp_localhost_profile; /* LOCALHOST only */
+};
+
+struct pea_pod_container {
+    char *name;           /* DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 */
+    char **image_layers;  /* NULL-terminated, at least one: `image: DIR` is one plain root directory; `image: [a, b]`
+                             is an overlay whose lowest layer is a and b lies on top of it */
+    size_t n_image_layers;
+    char **command;       /* NULL when absent (then the image has no entrypoint for pea: args must be given) */
+    char **args;          /* NULL when absent */
+    struct pea_pod_env *env;
+    size_t n_env;
+    char *working_dir;    /* NULL when absent */
+    struct pea_pod_volume_mount *volume_mounts;
+    size_t n_volume_mounts;
+    struct pea_pod_resources resources;
+    struct pea_pod_security security;
+    bool is_sidecar;      /* an init container with restartPolicy: Always */
+    json_t *raw;          /* this container's manifest object as given (for comparing two manifests) */
+};
+
+enum pea_pod_volume_type { PEA_VOLUME_EMPTY_DIR, PEA_VOLUME_HOST_PATH };
+
+enum pea_host_path_type {
+    PEA_HOST_PATH_ANY, /* "" or absent: no check */
+    PEA_HOST_PATH_DIRECTORY_OR_CREATE,
+    PEA_HOST_PATH_DIRECTORY,
+    PEA_HOST_PATH_FILE_OR_CREATE,
+    PEA_HOST_PATH_FILE,
+    PEA_HOST_PATH_SOCKET,
+    PEA_HOST_PATH_CHAR_DEVICE,
+    PEA_HOST_PATH_BLOCK_DEVICE,
+};
+
+struct pea_pod_volume {
+    char *name;
+    enum pea_pod_volume_type type;
+    /* emptyDir */
+    bool is_memory; /* medium: Memory */
+    bool has_size_limit;
+    uint64_t size_limit_bytes;
+    /* hostPath */
+    char *host_path; /* absolute */
+    enum pea_host_path_type host_path_type;
+};
+
+enum pea_network_mode {
+    PEA_NETWORK_NONE,   /* a new namespace with loopback only (the default) */
+    PEA_NETWORK_HOST,   /* the caller's namespace (also spec.hostNetwork: true) */
+    PEA_NETWORK_NETNS,  /* join netns_path, prepared by CNI or the caller */
+    PEA_NETWORK_BRIDGE, /* a veth pair: eth0 in the pod, the peer on a bridge in the caller's namespace */
+};
+
+struct pea_pod_sysctl {
+    char *name, *value;
+};
+
+struct pea_pod_manifest {
+    char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
+    json_t *labels;      /* object of strings, never NULL */
+    json_t *annotations; /* object of strings, never NULL */
+    char *hostname;      /* spec.hostname, NULL = the pod's name */
+    bool share_process_namespace;
+    enum pea_restart_policy restart_policy; /* default Always */
+    int64_t termination_grace_seconds;      /* default 30 */
+    struct pea_pod_container *init_containers;
+    size_t n_init_containers;
+    struct pea_pod_container *containers; /* at least one */
+    size_t n_containers;
+    struct pea_pod_volume *volumes;
+    size_t n_volumes;
+    struct pea_pod_sysctl *sysctls; /* spec.securityContext.sysctls */
+    size_t n_sysctls;
+    char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
+    char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
+    /* pea.network */
+    enum pea_network_mode network_mode;
+    char *netns_path;  /* NETNS */
+    char *bridge;      /* BRIDGE: the bridge's name (default "pea0") */
+    char *address;     /* BRIDGE: "198.18.0.2/24" (address/prefix, IPv4 or IPv6) */
+    char *gateway;     /* BRIDGE: NULL or an address in address's subnet: the default route; pea puts it on the
+                          bridge when it creates the bridge */
+    json_t *raw;       /* the whole manifest as JSON */
+};
+
+/* Parse a manifest from text: JSON when it starts with '{' (after white space), YAML otherwise (one document; no
+ * aliases). Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
+struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);
+/* Read a file (regular, at most 4 MiB; "-" is stdin) and parse it; errors are prefixed with the file name. */
+struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err);
+void manifest_free(struct pea_pod_manifest *m);
+static inline void manifest_free_p(struct pea_pod_manifest **m) { manifest_free(*m); }
+#define AUTO_MANIFEST __attribute__((cleanup(manifest_free_p)))
+
+/* YAML text to JSON (exposed for tests): plain scalars become null/true/false/integers/reals where YAML 1.2's core
+ * schema says so, quoted scalars stay strings; anchors, aliases, tags other than the core ones and more than one
+ * document are errors. */
+json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err);
+
+/* Kubernetes quantities: "500m" cpu → 500 millicores; "128Mi" → 134217728 bytes. */
+int manifest_parse_cpu(const char *text, uint64_t *millis, struct pea_error *err);
+int manifest_parse_bytes(const char *text, uint64_t *bytes, struct pea_error *err);
+
+#endif
