@@ -239,6 +239,8 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     l->cgroup_path = st.cgroup_path;
     l->console_socket = o->console_socket;
     l->preserve_fds = o->preserve_fds;
+    for (int i = 0; o->has_stdio_fds && i < 3; i++)
+        l->stdio_fds[i] = o->stdio_fds[i];
     l->no_pivot = o->no_pivot;
     l->no_new_keyring = o->no_new_keyring;
     l->on_namespaces_ready = create_on_namespaces_ready;
@@ -284,7 +286,7 @@ fail:
     return pea_wrap(err, "create %s", o->id);
 }
 
-int container_create(const struct pea_create_options *o, struct pea_error *err)
+int container_create_child(const struct pea_create_options *o, pid_t *pid, int *pidfd, struct pea_error *err)
 {
     struct pea_launch l;
     process_launch_init(&l);
@@ -292,8 +294,17 @@ int container_create(const struct pea_create_options *o, struct pea_error *err)
     if (container_create_launch(o, &l, &spec, err) < 0)
         return -1;
     int r = process_release(&l, err);
+    if (r == 0 && pid)
+        *pid = l.pid;
+    if (r == 0 && pidfd)
+        *pidfd = take_fd(&l.pidfd);
     process_launch_close(&l);
     return r;
+}
+
+int container_create(const struct pea_create_options *o, struct pea_error *err)
+{
+    return container_create_child(o, NULL, NULL, err);
 }
 
 /* ---- start, kill, delete ---- */

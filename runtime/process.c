@@ -91,6 +91,8 @@ void process_launch_init(struct pea_launch *l)
     l->pidfd = -1;
     l->console_master = -1;
     l->sync_fd = -1;
+    for (int i = 0; i < 3; i++)
+        l->stdio_fds[i] = -1;
 }
 
 void process_launch_close(struct pea_launch *l)
@@ -227,6 +229,11 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
 {
     const struct pea_spec *spec = l->spec;
     const struct pea_process *proc = spec->process;
+    /* First, so that everything after (and the user process) writes where the caller asked. dup2 clears
+     * close-on-exec on the copy. */
+    for (int i = 0; i < 3; i++)
+        if (l->stdio_fds[i] >= 0 && dup2(l->stdio_fds[i], i) < 0)
+            return pea_fail(err, errno, "set up the container's fd %d", i);
     AUTO_FD int proc_fd = sys_open_procfs();
     if (proc_fd < 0)
         return pea_fail(err, errno, "open /proc");

@@ -202,15 +202,26 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
     unsigned long propagation = spec->rootfs_propagation & (MS_PRIVATE) ? MS_PRIVATE : MS_SLAVE;
     if (mount(NULL, "/", NULL, MS_REC | propagation, NULL) < 0)
         return pea_fail(err, errno, "make / %s", propagation == MS_PRIVATE ? "rprivate" : "rslave");
-    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    /* A first mount on "/" is the root itself (an overlay of image layers): mounted here, inside the container's
+     * own mount namespace, so that nothing stays mounted on the host whatever happens to pea. */
+    const struct pea_mount *root_mount = spec->n_mounts > 0 && strcmp(spec->mounts[0].destination, "/") == 0
+                                             ? &spec->mounts[0]
+                                             : NULL;
+    if (root_mount) {
+        const char *type = root_mount->type ? root_mount->type : "none";
+        if (mount(root_mount->source ? root_mount->source : type, rootfs, type,
+                  root_mount->flags & ~(unsigned long)MS_REMOUNT, root_mount->data) < 0)
+            return pea_fail(err, errno, "mount %s on / (%s)", type, rootfs);
+    } else if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         return pea_fail(err, errno, "bind rootfs %s", rootfs);
+    }
     AUTO_FD int proc_fd = sys_open_procfs();
     if (proc_fd < 0)
         return pea_fail(err, errno, "/proc is not a procfs");
     AUTO_FD int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0)
         return pea_fail(err, errno, "open rootfs %s", rootfs);
-    for (size_t i = 0; i < spec->n_mounts; i++)
+    for (size_t i = root_mount ? 1 : 0; i < spec->n_mounts; i++)
         if (mount_one(root_fd, &spec->mounts[i], err) < 0)
             return -1;
     return setup_dev(root_fd, spec, err);

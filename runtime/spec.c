@@ -419,6 +419,9 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
             return -1;
         if (!is_absolute(m->destination))
             return spec_field_fail(err, field, "must be an absolute path, not \"%s\"", m->destination);
+        /* pea's extension: a first mount on "/" (an overlay of image layers) replaces the bind of root.path. */
+        if (strcmp(m->destination, "/") == 0 && i != 0)
+            return spec_field_fail(err, field, "\"/\" is allowed only as the first mount (the root itself)");
         snprintf(field, sizeof field, "%s.type", path);
         if (spec_get_string(j, "type", field, false, &m->type, err) < 0)
             return -1;

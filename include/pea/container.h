@@ -18,9 +18,14 @@ struct pea_create_options {
     bool no_new_keyring;
     int preserve_fds;
     bool is_detached; /* nobody stays to proxy a terminal: then a terminal needs a console socket */
+    int stdio_fds[3]; /* the container's stdin/stdout/stderr; -1 = ours (zero-initialised options: see below) */
+    bool has_stdio_fds; /* stdio_fds is set; otherwise the container inherits our stdio */
 };
 
 int container_create(const struct pea_create_options *o, struct pea_error *err);
+/* create, for a caller that supervises the init itself (the pod supervisor): the init stays our child, and *pidfd
+ * (close-on-exec; may be NULL) lets us wait for it. */
+int container_create_child(const struct pea_create_options *o, pid_t *pid, int *pidfd, struct pea_error *err);
 int container_start(const char *root, const char *id, struct pea_error *err);
 /* Foreground or detached run. *exit_code gets the container's status (128+N for a signal) when foreground. */
 int container_run(const struct pea_create_options *o, bool detach, bool keep, int *exit_code, struct pea_error *err);

@@ -29,6 +29,7 @@ struct pea_launch {
     int exec_fifo_fd;                  /* create: the child blocks reading it until `start`; -1 = exec at once */
     const char *console_socket;        /* send the pty master there; NULL = keep it in console_master */
     int preserve_fds;
+    int stdio_fds[3];                  /* the container's stdin/stdout/stderr; -1 = inherit ours */
     bool no_pivot;
     bool no_new_keyring;
     pea_namespaces_ready_fn on_namespaces_ready;
@@ -44,7 +45,7 @@ struct pea_launch {
     char *state_json;
 };
 
-/* Initialise the fields to "none" (fds -1). */
+/* Initialise the fields to "none" (fds -1, stdio inherited). */
 void process_launch_init(struct pea_launch *l);
 
 /* Clone the child and drive it until it is ready to exec (create: blocked on the exec fifo). On failure the child
