@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -198,4 +199,77 @@ void format_rfc3339_nano(const struct timespec *ts, char *buf, size_t len)
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, len, "%s.%09ldZ", date, ts->tv_nsec);
+}
+
+/* Depth-first, never following a symlink and never descending into another filesystem (a mount point below is an
+ * error, not something to empty). */
+static int remove_tree_below(int dir_fd, dev_t dev, const char *shown, struct pea_error *err)
+{
+    DIR *dir = fdopendir(dup(dir_fd));
+    if (!dir)
+        return pea_fail(err, errno, "list %s", shown);
+    struct dirent *de;
+    int r = 0;
+    while (r == 0 && (de = readdir(dir))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT)
+                r = pea_fail(err, errno, "stat %s/%s", shown, de->d_name);
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            AUTO_FREE char *child_shown = xasprintf("%s/%s", shown, de->d_name);
+            if (st.st_dev != dev) {
+                r = pea_fail(err, EBUSY, "remove %s: a mount point", child_shown);
+                break;
+            }
+            AUTO_FD int child = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (child < 0)
+                r = pea_fail(err, errno, "open %s", child_shown);
+            else
+                r = remove_tree_below(child, dev, child_shown, err);
+            if (r == 0 && unlinkat(dir_fd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                r = pea_fail(err, errno, "remove %s", child_shown);
+        } else if (unlinkat(dir_fd, de->d_name, 0) < 0 && errno != ENOENT) {
+            r = pea_fail(err, errno, "remove %s/%s", shown, de->d_name);
+        }
+    }
+    closedir(dir);
+    return r;
+}
+
+int remove_tree(const char *path, struct pea_error *err)
+{
+    AUTO_FD int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno == ENOTDIR && unlink(path) == 0)
+            return 0;
+        return pea_fail(err, errno, "open %s", path);
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return pea_fail(err, errno, "stat %s", path);
+    if (remove_tree_below(fd, st.st_dev, path, err) < 0)
+        return -1;
+    if (rmdir(path) < 0 && errno != ENOENT)
+        return pea_fail(err, errno, "remove %s", path);
+    return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+    AUTO_FREE char *copy = xstrdup(path);
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(copy, mode) < 0 && errno != EEXIST ? -1 : 0;
 }

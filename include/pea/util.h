@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "pea/error.h"
@@ -66,6 +67,11 @@ char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *buf, size_t len);
 /* Write atomically: temp file in the same directory, fsync-free rename. */
 int write_file_atomic_at(int dirfd, const char *name, const char *buf, size_t len, mode_t mode);
+
+/* rm -rf of path: never follows symlinks, refuses to cross into another filesystem. Missing is not an error. */
+int remove_tree(const char *path, struct pea_error *err);
+/* mkdir -p; existing directories are fine. 0 or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode);
 
 /* Parse a base-10 integer that must consume the whole string. */
 int parse_int64(const char *s, long long *out);

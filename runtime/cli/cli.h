@@ -12,6 +12,7 @@ struct cli_globals {
     const char *log_format;
     bool debug;
     bool systemd_cgroup;
+    const char *argv0; /* how we were started, to find pea-pause beside us */
 };
 
 struct cli_command {
@@ -46,5 +47,6 @@ int cmd_update(const struct cli_globals *g, int argc, char **argv);
 int cmd_events(const struct cli_globals *g, int argc, char **argv);
 int cmd_spec(const struct cli_globals *g, int argc, char **argv);
 int cmd_features(const struct cli_globals *g, int argc, char **argv);
+int cmd_pod(const struct cli_globals *g, int argc, char **argv);
 
 #endif

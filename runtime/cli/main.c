@@ -66,6 +66,11 @@ static const struct cli_command commands[] = {
      "  -b, --bundle DIR        where to write it (default: current directory)\n"
      "      --rootless          for a container run by an unprivileged user\n"},
     {"features", cmd_features, "features", "print what this pea supports, as OCI features JSON", ""},
+    {"pod", cmd_pod, "pod COMMAND [options]", "run and manage pods from Kubernetes Pod manifests",
+     "  run -f FILE [--data-root DIR] [--pause PATH]   run a pod in the foreground\n"
+     "  rm [--force] NAME...                           tear pods down\n"
+     "  ls [--output table|json]                       list pods\n"
+     "  ps [--output table|json] NAME                  list a pod's containers\n"},
 };
 
 int cli_fail(const struct pea_error *err)
@@ -135,6 +140,7 @@ static void print_version(void)
 int main(int argc, char **argv)
 {
     static struct cli_globals g = {.root = "/run/pea", .log_format = "text"};
+    g.argv0 = argv[0];
     enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD, OPT_CRIU, OPT_ROOTLESS };
     static const struct option opts[] = {
         {"root", required_argument, NULL, OPT_ROOT},
@@ -203,7 +209,8 @@ int main(int argc, char **argv)
                 return cli_help(name);
         }
         /* Commands that put a copy of pea inside a container run from a sealed copy of the binary. */
-        if ((strcmp(name, "create") == 0 || strcmp(name, "run") == 0 || strcmp(name, "exec") == 0) &&
+        if ((strcmp(name, "create") == 0 || strcmp(name, "run") == 0 || strcmp(name, "exec") == 0 ||
+             strcmp(name, "pod") == 0) &&
             sys_reexec_from_sealed_copy(argv) < 0) {
             log_error("%s: re-execute from a sealed copy of pea: %s", name, strerror(errno));
             return 1;

@@ -1,0 +1,616 @@
+/* The pod sandbox's lifecycle: build it (directories, volumes, cgroup, infra, pinned namespaces, network, /etc
+ * files), make its member containers, and tear all of it down again from its state alone. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pea/cgroup.h"
+#include "pea/container.h"
+#include "pea/log.h"
+#include "pea/net.h"
+#include "pea/pod.h"
+#include "pea/state.h"
+#include "pea/sys.h"
+#include "pea/util.h"
+#include "pea/volume.h"
+
+#define POD_STATE_FILE "pod.json"
+
+/* The namespaces the infra owns and members join, by the name of their /proc/PID/ns file. */
+static const char *const pinned_namespaces[] = {"net", "ipc", "uts", "pid"};
+
+static bool is_pinned(const struct pea_pod_manifest *m, const char *ns)
+{
+    bool is_host = m->network_mode == PEA_NETWORK_HOST;
+    return !(is_host && (strcmp(ns, "net") == 0 || strcmp(ns, "uts") == 0));
+}
+
+static char *pods_dir(const char *root) { return xasprintf("%s/pods", root); }
+
+void pod_free(struct pea_pod *pod)
+{
+    if (!pod)
+        return;
+    free(pod->name);
+    free(pod->root);
+    free(pod->dir);
+    free(pod->oci_root);
+    free(pod->data_dir);
+    free(pod->cgroup);
+    manifest_free(pod->manifest);
+    if (pod->infra_pidfd >= 0)
+        close(pod->infra_pidfd);
+    json_decref(pod->state);
+    free(pod);
+}
+
+int pod_save(struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FREE char *text = json_dumps(pod->state, JSON_INDENT(1) | JSON_SORT_KEYS);
+    AUTO_FD int dir = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!text || dir < 0 || write_file_atomic_at(dir, POD_STATE_FILE, text, strlen(text), 0600) < 0)
+        return pea_fail(err, errno, "save pod state %s/%s", pod->dir, POD_STATE_FILE);
+    return 0;
+}
+
+static void read_boot_id(char *out, size_t len)
+{
+    AUTO_FREE char *text = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, NULL);
+    snprintf(out, len, "%s", text ? text : "");
+    out[strcspn(out, "\n")] = '\0';
+}
+
+static struct pea_pod *pod_alloc(const char *root, const char *name, const char *data_dir)
+{
+    struct pea_pod *pod = xcalloc(1, sizeof *pod);
+    pod->infra_pidfd = -1;
+    pod->name = xstrdup(name);
+    pod->root = xstrdup(root);
+    pod->dir = xasprintf("%s/pods/%s", root, name);
+    pod->oci_root = xasprintf("%s/oci", pod->dir);
+    pod->data_dir = data_dir ? xstrdup(data_dir) : NULL;
+    pod->cgroup = xasprintf("/pea/pod-%s", name);
+    return pod;
+}
+
+bool pod_infra_alive(const struct pea_pod *pod)
+{
+    json_t *infra = json_object_get(pod->state, "infra");
+    pid_t pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
+    unsigned long long start = (unsigned long long)json_integer_value(json_object_get(infra, "startTime"));
+    bool is_zombie = false;
+    return pid > 0 && sys_process_start_time(pid, &is_zombie) == start && !is_zombie;
+}
+
+/* ---- building the sandbox ---- */
+
+static int write_pod_file(const struct pea_pod *pod, const char *name, const char *text, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/etc", pod->dir);
+    AUTO_FD int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || write_file_atomic_at(fd, name, text, strlen(text), 0644) < 0)
+        return pea_fail(err, errno, "write %s/%s", dir, name);
+    return 0;
+}
+
+/* /etc/hostname, /etc/hosts and /etc/resolv.conf for every member, as the kubelet writes them. */
+static int write_etc_files(const struct pea_pod *pod, struct pea_error *err)
+{
+    const struct pea_pod_manifest *m = pod->manifest;
+    const char *hostname = m->hostname ? m->hostname : m->name;
+    AUTO_FREE char *hostname_text = xasprintf("%s\n", hostname);
+    AUTO_FREE char *hosts = NULL;
+    if (m->network_mode == PEA_NETWORK_HOST) {
+        hosts = read_file_at(AT_FDCWD, "/etc/hosts", 1 << 20, NULL);
+    } else {
+        char address[64] = "127.0.1.1";
+        if (m->address)
+            snprintf(address, sizeof address, "%.*s", (int)strcspn(m->address, "/"), m->address);
+        hosts = xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", address,
+                          hostname);
+    }
+    AUTO_FREE char *resolv = NULL;
+    if (m->dns_nameservers[0] || m->dns_searches[0]) {
+        resolv = xstrdup("");
+        for (char **n = m->dns_nameservers; *n; n++) {
+            char *next = xasprintf("%snameserver %s\n", resolv, *n);
+            free(resolv);
+            resolv = next;
+        }
+        if (m->dns_searches[0]) {
+            char *next = xasprintf("%ssearch", resolv);
+            free(resolv);
+            resolv = next;
+            for (char **s = m->dns_searches; *s; s++) {
+                next = xasprintf("%s %s", resolv, *s);
+                free(resolv);
+                resolv = next;
+            }
+            next = xasprintf("%s\n", resolv);
+            free(resolv);
+            resolv = next;
+        }
+    } else {
+        resolv = read_file_at(AT_FDCWD, "/etc/resolv.conf", 1 << 20, NULL);
+    }
+    if (write_pod_file(pod, "hostname", hostname_text, err) < 0 ||
+        write_pod_file(pod, "hosts", hosts ? hosts : "127.0.0.1\tlocalhost\n", err) < 0 ||
+        write_pod_file(pod, "resolv.conf", resolv ? resolv : "", err) < 0)
+        return -1;
+    return 0;
+}
+
+/* The infra's root holds one file: a copy of pea-pause (a copy, not a bind mount, so nothing is mounted on the
+ * host for it). */
+static int make_infra_root(const struct pea_pod *pod, const char *pause_path, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/infra", pod->dir);
+    AUTO_FREE char *target = xasprintf("%s/pea-pause", dir);
+    AUTO_FD int in = open(pause_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0)
+        return pea_fail(err, errno, "open pea-pause %s", pause_path);
+    AUTO_FD int out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    if (out < 0)
+        return pea_fail(err, errno, "create %s", target);
+    for (off_t done = 0; done < st.st_size;) {
+        ssize_t n = sendfile(out, in, NULL, (size_t)(st.st_size - done));
+        if (n <= 0)
+            return pea_fail(err, n < 0 ? errno : EIO, "copy pea-pause to %s", target);
+        done += n;
+    }
+    return 0;
+}
+
+/* Pod-level limits as the kubelet computes them: the sum over app containers when every one has a limit, and at
+ * least the largest init container's. */
+static json_t *pod_resources(const struct pea_pod_manifest *m)
+{
+    uint64_t memory = 0, cpu = 0;
+    bool has_memory = true, has_cpu = true;
+    for (size_t i = 0; i < m->n_containers; i++) {
+        has_memory &= m->containers[i].resources.has_memory_limit;
+        has_cpu &= m->containers[i].resources.has_cpu_limit;
+        memory += m->containers[i].resources.memory_limit_bytes;
+        cpu += m->containers[i].resources.cpu_limit_millis;
+    }
+    for (size_t i = 0; i < m->n_init_containers; i++) {
+        const struct pea_pod_resources *r = &m->init_containers[i].resources;
+        if (r->has_memory_limit && r->memory_limit_bytes > memory)
+            memory = r->memory_limit_bytes;
+        if (r->has_cpu_limit && r->cpu_limit_millis > cpu)
+            cpu = r->cpu_limit_millis;
+    }
+    if (!has_memory && !has_cpu)
+        return NULL;
+    json_t *res = json_object();
+    if (has_memory)
+        json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)memory));
+    if (has_cpu)
+        json_object_set_new(res, "cpu", json_pack("{s:I, s:I}", "quota", (json_int_t)(cpu * 100), "period",
+                                                  (json_int_t)100000));
+    return res;
+}
+
+static int write_bundle(const struct pea_pod *pod, const char *id, json_t *config, char **bundle_out,
+                        struct pea_error *err)
+{
+    AUTO_FREE char *bundle = xasprintf("%s/bundles/%s", pod->dir, id);
+    if (mkdir(bundle, 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create bundle %s", bundle);
+    AUTO_FD int fd = open(bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    AUTO_FREE char *text = json_dumps(config, JSON_INDENT(1));
+    if (fd < 0 || !text || write_file_atomic_at(fd, "config.json", text, strlen(text), 0600) < 0)
+        return pea_fail(err, errno, "write %s/config.json", bundle);
+    *bundle_out = take_ptr(&bundle);
+    return 0;
+}
+
+/* Create a container of the pod with stdio (or /dev/null) and start nothing yet. */
+static int create_member(struct pea_pod *pod, const char *id, json_t *config, const int stdio[3], pid_t *pid,
+                         int *pidfd, struct pea_error *err)
+{
+    AUTO_FREE char *bundle = NULL;
+    if (write_bundle(pod, id, config, &bundle, err) < 0)
+        return -1;
+    AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return pea_fail(err, errno, "open /dev/null");
+    struct pea_create_options o = {
+        .root = pod->oci_root, .id = id, .bundle = bundle, .is_detached = true, .has_stdio_fds = true};
+    for (int i = 0; i < 3; i++)
+        o.stdio_fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null_fd;
+    return container_create_child(&o, pid, pidfd, err);
+}
+
+/* Pin each namespace of the infra with a bind mount of its nsfs file, so members join by a file that names the
+ * namespace itself: the infra's PID could be reused, the pinned file cannot change meaning. The ns fd is opened
+ * while the pidfd shows the infra alive, and checked again after, so it cannot belong to a successor. */
+static int pin_namespaces(struct pea_pod *pod, struct pea_error *err)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(pinned_namespaces); i++) {
+        const char *ns = pinned_namespaces[i];
+        if (!is_pinned(pod->manifest, ns))
+            continue;
+        char source[64];
+        snprintf(source, sizeof source, "/proc/%d/ns/%s", (int)pod->infra_pid, ns);
+        AUTO_FD int ns_fd = open(source, O_RDONLY | O_CLOEXEC);
+        if (ns_fd < 0 || sys_pidfd_send_signal(pod->infra_pidfd, 0, NULL, 0) < 0)
+            return pea_fail(err, errno, "pin the infra's %s namespace: open %s", ns, source);
+        AUTO_FREE char *pin = xasprintf("%s/ns/%s", pod->dir, ns);
+        AUTO_FD int file = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (file < 0)
+            return pea_fail(err, errno, "create %s", pin);
+        char fd_path[64];
+        snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", ns_fd);
+        if (mount(fd_path, pin, NULL, MS_BIND, NULL) < 0)
+            return pea_fail(err, errno, "pin the infra's %s namespace on %s", ns, pin);
+    }
+    return 0;
+}
+
+static int unpin_namespaces(const char *dir, struct pea_error *err)
+{
+    int r = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(pinned_namespaces); i++) {
+        AUTO_FREE char *pin = xasprintf("%s/ns/%s", dir, pinned_namespaces[i]);
+        /* Detached: a member being set up may still hold it open. Repeated until nothing is stacked there. */
+        while (umount2(pin, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+            ;
+        if (errno != EINVAL && errno != ENOENT)
+            r = pea_fail(err, errno, "unpin %s", pin);
+    }
+    return r;
+}
+
+/* A host-side veth name that is the same for the pod every time and fits IFNAMSIZ. */
+static void host_ifname_for(const char *pod_name, char out[16])
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = pod_name; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(out, 16, "pv%08x", h);
+}
+
+static int setup_network(struct pea_pod *pod, struct pea_error *err)
+{
+    const struct pea_pod_manifest *m = pod->manifest;
+    if (m->network_mode == PEA_NETWORK_HOST)
+        return 0;
+    AUTO_FREE char *pin = xasprintf("%s/ns/net", pod->dir);
+    AUTO_FD int netns = open(pin, O_RDONLY | O_CLOEXEC);
+    if (netns < 0)
+        return pea_fail(err, errno, "open %s", pin);
+    if (net_loopback_up(netns, err) < 0)
+        return -1;
+    if (m->network_mode != PEA_NETWORK_BRIDGE)
+        return 0;
+    char host_if[16];
+    host_ifname_for(m->name, host_if);
+    AUTO_FREE char *gateway_cidr = NULL;
+    if (m->gateway)
+        gateway_cidr = xasprintf("%s%s", m->gateway, strchr(m->address, '/'));
+    bool created = false;
+    if (net_bridge_ensure(m->bridge, gateway_cidr, &created, err) < 0)
+        return -1;
+    /* Recorded before the veth exists, so that a teardown after any later failure removes what was made. */
+    json_object_set_new(pod->state, "network",
+                        json_pack("{s:s, s:s, s:b}", "hostInterface", host_if, "bridge", m->bridge, "bridgeCreated",
+                                  created));
+    if (pod_save(pod, err) < 0 || net_veth_create(host_if, m->bridge, netns, "eth0", err) < 0 ||
+        net_address_add(netns, "eth0", m->address, err) < 0 ||
+        (m->gateway && net_route_add_default(netns, "eth0", m->gateway, err) < 0))
+        return -1;
+    return 0;
+}
+
+static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
+{
+    static const char *const state_subdirs[] = {"oci", "bundles", "ns", "etc", "infra"};
+    for (size_t i = 0; i < ARRAY_SIZE(state_subdirs); i++) {
+        AUTO_FREE char *dir = xasprintf("%s/%s", pod->dir, state_subdirs[i]);
+        if (mkdir(dir, i == 4 ? 0755 : 0700) < 0)
+            return pea_fail(err, errno, "create %s", dir);
+    }
+    if (mkdir_p(pod->data_dir, 0711) < 0)
+        return pea_fail(err, errno, "create %s", pod->data_dir);
+    AUTO_FREE char *containers = xasprintf("%s/containers", pod->data_dir);
+    if (mkdir(containers, 0711) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s", containers);
+    return 0;
+}
+
+static int start_infra(struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_JSON json_t *config = pod_config_infra(pod, err);
+    if (!config || create_member(pod, PEA_POD_INFRA_ID, config, NULL, &pod->infra_pid, &pod->infra_pidfd, err) < 0)
+        return pea_wrap(err, "infra");
+    json_object_set_new(pod->state, "infra",
+                        json_pack("{s:i, s:I}", "pid", (int)pod->infra_pid, "startTime",
+                                  (json_int_t)sys_process_start_time(pod->infra_pid, NULL)));
+    if (pod_save(pod, err) < 0 || container_start(pod->oci_root, PEA_POD_INFRA_ID, err) < 0)
+        return pea_wrap(err, "infra");
+    return 0;
+}
+
+int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifest, struct pea_pod **out,
+               struct pea_error *err)
+{
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest;
+    AUTO_FREE char *pods = pods_dir(o->root);
+    if (mkdir_p(pods, 0700) < 0)
+        return pea_fail(err, errno, "create %s", pods);
+    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", o->data_root, m->name);
+    AUTO_POD struct pea_pod *pod = pod_alloc(o->root, m->name, data_dir);
+    if (mkdir(pod->dir, 0700) < 0)
+        return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
+                               : pea_fail(err, errno, "create %s", pod->dir);
+    pod->manifest = take_ptr(&m);
+    char created[64], boot_id[64];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    format_rfc3339_nano(&now, created, sizeof created);
+    read_boot_id(boot_id, sizeof boot_id);
+    pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:{}}", "version", PEA_POD_STATE_VERSION,
+                           "name", pod->name, "created", created, "bootId", boot_id, "dataDir", pod->data_dir,
+                           "cgroup", pod->cgroup, "status", "creating", "manifest", pod->manifest->raw,
+                           "containers");
+    AUTO_JSON json_t *limits = pod_resources(pod->manifest);
+    AUTO_FD int cgroup_fd = -1;
+    AUTO_FREE char *pause_path = xstrdup(o->pause_path);
+    if (pod_save(pod, err) < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
+        write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
+        (cgroup_fd = cgroup_create(pod->cgroup, limits, err)) < 0 || start_infra(pod, err) < 0 ||
+        pin_namespaces(pod, err) < 0 || setup_network(pod, err) < 0)
+        goto fail;
+    json_object_set_new(pod->state, "status", json_string("running"));
+    if (pod_save(pod, err) < 0)
+        goto fail;
+    *out = take_ptr(&pod);
+    return 0;
+fail:;
+    struct pea_error ignored = {0};
+    if (pod_remove(o->root, pod->name, 0, &ignored) < 0)
+        log_warn("pod %s: cleanup after a failed create: %s", pod->name, ignored.msg);
+    return pea_wrap(err, "pod %s", pod->name);
+}
+
+int pod_open(const char *root, const char *name, struct pea_pod **out, struct pea_error *err)
+{
+    AUTO_POD struct pea_pod *pod = pod_alloc(root, name, NULL);
+    AUTO_FREE char *path = xasprintf("%s/%s", pod->dir, POD_STATE_FILE);
+    json_error_t jerr;
+    pod->state = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!pod->state) {
+        if (access(pod->dir, F_OK) < 0)
+            return pea_fail(err, 0, "pod %s does not exist", name);
+        return pea_fail(err, 0, "pod %s: state %s: %s", name, path, jerr.text);
+    }
+    if (json_integer_value(json_object_get(pod->state, "version")) != PEA_POD_STATE_VERSION)
+        return pea_fail(err, 0, "pod %s: state version %lld is not %d", name,
+                        (long long)json_integer_value(json_object_get(pod->state, "version")), PEA_POD_STATE_VERSION);
+    const char *data_dir = json_string_value(json_object_get(pod->state, "dataDir"));
+    pod->data_dir = xstrdup(data_dir ? data_dir : "");
+    AUTO_FREE char *text = json_dumps(json_object_get(pod->state, "manifest"), JSON_COMPACT);
+    pod->manifest = text ? manifest_parse(text, strlen(text), err) : NULL;
+    if (!pod->manifest)
+        return pea_wrap(err, "pod %s: saved manifest", name);
+    json_t *infra = json_object_get(pod->state, "infra");
+    pod->infra_pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
+    if (pod_infra_alive(pod))
+        pod->infra_pidfd = sys_pidfd_open(pod->infra_pid, 0);
+    *out = take_ptr(&pod);
+    return 0;
+}
+
+/* ---- members ---- */
+
+int pod_container_create(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3], pid_t *pid,
+                         int *pidfd, struct pea_error *err)
+{
+    if (!pod_infra_alive(pod))
+        return pea_fail(err, 0, "pod %s: the infra process is gone", pod->name);
+    if (container_delete(pod->oci_root, c->name, true, err) < 0)
+        return -1;
+    if (c->n_image_layers > 1) {
+        /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
+        AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
+        if (remove_tree(dir, err) < 0)
+            return -1;
+        static const char *const parts[] = {"", "/upper", "/work", "/rootfs"};
+        for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+            AUTO_FREE char *path = xasprintf("%s%s", dir, parts[i]);
+            if (mkdir(path, 0755) < 0)
+                return pea_fail(err, errno, "create %s", path);
+        }
+    }
+    AUTO_JSON json_t *config = pod_config_member(pod, c, err);
+    if (!config || volume_prepare_sub_paths(pod, c, err) < 0)
+        return -1;
+    return create_member(pod, c->name, config, stdio, pid, pidfd, err);
+}
+
+int pod_container_start(struct pea_pod *pod, const char *name, struct pea_error *err)
+{
+    return container_start(pod->oci_root, name, err);
+}
+
+/* Wait until every pidfd is readable (its process gone) or the deadline passes. */
+static void wait_exited(const int *pidfds, size_t n, long long timeout_ms)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (size_t i = 0; i < n; i++) {
+        if (pidfds[i] < 0)
+            continue;
+        for (;;) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000);
+            struct pollfd p = {.fd = pidfds[i], .events = POLLIN};
+            int r = poll(&p, 1, left > 0 ? (int)(left > INT_MAX ? INT_MAX : left) : 0);
+            if (r >= 0 || errno != EINTR)
+                break;
+        }
+    }
+}
+
+/* The containers' inits as pidfds (-1 where not running or given as known_pidfd). */
+static int open_init_pidfd(const char *oci_root, const char *id)
+{
+    struct pea_error ignored = {0};
+    AUTO_JSON json_t *st = container_state(oci_root, id, &ignored);
+    pid_t pid = st ? (pid_t)json_integer_value(json_object_get(st, "pid")) : 0;
+    return pid > 0 ? sys_pidfd_open(pid, 0) : -1;
+}
+
+/* SIGTERM to each init, the grace period, SIGKILL to whatever is left in their cgroups, then delete. */
+static int stop_containers(const char *oci_root, char *const *ids, size_t n, const int *known_pidfds,
+                           long long grace_seconds, struct pea_error *err)
+{
+    int *pidfds = xcalloc(n ? n : 1, sizeof *pidfds);
+    for (size_t i = 0; i < n; i++) {
+        pidfds[i] = known_pidfds && known_pidfds[i] >= 0 ? dup(known_pidfds[i]) : open_init_pidfd(oci_root, ids[i]);
+        struct pea_error ignored = {0};
+        if (pidfds[i] >= 0)
+            container_kill(oci_root, ids[i], SIGTERM, false, &ignored);
+    }
+    if (grace_seconds > 0)
+        wait_exited(pidfds, n, grace_seconds * 1000);
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct pea_error one = {0};
+        /* delete --force kills every process left in the container's cgroup and waits for the init. */
+        if (container_delete(oci_root, ids[i], true, &one) < 0 && r == 0) {
+            *err = one;
+            r = -1;
+        }
+        if (pidfds[i] >= 0)
+            close(pidfds[i]);
+    }
+    free(pidfds);
+    return r;
+}
+
+int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long long grace_seconds,
+                       struct pea_error *err)
+{
+    char *ids[] = {(char *)name, NULL};
+    if (stop_containers(pod->oci_root, ids, 1, &pidfd, grace_seconds, err) < 0)
+        return -1;
+    AUTO_FREE char *layer = xasprintf("%s/containers/%s", pod->data_dir, name);
+    AUTO_FREE char *bundle = xasprintf("%s/bundles/%s", pod->dir, name);
+    if (remove_tree(layer, err) < 0 || remove_tree(bundle, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- teardown and listing ---- */
+
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static char **list_dir_names(const char *path, struct pea_error *err)
+{
+    DIR *dir = opendir(path);
+    if (!dir) {
+        if (errno == ENOENT)
+            return xcalloc(1, sizeof(char *));
+        pea_fail(err, errno, "list %s", path);
+        return NULL;
+    }
+    size_t n = 0;
+    char **names = xcalloc(1, sizeof *names);
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (de->d_name[0] == '.')
+            continue;
+        names = xrealloc(names, (n + 2) * sizeof *names);
+        names[n++] = xstrdup(de->d_name);
+        names[n] = NULL;
+    }
+    closedir(dir);
+    qsort(names, n, sizeof *names, compare_names);
+    return names;
+}
+
+/* Keep the first error, go on cleaning: a teardown removes all it can. */
+static void note_failure(int r, struct pea_error *first, const struct pea_error *this_one)
+{
+    if (r < 0 && first->msg[0] == '\0')
+        *first = *this_one;
+}
+
+int pod_remove(const char *root, const char *name, long long grace_seconds, struct pea_error *err)
+{
+    if (state_validate_id(name, err) < 0)
+        return -1;
+    AUTO_FREE char *dir = xasprintf("%s/pods/%s", root, name);
+    if (access(dir, F_OK) < 0)
+        return pea_fail(err, 0, "pod %s does not exist", name);
+    json_error_t jerr;
+    AUTO_FREE char *state_path = xasprintf("%s/%s", dir, POD_STATE_FILE);
+    AUTO_JSON json_t *state = json_load_file(state_path, 0, &jerr);
+    AUTO_FREE char *oci_root = xasprintf("%s/oci", dir);
+    struct pea_error first = {0}, one = {0};
+    int r;
+
+    AUTO_STRV char **ids = list_dir_names(oci_root, &one);
+    size_t n_members = 0;
+    for (char **id = ids; id && *id; id++)
+        if (strcmp(*id, PEA_POD_INFRA_ID) != 0)
+            ids[n_members++] = *id;
+        else
+            free(*id);
+    if (ids)
+        ids[n_members] = NULL;
+    note_failure(ids ? 0 : -1, &first, &one);
+    r = stop_containers(oci_root, ids, n_members, NULL, grace_seconds, &one);
+    note_failure(r, &first, &one);
+    char *infra[] = {PEA_POD_INFRA_ID, NULL};
+    r = stop_containers(oci_root, infra, 1, NULL, 2, &one);
+    note_failure(r, &first, &one);
+    note_failure(unpin_namespaces(dir, &one), &first, &one);
+
+    json_t *network = json_object_get(state, "network");
+    const char *host_if = json_string_value(json_object_get(network, "hostInterface"));
+    const char *bridge = json_string_value(json_object_get(network, "bridge"));
+    if (host_if)
+        note_failure(net_link_delete(-1, host_if, &one), &first, &one);
+    if (bridge && json_is_true(json_object_get(network, "bridgeCreated")))
+        note_failure(net_bridge_delete_if_unused(bridge, &one), &first, &one);
+
+    const char *cgroup = json_string_value(json_object_get(state, "cgroup"));
+    AUTO_FREE char *default_cgroup = xasprintf("/pea/pod-%s", name);
+    note_failure(cgroup_destroy(cgroup ? cgroup : default_cgroup, &one), &first, &one);
+
+    const char *data_dir = json_string_value(json_object_get(state, "dataDir"));
+    if (data_dir && *data_dir) {
+        r = volume_release_all(data_dir, &one);
+        note_failure(r, &first, &one);
+        if (r == 0)
+            note_failure(remove_tree(data_dir, &one), &first, &one);
+    }
+    if (!first.msg[0])
+        note_failure(remove_tree(dir, &one), &first, &one);
+    if (first.msg[0]) {
+        *err = first;
+        return pea_wrap(err, "remove pod %s", name);
+    }
+    return 0;
+}
+
+char **pod_list_names(const char *root, struct pea_error *err)
+{
+    AUTO_FREE char *pods = pods_dir(root);
+    return list_dir_names(pods, err);
+}

@@ -1,0 +1,352 @@
+/* A pod's containers as OCI configs: what the manifest says, in the shapes the container layer takes. Members join
+ * the namespaces pinned under the pod's directory; the infra owns them. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+
+#include "pea/pod.h"
+#include "pea/spec.h"
+#include "pea/util.h"
+#include "pea/volume.h"
+
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* The capabilities a Kubernetes container gets from containerd and CRI-O when the manifest asks for none. */
+static const char *const default_capabilities[] = {
+    "CAP_CHOWN",    "CAP_DAC_OVERRIDE", "CAP_FSETID",     "CAP_FOWNER",           "CAP_MKNOD",
+    "CAP_NET_RAW",  "CAP_SETGID",       "CAP_SETUID",     "CAP_SETFCAP",          "CAP_SETPCAP",
+    "CAP_KILL",     "CAP_AUDIT_WRITE",  "CAP_SYS_CHROOT", "CAP_NET_BIND_SERVICE", NULL,
+};
+
+static bool has_own_network(const struct pea_pod_manifest *m) { return m->network_mode != PEA_NETWORK_HOST; }
+
+/* Host-network pods keep the host's UTS namespace, as in Kubernetes. */
+static bool has_own_uts(const struct pea_pod_manifest *m) { return m->network_mode != PEA_NETWORK_HOST; }
+
+static json_t *bind_mount(const char *destination, const char *source, bool read_only)
+{
+    return json_pack("{s:s, s:s, s:s, s:[s, s, s]}", "destination", destination, "type", "bind", "source", source,
+                     "options", "rbind", "rprivate", read_only ? "ro" : "rw");
+}
+
+static void set_namespace(json_t *list, const char *type, const char *path)
+{
+    json_t *ns = json_pack("{s:s}", "type", type);
+    if (path)
+        json_object_set_new(ns, "path", json_string(path));
+    json_array_append_new(list, ns);
+}
+
+/* "NET_ADMIN" or "CAP_NET_ADMIN" → "CAP_NET_ADMIN", checked against libcap. */
+static char *capability_name(const char *name, const char *field, struct pea_error *err)
+{
+    char *full = strncmp(name, "CAP_", 4) == 0 ? xstrdup(name) : xasprintf("CAP_%s", name);
+    if (spec_capability_from_name(full) < 0) {
+        free(full);
+        pea_fail(err, 0, "%s: unknown capability \"%s\"", field, name);
+        return NULL;
+    }
+    return full;
+}
+
+static bool has_all(char *const *names)
+{
+    for (; names && *names; names++)
+        if (strcmp(*names, "ALL") == 0)
+            return true;
+    return false;
+}
+
+static void remove_string(json_t *array, const char *value)
+{
+    for (size_t i = json_array_size(array); i-- > 0;)
+        if (strcmp(json_string_value(json_array_get(array, i)), value) == 0)
+            json_array_remove(array, i);
+}
+
+static json_t *capability_set(const struct pea_pod_container *c, const char *field, struct pea_error *err)
+{
+    json_t *caps = json_array();
+    if (c->security.privileged) {
+        for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; cap++) {
+            /* libcap names are lower case; the OCI names are the upper-case constants. */
+            char *lower = cap_to_name(cap);
+            AUTO_FREE char *name = xasprintf("%s", lower ? lower : "");
+            cap_free(lower);
+            for (char *p = name; *p; p++)
+                *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+            if (spec_capability_from_name(name) >= 0)
+                json_array_append_new(caps, json_string(name));
+        }
+        return caps;
+    }
+    if (!has_all(c->security.capabilities_drop))
+        for (const char *const *n = default_capabilities; *n; n++)
+            json_array_append_new(caps, json_string(*n));
+    for (char *const *d = c->security.capabilities_drop; d && *d; d++) {
+        if (strcmp(*d, "ALL") == 0)
+            continue;
+        AUTO_FREE char *name = capability_name(*d, field, err);
+        if (!name) {
+            json_decref(caps);
+            return NULL;
+        }
+        remove_string(caps, name);
+    }
+    for (char *const *a = c->security.capabilities_add; a && *a; a++) {
+        AUTO_FREE char *name = capability_name(*a, field, err);
+        if (!name) {
+            json_decref(caps);
+            return NULL;
+        }
+        remove_string(caps, name);
+        json_array_append_new(caps, json_string(name));
+    }
+    return caps;
+}
+
+static json_t *environment(const struct pea_pod_manifest *m, const struct pea_pod_container *c)
+{
+    json_t *env = json_array();
+    json_array_append_new(env, json_string(DEFAULT_PATH));
+    AUTO_FREE char *host = xasprintf("HOSTNAME=%s", m->hostname ? m->hostname : m->name);
+    json_array_append_new(env, json_string(host));
+    for (size_t i = 0; i < c->n_env; i++) {
+        size_t len = strlen(c->env[i].name);
+        /* A later entry of the same name wins, as in Kubernetes; PATH and HOSTNAME can be overridden too. */
+        for (size_t j = json_array_size(env); j-- > 0;) {
+            const char *e = json_string_value(json_array_get(env, j));
+            if (strncmp(e, c->env[i].name, len) == 0 && e[len] == '=')
+                json_array_remove(env, j);
+        }
+        AUTO_FREE char *entry = xasprintf("%s=%s", c->env[i].name, c->env[i].value ? c->env[i].value : "");
+        json_array_append_new(env, json_string(entry));
+    }
+    return env;
+}
+
+static json_t *arguments(const struct pea_pod_container *c, const char *field, struct pea_error *err)
+{
+    json_t *args = json_array();
+    for (char *const *a = c->command; a && *a; a++)
+        json_array_append_new(args, json_string(*a));
+    for (char *const *a = c->args; a && *a; a++)
+        json_array_append_new(args, json_string(*a));
+    if (json_array_size(args) == 0) {
+        json_decref(args);
+        pea_fail(err, 0, "%s: command or args must be given (pea's images carry no entrypoint)", field);
+        return NULL;
+    }
+    return args;
+}
+
+/* Kubernetes' conversions: cpu shares from the request, a CFS quota over a 100 ms period from the limit. */
+static json_t *resources(const struct pea_pod_resources *r)
+{
+    json_t *res = json_object();
+    if (r->has_memory_limit)
+        json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)r->memory_limit_bytes));
+    json_t *cpu = json_object();
+    if (r->has_cpu_request) {
+        uint64_t shares = r->cpu_request_millis * 1024 / 1000;
+        json_object_set_new(cpu, "shares", json_integer((json_int_t)(shares < 2 ? 2 : shares)));
+    }
+    if (r->has_cpu_limit) {
+        uint64_t quota = r->cpu_limit_millis * 100;
+        json_object_set_new(cpu, "quota", json_integer((json_int_t)(quota < 1000 ? 1000 : quota)));
+        json_object_set_new(cpu, "period", json_integer(100000));
+    }
+    if (json_object_size(cpu))
+        json_object_set_new(res, "cpu", cpu);
+    else
+        json_decref(cpu);
+    return res;
+}
+
+static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_container *c, json_t *mounts,
+                             struct pea_error *err)
+{
+    for (size_t i = 0; i < c->n_volume_mounts; i++) {
+        const struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
+        const struct pea_pod_volume *v = volume_find(pod->manifest, vm->name);
+        if (!v)
+            return pea_fail(err, 0, "container %s: volumeMounts[%zu]: no volume \"%s\"", c->name, i, vm->name);
+        AUTO_FREE char *base = volume_host_path(pod, v);
+        AUTO_FREE char *source = vm->sub_path ? xasprintf("%s/%s", base, vm->sub_path) : xstrdup(base);
+        json_array_append_new(mounts, bind_mount(vm->mount_path, source, vm->read_only));
+    }
+    return 0;
+}
+
+/* The container's root: one plain directory, or an overlay of the layers (lowest first in the manifest; overlayfs
+ * wants the top first) over a fresh upper directory of its own. */
+static int set_root(const struct pea_pod *pod, const struct pea_pod_container *c, json_t *cfg, json_t *mounts,
+                    struct pea_error *err)
+{
+    json_t *root = json_object_get(cfg, "root");
+    json_object_set_new(root, "readonly", json_boolean(c->security.read_only_root_filesystem));
+    if (c->n_image_layers == 1) {
+        json_object_set_new(root, "path", json_string(c->image_layers[0]));
+        return 0;
+    }
+    AUTO_FREE char *lower = xstrdup("");
+    for (size_t i = c->n_image_layers; i-- > 0;) {
+        const char *layer = c->image_layers[i];
+        if (strpbrk(layer, ":,"))
+            return pea_fail(err, 0, "container %s: image layer %s: ':' and ',' cannot be used in overlay paths",
+                            c->name, layer);
+        char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", layer);
+        free(lower);
+        lower = next;
+    }
+    AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
+    AUTO_FREE char *options = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
+    AUTO_FREE char *mountpoint = xasprintf("%s/rootfs", dir);
+    json_object_set_new(root, "path", json_string(mountpoint));
+    json_array_insert_new(mounts, 0,
+                          json_pack("{s:s, s:s, s:s, s:[s]}", "destination", "/", "type", "overlay", "source",
+                                    "overlay", "options", options));
+    return 0;
+}
+
+static json_t *seccomp_profile(const struct pea_pod_container *c, struct pea_error *err)
+{
+    if (c->security.privileged || (c->security.has_seccomp_profile &&
+                                   c->security.seccomp_profile == PEA_SECCOMP_PROFILE_UNCONFINED))
+        return json_null();
+    if (c->security.has_seccomp_profile && c->security.seccomp_profile == PEA_SECCOMP_PROFILE_LOCALHOST) {
+        json_error_t jerr;
+        json_t *profile = json_load_file(c->security.seccomp_localhost_profile, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(profile)) {
+            json_decref(profile);
+            pea_fail(err, 0, "container %s: seccompProfile %s: %s", c->name, c->security.seccomp_localhost_profile,
+                     profile ? "not a JSON object" : jerr.text);
+            return NULL;
+        }
+        return profile;
+    }
+    return spec_default_seccomp_json();
+}
+
+json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
+{
+    const struct pea_pod_manifest *m = pod->manifest;
+    char field[128];
+    snprintf(field, sizeof field, "container %s", c->name);
+    AUTO_JSON json_t *cfg = spec_default_json(false);
+    json_t *process = json_object_get(cfg, "process");
+    json_t *linux = json_object_get(cfg, "linux");
+    json_t *args = arguments(c, field, err);
+    json_t *caps = args ? capability_set(c, field, err) : NULL;
+    if (!caps) {
+        json_decref(args);
+        return NULL;
+    }
+    json_object_set_new(process, "args", args);
+    json_object_set_new(process, "terminal", json_false());
+    json_object_set_new(process, "env", environment(m, c));
+    json_object_set_new(process, "cwd", json_string(c->working_dir ? c->working_dir : "/"));
+    json_object_set_new(process, "user", json_pack("{s:I, s:I}", "uid", (json_int_t)c->security.run_as_user, "gid",
+                                                   (json_int_t)c->security.run_as_group));
+    json_object_set_new(process, "capabilities",
+                        json_pack("{s:O, s:O, s:O}", "bounding", caps, "effective", caps, "permitted", caps));
+    json_decref(caps);
+    /* Kubernetes lets a process gain privileges unless allowPrivilegeEscalation is false. */
+    bool no_new_privileges = c->security.has_allow_privilege_escalation && !c->security.allow_privilege_escalation &&
+                             !c->security.privileged;
+    json_object_set_new(process, "noNewPrivileges", json_boolean(no_new_privileges));
+    json_object_del(process, "rlimits");
+    json_object_del(cfg, "hostname");
+
+    json_t *mounts = json_object_get(cfg, "mounts");
+    if (c->security.privileged)
+        for (size_t i = 0; i < json_array_size(mounts); i++) {
+            json_t *mnt = json_array_get(mounts, i);
+            if (strcmp(json_string_value(json_object_get(mnt, "destination")), "/sys") == 0)
+                json_object_set_new(mnt, "options", json_pack("[s, s, s]", "nosuid", "noexec", "nodev"));
+        }
+    static const char *const etc_files[] = {"hostname", "hosts", "resolv.conf"};
+    for (size_t i = 0; i < ARRAY_SIZE(etc_files); i++) {
+        AUTO_FREE char *destination = xasprintf("/etc/%s", etc_files[i]);
+        AUTO_FREE char *source = xasprintf("%s/etc/%s", pod->dir, etc_files[i]);
+        json_array_append_new(mounts, bind_mount(destination, source, false));
+    }
+    if (add_volume_mounts(pod, c, mounts, err) < 0 || set_root(pod, c, cfg, mounts, err) < 0)
+        return NULL;
+
+    json_t *namespaces = json_array();
+    AUTO_FREE char *ns_pid = xasprintf("%s/ns/pid", pod->dir);
+    AUTO_FREE char *ns_net = xasprintf("%s/ns/net", pod->dir);
+    AUTO_FREE char *ns_ipc = xasprintf("%s/ns/ipc", pod->dir);
+    AUTO_FREE char *ns_uts = xasprintf("%s/ns/uts", pod->dir);
+    set_namespace(namespaces, "pid", m->share_process_namespace ? ns_pid : NULL);
+    if (has_own_network(m))
+        set_namespace(namespaces, "network", ns_net);
+    set_namespace(namespaces, "ipc", ns_ipc);
+    if (has_own_uts(m))
+        set_namespace(namespaces, "uts", ns_uts);
+    set_namespace(namespaces, "mount", NULL);
+    set_namespace(namespaces, "cgroup", NULL);
+    json_object_set_new(linux, "namespaces", namespaces);
+    AUTO_FREE char *cgroups_path = xasprintf("%s/%s", pod->cgroup, c->name);
+    json_object_set_new(linux, "cgroupsPath", json_string(cgroups_path));
+    json_t *res = resources(&c->resources);
+    json_object_set_new(res, "devices", json_pack("[{s:b, s:s}]", "allow", 0, "access", "rwm"));
+    json_object_set_new(linux, "resources", res);
+    json_t *seccomp = seccomp_profile(c, err);
+    if (!seccomp)
+        return NULL;
+    if (json_is_null(seccomp))
+        json_object_del(linux, "seccomp");
+    else
+        json_object_set_new(linux, "seccomp", seccomp);
+    if (c->security.privileged) {
+        json_object_set_new(linux, "maskedPaths", json_array());
+        json_object_set_new(linux, "readonlyPaths", json_array());
+        json_object_set_new(res, "devices", json_pack("[{s:b, s:s}]", "allow", 1, "access", "rwm"));
+    }
+    json_object_set_new(cfg, "annotations", json_pack("{s:s, s:s}", "run.pea.pod", m->name, "run.pea.container",
+                                                      c->name));
+    return take_ptr(&cfg);
+}
+
+json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
+{
+    (void)err;
+    const struct pea_pod_manifest *m = pod->manifest;
+    AUTO_FREE char *infra_root = xasprintf("%s/infra", pod->dir);
+    json_t *namespaces = json_array();
+    set_namespace(namespaces, "pid", NULL);
+    set_namespace(namespaces, "ipc", NULL);
+    set_namespace(namespaces, "mount", NULL);
+    set_namespace(namespaces, "cgroup", NULL);
+    if (m->network_mode == PEA_NETWORK_NONE || m->network_mode == PEA_NETWORK_BRIDGE)
+        set_namespace(namespaces, "network", NULL);
+    else if (m->network_mode == PEA_NETWORK_NETNS)
+        set_namespace(namespaces, "network", m->netns_path);
+    if (has_own_uts(m))
+        set_namespace(namespaces, "uts", NULL);
+    json_t *sysctl = json_object();
+    if (has_own_network(m)) {
+        /* What containerd gives every sandbox with its own network: low ports and ping without privileges. */
+        json_object_set_new(sysctl, "net.ipv4.ip_unprivileged_port_start", json_string("0"));
+        json_object_set_new(sysctl, "net.ipv4.ping_group_range", json_string("0 2147483647"));
+    }
+    for (size_t i = 0; i < m->n_sysctls; i++)
+        json_object_set_new(sysctl, m->sysctls[i].name, json_string(m->sysctls[i].value));
+    AUTO_FREE char *cgroups_path = xasprintf("%s/%s", pod->cgroup, PEA_POD_INFRA_ID);
+    json_t *linux = json_pack("{s:o, s:s, s:o, s:o}", "namespaces", namespaces, "cgroupsPath", cgroups_path,
+                              "sysctl", sysctl, "seccomp", spec_default_seccomp_json());
+    /* The infra runs as nobody with nothing: it only has to exist and reap. */
+    json_t *process = json_pack("{s:b, s:{s:i, s:i}, s:[s], s:[s], s:s, s:{s:[], s:[], s:[]}, s:b, s:i}", "terminal",
+                                0, "user", "uid", 65535, "gid", 65535, "args", "/pea-pause", "env", DEFAULT_PATH,
+                                "cwd", "/", "capabilities", "bounding", "effective", "permitted", "noNewPrivileges",
+                                1, "oomScoreAdj", -998);
+    json_t *cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:[], s:o, s:{s:s, s:s}}", "ociVersion", PEA_OCI_VERSION,
+                            "process", process, "root", "path", infra_root, "readonly", 1, "mounts", "linux", linux,
+                            "annotations", "run.pea.pod", m->name, "run.pea.container", PEA_POD_INFRA_ID);
+    if (has_own_uts(m))
+        json_object_set_new(cfg, "hostname", json_string(m->hostname ? m->hostname : m->name));
+    return cfg;
+}

@@ -1,0 +1,164 @@
+/* Pod volumes on the host side: what each container binds in. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pea/sys.h"
+#include "pea/util.h"
+#include "pea/volume.h"
+
+static int prepare_empty_dir(const char *path, const struct pea_pod_volume *v, struct pea_error *err)
+{
+    if (mkdir(path, 0777) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "volume %s: create %s", v->name, path);
+    /* Kubernetes' emptyDir is world-writable, whatever the umask. */
+    if (chmod(path, 0777) < 0)
+        return pea_fail(err, errno, "volume %s: chmod %s", v->name, path);
+    if (!v->is_memory)
+        return 0;
+    char options[64] = "mode=0777";
+    if (v->has_size_limit)
+        snprintf(options, sizeof options, "mode=0777,size=%llu", (unsigned long long)v->size_limit_bytes);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
+        return pea_fail(err, errno, "volume %s: mount tmpfs on %s", v->name, path);
+    return 0;
+}
+
+static const char *host_path_type_name(enum pea_host_path_type t)
+{
+    switch (t) {
+    case PEA_HOST_PATH_DIRECTORY_OR_CREATE: return "DirectoryOrCreate";
+    case PEA_HOST_PATH_DIRECTORY: return "Directory";
+    case PEA_HOST_PATH_FILE_OR_CREATE: return "FileOrCreate";
+    case PEA_HOST_PATH_FILE: return "File";
+    case PEA_HOST_PATH_SOCKET: return "Socket";
+    case PEA_HOST_PATH_CHAR_DEVICE: return "CharDevice";
+    case PEA_HOST_PATH_BLOCK_DEVICE: return "BlockDevice";
+    default: return "";
+    }
+}
+
+static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *err)
+{
+    const char *path = v->host_path;
+    if (v->host_path_type == PEA_HOST_PATH_DIRECTORY_OR_CREATE && mkdir_p(path, 0755) < 0)
+        return pea_fail(err, errno, "volume %s: create directory %s", v->name, path);
+    if (v->host_path_type == PEA_HOST_PATH_FILE_OR_CREATE) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EISDIR)
+            return pea_fail(err, errno, "volume %s: create file %s", v->name, path);
+        if (fd >= 0)
+            close(fd);
+    }
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return pea_fail(err, errno, "volume %s: hostPath %s", v->name, path);
+    mode_t want = 0;
+    switch (v->host_path_type) {
+    case PEA_HOST_PATH_ANY: return 0;
+    case PEA_HOST_PATH_DIRECTORY_OR_CREATE:
+    case PEA_HOST_PATH_DIRECTORY: want = S_IFDIR; break;
+    case PEA_HOST_PATH_FILE_OR_CREATE:
+    case PEA_HOST_PATH_FILE: want = S_IFREG; break;
+    case PEA_HOST_PATH_SOCKET: want = S_IFSOCK; break;
+    case PEA_HOST_PATH_CHAR_DEVICE: want = S_IFCHR; break;
+    case PEA_HOST_PATH_BLOCK_DEVICE: want = S_IFBLK; break;
+    }
+    if ((st.st_mode & S_IFMT) != want)
+        return pea_fail(err, 0, "volume %s: hostPath %s is not of type %s", v->name, path,
+                        host_path_type_name(v->host_path_type));
+    return 0;
+}
+
+int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/volumes", pod->data_dir);
+    if (mkdir(dir, 0711) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s", dir);
+    for (size_t i = 0; i < pod->manifest->n_volumes; i++) {
+        const struct pea_pod_volume *v = &pod->manifest->volumes[i];
+        if (v->type == PEA_VOLUME_HOST_PATH) {
+            if (prepare_host_path(v, err) < 0)
+                return -1;
+            continue;
+        }
+        AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
+        if (prepare_empty_dir(path, v, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+const struct pea_pod_volume *volume_find(const struct pea_pod_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_volumes; i++)
+        if (strcmp(m->volumes[i].name, name) == 0)
+            return &m->volumes[i];
+    return NULL;
+}
+
+char *volume_host_path(const struct pea_pod *pod, const struct pea_pod_volume *v)
+{
+    if (v->type == PEA_VOLUME_HOST_PATH)
+        return xstrdup(v->host_path);
+    return xasprintf("%s/volumes/%s", pod->data_dir, v->name);
+}
+
+int volume_prepare_sub_paths(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
+{
+    for (size_t i = 0; i < c->n_volume_mounts; i++) {
+        const struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
+        const struct pea_pod_volume *v = volume_find(pod->manifest, vm->name);
+        if (!vm->sub_path || !v)
+            continue;
+        AUTO_FREE char *base = volume_host_path(pod, v);
+        AUTO_FD int base_fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (base_fd < 0)
+            return pea_fail(err, errno, "container %s: volume %s: open %s", c->name, v->name, base);
+        /* Created and resolved inside the volume: a symlink planted by a container cannot lead out of it. The
+         * resolved place must be the path we will bind, or a symlink moved it. */
+        AUTO_FD int sub = sys_mkdir_in_root(base_fd, vm->sub_path, 0755);
+        if (sub < 0)
+            return pea_fail(err, errno, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
+        char link[64], resolved[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", sub);
+        ssize_t n = readlink(link, resolved, sizeof resolved - 1);
+        if (n < 0)
+            return pea_fail(err, errno, "container %s: resolve subPath %s", c->name, vm->sub_path);
+        resolved[n] = '\0';
+        AUTO_FREE char *expected = xasprintf("%s/%s", base, vm->sub_path);
+        char expected_real[PATH_MAX];
+        if (!realpath(expected, expected_real) || strcmp(expected_real, resolved) != 0)
+            return pea_fail(err, 0, "container %s: subPath %s in volume %s goes through a symlink: refused", c->name,
+                            vm->sub_path, v->name);
+    }
+    return 0;
+}
+
+int volume_release_all(const char *data_dir, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/volumes", data_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : pea_fail(err, errno, "list %s", dir);
+    struct stat parent;
+    int r = fstat(dirfd(d), &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        struct stat st;
+        AUTO_FREE char *path = xasprintf("%s/%s", dir, de->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev != parent.st_dev &&
+            umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+            r = pea_fail(err, errno, "unmount volume %s", path);
+    }
+    closedir(d);
+    return r < 0 ? -1 : remove_tree(dir, err);
+}
