@@ -86,6 +86,27 @@ static int nl_open(struct nl *nl, int netns_fd, struct pea_error *err)
     return 0;
 }
 
+/* The kernel's rules for a device name (dev_valid_name), checked here so the error names the problem. */
+static int ifname_check(const char *name, struct pea_error *err)
+{
+    if (!name || !*name)
+        return pea_fail(err, 0, "interface name is empty");
+    if (strlen(name) >= IFNAMSIZ)
+        return pea_fail(err, 0, "interface name \"%s\" is longer than %d bytes", name, IFNAMSIZ - 1);
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strpbrk(name, "/: \t\n\v\f\r"))
+        return pea_fail(err, 0, "interface name \"%s\": \".\", \"..\", '/', ':' and white space are not allowed",
+                        name);
+    return 0;
+}
+
+/* Check the name of the link a call acts on, then open the conversation in its namespace. */
+static int nl_open_for(struct nl *nl, int netns_fd, const char *ifname, struct pea_error *err)
+{
+    if (ifname_check(ifname, err) < 0)
+        return -1;
+    return nl_open(nl, netns_fd, err);
+}
+
 /* Send one request and read until its acknowledgement, its error or the end of its dump, handing each data message
  * to on_reply. 0, or -1 with errno: the kernel's own for an NLMSG_ERROR, ESRCH/EPROTO for a reply that is not ours. */
 static int nl_transact(struct nl *nl, struct nlmsghdr *req, mnl_cb_t on_reply, void *data)
@@ -197,19 +218,6 @@ static int link_delete(struct nl *nl, const char *name)
     struct nlmsghdr *nlh = link_request(buf, RTM_DELLINK, 0, 0);
     mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
     return nl_transact(nl, nlh, NULL, NULL);
-}
-
-/* The kernel's rules for a device name (dev_valid_name), checked here so the error names the problem. */
-static int ifname_check(const char *name, struct pea_error *err)
-{
-    if (!name || !*name)
-        return pea_fail(err, 0, "interface name is empty");
-    if (strlen(name) >= IFNAMSIZ)
-        return pea_fail(err, 0, "interface name \"%s\" is longer than %d bytes", name, IFNAMSIZ - 1);
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strpbrk(name, "/: \t\n\v\f\r"))
-        return pea_fail(err, 0, "interface name \"%s\": \".\", \"..\", '/', ':' and white space are not allowed",
-                        name);
-    return 0;
 }
 
 struct ip_address {
@@ -360,10 +368,8 @@ static int on_link_count_port(const struct nlmsghdr *nlh, void *data)
 
 int net_bridge_delete_if_unused(const char *bridge, struct pea_error *err)
 {
-    if (ifname_check(bridge, err) < 0)
-        return -1;
     AUTO_NL struct nl nl = {0};
-    if (nl_open(&nl, -1, err) < 0)
+    if (nl_open_for(&nl, -1, bridge, err) < 0)
         return -1;
     struct link link;
     int found = bridge_find(&nl, bridge, &link, err);
@@ -418,8 +424,9 @@ int net_veth_create(const char *host_ifname, const char *bridge, int netns_fd, c
     mnl_attr_nest_end(nlh, info);
     if (nl_transact(&nl, nlh, NULL, NULL) < 0)
         return pea_fail(err, errno, "create veth %s with peer %s", host_ifname, pod_ifname);
-    /* Asking for the peer up in that request fails (ENOTCONN on Linux 6.18), so bring it up from its namespace and
-     * delete the pair (both ends go with the host end) when that fails. */
+    /* The kernel configures the peer before the two ends know each other, and a veth without its other end refuses
+     * to open (ENOTCONN), so the peer is brought up from its namespace now; failing that, deleting the host end
+     * deletes both. */
     AUTO_NL struct nl pod = {0};
     if (nl_open(&pod, netns_fd, err) < 0 || link_set_up(&pod, pod_ifname, err) < 0) {
         link_delete(&nl, host_ifname);
@@ -432,10 +439,10 @@ int net_address_add(int netns_fd, const char *ifname, const char *cidr, struct p
 {
     struct ip_address address;
     unsigned int prefix;
-    if (ifname_check(ifname, err) < 0 || cidr_parse(cidr, &address, &prefix, err) < 0)
+    if (cidr_parse(cidr, &address, &prefix, err) < 0)
         return -1;
     AUTO_NL struct nl nl = {0};
-    if (nl_open(&nl, netns_fd, err) < 0)
+    if (nl_open_for(&nl, netns_fd, ifname, err) < 0)
         return -1;
     return address_add(&nl, ifname, cidr, err);
 }
@@ -443,12 +450,10 @@ int net_address_add(int netns_fd, const char *ifname, const char *cidr, struct p
 int net_route_add_default(int netns_fd, const char *ifname, const char *gateway, struct pea_error *err)
 {
     struct ip_address via;
-    if (ifname_check(ifname, err) < 0)
-        return -1;
     if (!gateway || ip_address_parse(gateway, &via) < 0)
         return pea_fail(err, 0, "gateway \"%s\": not an IPv4 or IPv6 address", gateway ? gateway : "(null)");
     AUTO_NL struct nl nl = {0};
-    if (nl_open(&nl, netns_fd, err) < 0)
+    if (nl_open_for(&nl, netns_fd, ifname, err) < 0)
         return -1;
     struct link link;
     if (link_get(&nl, ifname, &link) < 0)
@@ -471,10 +476,8 @@ int net_route_add_default(int netns_fd, const char *ifname, const char *gateway,
 
 int net_link_delete(int netns_fd, const char *ifname, struct pea_error *err)
 {
-    if (ifname_check(ifname, err) < 0)
-        return -1;
     AUTO_NL struct nl nl = {0};
-    if (nl_open(&nl, netns_fd, err) < 0)
+    if (nl_open_for(&nl, netns_fd, ifname, err) < 0)
         return -1;
     if (link_delete(&nl, ifname) < 0 && errno != ENODEV)
         return pea_fail(err, errno, "delete link %s", ifname);
@@ -483,10 +486,8 @@ int net_link_delete(int netns_fd, const char *ifname, struct pea_error *err)
 
 int net_link_exists(int netns_fd, const char *ifname, struct pea_error *err)
 {
-    if (ifname_check(ifname, err) < 0)
-        return -1;
     AUTO_NL struct nl nl = {0};
-    if (nl_open(&nl, netns_fd, err) < 0)
+    if (nl_open_for(&nl, netns_fd, ifname, err) < 0)
         return -1;
     struct link link;
     if (link_get(&nl, ifname, &link) == 0)

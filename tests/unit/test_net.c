@@ -84,25 +84,36 @@ static void wait_exit_ok(pid_t pid, const char *what)
     expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s failed (status 0x%x)", what, status);
 }
 
-/* A fresh network namespace held only by the returned fd: a child unshares it, we open it through /proc, the child
- * is killed. */
-static int pod_netns_open(void)
+/* Fork a helper process that dies with its parent. *ready_fd is a pipe between the two: the write end in the
+ * helper, the read end in the parent. */
+static pid_t fork_helper(int *ready_fd)
 {
     int ready[2];
     expect(pipe2(ready, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
     pid_t pid = fork();
     expect(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
+    if (pid == 0)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(ready[pid == 0 ? 0 : 1]);
+    *ready_fd = ready[pid == 0 ? 1 : 0];
+    return pid;
+}
+
+/* A fresh network namespace held only by the returned fd: a child unshares it, we open it through /proc, the child
+ * is killed. */
+static int pod_netns_open(void)
+{
+    int ready;
+    pid_t pid = fork_helper(&ready);
+    if (pid == 0) {
         char ok = unshare(CLONE_NEWNET) == 0;
-        (void)!write(ready[1], &ok, 1);
+        (void)!write(ready, &ok, 1);
         for (;;)
             pause();
     }
-    close(ready[1]);
     char ok = 0;
-    (void)!read(ready[0], &ok, 1);
-    close(ready[0]);
+    (void)!read(ready, &ok, 1);
+    close(ready);
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
     int fd = ok ? open(path, O_RDONLY | O_CLOEXEC) : -1;
@@ -220,21 +231,16 @@ static void expect_udp_echo(int pod)
     struct pea_error err = {0};
     expect_ok(net_loopback_up(-1, &err), err);
     expect_ok(net_address_add(-1, "lo", FAR_HOST_IP "/32", &err), err);
-    int ready[2];
-    expect(pipe2(ready, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    expect(pid >= 0, "fork: %s", strerror(errno));
+    int ready;
+    pid_t pid = fork_helper(&ready);
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(ready[0]);
-        pod_echo_once(pod, ready[1]);
+        pod_echo_once(pod, ready);
         _exit(0);
     }
-    close(ready[1]);
     char c;
-    if (read(ready[0], &c, 1) != 1)
+    if (read(ready, &c, 1) != 1)
         wait_exit_ok(pid, "pod side of the UDP exchange");
-    close(ready[0]);
+    close(ready);
     int s = udp_socket_bound(FAR_HOST_IP, 0);
     struct sockaddr_in to = udp_address(POD_IP, 9);
     expect(sendto(s, "ping", 4, 0, (struct sockaddr *)&to, sizeof to) == 4, "send: %s", strerror(errno));
@@ -363,19 +369,20 @@ Test(net, bridge_ensure_keeps_an_existing_bridge_and_rejects_other_links) { run_
 
 static void malformed_input(void)
 {
+    static const struct {
+        const char *cidr, *message;
+    } bad_addresses[] = {
+        {"198.18.0.300/24", "address \"198.18.0.300/24\": 198.18.0.300 is not an IPv4 or IPv6 address"},
+        {"198.18.0.2", "address \"198.18.0.2\": expected ADDRESS/PREFIX"},
+        {"198.18.0.2/33", "address \"198.18.0.2/33\": prefix must be a number from 0 to 32"},
+        {"198.18.0.2/", "address \"198.18.0.2/\": prefix must be a number from 0 to 32"},
+        {"198.18.0.2/ 8", "address \"198.18.0.2/ 8\": prefix must be a number from 0 to 32"},
+        {"198.18.0.2/24x", "address \"198.18.0.2/24x\": prefix must be a number from 0 to 32"},
+        {"::1/129", "address \"::1/129\": prefix must be a number from 0 to 128"},
+    };
     struct pea_error err = {0};
-    expect_error(net_address_add(-1, "lo", "198.18.0.300/24", &err), err,
-                 "address \"198.18.0.300/24\": 198.18.0.300 is not an IPv4 or IPv6 address");
-    expect_error(net_address_add(-1, "lo", "198.18.0.2", &err), err,
-                 "address \"198.18.0.2\": expected ADDRESS/PREFIX");
-    expect_error(net_address_add(-1, "lo", "198.18.0.2/33", &err), err,
-                 "address \"198.18.0.2/33\": prefix must be a number from 0 to 32");
-    expect_error(net_address_add(-1, "lo", "198.18.0.2/", &err), err,
-                 "address \"198.18.0.2/\": prefix must be a number from 0 to 32");
-    expect_error(net_address_add(-1, "lo", "198.18.0.2/ 8", &err), err,
-                 "address \"198.18.0.2/ 8\": prefix must be a number from 0 to 32");
-    expect_error(net_address_add(-1, "lo", "::1/129", &err), err,
-                 "address \"::1/129\": prefix must be a number from 0 to 128");
+    for (size_t i = 0; i < ARRAY_SIZE(bad_addresses); i++)
+        expect_error(net_address_add(-1, "lo", bad_addresses[i].cidr, &err), err, bad_addresses[i].message);
     expect_error(net_bridge_ensure(BRIDGE, "198.18.0.1/33", NULL, &err), err,
                  "address \"198.18.0.1/33\": prefix must be a number from 0 to 32");
     expect_link(-1, BRIDGE, 0);
