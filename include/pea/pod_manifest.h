@@ -136,6 +136,9 @@ struct pea_pod_manifest {
     json_t *raw;       /* the whole manifest as JSON */
 };
 
+/* Larger manifests are refused before parsing: a pod needs a few KiB. */
+#define PEA_MANIFEST_MAX_SIZE (4 << 20)
+
 /* Parse a manifest from text: JSON when it starts with '{' (after white space), YAML otherwise (one document; no
  * aliases). Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);

@@ -1,0 +1,410 @@
+/* Pod manifest → struct pea_pod_manifest: the top level, metadata, the pod spec and its volumes, and loading a file.
+ * Strict like `kubectl --validate=strict`: a field pea does not know is an error, since silently ignoring, say,
+ * a misspelt readOnly would run the pod with less isolation than its author asked for. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "manifest_internal.h"
+#include "pea/util.h"
+
+/* ---- volumes ---- */
+
+static void volume_free(struct pea_pod_volume *v)
+{
+    free(v->name);
+    free(v->host_path);
+}
+
+static int parse_empty_dir(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
+{
+    static const char *const fields[] = {"medium", "sizeLimit", NULL};
+    static const char *const media[] = {"", "Memory", NULL};
+    json_t *dir = json_object_get(volume, "emptyDir");
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, item, "emptyDir");
+    int medium = 0;
+    v->type = PEA_VOLUME_EMPTY_DIR;
+    if (field_check_known(dir, path, fields, err) < 0 || field_get_enum(dir, path, "medium", media, &medium, err) < 0 ||
+        field_get_quantity(dir, path, "sizeLimit", false, &v->has_size_limit, &v->size_limit_bytes, err) < 0)
+        return -1;
+    v->is_memory = medium == 1;
+    return 0;
+}
+
+static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
+{
+    static const char *const fields[] = {"path", "type", NULL};
+    /* In the order of enum pea_host_path_type. */
+    static const char *const types[] = {"",     "DirectoryOrCreate", "Directory",  "FileOrCreate", "File",
+                                        "Socket", "CharDevice",      "BlockDevice", NULL};
+    json_t *host = json_object_get(volume, "hostPath");
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, item, "hostPath");
+    int type = 0;
+    v->type = PEA_VOLUME_HOST_PATH;
+    if (field_check_known(host, path, fields, err) < 0 ||
+        field_get_string(host, path, "path", true, &v->host_path, err) < 0 ||
+        field_get_enum(host, path, "type", types, &type, err) < 0)
+        return -1;
+    if (v->host_path[0] != '/')
+        return field_fail(err, path, "path", "must be an absolute path");
+    v->host_path_type = (enum pea_host_path_type)type;
+    return 0;
+}
+
+static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    static const char *const fields[] = {"name", "emptyDir", "hostPath", NULL};
+    json_t *list;
+    if (field_get_array(spec, "spec", "volumes", &list, err) < 0)
+        return -1;
+    if (!list)
+        return 0;
+    m->n_volumes = json_array_size(list);
+    m->volumes = xcalloc(m->n_volumes, sizeof *m->volumes);
+    for (size_t i = 0; i < m->n_volumes; i++) {
+        struct pea_pod_volume *v = &m->volumes[i];
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "spec.volumes[%zu]", i);
+        json_t *j = json_array_get(list, i);
+        json_t *empty_dir, *host_path;
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "name", true, &v->name, err) < 0)
+            return -1;
+        if (!name_is_dns_label(v->name))
+            return field_fail(err, item, "name", "must be a DNS label, not \"%s\"", v->name);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(m->volumes[k].name, v->name) == 0)
+                return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+        if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
+            field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
+            return -1;
+        if (!empty_dir == !host_path)
+            return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath", item);
+        if (empty_dir ? parse_empty_dir(j, item, v, err) < 0 : parse_host_path(j, item, v, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- containers ---- */
+
+static int parse_container_list(json_t *spec, const char *key, bool is_init, struct pea_pod_manifest *m,
+                                struct pea_pod_container **out, size_t *n_out, struct pea_error *err)
+{
+    json_t *list;
+    if (field_get_array(spec, "spec", key, &list, err) < 0)
+        return -1;
+    if (!list)
+        return 0;
+    *n_out = json_array_size(list);
+    *out = xcalloc(*n_out, sizeof **out);
+    for (size_t i = 0; i < *n_out; i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, m, &(*out)[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Init containers first, then app containers, as one list. */
+static struct pea_pod_container *container_at(const struct pea_pod_manifest *m, size_t i)
+{
+    return i < m->n_init_containers ? &m->init_containers[i] : &m->containers[i - m->n_init_containers];
+}
+
+/* Names are unique across init and app containers: they name the containers' state and logs. */
+static int check_container_names(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
+        const char *name = container_at(m, i)->name;
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(name, container_at(m, k)->name) == 0) {
+                bool is_init = i < m->n_init_containers;
+                return pea_fail(err, 0, "spec.%s[%zu].name: duplicate container name \"%s\"",
+                                is_init ? "initContainers" : "containers", is_init ? i : i - m->n_init_containers,
+                                name);
+            }
+    }
+    return 0;
+}
+
+/* spec.securityContext.runAsUser/runAsGroup are defaults for the containers that do not set their own. */
+static void apply_pod_identity(struct pea_pod_manifest *m, const struct pea_pod_security *pod)
+{
+    for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
+        struct pea_pod_security *s = &container_at(m, i)->security;
+        if (!s->has_run_as_user && pod->has_run_as_user) {
+            s->has_run_as_user = true;
+            s->run_as_user = pod->run_as_user;
+        }
+        if (!s->has_run_as_group && pod->has_run_as_group) {
+            s->has_run_as_group = true;
+            s->run_as_group = pod->run_as_group;
+        }
+    }
+}
+
+/* ---- pod-level settings ---- */
+
+static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct pea_pod_security *pod,
+                              struct pea_error *err)
+{
+    static const char *const fields[] = {"sysctls", "runAsUser", "runAsGroup", NULL};
+    static const char *const sysctl_fields[] = {"name", "value", NULL};
+    json_t *security, *sysctls;
+    const char *path = "spec.securityContext";
+    uint32_t id = 0;
+    if (field_get_object(spec, "spec", "securityContext", false, &security, err) < 0)
+        return -1;
+    if (!security)
+        return 0;
+    if (field_check_known(security, path, fields, err) < 0 ||
+        field_get_id(security, path, "runAsUser", &pod->has_run_as_user, &id, err) < 0)
+        return -1;
+    pod->run_as_user = id;
+    if (field_get_id(security, path, "runAsGroup", &pod->has_run_as_group, &id, err) < 0)
+        return -1;
+    pod->run_as_group = id;
+    if (field_get_array(security, path, "sysctls", &sysctls, err) < 0)
+        return -1;
+    if (!sysctls)
+        return 0;
+    m->n_sysctls = json_array_size(sysctls);
+    m->sysctls = xcalloc(m->n_sysctls, sizeof *m->sysctls);
+    for (size_t i = 0; i < m->n_sysctls; i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.sysctls[%zu]", path, i);
+        json_t *j = json_array_get(sysctls, i);
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, sysctl_fields, err) < 0 ||
+            field_get_string(j, item, "name", true, &m->sysctls[i].name, err) < 0 ||
+            field_get_string(j, item, "value", true, &m->sysctls[i].value, err) < 0)
+            return -1;
+        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name))
+            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward");
+    }
+    return 0;
+}
+
+static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    static const char *const fields[] = {"nameservers", "searches", NULL};
+    json_t *dns;
+    if (field_get_object(spec, "spec", "dnsConfig", false, &dns, err) < 0)
+        return -1;
+    if (dns && (field_check_known(dns, "spec.dnsConfig", fields, err) < 0 ||
+                field_get_strv(dns, "spec.dnsConfig", "nameservers", &m->dns_nameservers, err) < 0 ||
+                field_get_strv(dns, "spec.dnsConfig", "searches", &m->dns_searches, err) < 0))
+        return -1;
+    if (!m->dns_nameservers)
+        m->dns_nameservers = xcalloc(1, sizeof(char *));
+    if (!m->dns_searches)
+        m->dns_searches = xcalloc(1, sizeof(char *));
+    for (size_t i = 0; m->dns_nameservers[i]; i++) {
+        unsigned char address[16];
+        if (inet_pton(AF_INET, m->dns_nameservers[i], address) != 1 &&
+            inet_pton(AF_INET6, m->dns_nameservers[i], address) != 1)
+            return pea_fail(err, 0, "spec.dnsConfig.nameservers[%zu]: must be an IP address, not \"%s\"", i,
+                            m->dns_nameservers[i]);
+    }
+    return 0;
+}
+
+static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    static const char *const fields[] = {
+        "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
+        "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
+        NULL};
+    static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
+    json_t *spec;
+    bool is_host_network = false, has_grace;
+    long long grace = 30;
+    int restart = PEA_RESTART_ALWAYS;
+    struct pea_pod_security pod_identity = {0};
+    if (field_get_object(root, "", "spec", true, &spec, err) < 0 || field_check_known(spec, "spec", fields, err) < 0 ||
+        field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0)
+        return -1;
+    if (m->hostname && !name_is_dns_label(m->hostname))
+        return field_fail(err, "spec", "hostname", "must be a DNS label, not \"%s\"", m->hostname);
+    if (field_get_bool(spec, "spec", "shareProcessNamespace", &m->share_process_namespace, err) < 0 ||
+        field_get_bool(spec, "spec", "hostNetwork", &is_host_network, err) < 0 ||
+        field_get_enum(spec, "spec", "restartPolicy", restart_policies, &restart, err) < 0 ||
+        field_get_int(spec, "spec", "terminationGracePeriodSeconds", 0, INT32_MAX, &has_grace, &grace, err) < 0)
+        return -1;
+    m->restart_policy = (enum pea_restart_policy)restart;
+    m->termination_grace_seconds = grace;
+    if (parse_volumes(spec, m, err) < 0 ||
+        parse_container_list(spec, "initContainers", true, m, &m->init_containers, &m->n_init_containers, err) < 0 ||
+        parse_container_list(spec, "containers", false, m, &m->containers, &m->n_containers, err) < 0)
+        return -1;
+    if (m->n_containers == 0)
+        return pea_fail(err, 0, "spec.containers: must hold at least one element");
+    if (check_container_names(m, err) < 0 || parse_pod_security(spec, m, &pod_identity, err) < 0 ||
+        parse_dns(spec, m, err) < 0)
+        return -1;
+    apply_pod_identity(m, &pod_identity);
+    return manifest_parse_network(root, is_host_network, m, err);
+}
+
+static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    static const char *const fields[] = {"name", "namespace", "labels", "annotations", NULL};
+    json_t *meta;
+    if (field_get_object(root, "", "metadata", true, &meta, err) < 0 ||
+        field_check_known(meta, "metadata", fields, err) < 0 ||
+        field_get_string(meta, "metadata", "name", true, &m->name, err) < 0)
+        return -1;
+    if (!name_is_dns_subdomain(m->name, 63))
+        return field_fail(err, "metadata", "name",
+                          "must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 63), not \"%s\"",
+                          m->name);
+    if (field_get_string(meta, "metadata", "namespace", false, NULL, err) < 0 ||
+        field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
+        field_get_string_map(meta, "metadata", "annotations", &m->annotations, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* A required string with one allowed value. */
+static int check_constant(json_t *root, const char *key, const char *wanted, struct pea_error *err)
+{
+    AUTO_FREE char *value = NULL;
+    if (field_get_string(root, "", key, true, &value, err) < 0)
+        return -1;
+    if (strcmp(value, wanted) != 0)
+        return field_fail(err, "", key, "must be \"%s\", not \"%s\"", wanted, value);
+    return 0;
+}
+
+static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_error *err)
+{
+    static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", "pea", NULL};
+    if (!json_is_object(root)) {
+        pea_fail(err, 0, "manifest: must be an object (a mapping)");
+        return NULL;
+    }
+    AUTO_MANIFEST struct pea_pod_manifest *m = xcalloc(1, sizeof *m);
+    m->raw = json_incref(root);
+    if (field_check_known(root, "", fields, err) < 0 || check_constant(root, "apiVersion", "v1", err) < 0 ||
+        check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 || parse_spec(root, m, err) < 0)
+        return NULL;
+    return take_ptr(&m);
+}
+
+/* ---- entry points ---- */
+
+static bool looks_like_json(const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len && memchr(" \t\r\n", text[i], 4))
+        i++;
+    return i < len && text[i] == '{';
+}
+
+struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
+{
+    if (len > PEA_MANIFEST_MAX_SIZE) {
+        pea_fail(err, 0, "manifest: larger than %d bytes", PEA_MANIFEST_MAX_SIZE);
+        return NULL;
+    }
+    AUTO_JSON json_t *root = NULL;
+    if (looks_like_json(text, len)) {
+        json_error_t jerr;
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root) {
+            pea_fail(err, 0, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+            return NULL;
+        }
+    } else {
+        root = manifest_yaml_to_json(text, len, err);
+        if (!root)
+            return NULL;
+    }
+    return manifest_from_json(root, err);
+}
+
+/* stdin may also be a pipe; a named file must be a regular file, so that a FIFO, a device or a directory given by
+ * mistake is refused at once instead of blocking or reading without end. */
+static bool is_readable_kind(mode_t mode, bool is_stdin)
+{
+    return S_ISREG(mode) || (is_stdin && (S_ISFIFO(mode) || S_ISSOCK(mode)));
+}
+
+struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "stdin" : path;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    AUTO_FD int fd = is_stdin ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
+                              : open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        pea_fail(err, errno, "open %s", name);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        pea_fail(err, errno, "stat %s", name);
+        return NULL;
+    }
+    if (!is_readable_kind(st.st_mode, is_stdin)) {
+        pea_fail(err, 0, "%s: not a regular file%s", name, is_stdin ? " or a pipe" : "");
+        return NULL;
+    }
+    if (st.st_size > PEA_MANIFEST_MAX_SIZE) {
+        pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+        return NULL;
+    }
+    size_t len;
+    AUTO_FREE char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
+    if (!text) {
+        if (errno == EFBIG)
+            pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+        else
+            pea_fail(err, errno, "read %s", name);
+        return NULL;
+    }
+    struct pea_pod_manifest *m = manifest_parse(text, len, err);
+    if (!m)
+        pea_wrap(err, "%s", name);
+    return m;
+}
+
+void manifest_free(struct pea_pod_manifest *m)
+{
+    if (!m)
+        return;
+    free(m->name);
+    json_decref(m->labels);
+    json_decref(m->annotations);
+    free(m->hostname);
+    for (size_t i = 0; i < m->n_init_containers; i++)
+        manifest_container_free(&m->init_containers[i]);
+    free(m->init_containers);
+    for (size_t i = 0; i < m->n_containers; i++)
+        manifest_container_free(&m->containers[i]);
+    free(m->containers);
+    for (size_t i = 0; i < m->n_volumes; i++)
+        volume_free(&m->volumes[i]);
+    free(m->volumes);
+    for (size_t i = 0; i < m->n_sysctls; i++) {
+        free(m->sysctls[i].name);
+        free(m->sysctls[i].value);
+    }
+    free(m->sysctls);
+    strv_free(m->dns_nameservers);
+    strv_free(m->dns_searches);
+    free(m->netns_path);
+    free(m->bridge);
+    free(m->address);
+    free(m->gateway);
+    json_decref(m->raw);
+    free(m);
+}

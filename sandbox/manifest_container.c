@@ -1,0 +1,311 @@
+/* One container of a pod manifest: image layers, process, environment, mounts, resources, security context. */
+#include <string.h>
+
+#include "manifest_internal.h"
+#include "pea/util.h"
+
+void manifest_container_free(struct pea_pod_container *c)
+{
+    free(c->name);
+    strv_free(c->image_layers);
+    strv_free(c->command);
+    strv_free(c->args);
+    for (size_t i = 0; i < c->n_env; i++) {
+        free(c->env[i].name);
+        free(c->env[i].value);
+    }
+    free(c->env);
+    free(c->working_dir);
+    for (size_t i = 0; i < c->n_volume_mounts; i++) {
+        free(c->volume_mounts[i].name);
+        free(c->volume_mounts[i].mount_path);
+        free(c->volume_mounts[i].sub_path);
+    }
+    free(c->volume_mounts);
+    strv_free(c->security.capabilities_add);
+    strv_free(c->security.capabilities_drop);
+    free(c->security.seccomp_localhost_profile);
+    json_decref(c->raw);
+}
+
+/* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
+static int parse_image(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    json_t *image = json_object_get(obj, "image");
+    if (!image || json_is_null(image))
+        return field_fail(err, path, "image", "missing");
+    if (json_is_string(image)) {
+        c->image_layers = xcalloc(2, sizeof(char *));
+        if (field_get_string(obj, path, "image", true, &c->image_layers[0], err) < 0)
+            return -1;
+    } else if (json_is_array(image)) {
+        if (field_get_strv(obj, path, "image", &c->image_layers, err) < 0)
+            return -1;
+    } else {
+        return field_fail(err, path, "image", "must be a string or a list of strings");
+    }
+    c->n_image_layers = strv_len(c->image_layers);
+    if (c->n_image_layers == 0)
+        return field_fail(err, path, "image", "must hold at least one element");
+    for (size_t i = 0; i < c->n_image_layers; i++)
+        if (c->image_layers[i][0] != '/') {
+            char field[FIELD_PATH_MAX];
+            field_path(field, sizeof field, path, "image");
+            if (json_is_string(image))
+                return pea_fail(err, 0, "%s: must be an absolute path", field);
+            return pea_fail(err, 0, "%s[%zu]: must be an absolute path", field, i);
+        }
+    return 0;
+}
+
+static int parse_process(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    if (field_get_strv(obj, path, "command", &c->command, err) < 0 ||
+        field_get_strv(obj, path, "args", &c->args, err) < 0)
+        return -1;
+    /* pea's images are plain directories without an entrypoint: something must name the program. */
+    if (c->command && !c->command[0])
+        return field_fail(err, path, "command", "must hold at least one element");
+    if (!c->command && (!c->args || !c->args[0]))
+        return field_fail(err, path, "command", "missing (pea images have no entrypoint: give command or args)");
+    if (field_get_string(obj, path, "workingDir", false, &c->working_dir, err) < 0)
+        return -1;
+    if (c->working_dir && c->working_dir[0] != '/')
+        return field_fail(err, path, "workingDir", "must be an absolute path");
+    json_t *env;
+    if (field_get_array(obj, path, "env", &env, err) < 0)
+        return -1;
+    if (!env)
+        return 0;
+    c->n_env = json_array_size(env);
+    c->env = xcalloc(c->n_env, sizeof *c->env);
+    static const char *const env_fields[] = {"name", "value", NULL};
+    for (size_t i = 0; i < c->n_env; i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.env[%zu]", path, i);
+        json_t *e = json_array_get(env, i);
+        if (!json_is_object(e))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(e, item, env_fields, err) < 0 ||
+            field_get_string(e, item, "name", true, &c->env[i].name, err) < 0 ||
+            field_get_string(e, item, "value", false, &c->env[i].value, err) < 0)
+            return -1;
+        if (!c->env[i].name[0] || strchr(c->env[i].name, '='))
+            return field_fail(err, item, "name", "must be non-empty and without '='");
+        if (!c->env[i].value)
+            c->env[i].value = xstrdup("");
+    }
+    return 0;
+}
+
+static bool pod_has_volume(const struct pea_pod_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_volumes; i++)
+        if (strcmp(m->volumes[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static int parse_volume_mounts(json_t *obj, const char *path, const struct pea_pod_manifest *m,
+                               struct pea_pod_container *c, struct pea_error *err)
+{
+    json_t *list;
+    if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
+        return -1;
+    if (!list)
+        return 0;
+    c->n_volume_mounts = json_array_size(list);
+    c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
+    static const char *const mount_fields[] = {"name", "mountPath", "subPath", "readOnly", NULL};
+    for (size_t i = 0; i < c->n_volume_mounts; i++) {
+        struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.volumeMounts[%zu]", path, i);
+        json_t *j = json_array_get(list, i);
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, mount_fields, err) < 0 ||
+            field_get_string(j, item, "name", true, &vm->name, err) < 0 ||
+            field_get_string(j, item, "mountPath", true, &vm->mount_path, err) < 0 ||
+            field_get_string(j, item, "subPath", false, &vm->sub_path, err) < 0 ||
+            field_get_bool(j, item, "readOnly", &vm->read_only, err) < 0)
+            return -1;
+        if (!pod_has_volume(m, vm->name))
+            return field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
+        if (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path))
+            return field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
+        if (vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
+            return field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+        for (size_t k = 0; k < i; k++)
+            if (path_equal(c->volume_mounts[k].mount_path, vm->mount_path))
+                return field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%zu]",
+                                  vm->mount_path, k);
+    }
+    return 0;
+}
+
+static int parse_resource_set(json_t *resources, const char *path, const char *key, bool *has_cpu, uint64_t *cpu,
+                              bool *has_memory, uint64_t *memory, struct pea_error *err)
+{
+    json_t *set;
+    char set_path[FIELD_PATH_MAX];
+    field_path(set_path, sizeof set_path, path, key);
+    static const char *const quantity_fields[] = {"cpu", "memory", NULL};
+    if (field_get_object(resources, path, key, false, &set, err) < 0)
+        return -1;
+    if (!set)
+        return 0;
+    if (field_check_known(set, set_path, quantity_fields, err) < 0 ||
+        field_get_quantity(set, set_path, "cpu", true, has_cpu, cpu, err) < 0 ||
+        field_get_quantity(set, set_path, "memory", false, has_memory, memory, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_resources(json_t *obj, const char *path, struct pea_pod_resources *r, struct pea_error *err)
+{
+    json_t *resources;
+    char res_path[FIELD_PATH_MAX];
+    field_path(res_path, sizeof res_path, path, "resources");
+    static const char *const resource_fields[] = {"limits", "requests", NULL};
+    if (field_get_object(obj, path, "resources", false, &resources, err) < 0)
+        return -1;
+    if (!resources)
+        return 0;
+    if (field_check_known(resources, res_path, resource_fields, err) < 0 ||
+        parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
+                           &r->has_memory_limit, &r->memory_limit_bytes, err) < 0 ||
+        parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
+                           &r->has_memory_request, &r->memory_request_bytes, err) < 0)
+        return -1;
+    if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis)
+        return pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path);
+    if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes)
+        return pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path);
+    return 0;
+}
+
+static int parse_seccomp_profile(json_t *security, const char *path, struct pea_pod_security *s,
+                                 struct pea_error *err)
+{
+    static const char *const profile_fields[] = {"type", "localhostProfile", NULL};
+    static const char *const profile_types[] = {"RuntimeDefault", "Unconfined", "Localhost", NULL};
+    json_t *profile;
+    char profile_path[FIELD_PATH_MAX];
+    field_path(profile_path, sizeof profile_path, path, "seccompProfile");
+    if (field_get_object(security, path, "seccompProfile", false, &profile, err) < 0)
+        return -1;
+    if (!profile)
+        return 0;
+    if (field_check_known(profile, profile_path, profile_fields, err) < 0)
+        return -1;
+    if (!json_object_get(profile, "type") || json_is_null(json_object_get(profile, "type")))
+        return field_fail(err, profile_path, "type", "missing");
+    int type = 0;
+    if (field_get_enum(profile, profile_path, "type", profile_types, &type, err) < 0 ||
+        field_get_string(profile, profile_path, "localhostProfile", false, &s->seccomp_localhost_profile, err) < 0)
+        return -1;
+    s->has_seccomp_profile = true;
+    s->seccomp_profile = (enum pea_seccomp_profile_type)type;
+    bool is_localhost = s->seccomp_profile == PEA_SECCOMP_PROFILE_LOCALHOST;
+    if (is_localhost && !s->seccomp_localhost_profile)
+        return field_fail(err, profile_path, "localhostProfile", "missing (type is Localhost)");
+    if (!is_localhost && s->seccomp_localhost_profile)
+        return field_fail(err, profile_path, "localhostProfile", "only valid with type Localhost");
+    return 0;
+}
+
+static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct pea_error *err)
+{
+    static const char *const security_fields[] = {
+        "runAsUser",    "runAsGroup",     "readOnlyRootFilesystem", "privileged", "allowPrivilegeEscalation",
+        "capabilities", "seccompProfile", NULL};
+    static const char *const capability_fields[] = {"add", "drop", NULL};
+    json_t *security, *caps;
+    char sec_path[FIELD_PATH_MAX], caps_path[FIELD_PATH_MAX];
+    field_path(sec_path, sizeof sec_path, path, "securityContext");
+    field_path(caps_path, sizeof caps_path, sec_path, "capabilities");
+    if (field_get_object(obj, path, "securityContext", false, &security, err) < 0)
+        return -1;
+    if (security) {
+        uint32_t id = 0;
+        if (field_check_known(security, sec_path, security_fields, err) < 0 ||
+            field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &id, err) < 0)
+            return -1;
+        s->run_as_user = id;
+        if (field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &id, err) < 0)
+            return -1;
+        s->run_as_group = id;
+        if (field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem, err) < 0 ||
+            field_get_bool(security, sec_path, "privileged", &s->privileged, err) < 0)
+            return -1;
+        json_t *escalation = json_object_get(security, "allowPrivilegeEscalation");
+        s->has_allow_privilege_escalation = escalation && !json_is_null(escalation);
+        if (field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation, err) < 0 ||
+            field_get_object(security, sec_path, "capabilities", false, &caps, err) < 0 ||
+            (caps && (field_check_known(caps, caps_path, capability_fields, err) < 0 ||
+                      field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
+                      field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0)) ||
+            parse_seccomp_profile(security, sec_path, s, err) < 0)
+            return -1;
+    }
+    if (!s->capabilities_add)
+        s->capabilities_add = xcalloc(1, sizeof(char *));
+    if (!s->capabilities_drop)
+        s->capabilities_drop = xcalloc(1, sizeof(char *));
+    return 0;
+}
+
+/* ports are accepted for compatibility with manifests written for Kubernetes; pea publishes nothing. */
+static int check_ports(json_t *obj, const char *path, struct pea_error *err)
+{
+    static const char *const port_fields[] = {"containerPort", "name", "protocol", "hostPort", NULL};
+    json_t *ports;
+    if (field_get_array(obj, path, "ports", &ports, err) < 0)
+        return -1;
+    for (size_t i = 0; ports && i < json_array_size(ports); i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.ports[%zu]", path, i);
+        json_t *p = json_array_get(ports, i);
+        long long n;
+        if (!json_is_object(p))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(p, item, port_fields, err) < 0 ||
+            field_get_int(p, item, "containerPort", 1, 65535, NULL, &n, err) < 0 ||
+            field_get_int(p, item, "hostPort", 1, 65535, NULL, &n, err) < 0 ||
+            field_get_string(p, item, "name", false, NULL, err) < 0 ||
+            field_get_string(p, item, "protocol", false, NULL, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int manifest_parse_container(json_t *obj, const char *path, bool is_init, const struct pea_pod_manifest *m,
+                             struct pea_pod_container *c, struct pea_error *err)
+{
+    static const char *const container_fields[] = {
+        "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources", "securityContext",
+        "restartPolicy", "imagePullPolicy", "ports", NULL};
+    if (!json_is_object(obj))
+        return pea_fail(err, 0, "%s: must be an object", path);
+    c->raw = json_incref(obj);
+    if (field_check_known(obj, path, container_fields, err) < 0 ||
+        field_get_string(obj, path, "name", true, &c->name, err) < 0)
+        return -1;
+    if (!name_is_dns_label(c->name))
+        return field_fail(err, path, "name",
+                          "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
+    AUTO_FREE char *restart = NULL;
+    if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
+        parse_volume_mounts(obj, path, m, c, err) < 0 || parse_resources(obj, path, &c->resources, err) < 0 ||
+        parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
+        field_get_string(obj, path, "imagePullPolicy", false, NULL, err) < 0 ||
+        field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
+        return -1;
+    if (restart && !is_init)
+        return field_fail(err, path, "restartPolicy", "only init containers may set it");
+    if (restart && strcmp(restart, "Always") != 0)
+        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
+    c->is_sidecar = restart != NULL;
+    return 0;
+}

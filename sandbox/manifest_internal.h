@@ -1,0 +1,65 @@
+/* Strict typed getters shared by the parts of the manifest parser. A field is named by its parent's path and its
+ * key; every failure reads "<parent>.<key>: <what is wrong>". JSON null counts as absent, as in Kubernetes. */
+#ifndef PEA_MANIFEST_INTERNAL_H
+#define PEA_MANIFEST_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pea/error.h"
+#include "pea/pod_manifest.h"
+
+/* Room for any path the parser builds itself: known keys and indices, never a user's key. */
+#define FIELD_PATH_MAX 256
+
+/* "parent.key" (or "key" at the top) into buf. */
+void field_path(char *buf, size_t len, const char *parent, const char *key);
+int field_fail(struct pea_error *err, const char *parent, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Every key of obj must be in known (NULL-terminated): "<path>.<key>: unknown field". */
+int field_check_known(json_t *obj, const char *path, const char *const *known, struct pea_error *err);
+
+/* out may be NULL: a field pea accepts but does not use, checked for its type only. */
+int field_get_string(json_t *obj, const char *parent, const char *key, bool required, char **out,
+                     struct pea_error *err);
+int field_get_bool(json_t *obj, const char *parent, const char *key, bool *out, struct pea_error *err);
+int field_get_int(json_t *obj, const char *parent, const char *key, long long min, long long max, bool *present,
+                  long long *out, struct pea_error *err);
+/* Object or array fields: *out is borrowed, NULL when absent (an error when required). */
+int field_get_object(json_t *obj, const char *parent, const char *key, bool required, json_t **out,
+                     struct pea_error *err);
+int field_get_array(json_t *obj, const char *parent, const char *key, json_t **out, struct pea_error *err);
+/* A list of strings, NULL-terminated; *out stays NULL when absent. */
+int field_get_strv(json_t *obj, const char *parent, const char *key, char ***out, struct pea_error *err);
+/* An object whose values are strings (labels, annotations): a new reference, an empty object when absent. */
+int field_get_string_map(json_t *obj, const char *parent, const char *key, json_t **out, struct pea_error *err);
+/* A Kubernetes quantity given as a string or a number. */
+int field_get_quantity(json_t *obj, const char *parent, const char *key, bool is_cpu, bool *present, uint64_t *out,
+                       struct pea_error *err);
+/* A uid or gid: 0 .. 2^32-2 (-1 means "unchanged" to the kernel). */
+int field_get_id(json_t *obj, const char *parent, const char *key, bool *present, uint32_t *out,
+                 struct pea_error *err);
+/* One of names (NULL-terminated), as its index; *out is left alone when absent. */
+int field_get_enum(json_t *obj, const char *parent, const char *key, const char *const *names, int *out,
+                   struct pea_error *err);
+
+/* [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
+bool name_is_dns_label(const char *s);
+/* DNS labels joined by dots, at most max characters. */
+bool name_is_dns_subdomain(const char *s, size_t max);
+/* No ".." component. */
+bool path_is_confined(const char *s);
+/* Equal once repeated and trailing slashes are ignored. */
+bool path_equal(const char *a, const char *b);
+
+void manifest_container_free(struct pea_pod_container *c);
+/* One container of spec.containers or spec.initContainers; volumes are the pod's, already parsed. */
+int manifest_parse_container(json_t *obj, const char *path, bool is_init, const struct pea_pod_manifest *m,
+                             struct pea_pod_container *c, struct pea_error *err);
+
+/* pea.network, with spec.hostNetwork already read. */
+int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err);
+
+#endif

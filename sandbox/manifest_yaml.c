@@ -1,0 +1,317 @@
+/* YAML → JSON for pod manifests, from libyaml's event stream. Plain scalars are typed by YAML 1.2's core schema
+ * (so "yes" and "on" stay strings, unlike YAML 1.1); quoted and block scalars stay strings. Anchors and aliases are
+ * refused: a manifest has no use for them and aliases are how small documents become huge trees. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "pea/pod_manifest.h"
+#include "pea/util.h"
+
+#define YAML_MAX_DEPTH 64
+
+#define TAG_PREFIX "tag:yaml.org,2002:"
+
+struct yaml_frame {
+    json_t *node; /* borrowed: owned by its parent, or by the builder's root */
+    char *key;    /* a mapping's key waiting for its value; NULL when the next scalar is a key */
+};
+
+struct yaml_builder {
+    json_t *root;
+    struct yaml_frame stack[YAML_MAX_DEPTH];
+    size_t depth;
+    int documents;
+};
+
+static void builder_release(struct yaml_builder *b)
+{
+    for (size_t i = 0; i < b->depth; i++)
+        free(b->stack[i].key);
+    json_decref(b->root);
+}
+
+static size_t event_line(const yaml_event_t *ev) { return ev->start_mark.line + 1; }
+
+/* ---- scalar resolution (YAML 1.2 core schema) ---- */
+
+static bool is_one_of(const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (strcmp(s, *words) == 0)
+            return true;
+    return false;
+}
+
+static bool all_chars_in(const char *s, const char *set) { return *s && s[strspn(s, set)] == '\0'; }
+
+static bool is_decimal_int(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    return all_chars_in(s, "0123456789");
+}
+
+/* [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )? */
+static bool is_decimal_float(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    size_t whole = strspn(s, "0123456789");
+    s += whole;
+    size_t fraction = 0;
+    if (*s == '.') {
+        s++;
+        fraction = strspn(s, "0123456789");
+        s += fraction;
+    }
+    if (whole == 0 && fraction == 0)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '-' || *s == '+')
+            s++;
+        return all_chars_in(s, "0123456789");
+    }
+    return *s == '\0';
+}
+
+enum scalar_kind { SCALAR_STRING, SCALAR_NULL, SCALAR_BOOL, SCALAR_INT, SCALAR_FLOAT };
+
+static enum scalar_kind scalar_kind_of(const char *s, size_t len)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
+    static const char *const bools[] = {"true", "True", "TRUE", "false", "False", "FALSE", NULL};
+    static const char *const specials[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf",
+                                           "-.INF", ".nan", ".NaN", ".NAN", NULL};
+    if (strlen(s) != len)
+        return SCALAR_STRING;
+    if (is_one_of(s, nulls))
+        return SCALAR_NULL;
+    if (is_one_of(s, bools))
+        return SCALAR_BOOL;
+    if (is_decimal_int(s) || (strncmp(s, "0o", 2) == 0 && all_chars_in(s + 2, "01234567")) ||
+        (strncmp(s, "0x", 2) == 0 && all_chars_in(s + 2, "0123456789abcdefABCDEF")))
+        return SCALAR_INT;
+    if (is_decimal_float(s) || is_one_of(s, specials))
+        return SCALAR_FLOAT;
+    return SCALAR_STRING;
+}
+
+static json_t *int_from_text(const char *s, size_t line, struct pea_error *err)
+{
+    bool has_prefix = s[0] == '0' && (s[1] == 'o' || s[1] == 'x');
+    int base = has_prefix ? (s[1] == 'o' ? 8 : 16) : 10;
+    errno = 0;
+    long long v = strtoll(has_prefix ? s + 2 : s, NULL, base);
+    if (errno == ERANGE) {
+        pea_fail(err, 0, "line %zu: integer %s is out of range", line, s);
+        return NULL;
+    }
+    return json_integer(v);
+}
+
+static json_t *float_from_text(const char *s, size_t line, struct pea_error *err)
+{
+    /* jansson holds finite numbers only, and no manifest field wants infinity. strtod does not read YAML's .inf and
+     * .nan (both spelled with an n); overflow gives an infinity. */
+    double v = strtod(s, NULL);
+    if (strpbrk(s, "nN") || !isfinite(v)) {
+        pea_fail(err, 0, "line %zu: number %s is not finite", line, s);
+        return NULL;
+    }
+    return json_real(v);
+}
+
+static json_t *scalar_as(enum scalar_kind kind, const char *s, size_t len, size_t line, struct pea_error *err)
+{
+    switch (kind) {
+    case SCALAR_NULL:
+        return json_null();
+    case SCALAR_BOOL:
+        return json_boolean(s[0] == 't' || s[0] == 'T');
+    case SCALAR_INT:
+        return int_from_text(s, line, err);
+    case SCALAR_FLOAT:
+        return float_from_text(s, line, err);
+    case SCALAR_STRING:
+        break;
+    }
+    json_t *j = json_stringn(s, len);
+    if (!j)
+        pea_fail(err, 0, "line %zu: string is not valid UTF-8", line);
+    return j;
+}
+
+/* The kind an explicit core tag asks for; -1 for a tag pea does not know. "!" is the non-specific tag of a quoted
+ * or block scalar: a string. */
+static int scalar_kind_of_tag(const char *tag)
+{
+    static const struct {
+        const char *name;
+        enum scalar_kind kind;
+    } tags[] = {{TAG_PREFIX "str", SCALAR_STRING}, {TAG_PREFIX "null", SCALAR_NULL}, {TAG_PREFIX "bool", SCALAR_BOOL},
+                {TAG_PREFIX "int", SCALAR_INT},    {TAG_PREFIX "float", SCALAR_FLOAT}, {"!", SCALAR_STRING}};
+    for (size_t i = 0; i < ARRAY_SIZE(tags); i++)
+        if (strcmp(tag, tags[i].name) == 0)
+            return (int)tags[i].kind;
+    return -1;
+}
+
+static json_t *scalar_to_json(const yaml_event_t *ev, struct pea_error *err)
+{
+    const char *text = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length, line = event_line(ev);
+    const char *tag = (const char *)ev->data.scalar.tag;
+    if (tag) {
+        int wanted = scalar_kind_of_tag(tag);
+        if (wanted < 0) {
+            pea_fail(err, 0, "line %zu: YAML tag %s is not supported", line, tag);
+            return NULL;
+        }
+        enum scalar_kind found = scalar_kind_of(text, len);
+        /* An int is also a valid !!float; anything is a valid !!str. */
+        if (wanted != SCALAR_STRING && (int)found != wanted && !(wanted == SCALAR_FLOAT && found == SCALAR_INT)) {
+            pea_fail(err, 0, "line %zu: \"%s\" does not match its tag %s", line, text, tag);
+            return NULL;
+        }
+        return scalar_as((enum scalar_kind)wanted, text, len, line, err);
+    }
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return scalar_as(SCALAR_STRING, text, len, line, err);
+    return scalar_as(scalar_kind_of(text, len), text, len, line, err);
+}
+
+/* ---- tree building ---- */
+
+/* Put value (a new reference, stolen) where the stack says: the document's root, the next array element, or the
+ * value of the pending key. */
+static int builder_add(struct yaml_builder *b, json_t *value, size_t line, struct pea_error *err)
+{
+    if (b->depth == 0) {
+        b->root = value;
+        return 0;
+    }
+    struct yaml_frame *top = &b->stack[b->depth - 1];
+    if (json_is_array(top->node))
+        return json_array_append_new(top->node, value) == 0 ? 0 : pea_fail(err, 0, "line %zu: out of memory", line);
+    AUTO_FREE char *key = take_ptr(&top->key);
+    if (json_object_set_new(top->node, key, value) < 0)
+        return pea_fail(err, 0, "line %zu: cannot store key \"%s\"", line, key);
+    return 0;
+}
+
+static bool builder_wants_key(const struct yaml_builder *b)
+{
+    const struct yaml_frame *top = b->depth ? &b->stack[b->depth - 1] : NULL;
+    return top && json_is_object(top->node) && !top->key;
+}
+
+static int builder_take_key(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
+{
+    size_t line = event_line(ev);
+    const char *text = (const char *)ev->data.scalar.value;
+    bool is_plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev->data.scalar.tag;
+    const char *tag = (const char *)ev->data.scalar.tag;
+    if ((is_plain && scalar_kind_of(text, ev->data.scalar.length) != SCALAR_STRING) ||
+        (tag && scalar_kind_of_tag(tag) != SCALAR_STRING))
+        return pea_fail(err, 0, "line %zu: mapping key %s is not a string", line, text);
+    if (strlen(text) != ev->data.scalar.length)
+        return pea_fail(err, 0, "line %zu: mapping key contains NUL", line);
+    struct yaml_frame *top = &b->stack[b->depth - 1];
+    if (json_object_get(top->node, text))
+        return pea_fail(err, 0, "line %zu: duplicate key \"%s\"", line, text);
+    top->key = xstrdup(text);
+    return 0;
+}
+
+static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
+{
+    size_t line = event_line(ev);
+    bool is_mapping = ev->type == YAML_MAPPING_START_EVENT;
+    const char *tag = (const char *)(is_mapping ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    if (builder_wants_key(b))
+        return pea_fail(err, 0, "line %zu: mapping keys must be strings", line);
+    if (tag && strcmp(tag, "!") != 0 && strcmp(tag, is_mapping ? TAG_PREFIX "map" : TAG_PREFIX "seq") != 0)
+        return pea_fail(err, 0, "line %zu: YAML tag %s is not supported", line, tag);
+    if (b->depth == YAML_MAX_DEPTH)
+        return pea_fail(err, 0, "line %zu: nested deeper than %d levels", line, YAML_MAX_DEPTH);
+    json_t *node = is_mapping ? json_object() : json_array();
+    if (builder_add(b, node, line, err) < 0)
+        return -1;
+    b->stack[b->depth++] = (struct yaml_frame){.node = node, .key = NULL};
+    return 0;
+}
+
+static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
+{
+    size_t line = event_line(ev);
+    switch (ev->type) {
+    case YAML_DOCUMENT_START_EVENT:
+        if (++b->documents > 1)
+            return pea_fail(err, 0, "line %zu: more than one YAML document", line);
+        return 0;
+    case YAML_ALIAS_EVENT:
+        return pea_fail(err, 0, "line %zu: YAML aliases are not supported", line);
+    case YAML_SCALAR_EVENT:
+        if (ev->data.scalar.anchor)
+            return pea_fail(err, 0, "line %zu: YAML anchors are not supported", line);
+        if (builder_wants_key(b))
+            return builder_take_key(b, ev, err);
+        json_t *value = scalar_to_json(ev, err);
+        if (!value)
+            return -1;
+        return builder_add(b, value, line, err);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor != NULL
+                                                  : ev->data.mapping_start.anchor != NULL)
+            return pea_fail(err, 0, "line %zu: YAML anchors are not supported", line);
+        return builder_open(b, ev, err);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        b->depth--;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void yaml_parser_delete_p(yaml_parser_t *p) { yaml_parser_delete(p); }
+
+json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err)
+{
+    if (len > PEA_MANIFEST_MAX_SIZE) {
+        pea_fail(err, 0, "YAML larger than %d bytes", PEA_MANIFEST_MAX_SIZE);
+        return NULL;
+    }
+    __attribute__((cleanup(yaml_parser_delete_p))) yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        pea_fail(err, ENOMEM, "initialize the YAML parser");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    struct yaml_builder b = {0};
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            pea_fail(err, 0, "line %zu: %s", parser.problem_mark.line + 1,
+                     parser.problem ? parser.problem : "invalid YAML");
+            builder_release(&b);
+            return NULL;
+        }
+        bool is_end = ev.type == YAML_STREAM_END_EVENT;
+        int r = builder_handle(&b, &ev, err);
+        yaml_event_delete(&ev);
+        if (r < 0) {
+            builder_release(&b);
+            return NULL;
+        }
+        if (is_end)
+            break;
+    }
+    /* An empty stream is an empty document: null, as YAML says. */
+    return b.root ? b.root : json_null();
+}
