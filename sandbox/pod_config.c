@@ -311,6 +311,16 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     return take_ptr(&cfg);
 }
 
+static bool has_effective_capability(cap_value_t cap)
+{
+    cap_t caps = cap_get_proc();
+    cap_flag_value_t value = CAP_CLEAR;
+    if (caps)
+        cap_get_flag(caps, cap, CAP_EFFECTIVE, &value);
+    cap_free(caps);
+    return value == CAP_SET;
+}
+
 json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
 {
     (void)err;
@@ -339,10 +349,13 @@ json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
     json_t *linux = json_pack("{s:o, s:s, s:o, s:o}", "namespaces", namespaces, "cgroupsPath", cgroups_path,
                               "sysctl", sysctl, "seccomp", spec_default_seccomp_json());
     /* The infra runs as nobody with nothing: it only has to exist and reap. */
-    json_t *process = json_pack("{s:b, s:{s:i, s:i}, s:[s], s:[s], s:s, s:{s:[], s:[], s:[]}, s:b, s:i}", "terminal",
-                                0, "user", "uid", 65535, "gid", 65535, "args", "/pea-pause", "env", DEFAULT_PATH,
-                                "cwd", "/", "capabilities", "bounding", "effective", "permitted", "noNewPrivileges",
-                                1, "oomScoreAdj", -998);
+    json_t *process = json_pack("{s:b, s:{s:i, s:i}, s:[s], s:[s], s:s, s:{s:[], s:[], s:[]}, s:b}", "terminal", 0,
+                                "user", "uid", 65535, "gid", 65535, "args", "/pea-pause", "env", DEFAULT_PATH, "cwd",
+                                "/", "capabilities", "bounding", "effective", "permitted", "noNewPrivileges", 1);
+    /* Last to be killed under memory pressure, as kubelet's sandboxes; lowering the score takes CAP_SYS_RESOURCE,
+     * which a runtime inside a CI container may lack: then the infra keeps the default. */
+    if (has_effective_capability(CAP_SYS_RESOURCE))
+        json_object_set_new(process, "oomScoreAdj", json_integer(-998));
     json_t *cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:[], s:o, s:{s:s, s:s}}", "ociVersion", PEA_OCI_VERSION,
                             "process", process, "root", "path", infra_root, "readonly", 1, "mounts", "linux", linux,
                             "annotations", "run.pea.pod", m->name, "run.pea.container", PEA_POD_INFRA_ID);

@@ -162,13 +162,14 @@ static void start_member(struct pod_supervisor *sup, struct member *m)
 {
     struct pea_error err = {0};
     int out[2] = {-1, -1}, errp[2] = {-1, -1};
+    int r = -1;
+    m->pidfd = -1;
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
         pea_fail(&err, errno, "pipe");
     } else {
         int stdio[3] = {-1, out[1], errp[1]};
-        m->pidfd = -1;
-        if (pod_container_create(sup->pod, m->c, stdio, &m->pid, &m->pidfd, &err) == 0 &&
-            pod_container_start(sup->pod, m->c->name, &err) < 0) {
+        r = pod_container_create(sup->pod, m->c, stdio, &m->pid, &m->pidfd, &err);
+        if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, &err)) < 0) {
             struct pea_error ignored = {0};
             pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
         }
@@ -180,24 +181,27 @@ static void start_member(struct pod_supervisor *sup, struct member *m)
         close(errp[1]);
     m->out[POD_STDOUT] = out[0];
     m->out[POD_STDERR] = errp[0];
-    for (int s = POD_STDOUT; s <= POD_STDERR; s++)
-        if (m->out[s] >= 0) {
-            fcntl(m->out[s], F_SETFL, O_NONBLOCK);
-            if (watch(sup, m->out[s], watch_key(WATCH_OUTPUT, (size_t)(m - sup->members), s), &err) < 0)
-                close_output(sup, m, s);
-        }
+    for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
+        struct pea_error watch_err = {0};
+        if (m->out[s] >= 0 && (fcntl(m->out[s], F_SETFL, O_NONBLOCK) < 0 ||
+                               watch(sup, m->out[s], watch_key(WATCH_OUTPUT, (size_t)(m - sup->members), s),
+                                     &watch_err) < 0))
+            close_output(sup, m, s);
+    }
     now_monotonic(&m->started_at);
-    if (err.msg[0]) {
+    m->phase = PHASE_RUNNING;
+    if (r < 0) {
         /* Kubernetes reports a container that cannot start as exit code 128 and treats it like any exit. */
-        if (m->pidfd >= 0)
+        if (m->pidfd >= 0) {
+            siginfo_t info;
+            waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED);
             close(m->pidfd);
+        }
         m->pidfd = -1;
         emit_event(sup, m->c->name, "failed to start: %s", err.msg);
-        m->phase = PHASE_RUNNING;
         member_exited(sup, m, 128);
         return;
     }
-    m->phase = PHASE_RUNNING;
     if (watch(sup, m->pidfd, watch_key(WATCH_EXIT, (size_t)(m - sup->members), 0), &err) < 0)
         log_warn("%s", err.msg);
     record(sup, m, "running");
@@ -405,14 +409,24 @@ static void drain_and_reap(struct pod_supervisor *sup)
     }
 }
 
-int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error *err)
+void supervisor_block_stop_signals(void)
 {
-    sigset_t stop_signals, old;
+    sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGHUP);
-    sigprocmask(SIG_BLOCK, &stop_signals, &old);
+    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+}
+
+int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error *err)
+{
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    supervisor_block_stop_signals();
     sup->signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sup->signal_fd < 0 || watch(sup, sup->signal_fd, watch_key(WATCH_SIGNAL, 0, 0), err) < 0 ||
         (sup->pod->infra_pidfd >= 0 &&
@@ -436,7 +450,6 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
     struct pea_error teardown = {0};
     int r = pod_remove(sup->pod->root, sup->pod->name, sup->pod->manifest->termination_grace_seconds, &teardown);
     drain_and_reap(sup);
-    sigprocmask(SIG_SETMASK, &old, NULL);
     *exit_code = sup->exit_code;
     if (err->msg[0])
         return -1;

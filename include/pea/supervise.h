@@ -32,6 +32,11 @@ struct pod_supervisor;
 
 struct pod_supervisor *supervisor_new(struct pea_pod *pod, const struct pod_supervisor_ops *ops, void *ctx,
                                       struct pea_error *err);
+/* Block SIGINT, SIGTERM and SIGHUP for the loop's signalfd. A caller blocks them before building the sandbox, so
+ * that a stop signal during pod_create is seen by the loop (which then tears down at once) instead of killing us
+ * half-way; they stay blocked after the loop returns, so a second Ctrl-C cannot interrupt the teardown. */
+void supervisor_block_stop_signals(void);
+
 /* Run the pod until it is told to stop (SIGINT, SIGTERM), its infra dies, or it has finished (every app container
  * exited for good under its restartPolicy, or an init container failed under Never). Then tear it down. *exit_code:
  * 0 when every app container that ran last exited 0, else the first non-zero status (128+N for a signal); 1 when an

@@ -128,6 +128,7 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
         return cli_fail(&err);
     struct pea_pod_options o = {.root = g->root, .data_root = data_root, .pause_path = pause_path};
     AUTO_POD struct pea_pod *pod = NULL;
+    supervisor_block_stop_signals();
     if (pod_create(&o, m, &pod, &err) < 0)
         return cli_fail(&err);
     static struct run_output output;

@@ -194,3 +194,21 @@ def assert_no_leaks(run, bundle, cid, test_mark, work_dir):
         procs = helpers.marked_processes(test_mark, (bundle.path, work_dir), wait=2.0)
         assert procs == [], f"processes left behind: {procs}"
     return check
+
+
+@pytest.fixture(scope="session")
+def pod_rootfs(session_dir):
+    """A busybox rootfs with every applet, shared read-only by the pod tests (their writes go to volumes/overlays)."""
+    import pods
+    return pods.build_rootfs(os.path.join(session_dir, "pod-rootfs"))
+
+
+@pytest.fixture
+def pods(runtime, work_dir, pod_rootfs, test_mark):
+    """Pods of this test under a private --root and --data-root; at teardown nothing of them may be left."""
+    import pods as pods_module
+    p = pods_module.Pods(runtime, work_dir, pod_rootfs, test_mark)
+    yield p
+    problems = p.cleanup()
+    if problems:
+        pytest.fail("pod teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)

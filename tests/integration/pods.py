@@ -1,0 +1,159 @@
+"""Helpers for the pod tests: a busybox rootfs with every applet, manifests written from dicts, `pea pod run` in the
+foreground (to completion, or in the background until the test stops it), and the leak checks a pod teardown must
+pass: no state, data, mount, cgroup, process, veth or pinned namespace left."""
+import json
+import os
+import signal
+import subprocess
+import threading
+
+import helpers
+
+MAKE_ROOTFS = os.path.join(helpers.REPO, "examples", "make-rootfs")
+
+
+def build_rootfs(path):
+    subprocess.run([MAKE_ROOTFS, path], check=True)
+    return path
+
+
+def container(name, image, command, **extra):
+    """A container entry of a manifest: COMMAND is a shell script run by sh -c."""
+    entry = {"name": name, "image": image, "command": ["sh", "-c", command]}
+    entry.update(extra)
+    return entry
+
+
+class PodRun:
+    """A `pea pod run` in the background: output collected line by line, stopped with SIGTERM."""
+
+    def __init__(self, argv, env):
+        self.lines, self.err_lines = [], []
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        helpers.claim_child(self.proc.pid)
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream, into):
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    @property
+    def out(self):
+        return "\n".join(self.lines)
+
+    @property
+    def err(self):
+        return "\n".join(self.err_lines)
+
+    def wait_for_line(self, text, timeout=15):
+        helpers.wait_until(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
+                           timeout, f"output line {text!r}")
+        assert any(text in line for line in self.lines), \
+            f"no line {text!r}; pod exited {self.proc.returncode}\nout:\n{self.out}\nerr:\n{self.err}"
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            helpers.release_child(self.proc.pid)
+        for t in self._readers:
+            t.join(5)
+        return code
+
+
+class Pods:
+    def __init__(self, runtime, work_dir, rootfs, mark):
+        self.runtime = runtime
+        self.root = os.path.join(work_dir, "state")
+        self.data = os.path.join(work_dir, "data")
+        self.work_dir = work_dir
+        self.rootfs = rootfs
+        self.mark = mark
+        self._n = 0
+        self.names = []
+        self.env = dict(os.environ, PEA_IT_MARK=mark)
+
+    def name(self):
+        """A pod name unique to the test and session (cgroups and veths carry it)."""
+        self._n += 1
+        n = f"p{self.mark.replace(':', '-').replace('it-', '')}-{self._n}"
+        self.names.append(n)
+        return n
+
+    def manifest(self, containers, init=None, volumes=None, name=None, spec=None, pea=None):
+        name = name or self.name()
+        m = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2, "containers": containers}}
+        if init:
+            m["spec"]["initContainers"] = init
+        if volumes:
+            m["spec"]["volumes"] = volumes
+        if spec:
+            m["spec"].update(spec)
+        # The mark in every container's environment finds their processes if a teardown leaks one.
+        for c in m["spec"]["containers"] + m["spec"].get("initContainers", []):
+            c.setdefault("env", []).append({"name": "PEA_IT_MARK", "value": self.mark})
+        if pea:
+            m["pea"] = pea
+        path = os.path.join(self.work_dir, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(m, f)
+        return path
+
+    def argv(self, *args, netns=None):
+        # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup2 mount of a hybrid host.
+        prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+        return prefix + [self.runtime, "--root", self.root] + list(args)
+
+    def cli(self, *args, netns=None, timeout=60):
+        """Any pea command with this test's --root: (exit code, stdout, stderr)."""
+        p = subprocess.run(self.argv(*args, netns=netns), capture_output=True, text=True, env=self.env,
+                           timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def run(self, manifest, timeout=60, netns=None):
+        """`pea pod run` to completion: (exit code, stdout, stderr)."""
+        p = subprocess.run(self.argv("pod", "run", "-f", manifest, "--data-root", self.data, netns=netns),
+                           capture_output=True, text=True, env=self.env, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def start(self, manifest, netns=None):
+        return PodRun(self.argv("pod", "run", "-f", manifest, "--data-root", self.data, netns=netns), self.env)
+
+    def leftovers(self):
+        """What a finished or removed pod must not leave behind."""
+        problems = []
+        pods_dir = os.path.join(self.root, "pods")
+        if os.path.isdir(pods_dir) and os.listdir(pods_dir):
+            problems.append(f"pod state left: {os.listdir(pods_dir)}")
+        data_pods = os.path.join(self.data, "pods")
+        if os.path.isdir(data_pods) and os.listdir(data_pods):
+            problems.append(f"pod data left: {os.listdir(data_pods)}")
+        for point in helpers.mount_points():
+            if point.startswith((self.root, self.data)):
+                problems.append(f"mount left: {point}")
+        for name in self.names:
+            for path in helpers.marked_cgroups(name):
+                problems.append(f"cgroup left: {path}")
+        for pid, why in helpers.marked_processes(self.mark, (self.root, self.data), wait=2.0):
+            problems.append(f"process left: {pid} ({why})")
+        return problems
+
+    def cleanup(self):
+        """Force-remove every pod still there (the test failed midway), then report leftovers."""
+        pods_dir = os.path.join(self.root, "pods")
+        if os.path.isdir(pods_dir):
+            for name in os.listdir(pods_dir):
+                subprocess.run([self.runtime, "--root", self.root, "pod", "rm", "--force", name],
+                               capture_output=True, env=self.env, timeout=60)
+        return self.leftovers()
+
