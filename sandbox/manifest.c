@@ -294,7 +294,8 @@ static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_erro
     AUTO_MANIFEST struct pea_pod_manifest *m = xcalloc(1, sizeof *m);
     m->raw = json_incref(root);
     if (field_check_known(root, "", fields, err) < 0 || check_constant(root, "apiVersion", "v1", err) < 0 ||
-        check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 || parse_spec(root, m, err) < 0)
+        check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 ||
+        parse_spec(root, m, err) < 0)
         return NULL;
     return take_ptr(&m);
 }

@@ -46,7 +46,11 @@ static json_t *field_value(json_t *obj, const char *key)
     return json_is_null(v) ? NULL : v;
 }
 
-static bool is_plain_string(json_t *v) { return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v); }
+/* A string without NUL: C code downstream sees all of it. */
+static bool is_plain_string(json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
 
 int field_get_string(json_t *obj, const char *parent, const char *key, bool required, char **out,
                      struct pea_error *err)

@@ -14,6 +14,8 @@ struct ip_address {
 
 static int ip_parse(const char *text, struct ip_address *a)
 {
+    /* Zeroed: an IPv4 address fills 4 of the 16 bytes, and addresses are compared whole. */
+    *a = (struct ip_address){0};
     if (inet_pton(AF_INET, text, a->bytes) == 1)
         a->family = AF_INET;
     else if (inet_pton(AF_INET6, text, a->bytes) == 1)

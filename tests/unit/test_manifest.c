@@ -314,15 +314,18 @@ static const struct error_case error_cases[] = {
      "spec.volumes[0]: needs exactly one of emptyDir, hostPath"},
     {"spec:\n  volumes: [{name: v, hostPath: {path: rel}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0].hostPath.path: must be an absolute path"},
-    {"spec:\n  containers:\n  - {name: c, image: [/a, b], args: [x]}\n", "spec.containers[0].image[1]: must be an absolute path"},
-    {"spec:\n  containers:\n  - {name: c, image: [], args: [x]}\n", "spec.containers[0].image: must hold at least one element"},
+    {"spec:\n  containers:\n  - {name: c, image: [/a, b], args: [x]}\n",
+     "spec.containers[0].image[1]: must be an absolute path"},
+    {"spec:\n  containers:\n  - {name: c, image: [], args: [x]}\n",
+     "spec.containers[0].image: must hold at least one element"},
     {"spec:\n  containers:\n  - {name: c, image: /i}\n",
      "spec.containers[0].command: missing (pea images have no entrypoint: give command or args)"},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Always}\n",
      "spec.containers[0].restartPolicy: only init containers may set it"},
     {"spec:\n  containers:\n  - {name: Web, image: /i, args: [x]}\n",
      "spec.containers[0].name: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"Web\""},
-    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], securityContext: {seccompProfile: {type: Localhost}}}\n",
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x],\n"
+     "     securityContext: {seccompProfile: {type: Localhost}}}\n",
      "spec.containers[0].securityContext.seccompProfile.localhostProfile: missing (type is Localhost)"},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], securityContext: {runAsUser: '0'}}\n",
      "spec.containers[0].securityContext.runAsUser: must be an integer"},
@@ -332,7 +335,12 @@ static const struct error_case error_cases[] = {
     {NETWORK("mode: bridge"), "pea.network.address: missing"},
     {NETWORK("mode: bridge, address: 10.0.0.2/24, gateway: 10.0.1.1"),
      "pea.network.gateway: 10.0.1.1 is outside 10.0.0.2/24"},
-    {NETWORK("mode: bridge, address: 10.0.0.2/24, gateway: 'fd00::1'"), "pea.network.gateway: must be IPv4 like the address"},
+    {NETWORK("mode: bridge, address: 10.0.0.2/24, gateway: 'fd00::1'"),
+     "pea.network.gateway: must be IPv4 like the address"},
+    {NETWORK("mode: bridge, address: 'fd00::2/64', gateway: 'fd00:1::1'"),
+     "pea.network.gateway: fd00:1::1 is outside fd00::2/64"},
+    {NETWORK("mode: bridge, address: 10.0.0.2/24, gateway: 10.0.0.2"),
+     "pea.network.gateway: must differ from the address"},
     {NETWORK("mode: bridge, address: 10.0.0.2"),
      "pea.network.address: must be ADDRESS/PREFIX (IPv4 or IPv6), not \"10.0.0.2\""},
     {NETWORK("mode: bridge, address: 10.0.0.2/24, bridge: a-very-long-bridge"),
@@ -343,7 +351,8 @@ static const struct error_case error_cases[] = {
     {ONE_CONTAINER "status: {}\n", "status: unknown field"},
     {ONE_CONTAINER "  dnsConfig: {nameservers: [dns.example]}\n",
      "spec.dnsConfig.nameservers[0]: must be an IP address, not \"dns.example\""},
-    {ONE_CONTAINER "  securityContext: {sysctls: [{name: kernel.x}]}\n", "spec.securityContext.sysctls[0].value: missing"},
+    {ONE_CONTAINER "  securityContext: {sysctls: [{name: kernel.x}]}\n",
+     "spec.securityContext.sysctls[0].value: missing"},
 };
 
 Test(manifest, errors_name_the_field)
@@ -379,7 +388,8 @@ static const struct error_case document_cases[] = {
     {"a: .inf\n", "line 1: number .inf is not finite"},
     {"a: 99999999999999999999\n", "line 1: integer 99999999999999999999 is out of range"},
     {"a: [b\n", "line 2: did not find expected ',' or ']'"},
-    {"{\"apiVersion\": \"v1\",\n \"apiVersion\": \"v1\"}", "line 2 column 13: duplicate object key near '\"apiVersion\"'"},
+    {"{\"apiVersion\": \"v1\",\n \"apiVersion\": \"v1\"}",
+     "line 2 column 13: duplicate object key near '\"apiVersion\"'"},
 };
 
 Test(manifest, document_errors)
@@ -551,4 +561,27 @@ Test(manifest, load_reads_regular_files_only)
     unlink(file);
     unlink(fifo);
     rmdir(dir);
+}
+
+/* "-" reads stdin, which may be a pipe but not a device. */
+Test(manifest, load_from_stdin)
+{
+    struct pea_error err = {0};
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    static const char text[] = MINIMAL_POD ONE_CONTAINER;
+    cr_assert_eq(write(fds[1], text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fds[1]);
+    cr_assert_eq(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+    close(fds[0]);
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_load("-", &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_str_eq(m->name, "p");
+
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(zero, 0);
+    cr_assert_eq(dup2(zero, STDIN_FILENO), STDIN_FILENO);
+    close(zero);
+    cr_assert_null(manifest_load("-", &err));
+    cr_assert_str_eq(err.msg, "stdin: not a regular file or a pipe");
 }
