@@ -1,8 +1,12 @@
 """Attacks from inside a container that earlier runtimes fell to; each must fail here."""
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
+
+import helpers
 
 pytestmark = pytest.mark.pea_only
 
@@ -80,3 +84,110 @@ def test_mount_destination_symlink_to_proc_is_refused(run, bundle, cid, work_dir
     r = run("run", "--bundle", bundle, cid)
     assert r.code == 1
     assert "resolves onto procfs: refused" in r.err
+
+
+# ---- mount destinations (CVE-2021-30465 class) --------------------------------------------------------------------
+
+@pytest.fixture
+def mount_source(tmp_path):
+    """A directory to bind into containers, holding a marker file."""
+    d = tmp_path / "source"
+    d.mkdir()
+    (d / "marker").write_text("from the mount\n")
+    return str(d)
+
+
+def host_view_hook(log):
+    """A createContainer hook: it runs in the container's mount namespace after pea's mounts and before pivot_root,
+    the one moment a mount that escaped the rootfs is still visible. It appends that namespace's mountinfo to LOG."""
+    return {"path": "/bin/sh", "args": ["sh", "-c", f"cat /proc/self/mountinfo >> {log}"]}
+
+
+def mount_points_in(mountinfo_text):
+    return {helpers.unescape_mount_field(line.split()[4]) for line in mountinfo_text.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("link", ["/etc", "../../..", "HOST"], ids=["etc", "dotdot", "absolute-host-path"])
+def test_mount_destination_symlink_lands_in_the_rootfs(run, bundle, cid, tmp_path, work_dir, mount_source, link):
+    """A destination whose first component is a symlink in the image, to /etc, up and out with .., or to a host
+    directory by its absolute path: the mount is resolved inside the rootfs and lands there."""
+    host_dir = tmp_path / "host-target"
+    host_dir.mkdir()
+    target = str(host_dir) if link == "HOST" else link
+    os.symlink(target, os.path.join(bundle.rootfs, "link"))
+    name = f"pea-target-{os.path.basename(work_dir)}"
+    bundle.mount(f"/link/{name}", None, mount_source, ["bind"])
+    log = os.path.join(work_dir, "mountinfo")
+    bundle.config["hooks"] = {"createContainer": [host_view_hook(log)]}
+    # Inside the rootfs the symlink leads to /etc/NAME, /NAME (.. stops at the root) or HOST_DIR/NAME; followed on
+    # the host it would lead to OUTSIDE.
+    inside = os.path.join("/" if link == "../../.." else target, name)
+    outside = os.path.normpath(os.path.join(bundle.rootfs, link, name)) if link == "../../.." else inside
+    bundle.args("cat", f"{inside}/marker")
+    try:
+        r = run("run", "--bundle", bundle, cid)
+        assert not os.path.exists(outside), f"the runtime created {outside} on the host"
+    finally:
+        if os.path.isdir(outside) and not outside.startswith(str(tmp_path)):
+            os.rmdir(outside)
+    assert r.code == 0, r.err
+    assert r.out == "from the mount\n"
+    points = mount_points_in(helpers.read(log))
+    assert os.path.join(bundle.rootfs, inside.lstrip("/")) in points
+    assert outside not in points, f"the mount landed on the host at {outside}"
+    assert os.listdir(host_dir) == []
+
+
+# Swaps the directory REAL and a symlink to HOST back and forth with renameat2(RENAME_EXCHANGE), so that REAL is
+# always one or the other and never missing, until STOP exists.
+SWAPPER = r"""
+import ctypes, os, sys
+real, link, host, stop = sys.argv[1:]
+os.symlink(host, link)
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+while not os.path.exists(stop):
+    for _ in range(1000):
+        if libc.renameat2(AT_FDCWD, real.encode(), AT_FDCWD, link.encode(), RENAME_EXCHANGE) != 0:
+            sys.exit(f"renameat2: {os.strerror(ctypes.get_errno())}")
+"""
+
+
+def test_racing_rename_cannot_move_a_mount_out(run, bundle, cid, tmp_path, work_dir, mount_source):
+    """While containers are created, another process keeps swapping a directory on the destination's path for a
+    symlink to a host directory. No run may put the mount on the host directory: each one either runs with the
+    mount inside its rootfs or fails with one clean line."""
+    host_dir = tmp_path / "host-victim"
+    (host_dir / "target").mkdir(parents=True)
+    real = os.path.join(bundle.rootfs, "a", "b")
+    os.makedirs(os.path.join(real, "target"))
+    bundle.mount("/a/b/target", None, mount_source, ["bind"])
+    log = os.path.join(work_dir, "mountinfo")
+    bundle.config["hooks"] = {"createContainer": [host_view_hook(log)]}
+    bundle.args("sh", "-c", "grep -c ' /[^ ]*target ' /proc/self/mountinfo; exit 0")
+    bundle.save()
+    stop = os.path.join(work_dir, "stop")
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, real, real + ".link", str(host_dir), stop])
+    helpers.claim_child(swapper.pid)
+    outcomes = {"ran": 0, "refused": 0}
+    try:
+        for i in range(50):
+            r = run("run", "--bundle", bundle.path, f"{cid}-{i}")
+            if r.code == 0:
+                assert r.out == "1\n", f"run {i}: the mount is not inside the container: {r.out!r}"
+                outcomes["ran"] += 1
+            else:
+                lines = [line for line in r.err.splitlines() if line.strip()]
+                assert r.code == 1 and len(lines) == 1 and lines[0].startswith("pea: "), f"run {i}: {r}"
+                outcomes["refused"] += 1
+                run("delete", "--force", f"{cid}-{i}")
+            assert not os.path.exists(host_dir / "target" / "marker"), f"run {i}: the mount reached the host dir"
+    finally:
+        open(stop, "w").close()
+        code = swapper.wait(timeout=10)
+        helpers.release_child(swapper.pid)
+    assert code == 0, "the swapper stopped early: the race was not run"
+    assert sorted(os.listdir(host_dir)) == ["target"] and os.listdir(host_dir / "target") == []
+    points = mount_points_in(helpers.read(log))
+    assert str(host_dir / "target") not in points, "a mount landed on the host directory"
+    assert outcomes["ran"] > 0, f"no run got through the race: {outcomes}"
