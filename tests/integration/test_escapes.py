@@ -191,3 +191,48 @@ def test_racing_rename_cannot_move_a_mount_out(run, bundle, cid, tmp_path, work_
     points = mount_points_in(helpers.read(log))
     assert str(host_dir / "target") not in points, "a mount landed on the host directory"
     assert outcomes["ran"] > 0, f"no run got through the race: {outcomes}"
+
+
+# ---- writes into procfs (CVE-2025-52881 class) --------------------------------------------------------------------
+
+FAKE_PROC_FILES = ["oom_score_adj", "self/oom_score_adj", "1/oom_score_adj", "thread-self/attr/current",
+                   "self/attr/exec", "self/attr/apparmor/exec", "sys/net/ipv4/ip_forward", "sys/kernel/domainname"]
+
+
+def make_fake_proc(path):
+    for name in FAKE_PROC_FILES:
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        with open(os.path.join(path, name), "w") as f:
+            f.write(f"fake {name}\n")
+
+
+def fake_proc_contents(path):
+    return {name: helpers.read(os.path.join(path, name)) for name in FAKE_PROC_FILES}
+
+
+@pytest.mark.parametrize("how", ["symlink", "bind"])
+def test_procfs_writes_cannot_be_redirected(run, bundle, cid, tmp_path, how):
+    """The image's /proc is a symlink to a fake tree, or the config binds a fake tree over /proc: oomScoreAdj and
+    sysctls must still reach the kernel for the container's process, and the fake files stay untouched."""
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/proc"]
+    if how == "symlink":
+        fake = os.path.join(bundle.rootfs, "fakeproc")
+        os.rmdir(os.path.join(bundle.rootfs, "proc"))
+        os.symlink("/fakeproc", os.path.join(bundle.rootfs, "proc"))
+    else:
+        fake = str(tmp_path / "fakeproc")
+        bundle.mount("/proc", None, fake, ["rbind"])
+    make_fake_proc(fake)
+    before = fake_proc_contents(fake)
+    bundle.config["linux"]["readonlyPaths"] = []  # a read-only /proc/sys would blunt the redirection
+    bundle.process["oomScoreAdj"] = 123
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.domainname": "real.example"}
+    bundle.args("true")
+    run.ok("create", "--bundle", bundle, cid)
+    pid = run.state(cid)["pid"]
+    assert helpers.read(f"/proc/{pid}/oom_score_adj") == "123\n"
+    seen = subprocess.run(["nsenter", "-t", str(pid), "--net", "--uts", "cat", "/proc/sys/net/ipv4/ip_forward",
+                           "/proc/sys/kernel/domainname"], capture_output=True, text=True, timeout=10)
+    assert seen.stdout == "1\nreal.example\n", seen.stderr
+    run.ok("delete", "--force", cid)
+    assert fake_proc_contents(fake) == before, "pea wrote into the fake /proc"
