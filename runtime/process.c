@@ -275,6 +275,11 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
     if (!l->is_exec && rootfs_finalize(spec, err) < 0)
         return -1;
 
+    /* Labels once the rootfs is done (createContainer hooks ran unconfined; startContainer hooks, which run in the
+     * container, exec under them as with runc), written through the procfs opened before the container's mounts
+     * existed, so that a /proc the container shaped cannot swallow the write. A missing profile fails create. */
+    if (lsm_apply_exec_labels(proc_fd, &l->lsm, err) < 0)
+        return -1;
     /* Nothing of the host may reach the container: only stdio, preserved fds and our two channels survive. */
     close(take_fd(&proc_fd));
     int keep[] = {sock, l->exec_fifo_fd};
@@ -457,6 +462,8 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
 
 int process_launch(struct pea_launch *l, struct pea_error *err)
 {
+    if (lsm_plan(l->spec, &l->lsm, err) < 0)
+        return -1;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         return pea_fail(err, errno, "socketpair");

@@ -48,8 +48,8 @@ static int mkdir_symlink_target(int root_fd, int dir, const char *prefix, const 
         return -1;
     }
     /* A relative target is taken from the symlink's directory: PREFIX without its last component. */
-    AUTO_FREE char *from = target[0] == '/' ? xstrdup(target)
-                                            : xasprintf("%.*s/%s", (int)(strrchr(prefix, '/') - prefix), prefix, target);
+    int dir_len = (int)(strrchr(prefix, '/') - prefix);
+    AUTO_FREE char *from = target[0] == '/' ? xstrdup(target) : xasprintf("%.*s/%s", dir_len, prefix, target);
     AUTO_FD int made = mkdir_in_root(root_fd, from, mode, links_left - 1);
     return made < 0 ? -1 : 0;
 }

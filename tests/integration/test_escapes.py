@@ -236,3 +236,53 @@ def test_procfs_writes_cannot_be_redirected(run, bundle, cid, tmp_path, how):
     assert seen.stdout == "1\nreal.example\n", seen.stderr
     run.ok("delete", "--force", cid)
     assert fake_proc_contents(fake) == before, "pea wrote into the fake /proc"
+
+
+# ---- AppArmor and SELinux ------------------------------------------------------------------------------------------
+
+def is_apparmor_enabled():
+    try:
+        return helpers.read("/sys/module/apparmor/parameters/enabled").startswith("Y") and \
+            os.path.exists("/sys/kernel/security/apparmor")
+    except OSError:
+        return False
+
+
+def is_selinux_enabled():
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+LSM_FIELDS = [
+    ("apparmor", lambda c: c["process"].update(apparmorProfile="pea-test-profile"), is_apparmor_enabled,
+     'apparmorProfile "pea-test-profile" ignored: AppArmor is not enabled on this host'),
+    ("selinux", lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"), is_selinux_enabled,
+     'selinuxLabel "system_u:system_r:container_t:s0" ignored: SELinux is not enabled on this host'),
+    ("mount-label", lambda c: c["linux"].update(mountLabel="system_u:object_r:container_file_t:s0"),
+     is_selinux_enabled, 'mountLabel "system_u:object_r:container_file_t:s0" ignored: SELinux is not enabled'
+                         ' on this host'),
+]
+
+
+@pytest.mark.parametrize("edit,is_enabled,warning", [c[1:] for c in LSM_FIELDS], ids=[c[0] for c in LSM_FIELDS])
+def test_lsm_label_without_the_lsm_warns_once_and_runs(run, bundle, cid, edit, is_enabled, warning):
+    """As runc: a label for an LSM the host does not run is not applied, with one warning, and the container runs."""
+    if is_enabled():
+        pytest.skip("the LSM is enabled on this host")
+    edit(bundle.config)
+    bundle.args("echo", "ran")
+    r = run("run", "--bundle", bundle, cid)
+    assert r.code == 0, r.err
+    assert r.out == "ran\n"
+    assert r.err == f"pea: warning: {warning}\n"
+
+
+def test_missing_apparmor_profile_fails_create(run, bundle, cid, assert_no_leaks):
+    if not is_apparmor_enabled():
+        pytest.skip("AppArmor is not enabled on this host")
+    bundle.config["process"]["apparmorProfile"] = "pea-no-such-profile"
+    bundle.args("true")
+    r = run("create", "--bundle", bundle, cid)
+    assert r.code == 1
+    lines = r.err.splitlines()
+    assert len(lines) == 1 and "pea-no-such-profile" in lines[0], r.err
+    assert_no_leaks()
