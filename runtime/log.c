@@ -66,16 +66,33 @@ static void log_write_file(enum pea_log_level level, const char *msg)
     }
 }
 
+/* Messages quote ids, signal names and paths as given: a newline or an escape sequence in them must not split the
+ * one line a caller parses, nor reach a terminal raw. Control bytes become \n, \t or \xHH. */
+static void escape_controls(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < len; p++) {
+        if (*p >= 0x20 && *p != 0x7f)
+            out[o++] = (char)*p;
+        else if (*p == '\n' || *p == '\t')
+            o += (size_t)snprintf(out + o, len - o, "\\%c", *p == '\n' ? 'n' : 't');
+        else
+            o += (size_t)snprintf(out + o, len - o, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+}
+
 void log_msg(enum pea_log_level level, const char *fmt, ...)
 {
     if (level == PEA_LOG_DEBUG && !log_debug_enabled)
         return;
     int saved = errno;
-    char msg[2048];
+    char raw[2048], msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    escape_controls(raw, msg, sizeof msg);
     if (log_fd >= 0)
         log_write_file(level, msg);
     /* People and conmon read stderr; callers that set --log parse the file. Errors go to both. */

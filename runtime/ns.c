@@ -161,7 +161,7 @@ int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct
         char path[64];
         snprintf(path, sizeof path, "%d/setgroups", (int)pid);
         AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || write_all(fd, "deny", 4) < 0)
+        if (fd < 0 || sys_check_procfs(fd) < 0 || write_all(fd, "deny", 4) < 0)
             return pea_fail(err, errno, "write /proc/%d/setgroups", (int)pid);
     }
     if (write_map(proc_fd, pid, "uid_map", spec->uid_mappings, spec->n_uid_mappings, err) < 0)

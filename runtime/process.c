@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,11 +28,14 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define SYNC_PAYLOAD_MAX (256 * 1024)
+/* The state JSON holds the annotations of a config.json of at most 16 MiB. */
+#define STATE_JSON_MAX (32 << 20)
 
 enum sync_step {
     SYNC_GO,               /* parent: id maps written, child placed in its cgroup; go on */
     SYNC_NAMESPACES_READY, /* child: namespaces joined/created, hostname and sysctls set */
-    SYNC_HOOKS_DONE,       /* parent: prestart/createRuntime ran; payload = state JSON for the child's hooks */
+    SYNC_HOOKS_DONE,       /* parent: prestart/createRuntime ran; a memfd with the state JSON for the child's hooks
+                            * rides along (the annotations in it can outgrow any socket message) */
     SYNC_CONSOLE,          /* child: the pty master rides along (SCM_RIGHTS) */
     SYNC_READY,            /* child: everything set, executable found; about to wait for start (or exec) */
     SYNC_RELEASE,          /* parent: state committed; stop tying your life to mine */
@@ -214,10 +218,10 @@ static void child_reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int child_wait_for(int sock, enum sync_step want, char **payload, struct pea_error *err)
+static int child_wait_for(int sock, enum sync_step want, int *passed_fd, struct pea_error *err)
 {
     struct sync_header h;
-    if (sync_recv(sock, &h, payload, NULL) < 0)
+    if (sync_recv(sock, &h, NULL, passed_fd) < 0)
         return pea_fail(err, errno, "wait for the runtime");
     if (h.step != want) /* The parent aborted: it reports the reason itself. */
         return pea_fail(err, 0, "runtime aborted the setup");
@@ -253,8 +257,12 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
     }
     if (sync_send(sock, SYNC_NAMESPACES_READY, 0, NULL, -1) < 0)
         return pea_fail(err, errno, "report namespaces ready");
-    if (child_wait_for(sock, SYNC_HOOKS_DONE, &l->state_json, err) < 0)
+    AUTO_FD int state_fd = -1;
+    if (child_wait_for(sock, SYNC_HOOKS_DONE, &state_fd, err) < 0)
         return -1;
+    if (state_fd < 0 || lseek(state_fd, 0, SEEK_SET) < 0 ||
+        !(l->state_json = read_fd_all(state_fd, STATE_JSON_MAX, NULL)))
+        return pea_fail(err, errno, "read the container state from the runtime");
 
     if (!l->is_exec) {
         if (rootfs_prepare(spec, l->rootfs, err) < 0)
@@ -274,6 +282,11 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
     if (!l->is_exec && rootfs_finalize(spec, err) < 0)
         return -1;
 
+    /* Labels once the rootfs is done (createContainer hooks ran unconfined; startContainer hooks, which run in the
+     * container, exec under them as with runc), written through the procfs opened before the container's mounts
+     * existed, so that a /proc the container shaped cannot swallow the write. A missing profile fails create. */
+    if (lsm_apply_exec_labels(proc_fd, &l->lsm, err) < 0)
+        return -1;
     /* Nothing of the host may reach the container: only stdio, preserved fds and our two channels survive. */
     close(take_fd(&proc_fd));
     int keep[] = {sock, l->exec_fifo_fd};
@@ -445,13 +458,19 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
             return -1;
         }
     }
-    if (sync_send(l->sync_fd, SYNC_HOOKS_DONE, 0, state_json ? state_json : "{}", -1) < 0)
+    const char *state_text = state_json ? state_json : "{}";
+    AUTO_FD int state_fd = memfd_create("pea-state", MFD_CLOEXEC);
+    if (state_fd < 0 || write_all(state_fd, state_text, strlen(state_text)) < 0)
+        return pea_fail(err, errno, "write the container state for its hooks");
+    if (sync_send(l->sync_fd, SYNC_HOOKS_DONE, 0, NULL, state_fd) < 0)
         return pea_fail(err, errno, "continue container init");
     return parent_expect(l, SYNC_READY, err);
 }
 
 int process_launch(struct pea_launch *l, struct pea_error *err)
 {
+    if (lsm_plan(l->spec, &l->lsm, err) < 0)
+        return -1;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         return pea_fail(err, errno, "socketpair");

@@ -49,7 +49,8 @@ int signal_parse(const char *text)
     if (!text || !*text)
         return -1;
     long long n;
-    if (parse_int64(text, &n) == 0)
+    /* Digits only: strtoll would also take " 9" or "+9". */
+    if (text[0] >= '0' && text[0] <= '9' && parse_int64(text, &n) == 0)
         return (n > 0 && n <= SIGRTMAX) ? (int)n : -1;
     const char *s = text;
     if (strncasecmp(s, "SIG", 3) == 0)

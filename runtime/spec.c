@@ -262,6 +262,18 @@ static int parse_rlimits(json_t *proc, struct pea_process *p, struct pea_error *
 
 static bool is_absolute(const char *p) { return p && p[0] == '/'; }
 
+/* execve refuses any one string longer than 32 pages (MAX_ARG_STRLEN): say so now, not from a container that
+ * cannot start. */
+static int check_exec_strings(char **strings, const char *path, struct pea_error *err)
+{
+    size_t limit = (size_t)sysconf(_SC_PAGESIZE) * 32;
+    for (size_t i = 0; strings[i]; i++)
+        if (strlen(strings[i]) >= limit)
+            return pea_fail(err, 0, "%s[%zu]: longer than %zu bytes, the kernel's limit for one argument", path, i,
+                            limit - 1);
+    return 0;
+}
+
 static int parse_process(json_t *root, struct pea_spec *spec, struct pea_error *err)
 {
     json_t *proc;
@@ -299,10 +311,14 @@ static int parse_process(json_t *root, struct pea_spec *spec, struct pea_error *
         return pea_fail(err, 0, "process.args[0]: must not be empty");
     if (spec_get_strv(proc, "env", "process.env", &p->env, err) < 0)
         return -1;
+    if (check_exec_strings(p->args, "process.args", err) < 0 || check_exec_strings(p->env, "process.env", err) < 0)
+        return -1;
     if (spec_get_string(proc, "cwd", "process.cwd", true, &p->cwd, err) < 0)
         return -1;
     if (!is_absolute(p->cwd))
         return pea_fail(err, 0, "process.cwd: must be an absolute path");
+    if (strlen(p->cwd) >= PATH_MAX)
+        return pea_fail(err, 0, "process.cwd: longer than %d bytes", PATH_MAX - 1);
     json_t *caps;
     if (spec_get_object(proc, "capabilities", "process.capabilities", &caps, err) < 0)
         return -1;
@@ -419,6 +435,8 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
             return -1;
         if (!is_absolute(m->destination))
             return spec_field_fail(err, field, "must be an absolute path, not \"%s\"", m->destination);
+        if (strlen(m->destination) >= PATH_MAX)
+            return spec_field_fail(err, field, "longer than %d bytes", PATH_MAX - 1);
         /* pea's extension: a first mount on "/" (an overlay of image layers) replaces the bind of root.path. */
         if (strcmp(m->destination, "/") == 0 && i != 0)
             return spec_field_fail(err, field, "\"/\" is allowed only as the first mount (the root itself)");
@@ -562,6 +580,11 @@ struct pea_spec *spec_load(int bundle_fd, struct pea_error *err)
 {
     /* O_NONBLOCK: a FIFO planted as config.json must not hang us; then only regular files are read. */
     AUTO_FD int fd = openat(bundle_fd, "config.json", O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ELOOP) {
+        /* O_NOFOLLOW: a symlink could make us read (and quote in errors) any file of the host. */
+        pea_fail(err, 0, "config.json: is a symlink: refused, it must be a regular file in the bundle");
+        return NULL;
+    }
     if (fd < 0) {
         pea_fail(err, errno, "open config.json");
         return NULL;

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -17,8 +18,9 @@ int state_validate_id(const char *id, struct pea_error *err)
     size_t len = id ? strlen(id) : 0;
     if (len == 0)
         return pea_fail(err, 0, "container id: must not be empty");
-    if (len > 1024)
-        return pea_fail(err, 0, "container id: longer than 1024 bytes");
+    /* The id names the state directory: one file name. */
+    if (len > NAME_MAX)
+        return pea_fail(err, 0, "container id: longer than %d bytes", NAME_MAX);
     if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
         return pea_fail(err, 0, "invalid container id \"%s\"", id);
     for (const char *p = id; *p; p++) {
@@ -152,7 +154,9 @@ void state_clear(struct pea_state *st)
 int state_load(int dir_fd, struct pea_state *st, struct pea_error *err)
 {
     memset(st, 0, sizeof *st);
-    AUTO_FREE char *text = read_file_at(dir_fd, "state.json", 1 << 20, NULL);
+    /* The state carries the annotations of a config.json (at most 16 MiB): a container that could be created
+     * must stay loadable, or nothing could find its process to kill it. */
+    AUTO_FREE char *text = read_file_at(dir_fd, "state.json", 32 << 20, NULL);
     if (!text) {
         if (errno == ENOENT)
             return pea_fail(err, 0, "container state not written yet (still creating)");

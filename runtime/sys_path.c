@@ -28,7 +28,33 @@ int sys_open_in_root(int root_fd, const char *path, int flags, mode_t mode)
     return fd;
 }
 
-int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode)
+/* Symlinks followed while creating, as the kernel's own limit on a lookup. */
+#define MKDIR_MAX_LINKS 40
+
+static int mkdir_in_root(int root_fd, const char *path, mode_t mode, int links_left);
+
+/* NAME in DIR (reached as PREFIX) is a symlink whose target does not exist: create that target, inside the root
+ * (as a mount destination through an image's symlink lands where the symlink leads in the container). */
+static int mkdir_symlink_target(int root_fd, int dir, const char *prefix, const char *name, mode_t mode,
+                                int links_left)
+{
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(dir, name, target, sizeof target - 1);
+    if (n < 0)
+        return -1;
+    target[n] = '\0';
+    if (links_left <= 0) {
+        errno = ELOOP;
+        return -1;
+    }
+    /* A relative target is taken from the symlink's directory: PREFIX without its last component. */
+    int dir_len = (int)(strrchr(prefix, '/') - prefix);
+    AUTO_FREE char *from = target[0] == '/' ? xstrdup(target) : xasprintf("%.*s/%s", dir_len, prefix, target);
+    AUTO_FD int made = mkdir_in_root(root_fd, from, mode, links_left - 1);
+    return made < 0 ? -1 : 0;
+}
+
+static int mkdir_in_root(int root_fd, const char *path, mode_t mode, int links_left)
 {
     AUTO_FD int dir = sys_open_in_root(root_fd, "/", O_PATH | O_DIRECTORY, 0);
     if (dir < 0)
@@ -43,8 +69,12 @@ int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode)
         int fd = sys_open_in_root(root_fd, prefix, O_PATH | O_DIRECTORY, 0);
         if (fd < 0 && errno == ENOENT) {
             /* Create it in the directory resolved so far, then resolve again inside the root. */
-            if (mkdirat(dir, part, mode) < 0 && errno != EEXIST)
-                return -1;
+            if (mkdirat(dir, part, mode) < 0) {
+                if (errno != EEXIST)
+                    return -1;
+                if (mkdir_symlink_target(root_fd, dir, prefix, part, mode, links_left) < 0 && errno != EINVAL)
+                    return -1;
+            }
             fd = sys_open_in_root(root_fd, prefix, O_PATH | O_DIRECTORY, 0);
         }
         if (fd < 0)
@@ -53,6 +83,11 @@ int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode)
         dir = fd;
     }
     return take_fd(&dir);
+}
+
+int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode)
+{
+    return mkdir_in_root(root_fd, path, mode, MKDIR_MAX_LINKS);
 }
 
 int sys_mkfile_in_root(int root_fd, const char *path, mode_t mode)

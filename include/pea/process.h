@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "pea/error.h"
+#include "pea/lsm.h"
 #include "pea/ns.h"
 #include "pea/spec.h"
 
@@ -41,6 +42,7 @@ struct pea_launch {
     int console_master;                /* -1 unless a terminal was asked without a console socket */
 
     /* Internal */
+    struct pea_lsm_plan lsm;
     int sync_fd;
     char *state_json;
 };

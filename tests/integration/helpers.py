@@ -395,7 +395,7 @@ def remove_cgroups(paths):
                 pass
 
 
-def _unescape(field):
+def unescape_mount_field(field):
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
@@ -406,7 +406,7 @@ def mount_table():
         for line in f:
             fields = line.split()
             sep = fields.index("-")
-            table[(_unescape(fields[4]), fields[sep + 1], _unescape(fields[sep + 2]))] += 1
+            table[(unescape_mount_field(fields[4]), fields[sep + 1], unescape_mount_field(fields[sep + 2]))] += 1
     return table
 
 

@@ -218,7 +218,7 @@ Test(spec, load_refuses_fifo_and_devices_without_hanging)
     cr_assert_eq(unlinkat(fd, "config.json", 0), 0);
     cr_assert_eq(symlinkat("/dev/zero", fd, "config.json"), 0);
     cr_assert_null(spec_load(fd, &err));
-    cr_assert(strstr(err.msg, "open config.json") != NULL, "%s", err.msg);
+    cr_assert_str_eq(err.msg, "config.json: is a symlink: refused, it must be a regular file in the bundle");
     cr_assert_eq(unlinkat(fd, "config.json", 0), 0);
     close(fd);
     cr_assert_eq(rmdir(dir), 0);

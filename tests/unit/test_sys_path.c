@@ -79,6 +79,21 @@ Test(sys_path, mkdir_through_a_symlink_stays_inside)
     cr_assert_eq(stat("/etc/x", &st), -1, "a directory was created on the host");
 }
 
+Test(sys_path, mkdir_through_a_dangling_symlink_creates_its_target_inside)
+{
+    char host_dir[] = "/tmp/pea-host-XXXXXX";
+    cr_assert_not_null(mkdtemp(host_dir));
+    char inside[PATH_MAX + 8];
+    snprintf(inside, sizeof inside, "%s/x", host_dir);
+    cr_assert_eq(symlinkat(host_dir, root_fd, "to-host"), 0);
+    assert_inside(sys_mkdir_in_root(root_fd, "/to-host/x", 0755), inside);
+    cr_assert_eq(symlinkat("../made/here", root_fd, "a/rel"), 0);
+    assert_inside(sys_mkdir_in_root(root_fd, "/a/rel/y", 0755), "/made/here/y");
+    cr_assert_eq(sys_mkdir_in_root(root_fd, "/loop1/z", 0755), -1);
+    cr_assert_eq(errno, ELOOP);
+    cr_assert_eq(rmdir(host_dir), 0, "a directory was created in the host directory");
+}
+
 Test(sys_path, mkfile_creates_parents_and_never_follows_out)
 {
     assert_inside(sys_mkfile_in_root(root_fd, "/to-etc/dir/file", 0644), "/etc/dir/file");
