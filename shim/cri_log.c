@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cri_log.h"
 #include "pea/util.h"
@@ -98,8 +99,12 @@ static int flush(struct cri_log *log, size_t used, struct pea_error *err)
 {
     if (used == 0)
         return 0;
-    if (write_all(log->fd, log->buf, used) < 0)
-        return pea_fail(err, errno, "write log %s", log->name);
+    if (write_all(log->fd, log->buf, used) < 0) {
+        int saved = errno;
+        /* A torn record would run into the next one: cut the file back to its last whole record. */
+        (void)!ftruncate(log->fd, (off_t)log->size);
+        return pea_fail(err, saved, "write log %s", log->name);
+    }
     log->size += used;
     return 0;
 }
@@ -293,7 +298,7 @@ static void append(struct joined_line *line, const char *text, size_t len)
 
 static int emit_line(struct log_reader *r, const struct joined_line *line)
 {
-    return r->emit(line->stream, line->text ? line->text : "", line->len, line->timestamp, r->ctx);
+    return r->emit(line->stream, line->text, line->len, line->timestamp, r->ctx);
 }
 
 /* A finished line: emitted at once, or kept while only the last tail lines are wanted. */
@@ -320,7 +325,7 @@ static int deliver(struct log_reader *r, struct joined_line *line)
     slot->stream = line->stream;
     slot->len = 0;
     memcpy(slot->timestamp, line->timestamp, sizeof slot->timestamp);
-    append(slot, line->text ? line->text : "", line->len);
+    append(slot, line->text, line->len);
     return 0;
 }
 
@@ -396,6 +401,7 @@ static int open_log_files(int dir_fd, const char *name, bool include_rotated, in
 {
     int *fds = NULL;
     size_t n = 0;
+    /* name, then name.1, name.2, ... as long as they exist */
     for (unsigned i = 0; i == 0 || include_rotated; i++) {
         AUTO_FREE char *file = rotated_name(name, i);
         int fd = openat(dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);

@@ -117,13 +117,12 @@ static int parse_arg(json_t *v, const struct op_rule *op, const struct arg_rule 
             return arg_fail(err, op, rule->name, "must be a boolean");
         *(bool *)field = json_is_true(v);
         break;
-    case ARG_TIMEOUT:
-        req->has_timeout = true;
-        /* fall through */
     case ARG_COUNT:
+    case ARG_TIMEOUT:
         if (!is_count(v))
             return arg_fail(err, op, rule->name, "must be a non-negative integer");
         *(uint64_t *)field = (uint64_t)json_integer_value(v);
+        req->has_timeout |= rule->kind == ARG_TIMEOUT;
         break;
     case ARG_SIGNAL: {
         int sig = -1;

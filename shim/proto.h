@@ -65,7 +65,7 @@ int proto_parse_request(const char *buf, size_t len, struct proto_request *req, 
 int proto_request_from_json(json_t *msg, struct proto_request *req, struct pea_error *err);
 void proto_request_clear(struct proto_request *req);
 
-/* Message builders; each returns a new reference. */
+/* Message builders; each returns a new reference. Ids stay below 2^63: jansson's integers are signed 64-bit. */
 json_t *proto_request_new(uint64_t id, const char *op);       /* callers add the arguments */
 json_t *proto_reply_ok(uint64_t id, json_t *result);          /* result stolen; NULL sends null */
 json_t *proto_reply_error(uint64_t id, const char *message);  /* newlines become spaces */

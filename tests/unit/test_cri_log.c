@@ -1,9 +1,11 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +62,15 @@ static char *written(const char *const *chunks, size_t n)
     return file_text("c.log");
 }
 
+/* len times c, then a newline. */
+static char *long_line(char c, size_t len)
+{
+    char *line = xmalloc(len + 2);
+    memset(line, c, len);
+    strcpy(line + len, "\n");
+    return line;
+}
+
 Test(cri_log, complete_lines_become_f_records)
 {
     const char *chunks[] = {"hello\nworld\n"};
@@ -96,10 +107,7 @@ Test(cri_log, file_is_created_0640)
 
 Test(cri_log, long_line_is_split_into_p_pieces_and_a_last_f)
 {
-    size_t len = 2 * CRI_LOG_MAX_PIECE + 10;
-    char *line = malloc(len + 2);
-    memset(line, 'a', len);
-    strcpy(line + len, "\n");
+    const char *line = long_line('a', 2 * CRI_LOG_MAX_PIECE + 10);
     const char *chunks[] = {line};
     char *text = written(chunks, 1);
     char *expect = xasprintf(TS " stdout P %.*s\n" TS " stdout P %.*s\n" TS " stdout F %.*s\n",
@@ -109,9 +117,7 @@ Test(cri_log, long_line_is_split_into_p_pieces_and_a_last_f)
 
 Test(cri_log, line_of_exactly_the_piece_size_stays_one_record)
 {
-    char *line = malloc(CRI_LOG_MAX_PIECE + 2);
-    memset(line, 'b', CRI_LOG_MAX_PIECE);
-    strcpy(line + CRI_LOG_MAX_PIECE, "\n");
+    const char *line = long_line('b', CRI_LOG_MAX_PIECE);
     const char *chunks[] = {line};
     char *expect = xasprintf(TS " stdout F %.*s\n", CRI_LOG_MAX_PIECE, line);
     cr_assert_str_eq(written(chunks, 1), expect);
@@ -162,6 +168,23 @@ Test(cri_log, zero_max_files_starts_over)
     cri_log_close(log);
     cr_assert_str_eq(file_text("c.log"), RECORD(3));
     cr_assert_not(file_exists("c.log.1"));
+}
+
+Test(cri_log, failed_write_leaves_no_torn_record)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {.rlim_cur = 100, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct cri_log *log = open_log(0, 0);
+    write_chunk(log, CRI_STDOUT, "l1\n");
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_write(log, CRI_STDOUT, "l2\nl3\n", 6, &now, &err), -1);
+    cr_assert_str_eq(err.msg, "write log c.log: File too large");
+    struct rlimit unlimited = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    write_chunk(log, CRI_STDOUT, "l4\n");
+    cri_log_close(log);
+    cr_assert_str_eq(file_text("c.log"), RECORD(1) RECORD(4));
 }
 
 Test(cri_log, zero_max_bytes_never_rotates)
@@ -272,9 +295,7 @@ Test(cri_log, reader_joins_pieces_per_stream_with_the_first_timestamp)
 Test(cri_log, reader_rebuilds_a_long_line)
 {
     size_t len = 3 * CRI_LOG_MAX_PIECE + 1;
-    char *line = malloc(len + 2);
-    memset(line, 'z', len);
-    strcpy(line + len, "\n");
+    char *line = long_line('z', len);
     const char *chunks[] = {line};
     free(written(chunks, 1));
     line[len] = '\0';
@@ -305,6 +326,16 @@ Test(cri_log, reader_goes_through_rotated_files_oldest_first)
     cr_assert_str_eq(read_back(true, 0), "out " TS " l3\nout " TS " l4\nout " TS " l5\nout " TS " l6\nout " TS
                                          " l7\n");
     cr_assert_str_eq(read_back(false, 0), "out " TS " l7\n");
+}
+
+Test(cri_log, reader_joins_a_line_across_a_rotation)
+{
+    struct cri_log *log = open_log(100, 1);
+    write_chunk(log, CRI_STDOUT, "l1\nl");
+    write_chunk(log, CRI_STDOUT, "2\n");
+    cri_log_close(log);
+    cr_assert_str_eq(file_text("c.log.1"), RECORD(1) TS " stdout P l\n");
+    cr_assert_str_eq(read_back(true, 0), "out " TS " l1\nout " TS " l2\n");
 }
 
 Test(cri_log, reader_tails_across_rotated_files)
