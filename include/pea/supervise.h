@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -20,6 +22,11 @@ struct pod_supervisor_ops {
     void (*on_output)(void *ctx, const char *container, enum pod_stream stream, const char *buf, size_t len);
     /* A state change, for people: "started", "exited with code 3", "restarting in 2s". */
     void (*on_event)(void *ctx, const char *container, const char *what);
+    /* A container's record changed (borrowed; the shape of one element of supervisor_containers). May be NULL. */
+    void (*on_change)(void *ctx, const char *container, const json_t *record);
+    /* A container is about to get a new instance (a restart or a recreate): the shim rotates its log to
+     * "previous". May be NULL. */
+    void (*on_new_instance)(void *ctx, const char *container);
 };
 
 /* Back-off before restarting a container that exited: 1 s, doubled per restart up to 5 minutes; reset once it has
@@ -43,5 +50,52 @@ void supervisor_block_stop_signals(void);
  * init container failed or the infra died. */
 int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error *err);
 void supervisor_free(struct pod_supervisor *sup);
+
+/* ---- what pea-shim adds to the loop: its own fds, and the control operations. None of these block the loop:
+ * a stop sends SIGTERM and arms a SIGKILL after the timeout; completion shows through ops->on_change. ---- */
+
+/* Watch fd (EPOLLIN) in the loop; fn gets the epoll events. supervisor_unwatch does not close it. */
+typedef void (*supervisor_fd_fn)(struct pod_supervisor *sup, int fd, uint32_t events, void *ctx);
+int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err);
+void supervisor_unwatch(struct pod_supervisor *sup, int fd);
+
+/* Every container in manifest order (init containers first), each
+ *   {"name", "init": bool, "sidecar": bool, "state": "waiting|running|backoff|exited|stopped",
+ *    "pid": N (0 unless running), "restarts": N, "exitCode": N (once it has exited), "startedAt", "finishedAt"}
+ * ("stopped": held by a stop request, not restarted until start/restart/apply). */
+json_t *supervisor_containers(const struct pod_supervisor *sup);
+/* {"name", "status": "starting|running|finished|stopping", "infraPid", "created", "restarts" (sum),
+ *  "containers": supervisor_containers} */
+json_t *supervisor_pod_status(const struct pod_supervisor *sup);
+struct pea_pod *supervisor_pod(const struct pod_supervisor *sup);
+
+/* "no container X in pod P" for an unknown name. */
+int supervisor_container_stop(struct pod_supervisor *sup, const char *name, long long timeout_seconds,
+                              struct pea_error *err);
+int supervisor_container_start(struct pod_supervisor *sup, const char *name, struct pea_error *err);
+/* Stop (grace period) and start again as soon as it has exited; counts as a restart. */
+int supervisor_container_restart(struct pod_supervisor *sup, const char *name, struct pea_error *err);
+/* Signal the container's init; what happens on exit follows restartPolicy. */
+int supervisor_container_kill(struct pod_supervisor *sup, const char *name, int sig, struct pea_error *err);
+
+/* Make the pod what the new manifest says, changing only what changed (it takes the manifest on success):
+ *   a container whose image, command, args, env, workingDir, volumeMounts or securityContext changed is stopped and
+ *   recreated in place; a resources-only change is written to its cgroup live (container update); added containers
+ *   start, removed ones stop and go; metadata, restartPolicy and terminationGracePeriodSeconds are taken as they are.
+ * Changes that need a new sandbox (name, hostname, shareProcessNamespace, hostNetwork, the pea section, volumes, init
+ * containers) fail naming the field: "spec.hostname: changing it needs a new sandbox (apply --recreate)".
+ * *summary = {"recreated": [...], "updated": [...], "added": [...], "removed": [...], "unchanged": [...]}; applying
+ * the running manifest again changes nothing. */
+int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manifest, json_t **summary,
+                     struct pea_error *err);
+
+/* Start a process in a running container (OCI process JSON, as `pea exec --process`), with stdio fds given (-1 =
+ * /dev/null) or, when process.terminal is set, a pty whose master goes to *console_master. The process is our child:
+ * the caller watches *pidfd (supervisor_watch) and reaps it with waitid(P_PIDFD). */
+int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *process, const int stdio[3], pid_t *pid,
+                    int *pidfd, int *console_master, struct pea_error *err);
+
+/* Leave the loop at the next turn and tear the pod down (as a stop signal does). */
+void supervisor_request_stop(struct pod_supervisor *sup);
 
 #endif
