@@ -253,31 +253,27 @@ out:
     return r < 0 ? pea_wrap(err, "exec %s", o->id) : 0;
 }
 
-int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err)
-{
-    struct pea_launch l;
-    process_launch_init(&l);
-    if (exec_launch(o, &l, err) < 0) {
-        process_launch_close(&l);
-        return -1;
-    }
-    *exit_code = o->detach ? 0 : container_wait_forwarding(l.pid, l.pidfd, l.console_master);
-    process_launch_close(&l);
-    return 0;
-}
-
 int container_exec_child(const struct pea_exec_options *o, pid_t *pid, int *pidfd, int *console_master,
                          struct pea_error *err)
 {
     struct pea_launch l;
     process_launch_init(&l);
-    if (exec_launch(o, &l, err) < 0) {
-        process_launch_close(&l);
-        return -1;
+    int r = exec_launch(o, &l, err);
+    if (r == 0) {
+        *pid = l.pid;
+        *pidfd = take_fd(&l.pidfd);
+        *console_master = take_fd(&l.console_master);
     }
-    *pid = l.pid;
-    *pidfd = take_fd(&l.pidfd);
-    *console_master = take_fd(&l.console_master);
     process_launch_close(&l);
+    return r;
+}
+
+int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err)
+{
+    pid_t pid;
+    AUTO_FD int pidfd = -1, console_master = -1;
+    if (container_exec_child(o, &pid, &pidfd, &console_master, err) < 0)
+        return -1;
+    *exit_code = o->detach ? 0 : container_wait_forwarding(pid, pidfd, console_master);
     return 0;
 }
