@@ -318,10 +318,14 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
 {
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest;
     AUTO_FREE char *pods = pods_dir(o->root);
-    if (mkdir_p(pods, 0700) < 0)
+    /* Absolute from here on: the paths end up in config.json files, read from other working directories. */
+    char root[PATH_MAX], data_root[PATH_MAX];
+    if (mkdir_p(pods, 0700) < 0 || !realpath(o->root, root))
         return pea_fail(err, errno, "create %s", pods);
-    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", o->data_root, m->name);
-    AUTO_POD struct pea_pod *pod = pod_alloc(o->root, m->name, data_dir);
+    if (mkdir_p(o->data_root, 0711) < 0 || !realpath(o->data_root, data_root))
+        return pea_fail(err, errno, "create data root %s", o->data_root);
+    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", data_root, m->name);
+    AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
     if (mkdir(pod->dir, 0700) < 0)
         return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
                                : pea_fail(err, errno, "create %s", pod->dir);
@@ -350,7 +354,7 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     return 0;
 fail:;
     struct pea_error ignored = {0};
-    if (pod_remove(o->root, pod->name, 0, &ignored) < 0)
+    if (pod_remove(root, pod->name, 0, &ignored) < 0)
         log_warn("pod %s: cleanup after a failed create: %s", pod->name, ignored.msg);
     return pea_wrap(err, "pod %s", pod->name);
 }
