@@ -196,13 +196,12 @@ static struct pea_spec *exec_spec(const struct pea_container *c, json_t *process
     return spec_parse_json(config, err);
 }
 
-int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err)
+/* Launch the exec'd process and release it; the launch keeps its pidfd and console master for the caller. */
+static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, struct pea_error *err)
 {
     struct pea_container c;
     if (container_open(o->root, o->id, false, &c, err) < 0)
         return -1;
-    struct pea_launch l;
-    process_launch_init(&l);
     AUTO_SPEC struct pea_spec *spec = NULL;
     AUTO_FD int init_pidfd = -1, cgroup_fd = -1;
     int r = -1;
@@ -228,24 +227,53 @@ int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_
     }
     if (c.state.cgroup_path && (cgroup_fd = cgroup_open_dir(c.state.cgroup_path, err)) < 0)
         goto out;
-    l.spec = spec;
-    l.is_exec = true;
-    l.init_pid = c.state.pid;
-    l.init_pidfd = init_pidfd;
-    l.cgroup_fd = cgroup_fd;
-    l.cgroup_path = c.state.cgroup_path;
-    l.console_socket = o->console_socket;
-    l.preserve_fds = o->preserve_fds;
-    if (process_launch(&l, err) < 0)
+    l->spec = spec;
+    l->is_exec = true;
+    l->init_pid = c.state.pid;
+    l->init_pidfd = init_pidfd;
+    l->cgroup_fd = cgroup_fd;
+    l->cgroup_path = c.state.cgroup_path;
+    l->console_socket = o->console_socket;
+    l->preserve_fds = o->preserve_fds;
+    for (int i = 0; o->has_stdio_fds && i < 3; i++)
+        l->stdio_fds[i] = o->stdio_fds[i];
+    if (process_launch(l, err) < 0)
         goto out;
-    if (container_write_pid_file(o->pid_file, l.pid, err) < 0 || process_release(&l, err) < 0) {
-        process_abort(&l);
+    if (container_write_pid_file(o->pid_file, l->pid, err) < 0 || process_release(l, err) < 0) {
+        process_abort(l);
         goto out;
     }
-    *exit_code = o->detach ? 0 : container_wait_forwarding(l.pid, l.pidfd, l.console_master);
     r = 0;
 out:
-    process_launch_close(&l);
+    /* The launch borrowed these for the clone only. */
+    l->spec = NULL;
+    l->init_pidfd = l->cgroup_fd = -1;
+    l->cgroup_path = NULL;
     container_close(&c);
     return r < 0 ? pea_wrap(err, "exec %s", o->id) : 0;
+}
+
+int container_exec_child(const struct pea_exec_options *o, pid_t *pid, int *pidfd, int *console_master,
+                         struct pea_error *err)
+{
+    struct pea_launch l;
+    process_launch_init(&l);
+    int r = exec_launch(o, &l, err);
+    if (r == 0) {
+        *pid = l.pid;
+        *pidfd = take_fd(&l.pidfd);
+        *console_master = take_fd(&l.console_master);
+    }
+    process_launch_close(&l);
+    return r;
+}
+
+int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err)
+{
+    pid_t pid;
+    AUTO_FD int pidfd = -1, console_master = -1;
+    if (container_exec_child(o, &pid, &pidfd, &console_master, err) < 0)
+        return -1;
+    *exit_code = o->detach ? 0 : container_wait_forwarding(pid, pidfd, console_master);
+    return 0;
 }

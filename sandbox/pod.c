@@ -172,36 +172,6 @@ static int make_infra_root(const struct pea_pod *pod, const char *pause_path, st
     return 0;
 }
 
-/* Pod-level limits as the kubelet computes them: the sum over app containers when every one has a limit, and at
- * least the largest init container's. */
-static json_t *pod_resources(const struct pea_pod_manifest *m)
-{
-    uint64_t memory = 0, cpu = 0;
-    bool has_memory = true, has_cpu = true;
-    for (size_t i = 0; i < m->n_containers; i++) {
-        has_memory &= m->containers[i].resources.has_memory_limit;
-        has_cpu &= m->containers[i].resources.has_cpu_limit;
-        memory += m->containers[i].resources.memory_limit_bytes;
-        cpu += m->containers[i].resources.cpu_limit_millis;
-    }
-    for (size_t i = 0; i < m->n_init_containers; i++) {
-        const struct pea_pod_resources *r = &m->init_containers[i].resources;
-        if (r->has_memory_limit && r->memory_limit_bytes > memory)
-            memory = r->memory_limit_bytes;
-        if (r->has_cpu_limit && r->cpu_limit_millis > cpu)
-            cpu = r->cpu_limit_millis;
-    }
-    if (!has_memory && !has_cpu)
-        return NULL;
-    json_t *res = json_object();
-    if (has_memory)
-        json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)memory));
-    if (has_cpu)
-        json_object_set_new(res, "cpu", json_pack("{s:I, s:I}", "quota", (json_int_t)(cpu * 100), "period",
-                                                  (json_int_t)100000));
-    return res;
-}
-
 static int write_bundle(const struct pea_pod *pod, const char *id, json_t *config, char **bundle_out,
                         struct pea_error *err)
 {
@@ -348,10 +318,14 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
 {
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest;
     AUTO_FREE char *pods = pods_dir(o->root);
-    if (mkdir_p(pods, 0700) < 0)
+    /* Absolute from here on: the paths end up in config.json files, read from other working directories. */
+    char root[PATH_MAX], data_root[PATH_MAX];
+    if (mkdir_p(pods, 0700) < 0 || !realpath(o->root, root))
         return pea_fail(err, errno, "create %s", pods);
-    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", o->data_root, m->name);
-    AUTO_POD struct pea_pod *pod = pod_alloc(o->root, m->name, data_dir);
+    if (mkdir_p(o->data_root, 0711) < 0 || !realpath(o->data_root, data_root))
+        return pea_fail(err, errno, "create data root %s", o->data_root);
+    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", data_root, m->name);
+    AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
     if (mkdir(pod->dir, 0700) < 0)
         return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
                                : pea_fail(err, errno, "create %s", pod->dir);
@@ -365,7 +339,7 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
                            "name", pod->name, "created", created, "bootId", boot_id, "dataDir", pod->data_dir,
                            "cgroup", pod->cgroup, "status", "creating", "manifest", pod->manifest->raw,
                            "containers");
-    AUTO_JSON json_t *limits = pod_resources(pod->manifest);
+    AUTO_JSON json_t *limits = pod_config_limits(pod->manifest);
     AUTO_FD int cgroup_fd = -1;
     AUTO_FREE char *pause_path = xstrdup(o->pause_path);
     if (pod_save(pod, err) < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
@@ -380,7 +354,7 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     return 0;
 fail:;
     struct pea_error ignored = {0};
-    if (pod_remove(o->root, pod->name, 0, &ignored) < 0)
+    if (pod_remove(root, pod->name, 0, &ignored) < 0)
         log_warn("pod %s: cleanup after a failed create: %s", pod->name, ignored.msg);
     return pea_wrap(err, "pod %s", pod->name);
 }

@@ -142,7 +142,7 @@ static json_t *arguments(const struct pea_pod_container *c, const char *field, s
 }
 
 /* Kubernetes' conversions: cpu shares from the request, a CFS quota over a 100 ms period from the limit. */
-static json_t *resources(const struct pea_pod_resources *r)
+json_t *pod_config_resources(const struct pea_pod_resources *r)
 {
     json_t *res = json_object();
     if (r->has_memory_limit)
@@ -161,6 +161,36 @@ static json_t *resources(const struct pea_pod_resources *r)
         json_object_set_new(res, "cpu", cpu);
     else
         json_decref(cpu);
+    return res;
+}
+
+/* Pod-level limits as the kubelet computes them: the sum over app containers when every one has a limit, and at
+ * least the largest init container's. */
+json_t *pod_config_limits(const struct pea_pod_manifest *m)
+{
+    uint64_t memory = 0, cpu = 0;
+    bool has_memory = true, has_cpu = true;
+    for (size_t i = 0; i < m->n_containers; i++) {
+        has_memory &= m->containers[i].resources.has_memory_limit;
+        has_cpu &= m->containers[i].resources.has_cpu_limit;
+        memory += m->containers[i].resources.memory_limit_bytes;
+        cpu += m->containers[i].resources.cpu_limit_millis;
+    }
+    for (size_t i = 0; i < m->n_init_containers; i++) {
+        const struct pea_pod_resources *r = &m->init_containers[i].resources;
+        if (r->has_memory_limit && r->memory_limit_bytes > memory)
+            memory = r->memory_limit_bytes;
+        if (r->has_cpu_limit && r->cpu_limit_millis > cpu)
+            cpu = r->cpu_limit_millis;
+    }
+    if (!has_memory && !has_cpu)
+        return NULL;
+    json_t *res = json_object();
+    if (has_memory)
+        json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)memory));
+    if (has_cpu)
+        json_object_set_new(res, "cpu", json_pack("{s:I, s:I}", "quota", (json_int_t)(cpu * 100), "period",
+                                                  (json_int_t)100000));
     return res;
 }
 
@@ -291,7 +321,7 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     json_object_set_new(linux, "namespaces", namespaces);
     AUTO_FREE char *cgroups_path = xasprintf("%s/%s", pod->cgroup, c->name);
     json_object_set_new(linux, "cgroupsPath", json_string(cgroups_path));
-    json_t *res = resources(&c->resources);
+    json_t *res = pod_config_resources(&c->resources);
     json_object_set_new(res, "devices", json_pack("[{s:b, s:s}]", "allow", 0, "access", "rwm"));
     json_object_set_new(linux, "resources", res);
     json_t *seccomp = seccomp_profile(c, err);

@@ -1,10 +1,9 @@
-/* The pod's supervising loop. */
+/* The pod's supervising loop: members' lifecycles, output, restarts with back-off, stop signals, teardown. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -12,45 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pea/container.h"
 #include "pea/log.h"
-#include "pea/supervise.h"
 #include "pea/sys.h"
 #include "pea/util.h"
-
-enum member_phase { PHASE_WAITING, PHASE_RUNNING, PHASE_BACKOFF, PHASE_DONE };
-
-struct member {
-    const struct pea_pod_container *c;
-    bool is_init;
-    enum member_phase phase;
-    pid_t pid;
-    int pidfd;
-    int out[3]; /* read ends of its stdout (1) and stderr (2) pipes; -1 when closed */
-    unsigned restarts;
-    long long backoff_ms;
-    int last_exit;
-    struct timespec started_at, restart_at;
-};
-
-struct pod_supervisor {
-    struct pea_pod *pod;
-    const struct pod_supervisor_ops *ops;
-    void *ctx;
-    struct member *members; /* init containers in order, then app containers */
-    size_t n_members, n_init;
-    size_t next_init;
-    bool apps_started, is_stopping, is_finished;
-    int exit_code;
-    int epoll_fd, signal_fd;
-};
-
-/* What an epoll event is about: the signalfd, the infra's pidfd, a member's pidfd or one of its pipes. */
-enum watch_kind { WATCH_SIGNAL = 1, WATCH_INFRA, WATCH_EXIT, WATCH_OUTPUT };
-
-static uint64_t watch_key(enum watch_kind kind, size_t member, int stream)
-{
-    return (uint64_t)kind << 48 | (uint64_t)member << 8 | (uint64_t)stream;
-}
+#include "supervise_internal.h"
 
 static long long ms_between(const struct timespec *a, const struct timespec *b)
 {
@@ -59,9 +24,24 @@ static long long ms_between(const struct timespec *a, const struct timespec *b)
 
 static void now_monotonic(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); }
 
-static void emit_event(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void emit_event(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
+static void add_ms(struct timespec *ts, long long ms)
+{
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static void now_text(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    format_rfc3339_nano(&ts, buf, len);
+}
+
+void supervisor_emit(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
 {
     char what[1200];
     va_list ap;
@@ -72,57 +52,75 @@ static void emit_event(struct pod_supervisor *sup, const char *container, const 
         sup->ops->on_event(sup->ctx, container, what);
 }
 
-/* The container's record in pod.json, for `pea pod ps` and for whoever adopts the pod later. */
-static void record(struct pod_supervisor *sup, const struct member *m, const char *state)
+static const char *phase_name(enum member_phase p)
+{
+    static const char *const names[] = {"waiting", "running", "backoff", "exited", "stopped"};
+    return names[p];
+}
+
+json_t *supervisor_member_json(const struct member *m)
+{
+    json_t *j = json_pack("{s:s, s:b, s:b, s:s, s:i, s:i}", "name", m->c->name, "init", m->is_init, "sidecar",
+                          m->c->is_sidecar, "state", phase_name(m->phase), "pid",
+                          m->phase == PHASE_RUNNING ? (int)m->pid : 0, "restarts", (int)m->restarts);
+    if (m->has_exited)
+        json_object_set_new(j, "exitCode", json_integer(m->last_exit));
+    if (m->started_at_text[0])
+        json_object_set_new(j, "startedAt", json_string(m->started_at_text));
+    if (m->finished_at_text[0] && m->phase != PHASE_RUNNING)
+        json_object_set_new(j, "finishedAt", json_string(m->finished_at_text));
+    return j;
+}
+
+/* The record in pod.json (for `pea pod ps` and for whoever adopts the pod later), and the change to callers. */
+void supervisor_record(struct pod_supervisor *sup, struct member *m)
 {
     json_t *containers = json_object_get(sup->pod->state, "containers");
-    char now[64];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    format_rfc3339_nano(&ts, now, sizeof now);
-    json_t *entry = json_object_get(containers, m->c->name);
-    if (!entry) {
-        entry = json_object();
-        json_object_set_new(containers, m->c->name, entry);
-    }
-    json_object_set_new(entry, "state", json_string(state));
-    json_object_set_new(entry, "init", json_boolean(m->is_init));
-    json_object_set_new(entry, "restarts", json_integer(m->restarts));
-    json_object_set_new(entry, "pid", json_integer(m->phase == PHASE_RUNNING ? m->pid : 0));
-    if (strcmp(state, "running") == 0) {
-        json_object_set_new(entry, "startedAt", json_string(now));
-    } else if (strcmp(state, "exited") == 0) {
-        json_object_set_new(entry, "exitCode", json_integer(m->last_exit));
-        json_object_set_new(entry, "finishedAt", json_string(now));
+    if (m->is_removed) {
+        json_object_del(containers, m->c->name);
+    } else {
+        json_t *record = supervisor_member_json(m);
+        json_object_set_new(containers, m->c->name, record);
+        if (sup->ops->on_change)
+            sup->ops->on_change(sup->ctx, m->c->name, record);
     }
     struct pea_error err = {0};
     if (pod_save(sup->pod, &err) < 0)
         log_warn("%s", err.msg);
 }
 
-static int watch(struct pod_supervisor *sup, int fd, uint64_t key, struct pea_error *err)
+struct member *supervisor_find(const struct pod_supervisor *sup, const char *name)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = key};
-    if (epoll_ctl(sup->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
-        return pea_fail(err, errno, "epoll_ctl add fd %d", fd);
+    for (size_t i = 0; i < sup->n_members; i++)
+        if (!sup->members[i]->is_removed && strcmp(sup->members[i]->c->name, name) == 0)
+            return sup->members[i];
+    return NULL;
+}
+
+static int watch_add(struct pod_supervisor *sup, struct watch *w, struct pea_error *err)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    if (epoll_ctl(sup->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0)
+        return pea_fail(err, errno, "watch fd %d", w->fd);
     return 0;
 }
 
 static void close_output(struct pod_supervisor *sup, struct member *m, int stream)
 {
-    if (m->out[stream] < 0)
+    struct watch *w = &m->out_watch[stream];
+    if (w->fd < 0)
         return;
-    epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->out[stream], NULL);
-    close(m->out[stream]);
-    m->out[stream] = -1;
+    epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
+    close(w->fd);
+    w->fd = -1;
 }
 
 /* Read what a pipe has now; at EOF close it. */
 static void forward_output(struct pod_supervisor *sup, struct member *m, int stream)
 {
     char buf[65536];
-    for (;;) {
-        ssize_t n = read(m->out[stream], buf, sizeof buf);
+    while (m->out_watch[stream].fd >= 0) {
+        ssize_t n = read(m->out_watch[stream].fd, buf, sizeof buf);
         if (n > 0) {
             if (sup->ops->on_output)
                 sup->ops->on_output(sup->ctx, m->c->name, (enum pod_stream)stream, buf, (size_t)n);
@@ -136,29 +134,21 @@ static void forward_output(struct pod_supervisor *sup, struct member *m, int str
     }
 }
 
-static void schedule_restart(struct pod_supervisor *sup, struct member *m)
+struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init)
 {
-    struct timespec now;
-    now_monotonic(&now);
-    if (ms_between(&m->started_at, &now) >= POD_BACKOFF_RESET_MS)
-        m->backoff_ms = 0;
-    m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : POD_BACKOFF_FIRST_MS;
-    if (m->backoff_ms > POD_BACKOFF_MAX_MS)
-        m->backoff_ms = POD_BACKOFF_MAX_MS;
-    m->restart_at = now;
-    m->restart_at.tv_sec += m->backoff_ms / 1000;
-    m->restart_at.tv_nsec += (m->backoff_ms % 1000) * 1000000;
-    if (m->restart_at.tv_nsec >= 1000000000) {
-        m->restart_at.tv_sec++;
-        m->restart_at.tv_nsec -= 1000000000;
-    }
-    m->phase = PHASE_BACKOFF;
-    emit_event(sup, m->c->name, "restarting in %lld.%03llds", m->backoff_ms / 1000, m->backoff_ms % 1000);
+    struct member *m = xcalloc(1, sizeof *m);
+    m->c = c;
+    m->is_init = is_init;
+    m->pidfd = -1;
+    m->exit_watch = (struct watch){.kind = WATCH_EXIT, .fd = -1, .member = m};
+    for (int s = 0; s < 3; s++)
+        m->out_watch[s] = (struct watch){.kind = WATCH_OUTPUT, .fd = -1, .member = m, .stream = s};
+    return m;
 }
 
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code);
 
-static void start_member(struct pod_supervisor *sup, struct member *m)
+void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
 {
     struct pea_error err = {0};
     int out[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -179,16 +169,16 @@ static void start_member(struct pod_supervisor *sup, struct member *m)
         close(out[1]);
     if (errp[1] >= 0)
         close(errp[1]);
-    m->out[POD_STDOUT] = out[0];
-    m->out[POD_STDERR] = errp[0];
+    m->out_watch[POD_STDOUT].fd = out[0];
+    m->out_watch[POD_STDERR].fd = errp[0];
     for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
         struct pea_error watch_err = {0};
-        if (m->out[s] >= 0 && (fcntl(m->out[s], F_SETFL, O_NONBLOCK) < 0 ||
-                               watch(sup, m->out[s], watch_key(WATCH_OUTPUT, (size_t)(m - sup->members), s),
-                                     &watch_err) < 0))
+        if (m->out_watch[s].fd >= 0 &&
+            (fcntl(m->out_watch[s].fd, F_SETFL, O_NONBLOCK) < 0 || watch_add(sup, &m->out_watch[s], &watch_err) < 0))
             close_output(sup, m, s);
     }
     now_monotonic(&m->started_at);
+    now_text(m->started_at_text, sizeof m->started_at_text);
     m->phase = PHASE_RUNNING;
     if (r < 0) {
         /* Kubernetes reports a container that cannot start as exit code 128 and treats it like any exit. */
@@ -198,25 +188,27 @@ static void start_member(struct pod_supervisor *sup, struct member *m)
             close(m->pidfd);
         }
         m->pidfd = -1;
-        emit_event(sup, m->c->name, "failed to start: %s", err.msg);
+        supervisor_emit(sup, m->c->name, "failed to start: %s", err.msg);
         member_exited(sup, m, 128);
         return;
     }
-    if (watch(sup, m->pidfd, watch_key(WATCH_EXIT, (size_t)(m - sup->members), 0), &err) < 0)
+    m->exit_watch.fd = m->pidfd;
+    if (watch_add(sup, &m->exit_watch, &err) < 0)
         log_warn("%s", err.msg);
-    record(sup, m, "running");
-    emit_event(sup, m->c->name, "started (pid %d)", (int)m->pid);
+    supervisor_record(sup, m);
+    supervisor_emit(sup, m->c->name, "started (pid %d)", (int)m->pid);
 }
 
 /* Start what may start now: the next init container (after the one before it completed, or started for a
  * sidecar), then every app container. */
-static void advance(struct pod_supervisor *sup)
+void supervisor_advance(struct pod_supervisor *sup)
 {
-    while (!sup->is_stopping && !sup->is_finished && sup->next_init < sup->n_init) {
-        struct member *m = &sup->members[sup->next_init];
+    while (!sup->is_stopping && !sup->is_finished && sup->next_init < sup->n_members &&
+           sup->members[sup->next_init]->is_init) {
+        struct member *m = sup->members[sup->next_init];
         if (m->phase == PHASE_WAITING)
-            start_member(sup, m);
-        if (m->phase == PHASE_DONE || (m->c->is_sidecar && m->phase == PHASE_RUNNING))
+            supervisor_start_member(sup, m);
+        if ((m->phase == PHASE_EXITED && m->last_exit == 0) || (m->c->is_sidecar && m->phase == PHASE_RUNNING))
             sup->next_init++;
         else
             return;
@@ -224,8 +216,9 @@ static void advance(struct pod_supervisor *sup)
     if (sup->is_stopping || sup->is_finished || sup->apps_started)
         return;
     sup->apps_started = true;
-    for (size_t i = sup->n_init; i < sup->n_members; i++)
-        start_member(sup, &sup->members[i]);
+    for (size_t i = 0; i < sup->n_members; i++)
+        if (!sup->members[i]->is_init && sup->members[i]->phase == PHASE_WAITING)
+            supervisor_start_member(sup, sup->members[i]);
 }
 
 static bool should_restart(const struct pod_supervisor *sup, const struct member *m, int code)
@@ -243,27 +236,86 @@ static void check_finished(struct pod_supervisor *sup)
 {
     if (!sup->apps_started)
         return;
-    for (size_t i = sup->n_init; i < sup->n_members; i++)
-        if (sup->members[i].phase != PHASE_DONE)
+    for (size_t i = 0; i < sup->n_members; i++) {
+        const struct member *m = sup->members[i];
+        if (!m->is_init && !m->is_removed && m->phase != PHASE_EXITED)
             return;
+    }
     sup->is_finished = true;
+}
+
+static void schedule_restart(struct pod_supervisor *sup, struct member *m)
+{
+    struct timespec now;
+    now_monotonic(&now);
+    if (ms_between(&m->started_at, &now) >= POD_BACKOFF_RESET_MS)
+        m->backoff_ms = 0;
+    m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : POD_BACKOFF_FIRST_MS;
+    if (m->backoff_ms > POD_BACKOFF_MAX_MS)
+        m->backoff_ms = POD_BACKOFF_MAX_MS;
+    m->restart_at = now;
+    add_ms(&m->restart_at, m->backoff_ms);
+    m->phase = PHASE_BACKOFF;
+    m->restarts++;
+    supervisor_emit(sup, m->c->name, "restarting in %lld.%03llds", m->backoff_ms / 1000, m->backoff_ms % 1000);
+}
+
+static void start_new_instance(struct pod_supervisor *sup, struct member *m)
+{
+    if (sup->ops->on_new_instance)
+        sup->ops->on_new_instance(sup->ctx, m->c->name);
+    supervisor_start_member(sup, m);
+}
+
+/* What a requested stop leads to, once the container is not running. */
+static void finish_stop(struct pod_supervisor *sup, struct member *m)
+{
+    m->is_stopping = false;
+    if (m->remove_after_stop) {
+        struct pea_error err = {0};
+        if (pod_container_stop(sup->pod, m->c->name, -1, 0, &err) < 0)
+            log_warn("%s", err.msg);
+        supervisor_emit(sup, m->c->name, "removed");
+        m->phase = PHASE_EXITED;
+        m->is_removed = true;
+        supervisor_record(sup, m);
+        check_finished(sup);
+        return;
+    }
+    if (m->start_after_stop) {
+        m->start_after_stop = false;
+        m->restarts++;
+        m->backoff_ms = 0;
+        start_new_instance(sup, m);
+        return;
+    }
+    m->phase = PHASE_STOPPED;
+    supervisor_record(sup, m);
 }
 
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code)
 {
+    m->has_exited = true;
     m->last_exit = code;
-    m->phase = PHASE_DONE;
-    record(sup, m, "exited");
-    emit_event(sup, m->c->name, "exited with code %d", code);
-    if (sup->is_stopping)
-        return;
-    if (should_restart(sup, m, code)) {
-        m->restarts++;
-        schedule_restart(sup, m);
+    now_text(m->finished_at_text, sizeof m->finished_at_text);
+    m->phase = PHASE_EXITED;
+    supervisor_emit(sup, m->c->name, "exited with code %d", code);
+    if (m->is_stopping && !sup->is_stopping) {
+        finish_stop(sup, m);
         return;
     }
+    if (sup->is_stopping) {
+        supervisor_record(sup, m);
+        return;
+    }
+    if (should_restart(sup, m, code)) {
+        schedule_restart(sup, m);
+        supervisor_record(sup, m);
+        return;
+    }
+    supervisor_record(sup, m);
     if (m->is_init && code != 0) {
-        emit_event(sup, m->c->name, "init container failed: the pod does not start");
+        supervisor_emit(sup, m->c->name, "init container failed: the pod does not start");
         sup->exit_code = 1;
         sup->is_finished = true;
         return;
@@ -271,7 +323,22 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
     if (!m->is_init && code != 0 && sup->exit_code == 0)
         sup->exit_code = code;
     check_finished(sup);
-    advance(sup);
+    supervisor_advance(sup);
+}
+
+void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds)
+{
+    if (m->phase != PHASE_RUNNING) {
+        finish_stop(sup, m);
+        return;
+    }
+    m->is_stopping = true;
+    now_monotonic(&m->kill_at);
+    add_ms(&m->kill_at, timeout_seconds * 1000);
+    struct pea_error err = {0};
+    if (container_kill(sup->pod->oci_root, m->c->name, SIGTERM, false, &err) < 0)
+        log_debug("stop %s: %s", m->c->name, err.msg);
+    supervisor_emit(sup, m->c->name, "stopping (SIGKILL in %llds)", timeout_seconds);
 }
 
 static void reap_member(struct pod_supervisor *sup, struct member *m)
@@ -281,21 +348,24 @@ static void reap_member(struct pod_supervisor *sup, struct member *m)
         return;
     epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
     close(m->pidfd);
-    m->pidfd = -1;
-    int code = info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
-    member_exited(sup, m, code);
+    m->pidfd = m->exit_watch.fd = -1;
+    member_exited(sup, m, info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status);
 }
 
+/* The nearest back-off restart or stop deadline, for epoll_wait. */
 static int next_timeout_ms(const struct pod_supervisor *sup)
 {
     long long best = -1;
     struct timespec now;
     now_monotonic(&now);
     for (size_t i = 0; i < sup->n_members; i++) {
-        const struct member *m = &sup->members[i];
-        if (m->phase != PHASE_BACKOFF)
+        const struct member *m = sup->members[i];
+        const struct timespec *due = m->phase == PHASE_BACKOFF                     ? &m->restart_at
+                                     : m->is_stopping && m->phase == PHASE_RUNNING ? &m->kill_at
+                                                                                   : NULL;
+        if (!due)
             continue;
-        long long left = ms_between(&now, &m->restart_at);
+        long long left = ms_between(&now, due);
         if (left < 0)
             left = 0;
         if (best < 0 || left < best)
@@ -304,23 +374,29 @@ static int next_timeout_ms(const struct pod_supervisor *sup)
     return best < 0 ? -1 : (int)(best > INT_MAX ? INT_MAX : best);
 }
 
-static void restart_due(struct pod_supervisor *sup)
+static void handle_deadlines(struct pod_supervisor *sup)
 {
     struct timespec now;
     now_monotonic(&now);
     for (size_t i = 0; i < sup->n_members && !sup->is_stopping; i++) {
-        struct member *m = &sup->members[i];
-        if (m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0)
-            start_member(sup, m);
+        struct member *m = sup->members[i];
+        if (m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0) {
+            start_new_instance(sup, m);
+        } else if (m->is_stopping && m->phase == PHASE_RUNNING && ms_between(&now, &m->kill_at) <= 0) {
+            struct pea_error err = {0};
+            if (container_kill(sup->pod->oci_root, m->c->name, SIGKILL, true, &err) < 0)
+                log_debug("kill %s: %s", m->c->name, err.msg);
+            m->kill_at.tv_sec += 3600; /* once is enough; the exit follows */
+        }
     }
-    advance(sup);
+    supervisor_advance(sup);
 }
 
 static void handle_signal(struct pod_supervisor *sup)
 {
     struct signalfd_siginfo si;
     while (read(sup->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        emit_event(sup, sup->pod->name, "%s: stopping the pod", strsignal((int)si.ssi_signo));
+        supervisor_emit(sup, sup->pod->name, "%s: stopping the pod", strsignal((int)si.ssi_signo));
         sup->is_stopping = true;
     }
 }
@@ -333,15 +409,16 @@ struct pod_supervisor *supervisor_new(struct pea_pod *pod, const struct pod_supe
     sup->ops = ops;
     sup->ctx = ctx;
     const struct pea_pod_manifest *m = pod->manifest;
-    sup->n_init = m->n_init_containers;
     sup->n_members = m->n_init_containers + m->n_containers;
     sup->members = xcalloc(sup->n_members, sizeof *sup->members);
     for (size_t i = 0; i < sup->n_members; i++) {
-        struct member *mem = &sup->members[i];
-        mem->is_init = i < sup->n_init;
-        mem->c = mem->is_init ? &m->init_containers[i] : &m->containers[i - sup->n_init];
-        mem->pidfd = mem->out[0] = mem->out[POD_STDOUT] = mem->out[POD_STDERR] = -1;
+        bool is_init = i < m->n_init_containers;
+        sup->members[i] =
+            supervisor_member_new(is_init ? &m->init_containers[i] : &m->containers[i - m->n_init_containers],
+                                  is_init);
     }
+    sup->signal_watch = (struct watch){.kind = WATCH_SIGNAL, .fd = -1};
+    sup->infra_watch = (struct watch){.kind = WATCH_INFRA, .fd = -1};
     sup->signal_fd = -1;
     sup->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (sup->epoll_fd < 0) {
@@ -357,12 +434,17 @@ void supervisor_free(struct pod_supervisor *sup)
     if (!sup)
         return;
     for (size_t i = 0; i < sup->n_members; i++) {
-        struct member *m = &sup->members[i];
+        struct member *m = sup->members[i];
         if (m->pidfd >= 0)
             close(m->pidfd);
         for (int s = POD_STDOUT; s <= POD_STDERR; s++)
-            if (m->out[s] >= 0)
-                close(m->out[s]);
+            if (m->out_watch[s].fd >= 0)
+                close(m->out_watch[s].fd);
+        free(m);
+    }
+    for (struct watch *w = sup->caller_watches, *next; w; w = next) {
+        next = w->next;
+        free(w);
     }
     if (sup->signal_fd >= 0)
         close(sup->signal_fd);
@@ -372,21 +454,57 @@ void supervisor_free(struct pod_supervisor *sup)
     free(sup);
 }
 
+int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err)
+{
+    struct watch *w = xcalloc(1, sizeof *w);
+    *w = (struct watch){.kind = WATCH_CALLER, .fd = fd, .fn = fn, .ctx = ctx, .next = sup->caller_watches};
+    if (watch_add(sup, w, err) < 0) {
+        free(w);
+        return -1;
+    }
+    sup->caller_watches = w;
+    return 0;
+}
+
+void supervisor_unwatch(struct pod_supervisor *sup, int fd)
+{
+    for (struct watch *w = sup->caller_watches; w; w = w->next)
+        if (w->fd == fd && !w->is_dead) {
+            epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            w->is_dead = true; /* freed after the current dispatch batch: its event may still be queued */
+            return;
+        }
+}
+
+static void free_dead_watches(struct pod_supervisor *sup)
+{
+    for (struct watch **p = &sup->caller_watches; *p;) {
+        struct watch *w = *p;
+        if (w->is_dead) {
+            *p = w->next;
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
 static void dispatch(struct pod_supervisor *sup, const struct epoll_event *ev)
 {
-    enum watch_kind kind = (enum watch_kind)(ev->data.u64 >> 48);
-    size_t index = (size_t)((ev->data.u64 >> 8) & 0xffffffffffULL);
-    int stream = (int)(ev->data.u64 & 0xff);
-    switch (kind) {
+    struct watch *w = ev->data.ptr;
+    if (w->is_dead)
+        return;
+    switch (w->kind) {
     case WATCH_SIGNAL: handle_signal(sup); break;
     case WATCH_INFRA:
-        emit_event(sup, PEA_POD_INFRA_ID, "the infra process exited: the pod is gone");
-        epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, sup->pod->infra_pidfd, NULL);
+        supervisor_emit(sup, PEA_POD_INFRA_ID, "the infra process exited: the pod is gone");
+        epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
         sup->exit_code = 1;
         sup->is_stopping = true;
         break;
-    case WATCH_EXIT: reap_member(sup, &sup->members[index]); break;
-    case WATCH_OUTPUT: forward_output(sup, &sup->members[index], stream); break;
+    case WATCH_EXIT: reap_member(sup, w->member); break;
+    case WATCH_OUTPUT: forward_output(sup, w->member, w->stream); break;
+    case WATCH_CALLER: w->fn(sup, w->fd, ev->events, w->ctx); break;
     }
 }
 
@@ -394,10 +512,9 @@ static void dispatch(struct pod_supervisor *sup, const struct epoll_event *ev)
 static void drain_and_reap(struct pod_supervisor *sup)
 {
     for (size_t i = 0; i < sup->n_members; i++) {
-        struct member *m = &sup->members[i];
+        struct member *m = sup->members[i];
         for (int s = POD_STDOUT; s <= POD_STDERR; s++)
-            if (m->out[s] >= 0)
-                forward_output(sup, m, s);
+            forward_output(sup, m, s);
         if (m->pidfd >= 0) {
             siginfo_t info;
             waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED);
@@ -419,6 +536,12 @@ void supervisor_block_stop_signals(void)
     sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 }
 
+void supervisor_request_stop(struct pod_supervisor *sup) { sup->is_stopping = true; }
+
+void supervisor_keep_finished(struct pod_supervisor *sup, bool keep) { sup->keep_finished = keep; }
+
+struct pea_pod *supervisor_pod(const struct pod_supervisor *sup) { return sup->pod; }
+
 int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error *err)
 {
     sigset_t stop_signals;
@@ -427,17 +550,17 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGHUP);
     supervisor_block_stop_signals();
-    sup->signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sup->signal_fd < 0 || watch(sup, sup->signal_fd, watch_key(WATCH_SIGNAL, 0, 0), err) < 0 ||
-        (sup->pod->infra_pidfd >= 0 &&
-         watch(sup, sup->pod->infra_pidfd, watch_key(WATCH_INFRA, 0, 0), err) < 0)) {
+    sup->signal_fd = sup->signal_watch.fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    sup->infra_watch.fd = sup->pod->infra_pidfd;
+    if (sup->signal_fd < 0 || watch_add(sup, &sup->signal_watch, err) < 0 ||
+        (sup->infra_watch.fd >= 0 && watch_add(sup, &sup->infra_watch, err) < 0)) {
         if (!err->msg[0])
             pea_fail(err, errno, "signalfd");
         sup->is_stopping = true;
     }
-    advance(sup);
-    while (!sup->is_stopping && !sup->is_finished) {
-        struct epoll_event events[16];
+    supervisor_advance(sup);
+    while (!sup->is_stopping && !(sup->is_finished && !sup->keep_finished)) {
+        struct epoll_event events[32];
         int n = epoll_wait(sup->epoll_fd, events, ARRAY_SIZE(events), next_timeout_ms(sup));
         if (n < 0 && errno != EINTR) {
             pea_fail(err, errno, "epoll_wait");
@@ -445,7 +568,8 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
         }
         for (int i = 0; i < n; i++)
             dispatch(sup, &events[i]);
-        restart_due(sup);
+        free_dead_watches(sup);
+        handle_deadlines(sup);
     }
     struct pea_error teardown = {0};
     int r = pod_remove(sup->pod->root, sup->pod->name, sup->pod->manifest->termination_grace_seconds, &teardown);

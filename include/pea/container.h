@@ -50,12 +50,18 @@ struct pea_exec_options {
     const char *console_socket;
     bool detach;
     int preserve_fds;
+    int stdio_fds[3];   /* the process's stdin/stdout/stderr when has_stdio_fds; otherwise ours */
+    bool has_stdio_fds;
 };
 /* Build the process object for exec from the container's own config: args, extra env, cwd, user, tty. */
 json_t *container_exec_process_from_flags(const char *root, const char *id, char **args, char **env,
                                           const char *cwd, const char *user, bool tty, int tty_set,
                                           struct pea_error *err);
 int container_exec(const struct pea_exec_options *o, int *exit_code, struct pea_error *err);
+/* exec for a caller that supervises the process itself (pea-shim): it stays our child; *pidfd (close-on-exec) and,
+ * with process.terminal and no console socket, *console_master (else -1) are handed over. */
+int container_exec_child(const struct pea_exec_options *o, pid_t *pid, int *pidfd, int *console_master,
+                         struct pea_error *err);
 
 /* Wait for pid (our child) forwarding catchable signals to it via its pidfd; returns its status as an exit code. */
 int container_wait_forwarding(pid_t pid, int pidfd, int console_master);

@@ -80,5 +80,9 @@ char **pod_list_names(const char *root, struct pea_error *err);
 /* OCI config.json objects (exposed for tests): a member container, and the infra. */
 json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err);
 json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err);
+/* linux.resources (memory, cpu) for a container's manifest resources, as Kubernetes converts them. */
+json_t *pod_config_resources(const struct pea_pod_resources *r);
+/* The pod cgroup's limits (sum of the app containers' when every one has a limit), or NULL when none. */
+json_t *pod_config_limits(const struct pea_pod_manifest *m);
 
 #endif

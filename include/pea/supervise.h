@@ -95,6 +95,10 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
 int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *process, const int stdio[3], pid_t *pid,
                     int *pidfd, int *console_master, struct pea_error *err);
 
+/* pea-shim keeps a finished pod (every app container exited for good) until it is told to stop, so that its state,
+ * exit codes and logs stay there to be read; `pea pod run` tears it down at once (the default). */
+void supervisor_keep_finished(struct pod_supervisor *sup, bool keep);
+
 /* Leave the loop at the next turn and tear the pod down (as a stop signal does). */
 void supervisor_request_stop(struct pod_supervisor *sup);
 

@@ -1,0 +1,265 @@
+/* The supervisor's control operations for pea-shim: records, stop/start/restart/kill, apply, exec. None blocks the
+ * loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pea/cgroup.h"
+#include "pea/container.h"
+#include "pea/log.h"
+#include "pea/util.h"
+#include "supervise_internal.h"
+
+json_t *supervisor_containers(const struct pod_supervisor *sup)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < sup->n_members; i++)
+        if (!sup->members[i]->is_removed)
+            json_array_append_new(list, supervisor_member_json(sup->members[i]));
+    return list;
+}
+
+json_t *supervisor_pod_status(const struct pod_supervisor *sup)
+{
+    const char *status = sup->is_stopping   ? "stopping"
+                         : sup->is_finished ? "finished"
+                         : sup->apps_started ? "running"
+                                             : "starting";
+    unsigned restarts = 0;
+    for (size_t i = 0; i < sup->n_members; i++)
+        restarts += sup->members[i]->restarts;
+    json_t *created = json_object_get(sup->pod->state, "created");
+    return json_pack("{s:s, s:s, s:i, s:O, s:i, s:o}", "name", sup->pod->name, "status", status, "infraPid",
+                     (int)sup->pod->infra_pid, "created", created ? created : json_null(), "restarts", (int)restarts,
+                     "containers", supervisor_containers(sup));
+}
+
+static struct member *find_or_fail(const struct pod_supervisor *sup, const char *name, struct pea_error *err)
+{
+    struct member *m = supervisor_find(sup, name);
+    if (!m)
+        pea_fail(err, 0, "no container %s in pod %s", name, sup->pod->name);
+    return m;
+}
+
+int supervisor_container_stop(struct pod_supervisor *sup, const char *name, long long timeout_seconds,
+                              struct pea_error *err)
+{
+    struct member *m = find_or_fail(sup, name, err);
+    if (!m)
+        return -1;
+    m->start_after_stop = false;
+    supervisor_stop_member(sup, m, timeout_seconds);
+    return 0;
+}
+
+int supervisor_container_start(struct pod_supervisor *sup, const char *name, struct pea_error *err)
+{
+    struct member *m = find_or_fail(sup, name, err);
+    if (!m)
+        return -1;
+    if (m->phase == PHASE_RUNNING)
+        return pea_fail(err, 0, "container %s is already running", name);
+    if (m->phase == PHASE_WAITING && m->is_init)
+        return pea_fail(err, 0, "init container %s has not had its turn yet", name);
+    m->backoff_ms = 0;
+    sup->is_finished = false;
+    if (m->has_exited)
+        m->restarts++;
+    supervisor_start_member(sup, m);
+    return 0;
+}
+
+int supervisor_container_restart(struct pod_supervisor *sup, const char *name, struct pea_error *err)
+{
+    struct member *m = find_or_fail(sup, name, err);
+    if (!m)
+        return -1;
+    sup->is_finished = false;
+    m->start_after_stop = true;
+    supervisor_stop_member(sup, m, sup->pod->manifest->termination_grace_seconds);
+    return 0;
+}
+
+int supervisor_container_kill(struct pod_supervisor *sup, const char *name, int sig, struct pea_error *err)
+{
+    struct member *m = find_or_fail(sup, name, err);
+    if (!m)
+        return -1;
+    if (m->phase != PHASE_RUNNING)
+        return pea_fail(err, 0, "container %s is not running", name);
+    return container_kill(sup->pod->oci_root, name, sig, false, err);
+}
+
+int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *process, const int stdio[3], pid_t *pid,
+                    int *pidfd, int *console_master, struct pea_error *err)
+{
+    struct member *m = find_or_fail(sup, name, err);
+    if (!m)
+        return -1;
+    if (m->phase != PHASE_RUNNING)
+        return pea_fail(err, 0, "container %s is not running", name);
+    AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return pea_fail(err, errno, "open /dev/null");
+    struct pea_exec_options o = {.root = sup->pod->oci_root, .id = name, .process = process, .has_stdio_fds = true};
+    for (int i = 0; i < 3; i++)
+        o.stdio_fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null_fd;
+    return container_exec_child(&o, pid, pidfd, console_master, err);
+}
+
+/* ---- apply ---- */
+
+/* What only a new sandbox can change, as paths into the manifest. */
+static const char *const sandbox_fields[][2] = {
+    {"metadata", "name"},    {"spec", "hostname"},       {"spec", "shareProcessNamespace"}, {"spec", "hostNetwork"},
+    {"spec", "volumes"},     {"spec", "initContainers"}, {"spec", "securityContext"},       {"spec", "dnsConfig"},
+    {"pea", NULL},
+};
+
+static json_t *field_at(json_t *raw, const char *const path[2])
+{
+    json_t *j = json_object_get(raw, path[0]);
+    return path[1] ? json_object_get(j, path[1]) : j;
+}
+
+static int check_sandbox_unchanged(json_t *old_raw, json_t *new_raw, struct pea_error *err)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(sandbox_fields); i++) {
+        json_t *a = field_at(old_raw, sandbox_fields[i]), *b = field_at(new_raw, sandbox_fields[i]);
+        if ((a || b) && !(a && b && json_equal(a, b)))
+            return pea_fail(err, 0, "%s%s%s: changing it needs a new sandbox (apply --recreate)", sandbox_fields[i][0],
+                            sandbox_fields[i][1] ? "." : "", sandbox_fields[i][1] ? sandbox_fields[i][1] : "");
+    }
+    return 0;
+}
+
+static bool equal_but_resources(json_t *a, json_t *b)
+{
+    AUTO_JSON json_t *x = json_deep_copy(a);
+    AUTO_JSON json_t *y = json_deep_copy(b);
+    json_object_del(x, "resources");
+    json_object_del(y, "resources");
+    return json_equal(x, y);
+}
+
+static const struct pea_pod_container *find_container(const struct pea_pod_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_containers; i++)
+        if (strcmp(m->containers[i].name, name) == 0)
+            return &m->containers[i];
+    return NULL;
+}
+
+/* The resources to write for a live change: the new limits, and "unlimited" for a limit that went away. */
+static json_t *resources_update(const struct pea_pod_resources *old, const struct pea_pod_resources *new)
+{
+    json_t *res = pod_config_resources(new);
+    if (old->has_memory_limit && !new->has_memory_limit)
+        json_object_set_new(res, "memory", json_pack("{s:i}", "limit", -1));
+    if (old->has_cpu_limit && !new->has_cpu_limit) {
+        json_t *cpu = json_object_get(res, "cpu");
+        if (!cpu)
+            json_object_set_new(res, "cpu", cpu = json_object());
+        json_object_set_new(cpu, "quota", json_integer(-1));
+    }
+    if (old->has_cpu_request && !new->has_cpu_request) {
+        json_t *cpu = json_object_get(res, "cpu");
+        if (!cpu)
+            json_object_set_new(res, "cpu", cpu = json_object());
+        json_object_set_new(cpu, "shares", json_integer(1024));
+    }
+    return res;
+}
+
+static int update_pod_limits(struct pod_supervisor *sup, const struct pea_pod_manifest *new, struct pea_error *err)
+{
+    AUTO_JSON json_t *old_limits = pod_config_limits(sup->pod->manifest);
+    AUTO_JSON json_t *new_limits = pod_config_limits(new);
+    if ((!old_limits && !new_limits) || (old_limits && new_limits && json_equal(old_limits, new_limits)))
+        return 0;
+    AUTO_JSON json_t *res = new_limits ? json_incref(new_limits)
+                                       : json_pack("{s:{s:i}, s:{s:i}}", "memory", "limit", -1, "cpu", "quota", -1);
+    if (cgroup_apply_resources(sup->pod->cgroup, res, err) < 0)
+        return pea_wrap(err, "pod %s: update the pod cgroup", sup->pod->name);
+    return 0;
+}
+
+int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manifest, json_t **summary,
+                     struct pea_error *err)
+{
+    struct pea_pod_manifest *old = sup->pod->manifest;
+    if (check_sandbox_unchanged(old->raw, manifest->raw, err) < 0)
+        return -1;
+    AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),
+                     *removed = json_array(), *unchanged = json_array();
+    /* Live resource updates first (the pod cgroup before its children): if the cgroup refuses one, nothing else has
+     * changed yet. */
+    if (update_pod_limits(sup, manifest, err) < 0)
+        return -1;
+    for (size_t i = 0; i < manifest->n_containers; i++) {
+        const struct pea_pod_container *c = &manifest->containers[i];
+        const struct pea_pod_container *before = find_container(old, c->name);
+        if (!before || !equal_but_resources(before->raw, c->raw))
+            continue;
+        json_t *a = json_object_get(before->raw, "resources"), *b = json_object_get(c->raw, "resources");
+        if ((!a && !b) || (a && b && json_equal(a, b))) {
+            json_array_append_new(unchanged, json_string(c->name));
+            continue;
+        }
+        AUTO_JSON json_t *res = resources_update(&before->resources, &c->resources);
+        if (container_update(sup->pod->oci_root, c->name, res, err) < 0)
+            return pea_wrap(err, "container %s: update resources", c->name);
+        json_array_append_new(updated, json_string(c->name));
+    }
+
+    /* From here on the new manifest is the pod's: members point into it. */
+    sup->pod->manifest = manifest;
+    json_object_set(sup->pod->state, "manifest", manifest->raw);
+    for (size_t i = 0; i < sup->n_members; i++) {
+        struct member *m = sup->members[i];
+        if (m->is_removed)
+            continue;
+        if (m->is_init) {
+            m->c = &manifest->init_containers[i < manifest->n_init_containers ? i : 0];
+            continue;
+        }
+        const struct pea_pod_container *c = find_container(manifest, m->c->name);
+        if (!c) {
+            json_array_append_new(removed, json_string(m->c->name));
+            m->remove_after_stop = true;
+            supervisor_stop_member(sup, m, manifest->termination_grace_seconds);
+            continue;
+        }
+        bool is_recreated = !equal_but_resources(m->c->raw, c->raw);
+        m->c = c;
+        if (is_recreated) {
+            json_array_append_new(recreated, json_string(c->name));
+            /* One that has not started yet just starts from the new spec when its turn comes. */
+            if (m->phase != PHASE_WAITING) {
+                m->start_after_stop = true;
+                supervisor_stop_member(sup, m, manifest->termination_grace_seconds);
+            }
+        }
+    }
+    for (size_t i = 0; i < manifest->n_containers; i++) {
+        const struct pea_pod_container *c = &manifest->containers[i];
+        if (find_container(old, c->name))
+            continue;
+        struct member *m = supervisor_member_new(c, false);
+        sup->members = xrealloc(sup->members, (sup->n_members + 1) * sizeof *sup->members);
+        sup->members[sup->n_members++] = m;
+        json_array_append_new(added, json_string(c->name));
+        sup->is_finished = false;
+        if (sup->apps_started)
+            supervisor_start_member(sup, m);
+    }
+    manifest_free(old);
+    struct pea_error save_err = {0};
+    if (pod_save(sup->pod, &save_err) < 0)
+        log_warn("%s", save_err.msg);
+    *summary = json_pack("{s:O, s:O, s:O, s:O, s:O}", "recreated", recreated, "updated", updated, "added", added,
+                         "removed", removed, "unchanged", unchanged);
+    return 0;
+}

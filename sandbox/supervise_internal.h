@@ -1,0 +1,79 @@
+/* What the supervising loop (supervise.c) and its control operations (supervise_control.c) share. */
+#ifndef PEA_SUPERVISE_INTERNAL_H
+#define PEA_SUPERVISE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "pea/supervise.h"
+
+enum member_phase {
+    PHASE_WAITING, /* not started yet */
+    PHASE_RUNNING,
+    PHASE_BACKOFF, /* exited; starts again at restart_at */
+    PHASE_EXITED,  /* exited for good under restartPolicy (or the pod is stopping) */
+    PHASE_STOPPED, /* held by a stop request until start/restart/apply */
+};
+
+enum watch_kind { WATCH_SIGNAL = 1, WATCH_INFRA, WATCH_EXIT, WATCH_OUTPUT, WATCH_CALLER };
+
+struct member;
+
+/* One fd in the epoll set; epoll's data points here, so members and watches never move once made. */
+struct watch {
+    enum watch_kind kind;
+    int fd;
+    struct member *member; /* EXIT, OUTPUT */
+    int stream;            /* OUTPUT */
+    supervisor_fd_fn fn;   /* CALLER */
+    void *ctx;
+    struct watch *next;    /* the supervisor's list of caller watches */
+    bool is_dead;          /* unwatched during a dispatch batch: freed after it */
+};
+
+struct member {
+    const struct pea_pod_container *c; /* points into the supervisor's current manifest */
+    bool is_init;
+    bool is_removed; /* dropped by apply: kept (never freed while the loop runs) so late events stay valid */
+    enum member_phase phase;
+    pid_t pid;
+    int pidfd;
+    struct watch exit_watch, out_watch[3];
+    unsigned restarts;
+    bool has_exited;
+    int last_exit;
+    long long backoff_ms;
+    struct timespec started_at, restart_at;
+    char started_at_text[64], finished_at_text[64];
+    /* A stop in progress: SIGKILL at kill_at if still running; then hold it, or start it again. */
+    bool is_stopping, start_after_stop, remove_after_stop;
+    struct timespec kill_at;
+};
+
+struct pod_supervisor {
+    struct pea_pod *pod;
+    const struct pod_supervisor_ops *ops;
+    void *ctx;
+    struct member **members; /* init containers in order, then app containers (apply may append) */
+    size_t n_members;
+    size_t next_init;
+    bool apps_started, is_stopping, is_finished, keep_finished;
+    int exit_code;
+    int epoll_fd, signal_fd;
+    struct watch signal_watch, infra_watch;
+    struct watch *caller_watches;
+};
+
+void supervisor_record(struct pod_supervisor *sup, struct member *m);
+json_t *supervisor_member_json(const struct member *m);
+struct member *supervisor_find(const struct pod_supervisor *sup, const char *name);
+void supervisor_start_member(struct pod_supervisor *sup, struct member *m);
+/* SIGTERM now, SIGKILL at the deadline; then hold, start again, or drop, as the flags say. */
+void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds);
+void supervisor_advance(struct pod_supervisor *sup);
+struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);
+void supervisor_emit(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
