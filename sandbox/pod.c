@@ -286,10 +286,11 @@ static int setup_network(struct pea_pod *pod, struct pea_error *err)
 
 static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
 {
-    static const char *const state_subdirs[] = {"oci", "bundles", "ns", "etc", "infra"};
+    static const char *const state_subdirs[] = {"oci", "bundles", "ns", "etc", "io", "infra"};
     for (size_t i = 0; i < ARRAY_SIZE(state_subdirs); i++) {
         AUTO_FREE char *dir = xasprintf("%s/%s", pod->dir, state_subdirs[i]);
-        if (mkdir(dir, i == 4 ? 0755 : 0700) < 0)
+        /* The infra's root must be searchable by its unprivileged user. */
+        if (mkdir(dir, strcmp(state_subdirs[i], "infra") == 0 ? 0755 : 0700) < 0)
             return pea_fail(err, errno, "create %s", dir);
     }
     if (mkdir_p(pod->data_dir, 0711) < 0)

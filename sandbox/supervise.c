@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,33 +149,51 @@ struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_
 
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code);
 
+/* A container's stdout or stderr is a FIFO in the pod's directory that the container opens read-write, not a pipe:
+ * were the supervisor to die, writes would then block once the buffer is full instead of killing the container
+ * with SIGPIPE, and a new supervisor can open the FIFO again and go on reading. */
+static int open_output_fifo(const struct pea_pod *pod, const char *name, int stream, int *read_fd, int *write_fd,
+                            struct pea_error *err)
+{
+    AUTO_FREE char *path = xasprintf("%s/io/%s.%d", pod->dir, name, stream);
+    if ((unlink(path) < 0 && errno != ENOENT) || mkfifo(path, 0600) < 0)
+        return pea_fail(err, errno, "create %s", path);
+    *read_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    *write_fd = *read_fd < 0 ? -1 : open(path, O_RDWR | O_CLOEXEC);
+    if (*write_fd < 0) {
+        int saved = errno;
+        if (*read_fd >= 0)
+            close(*read_fd);
+        *read_fd = -1;
+        return pea_fail(err, saved, "open %s", path);
+    }
+    /* Room for bursts while the loop is busy elsewhere; the system's limit may refuse it, which is fine. */
+    fcntl(*read_fd, F_SETPIPE_SZ, 1 << 20);
+    return 0;
+}
+
 void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
 {
     struct pea_error err = {0};
-    int out[2] = {-1, -1}, errp[2] = {-1, -1};
+    int read_fd[3] = {-1, -1, -1}, write_fd[3] = {-1, -1, -1};
     int r = -1;
     m->pidfd = -1;
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        pea_fail(&err, errno, "pipe");
-    } else {
-        int stdio[3] = {-1, out[1], errp[1]};
+    if (open_output_fifo(sup->pod, m->c->name, POD_STDOUT, &read_fd[1], &write_fd[1], &err) == 0 &&
+        open_output_fifo(sup->pod, m->c->name, POD_STDERR, &read_fd[2], &write_fd[2], &err) == 0) {
+        int stdio[3] = {-1, write_fd[1], write_fd[2]};
         r = pod_container_create(sup->pod, m->c, stdio, &m->pid, &m->pidfd, &err);
         if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, &err)) < 0) {
             struct pea_error ignored = {0};
             pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
         }
     }
-    /* The container holds the write ends now; ours would keep the pipes from ever reaching EOF. */
-    if (out[1] >= 0)
-        close(out[1]);
-    if (errp[1] >= 0)
-        close(errp[1]);
-    m->out_watch[POD_STDOUT].fd = out[0];
-    m->out_watch[POD_STDERR].fd = errp[0];
     for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
+        /* The container holds its own write ends now; ours would keep the FIFO from ever reaching EOF. */
+        if (write_fd[s] >= 0)
+            close(write_fd[s]);
         struct pea_error watch_err = {0};
-        if (m->out_watch[s].fd >= 0 &&
-            (fcntl(m->out_watch[s].fd, F_SETFL, O_NONBLOCK) < 0 || watch_add(sup, &m->out_watch[s], &watch_err) < 0))
+        m->out_watch[s].fd = read_fd[s];
+        if (read_fd[s] >= 0 && watch_add(sup, &m->out_watch[s], &watch_err) < 0)
             close_output(sup, m, s);
     }
     now_monotonic(&m->started_at);
