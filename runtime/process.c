@@ -467,10 +467,25 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
     return parent_expect(l, SYNC_READY, err);
 }
 
+/* Joining a container's pid or time namespace (or making a time namespace with offsets) changes the namespaces of
+ * all our later children, not only of this one: a long-lived caller such as pea-shim, which goes on to create other
+ * containers (CLONE_NEWPID from inside another pid namespace fails with EINVAL), gets its own back after the clone. */
+static int restore_children_namespaces(int pid_ns, int time_ns, struct pea_error *err)
+{
+    if (pid_ns >= 0 && setns(pid_ns, CLONE_NEWPID) < 0)
+        return pea_fail(err, errno, "restore our pid namespace for children");
+    if (time_ns >= 0 && setns(time_ns, CLONE_NEWTIME) < 0)
+        return pea_fail(err, errno, "restore our time namespace for children");
+    return 0;
+}
+
 int process_launch(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
         return -1;
+    /* Missing on kernels without time namespaces: then there is nothing to restore. */
+    AUTO_FD int own_pid_ns = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+    AUTO_FD int own_time_ns = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         return pea_fail(err, errno, "socketpair");
@@ -479,7 +494,7 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     if (l->is_exec) {
         if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_FOR_CHILDREN, err) < 0) {
             close(pair[1]);
-            return -1;
+            return -1; /* setns of several namespaces at once is all or nothing */
         }
     } else {
         struct pea_ns_handles h;
@@ -489,6 +504,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
             r = ns_prepare_parent(l->spec, &h, &ns_flags, err);
         ns_close_handles(&h);
         if (r < 0) {
+            struct pea_error ignored = {0};
+            restore_children_namespaces(own_pid_ns, own_time_ns, &ignored);
             close(pair[1]);
             return -1;
         }
@@ -502,6 +519,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     if (pid < 0) {
         int saved = errno;
         close(pair[1]);
+        struct pea_error ignored = {0};
+        restore_children_namespaces(own_pid_ns, own_time_ns, &ignored);
         return pea_fail(err, saved, "clone container init");
     }
     if (pid == 0) {
@@ -511,7 +530,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     close(pair[1]);
     l->pid = pid;
     l->pidfd = pidfd;
-    if (parent_drive(l, used_into_cgroup, err) < 0) {
+    if (restore_children_namespaces(own_pid_ns, own_time_ns, err) < 0 ||
+        parent_drive(l, used_into_cgroup, err) < 0) {
         process_abort(l);
         return -1;
     }
