@@ -64,8 +64,10 @@ json_t *supervisor_member_json(const struct member *m)
     json_t *j = json_pack("{s:s, s:b, s:b, s:s, s:i, s:i}", "name", m->c->name, "init", m->is_init, "sidecar",
                           m->c->is_sidecar, "state", phase_name(m->phase), "pid",
                           m->phase == PHASE_RUNNING ? (int)m->pid : 0, "restarts", (int)m->restarts);
-    if (m->has_exited)
+    if (m->has_exited && m->last_exit >= 0)
         json_object_set_new(j, "exitCode", json_integer(m->last_exit));
+    else if (m->has_exited)
+        json_object_set_new(j, "reason", json_string("unknown: it exited while no supervisor watched it"));
     if (m->started_at_text[0])
         json_object_set_new(j, "startedAt", json_string(m->started_at_text));
     if (m->finished_at_text[0] && m->phase != PHASE_RUNNING)
@@ -318,7 +320,10 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
     m->last_exit = code;
     now_text(m->finished_at_text, sizeof m->finished_at_text);
     m->phase = PHASE_EXITED;
-    supervisor_emit(sup, m->c->name, "exited with code %d", code);
+    if (code >= 0)
+        supervisor_emit(sup, m->c->name, "exited with code %d", code);
+    else
+        supervisor_emit(sup, m->c->name, "exited while no supervisor watched it (exit code unknown)");
     if (m->is_stopping && !sup->is_stopping) {
         finish_stop(sup, m);
         return;
@@ -363,7 +368,15 @@ void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long l
 static void reap_member(struct pod_supervisor *sup, struct member *m)
 {
     siginfo_t info = {0};
-    if (waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+    if (waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED | WNOHANG) < 0 && errno == ECHILD) {
+        /* Adopted: not our child, so its status went to whoever reaped it. Unknown, never invented. */
+        epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
+        close(m->pidfd);
+        m->pidfd = m->exit_watch.fd = -1;
+        member_exited(sup, m, -1);
+        return;
+    }
+    if (info.si_pid == 0)
         return;
     epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
     close(m->pidfd);
@@ -556,6 +569,70 @@ void supervisor_block_stop_signals(void)
 }
 
 void supervisor_request_stop(struct pod_supervisor *sup) { sup->is_stopping = true; }
+
+static void adopt_member(struct pod_supervisor *sup, struct member *m, json_t *record)
+{
+    const char *state = json_string_value(json_object_get(record, "state"));
+    m->restarts = (unsigned)json_integer_value(json_object_get(record, "restarts"));
+    json_t *code = json_object_get(record, "exitCode");
+    m->has_exited = code != NULL || json_object_get(record, "reason") != NULL;
+    m->last_exit = code ? (int)json_integer_value(code) : -1;
+    snprintf(m->started_at_text, sizeof m->started_at_text, "%s",
+             json_string_value(json_object_get(record, "startedAt")) ?: "");
+    snprintf(m->finished_at_text, sizeof m->finished_at_text, "%s",
+             json_string_value(json_object_get(record, "finishedAt")) ?: "");
+    now_monotonic(&m->started_at);
+    struct pea_error ignored = {0};
+    AUTO_JSON json_t *oci = container_state(sup->pod->oci_root, m->c->name, &ignored);
+    const char *oci_status = json_string_value(json_object_get(oci, "status"));
+    pid_t pid = (pid_t)json_integer_value(json_object_get(oci, "pid"));
+    if (state && strcmp(state, "stopped") == 0) {
+        m->phase = PHASE_STOPPED;
+    } else if (oci_status && (strcmp(oci_status, "running") == 0 || strcmp(oci_status, "paused") == 0) && pid > 0 &&
+               (m->pidfd = sys_pidfd_open(pid, 0)) >= 0) {
+        m->phase = PHASE_RUNNING;
+        m->pid = pid;
+        m->exit_watch.fd = m->pidfd;
+        struct pea_error err = {0};
+        if (watch_add(sup, &m->exit_watch, &err) < 0)
+            log_warn("%s", err.msg);
+        /* The FIFOs the container writes to: reopen our reading ends. */
+        for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
+            AUTO_FREE char *path = xasprintf("%s/io/%s.%d", sup->pod->dir, m->c->name, s);
+            m->out_watch[s].fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+            if (m->out_watch[s].fd >= 0 && watch_add(sup, &m->out_watch[s], &err) < 0)
+                close_output(sup, m, s);
+        }
+    } else if (state && (strcmp(state, "running") == 0 || strcmp(state, "backoff") == 0)) {
+        /* It was running when its supervisor went away and is gone now: what it exited with is not known. */
+        m->phase = PHASE_RUNNING;
+        member_exited(sup, m, -1);
+        return;
+    } else {
+        m->phase = state && strcmp(state, "exited") == 0 ? PHASE_EXITED : PHASE_WAITING;
+    }
+    supervisor_record(sup, m);
+}
+
+int supervisor_adopt(struct pod_supervisor *sup, struct pea_error *err)
+{
+    if (!pod_infra_alive(sup->pod))
+        return pea_fail(err, 0, "pod %s: the infra process is gone: nothing to adopt", sup->pod->name);
+    json_t *records = json_object_get(sup->pod->state, "containers");
+    for (size_t i = 0; i < sup->n_members; i++) {
+        struct member *m = sup->members[i];
+        json_t *record = json_object_get(records, m->c->name);
+        if (record)
+            adopt_member(sup, m, record);
+        if (!m->is_init && m->phase != PHASE_WAITING)
+            sup->apps_started = true;
+    }
+    /* Init containers are done once any app container has run. */
+    if (sup->apps_started)
+        while (sup->next_init < sup->n_members && sup->members[sup->next_init]->is_init)
+            sup->next_init++;
+    return 0;
+}
 
 void supervisor_keep_finished(struct pod_supervisor *sup, bool keep) { sup->keep_finished = keep; }
 

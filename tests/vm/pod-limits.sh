@@ -79,12 +79,15 @@ stop_pod() {
 
 # gone NAME: the pod left no cgroup, state or data.
 gone() {
-    if [ -e "/sys/fs/cgroup/pea/pod-$1" ] || [ -e "$root/pods/$1" ] || [ -e "$data/pods/$1" ]; then
-        fail "pod $1 cleanup" "left: $(ls -d /sys/fs/cgroup/pea/pod-$1 $root/pods/$1 $data/pods/$1 2>/dev/null)"
+    if [ -n "$(pod_cgroup "$1")" ] || [ -e "$root/pods/$1" ] || [ -e "$data/pods/$1" ]; then
+        fail "pod $1 cleanup" "left: $(pod_cgroup "$1") $(ls -d $root/pods/$1 $data/pods/$1 2>/dev/null)"
     else pass "pod $1 left no cgroup, state or data"; fi
 }
 
-cg() { cat "/sys/fs/cgroup/pea/pod-$1/$2" 2>/dev/null; }
+# The pod's cgroup is /pea/pod-<name>-<uid>: the uid keeps pods of one name under two state roots apart.
+pod_cgroup() { ls -d /sys/fs/cgroup/pea/pod-"$1"-* 2>/dev/null | head -n 1; }
+# cg POD[/CONTAINER] FILE
+cg() { pod=${1%%/*}; cat "$(pod_cgroup "$pod")${1#"$pod"}/$2" 2>/dev/null; }
 
 if ! "$here/../../examples/make-rootfs" "$rootfs" > /dev/null; then
     fail "rootfs" "examples/make-rootfs failed"
