@@ -135,6 +135,8 @@ static int serve(struct pea_pod *pod, const struct shim_args *a, int *ready_fd, 
     struct pod_supervisor *sup = supervisor_new(pod, server_supervisor_ops(), server, err);
     int r = -1;
     if (sup && server_start(server, sup, err) == 0) {
+        /* A finished pod stays, its exit codes and logs readable, until it is stopped or removed. */
+        supervisor_keep_finished(sup, true);
         report_ready(ready_fd, "ok");
         log_msg(PEA_LOG_INFO, "pod %s: serving on %s/%s", pod->name, pod->dir, SHIM_SOCKET_NAME);
         r = supervisor_run(sup, exit_code, err);

@@ -215,7 +215,7 @@ static bool every_app_runs(json_t *containers)
 }
 
 /* Whether p can be answered now; *result gets what to answer with. */
-static bool pending_is_met(const struct pending *p, json_t *containers, json_t **result)
+static bool pending_is_met(const struct pending *p, json_t *containers, json_t *status, json_t **result)
 {
     json_t *record = p->container ? containers_find(containers, p->container) : NULL;
     switch (p->kind) {
@@ -231,7 +231,13 @@ static bool pending_is_met(const struct pending *p, json_t *containers, json_t *
         if (p->container ? !(record && state_is(record, "running")) : !every_app_runs(containers))
             return false;
         break;
-    case PENDING_POD_EXIT:
+    case PENDING_POD_EXIT: {
+        const char *pod_state = json_string_value(json_object_get(status, "status"));
+        if (!pod_state || strcmp(pod_state, "finished") != 0)
+            return false;
+        *result = json_incref(status);
+        return true;
+    }
     case PENDING_EXEC: return false;
     }
     *result = record ? json_deep_copy(record) : json_deep_copy(containers);
@@ -240,11 +246,12 @@ static bool pending_is_met(const struct pending *p, json_t *containers, json_t *
 
 void pending_check(struct shim_server *s)
 {
-    AUTO_JSON json_t *containers = supervisor_containers(s->sup);
+    AUTO_JSON json_t *status = supervisor_pod_status(s->sup);
+    json_t *containers = json_object_get(status, "containers");
     for (struct pending *p = s->pending, *next; p; p = next) {
         next = p->next;
         json_t *result = NULL;
-        if (!p->client || !pending_is_met(p, containers, &result))
+        if (!p->client || !pending_is_met(p, containers, status, &result))
             continue;
         client_send(p->client, proto_reply_ok(p->id, result), NULL, 0);
         pending_remove(s, p);
