@@ -426,3 +426,29 @@ def test_fifty_pods_at_once(pods):
         for p in removers:
             helpers.release_child(p.pid)
     assert pods.leftovers() == []
+
+
+def test_wait_and_events(pods):
+    name = pods.name()
+    path = pods.manifest([container("a", pods.rootfs, "sleep 1; exit 3"), sleeper(pods, "b")], name=name)
+    applied(pods, path)
+    events = subprocess.Popen(pods.argv("pod", "events", "--output", "json", name), stdout=subprocess.PIPE,
+                              text=True, env=pods.env)
+    helpers.claim_child(events.pid)
+    try:
+        code, out, err = pods.cli("pod", "wait", "-c", "a", "--for", "exit", name)
+        assert (code, out) == (0, "3\n"), err
+        seen = []
+        for line in events.stdout:
+            seen.append(json.loads(line))
+            if seen[-1].get("record", {}).get("state") == "exited":
+                break
+        assert seen[-1]["container"] == "a" and seen[-1]["record"]["exitCode"] == 3
+        assert any(e.get("message") == "exited with code 3" for e in seen)
+    finally:
+        events.kill()
+        events.wait()
+        helpers.release_child(events.pid)
+    code, out, err = pods.cli("pod", "wait", "--for", "running", "-c", "b", name)
+    assert code == 0, err
+    removed(pods, name)
