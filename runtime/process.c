@@ -470,12 +470,23 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
 /* Joining a container's pid or time namespace (or making a time namespace with offsets) changes the namespaces of
  * all our later children, not only of this one: a long-lived caller such as pea-shim, which goes on to create other
  * containers (CLONE_NEWPID from inside another pid namespace fails with EINVAL), gets its own back after the clone. */
+/* Only where it changed: setns takes CAP_SYS_ADMIN even back into our own namespace, which a rootless pea lacks. */
+static int restore_namespace(int saved_fd, const char *current, int type, const char *what, struct pea_error *err)
+{
+    struct stat saved, now;
+    if (saved_fd < 0 || fstat(saved_fd, &saved) < 0 || stat(current, &now) < 0 ||
+        (saved.st_dev == now.st_dev && saved.st_ino == now.st_ino))
+        return 0;
+    if (setns(saved_fd, type) < 0)
+        return pea_fail(err, errno, "restore our %s namespace for children", what);
+    return 0;
+}
+
 static int restore_children_namespaces(int pid_ns, int time_ns, struct pea_error *err)
 {
-    if (pid_ns >= 0 && setns(pid_ns, CLONE_NEWPID) < 0)
-        return pea_fail(err, errno, "restore our pid namespace for children");
-    if (time_ns >= 0 && setns(time_ns, CLONE_NEWTIME) < 0)
-        return pea_fail(err, errno, "restore our time namespace for children");
+    if (restore_namespace(pid_ns, "/proc/self/ns/pid_for_children", CLONE_NEWPID, "pid", err) < 0 ||
+        restore_namespace(time_ns, "/proc/self/ns/time_for_children", CLONE_NEWTIME, "time", err) < 0)
+        return -1;
     return 0;
 }
 

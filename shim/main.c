@@ -25,18 +25,20 @@
 
 struct shim_args {
     const char *root, *data_root, *pause, *manifest;
+    const char *adopt; /* a pod whose shim died: take it over instead of making one */
     int ready_fd;
     bool debug;
 };
 
 static int parse_args(int argc, char **argv, struct shim_args *a)
 {
-    enum { OPT_ROOT = 256, OPT_DATA_ROOT, OPT_PAUSE, OPT_MANIFEST, OPT_READY_FD, OPT_DEBUG };
+    enum { OPT_ROOT = 256, OPT_DATA_ROOT, OPT_PAUSE, OPT_MANIFEST, OPT_ADOPT, OPT_READY_FD, OPT_DEBUG };
     static const struct option opts[] = {
         {"root", required_argument, NULL, OPT_ROOT},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
         {"manifest", required_argument, NULL, OPT_MANIFEST},
+        {"adopt", required_argument, NULL, OPT_ADOPT},
         {"ready-fd", required_argument, NULL, OPT_READY_FD},
         {"debug", no_argument, NULL, OPT_DEBUG},
         {0},
@@ -52,6 +54,7 @@ static int parse_args(int argc, char **argv, struct shim_args *a)
         case OPT_DATA_ROOT: a->data_root = optarg; break;
         case OPT_PAUSE: a->pause = optarg; break;
         case OPT_MANIFEST: a->manifest = optarg; break;
+        case OPT_ADOPT: a->adopt = optarg; break;
         case OPT_READY_FD:
             if (parse_int64(optarg, &fd) < 0 || fd < 3 || fd > 1 << 20)
                 return -1;
@@ -61,7 +64,9 @@ static int parse_args(int argc, char **argv, struct shim_args *a)
         default: return -1;
         }
     }
-    return a->root && a->data_root && a->pause && a->manifest && optind == argc ? 0 : -1;
+    if (!a->root || optind != argc)
+        return -1;
+    return a->adopt ? (a->manifest ? -1 : 0) : (a->data_root && a->pause && a->manifest ? 0 : -1);
 }
 
 /* Tell the waiting client how the start went, once: "ok" or the error line. */
@@ -134,7 +139,7 @@ static int serve(struct pea_pod *pod, const struct shim_args *a, int *ready_fd, 
     struct shim_server *server = server_new(pod, logs, listen_fd, getuid());
     struct pod_supervisor *sup = supervisor_new(pod, server_supervisor_ops(), server, err);
     int r = -1;
-    if (sup && server_start(server, sup, err) == 0) {
+    if (sup && (!a->adopt || supervisor_adopt(sup, err) == 0) && server_start(server, sup, err) == 0) {
         /* A finished pod stays, its exit codes and logs readable, until it is stopped or removed. */
         supervisor_keep_finished(sup, true);
         report_ready(ready_fd, "ok");
@@ -154,7 +159,7 @@ int main(int argc, char **argv)
     struct shim_args a;
     if (parse_args(argc, argv, &a) < 0) {
         fprintf(stderr, "usage: pea-shim --root DIR --data-root DIR --pause PATH --manifest FILE --ready-fd N "
-                        "[--debug]\n");
+                        "[--debug]\n       pea-shim --root DIR --adopt POD --ready-fd N [--debug]\n");
         return 1;
     }
     int ready_fd = a.ready_fd;
@@ -171,21 +176,25 @@ int main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     struct pea_error err = {0};
-    struct pea_pod_manifest *m = manifest_load(a.manifest, &err);
-    if (!m) {
-        report_ready(&ready_fd, err.msg);
-        return 1;
-    }
     supervisor_block_stop_signals();
-    struct pea_pod_options o = {.root = a.root, .data_root = a.data_root, .pause_path = a.pause};
     AUTO_POD struct pea_pod *pod = NULL;
-    if (pod_create(&o, m, &pod, &err) < 0) {
-        report_ready(&ready_fd, err.msg);
-        return 1;
+    if (a.adopt) {
+        if (pod_open(a.root, a.adopt, &pod, &err) < 0) {
+            report_ready(&ready_fd, err.msg);
+            return 1;
+        }
+    } else {
+        struct pea_pod_manifest *m = manifest_load(a.manifest, &err);
+        struct pea_pod_options o = {.root = a.root, .data_root = a.data_root, .pause_path = a.pause};
+        if (!m || pod_create(&o, m, &pod, &err) < 0) {
+            report_ready(&ready_fd, err.msg);
+            return 1;
+        }
     }
     int exit_code = 1;
     if (serve(pod, &a, &ready_fd, &exit_code, &err) < 0) {
-        if (ready_fd >= 0) {
+        /* A pod we made and could not serve goes; one we failed to adopt stays as it was. */
+        if (ready_fd >= 0 && !a.adopt) {
             struct pea_error ignored = {0};
             pod_remove(pod->root, pod->name, 0, &ignored);
         }

@@ -112,18 +112,21 @@ static int await_ready(int fd, const char *shim, struct pea_error *err)
     return pea_fail(err, 0, "%s", line);
 }
 
-int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *data_root, const char *pause,
-                   struct pea_error *err)
+/* Start pea-shim detached and wait for its "ok": for a new pod (argv_tail: --data-root, --pause, --manifest) or to
+ * adopt one whose shim died (--adopt NAME). */
+static int spawn_shim(const struct cli_globals *g, char *const *argv_tail, size_t n_tail, struct pea_error *err)
 {
     AUTO_FREE char *shim = pod_find_helper(g->argv0, "pea-shim", "shim", err);
     if (!shim)
         return -1;
     AUTO_FREE char *root = absolute_path(g->root);
-    AUTO_FREE char *data = absolute_path(data_root);
-    AUTO_FREE char *pause_path = absolute_path(pause);
-    AUTO_FREE char *manifest = absolute_path(file);
-    char *argv[] = {shim,       "--root",     root, "--data-root", data, "--pause", pause_path, "--manifest",
-                    manifest,   "--ready-fd", "3",  g->debug ? "--debug" : NULL, NULL};
+    char *argv[16] = {shim, "--root", root, "--ready-fd", "3"};
+    size_t n = 5;
+    for (size_t i = 0; i < n_tail; i++)
+        argv[n++] = argv_tail[i];
+    if (g->debug)
+        argv[n++] = "--debug";
+    argv[n] = NULL;
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0)
         return pea_fail(err, errno, "pipe for %s", shim);
@@ -140,6 +143,22 @@ int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *da
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     return await_ready(ready_read, "pea-shim", err);
+}
+
+int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *data_root, const char *pause,
+                   struct pea_error *err)
+{
+    AUTO_FREE char *data = absolute_path(data_root);
+    AUTO_FREE char *pause_path = absolute_path(pause);
+    AUTO_FREE char *manifest = absolute_path(file);
+    char *tail[] = {"--data-root", data, "--pause", pause_path, "--manifest", manifest};
+    return spawn_shim(g, tail, ARRAY_SIZE(tail), err);
+}
+
+int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *err)
+{
+    char *tail[] = {"--adopt", (char *)name};
+    return spawn_shim(g, tail, ARRAY_SIZE(tail), err);
 }
 
 /* ---- talking to a shim ---- */
@@ -351,6 +370,12 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
             return cli_fail(&err);
         if (!recreate) {
             AUTO_FD int fd = -1;
+            /* The shim died but the pod lives: a new shim takes it over, then applies what changed. */
+            if (json_object_get(pod->state, "shim") && !pod_shim_is_alive(pod) && pod_infra_alive(pod)) {
+                if (pod_adopt(g, m->name, &err) < 0)
+                    return cli_fail(&err);
+                printf("pod %s adopted by a new pea-shim\n", m->name);
+            }
             pod_free(take_ptr(&pod));
             if (pod_open_served(g, m->name, &pod, &fd, &err) < 0)
                 return cli_fail(&err);

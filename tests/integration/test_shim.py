@@ -305,6 +305,42 @@ def test_killed_shim_leaves_containers_running_and_rm_cleans(pods):
     removed(pods, name)
 
 
+def test_a_new_shim_adopts_a_pod_whose_shim_died(pods):
+    """The container writes on while no shim reads (its FIFO blocks, no SIGPIPE); apply starts a new shim that
+    takes the pod over: same container, its output flows again, and its exit is reported as unknown."""
+    name = pods.name()
+    ticker = container("a", pods.rootfs, "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done")
+    manifest = pods.manifest([ticker, sleeper(pods, "b")], name=name, spec={"restartPolicy": "Always"})
+    applied(pods, manifest)
+    before = wait_running(pods, name, ("a", "b"))
+    infra = pods.state(name)["infra"]["pid"]
+    shim = shim_pid(pods, name)
+    os.kill(shim, signal.SIGKILL)
+    helpers.wait_until(lambda: not os.path.exists(f"/proc/{shim}") or helpers._proc_stat(shim)[0] == "Z", 5,
+                       "the shim dead")
+    helpers.reap_orphans()
+    time.sleep(1)  # the ticker fills its FIFO meanwhile; writers block, they do not die
+    assert helpers._proc_stat(before["a"]["pid"])[0] != "Z"
+    out = applied(pods, manifest)
+    assert f"pod {name} adopted by a new pea-shim" in out and f"pod {name} unchanged" in out
+    assert ls(pods)[name]["status"] == "running"
+    after = ps(pods, name)
+    assert after["a"]["pid"] == before["a"]["pid"] and after["b"]["pid"] == before["b"]["pid"]
+    assert pods.state(name)["infra"]["pid"] == infra
+    # Output written after the adoption reaches the log again.
+    def ticks():
+        code, out, err = pods.cli("pod", "logs", "-c", "a", name)
+        return [int(l.split()[1]) for l in out.splitlines() if l.startswith("tick ")]
+    first = max(ticks())
+    helpers.wait_until(lambda: max(ticks()) > first + 5, 10, "ticks after the adoption")
+    # An exit the new shim could not reap is not invented: unknown, and restartPolicy still applies.
+    os.kill(after["b"]["pid"], signal.SIGKILL)
+    helpers.wait_until(lambda: ps(pods, name)["b"]["restarts"] == 1, 15, "b restarted")
+    record = ps(pods, name)["b"]
+    assert "exitCode" not in record and record["reason"].startswith("unknown"), record
+    removed(pods, name)
+
+
 def shim_socket(pods, name):
     return os.path.join(pods.root, "pods", name, "shim.sock")
 
