@@ -159,6 +159,16 @@ def cgroup2_root():
     return None
 
 
+def cgroup2_has(controller):
+    """True when the cgroup2 hierarchy's root offers CONTROLLER."""
+    root = cgroup2_root()
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            return controller in f.read().split()
+    except (OSError, TypeError):
+        return False
+
+
 def rmdir_tree(path):
     """Remove a cgroup directory and its children (deepest first); returns the directories that would not go."""
     stuck = []
@@ -347,7 +357,11 @@ class Containerd:
             return f.read()
 
     def argv(self, *args):
-        return ["ctr", "--address", self.address, "--namespace", self.ns] + [str(a) for a in args]
+        args = [str(a) for a in args]
+        if args[:1] == ["run"] and not cgroup2_has("cpu"):
+            # ctr asks for cpu shares 1024 by default; pea refuses any cpu limit without the v2 cpu controller
+            args[1:1] = ["--cpu-shares", "0"]
+        return ["ctr", "--address", self.address, "--namespace", self.ns] + args
 
     def __call__(self, *args, input=None, timeout=60):
         return run(self.argv(*args), input=input, timeout=timeout)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from e2e import IMAGE, wait_until
+from e2e import IMAGE, cgroup2_has, wait_until
 
 
 def test_run_output(podman):
@@ -267,8 +267,7 @@ def test_pod_localhost(podman, name):
 
 
 def test_memory_limit_clear_error(podman):
-    have = os.path.exists("/sys/fs/cgroup/cgroup.controllers") and \
-        "memory" in open("/sys/fs/cgroup/cgroup.controllers").read()
+    have = cgroup2_has("memory")
     r = podman("run", "--rm", "--memory", "64m", IMAGE, "cat", "/sys/fs/cgroup/memory.max")
     if have:
         assert r.code == 0 and r.out.strip() == str(64 << 20), r
