@@ -1,10 +1,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -209,8 +211,28 @@ static int sysctl_path(const char *key, char *buf, size_t len, struct pea_error 
     return 0;
 }
 
+/* A new network namespace starts with "lo" down; runc and crun bring it up, and callers rely on that (podman's
+ * "--network none" containers and pods talk over 127.0.0.1). */
+static int loopback_up(struct pea_error *err)
+{
+    AUTO_FD int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+        return pea_fail(err, errno, "bring up lo in the new network namespace");
+    if (ifr.ifr_flags & IFF_UP)
+        return 0;
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+        return pea_fail(err, errno, "bring up lo in the new network namespace");
+    return 0;
+}
+
 int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err)
 {
+    const struct pea_namespace *net = &spec->namespaces[PEA_NS_NETWORK];
+    if (net->is_present && !net->path && loopback_up(err) < 0)
+        return -1;
     if (spec->hostname && *spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
         return pea_fail(err, errno, "set hostname %s", spec->hostname);
     if (spec->domainname && *spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0)
