@@ -330,7 +330,7 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
      * newuidmap/newgidmap only write the maps of a process whose /proc/PID belongs to the caller, which a
      * non-dumpable one does not: then we stay dumpable until the maps are written (SYNC_GO), which comes before
      * we join or create any namespace but those clone3 gave us. */
-    if (l->is_exec || !ns_id_maps_need_helper(l->spec))
+    if (!l->maps_by_helper)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->spec->seccomp) {
         /* Compiled while we still may do anything; loaded at the last moment. */
@@ -501,6 +501,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (l->cgroup_fd >= 0)
         flags |= CLONE_INTO_CGROUP;
+    /* Decided here: in the new user namespace, before its maps, the child's own ids read as the overflow id. */
+    l->maps_by_helper = !l->is_exec && ns_id_maps_need_helper(l->spec);
     bool used_into_cgroup = false;
     int pidfd = -1;
     pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
