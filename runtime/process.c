@@ -243,6 +243,7 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
         return pea_fail(err, errno, "open /proc");
     if (child_wait_for(sock, SYNC_GO, NULL, err) < 0)
         return -1;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->is_exec) {
         if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_SELF, err) < 0)
             return -1;
@@ -325,8 +326,12 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
      * cannot tell: it is 0 in a new pid namespace.) */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Until execve we are a copy of the host's pea inside the container: not dumpable, so no process in there can
-     * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+     * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again.
+     * newuidmap/newgidmap only write the maps of a process whose /proc/PID belongs to the caller, which a
+     * non-dumpable one does not: then we stay dumpable until the maps are written (SYNC_GO), which comes before
+     * we join or create any namespace but those clone3 gave us. */
+    if (!l->maps_by_helper)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->spec->seccomp) {
         /* Compiled while we still may do anything; loaded at the last moment. */
         filter = seccomp_filter_build(l->spec->seccomp, &err);
@@ -524,6 +529,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (l->cgroup_fd >= 0)
         flags |= CLONE_INTO_CGROUP;
+    /* Decided here: in the new user namespace, before its maps, the child's own ids read as the overflow id. */
+    l->maps_by_helper = !l->is_exec && ns_id_maps_need_helper(l->spec);
     bool used_into_cgroup = false;
     int pidfd = -1;
     pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
