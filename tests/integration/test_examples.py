@@ -131,6 +131,7 @@ def test_adapter_reserves_the_legacy_status_in_the_new_format(pods, prepared):
 
 
 def test_demo_runs_to_completion_and_prints_the_page(session_dir):
+    """The README's first command: the page, an in-place update of httpd with the infra unchanged, nothing left."""
     build_dir = os.environ.get("PEA_BUILD_DIR") or os.path.join(helpers.REPO, "build")
     netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     tmp_before = {e for e in os.listdir("/tmp") if e.startswith("pea-demo.")}
@@ -141,7 +142,9 @@ def test_demo_runs_to_completion_and_prints_the_page(session_dir):
     at = lines.index("+ wget -qO- http://198.18.0.2:8080/")
     page = "\n".join(lines[at + 1:at + 5])
     assert f"webapp {web_version()}," in page, p.stdout
-    assert "+ pod exit status 0; its output:" in lines, p.stdout
+    assert "recreated: httpd" in lines, p.stdout
+    assert any(l.startswith("# the same infra") for l in lines), p.stdout
+    assert "installed: index.html" in lines, p.stdout
     assert lines[-1].startswith("+ nothing left"), p.stdout
     assert p.stderr == "", p.stderr
     netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
