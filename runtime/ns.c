@@ -163,13 +163,6 @@ static bool is_own_only(const struct pea_id_mapping *m, size_t n, uint32_t own)
     return n == 1 && m[0].host_id == own && m[0].size == 1;
 }
 
-bool ns_id_maps_need_helper(const struct pea_spec *spec)
-{
-    return is_new(spec, PEA_NS_USER) && geteuid() != 0 &&
-           (!is_own_only(spec->uid_mappings, spec->n_uid_mappings, geteuid()) ||
-            !is_own_only(spec->gid_mappings, spec->n_gid_mappings, getegid()));
-}
-
 int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err)
 {
     bool is_root = geteuid() == 0;

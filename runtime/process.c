@@ -327,10 +327,10 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Until execve we are a copy of the host's pea inside the container: not dumpable, so no process in there can
      * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again.
-     * newuidmap/newgidmap only write the maps of a process whose /proc/PID belongs to the caller, which a
-     * non-dumpable one does not: then we stay dumpable until the maps are written (SYNC_GO), which comes before
-     * we join or create any namespace but those clone3 gave us. */
-    if (!l->maps_by_helper)
+     * An unprivileged runtime (itself, or newuidmap/newgidmap) may only write the maps of a process whose
+     * /proc/PID belongs to it, which a non-dumpable one does not: then we stay dumpable until the maps are written
+     * (SYNC_GO), which comes before we join or create any namespace but those clone3 gave us. */
+    if (!l->is_dumpable_until_maps)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->spec->seccomp) {
         /* Compiled while we still may do anything; loaded at the last moment. */
@@ -530,7 +530,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     if (l->cgroup_fd >= 0)
         flags |= CLONE_INTO_CGROUP;
     /* Decided here: in the new user namespace, before its maps, the child's own ids read as the overflow id. */
-    l->maps_by_helper = !l->is_exec && ns_id_maps_need_helper(l->spec);
+    l->is_dumpable_until_maps = !l->is_exec && l->spec->namespaces[PEA_NS_USER].is_present &&
+                                !l->spec->namespaces[PEA_NS_USER].path && geteuid() != 0;
     bool used_into_cgroup = false;
     int pidfd = -1;
     pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);

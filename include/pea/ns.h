@@ -32,9 +32,6 @@ int ns_prepare_parent(const struct pea_spec *spec, const struct pea_ns_handles *
  * newuidmap/newgidmap. */
 int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err);
 
-/* Whether ns_write_id_maps will run newuidmap or newgidmap: they refuse a target process that is not dumpable. */
-bool ns_id_maps_need_helper(const struct pea_spec *spec);
-
 /* Child side: join namespaces by path (user first), then unshare the new mount, network, ipc, uts and cgroup
  * namespaces. */
 int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct pea_error *err);
