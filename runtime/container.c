@@ -13,6 +13,7 @@
 
 #include "container_internal.h"
 #include "pea/cgroup.h"
+#include "pea/console.h"
 #include "pea/hooks.h"
 #include "pea/log.h"
 #include "pea/process.h"
@@ -259,7 +260,8 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     }
     if (r == 0) {
         st.is_created = true;
-        if (state_save(dir_fd, &st, err) < 0 || container_write_pid_file(o->pid_file, l->pid, err) < 0) {
+        if (state_save(dir_fd, &st, err) < 0 || container_write_pid_file(o->pid_file, l->pid, err) < 0 ||
+            (o->pidfd_socket && console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) < 0)) {
             process_abort(l);
             r = -1;
         }
