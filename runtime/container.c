@@ -211,7 +211,7 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     if (lock_fd < 0 || save_config_copy(dir_fd, bundle_abs, err) < 0 || state_save(dir_fd, &st, err) < 0)
         goto fail;
     st.cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
-    if (!st.cgroup_path)
+    if (!st.cgroup_path || cgroup_check_placement(spec->cgroups_path, st.cgroup_path, err) < 0)
         goto fail;
     cgroup_fd = cgroup_create(st.cgroup_path, spec->resources, err);
     if (cgroup_fd < 0) {
