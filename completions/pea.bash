@@ -61,7 +61,9 @@ _pea() {
         if [ "$nargs" -eq 0 ]; then
             COMPREPLY=($(compgen -W "$("$pea" "${root[@]}" list -q 2>/dev/null)" -- "$cur"))
         elif [ "$nargs" -eq 1 ]; then
-            COMPREPLY=($(compgen -W "$(kill -l | grep -oE 'SIG[A-Z0-9+-]+' | sed 's/^SIG//')" -- "$cur"))
+            # pea takes KILL, SIGKILL and 9 alike.
+            local names=$(kill -l | grep -oE 'SIG[A-Z0-9+-]+')
+            COMPREPLY=($(compgen -W "$names ${names//SIG/}" -- "$cur"))
         fi ;;
     *) [ "$nargs" -eq 0 ] && COMPREPLY=($(compgen -W "$("$pea" "${root[@]}" list -q 2>/dev/null)" -- "$cur")) ;;
     esac
