@@ -260,8 +260,11 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     }
     if (r == 0) {
         st.is_created = true;
-        if (state_save(dir_fd, &st, err) < 0 || container_write_pid_file(o->pid_file, l->pid, err) < 0 ||
-            (o->pidfd_socket && console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) < 0)) {
+        /* The pidfd goes last: whoever receives it may already ask for the container's state. */
+        bool is_done = state_save(dir_fd, &st, err) == 0 && container_write_pid_file(o->pid_file, l->pid, err) == 0 &&
+                       (!o->pidfd_socket ||
+                        console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) == 0);
+        if (!is_done) {
             process_abort(l);
             r = -1;
         }

@@ -7,7 +7,15 @@
 #include "pea/container.h"
 #include "pea/util.h"
 
-enum { OPT_PID_FILE = 256, OPT_CONSOLE_SOCKET, OPT_PIDFD_SOCKET, OPT_CWD, OPT_PRESERVE_FDS, OPT_IGNORED_VALUE, OPT_IGNORED_FLAG };
+enum {
+    OPT_PID_FILE = 256,
+    OPT_CONSOLE_SOCKET,
+    OPT_PIDFD_SOCKET,
+    OPT_CWD,
+    OPT_PRESERVE_FDS,
+    OPT_IGNORED_VALUE,
+    OPT_IGNORED_FLAG,
+};
 
 int cmd_exec(const struct cli_globals *g, int argc, char **argv)
 {
