@@ -11,6 +11,7 @@
 
 #include "cgroup_internal.h"
 #include "pea/cgroup.h"
+#include "pea/log.h"
 #include "pea/util.h"
 
 const char *cgroup_root(struct pea_error *err)
@@ -52,26 +53,70 @@ static bool has_dotdot(const char *path)
     return false;
 }
 
+/* systemd's unit-name rules for a slice: "NAME.slice", NAME without "/", a leading or trailing '-' or "--". */
+static bool is_valid_slice(const char *slice)
+{
+    size_t len = strlen(slice);
+    if (strcmp(slice, "-.slice") == 0)
+        return true;
+    if (len <= 6 || strcmp(slice + len - 6, ".slice") != 0 || strchr(slice, '/'))
+        return false;
+    return slice[0] != '-' && slice[len - 7] != '-' && !strstr(slice, "--");
+}
+
 /* "a-b.slice" nests as /a.slice/a-b.slice, the way systemd lays out slices. */
 static char *systemd_slice_path(const char *slice)
 {
-    if (!*slice || strcmp(slice, "-.slice") == 0)
+    if (strcmp(slice, "-.slice") == 0)
         return xstrdup("");
     AUTO_FREE char *name = xstrdup(slice);
-    size_t len = strlen(name);
-    if (len > 6 && strcmp(name + len - 6, ".slice") == 0)
-        name[len - 6] = '\0';
+    name[strlen(name) - 6] = '\0';
     char *out = xstrdup("");
     for (char *dash = name;; dash++) {
         dash = strchr(dash, '-');
-        char *prefix = dash ? strndup(name, (size_t)(dash - name)) : xstrdup(name);
+        AUTO_FREE char *prefix = dash ? xasprintf("%.*s", (int)(dash - name), name) : xstrdup(name);
         char *next = xasprintf("%s/%s.slice", out, prefix);
-        free(prefix);
         free(out);
         out = next;
         if (!dash)
             return out;
     }
+}
+
+/* "slice:prefix:name" (exactly two colons, not absolute): systemd's form of linux.cgroupsPath. */
+static bool is_systemd_form(const char *cgroups_path)
+{
+    const char *colon = cgroups_path ? strchr(cgroups_path, ':') : NULL;
+    return colon && cgroups_path[0] != '/' && strchr(colon + 1, ':') && !strchr(strchr(colon + 1, ':') + 1, ':');
+}
+
+/* The cgroup systemd would give the unit: "prefix-name.scope" in the slice (system.slice when empty, as runc
+ * does), or, for a name that is itself a slice, that slice where systemd nests it. */
+static char *systemd_path(const char *cgroups_path, struct pea_error *err)
+{
+    const char *colon = strchr(cgroups_path, ':'), *second = strchr(colon + 1, ':');
+    AUTO_FREE char *slice = colon == cgroups_path ? xstrdup("system.slice")
+                                                  : xasprintf("%.*s", (int)(colon - cgroups_path), cgroups_path);
+    AUTO_FREE char *prefix = xasprintf("%.*s", (int)(second - colon - 1), colon + 1);
+    const char *name = second + 1;
+    size_t name_len = strlen(name);
+    if (!is_valid_slice(slice)) {
+        pea_fail(err, 0, "linux.cgroupsPath \"%s\": \"%s\" is not a systemd slice name", cgroups_path, slice);
+        return NULL;
+    }
+    if (!*name || strchr(name, '/') || strchr(prefix, '/')) {
+        pea_fail(err, 0, "linux.cgroupsPath \"%s\": not of the form slice:prefix:name", cgroups_path);
+        return NULL;
+    }
+    if (name_len > 6 && strcmp(name + name_len - 6, ".slice") == 0) {
+        if (!is_valid_slice(name)) {
+            pea_fail(err, 0, "linux.cgroupsPath \"%s\": \"%s\" is not a systemd slice name", cgroups_path, name);
+            return NULL;
+        }
+        return systemd_slice_path(name);
+    }
+    AUTO_FREE char *slice_path = systemd_slice_path(slice);
+    return xasprintf("%s/%s%s%s.scope", slice_path, prefix, *prefix ? "-" : "", name);
 }
 
 char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error *err)
@@ -82,18 +127,41 @@ char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error
         pea_fail(err, 0, "linux.cgroupsPath: \"..\" is not allowed");
         return NULL;
     }
-    const char *colon = strchr(cgroups_path, ':');
-    if (cgroups_path[0] != '/' && colon && strchr(colon + 1, ':') && !strchr(strchr(colon + 1, ':') + 1, ':')) {
-        /* systemd's "slice:prefix:name": pea never talks to systemd; it uses the path systemd would use. */
-        AUTO_FREE char *slice = strndup(cgroups_path, (size_t)(colon - cgroups_path));
-        const char *second = strchr(colon + 1, ':');
-        AUTO_FREE char *prefix = strndup(colon + 1, (size_t)(second - colon - 1));
-        AUTO_FREE char *slice_path = systemd_slice_path(slice);
-        return xasprintf("%s/%s-%s.scope", slice_path, prefix, second + 1);
-    }
+    if (is_systemd_form(cgroups_path))
+        return systemd_path(cgroups_path, err);
     if (cgroups_path[0] == '/')
         return xstrdup(cgroups_path);
     return xasprintf("/%s/%s", CGROUP_DEFAULT_PARENT, cgroups_path);
+}
+
+int cgroup_check_placement(const char *cgroups_path, const char *path, struct pea_error *err)
+{
+    if (!is_systemd_form(cgroups_path))
+        return 0;
+    const char *root = cgroup_root(err);
+    if (!root)
+        return -1;
+    /* sd_booted(3)'s test: systemd creates this directory when it runs as the host's init. */
+    struct stat st;
+    if (stat("/run/systemd/system", &st) < 0 || !S_ISDIR(st.st_mode)) {
+        log_debug("cgroup: linux.cgroupsPath \"%s\" maps to %s%s; systemd does not manage this host, pea creates "
+                  "it (and any missing slice) on cgroupfs",
+                  cgroups_path, root, path);
+        return 0;
+    }
+    /* systemd owns every cgroup it did not delegate: making the slices ourselves would put the container where
+     * systemd may migrate or remove it. pea does not ask systemd for a scope, so the parent must be ours already. */
+    AUTO_FREE char *parent = xasprintf("%s%s", root, path);
+    *strrchr(parent, '/') = '\0';
+    if (access(parent, W_OK) < 0)
+        return pea_fail(err, errno,
+                        "cgroup: linux.cgroupsPath \"%s\" maps to %s%s; systemd manages this host and pea does not "
+                        "ask it for a unit, so %s must already exist and be delegated to pea",
+                        cgroups_path, root, path, parent);
+    log_debug("cgroup: linux.cgroupsPath \"%s\" maps to %s%s; systemd manages this host, pea creates the cgroup "
+              "itself in the existing %s (which must be delegated to it)",
+              cgroups_path, root, path, parent);
+    return 0;
 }
 
 int cgroup_open_dir(const char *path, struct pea_error *err)

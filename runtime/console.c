@@ -99,24 +99,30 @@ ssize_t console_recv_fd(int sock, int *fd, void *payload, size_t len)
     return n;
 }
 
-int console_send_to_socket(const char *socket_path, int master, struct pea_error *err)
+int console_send_fd_to_socket(const char *socket_path, const char *what, int fd, const char *payload,
+                              struct pea_error *err)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(socket_path) >= sizeof addr.sun_path)
-        return pea_fail(err, 0, "console socket path too long: %s", socket_path);
+        return pea_fail(err, 0, "%s path too long: %s", what, socket_path);
     strcpy(addr.sun_path, socket_path);
     AUTO_FD int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0)
-        return pea_fail(err, errno, "console socket");
+        return pea_fail(err, errno, "%s", what);
     if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
-        return pea_fail(err, errno, "connect to console socket %s", socket_path);
+        return pea_fail(err, errno, "connect to %s %s", what, socket_path);
+    if (console_send_fd(sock, fd, payload, strlen(payload)) < 0)
+        return pea_fail(err, errno, "send fd to %s %s", what, socket_path);
+    return 0;
+}
+
+int console_send_to_socket(const char *socket_path, int master, struct pea_error *err)
+{
     char name[64] = "/dev/ptmx";
     int n = -1;
     if (ioctl(master, TIOCGPTN, &n) == 0)
         snprintf(name, sizeof name, "/dev/pts/%d", n);
-    if (console_send_fd(sock, master, name, strlen(name)) < 0)
-        return pea_fail(err, errno, "send pty to console socket %s", socket_path);
-    return 0;
+    return console_send_fd_to_socket(socket_path, "console socket", master, name, err);
 }
 
 void console_copy_window_size(int from, int to)

@@ -13,6 +13,7 @@
 
 #include "container_internal.h"
 #include "pea/cgroup.h"
+#include "pea/console.h"
 #include "pea/hooks.h"
 #include "pea/log.h"
 #include "pea/process.h"
@@ -210,7 +211,7 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     if (lock_fd < 0 || save_config_copy(dir_fd, bundle_abs, err) < 0 || state_save(dir_fd, &st, err) < 0)
         goto fail;
     st.cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
-    if (!st.cgroup_path)
+    if (!st.cgroup_path || cgroup_check_placement(spec->cgroups_path, st.cgroup_path, err) < 0)
         goto fail;
     cgroup_fd = cgroup_create(st.cgroup_path, spec->resources, err);
     if (cgroup_fd < 0) {
@@ -259,7 +260,11 @@ int container_create_launch(const struct pea_create_options *o, struct pea_launc
     }
     if (r == 0) {
         st.is_created = true;
-        if (state_save(dir_fd, &st, err) < 0 || container_write_pid_file(o->pid_file, l->pid, err) < 0) {
+        /* The pidfd goes last: whoever receives it may already ask for the container's state. */
+        bool is_done = state_save(dir_fd, &st, err) == 0 && container_write_pid_file(o->pid_file, l->pid, err) == 0 &&
+                       (!o->pidfd_socket ||
+                        console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) == 0);
+        if (!is_done) {
             process_abort(l);
             r = -1;
         }

@@ -239,7 +239,9 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
         l->stdio_fds[i] = o->stdio_fds[i];
     if (process_launch(l, err) < 0)
         goto out;
-    if (container_write_pid_file(o->pid_file, l->pid, err) < 0 || process_release(l, err) < 0) {
+    if (container_write_pid_file(o->pid_file, l->pid, err) < 0 ||
+        (o->pidfd_socket && console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) < 0) ||
+        process_release(l, err) < 0) {
         process_abort(l);
         goto out;
     }

@@ -15,8 +15,15 @@ const char *cgroup_root(struct pea_error *err);
 
 /* The container's cgroup path relative to the hierarchy root, always starting with '/':
  * absolute cgroupsPath -> as is; relative -> under pea's default parent ("/pea/<relative>");
- * NULL -> "/pea/<id>". Rejects ".." components. Caller frees. */
+ * NULL -> "/pea/<id>"; systemd's "slice:prefix:name" -> the path systemd would give that unit
+ * ("system.slice:docker:abc" -> "/system.slice/docker-abc.scope", "a-b.slice:p:n" -> "/a.slice/a-b.slice/p-n.scope").
+ * Rejects ".." components and invalid slice names. Caller frees. */
 char *cgroup_path_for(const char *cgroups_path, const char *id, struct pea_error *err);
+
+/* Before creating a systemd-form cgroupsPath's cgroup at path (from cgroup_path_for): without systemd running the
+ * host, say in the debug log where it goes; with systemd, require path's parent to exist and be writable (pea never
+ * asks systemd for a unit, so it may only create cgroups in a subtree delegated to it). 0 for other forms. */
+int cgroup_check_placement(const char *cgroups_path, const char *path, struct pea_error *err);
 
 /* Create the cgroup (and parents), enable the controllers the resources need in every ancestor (handling the
  * no-internal-processes rule), apply resources (may be NULL) and return an O_DIRECTORY fd of it for

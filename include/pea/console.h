@@ -20,6 +20,10 @@ int console_send_fd(int sock, int fd, const void *payload, size_t len);
 /* Receive a message that may carry one fd; *fd is -1 when none came. Returns the payload length or -1. */
 ssize_t console_recv_fd(int sock, int *fd, void *payload, size_t len);
 
+/* Connect to the unix stream socket at socket_path and send fd with payload (what names the socket in errors:
+ * "console socket", "pidfd socket"). */
+int console_send_fd_to_socket(const char *socket_path, const char *what, int fd, const char *payload,
+                              struct pea_error *err);
 /* Connect to the caller's console socket and send the master with the pty's name (what go-runc and conmon
  * expect). */
 int console_send_to_socket(const char *socket_path, int master, struct pea_error *err);

@@ -14,6 +14,7 @@ struct pea_create_options {
     const char *bundle;
     const char *pid_file;
     const char *console_socket;
+    const char *pidfd_socket; /* send a pidfd of the init there once it exists (runc's --pidfd-socket) */
     bool no_pivot;
     bool no_new_keyring;
     int preserve_fds;
@@ -48,6 +49,7 @@ struct pea_exec_options {
     json_t *process;          /* the full process object to run (from --process, or built from the flags) */
     const char *pid_file;
     const char *console_socket;
+    const char *pidfd_socket; /* send a pidfd of the new process there once it exists */
     bool detach;
     int preserve_fds;
     int stdio_fds[3];   /* the process's stdin/stdout/stderr when has_stdio_fds; otherwise ours */

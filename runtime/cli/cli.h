@@ -47,6 +47,8 @@ int cmd_update(const struct cli_globals *g, int argc, char **argv);
 int cmd_events(const struct cli_globals *g, int argc, char **argv);
 int cmd_spec(const struct cli_globals *g, int argc, char **argv);
 int cmd_features(const struct cli_globals *g, int argc, char **argv);
+int cmd_checkpoint(const struct cli_globals *g, int argc, char **argv);
+int cmd_restore(const struct cli_globals *g, int argc, char **argv);
 int cmd_pod(const struct cli_globals *g, int argc, char **argv);
 
 #endif

@@ -7,7 +7,15 @@
 #include "pea/container.h"
 #include "pea/util.h"
 
-enum { OPT_PID_FILE = 256, OPT_CONSOLE_SOCKET, OPT_CWD, OPT_PRESERVE_FDS, OPT_IGNORED_VALUE, OPT_IGNORED_FLAG };
+enum {
+    OPT_PID_FILE = 256,
+    OPT_CONSOLE_SOCKET,
+    OPT_PIDFD_SOCKET,
+    OPT_CWD,
+    OPT_PRESERVE_FDS,
+    OPT_IGNORED_VALUE,
+    OPT_IGNORED_FLAG,
+};
 
 int cmd_exec(const struct cli_globals *g, int argc, char **argv)
 {
@@ -16,6 +24,7 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         {"detach", no_argument, NULL, 'd'},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"console-socket", required_argument, NULL, OPT_CONSOLE_SOCKET},
+        {"pidfd-socket", required_argument, NULL, OPT_PIDFD_SOCKET},
         {"tty", no_argument, NULL, 't'},
         {"env", required_argument, NULL, 'e'},
         {"cwd", required_argument, NULL, OPT_CWD},
@@ -39,6 +48,7 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         case 'd': o.detach = true; break;
         case OPT_PID_FILE: o.pid_file = optarg; break;
         case OPT_CONSOLE_SOCKET: o.console_socket = optarg; break;
+        case OPT_PIDFD_SOCKET: o.pidfd_socket = optarg; break;
         case 't': tty = true; break;
         case 'e': env[n_env++] = optarg; break;
         case OPT_CWD: cwd = optarg; break;

@@ -19,6 +19,7 @@ enum {
     OPT_PRESERVE_FDS,
     OPT_KEEP,
     OPT_NO_SUBREAPER,
+    OPT_PIDFD_SOCKET,
 };
 
 /* Options shared by create and run; returns the index of the container id or -1 after reporting. */
@@ -29,6 +30,7 @@ static int parse_create_options(const char *command, int argc, char **argv, stru
         {"bundle", required_argument, NULL, OPT_BUNDLE},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"console-socket", required_argument, NULL, OPT_CONSOLE_SOCKET},
+        {"pidfd-socket", required_argument, NULL, OPT_PIDFD_SOCKET},
         {"no-pivot", no_argument, NULL, OPT_NO_PIVOT},
         {"no-new-keyring", no_argument, NULL, OPT_NO_NEW_KEYRING},
         {"preserve-fds", required_argument, NULL, OPT_PRESERVE_FDS},
@@ -44,6 +46,7 @@ static int parse_create_options(const char *command, int argc, char **argv, stru
         case OPT_BUNDLE: o->bundle = optarg; break;
         case OPT_PID_FILE: o->pid_file = optarg; break;
         case OPT_CONSOLE_SOCKET: o->console_socket = optarg; break;
+        case OPT_PIDFD_SOCKET: o->pidfd_socket = optarg; break;
         case OPT_NO_PIVOT: o->no_pivot = true; break;
         case OPT_NO_NEW_KEYRING: o->no_new_keyring = true; break;
         case OPT_PRESERVE_FDS:

@@ -19,9 +19,11 @@ static const struct cli_command commands[] = {
      "  -b, --bundle DIR        bundle directory (default: current directory)\n"
      "      --pid-file FILE     write the init's PID there\n"
      "      --console-socket S  send the pty master to this unix socket\n"
+     "      --pidfd-socket S    send a pidfd of the init to this unix socket\n"
      "      --no-pivot          chroot instead of pivot_root (for a ramdisk root)\n"
      "      --no-new-keyring    keep the caller's session keyring\n"
-     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"},
+     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"
+     "      --no-subreaper      accepted for runc compatibility (pea never is a subreaper)\n"},
     {"start", cmd_start, "start ID", "start the user process of a created container", ""},
     {"run", cmd_run, "run [options] ID", "create and start a container, waiting for it unless --detach",
      "  -b, --bundle DIR        bundle directory (default: current directory)\n"
@@ -29,9 +31,11 @@ static const struct cli_command commands[] = {
      "      --keep              keep the container's state after it exits\n"
      "      --pid-file FILE     write the init's PID there\n"
      "      --console-socket S  send the pty master to this unix socket\n"
+     "      --pidfd-socket S    send a pidfd of the init to this unix socket\n"
      "      --no-pivot          chroot instead of pivot_root\n"
      "      --no-new-keyring    keep the caller's session keyring\n"
-     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"},
+     "      --preserve-fds N    pass N extra fds (from 3) to the container\n"
+     "      --no-subreaper      accepted for runc compatibility (pea never is a subreaper)\n"},
     {"state", cmd_state, "state ID", "print the OCI state of a container as JSON", ""},
     {"kill", cmd_kill, "kill [options] ID [SIGNAL]", "send a signal (default SIGTERM) to the container's init",
      "  -a, --all               signal every process in the container's cgroup\n"},
@@ -45,11 +49,14 @@ static const struct cli_command commands[] = {
      "  -d, --detach            do not wait for the process\n"
      "      --pid-file FILE     write the process's PID there\n"
      "      --console-socket S  send the pty master to this unix socket\n"
+     "      --pidfd-socket S    send a pidfd of the process to this unix socket\n"
      "  -t, --tty               allocate a pseudo-terminal\n"
      "  -e, --env KEY=VALUE     set an environment variable (repeatable)\n"
      "      --cwd DIR           working directory inside the container\n"
      "  -u, --user UID[:GID]    run as this user\n"
-     "      --preserve-fds N    pass N extra fds (from 3) to the process\n"},
+     "      --preserve-fds N    pass N extra fds (from 3) to the process\n"
+     "      --process-label L, --apparmor P, --no-new-privs\n"
+     "                          accepted for runc compatibility and ignored (use --process)\n"},
     {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
     {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
     {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
@@ -66,6 +73,16 @@ static const struct cli_command commands[] = {
      "  -b, --bundle DIR        where to write it (default: current directory)\n"
      "      --rootless          for a container run by an unprivileged user\n"},
     {"features", cmd_features, "features", "print what this pea supports, as OCI features JSON", ""},
+    {"checkpoint", cmd_checkpoint, "checkpoint [options] ID", "not supported: pea does not implement CRIU checkpoints",
+     "      --image-path DIR, --work-path DIR, --parent-path DIR, --leave-running, --tcp-established,\n"
+     "      --tcp-skip-in-flight, --link-remap, --ext-unix-sk, --shell-job, --lazy-pages, --status-fd FD,\n"
+     "      --page-server ADDR, --file-locks, --pre-dump, --manage-cgroups-mode MODE, --empty-ns NS,\n"
+     "      --auto-dedup        runc's flags, accepted; the command always fails with \"not supported\"\n"},
+    {"restore", cmd_restore, "restore [options] ID", "not supported: pea does not implement CRIU restores",
+     "  -b, --bundle DIR, -d, --detach, --pid-file FILE, --console-socket S, --no-subreaper, --no-pivot,\n"
+     "      --image-path DIR, --work-path DIR, --tcp-established, --ext-unix-sk, --shell-job, --file-locks,\n"
+     "      --manage-cgroups-mode MODE, --empty-ns NS, --auto-dedup, --lazy-pages, --lsm-profile P,\n"
+     "      --lsm-mount-context C runc's flags, accepted; the command always fails with \"not supported\"\n"},
     {"pod", cmd_pod, "pod COMMAND [options]", "run and manage pods from Kubernetes Pod manifests",
      "  run [--detach] -f FILE [--data-root DIR] [--pause PATH]  run a pod (in the foreground)\n"
      "  apply -f FILE [--data-root DIR] [--recreate]   start a pod under pea-shim, or update it\n"
@@ -133,7 +150,9 @@ static void print_usage(FILE *f)
                "  --log FILE             also log to FILE (appended)\n"
                "  --log-format text|json format of the --log lines\n"
                "  --debug                log debug messages\n"
-               "  --systemd-cgroup       accept a slice:prefix:name cgroupsPath\n"
+               "  --systemd-cgroup       accepted for runc (slice:prefix:name is mapped either way)\n"
+               "  --criu PATH            accepted for runc compatibility (no checkpoint/restore)\n"
+               "  --rootless true|false|auto  accepted for runc compatibility (pea detects it)\n"
                "  -h, --help             show this help\n"
                "  -v, --version          print the version\n");
 }
