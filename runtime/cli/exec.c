@@ -13,8 +13,9 @@ enum {
     OPT_PIDFD_SOCKET,
     OPT_CWD,
     OPT_PRESERVE_FDS,
-    OPT_IGNORED_VALUE,
-    OPT_IGNORED_FLAG,
+    OPT_PROCESS_LABEL,
+    OPT_APPARMOR,
+    OPT_NO_NEW_PRIVS,
 };
 
 int cmd_exec(const struct cli_globals *g, int argc, char **argv)
@@ -30,14 +31,14 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         {"cwd", required_argument, NULL, OPT_CWD},
         {"user", required_argument, NULL, 'u'},
         {"preserve-fds", required_argument, NULL, OPT_PRESERVE_FDS},
-        {"process-label", required_argument, NULL, OPT_IGNORED_VALUE},
-        {"apparmor", required_argument, NULL, OPT_IGNORED_VALUE},
-        {"no-new-privs", no_argument, NULL, OPT_IGNORED_FLAG},
+        {"process-label", required_argument, NULL, OPT_PROCESS_LABEL},
+        {"apparmor", required_argument, NULL, OPT_APPARMOR},
+        {"no-new-privs", no_argument, NULL, OPT_NO_NEW_PRIVS},
         {0},
     };
     struct pea_exec_options o = {.root = g->root};
-    const char *process_file = NULL, *cwd = NULL, *user = NULL;
-    bool tty = false;
+    const char *process_file = NULL, *cwd = NULL, *user = NULL, *selinux_label = NULL, *apparmor = NULL;
+    bool tty = false, no_new_privs = false;
     AUTO_FREE char **env = xcalloc((size_t)argc + 1, sizeof(char *));
     size_t n_env = 0;
     int c;
@@ -57,8 +58,9 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
             if (!cli_parse_count(optarg, &o.preserve_fds))
                 return cli_usage_error("exec", "--preserve-fds: not a count: %s", optarg);
             break;
-        case OPT_IGNORED_VALUE:
-        case OPT_IGNORED_FLAG: break;
+        case OPT_PROCESS_LABEL: selinux_label = optarg; break;
+        case OPT_APPARMOR: apparmor = optarg; break;
+        case OPT_NO_NEW_PRIVS: no_new_privs = true; break;
         default: return cli_usage_error("exec", "unknown option %s", argv[optind - 1]);
         }
     }
@@ -85,6 +87,14 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         if (!process)
             return cli_fail(&err);
     }
+    /* Security flags override the process they come with, as runc's do; pea applies or refuses them, never drops
+     * them silently. */
+    if (selinux_label)
+        json_object_set_new(process, "selinuxLabel", json_string(selinux_label));
+    if (apparmor)
+        json_object_set_new(process, "apparmorProfile", json_string(apparmor));
+    if (no_new_privs)
+        json_object_set_new(process, "noNewPrivileges", json_true());
     o.process = process;
     int exit_code = 0;
     if (container_exec(&o, &exit_code, &err) < 0)

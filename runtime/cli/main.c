@@ -55,8 +55,9 @@ static const struct cli_command commands[] = {
      "      --cwd DIR           working directory inside the container\n"
      "  -u, --user UID[:GID]    run as this user\n"
      "      --preserve-fds N    pass N extra fds (from 3) to the process\n"
-     "      --process-label L, --apparmor P, --no-new-privs\n"
-     "                          accepted for runc compatibility and ignored (use --process)\n"},
+     "      --process-label L   the process's SELinux label\n"
+     "      --apparmor P        the process's AppArmor profile\n"
+     "      --no-new-privs      set no_new_privs for the process\n"},
     {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
     {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
     {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
