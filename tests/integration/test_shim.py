@@ -238,8 +238,10 @@ def test_apply_changing_one_env_recreates_only_that_container(pods, test_netns):
     json.dump(m, open(path, "w"))
     out = applied(pods, path, netns=test_netns)
     assert out.strip() == "recreated: a"
-    helpers.wait_until(lambda: ps(pods, name)["a"]["pid"] not in (0, before["a"]["pid"]), 15, "a recreated")
-    after = wait_running(pods, name, ("a", "b"))
+    # apply answers once the new instance runs: what ps says next is the new state.
+    after = ps(pods, name)
+    assert after["a"]["state"] == "running" and after["a"]["pid"] not in (0, before["a"]["pid"]), after
+    assert after["b"]["state"] == "running"
     assert after["b"]["pid"] == before["b"]["pid"] and after["b"]["restarts"] == 0
     assert pods.state(name)["infra"]["pid"] == infra
     assert os.readlink(f"/proc/{infra}/ns/net") == netns_before
@@ -249,6 +251,36 @@ def test_apply_changing_one_env_recreates_only_that_container(pods, test_netns):
     removed(pods, name)
     links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
     assert "peait1" not in links
+
+
+def test_apply_no_wait_answers_before_the_recreated_container_runs(pods):
+    name = pods.name()
+    a = sleeper(pods, env=[{"name": "COLOUR", "value": "red"}])
+    path = pods.manifest([a], name=name)
+    applied(pods, path)
+    before = wait_running(pods, name)["a"]
+    m = json.load(open(path))
+    m["spec"]["containers"][0]["env"][0]["value"] = "blue"
+    json.dump(m, open(path, "w"))
+    # sleep, the init of its PID namespace, ignores SIGTERM: the stop takes the 2 s grace period, during which the
+    # old instance is still the one that runs.
+    assert applied(pods, path, "--no-wait").strip() == "recreated: a"
+    assert ps(pods, name)["a"]["pid"] == before["pid"]
+    helpers.wait_until(lambda: ps(pods, name)["a"]["pid"] not in (0, before["pid"]), 15, "a recreated")
+    removed(pods, name)
+
+
+def test_apply_waits_for_added_containers(pods):
+    name = pods.name()
+    path = pods.manifest([sleeper(pods)], name=name)
+    applied(pods, path)
+    wait_running(pods, name)
+    m = json.load(open(path))
+    m["spec"]["containers"].append(sleeper(pods, "b", env=[{"name": "PEA_IT_MARK", "value": pods.mark}]))
+    json.dump(m, open(path, "w"))
+    assert applied(pods, path).strip() == "added: b"
+    assert ps(pods, name)["b"]["state"] == "running"
+    removed(pods, name)
 
 
 def test_apply_of_the_same_manifest_changes_nothing(pods):
