@@ -1,6 +1,7 @@
 /* The control socket: clients, their lifetime, pending replies and the supervisor callbacks that feed them. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -326,6 +327,9 @@ static void on_change(void *ctx, const char *container, const json_t *record)
     if (s->sup)
         pending_check(s);
     sweep(s);
+    /* A container's start builds its config, spec and process in memory and frees them: give back the pages, or
+     * they stay resident for the shim's life. Changes are rare (starts, exits), a trim is cheap. */
+    malloc_trim(0);
 }
 
 static void on_new_instance(void *ctx, const char *container)
