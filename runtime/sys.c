@@ -1,5 +1,6 @@
 /* Thin syscall layer: calls glibc lacks, each with its fallback here and nowhere else. */
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -141,6 +142,26 @@ unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie)
 /* The seals that make a memfd an immutable copy. */
 #define SEALED_COPY_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
+/* How much of the ELF executable at fd the kernel and the dynamic loader read: up to the end of the last segment
+ * (and of the program headers). What follows (debug info, the symbol table, section headers) need not be in the
+ * copy, which is memory the process holds for as long as it runs: a pod's shim for the pod's whole life. 0 when
+ * fd is not a 64-bit ELF file of ours: then all of it is copied. */
+static off_t elf_loaded_size(int fd, off_t file_size, Elf64_Ehdr *eh)
+{
+    if (pread(fd, eh, sizeof *eh, 0) != (ssize_t)sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr))
+        return 0;
+    off_t end = (off_t)(eh->e_phoff + (Elf64_Off)eh->e_phnum * sizeof(Elf64_Phdr));
+    for (Elf64_Half i = 0; i < eh->e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh->e_phoff + i * sizeof ph)) != (ssize_t)sizeof ph)
+            return 0;
+        if ((off_t)(ph.p_offset + ph.p_filesz) > end)
+            end = (off_t)(ph.p_offset + ph.p_filesz);
+    }
+    return end > (off_t)sizeof *eh && end <= file_size ? end : 0;
+}
+
 int sys_reexec_from_sealed_copy(char **argv)
 {
     AUTO_FD int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
@@ -152,11 +173,16 @@ int sys_reexec_from_sealed_copy(char **argv)
     struct stat st;
     if (fstat(self, &st) < 0)
         return -1;
+    Elf64_Ehdr eh;
+    off_t size = elf_loaded_size(self, st.st_size, &eh);
+    bool is_trimmed = size > 0 && size < st.st_size;
+    if (!is_trimmed)
+        size = st.st_size;
     AUTO_FD int copy = memfd_create("pea", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (copy < 0)
         return -1;
-    for (off_t done = 0; done < st.st_size;) {
-        ssize_t n = sendfile(copy, self, NULL, (size_t)(st.st_size - done));
+    for (off_t done = 0; done < size;) {
+        ssize_t n = sendfile(copy, self, NULL, (size_t)(size - done));
         if (n <= 0) {
             if (n < 0 && errno == EINTR)
                 continue;
@@ -165,6 +191,14 @@ int sys_reexec_from_sealed_copy(char **argv)
             return -1;
         }
         done += n;
+    }
+    if (is_trimmed && eh.e_shoff != 0) {
+        /* The section headers are not in the copy: say there are none rather than point past its end. */
+        eh.e_shoff = 0;
+        eh.e_shnum = 0;
+        eh.e_shstrndx = SHN_UNDEF;
+        if (pwrite(copy, &eh, sizeof eh, 0) != (ssize_t)sizeof eh)
+            return -1;
     }
     if (fcntl(copy, F_ADD_SEALS, SEALED_COPY_SEALS) < 0)
         return -1;

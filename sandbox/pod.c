@@ -84,8 +84,19 @@ static struct pea_pod *pod_alloc(const char *root, const char *name, const char 
     return pod;
 }
 
+bool pod_state_is_from_an_earlier_boot(const json_t *state)
+{
+    const char *recorded = json_string_value(json_object_get(state, "bootId"));
+    char now[64];
+    read_boot_id(now, sizeof now);
+    return recorded && now[0] && strcmp(recorded, now) != 0;
+}
+
 bool pod_infra_alive(const struct pea_pod *pod)
 {
+    /* A PID recorded before a reboot names whatever process has it now, start time or not. */
+    if (pod_state_is_from_an_earlier_boot(pod->state))
+        return false;
     json_t *infra = json_object_get(pod->state, "infra");
     pid_t pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
     unsigned long long start = (unsigned long long)json_integer_value(json_object_get(infra, "startTime"));
@@ -400,9 +411,13 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
             return pea_fail(err, 0, "pod %s does not exist", name);
         return pea_fail(err, 0, "pod %s: state %s: %s", name, path, jerr.text);
     }
-    if (json_integer_value(json_object_get(pod->state, "version")) != PEA_POD_STATE_VERSION)
-        return pea_fail(err, 0, "pod %s: state version %lld is not %d", name,
-                        (long long)json_integer_value(json_object_get(pod->state, "version")), PEA_POD_STATE_VERSION);
+    json_int_t version = json_integer_value(json_object_get(pod->state, "version"));
+    if (version > PEA_POD_STATE_VERSION)
+        return pea_fail(err, 0, "pod %s was made by a newer pea (state version %lld; this pea reads %d)", name,
+                        (long long)version, PEA_POD_STATE_VERSION);
+    if (version != PEA_POD_STATE_VERSION)
+        return pea_fail(err, 0, "pod %s: state %s: version %lld is not %d", name, path, (long long)version,
+                        PEA_POD_STATE_VERSION);
     const char *data_dir = json_string_value(json_object_get(pod->state, "dataDir"));
     pod->data_dir = xstrdup(data_dir ? data_dir : "");
     const char *cgroup = json_string_value(json_object_get(pod->state, "cgroup"));
@@ -474,13 +489,26 @@ static void wait_exited(const int *pidfds, size_t n, long long timeout_ms)
     }
 }
 
-/* The containers' inits as pidfds (-1 where not running or given as known_pidfd). */
+static bool container_is_stopped(const char *oci_root, const char *id, pid_t pid)
+{
+    struct pea_error ignored = {0};
+    AUTO_JSON json_t *st = container_state(oci_root, id, &ignored);
+    const char *status = json_string_value(json_object_get(st, "status"));
+    return !status || strcmp(status, "stopped") == 0 || json_integer_value(json_object_get(st, "pid")) != pid;
+}
+
+/* A container's init as a pidfd, -1 when it does not run. The state says "stopped" unless the pid still has the
+ * recorded start time; asked again after pidfd_open, so that the pidfd cannot be of a process that took the pid
+ * over in between. */
 static int open_init_pidfd(const char *oci_root, const char *id)
 {
     struct pea_error ignored = {0};
     AUTO_JSON json_t *st = container_state(oci_root, id, &ignored);
     pid_t pid = st ? (pid_t)json_integer_value(json_object_get(st, "pid")) : 0;
-    return pid > 0 ? sys_pidfd_open(pid, 0) : -1;
+    AUTO_FD int pidfd = pid > 0 ? sys_pidfd_open(pid, 0) : -1;
+    if (pidfd < 0 || container_is_stopped(oci_root, id, pid))
+        return -1;
+    return take_fd(&pidfd);
 }
 
 /* SIGTERM to each init, the grace period, SIGKILL to whatever is left in their cgroups, then delete. */
@@ -583,11 +611,21 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
     if (ids)
         ids[n_members] = NULL;
     note_failure(ids ? 0 : -1, &first, &one);
-    r = stop_containers(oci_root, ids, n_members, NULL, grace_seconds, &one);
-    note_failure(r, &first, &one);
-    char *infra[] = {PEA_POD_INFRA_ID, NULL};
-    r = stop_containers(oci_root, infra, 1, NULL, 2, &one);
-    note_failure(r, &first, &one);
+    const char *cgroup = json_string_value(json_object_get(state, "cgroup"));
+    if (pod_state_is_from_an_earlier_boot(state)) {
+        /* Its processes died with the boot and the PIDs recorded now name others: nothing is signalled. What
+         * could outlive a reboot is the state on disk, removed below with the pod's directory. */
+        for (size_t i = 0; cgroup && i <= n_members; i++) {
+            AUTO_FREE char *child = xasprintf("%s/%s", cgroup, i < n_members ? ids[i] : PEA_POD_INFRA_ID);
+            note_failure(cgroup_destroy(child, &one), &first, &one);
+        }
+    } else {
+        r = stop_containers(oci_root, ids, n_members, NULL, grace_seconds, &one);
+        note_failure(r, &first, &one);
+        char *infra[] = {PEA_POD_INFRA_ID, NULL};
+        r = stop_containers(oci_root, infra, 1, NULL, 2, &one);
+        note_failure(r, &first, &one);
+    }
     note_failure(unpin_namespaces(dir, &one), &first, &one);
 
     json_t *network = json_object_get(state, "network");
@@ -599,7 +637,6 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
         note_failure(release_bridge(root, bridge, &one), &first, &one);
 
     /* No state, no uid: then the pod never got as far as its cgroup. */
-    const char *cgroup = json_string_value(json_object_get(state, "cgroup"));
     if (cgroup)
         note_failure(cgroup_destroy(cgroup, &one), &first, &one);
 

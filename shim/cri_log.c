@@ -23,6 +23,10 @@ struct cri_log {
     size_t cap;
 };
 
+/* A chunk of many short lines needs a buffer many times its size (a 64 KiB chunk of empty lines: over 2 MiB);
+ * one larger than this is let go after the write instead of kept, per container, for the shim's life. */
+#define CRI_LOG_KEPT_BUFFER (128 * 1024)
+
 /* "name" for index 0, "name.N" for the Nth rotated file. */
 static char *rotated_name(const char *name, unsigned index)
 {
@@ -175,7 +179,13 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         out[piece.len] = '\n';
         used += record_len;
     }
-    return flush(log, used, err);
+    int r = flush(log, used, err);
+    if (log->cap > CRI_LOG_KEPT_BUFFER) {
+        free(log->buf);
+        log->buf = NULL;
+        log->cap = 0;
+    }
+    return r;
 }
 
 /* ---- parsing ---- */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -153,9 +154,20 @@ static int serve(struct pea_pod *pod, const struct shim_args *a, int *ready_fd, 
     return r;
 }
 
+/* One shim runs per pod for the pod's life, so what it keeps resident counts per pod. glibc's defaults suit a busy
+ * allocator: its mmap threshold grows to the largest block freed (so later large blocks come from the heap and
+ * stay there), and it trims the heap only past 128 KiB free at its top. Fixed thresholds give large blocks back
+ * when freed. (One thread: only the main arena exists, M_ARENA_MAX would change nothing.) */
+static void tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    tune_malloc();
     struct shim_args a;
     if (parse_args(argc, argv, &a) < 0) {
         fprintf(stderr, "usage: pea-shim --root DIR --data-root DIR --pause PATH --manifest FILE --ready-fd N "

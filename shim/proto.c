@@ -60,7 +60,9 @@ static const struct op_rule {
     [PROTO_OP_WAIT] = {"wait",
                        {{"container", ARG_STRING, false, FIELD(container)},
                         {"for", ARG_WAIT_FOR, false, FIELD(wait_for)}}},
-    [PROTO_OP_APPLY] = {"apply", {{"manifest", ARG_OBJECT, true, FIELD(manifest)}}},
+    [PROTO_OP_APPLY] = {"apply",
+                        {{"manifest", ARG_OBJECT, true, FIELD(manifest)},
+                         {"noWait", ARG_BOOL, false, FIELD(no_wait)}}},
     [PROTO_OP_EVENTS] = {"events", {{0}}},
     [PROTO_OP_SHUTDOWN] = {"shutdown", {{0}}},
 };

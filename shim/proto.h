@@ -30,7 +30,7 @@ enum proto_op {
     PROTO_OP_ATTACH,   /* {container} */
     PROTO_OP_LOGS,     /* {container, follow?, tail?: lines, previous?} */
     PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running"} */
-    PROTO_OP_APPLY,    /* {manifest: object} */
+    PROTO_OP_APPLY,    /* {manifest: object, noWait?} */
     PROTO_OP_EVENTS,   /* {} */
     PROTO_OP_SHUTDOWN, /* {} */
 };
@@ -55,6 +55,7 @@ struct proto_request {
     uint64_t tail;            /* logs: last lines, 0 = all */
     enum proto_wait_for wait_for;
     json_t *manifest; /* apply: an object, owned */
+    bool no_wait;     /* apply: answer at once, not once the recreated and added containers have started */
 };
 
 /* Parse and validate one request strictly: an unknown op or argument, a missing or wrongly typed one, fails with

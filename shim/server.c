@@ -1,6 +1,7 @@
 /* The control socket: clients, their lifetime, pending replies and the supervisor callbacks that feed them. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -182,6 +183,8 @@ void pending_remove(struct shim_server *s, struct pending *p)
         supervisor_unwatch(s->sup, p->pidfd);
         close(p->pidfd);
     }
+    json_decref(p->result);
+    json_decref(p->awaited);
     free(p->container);
     free(p);
 }
@@ -214,6 +217,22 @@ static bool every_app_runs(json_t *containers)
     return true;
 }
 
+/* An apply's containers have each started since (or failed to: that too sets startedAt), are gone, or wait for
+ * their turn (an app container before the init containers are done starts later, from the new spec). */
+static bool applied_containers_started(const struct pending *p, json_t *containers)
+{
+    const char *name;
+    json_t *before;
+    json_object_foreach(p->awaited, name, before) {
+        json_t *record = containers_find(containers, name);
+        json_t *started = json_object_get(record, "startedAt");
+        bool is_same_instance = json_is_null(before) ? !started : started && json_equal(before, started);
+        if (record && is_same_instance && !state_is(record, "waiting"))
+            return false;
+    }
+    return true;
+}
+
 /* Whether p can be answered now; *result gets what to answer with. */
 static bool pending_is_met(const struct pending *p, json_t *containers, json_t *status, json_t **result)
 {
@@ -239,6 +258,11 @@ static bool pending_is_met(const struct pending *p, json_t *containers, json_t *
         return true;
     }
     case PENDING_EXEC: return false;
+    case PENDING_APPLY:
+        if (!applied_containers_started(p, containers))
+            return false;
+        *result = json_incref(p->result);
+        return true;
     }
     *result = record ? json_deep_copy(record) : json_deep_copy(containers);
     return true;
@@ -303,6 +327,9 @@ static void on_change(void *ctx, const char *container, const json_t *record)
     if (s->sup)
         pending_check(s);
     sweep(s);
+    /* A container's start builds its config, spec and process in memory and frees them: give back the pages, or
+     * they stay resident for the shim's life. Changes are rare (starts, exits), a trim is cheap. */
+    malloc_trim(0);
 }
 
 static void on_new_instance(void *ctx, const char *container)

@@ -24,6 +24,7 @@ enum pending_kind {
     PENDING_RUNNING,       /* wait for running: a container, or every app container when none is named */
     PENDING_POD_EXIT,      /* wait for exit of the pod: answered when the shim ends */
     PENDING_EXEC,          /* an exec'd process: its exit code goes as an event, then end */
+    PENDING_APPLY,         /* apply: answered once each recreated or added container has started (or failed to) */
 };
 
 struct pending {
@@ -34,6 +35,8 @@ struct pending {
     uint64_t id;
     char *container; /* NULL: the pod */
     int pidfd;       /* exec */
+    json_t *result;  /* apply: the summary to answer with */
+    json_t *awaited; /* apply: {container: its startedAt before the apply, or null}; met once it differs */
 };
 
 struct shim_server {

@@ -138,13 +138,32 @@ static void handle_apply(struct client *c, const struct proto_request *req)
         client_reply_error(c, req->id, msg);
         return;
     }
+    /* Which instance of each container ran before: the apply is done once the recreated and added ones have
+     * new ones. */
+    AUTO_JSON json_t *before = supervisor_containers(s->sup);
     json_t *summary = NULL;
     if (supervisor_apply(s->sup, m, &summary, &err) < 0) {
         manifest_free(m);
         client_reply_error(c, req->id, err.msg);
         return;
     }
-    reply_ok(c, req->id, summary);
+    if (req->no_wait) {
+        reply_ok(c, req->id, summary);
+        return;
+    }
+    struct pending *p = pending_add(s, PENDING_APPLY, c, req->id, NULL);
+    p->result = summary;
+    p->awaited = json_object();
+    static const char *const started[] = {"recreated", "added"};
+    for (size_t i = 0; i < ARRAY_SIZE(started); i++) {
+        size_t j;
+        json_t *name;
+        json_array_foreach(json_object_get(summary, started[i]), j, name) {
+            json_t *at = json_object_get(containers_find(before, json_string_value(name)), "startedAt");
+            json_object_set_new(p->awaited, json_string_value(name), at ? json_incref(at) : json_null());
+        }
+    }
+    pending_check(s);
 }
 
 void server_handle(struct client *c, struct proto_request *req, int *fds, size_t n_fds)

@@ -56,7 +56,9 @@ static inline void pod_free_p(struct pea_pod **p) { pod_free(*p); }
 /* Write pod.json atomically. */
 int pod_save(struct pea_pod *pod, struct pea_error *err);
 
-/* Whether the infra process still runs (same start time as recorded). */
+/* Whether pod.json (state) was written before the machine last booted: its recorded PIDs mean nothing now. */
+bool pod_state_is_from_an_earlier_boot(const json_t *state);
+/* Whether the infra process still runs (same start time as recorded, and the same boot). */
 bool pod_infra_alive(const struct pea_pod *pod);
 
 /* Make a member container (created, not started; id = its name) from the manifest entry: generated bundle, fresh
@@ -72,7 +74,8 @@ int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long lo
 
 /* Tear down everything of the pod named `name` under root, whatever state it is in (also half-made, or with its
  * supervisor gone): members (SIGTERM, grace, SIGKILL), the infra, pinned namespaces, network devices, cgroups,
- * volumes, overlay layers, state. Idempotent; a missing pod is an error "pod X does not exist". */
+ * volumes, overlay layers, state. Idempotent; a missing pod is an error "pod X does not exist". A pod from an
+ * earlier boot is cleaned without signalling any recorded PID. */
 int pod_remove(const char *root, const char *name, long long grace_seconds, struct pea_error *err);
 
 /* Names of the pods under root (sorted); caller frees with strv_free. */

@@ -165,6 +165,9 @@ int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *e
 
 bool pod_shim_is_alive(const struct pea_pod *pod)
 {
+    /* After a reboot the recorded PID is some other process's: never one to talk to, let alone kill. */
+    if (pod_state_is_from_an_earlier_boot(pod->state))
+        return false;
     json_t *shim = json_object_get(pod->state, "shim");
     pid_t pid = (pid_t)json_integer_value(json_object_get(shim, "pid"));
     unsigned long long start = (unsigned long long)json_integer_value(json_object_get(shim, "startTime"));
@@ -210,6 +213,19 @@ int pod_shim_receive(int fd, int timeout_ms, json_t **msg, int *reply_fd, struct
         return -1;
     if (reply_fd)
         *reply_fd = n_fds > 0 ? fds[0] : -1;
+    /* A shim of another pea (the binaries replaced while it runs) may speak another protocol: say so rather
+     * than misread it. */
+    json_t *v = *msg ? json_object_get(*msg, "v") : NULL;
+    if (*msg && json_integer_value(v) != PROTO_VERSION) {
+        json_int_t got = json_integer_value(v);
+        json_decref(take_ptr(msg));
+        if (reply_fd && *reply_fd >= 0) {
+            close(*reply_fd);
+            *reply_fd = -1;
+        }
+        return pea_fail(err, 0, "pea-shim speaks protocol version %lld; this pea speaks %d (restart the pod with "
+                        "pea pod apply --recreate)", (long long)got, PROTO_VERSION);
+    }
     return 0;
 }
 
@@ -336,16 +352,17 @@ static void print_summary(const char *name, json_t *summary)
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv)
 {
-    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE };
+    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE, OPT_NO_WAIT };
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
         {"recreate", no_argument, NULL, OPT_RECREATE},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
         {0},
     };
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
-    bool recreate = false;
+    bool recreate = false, no_wait = false;
     int c;
     while ((c = getopt_long(argc, argv, "+f:", opts, NULL)) != -1) {
         switch (c) {
@@ -353,6 +370,7 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
         case OPT_DATA_ROOT: data_root = optarg; break;
         case OPT_PAUSE: pause = optarg; break;
         case OPT_RECREATE: recreate = true; break;
+        case OPT_NO_WAIT: no_wait = true; break;
         default: return cli_usage_error("pod apply", "unknown option %s", argv[optind - 1]);
         }
     }
@@ -381,8 +399,14 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
                 return cli_fail(&err);
             json_t *req = pod_shim_request("apply");
             json_object_set(req, "manifest", m->raw);
+            /* Sent only when asked: a shim older than the argument refuses it (and answers at once without it). */
+            if (no_wait)
+                json_object_set_new(req, "noWait", json_true());
+            /* The answer comes once recreated containers have been stopped (the new grace period) and started. */
+            long long timeout_ms = POD_SHIM_REQUEST_TIMEOUT_MS + (no_wait ? 0 : m->termination_grace_seconds * 1000);
             AUTO_JSON json_t *summary = NULL;
-            if (pod_shim_call(fd, req, NULL, 0, POD_SHIM_REQUEST_TIMEOUT_MS, &summary, NULL, &err) < 0)
+            if (pod_shim_call(fd, req, NULL, 0, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms, &summary, NULL,
+                              &err) < 0)
                 return cli_fail(&err);
             print_summary(m->name, summary);
             return 0;

@@ -27,8 +27,9 @@ static const struct {
     {"rm", "pod rm [--force] NAME...", "stop a pod's containers (grace period, then SIGKILL) and remove all of it"},
     {"ls", "pod ls [--output table|json]", "list the pods under --root"},
     {"ps", "pod ps [--output table|json] NAME", "list a pod's containers with state, exit code and restarts"},
-    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate]",
-     "make the pod what FILE says: start it under pea-shim, or change only what changed"},
+    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate] [--no-wait]",
+     "make the pod what FILE says: start it under pea-shim, or change only what changed (and wait until the "
+     "changed containers run; --no-wait: not)"},
     {"logs", "pod logs [-c C] [--tail N] [--previous] [-f] NAME", "print a container's output (from its log files)"},
     {"exec", "pod exec [-c C] [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME -- CMD...",
      "run a command in a container; its exit code is ours"},
@@ -214,22 +215,12 @@ static bool parse_output_flag(int argc, char **argv, const char *command, bool *
     return true;
 }
 
-static bool is_from_an_earlier_boot(const struct pea_pod *pod)
-{
-    const char *recorded = json_string_value(json_object_get(pod->state, "bootId"));
-    AUTO_FREE char *now = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, NULL);
-    if (!recorded || !now)
-        return false;
-    now[strcspn(now, "\n")] = '\0';
-    return strcmp(recorded, now) != 0;
-}
-
 /* "gone": stale state from before a reboot. A shim's pod: what the shim says, "degraded" when the shim is gone but
  * the infra lives, "stopped" when both are. A foreground pod (no shim): as recorded, "degraded" once its infra
  * is gone. */
 static const char *pod_status(const struct pea_pod *pod, json_t *shim_status)
 {
-    if (is_from_an_earlier_boot(pod))
+    if (pod_state_is_from_an_earlier_boot(pod->state))
         return "gone";
     if (shim_status && json_string_value(json_object_get(shim_status, "status")))
         return json_string_value(json_object_get(shim_status, "status"));

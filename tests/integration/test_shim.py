@@ -238,8 +238,10 @@ def test_apply_changing_one_env_recreates_only_that_container(pods, test_netns):
     json.dump(m, open(path, "w"))
     out = applied(pods, path, netns=test_netns)
     assert out.strip() == "recreated: a"
-    helpers.wait_until(lambda: ps(pods, name)["a"]["pid"] not in (0, before["a"]["pid"]), 15, "a recreated")
-    after = wait_running(pods, name, ("a", "b"))
+    # apply answers once the new instance runs: what ps says next is the new state.
+    after = ps(pods, name)
+    assert after["a"]["state"] == "running" and after["a"]["pid"] not in (0, before["a"]["pid"]), after
+    assert after["b"]["state"] == "running"
     assert after["b"]["pid"] == before["b"]["pid"] and after["b"]["restarts"] == 0
     assert pods.state(name)["infra"]["pid"] == infra
     assert os.readlink(f"/proc/{infra}/ns/net") == netns_before
@@ -249,6 +251,36 @@ def test_apply_changing_one_env_recreates_only_that_container(pods, test_netns):
     removed(pods, name)
     links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
     assert "peait1" not in links
+
+
+def test_apply_no_wait_answers_before_the_recreated_container_runs(pods):
+    name = pods.name()
+    a = sleeper(pods, env=[{"name": "COLOUR", "value": "red"}])
+    path = pods.manifest([a], name=name)
+    applied(pods, path)
+    before = wait_running(pods, name)["a"]
+    m = json.load(open(path))
+    m["spec"]["containers"][0]["env"][0]["value"] = "blue"
+    json.dump(m, open(path, "w"))
+    # sleep, the init of its PID namespace, ignores SIGTERM: the stop takes the 2 s grace period, during which the
+    # old instance is still the one that runs.
+    assert applied(pods, path, "--no-wait").strip() == "recreated: a"
+    assert ps(pods, name)["a"]["pid"] == before["pid"]
+    helpers.wait_until(lambda: ps(pods, name)["a"]["pid"] not in (0, before["pid"]), 15, "a recreated")
+    removed(pods, name)
+
+
+def test_apply_waits_for_added_containers(pods):
+    name = pods.name()
+    path = pods.manifest([sleeper(pods)], name=name)
+    applied(pods, path)
+    wait_running(pods, name)
+    m = json.load(open(path))
+    m["spec"]["containers"].append(sleeper(pods, "b", env=[{"name": "PEA_IT_MARK", "value": pods.mark}]))
+    json.dump(m, open(path, "w"))
+    assert applied(pods, path).strip() == "added: b"
+    assert ps(pods, name)["b"]["state"] == "running"
+    removed(pods, name)
 
 
 def test_apply_of_the_same_manifest_changes_nothing(pods):
@@ -488,3 +520,144 @@ def test_wait_and_events(pods):
     code, out, err = pods.cli("pod", "wait", "--for", "running", "-c", "b", name)
     assert code == 0, err
     removed(pods, name)
+
+
+def start_time(pid):
+    """A process's start time in clock ticks since boot, as pea records it."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
+def edit_state(pods, name, change):
+    path = os.path.join(pods.root, "pods", name, "pod.json")
+    state = pods.state(name)
+    change(state)
+    with open(path, "w") as f:
+        json.dump(state, f)
+
+
+def test_binaries_replaced_on_disk_while_the_pod_runs(pods):
+    """A pod started by one set of binaries is managed by the files that replace them; the running shim, re-executed
+    from a sealed memfd, does not hold its file, so even rewriting it in place (no ETXTBSY) cannot touch it."""
+    build = os.path.dirname(os.path.dirname(os.path.realpath(pods.runtime)))
+    bin_dir = os.path.join(pods.work_dir, "bin")
+    os.mkdir(bin_dir)
+    binaries = {"pea": os.path.join(build, "runtime", "pea"), "pea-shim": os.path.join(build, "shim", "pea-shim"),
+                "pea-pause": os.path.join(build, "sandbox", "pea-pause")}
+    for b, src in binaries.items():
+        subprocess.run(["cp", src, os.path.join(bin_dir, b)], check=True)
+    built_runtime, pods.runtime = pods.runtime, os.path.join(bin_dir, "pea")
+    try:
+        name = pods.name()
+        path = pods.manifest([sleeper(pods, env=[{"name": "COLOUR", "value": "red"}]), sleeper(pods, "b")],
+                             name=name)
+        applied(pods, path)
+        before = wait_running(pods, name, ("a", "b"))
+        shim = shim_pid(pods, name)
+        assert os.readlink(f"/proc/{shim}/exe").startswith("/memfd:")
+        # Rewritten in place: truncated, then the bytes written again.
+        with open(binaries["pea-shim"], "rb") as f:
+            content = f.read()
+        with open(os.path.join(bin_dir, "pea-shim"), "r+b") as f:
+            f.truncate(0)
+            f.write(content)
+        # Replaced: a new file renamed over the old path, as a package manager does.
+        for b in ("pea", "pea-pause", "pea-shim"):
+            subprocess.run(["cp", binaries[b], os.path.join(bin_dir, b + ".new")], check=True)
+            os.rename(os.path.join(bin_dir, b + ".new"), os.path.join(bin_dir, b))
+
+        assert ps(pods, name)["a"]["pid"] == before["a"]["pid"]
+        code, out, err = pods.cli("pod", "exec", "-c", "b", name, "--", "echo", "hi")
+        assert (code, out) == (0, "hi\n"), err
+        m = json.load(open(path))
+        m["spec"]["containers"][0]["env"][0]["value"] = "blue"
+        json.dump(m, open(path, "w"))
+        assert applied(pods, path).strip() == "recreated: a"
+        after = ps(pods, name)
+        assert after["a"]["pid"] != before["a"]["pid"] and after["b"]["pid"] == before["b"]["pid"]
+        code, out, err = pods.cli("pod", "logs", "-c", "a", name)
+        assert (code, out) == (0, "up\n"), err
+        code, out, err = pods.cli("pod", "logs", "--previous", "-c", "a", name)
+        assert (code, out) == (0, "up\n"), err
+        assert shim_pid(pods, name) == shim
+        removed(pods, name)
+    finally:
+        pods.runtime = built_runtime
+
+
+def test_state_and_protocol_versions_are_checked(pods):
+    name = pods.name()
+    applied(pods, pods.manifest([sleeper(pods)], name=name))
+    wait_running(pods, name)
+    edit_state(pods, name, lambda s: s.update(version=2))
+    code, out, err = pods.cli("pod", "ps", name)
+    assert code == 1 and err.strip() == \
+        f"pea: pod {name} was made by a newer pea (state version 2; this pea reads 1)", err
+    assert ls(pods)[name]["status"] == "broken"
+    edit_state(pods, name, lambda s: s.update(version=1))
+
+    # A shim that answers in another protocol version: the client says so instead of misreading it.
+    shim = shim_pid(pods, name)
+    recorded = pods.state(name)["shim"]
+    os.kill(shim, signal.SIGKILL)
+    helpers.wait_until(lambda: not os.path.exists(f"/proc/{shim}") or helpers._proc_stat(shim)[0] == "Z", 5,
+                       "the shim dead")
+    helpers.reap_orphans()
+    pod_dir = os.path.join(pods.root, "pods", name)
+    os.unlink(os.path.join(pod_dir, "shim.sock"))
+    dir_fd = os.open(pod_dir, os.O_PATH | os.O_DIRECTORY)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        server.bind(f"/proc/self/fd/{dir_fd}/shim.sock")
+        server.listen(1)
+        edit_state(pods, name, lambda s: s.update(shim={"pid": os.getpid(), "startTime": start_time(os.getpid())}))
+        client = subprocess.Popen(pods.argv("pod", "wait", "--for", "running", name), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=pods.env)
+        conn, _ = server.accept()
+        req = json.loads(conn.recv(65536))
+        conn.send(json.dumps({"v": 2, "id": req["id"], "ok": True, "result": None}).encode())
+        out, err = client.communicate(timeout=10)
+        conn.close()
+        assert client.returncode == 1 and "pea-shim speaks protocol version 2; this pea speaks 1" in err, err
+    finally:
+        # Never leave our own PID recorded as the shim: rm would shut "it" down.
+        edit_state(pods, name, lambda s: s.update(shim=recorded))
+        server.close()
+        os.close(dir_fd)
+    removed(pods, name)
+
+
+def test_pod_from_an_earlier_boot_is_gone_and_rm_signals_no_recorded_pid(pods):
+    """A crash, then a reboot, simulated: every process of the pod SIGKILLed and pod.json's bootId changed. The
+    PIDs recorded then name other processes now: a victim of ours takes their place in the state (with its true
+    start time) and must survive `pod rm`."""
+    name = pods.name()
+    applied(pods, pods.manifest([sleeper(pods), sleeper(pods, "b")], name=name))
+    running = wait_running(pods, name, ("a", "b"))
+    state = pods.state(name)
+    for pid in (state["shim"]["pid"], running["a"]["pid"], running["b"]["pid"], state["infra"]["pid"]):
+        os.kill(pid, signal.SIGKILL)
+    for pid in (state["shim"]["pid"], state["infra"]["pid"]):
+        helpers.wait_until(lambda: not os.path.exists(f"/proc/{pid}") or helpers._proc_stat(pid)[0] == "Z", 5,
+                           f"{pid} dead")
+    helpers.reap_orphans()
+    victim = subprocess.Popen(["sleep", "300"])
+    helpers.claim_child(victim.pid)
+    try:
+        as_victim = {"pid": victim.pid, "startTime": start_time(victim.pid)}
+        edit_state(pods, name, lambda s: s.update(bootId=str(uuid.uuid4()), shim=as_victim, infra=as_victim))
+        for c in ("a", "_infra"):
+            oci_state = os.path.join(pods.root, "pods", name, "oci", c, "state.json")
+            st = json.load(open(oci_state))
+            st.update(pid=victim.pid, start_time=as_victim["startTime"])
+            json.dump(st, open(oci_state, "w"))
+        assert ls(pods)[name]["status"] == "gone"
+        code, out, err = pods.cli("pod", "rm", name)
+        assert code == 0, err
+        assert victim.poll() is None, "pod rm signalled a PID recorded before the boot"
+        assert pods.leftovers() == []
+    finally:
+        victim.kill()
+        victim.wait()
+        helpers.release_child(victim.pid)
