@@ -107,3 +107,14 @@ def test_exec_in_a_missing_container_fails(run, cid):
     r = run("exec", cid, "true")
     assert r.code != 0
     assert "does not exist" in r.err
+
+
+def test_exec_no_new_privs_flag_applies(run, bundle, cid, wait_for_status):
+    bundle.config["process"]["noNewPrivileges"] = False
+    bundle.args("peatest", "sleep", "100")
+    run.ok("create", "--bundle", bundle, cid)
+    run.ok("start", cid)
+    wait_for_status(cid, "running")
+    plain = run.ok("exec", cid, "grep", "NoNewPrivs", "/proc/self/status").out.split()
+    flagged = run.ok("exec", "--no-new-privs", cid, "grep", "NoNewPrivs", "/proc/self/status").out.split()
+    assert (plain[-1], flagged[-1]) == ("0", "1")
