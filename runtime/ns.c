@@ -1,13 +1,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pea/idmap.h"
 #include "pea/ns.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -154,19 +157,41 @@ static int write_map(int proc_fd, pid_t pid, const char *file, const struct pea_
     return 0;
 }
 
+/* The one map an unprivileged process may write itself (user_namespaces(7)): a single id, its own. */
+static bool is_own_only(const struct pea_id_mapping *m, size_t n, uint32_t own)
+{
+    return n == 1 && m[0].host_id == own && m[0].size == 1;
+}
+
+bool ns_id_maps_need_helper(const struct pea_spec *spec)
+{
+    return is_new(spec, PEA_NS_USER) && geteuid() != 0 &&
+           (!is_own_only(spec->uid_mappings, spec->n_uid_mappings, geteuid()) ||
+            !is_own_only(spec->gid_mappings, spec->n_gid_mappings, getegid()));
+}
+
 int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err)
 {
-    if (geteuid() != 0) {
-        /* Unprivileged writers must deny setgroups before they may write gid_map. */
+    bool is_root = geteuid() == 0;
+    bool uid_helper = !is_root && !is_own_only(spec->uid_mappings, spec->n_uid_mappings, geteuid());
+    bool gid_helper = !is_root && !is_own_only(spec->gid_mappings, spec->n_gid_mappings, getegid());
+    /* Unprivileged writers must deny setgroups before they may write gid_map. newgidmap needs no such thing, and
+     * denying would take supplementary groups from the container for good. */
+    if (!is_root && !gid_helper) {
         char path[64];
         snprintf(path, sizeof path, "%d/setgroups", (int)pid);
         AUTO_FD int fd = openat(proc_fd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || sys_check_procfs(fd) < 0 || write_all(fd, "deny", 4) < 0)
             return pea_fail(err, errno, "write /proc/%d/setgroups", (int)pid);
     }
-    if (write_map(proc_fd, pid, "uid_map", spec->uid_mappings, spec->n_uid_mappings, err) < 0)
+    int r = uid_helper ? idmap_write_with_helper("newuidmap", "uid_map", pid, spec->uid_mappings,
+                                                 spec->n_uid_mappings, err)
+                       : write_map(proc_fd, pid, "uid_map", spec->uid_mappings, spec->n_uid_mappings, err);
+    if (r < 0)
         return -1;
-    return write_map(proc_fd, pid, "gid_map", spec->gid_mappings, spec->n_gid_mappings, err);
+    return gid_helper ? idmap_write_with_helper("newgidmap", "gid_map", pid, spec->gid_mappings,
+                                                spec->n_gid_mappings, err)
+                      : write_map(proc_fd, pid, "gid_map", spec->gid_mappings, spec->n_gid_mappings, err);
 }
 
 int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct pea_error *err)
@@ -209,8 +234,28 @@ static int sysctl_path(const char *key, char *buf, size_t len, struct pea_error 
     return 0;
 }
 
+/* A new network namespace starts with "lo" down; runc and crun bring it up, and callers rely on that (podman's
+ * "--network none" containers and pods talk over 127.0.0.1). */
+static int loopback_up(struct pea_error *err)
+{
+    AUTO_FD int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+        return pea_fail(err, errno, "bring up lo in the new network namespace");
+    if (ifr.ifr_flags & IFF_UP)
+        return 0;
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+        return pea_fail(err, errno, "bring up lo in the new network namespace");
+    return 0;
+}
+
 int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err)
 {
+    const struct pea_namespace *net = &spec->namespaces[PEA_NS_NETWORK];
+    if (net->is_present && !net->path && loopback_up(err) < 0)
+        return -1;
     if (spec->hostname && *spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
         return pea_fail(err, errno, "set hostname %s", spec->hostname);
     if (spec->domainname && *spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0)

@@ -243,6 +243,7 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
         return pea_fail(err, errno, "open /proc");
     if (child_wait_for(sock, SYNC_GO, NULL, err) < 0)
         return -1;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->is_exec) {
         if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_SELF, err) < 0)
             return -1;
@@ -325,8 +326,12 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
      * cannot tell: it is 0 in a new pid namespace.) */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Until execve we are a copy of the host's pea inside the container: not dumpable, so no process in there can
-     * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+     * open our /proc/PID/exe (the host binary) or our fds. execve of the user's binary makes it dumpable again.
+     * newuidmap/newgidmap only write the maps of a process whose /proc/PID belongs to the caller, which a
+     * non-dumpable one does not: then we stay dumpable until the maps are written (SYNC_GO), which comes before
+     * we join or create any namespace but those clone3 gave us. */
+    if (!l->maps_by_helper)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->spec->seccomp) {
         /* Compiled while we still may do anything; loaded at the last moment. */
         filter = seccomp_filter_build(l->spec->seccomp, &err);
@@ -467,10 +472,36 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
     return parent_expect(l, SYNC_READY, err);
 }
 
+/* Joining a container's pid or time namespace (or making a time namespace with offsets) changes the namespaces of
+ * all our later children, not only of this one: a long-lived caller such as pea-shim, which goes on to create other
+ * containers (CLONE_NEWPID from inside another pid namespace fails with EINVAL), gets its own back after the clone. */
+/* Only where it changed: setns takes CAP_SYS_ADMIN even back into our own namespace, which a rootless pea lacks. */
+static int restore_namespace(int saved_fd, const char *current, int type, const char *what, struct pea_error *err)
+{
+    struct stat saved, now;
+    if (saved_fd < 0 || fstat(saved_fd, &saved) < 0 || stat(current, &now) < 0 ||
+        (saved.st_dev == now.st_dev && saved.st_ino == now.st_ino))
+        return 0;
+    if (setns(saved_fd, type) < 0)
+        return pea_fail(err, errno, "restore our %s namespace for children", what);
+    return 0;
+}
+
+static int restore_children_namespaces(int pid_ns, int time_ns, struct pea_error *err)
+{
+    if (restore_namespace(pid_ns, "/proc/self/ns/pid_for_children", CLONE_NEWPID, "pid", err) < 0 ||
+        restore_namespace(time_ns, "/proc/self/ns/time_for_children", CLONE_NEWTIME, "time", err) < 0)
+        return -1;
+    return 0;
+}
+
 int process_launch(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
         return -1;
+    /* Missing on kernels without time namespaces: then there is nothing to restore. */
+    AUTO_FD int own_pid_ns = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+    AUTO_FD int own_time_ns = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         return pea_fail(err, errno, "socketpair");
@@ -479,7 +510,7 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     if (l->is_exec) {
         if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_FOR_CHILDREN, err) < 0) {
             close(pair[1]);
-            return -1;
+            return -1; /* setns of several namespaces at once is all or nothing */
         }
     } else {
         struct pea_ns_handles h;
@@ -489,6 +520,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
             r = ns_prepare_parent(l->spec, &h, &ns_flags, err);
         ns_close_handles(&h);
         if (r < 0) {
+            struct pea_error ignored = {0};
+            restore_children_namespaces(own_pid_ns, own_time_ns, &ignored);
             close(pair[1]);
             return -1;
         }
@@ -496,12 +529,16 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (l->cgroup_fd >= 0)
         flags |= CLONE_INTO_CGROUP;
+    /* Decided here: in the new user namespace, before its maps, the child's own ids read as the overflow id. */
+    l->maps_by_helper = !l->is_exec && ns_id_maps_need_helper(l->spec);
     bool used_into_cgroup = false;
     int pidfd = -1;
     pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
     if (pid < 0) {
         int saved = errno;
         close(pair[1]);
+        struct pea_error ignored = {0};
+        restore_children_namespaces(own_pid_ns, own_time_ns, &ignored);
         return pea_fail(err, saved, "clone container init");
     }
     if (pid == 0) {
@@ -511,7 +548,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     close(pair[1]);
     l->pid = pid;
     l->pidfd = pidfd;
-    if (parent_drive(l, used_into_cgroup, err) < 0) {
+    if (restore_children_namespaces(own_pid_ns, own_time_ns, err) < 0 ||
+        parent_drive(l, used_into_cgroup, err) < 0) {
         process_abort(l);
         return -1;
     }

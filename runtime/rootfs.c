@@ -1,6 +1,7 @@
 /* The container's root filesystem. Every destination is resolved inside the rootfs by the kernel (openat2
  * RESOLVE_IN_ROOT) into an O_PATH fd, and the mount goes onto that fd through /proc/self/fd/N of a procfs we
  * verified, so a symlink or a swapped path component cannot move a mount outside the container. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -71,6 +72,71 @@ static bool is_allowed_proc_target(const char *destination)
     return false;
 }
 
+/* Copy the tree below FROM (a directory fd) into TO: directories, regular files, symlinks, with owner and mode.
+ * For "tmpcopyup": a tmpfs mounted over an image directory (/run, /tmp) starts with that directory's content. */
+static int copy_tree(int from, int to, int depth)
+{
+    if (depth > 64)
+        return errno = ELOOP, -1;
+    AUTO_FD int dir_fd = openat(from, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = dir_fd < 0 ? NULL : fdopendir(dir_fd);
+    if (!dir)
+        return -1;
+    dir_fd = -1; /* owned by dir now */
+    int r = 0;
+    struct dirent *e;
+    while (r == 0 && (e = readdir(dir))) {
+        const char *n = e->d_name;
+        struct stat st;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+            continue;
+        if (fstatat(dirfd(dir), n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = -1;
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (mkdirat(to, n, st.st_mode & 07777) < 0 && errno != EEXIST) {
+                r = -1;
+                break;
+            }
+            AUTO_FD int sub_from = openat(dirfd(dir), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            AUTO_FD int sub_to = openat(to, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            r = sub_from < 0 || sub_to < 0 ? -1 : copy_tree(sub_from, sub_to, depth + 1);
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t len = readlinkat(dirfd(dir), n, target, sizeof target - 1);
+            if (len < 0) {
+                r = -1;
+                break;
+            }
+            target[len] = '\0';
+            r = symlinkat(target, to, n);
+        } else if (S_ISREG(st.st_mode)) {
+            AUTO_FD int in = openat(dirfd(dir), n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            AUTO_FD int out = openat(to, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777);
+            if (in < 0 || out < 0) {
+                r = -1;
+                break;
+            }
+            char buf[65536];
+            ssize_t got;
+            while ((got = read(in, buf, sizeof buf)) > 0)
+                if (write_all(out, buf, (size_t)got) < 0)
+                    break;
+            r = got != 0 ? -1 : 0;
+        } else {
+            continue; /* devices, fifos, sockets: not copied */
+        }
+        if (r == 0 && (fchownat(to, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+                       (!S_ISLNK(st.st_mode) && fchmodat(to, n, st.st_mode & 07777, 0) < 0)))
+            r = -1;
+    }
+    int saved = errno;
+    closedir(dir);
+    errno = saved;
+    return r;
+}
+
 static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *err)
 {
     const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
@@ -108,6 +174,12 @@ static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *e
             return pea_fail(err, 0, "mount on %s: no type", m->destination);
         if (mount(m->source ? m->source : type, t.text, type, m->flags & ~(unsigned long)MS_REMOUNT, m->data) < 0)
             return pea_fail(err, errno, "mount %s on %s", type, m->destination);
+        if (m->is_tmpcopyup) {
+            /* target still names the directory underneath; the new mount is reached through the path */
+            AUTO_FD int mounted = sys_open_in_root(root_fd, m->destination, O_PATH | O_DIRECTORY, 0);
+            if (mounted < 0 || copy_tree(target, mounted, 0) < 0)
+                return pea_fail(err, errno, "tmpcopyup of %s", m->destination);
+        }
     }
     if (m->propagation) {
         AUTO_FD int mounted = sys_open_in_root(root_fd, m->destination, O_PATH, 0);

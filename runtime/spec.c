@@ -389,6 +389,9 @@ static void derive_mount_options(struct pea_mount *m)
             m->is_bind = true;
             m->is_recursive = opt[0] == 'r';
             is_known = true;
+        } else if (strcmp(opt, "tmpcopyup") == 0) {
+            m->is_tmpcopyup = true;
+            is_known = true;
         }
         for (size_t i = 0; !is_known && i < ARRAY_SIZE(mount_flags); i++)
             if (strcmp(mount_flags[i].name, opt) == 0) {

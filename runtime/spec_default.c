@@ -1,7 +1,9 @@
 /* The config.json that `pea spec` writes: the usual OCI defaults for a busybox-style container. */
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "pea/idmap.h"
 #include "pea/spec.h"
 #include "pea/util.h"
 
@@ -23,6 +25,50 @@ static json_t *strings(const char *const *items)
     for (; *items; items++)
         json_array_append_new(a, json_string(*items));
     return a;
+}
+
+static json_t *mapping(uint32_t container_id, uint32_t host_id, uint32_t size)
+{
+    return json_pack("{s:I, s:I, s:I}", "containerID", (json_int_t)container_id, "hostID", (json_int_t)host_id,
+                     "size", (json_int_t)size);
+}
+
+/* The first subordinate range of the caller in PATH that leaves its own id out (the kernel refuses overlapping
+ * host ranges in one map). */
+static bool first_subid_range(const char *path, uid_t user, uint32_t own, struct pea_id_range *out)
+{
+    AUTO_FREE struct pea_id_range *ranges = NULL;
+    size_t n = idmap_subid_ranges(path, user, &ranges);
+    for (size_t i = 0; i < n; i++) {
+        if (own >= ranges[i].start && own - ranges[i].start < ranges[i].count)
+            continue;
+        *out = ranges[i];
+        /* Container ids 1..count must stay below (uid_t)-1. */
+        if (out->count > UINT32_MAX - 1)
+            out->count = UINT32_MAX - 1;
+        return true;
+    }
+    return false;
+}
+
+/* The caller as root, and, when it has subordinate uids and gids and the helpers that may map them, its first
+ * ranges from 1 on. Only both or neither: a container with many uids but one gid (or the reverse) would fail on
+ * the first chown. */
+static void rootless_mappings(json_t *uids, json_t *gids)
+{
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    json_array_append_new(uids, mapping(0, uid, 1));
+    json_array_append_new(gids, mapping(0, gid, 1));
+    struct pea_id_range sub_uid, sub_gid;
+    if (!first_subid_range("/etc/subuid", uid, uid, &sub_uid) || !first_subid_range("/etc/subgid", uid, gid, &sub_gid))
+        return;
+    AUTO_FREE char *newuidmap = idmap_find_helper("newuidmap");
+    AUTO_FREE char *newgidmap = idmap_find_helper("newgidmap");
+    if (!newuidmap || !newgidmap)
+        return;
+    json_array_append_new(uids, mapping(1, sub_uid.start, sub_uid.count));
+    json_array_append_new(gids, mapping(1, sub_gid.start, sub_gid.count));
 }
 
 json_t *spec_default_json(bool rootless)
@@ -61,10 +107,10 @@ json_t *spec_default_json(bool rootless)
     json_t *linux = json_pack("{s:o, s:o, s:o, s:o}", "namespaces", namespaces, "maskedPaths", strings(masked),
                               "readonlyPaths", strings(readonly), "seccomp", spec_default_seccomp_json());
     if (rootless) {
-        json_object_set_new(linux, "uidMappings",
-                            json_pack("[{s:i, s:i, s:i}]", "containerID", 0, "hostID", (int)getuid(), "size", 1));
-        json_object_set_new(linux, "gidMappings",
-                            json_pack("[{s:i, s:i, s:i}]", "containerID", 0, "hostID", (int)getgid(), "size", 1));
+        json_t *uids = json_array(), *gids = json_array();
+        rootless_mappings(uids, gids);
+        json_object_set_new(linux, "uidMappings", uids);
+        json_object_set_new(linux, "gidMappings", gids);
         json_array_append_new(namespaces, json_pack("{s:s}", "type", "user"));
     } else {
         json_object_set_new(linux, "resources", json_pack("{s:[{s:b, s:s}]}", "devices", "allow", 0, "access", "rwm"));

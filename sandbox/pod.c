@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -243,13 +244,31 @@ static int unpin_namespaces(const char *dir, struct pea_error *err)
     return r;
 }
 
-/* A host-side veth name that is the same for the pod every time and fits IFNAMSIZ. */
-static void host_ifname_for(const char *pod_name, char out[16])
+/* Bridges pea made are marked under the state root, so that whichever pod leaves one unused removes it, and a
+ * bridge the caller made is never touched. */
+static char *bridge_marker(const char *root, const char *bridge) { return xasprintf("%s/bridges/%s", root, bridge); }
+
+static int mark_bridge(const char *root, const char *bridge, struct pea_error *err)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = pod_name; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    snprintf(out, 16, "pv%08x", h);
+    AUTO_FREE char *dir = xasprintf("%s/bridges", root);
+    AUTO_FREE char *marker = bridge_marker(root, bridge);
+    AUTO_FD int fd = -1;
+    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+        (fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return pea_fail(err, errno, "mark bridge %s as pea's in %s", bridge, dir);
+    return 0;
+}
+
+static int release_bridge(const char *root, const char *bridge, struct pea_error *err)
+{
+    AUTO_FREE char *marker = bridge_marker(root, bridge);
+    if (access(marker, F_OK) < 0)
+        return 0; /* not made by pea: the caller's to keep */
+    if (net_bridge_delete_if_unused(bridge, err) < 0)
+        return -1;
+    if (net_link_exists(-1, bridge, err) == 0)
+        unlink(marker);
+    return 0;
 }
 
 static int setup_network(struct pea_pod *pod, struct pea_error *err)
@@ -265,18 +284,19 @@ static int setup_network(struct pea_pod *pod, struct pea_error *err)
         return -1;
     if (m->network_mode != PEA_NETWORK_BRIDGE)
         return 0;
+    /* Named after the pod's uid: unique on the machine whatever --root the pod lives under. */
     char host_if[16];
-    host_ifname_for(m->name, host_if);
+    snprintf(host_if, sizeof host_if, "pv%.12s", json_string_value(json_object_get(pod->state, "uid")));
     AUTO_FREE char *gateway_cidr = NULL;
     if (m->gateway)
         gateway_cidr = xasprintf("%s%s", m->gateway, strchr(m->address, '/'));
     bool created = false;
-    if (net_bridge_ensure(m->bridge, gateway_cidr, &created, err) < 0)
+    if (net_bridge_ensure(m->bridge, gateway_cidr, &created, err) < 0 ||
+        (created && mark_bridge(pod->root, m->bridge, err) < 0))
         return -1;
     /* Recorded before the veth exists, so that a teardown after any later failure removes what was made. */
     json_object_set_new(pod->state, "network",
-                        json_pack("{s:s, s:s, s:b}", "hostInterface", host_if, "bridge", m->bridge, "bridgeCreated",
-                                  created));
+                        json_pack("{s:s, s:s}", "hostInterface", host_if, "bridge", m->bridge));
     if (pod_save(pod, err) < 0 || net_veth_create(host_if, m->bridge, netns, "eth0", err) < 0 ||
         net_address_add(netns, "eth0", m->address, err) < 0 ||
         (m->gateway && net_route_add_default(netns, "eth0", m->gateway, err) < 0))
@@ -286,10 +306,11 @@ static int setup_network(struct pea_pod *pod, struct pea_error *err)
 
 static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
 {
-    static const char *const state_subdirs[] = {"oci", "bundles", "ns", "etc", "infra"};
+    static const char *const state_subdirs[] = {"oci", "bundles", "ns", "etc", "io", "infra"};
     for (size_t i = 0; i < ARRAY_SIZE(state_subdirs); i++) {
         AUTO_FREE char *dir = xasprintf("%s/%s", pod->dir, state_subdirs[i]);
-        if (mkdir(dir, i == 4 ? 0755 : 0700) < 0)
+        /* The infra's root must be searchable by its unprivileged user. */
+        if (mkdir(dir, strcmp(state_subdirs[i], "infra") == 0 ? 0755 : 0700) < 0)
             return pea_fail(err, errno, "create %s", dir);
     }
     if (mkdir_p(pod->data_dir, 0711) < 0)
@@ -318,10 +339,14 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
 {
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest;
     AUTO_FREE char *pods = pods_dir(o->root);
-    if (mkdir_p(pods, 0700) < 0)
+    /* Absolute from here on: the paths end up in config.json files, read from other working directories. */
+    char root[PATH_MAX], data_root[PATH_MAX];
+    if (mkdir_p(pods, 0700) < 0 || !realpath(o->root, root))
         return pea_fail(err, errno, "create %s", pods);
-    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", o->data_root, m->name);
-    AUTO_POD struct pea_pod *pod = pod_alloc(o->root, m->name, data_dir);
+    if (mkdir_p(o->data_root, 0711) < 0 || !realpath(o->data_root, data_root))
+        return pea_fail(err, errno, "create data root %s", o->data_root);
+    AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", data_root, m->name);
+    AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
     if (mkdir(pod->dir, 0700) < 0)
         return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
                                : pea_fail(err, errno, "create %s", pod->dir);
@@ -331,10 +356,19 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     clock_gettime(CLOCK_REALTIME, &now);
     format_rfc3339_nano(&now, created, sizeof created);
     read_boot_id(boot_id, sizeof boot_id);
-    pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:{}}", "version", PEA_POD_STATE_VERSION,
-                           "name", pod->name, "created", created, "bootId", boot_id, "dataDir", pod->data_dir,
-                           "cgroup", pod->cgroup, "status", "creating", "manifest", pod->manifest->raw,
-                           "containers");
+    /* Two pods of one name under different state roots must not share a cgroup or a veth name. */
+    unsigned char random[8];
+    char uid[17];
+    if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random)
+        return pea_fail(err, errno, "getrandom");
+    for (size_t i = 0; i < sizeof random; i++)
+        snprintf(uid + 2 * i, 3, "%02x", random[i]);
+    free(pod->cgroup);
+    pod->cgroup = xasprintf("/pea/pod-%s-%.8s", pod->name, uid);
+    pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:{}}", "version",
+                           PEA_POD_STATE_VERSION, "name", pod->name, "uid", uid, "created", created, "bootId", boot_id,
+                           "dataDir", pod->data_dir, "cgroup", pod->cgroup, "status", "creating", "owner",
+                           (int)geteuid(), "manifest", pod->manifest->raw, "containers");
     AUTO_JSON json_t *limits = pod_config_limits(pod->manifest);
     AUTO_FD int cgroup_fd = -1;
     AUTO_FREE char *pause_path = xstrdup(o->pause_path);
@@ -350,7 +384,7 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     return 0;
 fail:;
     struct pea_error ignored = {0};
-    if (pod_remove(o->root, pod->name, 0, &ignored) < 0)
+    if (pod_remove(root, pod->name, 0, &ignored) < 0)
         log_warn("pod %s: cleanup after a failed create: %s", pod->name, ignored.msg);
     return pea_wrap(err, "pod %s", pod->name);
 }
@@ -371,6 +405,11 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
                         (long long)json_integer_value(json_object_get(pod->state, "version")), PEA_POD_STATE_VERSION);
     const char *data_dir = json_string_value(json_object_get(pod->state, "dataDir"));
     pod->data_dir = xstrdup(data_dir ? data_dir : "");
+    const char *cgroup = json_string_value(json_object_get(pod->state, "cgroup"));
+    if (cgroup) {
+        free(pod->cgroup);
+        pod->cgroup = xstrdup(cgroup);
+    }
     AUTO_FREE char *text = json_dumps(json_object_get(pod->state, "manifest"), JSON_COMPACT);
     pod->manifest = text ? manifest_parse(text, strlen(text), err) : NULL;
     if (!pod->manifest)
@@ -556,12 +595,13 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
     const char *bridge = json_string_value(json_object_get(network, "bridge"));
     if (host_if)
         note_failure(net_link_delete(-1, host_if, &one), &first, &one);
-    if (bridge && json_is_true(json_object_get(network, "bridgeCreated")))
-        note_failure(net_bridge_delete_if_unused(bridge, &one), &first, &one);
+    if (bridge)
+        note_failure(release_bridge(root, bridge, &one), &first, &one);
 
+    /* No state, no uid: then the pod never got as far as its cgroup. */
     const char *cgroup = json_string_value(json_object_get(state, "cgroup"));
-    AUTO_FREE char *default_cgroup = xasprintf("/pea/pod-%s", name);
-    note_failure(cgroup_destroy(cgroup ? cgroup : default_cgroup, &one), &first, &one);
+    if (cgroup)
+        note_failure(cgroup_destroy(cgroup, &one), &first, &one);
 
     const char *data_dir = json_string_value(json_object_get(state, "dataDir"));
     if (data_dir && *data_dir) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,8 +64,10 @@ json_t *supervisor_member_json(const struct member *m)
     json_t *j = json_pack("{s:s, s:b, s:b, s:s, s:i, s:i}", "name", m->c->name, "init", m->is_init, "sidecar",
                           m->c->is_sidecar, "state", phase_name(m->phase), "pid",
                           m->phase == PHASE_RUNNING ? (int)m->pid : 0, "restarts", (int)m->restarts);
-    if (m->has_exited)
+    if (m->has_exited && m->last_exit >= 0)
         json_object_set_new(j, "exitCode", json_integer(m->last_exit));
+    else if (m->has_exited)
+        json_object_set_new(j, "reason", json_string("unknown: it exited while no supervisor watched it"));
     if (m->started_at_text[0])
         json_object_set_new(j, "startedAt", json_string(m->started_at_text));
     if (m->finished_at_text[0] && m->phase != PHASE_RUNNING)
@@ -148,33 +151,51 @@ struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_
 
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code);
 
+/* A container's stdout or stderr is a FIFO in the pod's directory that the container opens read-write, not a pipe:
+ * were the supervisor to die, writes would then block once the buffer is full instead of killing the container
+ * with SIGPIPE, and a new supervisor can open the FIFO again and go on reading. */
+static int open_output_fifo(const struct pea_pod *pod, const char *name, int stream, int *read_fd, int *write_fd,
+                            struct pea_error *err)
+{
+    AUTO_FREE char *path = xasprintf("%s/io/%s.%d", pod->dir, name, stream);
+    if ((unlink(path) < 0 && errno != ENOENT) || mkfifo(path, 0600) < 0)
+        return pea_fail(err, errno, "create %s", path);
+    *read_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    *write_fd = *read_fd < 0 ? -1 : open(path, O_RDWR | O_CLOEXEC);
+    if (*write_fd < 0) {
+        int saved = errno;
+        if (*read_fd >= 0)
+            close(*read_fd);
+        *read_fd = -1;
+        return pea_fail(err, saved, "open %s", path);
+    }
+    /* Room for bursts while the loop is busy elsewhere; the system's limit may refuse it, which is fine. */
+    fcntl(*read_fd, F_SETPIPE_SZ, 1 << 20);
+    return 0;
+}
+
 void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
 {
     struct pea_error err = {0};
-    int out[2] = {-1, -1}, errp[2] = {-1, -1};
+    int read_fd[3] = {-1, -1, -1}, write_fd[3] = {-1, -1, -1};
     int r = -1;
     m->pidfd = -1;
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        pea_fail(&err, errno, "pipe");
-    } else {
-        int stdio[3] = {-1, out[1], errp[1]};
+    if (open_output_fifo(sup->pod, m->c->name, POD_STDOUT, &read_fd[1], &write_fd[1], &err) == 0 &&
+        open_output_fifo(sup->pod, m->c->name, POD_STDERR, &read_fd[2], &write_fd[2], &err) == 0) {
+        int stdio[3] = {-1, write_fd[1], write_fd[2]};
         r = pod_container_create(sup->pod, m->c, stdio, &m->pid, &m->pidfd, &err);
         if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, &err)) < 0) {
             struct pea_error ignored = {0};
             pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
         }
     }
-    /* The container holds the write ends now; ours would keep the pipes from ever reaching EOF. */
-    if (out[1] >= 0)
-        close(out[1]);
-    if (errp[1] >= 0)
-        close(errp[1]);
-    m->out_watch[POD_STDOUT].fd = out[0];
-    m->out_watch[POD_STDERR].fd = errp[0];
     for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
+        /* The container holds its own write ends now; ours would keep the FIFO from ever reaching EOF. */
+        if (write_fd[s] >= 0)
+            close(write_fd[s]);
         struct pea_error watch_err = {0};
-        if (m->out_watch[s].fd >= 0 &&
-            (fcntl(m->out_watch[s].fd, F_SETFL, O_NONBLOCK) < 0 || watch_add(sup, &m->out_watch[s], &watch_err) < 0))
+        m->out_watch[s].fd = read_fd[s];
+        if (read_fd[s] >= 0 && watch_add(sup, &m->out_watch[s], &watch_err) < 0)
             close_output(sup, m, s);
     }
     now_monotonic(&m->started_at);
@@ -299,7 +320,10 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
     m->last_exit = code;
     now_text(m->finished_at_text, sizeof m->finished_at_text);
     m->phase = PHASE_EXITED;
-    supervisor_emit(sup, m->c->name, "exited with code %d", code);
+    if (code >= 0)
+        supervisor_emit(sup, m->c->name, "exited with code %d", code);
+    else
+        supervisor_emit(sup, m->c->name, "exited while no supervisor watched it (exit code unknown)");
     if (m->is_stopping && !sup->is_stopping) {
         finish_stop(sup, m);
         return;
@@ -344,7 +368,15 @@ void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long l
 static void reap_member(struct pod_supervisor *sup, struct member *m)
 {
     siginfo_t info = {0};
-    if (waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+    if (waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED | WNOHANG) < 0 && errno == ECHILD) {
+        /* Adopted: not our child, so its status went to whoever reaped it. Unknown, never invented. */
+        epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
+        close(m->pidfd);
+        m->pidfd = m->exit_watch.fd = -1;
+        member_exited(sup, m, -1);
+        return;
+    }
+    if (info.si_pid == 0)
         return;
     epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
     close(m->pidfd);
@@ -537,6 +569,70 @@ void supervisor_block_stop_signals(void)
 }
 
 void supervisor_request_stop(struct pod_supervisor *sup) { sup->is_stopping = true; }
+
+static void adopt_member(struct pod_supervisor *sup, struct member *m, json_t *record)
+{
+    const char *state = json_string_value(json_object_get(record, "state"));
+    m->restarts = (unsigned)json_integer_value(json_object_get(record, "restarts"));
+    json_t *code = json_object_get(record, "exitCode");
+    m->has_exited = code != NULL || json_object_get(record, "reason") != NULL;
+    m->last_exit = code ? (int)json_integer_value(code) : -1;
+    snprintf(m->started_at_text, sizeof m->started_at_text, "%s",
+             json_string_value(json_object_get(record, "startedAt")) ?: "");
+    snprintf(m->finished_at_text, sizeof m->finished_at_text, "%s",
+             json_string_value(json_object_get(record, "finishedAt")) ?: "");
+    now_monotonic(&m->started_at);
+    struct pea_error ignored = {0};
+    AUTO_JSON json_t *oci = container_state(sup->pod->oci_root, m->c->name, &ignored);
+    const char *oci_status = json_string_value(json_object_get(oci, "status"));
+    pid_t pid = (pid_t)json_integer_value(json_object_get(oci, "pid"));
+    if (state && strcmp(state, "stopped") == 0) {
+        m->phase = PHASE_STOPPED;
+    } else if (oci_status && (strcmp(oci_status, "running") == 0 || strcmp(oci_status, "paused") == 0) && pid > 0 &&
+               (m->pidfd = sys_pidfd_open(pid, 0)) >= 0) {
+        m->phase = PHASE_RUNNING;
+        m->pid = pid;
+        m->exit_watch.fd = m->pidfd;
+        struct pea_error err = {0};
+        if (watch_add(sup, &m->exit_watch, &err) < 0)
+            log_warn("%s", err.msg);
+        /* The FIFOs the container writes to: reopen our reading ends. */
+        for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
+            AUTO_FREE char *path = xasprintf("%s/io/%s.%d", sup->pod->dir, m->c->name, s);
+            m->out_watch[s].fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+            if (m->out_watch[s].fd >= 0 && watch_add(sup, &m->out_watch[s], &err) < 0)
+                close_output(sup, m, s);
+        }
+    } else if (state && (strcmp(state, "running") == 0 || strcmp(state, "backoff") == 0)) {
+        /* It was running when its supervisor went away and is gone now: what it exited with is not known. */
+        m->phase = PHASE_RUNNING;
+        member_exited(sup, m, -1);
+        return;
+    } else {
+        m->phase = state && strcmp(state, "exited") == 0 ? PHASE_EXITED : PHASE_WAITING;
+    }
+    supervisor_record(sup, m);
+}
+
+int supervisor_adopt(struct pod_supervisor *sup, struct pea_error *err)
+{
+    if (!pod_infra_alive(sup->pod))
+        return pea_fail(err, 0, "pod %s: the infra process is gone: nothing to adopt", sup->pod->name);
+    json_t *records = json_object_get(sup->pod->state, "containers");
+    for (size_t i = 0; i < sup->n_members; i++) {
+        struct member *m = sup->members[i];
+        json_t *record = json_object_get(records, m->c->name);
+        if (record)
+            adopt_member(sup, m, record);
+        if (!m->is_init && m->phase != PHASE_WAITING)
+            sup->apps_started = true;
+    }
+    /* Init containers are done once any app container has run. */
+    if (sup->apps_started)
+        while (sup->next_init < sup->n_members && sup->members[sup->next_init]->is_init)
+            sup->next_init++;
+    return 0;
+}
 
 void supervisor_keep_finished(struct pod_supervisor *sup, bool keep) { sup->keep_finished = keep; }
 

@@ -3,6 +3,7 @@
 #ifndef PEA_NS_H
 #define PEA_NS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,9 +27,13 @@ void ns_close_handles(struct pea_ns_handles *h);
 int ns_prepare_parent(const struct pea_spec *spec, const struct pea_ns_handles *h, uint64_t *clone_flags,
                       struct pea_error *err);
 
-/* Parent side, after clone: write uid_map/gid_map (and setgroups when unprivileged) of the child through a
- * verified procfs fd. */
+/* Parent side, after clone: write uid_map/gid_map of the child through a verified procfs fd (an unprivileged
+ * caller denies setgroups first), or, for maps an unprivileged caller may not write (more than its own id), with
+ * newuidmap/newgidmap. */
 int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct pea_error *err);
+
+/* Whether ns_write_id_maps will run newuidmap or newgidmap: they refuse a target process that is not dumpable. */
+bool ns_id_maps_need_helper(const struct pea_spec *spec);
 
 /* Child side: join namespaces by path (user first), then unshare the new mount, network, ipc, uts and cgroup
  * namespaces. */

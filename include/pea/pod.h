@@ -7,6 +7,7 @@
  *                                                    /bundles/<c>/    generated config.json per container
  *                                                    /ns/{net,ipc,uts,pid}  namespaces pinned by bind mounts
  *                                                    /etc/            hostname, hosts, resolv.conf for members
+ *                                                    /io/<c>.{1,2}    FIFOs: each container's stdout and stderr
  *                                                    /infra/          the infra's read-only root (pea-pause only)
  *           (data, --data-root): <data>/pods/<name>/volumes/<v>       emptyDir volumes
  *                                                    /containers/<c>/{upper,work,rootfs}  overlay roots */

@@ -45,6 +45,7 @@ struct pea_launch {
     struct pea_lsm_plan lsm;
     int sync_fd;
     char *state_json;
+    bool maps_by_helper; /* newuidmap/newgidmap write the child's maps: it stays dumpable until then */
 };
 
 /* Initialise the fields to "none" (fds -1, stdio inherited). */

@@ -49,6 +49,7 @@ struct pea_mount {
     unsigned long propagation; /* MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), 0 = unchanged */
     bool is_bind;              /* bind or rbind, or type "bind" */
     bool is_recursive;         /* rbind */
+    bool is_tmpcopyup;         /* "tmpcopyup" (runc's extension): fill the new tmpfs with what it covers */
     char *data;                /* the options that are not flags, comma-joined, for mount(2) data; may be NULL */
 };
 

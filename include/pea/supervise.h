@@ -99,6 +99,12 @@ int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *proces
  * exit codes and logs stay there to be read; `pea pod run` tears it down at once (the default). */
 void supervisor_keep_finished(struct pod_supervisor *sup, bool keep);
 
+/* Take over a pod whose supervisor died (pea-shim restarted), before supervisor_run: containers still running are
+ * watched through pidfds and their output FIFOs reopened; one that exits, or that exited meanwhile, is recorded as
+ * exited with an unknown code (it was not our child: its status is not ours to read), never an invented one; the
+ * others resume from their records in pod.json. Fails when the infra is gone. */
+int supervisor_adopt(struct pod_supervisor *sup, struct pea_error *err);
+
 /* Leave the loop at the next turn and tear the pod down (as a stop signal does). */
 void supervisor_request_stop(struct pod_supervisor *sup);
 

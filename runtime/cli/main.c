@@ -67,10 +67,16 @@ static const struct cli_command commands[] = {
      "      --rootless          for a container run by an unprivileged user\n"},
     {"features", cmd_features, "features", "print what this pea supports, as OCI features JSON", ""},
     {"pod", cmd_pod, "pod COMMAND [options]", "run and manage pods from Kubernetes Pod manifests",
-     "  run -f FILE [--data-root DIR] [--pause PATH]   run a pod in the foreground\n"
+     "  run [--detach] -f FILE [--data-root DIR] [--pause PATH]  run a pod (in the foreground)\n"
+     "  apply -f FILE [--data-root DIR] [--recreate]   start a pod under pea-shim, or update it\n"
      "  rm [--force] NAME...                           tear pods down\n"
+     "  stop NAME...                                   shut a shim's pod down\n"
      "  ls [--output table|json]                       list pods\n"
-     "  ps [--output table|json] NAME                  list a pod's containers\n"},
+     "  ps [--output table|json] NAME                  list a pod's containers\n"
+     "  logs [-c C] [--tail N] [--previous] [-f] NAME  print a container's output\n"
+     "  exec [-c C] [-i] [-t] NAME -- CMD...           run a command in a container\n"
+     "  wait [-c C] [--for exit|running] NAME          wait for a condition\n"
+     "  events [--output table|json] NAME             print the pod's events\n"},
 };
 
 int cli_fail(const struct pea_error *err)

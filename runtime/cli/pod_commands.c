@@ -1,56 +1,47 @@
 /* pea pod: run a pod from a Kubernetes Pod manifest, and look at or remove the pods under --root. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "pod_client.h"
 #include "pea/log.h"
 #include "pea/pod.h"
 #include "pea/pod_manifest.h"
 #include "pea/supervise.h"
+#include "pea/sys.h"
 #include "pea/util.h"
-
-#define DEFAULT_DATA_ROOT "/var/lib/pea"
 
 static const struct {
     const char *name, *usage, *summary;
 } pod_commands[] = {
-    {"run", "pod run -f FILE [--data-root DIR] [--pause PATH]",
-     "run a pod in the foreground until it finishes or is interrupted; then tear it down"},
+    {"run", "pod run [--detach] -f FILE [--data-root DIR] [--pause PATH]",
+     "run a pod in the foreground until it finishes or is interrupted, then tear it down; --detach: under pea-shim"},
     {"rm", "pod rm [--force] NAME...", "stop a pod's containers (grace period, then SIGKILL) and remove all of it"},
     {"ls", "pod ls [--output table|json]", "list the pods under --root"},
     {"ps", "pod ps [--output table|json] NAME", "list a pod's containers with state, exit code and restarts"},
+    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate]",
+     "make the pod what FILE says: start it under pea-shim, or change only what changed"},
+    {"logs", "pod logs [-c C] [--tail N] [--previous] [-f] NAME", "print a container's output (from its log files)"},
+    {"exec", "pod exec [-c C] [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME -- CMD...",
+     "run a command in a container; its exit code is ours"},
+    {"stop", "pod stop NAME...", "shut a pod down through its shim (which tears it down) and wait for it"},
+    {"wait", "pod wait [-c C] [--for exit|running] NAME", "wait until the pod (or a container) has exited or runs"},
+    {"events", "pod events [--output table|json] NAME", "print the pod's events as they come"},
 };
 
 static void print_pod_usage(FILE *f)
 {
     fprintf(f, "Usage: pea pod COMMAND [options]\n\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(pod_commands); i++)
-        fprintf(f, "  %-50s %s\n", pod_commands[i].usage, pod_commands[i].summary);
-}
-
-/* pea-pause sits beside pea when installed (libexec/pea) and in sandbox/ of a build tree. */
-static char *find_pause(const char *argv0, struct pea_error *err)
-{
-    char self[PATH_MAX];
-    if (argv0 && strchr(argv0, '/') && realpath(argv0, self)) {
-        char *slash = strrchr(self, '/');
-        *slash = '\0';
-        static const char *const candidates[] = {"%s/pea-pause", "%s/../sandbox/pea-pause", "%s/../libexec/pea/pea-pause"};
-        for (size_t i = 0; i < ARRAY_SIZE(candidates); i++) {
-            char *path = xasprintf(candidates[i], self);
-            if (access(path, X_OK) == 0)
-                return path;
-            free(path);
-        }
-    }
-    if (access(PEA_PAUSE_INSTALLED, X_OK) == 0)
-        return xstrdup(PEA_PAUSE_INSTALLED);
-    pea_fail(err, ENOENT, "find pea-pause (beside pea, or %s; or give --pause)", PEA_PAUSE_INSTALLED);
-    return NULL;
+        fprintf(f, "  %-72s %s\n", pod_commands[i].usage, pod_commands[i].summary);
 }
 
 /* Output of every container on our stdout/stderr, each line prefixed with the container's name. */
@@ -102,15 +93,18 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
 {
     enum { OPT_DATA_ROOT = 256, OPT_PAUSE };
     static const struct option opts[] = {
+        {"detach", no_argument, NULL, 'd'},
         {"file", required_argument, NULL, 'f'},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
         {0},
     };
-    const char *file = NULL, *data_root = DEFAULT_DATA_ROOT, *pause = NULL;
+    const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
+    bool is_detached = false;
     int c;
-    while ((c = getopt_long(argc, argv, "+f:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+df:", opts, NULL)) != -1) {
         switch (c) {
+        case 'd': is_detached = true; break;
         case 'f': file = optarg; break;
         case OPT_DATA_ROOT: data_root = optarg; break;
         case OPT_PAUSE: pause = optarg; break;
@@ -120,9 +114,16 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (!file || optind != argc)
         return cli_usage_error("pod run", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
-    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : find_pause(g->argv0, &err);
+    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
     if (!pause_path)
         return cli_fail(&err);
+    if (is_detached) {
+        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load(file, &err);
+        if (!detached || pod_spawn_shim(g, file, data_root, pause_path, &err) < 0)
+            return cli_fail(&err);
+        printf("pod %s started\n", detached->name);
+        return 0;
+    }
     struct pea_pod_manifest *m = manifest_load(file, &err);
     if (!m)
         return cli_fail(&err);
@@ -147,6 +148,26 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     return exit_code;
 }
 
+/* A live shim tears its pod down itself; one that does not answer is killed first, so that it does not go on
+ * supervising what pod_remove takes apart. */
+static int rm_through_shim(const struct pea_pod *pod, struct pea_error *err)
+{
+    if (!pod_shim_is_alive(pod))
+        return 0;
+    struct pea_error why = {0};
+    if (pod_shim_shutdown(pod, &why) == 0)
+        return 0;
+    json_t *shim = json_object_get(pod->state, "shim");
+    AUTO_FD int pidfd = sys_pidfd_open((pid_t)json_integer_value(json_object_get(shim, "pid")), 0);
+    if (pidfd < 0 || !pod_shim_is_alive(pod))
+        return 0;
+    if (sys_pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0)
+        return pea_fail(err, errno, "pod %s: kill its shim that does not answer (%s)", pod->name, why.msg);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    poll(&p, 1, 5000);
+    return 0;
+}
+
 static int pod_rm(const struct cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {0}};
@@ -164,9 +185,15 @@ static int pod_rm(const struct cli_globals *g, int argc, char **argv)
         struct pea_error err = {0};
         AUTO_POD struct pea_pod *pod = NULL;
         long long grace = 30;
-        if (pod_open(g->root, argv[i], &pod, &err) == 0)
+        if (pod_open(g->root, argv[i], &pod, &err) == 0) {
             grace = pod->manifest->termination_grace_seconds;
-        if (pod_remove(g->root, argv[i], force ? 0 : grace, &err) < 0)
+            if (rm_through_shim(pod, &err) < 0) {
+                status = cli_fail(&err);
+                continue;
+            }
+        }
+        AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, argv[i]);
+        if ((!pod || access(dir, F_OK) == 0) && pod_remove(g->root, argv[i], force ? 0 : grace, &err) < 0)
             status = cli_fail(&err);
     }
     return status;
@@ -187,12 +214,69 @@ static bool parse_output_flag(int argc, char **argv, const char *command, bool *
     return true;
 }
 
-static const char *pod_status(const struct pea_pod *pod)
+static bool is_from_an_earlier_boot(const struct pea_pod *pod)
 {
+    const char *recorded = json_string_value(json_object_get(pod->state, "bootId"));
+    AUTO_FREE char *now = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, NULL);
+    if (!recorded || !now)
+        return false;
+    now[strcspn(now, "\n")] = '\0';
+    return strcmp(recorded, now) != 0;
+}
+
+/* "gone": stale state from before a reboot. A shim's pod: what the shim says, "degraded" when the shim is gone but
+ * the infra lives, "stopped" when both are. A foreground pod (no shim): as recorded, "degraded" once its infra
+ * is gone. */
+static const char *pod_status(const struct pea_pod *pod, json_t *shim_status)
+{
+    if (is_from_an_earlier_boot(pod))
+        return "gone";
+    if (shim_status && json_string_value(json_object_get(shim_status, "status")))
+        return json_string_value(json_object_get(shim_status, "status"));
+    bool is_infra_alive = pod_infra_alive(pod);
+    if (json_object_get(pod->state, "shim"))
+        return is_infra_alive ? "degraded" : "stopped";
     const char *recorded = json_string_value(json_object_get(pod->state, "status"));
-    if (recorded && strcmp(recorded, "running") == 0 && !pod_infra_alive(pod))
+    if (recorded && strcmp(recorded, "running") == 0 && !is_infra_alive)
         return "degraded";
     return recorded ? recorded : "unknown";
+}
+
+/* The containers as the shim reports them, else from pod.json: an array of records with "name". */
+static json_t *pod_containers(const struct pea_pod *pod, json_t *shim_status)
+{
+    json_t *from_shim = json_object_get(shim_status, "containers");
+    if (json_is_array(from_shim))
+        return json_incref(from_shim);
+    json_t *list = json_array();
+    const char *name;
+    json_t *record;
+    json_object_foreach(json_object_get(pod->state, "containers"), name, record) {
+        json_t *copy = json_deep_copy(record);
+        json_object_set_new(copy, "name", json_string(name));
+        json_array_append_new(list, copy);
+    }
+    return list;
+}
+
+/* "42s", "5m", "3h", "2d" since an RFC 3339 UTC time. */
+static void format_age(const char *created, char *out, size_t len)
+{
+    struct tm tm = {0};
+    snprintf(out, len, "-");
+    if (!created || !strptime(created, "%Y-%m-%dT%H:%M:%S", &tm))
+        return;
+    long long age = (long long)(time(NULL) - timegm(&tm));
+    if (age < 0)
+        age = 0;
+    if (age < 120)
+        snprintf(out, len, "%llds", age);
+    else if (age < 2 * 3600)
+        snprintf(out, len, "%lldm", age / 60);
+    else if (age < 2 * 86400)
+        snprintf(out, len, "%lldh", age / 3600);
+    else
+        snprintf(out, len, "%lldd", age / 86400);
 }
 
 static int pod_ls(const struct cli_globals *g, int argc, char **argv)
@@ -212,30 +296,33 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
             json_array_append_new(list, json_pack("{s:s, s:s}", "name", *n, "status", "broken"));
             continue;
         }
-        unsigned restarts = 0;
-        const char *key;
-        json_t *value;
-        json_object_foreach(json_object_get(pod->state, "containers"), key, value)
-            restarts += (unsigned)json_integer_value(json_object_get(value, "restarts"));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:I, s:s}", "name", *n, "status", pod_status(pod),
-                                              "restarts", restarts, "containers",
-                                              (json_int_t)pod->manifest->n_containers, "created",
-                                              json_string_value(json_object_get(pod->state, "created"))));
+        AUTO_JSON json_t *shim_status = pod_shim_status(pod);
+        AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
+        json_int_t restarts = 0;
+        size_t i;
+        json_t *record;
+        json_array_foreach(containers, i, record)
+            restarts += json_integer_value(json_object_get(record, "restarts"));
+        json_t *created = json_object_get(pod->state, "created");
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I, s:O?}", "name", *n, "status",
+                                              pod_status(pod, shim_status), "restarts", restarts, "containers",
+                                              (json_int_t)pod->manifest->n_containers, "created", created));
     }
     if (is_json) {
         AUTO_FREE char *text = json_dumps(list, JSON_COMPACT);
         puts(text);
         return 0;
     }
-    printf("%-24s %-10s %-10s %-8s %s\n", "NAME", "STATUS", "CONTAINERS", "RESTARTS", "CREATED");
+    printf("%-24s %-10s %-10s %-8s %s\n", "NAME", "STATUS", "CONTAINERS", "RESTARTS", "AGE");
     size_t i;
     json_t *p;
     json_array_foreach(list, i, p) {
-        json_t *created = json_object_get(p, "created");
+        char age[32];
+        format_age(json_string_value(json_object_get(p, "created")), age, sizeof age);
         printf("%-24s %-10s %-10lld %-8lld %s\n", json_string_value(json_object_get(p, "name")),
                json_string_value(json_object_get(p, "status")),
                (long long)json_integer_value(json_object_get(p, "containers")),
-               (long long)json_integer_value(json_object_get(p, "restarts")), created ? json_string_value(created) : "");
+               (long long)json_integer_value(json_object_get(p, "restarts")), age);
     }
     return 0;
 }
@@ -252,21 +339,23 @@ static int pod_ps(const struct cli_globals *g, int argc, char **argv)
     AUTO_POD struct pea_pod *pod = NULL;
     if (pod_open(g->root, argv[optind], &pod, &err) < 0)
         return cli_fail(&err);
-    json_t *containers = json_object_get(pod->state, "containers");
+    AUTO_JSON json_t *shim_status = pod_shim_status(pod);
+    AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
     if (is_json) {
         AUTO_FREE char *text = json_dumps(containers, JSON_COMPACT | JSON_SORT_KEYS);
         puts(text);
         return 0;
     }
     printf("%-24s %-8s %-8s %-9s %s\n", "CONTAINER", "STATE", "PID", "EXITCODE", "RESTARTS");
-    const char *name;
+    size_t i;
     json_t *c;
-    json_object_foreach(containers, name, c) {
+    json_array_foreach(containers, i, c) {
         json_t *code = json_object_get(c, "exitCode");
         char code_text[16] = "-";
         if (code)
             snprintf(code_text, sizeof code_text, "%lld", (long long)json_integer_value(code));
-        printf("%-24s %-8s %-8lld %-9s %lld\n", name, json_string_value(json_object_get(c, "state")),
+        printf("%-24s %-8s %-8lld %-9s %lld\n", json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(c, "state")),
                (long long)json_integer_value(json_object_get(c, "pid")), code_text,
                (long long)json_integer_value(json_object_get(c, "restarts")));
     }
@@ -282,7 +371,9 @@ int cmd_pod(const struct cli_globals *g, int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(const struct cli_globals *, int, char **);
-    } handlers[] = {{"run", pod_run}, {"rm", pod_rm}, {"ls", pod_ls}, {"ps", pod_ps}};
+    } handlers[] = {{"run", pod_run},     {"rm", pod_rm},     {"ls", pod_ls},     {"ps", pod_ps},
+                    {"apply", pod_apply}, {"logs", pod_logs}, {"exec", pod_exec}, {"stop", pod_stop},
+                    {"wait", pod_wait},   {"events", pod_events}};
     for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
         if (strcmp(argv[1], handlers[i].name) != 0)
             continue;

@@ -126,6 +126,17 @@ class Pods:
                            capture_output=True, text=True, env=self.env, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
+    def apply(self, manifest, *extra, netns=None, env=None, timeout=120):
+        """`pea pod apply`: the pod runs under pea-shim once it returns. (exit code, stdout, stderr)"""
+        p = subprocess.run(self.argv("pod", "apply", "-f", manifest, "--data-root", self.data, *extra, netns=netns),
+                           capture_output=True, text=True, env=env or self.env, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def state(self, name):
+        """The pod's pod.json."""
+        with open(os.path.join(self.root, "pods", name, "pod.json")) as f:
+            return json.load(f)
+
     def start(self, manifest, netns=None):
         return PodRun(self.argv("pod", "run", "-f", manifest, "--data-root", self.data, netns=netns), self.env)
 
@@ -149,11 +160,15 @@ class Pods:
         return problems
 
     def cleanup(self):
-        """Force-remove every pod still there (the test failed midway), then report leftovers."""
+        """Force-remove every pod still there (the test failed midway), then report leftovers; a pea-shim still
+        running (its command line names our --root) is reported and killed."""
         pods_dir = os.path.join(self.root, "pods")
         if os.path.isdir(pods_dir):
             for name in os.listdir(pods_dir):
                 subprocess.run([self.runtime, "--root", self.root, "pod", "rm", "--force", name],
                                capture_output=True, env=self.env, timeout=60)
-        return self.leftovers()
+        problems = self.leftovers()
+        for pid, _ in helpers.marked_processes(self.mark, (self.root,)):
+            helpers.kill_and_reap(pid)
+        return problems
 

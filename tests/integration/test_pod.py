@@ -372,3 +372,50 @@ def test_pod_through_the_oci_cli(run, binaries, tmp_path, cid):
         assert r.out.splitlines() == ["oci-pod", os.readlink(f"/proc/{pid}/ns/net")]
     finally:
         assert run("delete", "--force", cid + "-sandbox").code == 0
+
+
+def test_same_pod_name_under_two_roots(pods, runtime, work_dir, pod_rootfs, test_mark):
+    import pods as pods_module
+    other = pods_module.Pods(runtime, os.path.join(work_dir, "second"), pod_rootfs, test_mark)
+    os.makedirs(other.work_dir, exist_ok=True)
+    name = pods.name()
+    first = pods.start(pods.manifest([container("a", pods.rootfs, "echo up; exec sleep 60")], name=name))
+    try:
+        first.wait_for_line("[a] up")
+        code, out, err = other.run(other.manifest([container("a", pods.rootfs, "echo second")], name=name))
+        assert code == 0, err
+        assert out.strip() == "[a] second"
+    finally:
+        assert first.stop() == 0, first.err
+        assert other.cleanup() == []
+
+
+def test_a_bridge_pea_made_goes_with_its_last_pod(pods, test_netns):
+    def bridge_pod(address):
+        return pods.manifest([container("a", pods.rootfs, "echo up; exec sleep 60")],
+                             pea={"network": {"mode": "bridge", "bridge": "peait1", "address": address,
+                                              "gateway": "198.18.9.1"}})
+    one = pods.start(bridge_pod("198.18.9.2/24"), netns=test_netns)
+    two = None
+    try:
+        one.wait_for_line("[a] up")
+        two = pods.start(bridge_pod("198.18.9.3/24"), netns=test_netns)
+        two.wait_for_line("[a] up")
+    finally:
+        assert one.stop() == 0, one.err
+    links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
+    assert "peait1" in links, "still used by the second pod"
+    assert two.stop() == 0, two.err
+    links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
+    assert "peait1" not in links
+
+
+def test_a_bridge_the_caller_made_stays(pods, test_netns):
+    subprocess.run(["ip", "-n", test_netns, "link", "add", "peait2", "type", "bridge"], check=True)
+    m = pods.manifest([container("a", pods.rootfs, "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'")],
+                      pea={"network": {"mode": "bridge", "bridge": "peait2", "address": "198.18.10.2/24"}})
+    code, out, err = pods.run(m, netns=test_netns)
+    assert code == 0, err
+    assert "[a] inet 198.18.10.2/24" in out
+    links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
+    assert "peait2" in links and "veth" not in links

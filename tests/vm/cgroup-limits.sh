@@ -1,5 +1,5 @@
 # cgroup v2 limits, run inside the VM (busybox sh) by tests/vm/run-vm-tests: every controller is available there.
-# Usage: cgroup-limits.sh BUILD_DIR. Prints "vm: N passed, N failed" last.
+# Usage: cgroup-limits.sh BUILD_DIR. Prints "cgroup-limits: N passed, N failed" last.
 build=$1
 pea="$build/runtime/pea"
 root=/run/pea-vm
@@ -111,5 +111,5 @@ rmdir /sys/fs/cgroup/job/pea-leaf /sys/fs/cgroup/job 2>/dev/null
 if [ -e /sys/fs/cgroup/pea ] || [ -n "$(ls $root 2>/dev/null)" ]; then fail "cleanup" "$(ls /sys/fs/cgroup/pea $root 2>&1)"
 else pass "every cgroup and state dir is gone"; fi
 
-echo "vm: $passed passed, $failed failed"
+echo "cgroup-limits: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,62 @@
+/* The pod commands' side of pea-shim: finding and starting it, and talking to it over its control socket. */
+#ifndef PEA_CLI_POD_CLIENT_H
+#define PEA_CLI_POD_CLIENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cli.h"
+#include "pea/error.h"
+#include "pea/pod.h"
+
+#define POD_DEFAULT_DATA_ROOT "/var/lib/pea"
+/* How long a client waits: for a shim to come up (it builds the sandbox first), and for a plain request. */
+#define POD_SHIM_READY_TIMEOUT_MS (120 * 1000)
+#define POD_SHIM_REQUEST_TIMEOUT_MS (120 * 1000)
+/* `pea pod ls` asks each shim; one that does not answer this fast counts as not answering. */
+#define POD_SHIM_STATUS_TIMEOUT_MS 2000
+
+/* A helper binary of pea (pea-pause, pea-shim): beside pea when installed in libexec/pea, in its directory of a
+ * build tree (sandbox/, shim/), or the compiled-in libexec directory. */
+char *pod_find_helper(const char *argv0, const char *name, const char *build_subdir, struct pea_error *err);
+
+/* Start pea-shim for the manifest at file and wait until it serves the new pod (or say why it could not). */
+int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *data_root, const char *pause,
+                   struct pea_error *err);
+/* Start a new pea-shim for a pod whose shim died while its infra lives (supervisor_adopt). */
+int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *err);
+
+/* Whether the shim recorded in the pod's state is still that process. */
+bool pod_shim_is_alive(const struct pea_pod *pod);
+/* Connect to the pod's shim; -1 when it does not answer. */
+int pod_shim_connect(const struct pea_pod *pod, struct pea_error *err);
+/* One request (consumed) and its reply: *result (may be NULL) on ok, else the shim's error line in err. fds go with
+ * the request; a descriptor that comes with the reply lands in *reply_fd (else -1) when reply_fd is given. */
+int pod_shim_call(int fd, json_t *request, const int *fds, size_t n_fds, int timeout_ms, json_t **result,
+                  int *reply_fd, struct pea_error *err);
+/* A new request of op, with the next id. */
+json_t *pod_shim_request(const char *op);
+/* Wait for the next message (timeout_ms < 0: for ever); *msg NULL when the shim closed the connection. */
+int pod_shim_receive(int fd, int timeout_ms, json_t **msg, int *reply_fd, struct pea_error *err);
+/* A reply's outcome: *result (when given) on ok, else its error line in err. */
+int pod_shim_outcome(json_t *msg, json_t **result, struct pea_error *err);
+/* Open a pod served by a live shim and connect to it; else say why not. */
+int pod_open_served(const struct cli_globals *g, const char *name, struct pea_pod **pod, int *fd,
+                    struct pea_error *err);
+/* The shim's status of the pod, NULL when no shim answers. */
+json_t *pod_shim_status(const struct pea_pod *pod);
+/* Ask the shim to shut the pod down and wait until it has exited (the pod torn down). */
+int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err);
+
+int pod_apply(const struct cli_globals *g, int argc, char **argv);
+int pod_exec(const struct cli_globals *g, int argc, char **argv);
+int pod_stop(const struct cli_globals *g, int argc, char **argv);
+int pod_wait(const struct cli_globals *g, int argc, char **argv);
+int pod_events(const struct cli_globals *g, int argc, char **argv);
+int pod_logs(const struct cli_globals *g, int argc, char **argv);
+
+/* The one app container of a pod when no -c is given; else NULL with the reason in err. */
+const char *pod_default_container(const struct pea_pod *pod, struct pea_error *err);
+
+#endif

@@ -1,0 +1,192 @@
+/* pea pod exec: a process in a running container of a shim's pod. Without -t it gets our stdin (with -i), stdout
+ * and stderr; with -t the shim makes a pty and hands us its master, and we proxy our terminal (raw) to it. The
+ * process's exit code is ours. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "pod_client.h"
+#include "pea/util.h"
+#include "proto.h"
+
+/* Our terminal's settings while raw, restored on every path. */
+struct saved_terminal {
+    int fd;
+    struct termios settings;
+};
+
+static void restore_terminal(struct saved_terminal *t)
+{
+    if (t->fd >= 0)
+        tcsetattr(t->fd, TCSADRAIN, &t->settings);
+}
+
+static void make_raw(struct saved_terminal *t, int fd)
+{
+    struct termios raw;
+    if (!isatty(fd) || tcgetattr(fd, &t->settings) < 0)
+        return;
+    raw = t->settings;
+    cfmakeraw(&raw);
+    if (tcsetattr(fd, TCSADRAIN, &raw) == 0)
+        t->fd = fd;
+}
+
+/* Copy what fd has now to out; false at its end (EOF, or EIO once the pty's slave side is closed). */
+static bool pump(int fd, int out)
+{
+    char buf[16384];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0)
+        return false;
+    return write_all(out, buf, (size_t)n) == 0;
+}
+
+/* A message from the shim during the exec: the exit code event, then end. */
+static int take_message(int sock, int *exit_code, bool *has_ended, struct pea_error *err)
+{
+    AUTO_JSON json_t *msg = NULL;
+    if (pod_shim_receive(sock, 0, &msg, NULL, err) < 0)
+        return -1;
+    if (!msg)
+        return pea_fail(err, 0, "pea-shim closed the connection before the process exited");
+    json_t *code = json_object_get(json_object_get(msg, "event"), "exitCode");
+    if (json_is_integer(code))
+        *exit_code = (int)json_integer_value(code);
+    if (json_object_get(msg, "end"))
+        *has_ended = true;
+    return 0;
+}
+
+/* Proxy stdin (when interactive) to the master and the master to stdout, until the process has ended and the
+ * master is drained. */
+static int proxy_tty(int sock, int master, bool is_interactive, int *exit_code, struct pea_error *err)
+{
+    __attribute__((cleanup(restore_terminal))) struct saved_terminal terminal = {.fd = -1};
+    struct winsize ws;
+    if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+        ioctl(master, TIOCSWINSZ, &ws);
+    if (is_interactive)
+        make_raw(&terminal, STDIN_FILENO);
+    bool has_ended = false, is_master_open = true, is_stdin_open = is_interactive;
+    while (!has_ended || is_master_open) {
+        struct pollfd p[3] = {{.fd = sock, .events = POLLIN},
+                              {.fd = is_master_open ? master : -1, .events = POLLIN},
+                              {.fd = is_stdin_open ? STDIN_FILENO : -1, .events = POLLIN}};
+        /* After the end, only what the master still holds is read. */
+        if (has_ended)
+            p[0].fd = p[2].fd = -1;
+        int n = poll(p, 3, has_ended ? 200 : -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (p[1].revents && !pump(master, STDOUT_FILENO))
+            is_master_open = false;
+        if (p[2].revents && !pump(STDIN_FILENO, master))
+            is_stdin_open = false;
+        if (p[0].revents && take_message(sock, exit_code, &has_ended, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int await_exit(int sock, int *exit_code, struct pea_error *err)
+{
+    bool has_ended = false;
+    while (!has_ended) {
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return pea_fail(err, errno, "wait for the process");
+        }
+        if (take_message(sock, exit_code, &has_ended, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int pod_exec(const struct cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"container", required_argument, NULL, 'c'}, {"stdin", no_argument, NULL, 'i'},
+        {"tty", no_argument, NULL, 't'},             {"env", required_argument, NULL, 'e'},
+        {"workdir", required_argument, NULL, 'w'},   {"user", required_argument, NULL, 'u'},
+        {0}};
+    const char *container = NULL, *cwd = NULL, *user = NULL;
+    bool is_interactive = false, has_tty = false;
+    AUTO_JSON json_t *env = json_array();
+    const char *name = NULL;
+    int c;
+    /* Options go before or after NAME; the command follows NAME, after "--" or not. */
+    for (;;) {
+        while ((c = getopt_long(argc, argv, "+c:ite:w:u:", opts, NULL)) != -1) {
+            switch (c) {
+            case 'c': container = optarg; break;
+            case 'i': is_interactive = true; break;
+            case 't': has_tty = true; break;
+            case 'e': json_array_append_new(env, json_string(optarg)); break;
+            case 'w': cwd = optarg; break;
+            case 'u': user = optarg; break;
+            default: return cli_usage_error("pod exec", "unknown option %s", argv[optind - 1]);
+            }
+        }
+        bool saw_dashes = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+        if (name || saw_dashes || optind >= argc)
+            break;
+        name = argv[optind++];
+    }
+    if (!name && optind < argc)
+        name = argv[optind++];
+    if (!name || optind >= argc)
+        return cli_usage_error("pod exec", "a pod name and a command are required");
+    int first = optind;
+    struct pea_error err = {0};
+    AUTO_POD struct pea_pod *pod = NULL;
+    AUTO_FD int sock = -1;
+    if (pod_open_served(g, name, &pod, &sock, &err) < 0)
+        return cli_fail(&err);
+    if (!container && !(container = pod_default_container(pod, &err)))
+        return cli_fail(&err);
+    json_t *req = pod_shim_request("exec");
+    json_t *args = json_array();
+    for (int i = first; i < argc; i++)
+        json_array_append_new(args, json_string(argv[i]));
+    json_object_set_new(req, "container", json_string(container));
+    json_object_set_new(req, "args", args);
+    if (json_array_size(env) > 0)
+        json_object_set(req, "env", env);
+    if (cwd)
+        json_object_set_new(req, "cwd", json_string(cwd));
+    if (user)
+        json_object_set_new(req, "user", json_string(user));
+    json_object_set_new(req, "tty", json_boolean(has_tty));
+    AUTO_FD int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int stdio[3] = {is_interactive ? STDIN_FILENO : null_fd, STDOUT_FILENO, STDERR_FILENO};
+    AUTO_FD int master = -1;
+    if (pod_shim_call(sock, req, stdio, has_tty ? 0 : 3, POD_SHIM_REQUEST_TIMEOUT_MS, NULL, &master, &err) < 0)
+        return cli_fail(&err);
+    int exit_code = 1;
+    int r;
+    if (has_tty) {
+        if (master < 0) {
+            pea_fail(&err, 0, "pea-shim sent no pty master");
+            return cli_fail(&err);
+        }
+        r = proxy_tty(sock, master, is_interactive, &exit_code, &err);
+    } else {
+        r = await_exit(sock, &exit_code, &err);
+    }
+    if (r < 0)
+        return cli_fail(&err);
+    return exit_code;
+}

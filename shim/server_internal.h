@@ -1,0 +1,67 @@
+/* What server.c (clients, pending replies, supervisor callbacks) and server_ops.c (one handler per request) share. */
+#ifndef PEA_SHIM_SERVER_INTERNAL_H
+#define PEA_SHIM_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "server.h"
+
+struct client {
+    struct client *next;
+    struct shim_server *server;
+    int fd;
+    bool is_dead;       /* a send failed or the peer went: freed at the outermost callback */
+    bool is_subscribed; /* events: every on_event/on_change goes to it under events_id */
+    uint64_t events_id;
+};
+
+enum pending_kind {
+    PENDING_LEAVE_RUNNING, /* stop, restart: answered once the container's record is no longer "running" */
+    PENDING_EXITED,        /* wait for exit of a container */
+    PENDING_RUNNING,       /* wait for running: a container, or every app container when none is named */
+    PENDING_POD_EXIT,      /* wait for exit of the pod: answered when the shim ends */
+    PENDING_EXEC,          /* an exec'd process: its exit code goes as an event, then end */
+};
+
+struct pending {
+    struct pending *next;
+    struct shim_server *server;
+    enum pending_kind kind;
+    struct client *client; /* NULL once the client has gone (an exec is still reaped) */
+    uint64_t id;
+    char *container; /* NULL: the pod */
+    int pidfd;       /* exec */
+};
+
+struct shim_server {
+    struct pea_pod *pod;
+    struct pod_supervisor *sup;
+    struct shim_logs *logs;
+    int listen_fd;
+    uid_t owner;
+    struct client *clients;
+    size_t n_clients;
+    struct pending *pending;
+    int depth; /* nesting of our callbacks: dead clients are freed at the outermost only */
+};
+
+/* Send to a client; a failure (EAGAIN included: it does not read) marks it dead. msg is consumed. */
+void client_send(struct client *c, json_t *msg, const int *fds, size_t n_fds);
+void client_reply_error(struct client *c, uint64_t id, const char *message);
+
+struct pending *pending_add(struct shim_server *s, enum pending_kind kind, struct client *c, uint64_t id,
+                            const char *container);
+void pending_remove(struct shim_server *s, struct pending *p);
+/* Answer every pending request whose condition holds now. */
+void pending_check(struct shim_server *s);
+
+/* The record of one container in the supervisor's list (borrowed from containers), NULL when unknown. */
+json_t *containers_find(json_t *containers, const char *name);
+
+/* Run one validated request; fds (exec's stdio) are the handler's to close. */
+void server_handle(struct client *c, struct proto_request *req, int *fds, size_t n_fds);
+
+#endif

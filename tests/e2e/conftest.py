@@ -1,0 +1,109 @@
+"""Fixtures for pea's end-to-end tests: podman (+ conmon) and containerd (+ its runc v2 shim, driven by ctr) with the
+built pea as their runtime, each with private state under one temp dir, and a busybox image made locally.
+
+Teardown removes everything the orchestrators made (containers, pods, images, mounts, cgroups, daemons by PID) and
+fails the test run if something is left.
+"""
+import os
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+import e2e
+
+BUILD_DIR = os.environ.get("PEA_BUILD_DIR") or os.path.join(e2e.REPO, "build")
+PEA = os.path.abspath(os.environ.get("PEA_RUNTIME") or os.path.join(BUILD_DIR, "runtime", "pea"))
+MARK = uuid.uuid4().hex[:8]
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="end-to-end tests run podman and containerd and need root")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pea():
+    if not os.access(PEA, os.X_OK):
+        pytest.fail(f"runtime {PEA} is not built (ninja -C {BUILD_DIR})", pytrace=False)
+    return PEA
+
+
+@pytest.fixture(scope="session")
+def session_dir():
+    """A short per-session directory under /tmp (unix socket paths must stay under 108 bytes)."""
+    path = tempfile.mkdtemp(prefix=f"pea-e2e-{MARK}-", dir="/tmp")
+    os.chmod(path, 0o755)
+    mounts_before = e2e.mount_points()
+    yield path
+    problems = [f"mount left behind: {m}" for m in sorted(e2e.mount_points() - mounts_before) if m.startswith(path)]
+    e2e.detach_mounts([m for m in e2e.mount_points() if m.startswith(path)])
+    shutil.rmtree(path, ignore_errors=True)
+    if problems:
+        pytest.fail("the end-to-end session leaked:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rootfs_tar(session_dir):
+    """A busybox-static root filesystem as a tarball (the layer of the image both orchestrators use)."""
+    return e2e.make_rootfs_tar(os.path.join(session_dir, "busybox-rootfs.tar"))
+
+
+@pytest.fixture(scope="session")
+def podman_session(session_dir, pea, rootfs_tar):
+    if not (shutil.which("podman") and shutil.which("conmon")):
+        pytest.skip("podman or conmon is not installed (tests/install-deps installs them)")
+    p = e2e.Podman(os.path.join(session_dir, "podman"), pea, MARK)
+    try:
+        p.import_image(rootfs_tar)
+        yield p
+    finally:
+        problems = p.cleanup()
+    if problems:
+        pytest.fail("podman teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def podman(podman_session):
+    """The session's podman; after each test no container or pod of it may be left."""
+    yield podman_session
+    problems = podman_session.remove_all()
+    if problems:
+        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def containerd_session(session_dir, pea, rootfs_tar):
+    for tool in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
+    c = e2e.Containerd(os.path.join(session_dir, "ctrd"), pea, MARK)
+    try:
+        c.start()
+        c.import_image(rootfs_tar)
+        yield c
+    finally:
+        problems = c.stop()
+    if problems:
+        pytest.fail("containerd teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def ctr(containerd_session):
+    """The session's containerd (ctr runner); after each test no task or container may be left."""
+    yield containerd_session
+    problems = containerd_session.remove_all()
+    if problems:
+        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+_counter = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def name():
+    """A container name unique to this session and test."""
+    return f"e2e-{MARK}-{next(_counter)}"
