@@ -131,5 +131,7 @@ def bench_runc_pod(runc, work, runs):
 
 def pod_rootfs(work):
     path = os.path.join(work, "pod-rootfs")
+    if os.path.isdir(path):
+        return path
     subprocess.run([os.path.join(REPO, "examples", "make-rootfs"), path], check=True)
     return path
