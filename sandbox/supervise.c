@@ -540,22 +540,27 @@ static void dispatch(struct pod_supervisor *sup, const struct epoll_event *ev)
     }
 }
 
-/* After teardown: what the pipes still hold, and every child we made. */
+/* After teardown: what the pipes still hold, and every child we made. A teardown that failed (its state gone
+ * under it, say) may have left them running: SIGKILL through the pidfd first, so that the wait cannot hang. */
+static void reap_for_good(int pidfd)
+{
+    if (pidfd < 0)
+        return;
+    sys_pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+    siginfo_t info;
+    while (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0 && errno == EINTR)
+        ;
+}
+
 static void drain_and_reap(struct pod_supervisor *sup)
 {
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
         for (int s = POD_STDOUT; s <= POD_STDERR; s++)
             forward_output(sup, m, s);
-        if (m->pidfd >= 0) {
-            siginfo_t info;
-            waitid(P_PIDFD, (id_t)m->pidfd, &info, WEXITED);
-        }
+        reap_for_good(m->pidfd);
     }
-    if (sup->pod->infra_pidfd >= 0) {
-        siginfo_t info;
-        waitid(P_PIDFD, (id_t)sup->pod->infra_pidfd, &info, WEXITED);
-    }
+    reap_for_good(sup->pod->infra_pidfd);
 }
 
 void supervisor_block_stop_signals(void)

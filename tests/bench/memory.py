@@ -179,6 +179,8 @@ def containerd_shim_rss(work):
         # The shims' sockets go to /run/containerd/s whatever the config says: remove what we made there.
         if not os.path.exists("/run/containerd"):
             cleanup.push(_remove_empty_tree, "/run/containerd")
+        # containerd puts a namespace's containers under /<namespace>/ of every cgroup hierarchy, the v1 ones too.
+        cleanup.push(_remove_cgroups, "pea-bench")
         cleanup.push(shutil.rmtree, d, ignore_errors=True)
         cleanup.push(_umount_under, d + "/")
         log = open(os.path.join(d, "containerd.log"), "w")
@@ -222,6 +224,17 @@ def containerd_shim_rss(work):
 def _remove_empty_tree(top):
     for dirpath, dirnames, filenames in os.walk(top, topdown=False):
         if not filenames:
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def _remove_cgroups(name):
+    """rmdir /sys/fs/cgroup/*/NAME (and the unified one) depth first; a cgroup with processes stays."""
+    import glob
+    for top in glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}"):
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: len(w[0]), reverse=True):
             try:
                 os.rmdir(dirpath)
             except OSError:
