@@ -63,8 +63,10 @@ def _blob(blobs, data):
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def make_oci_archive(path, rootfs_tar, name):
-    """Write an OCI image layout archive (oci-layout, index.json, manifest, config, one gzip layer) for ROOTFS_TAR."""
+def make_oci_archive(path, rootfs_tar, name, image_config=None):
+    """Write an OCI image layout archive (oci-layout, index.json, manifest, config, one gzip layer) for ROOTFS_TAR.
+
+    IMAGE_CONFIG (the config's "config": Env, Cmd, Entrypoint...) defaults to a shell with a PATH."""
     work = path + ".d"
     blobs = os.path.join(work, "blobs", "sha256")
     os.makedirs(blobs)
@@ -74,7 +76,7 @@ def make_oci_archive(path, rootfs_tar, name):
     layer_desc = dict(_blob(blobs, gz), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")
     config = {
         "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+        "config": image_config or {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "pea tests/e2e"}],
     }
@@ -147,6 +149,17 @@ def cgroup_dirs(name):
     if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")) and os.path.isdir(
             os.path.join(CGROUP_ROOT, name)):
         out.append(os.path.join(CGROUP_ROOT, name))
+    return out
+
+
+def cgroup_hierarchies():
+    """The mount points of every cgroup hierarchy (v1 and v2)."""
+    out = []
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        sep = fields.index("-")
+        if fields[sep + 1] in ("cgroup", "cgroup2"):
+            out.append(fields[4])
     return out
 
 
