@@ -195,3 +195,25 @@ def test_several_pods(cri, pea, name):
     assert not c.ListContainers().containers and not c.ListPodSandbox().items
     left = pea_list(pea)
     assert not set(made) & set(left), left
+
+
+def test_stop_kills_what_the_container_left(cri, pea, name):
+    """In the pod's PID namespace a container's children outlive its init (reparented to the pause): once the init
+    has exited the shim runs `pea kill --all ID KILL` on the stopped container, which must still reach them."""
+    c = cri.cri
+    pod_config = host_network_pod(cri, name)
+    pod = c.RunPodSandbox(config=pod_config, runtime_handler="pea").pod_sandbox_id
+    try:
+        pause_pid = json.loads(c.PodSandboxStatus(pod_sandbox_id=pod, verbose=True).info["info"])["pid"]
+        ctr_id = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=pod_config,
+                                   config=busybox(cri, "orphans", ["sh", "-c", "sleep 300 & sleep 301 & wait"],
+                                                  log_path="orphans_0.log")).container_id
+        c.StartContainer(container_id=ctr_id)
+        wait_until(lambda: len(pod_processes(pause_pid)) == 4, 10, "pause, sh and two sleeps")
+        c.StopContainer(container_id=ctr_id, timeout=10)
+        assert c.ContainerStatus(container_id=ctr_id).status.exit_code == 128 + 15
+        wait_until(lambda: pod_processes(pause_pid) == [pause_pid], 10, "only the pause process left in the pod")
+        c.RemoveContainer(container_id=ctr_id)
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
