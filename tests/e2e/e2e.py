@@ -354,6 +354,9 @@ class Containerd:
             f.write(readme_snippet("ctr-runtime-options.toml", pea))
 
     def start(self):
+        # The runc shim's state root for pea (its default --root) is per namespace, outside our directory.
+        self.runc_root = os.path.join("/run/containerd/runc", self.ns)
+        self.runc_root_existed = os.path.isdir(self.runc_root)
         self.log = open(os.path.join(self.dir, "containerd.log"), "w")
         self.proc = subprocess.Popen(["containerd", "--config", self.config], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -456,11 +459,17 @@ class Containerd:
         points = [m for m in mount_points() if m.startswith(self.dir)]
         problems += [f"mount left behind: {m}" for m in points]
         detach_mounts(points)
-        root2 = cgroup2_root()
-        if root2:
-            ns_cgroup = os.path.join(root2, self.ns)
+        # The namespace's cgroup directory: in the v2 hierarchy, and on a hybrid host (empty) in the v1 ones too.
+        for root in cgroup_hierarchies():
+            ns_cgroup = os.path.join(root, self.ns)
             if os.path.isdir(ns_cgroup):
                 stuck = rmdir_tree(ns_cgroup)
                 problems += [f"cgroup left behind: {p}" for p in stuck]
+        if not self.runc_root_existed and os.path.isdir(self.runc_root):
+            left = os.listdir(self.runc_root)
+            if left:
+                problems.append(f"pea state left behind in {self.runc_root}: {left}")
+            else:
+                os.rmdir(self.runc_root)
         self.log.close()
         return problems

@@ -1,9 +1,7 @@
 """A private containerd 1.6 with its CRI plugin configured for pea (README snippets + this host's settings), the
 pea-pause sandbox image and the busybox image imported into the CRI's ctr namespace (k8s.io), and a CRI client."""
 import io
-import json
 import os
-import shutil
 import tarfile
 
 import e2e
@@ -11,6 +9,12 @@ from cri import client as cri_client
 
 PAUSE_IMAGE = "localhost/pea-e2e/pause:latest"
 CRI_NAMESPACE = "k8s.io"  # containerd's CRI plugin keeps its containers and images there
+
+
+def has_cap_sys_resource():
+    with open("/proc/self/status") as f:
+        eff = next(line for line in f if line.startswith("CapEff:")).split()[1]
+    return bool(int(eff, 16) & (1 << 24))  # CAP_SYS_RESOURCE
 
 
 def make_pause_tar(path, pause_binary):
@@ -43,18 +47,18 @@ class CriContainerd(e2e.Containerd):
             # This host only: disable_cgroup when the v2 cpu controller is missing: the CRI gives every sandbox cpu
             # shares 2, which pea refuses without the controller (containers get pea's default cgroup /pea/ID).
             # No registry (the sandbox image is imported), no CNI configuration (an empty conf dir,
-            # never the host's /etc/cni/net.d), and restrict_oom_score_adj: the CRI gives the sandbox
-            # oom_score_adj -998, which needs CAP_SYS_RESOURCE (missing here: runc fails the same way); restricted,
-            # containerd asks for no score below its own.
-            f.write('\n[plugins."io.containerd.grpc.v1.cri"]\n'
-                    f'  sandbox_image = "{PAUSE_IMAGE}"\n'
-                    "  restrict_oom_score_adj = true\n"
-                    + ("" if e2e.cgroup2_has("cpu") else "  disable_cgroup = true\n") +
-                    '  stream_server_address = "127.0.0.1"\n'
-                    '  stream_server_port = "0"\n'
-                    '[plugins."io.containerd.grpc.v1.cri".cni]\n'
-                    f'  conf_dir = "{self.cni_conf}"\n'
-                    f'  bin_dir = "{self.cni_bin}"\n')
+            # never the host's /etc/cni/net.d), and restrict_oom_score_adj without CAP_SYS_RESOURCE: the CRI gives
+            # the sandbox oom_score_adj -998, which needs it (pea fails, as runc does); restricted, containerd asks for
+            # no score below its own.
+            cri = ['[plugins."io.containerd.grpc.v1.cri"]', f'  sandbox_image = "{PAUSE_IMAGE}"']
+            if not e2e.cgroup2_has("cpu"):
+                cri.append("  disable_cgroup = true")
+            if not has_cap_sys_resource():
+                cri.append("  restrict_oom_score_adj = true")
+            cri += ['  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
+                    '[plugins."io.containerd.grpc.v1.cri".cni]',
+                    f'  conf_dir = "{self.cni_conf}"', f'  bin_dir = "{self.cni_bin}"']
+            f.write("\n" + "\n".join(cri) + "\n")
         self.cri = None
 
     def start(self, gen_dir):
@@ -76,14 +80,17 @@ class CriContainerd(e2e.Containerd):
         """Stop and remove every pod sandbox and container through the CRI, then check containerd's view."""
         problems = []
         if self.cri is not None:
-            for c in self.cri.ListContainers().containers:
-                problems.append(f"CRI container left: {c.metadata.name} ({c.id})")
-                self.cri.StopContainer(container_id=c.id, timeout=0)
-                self.cri.RemoveContainer(container_id=c.id)
-            for s in self.cri.ListPodSandbox().items:
-                problems.append(f"CRI pod sandbox left: {s.metadata.name} ({s.id})")
-                self.cri.StopPodSandbox(pod_sandbox_id=s.id)
-                self.cri.RemovePodSandbox(pod_sandbox_id=s.id)
+            try:
+                for c in self.cri.ListContainers(deadline=30).containers:
+                    problems.append(f"CRI container left: {c.metadata.name} ({c.id})")
+                    self.cri.StopContainer(container_id=c.id, timeout=0, deadline=30)
+                    self.cri.RemoveContainer(container_id=c.id, deadline=30)
+                for s in self.cri.ListPodSandbox(deadline=30).items:
+                    problems.append(f"CRI pod sandbox left: {s.metadata.name} ({s.id})")
+                    self.cri.StopPodSandbox(pod_sandbox_id=s.id, deadline=30)
+                    self.cri.RemovePodSandbox(pod_sandbox_id=s.id, deadline=30)
+            except self.cri.grpc.RpcError as e:
+                problems.append(f"CRI cleanup failed: {e.code()}: {e.details()}")
         problems += super().remove_all()
         for root in e2e.cgroup_hierarchies():
             p = os.path.join(root, self.cgroup_parent.lstrip("/"))
@@ -94,18 +101,20 @@ class CriContainerd(e2e.Containerd):
         return problems
 
     def stop(self):
+        """Clean up through the CRI, remove the images, stop containerd by PID (always, whatever failed before)."""
         problems = []
-        if self.proc is not None and self.proc.poll() is None:
-            problems += self.remove_all()
+        try:
+            if self.proc is not None and self.proc.poll() is None and self.cri is not None:
+                problems += self.remove_all()
+                try:
+                    self.cri.RemoveImage(image=self.cri.pb.ImageSpec(image=PAUSE_IMAGE), deadline=30)
+                except self.cri.grpc.RpcError as e:
+                    problems.append(f"CRI RemoveImage {PAUSE_IMAGE}: {e.code()}: {e.details()}")
+        finally:
             if self.cri is not None:
-                for image in (PAUSE_IMAGE,):
-                    try:
-                        self.cri.RemoveImage(image=self.cri.pb.ImageSpec(image=image))
-                    except Exception as e:  # noqa: BLE001  (report, go on cleaning)
-                        problems.append(f"CRI RemoveImage {image}: {e}")
                 self.cri.close()
                 self.cri = None
-        problems += super().stop()
+            problems += super().stop()
         for root in e2e.cgroup_hierarchies():
             p = os.path.join(root, self.cgroup_parent.lstrip("/"))
             if os.path.isdir(p):
