@@ -370,12 +370,17 @@ int container_kill(const char *root, const char *id, int sig, bool all, struct p
     if (container_open(root, id, false, &c, err) < 0)
         return -1;
     int r;
-    if (c.status == PEA_STATUS_STOPPED)
-        r = pea_fail(err, 0, "container not running");
-    else if (all && c.state.cgroup_path)
+    if (all && c.state.cgroup_path) {
+        /* Stopped too, as runc: what the init left behind in its cgroup (children reparented outside a private
+         * PID namespace; containerd's shim kills them so after the init's exit). A cgroup already gone is done. */
         r = cgroup_kill_all(c.state.cgroup_path, sig, err);
-    else
+        if (r < 0 && c.status == PEA_STATUS_STOPPED && err && err->errnum == ENOENT)
+            r = 0;
+    } else if (c.status == PEA_STATUS_STOPPED) {
+        r = pea_fail(err, 0, "container not running");
+    } else {
         r = signal_init(&c, sig, err);
+    }
     container_close(&c);
     return r;
 }

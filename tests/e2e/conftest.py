@@ -100,6 +100,41 @@ def ctr(containerd_session):
         pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def cri_session(session_dir, pea, rootfs_tar):
+    """A private containerd with its CRI plugin on pea (tests/e2e/cri), the pea-pause sandbox image and busybox."""
+    for tool in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
+    try:
+        import grpc  # noqa: F401
+        import grpc_tools  # noqa: F401
+    except ImportError:
+        pytest.skip("python3-grpcio or python3-grpc-tools is not installed (tests/install-deps installs them)")
+    pause = os.path.join(BUILD_DIR, "sandbox", "pea-pause")
+    if not os.access(pause, os.X_OK):
+        pytest.fail(f"{pause} is not built (ninja -C {BUILD_DIR})", pytrace=False)
+    from cri.harness import CriContainerd
+    c = CriContainerd(os.path.join(session_dir, "cri"), pea, MARK, pause)
+    try:
+        c.start(os.path.join(session_dir, "cri-api"))
+        c.import_images(rootfs_tar)
+        yield c
+    finally:
+        problems = c.stop()
+    if problems:
+        pytest.fail("CRI containerd teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def cri(cri_session):
+    """The session's CRI containerd; after each test no pod sandbox, container, task or cgroup of it may be left."""
+    yield cri_session
+    problems = cri_session.remove_all()
+    if problems:
+        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
 _counter = iter(range(1, 1 << 30))
 
 

@@ -63,8 +63,10 @@ def _blob(blobs, data):
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def make_oci_archive(path, rootfs_tar, name):
-    """Write an OCI image layout archive (oci-layout, index.json, manifest, config, one gzip layer) for ROOTFS_TAR."""
+def make_oci_archive(path, rootfs_tar, name, image_config=None):
+    """Write an OCI image layout archive (oci-layout, index.json, manifest, config, one gzip layer) for ROOTFS_TAR.
+
+    IMAGE_CONFIG (the config's "config": Env, Cmd, Entrypoint...) defaults to a shell with a PATH."""
     work = path + ".d"
     blobs = os.path.join(work, "blobs", "sha256")
     os.makedirs(blobs)
@@ -74,7 +76,7 @@ def make_oci_archive(path, rootfs_tar, name):
     layer_desc = dict(_blob(blobs, gz), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")
     config = {
         "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+        "config": image_config or {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "pea tests/e2e"}],
     }
@@ -147,6 +149,17 @@ def cgroup_dirs(name):
     if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")) and os.path.isdir(
             os.path.join(CGROUP_ROOT, name)):
         out.append(os.path.join(CGROUP_ROOT, name))
+    return out
+
+
+def cgroup_hierarchies():
+    """The mount points of every cgroup hierarchy (v1 and v2)."""
+    out = []
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        sep = fields.index("-")
+        if fields[sep + 1] in ("cgroup", "cgroup2"):
+            out.append(fields[4])
     return out
 
 
@@ -341,6 +354,9 @@ class Containerd:
             f.write(readme_snippet("ctr-runtime-options.toml", pea))
 
     def start(self):
+        # The runc shim's state root for pea (its default --root) is per namespace, outside our directory.
+        self.runc_root = os.path.join("/run/containerd/runc", self.ns)
+        self.runc_root_existed = os.path.isdir(self.runc_root)
         self.log = open(os.path.join(self.dir, "containerd.log"), "w")
         self.proc = subprocess.Popen(["containerd", "--config", self.config], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -443,11 +459,17 @@ class Containerd:
         points = [m for m in mount_points() if m.startswith(self.dir)]
         problems += [f"mount left behind: {m}" for m in points]
         detach_mounts(points)
-        root2 = cgroup2_root()
-        if root2:
-            ns_cgroup = os.path.join(root2, self.ns)
+        # The namespace's cgroup directory: in the v2 hierarchy, and on a hybrid host (empty) in the v1 ones too.
+        for root in cgroup_hierarchies():
+            ns_cgroup = os.path.join(root, self.ns)
             if os.path.isdir(ns_cgroup):
                 stuck = rmdir_tree(ns_cgroup)
                 problems += [f"cgroup left behind: {p}" for p in stuck]
+        if not self.runc_root_existed and os.path.isdir(self.runc_root):
+            left = os.listdir(self.runc_root)
+            if left:
+                problems.append(f"pea state left behind in {self.runc_root}: {left}")
+            else:
+                os.rmdir(self.runc_root)
         self.log.close()
         return problems

@@ -146,3 +146,21 @@ def test_device_filter_allows_a_listed_device(run, bundle, cid):
                           {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rw"}],
                          "mknod /tmp/console c 5 1 && : < /tmp/console && echo console-ok")
     assert r.code == 0 and "console-ok" in r.out, r.err
+
+
+def test_kill_all_of_a_stopped_container_reaches_what_its_init_left(run, bundle, cid, wait_for_status):
+    """Without a PID namespace of its own a container's children outlive its init; `kill --all` of the stopped
+    container still signals its cgroup (as runc: containerd's shim does so for pods sharing a PID namespace)."""
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+    bundle.args("sh", "-c", "sleep 100 & echo $! > /tmp/left")
+    run.ok("run", "--detach", "--bundle", bundle, cid)
+    wait_for_status(cid, "stopped")
+    left = os.path.join(bundle.rootfs, "tmp", "left")
+    wait_until(lambda: os.path.exists(left) and open(left).read().strip(), what="the child's pid")
+    pid = int(open(left).read())
+    assert open(f"/proc/{pid}/cmdline").read().startswith("sleep")
+    assert "container not running" in run("kill", cid, "KILL").err  # the init alone: gone
+    run.ok("kill", "--all", cid, "KILL")
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+               open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", what=f"process {pid} to die")
+    run.ok("kill", "--all", cid, "KILL")  # nothing left: still fine

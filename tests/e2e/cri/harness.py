@@ -1,0 +1,122 @@
+"""A private containerd 1.6 with its CRI plugin configured for pea (README snippets + this host's settings), the
+pea-pause sandbox image and the busybox image imported into the CRI's ctr namespace (k8s.io), and a CRI client."""
+import io
+import os
+import tarfile
+
+import e2e
+from cri import client as cri_client
+
+PAUSE_IMAGE = "localhost/pea-e2e/pause:latest"
+CRI_NAMESPACE = "k8s.io"  # containerd's CRI plugin keeps its containers and images there
+
+
+def has_cap_sys_resource():
+    with open("/proc/self/status") as f:
+        eff = next(line for line in f if line.startswith("CapEff:")).split()[1]
+    return bool(int(eff, 16) & (1 << 24))  # CAP_SYS_RESOURCE
+
+
+def make_pause_tar(path, pause_binary):
+    """A root filesystem holding only /pause (pea-pause, static), like the upstream pause image."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        with open(pause_binary, "rb") as f:
+            data = f.read()
+        info = tarfile.TarInfo("pause")
+        info.mode, info.mtime, info.size = 0o755, 0, len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+class CriContainerd(e2e.Containerd):
+    """containerd whose CRI plugin runs pods on pea: default_runtime_name "pea" (README), sandbox_image the local
+    pea-pause image, no CNI configuration (host-network pods only), CRI state under the private root."""
+
+    def __init__(self, directory, pea, mark, pause_binary):
+        super().__init__(directory, pea, mark)
+        self.ns = CRI_NAMESPACE
+        self.pause_binary = pause_binary
+        self.cni_conf = os.path.join(directory, "cni-conf")  # empty: no pod network, NetworkReady stays false
+        self.cni_bin = os.path.join(directory, "cni-bin")
+        self.logs = os.path.join(directory, "pod-logs")
+        for d in (self.cni_conf, self.cni_bin, self.logs):
+            os.makedirs(d)
+        self.cgroup_parent = f"/e2e-{mark}-cri"
+        with open(self.config, "a") as f:
+            f.write("\n" + e2e.readme_snippet("containerd-cri-default.toml", self.pea))
+            # This host only: disable_cgroup when the v2 cpu controller is missing: the CRI gives every sandbox cpu
+            # shares 2, which pea refuses without the controller (containers get pea's default cgroup /pea/ID).
+            # No registry (the sandbox image is imported), no CNI configuration (an empty conf dir,
+            # never the host's /etc/cni/net.d), and restrict_oom_score_adj without CAP_SYS_RESOURCE: the CRI gives
+            # the sandbox oom_score_adj -998, which needs it (pea fails, as runc does); restricted, containerd asks for
+            # no score below its own.
+            cri = ['[plugins."io.containerd.grpc.v1.cri"]', f'  sandbox_image = "{PAUSE_IMAGE}"']
+            if not e2e.cgroup2_has("cpu"):
+                cri.append("  disable_cgroup = true")
+            if not has_cap_sys_resource():
+                cri.append("  restrict_oom_score_adj = true")
+            cri += ['  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
+                    '[plugins."io.containerd.grpc.v1.cri".cni]',
+                    f'  conf_dir = "{self.cni_conf}"', f'  bin_dir = "{self.cni_bin}"']
+            f.write("\n" + "\n".join(cri) + "\n")
+        self.cri = None
+
+    def start(self, gen_dir):
+        super().start()
+        pb2, grpc_mod = cri_client.compile_api(gen_dir)
+        self.cri = cri_client.Client(self.address, pb2, grpc_mod)
+
+    def import_images(self, rootfs_tar):
+        self.import_image(rootfs_tar)
+        pause_tar = make_pause_tar(os.path.join(self.dir, "pause-rootfs.tar"), self.pause_binary)
+        archive = e2e.make_oci_archive(os.path.join(self.dir, "pause-oci.tar"), pause_tar, PAUSE_IMAGE,
+                                       image_config={"Entrypoint": ["/pause"], "WorkingDir": "/"})
+        self.ok("images", "import", archive, timeout=120)
+        listed = {i.spec.image for i in self.cri.ListImages().images}
+        names = {t for i in self.cri.ListImages().images for t in i.repo_tags}
+        assert {PAUSE_IMAGE, e2e.IMAGE} <= names, f"the CRI sees the images {names} {listed}"
+
+    def remove_all(self):
+        """Stop and remove every pod sandbox and container through the CRI, then check containerd's view."""
+        problems = []
+        if self.cri is not None:
+            try:
+                for c in self.cri.ListContainers(deadline=30).containers:
+                    problems.append(f"CRI container left: {c.metadata.name} ({c.id})")
+                    self.cri.StopContainer(container_id=c.id, timeout=0, deadline=30)
+                    self.cri.RemoveContainer(container_id=c.id, deadline=30)
+                for s in self.cri.ListPodSandbox(deadline=30).items:
+                    problems.append(f"CRI pod sandbox left: {s.metadata.name} ({s.id})")
+                    self.cri.StopPodSandbox(pod_sandbox_id=s.id, deadline=30)
+                    self.cri.RemovePodSandbox(pod_sandbox_id=s.id, deadline=30)
+            except self.cri.grpc.RpcError as e:
+                problems.append(f"CRI cleanup failed: {e.code()}: {e.details()}")
+        problems += super().remove_all()
+        for root in e2e.cgroup_hierarchies():
+            p = os.path.join(root, self.cgroup_parent.lstrip("/"))
+            if os.path.isdir(p):
+                kids = [d for d in os.listdir(p) if os.path.isdir(os.path.join(p, d))]
+                if kids:
+                    problems.append(f"cgroups left behind in {p}: {kids}")
+        return problems
+
+    def stop(self):
+        """Clean up through the CRI, remove the images, stop containerd by PID (always, whatever failed before)."""
+        problems = []
+        try:
+            if self.proc is not None and self.proc.poll() is None and self.cri is not None:
+                problems += self.remove_all()
+                try:
+                    self.cri.RemoveImage(image=self.cri.pb.ImageSpec(image=PAUSE_IMAGE), deadline=30)
+                except self.cri.grpc.RpcError as e:
+                    problems.append(f"CRI RemoveImage {PAUSE_IMAGE}: {e.code()}: {e.details()}")
+        finally:
+            if self.cri is not None:
+                self.cri.close()
+                self.cri = None
+            problems += super().stop()
+        for root in e2e.cgroup_hierarchies():
+            p = os.path.join(root, self.cgroup_parent.lstrip("/"))
+            if os.path.isdir(p):
+                problems += [f"cgroup left behind: {s}" for s in e2e.rmdir_tree(p)]
+        return problems
