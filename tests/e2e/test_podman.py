@@ -274,3 +274,14 @@ def test_memory_limit_clear_error(podman):
     else:
         assert r.code != 0, r
         assert 'memory.max needs the "memory" controller' in r.err, r
+
+
+def test_pids_limit_where_the_controller_is(podman):
+    """--pids-limit is written to pids.max where cgroup2 offers the pids controller, and fails with pea's clear
+    error where it does not (this CI host's hybrid hierarchy)."""
+    r = podman("run", "--rm", "--pids-limit", "50", IMAGE, "cat", "/sys/fs/cgroup/pids.max")
+    if cgroup2_has("pids"):
+        assert r.code == 0 and r.out.strip() == "50", r
+    else:
+        assert r.code != 0, r
+        assert 'pids.max needs the "pids" controller' in r.err, r
