@@ -92,17 +92,19 @@ bool pod_state_is_from_an_earlier_boot(const json_t *state)
     return recorded && now[0] && strcmp(recorded, now) != 0;
 }
 
-bool pod_infra_alive(const struct pea_pod *pod)
+bool pod_recorded_process_alive(const struct pea_pod *pod, const char *key)
 {
     /* A PID recorded before a reboot names whatever process has it now, start time or not. */
     if (pod_state_is_from_an_earlier_boot(pod->state))
         return false;
-    json_t *infra = json_object_get(pod->state, "infra");
-    pid_t pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
-    unsigned long long start = (unsigned long long)json_integer_value(json_object_get(infra, "startTime"));
+    json_t *record = json_object_get(pod->state, key);
+    pid_t pid = (pid_t)json_integer_value(json_object_get(record, "pid"));
+    unsigned long long start = (unsigned long long)json_integer_value(json_object_get(record, "startTime"));
     bool is_zombie = false;
     return pid > 0 && sys_process_start_time(pid, &is_zombie) == start && !is_zombie;
 }
+
+bool pod_infra_alive(const struct pea_pod *pod) { return pod_recorded_process_alive(pod, "infra"); }
 
 /* ---- building the sandbox ---- */
 

@@ -58,7 +58,9 @@ int pod_save(struct pea_pod *pod, struct pea_error *err);
 
 /* Whether pod.json (state) was written before the machine last booted: its recorded PIDs mean nothing now. */
 bool pod_state_is_from_an_earlier_boot(const json_t *state);
-/* Whether the infra process still runs (same start time as recorded, and the same boot). */
+/* Whether the process recorded under key in pod.json ({"pid", "startTime"}: "infra", "shim") still runs: same
+ * start time, not a zombie, and not a record from before a reboot. */
+bool pod_recorded_process_alive(const struct pea_pod *pod, const char *key);
 bool pod_infra_alive(const struct pea_pod *pod);
 
 /* Make a member container (created, not started; id = its name) from the manifest entry: generated bundle, fresh

@@ -163,17 +163,7 @@ int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *e
 
 /* ---- talking to a shim ---- */
 
-bool pod_shim_is_alive(const struct pea_pod *pod)
-{
-    /* After a reboot the recorded PID is some other process's: never one to talk to, let alone kill. */
-    if (pod_state_is_from_an_earlier_boot(pod->state))
-        return false;
-    json_t *shim = json_object_get(pod->state, "shim");
-    pid_t pid = (pid_t)json_integer_value(json_object_get(shim, "pid"));
-    unsigned long long start = (unsigned long long)json_integer_value(json_object_get(shim, "startTime"));
-    bool is_zombie = false;
-    return pid > 0 && sys_process_start_time(pid, &is_zombie) == start && !is_zombie;
-}
+bool pod_shim_is_alive(const struct pea_pod *pod) { return pod_recorded_process_alive(pod, "shim"); }
 
 int pod_shim_connect(const struct pea_pod *pod, struct pea_error *err)
 {
