@@ -590,6 +590,13 @@ def test_state_and_protocol_versions_are_checked(pods):
     name = pods.name()
     applied(pods, pods.manifest([sleeper(pods)], name=name))
     wait_running(pods, name)
+    # The shim goes first: it rewrites pod.json whenever something changes, and must not race the edits below.
+    shim = shim_pid(pods, name)
+    recorded = pods.state(name)["shim"]
+    os.kill(shim, signal.SIGKILL)
+    helpers.wait_until(lambda: not os.path.exists(f"/proc/{shim}") or helpers._proc_stat(shim)[0] == "Z", 5,
+                       "the shim dead")
+    helpers.reap_orphans()
     edit_state(pods, name, lambda s: s.update(version=2))
     code, out, err = pods.cli("pod", "ps", name)
     assert code == 1 and err.strip() == \
@@ -598,12 +605,6 @@ def test_state_and_protocol_versions_are_checked(pods):
     edit_state(pods, name, lambda s: s.update(version=1))
 
     # A shim that answers in another protocol version: the client says so instead of misreading it.
-    shim = shim_pid(pods, name)
-    recorded = pods.state(name)["shim"]
-    os.kill(shim, signal.SIGKILL)
-    helpers.wait_until(lambda: not os.path.exists(f"/proc/{shim}") or helpers._proc_stat(shim)[0] == "Z", 5,
-                       "the shim dead")
-    helpers.reap_orphans()
     pod_dir = os.path.join(pods.root, "pods", name)
     os.unlink(os.path.join(pod_dir, "shim.sock"))
     dir_fd = os.open(pod_dir, os.O_PATH | os.O_DIRECTORY)
