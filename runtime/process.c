@@ -309,7 +309,7 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         /* Without no_new_privs, loading needs CAP_SYS_ADMIN, which the user switch may drop: load it now. */
         if (seccomp_program_load(*seccomp, err) < 0)
             return -1;
-        *seccomp = NULL;
+        *seccomp = NULL; /* installed: not again before execve */
     }
     if (caps_apply_user_and_capabilities(proc, err) < 0 || caps_apply_no_new_privileges(proc, err) < 0)
         return -1;
@@ -493,8 +493,8 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
         return -1;
-    /* Compiled here, not in the child: the members of a pod (one profile) share one compilation, and libseccomp's
-     * work stays out of the serial part of each container's setup. */
+    /* Compiled here, not in the child: the containers a process launches with one profile (a pod's members, those
+     * of pea-shim) share one compilation, and the child only hands the program to the kernel. */
     const struct pea_seccomp_program *seccomp = NULL;
     if (l->spec->seccomp && !(seccomp = seccomp_compile(l->spec->seccomp, err)))
         return -1;
