@@ -228,8 +228,8 @@ static int child_wait_for(int sock, enum sync_step want, int *passed_fd, struct 
     return 0;
 }
 
-static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *exe, size_t exe_len,
-                       struct pea_error *err)
+static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_program **seccomp, char *exe,
+                       size_t exe_len, struct pea_error *err)
 {
     const struct pea_spec *spec = l->spec;
     const struct pea_process *proc = spec->process;
@@ -305,21 +305,21 @@ static int child_setup(struct pea_launch *l, int sock, void **filter_out, char *
     }
     if (caps_apply_rlimits(proc, err) < 0)
         return -1;
-    if (spec->seccomp && !proc->no_new_privileges) {
+    if (*seccomp && !proc->no_new_privileges) {
         /* Without no_new_privs, loading needs CAP_SYS_ADMIN, which the user switch may drop: load it now. */
-        if (seccomp_filter_load(*filter_out, err) < 0)
+        if (seccomp_program_load(*seccomp, err) < 0)
             return -1;
-        seccomp_filter_free(take_ptr(filter_out));
+        *seccomp = NULL; /* installed: not again before execve */
     }
     if (caps_apply_user_and_capabilities(proc, err) < 0 || caps_apply_no_new_privileges(proc, err) < 0)
         return -1;
     return process_find_executable(proc->args[0], proc->env, exe, exe_len, err);
 }
 
-static _Noreturn void child_main(struct pea_launch *l, int sock)
+/* seccomp: the program compiled before clone (our copy of the parent's memory), or NULL. */
+static _Noreturn void child_main(struct pea_launch *l, int sock, const struct pea_seccomp_program *seccomp)
 {
     struct pea_error err = {0};
-    void *filter = NULL;
     char exe[PATH_MAX];
     child_reset_signals();
     /* If the parent is already gone, its end of the socket is closed and the first wait below fails. (getppid()
@@ -332,13 +332,7 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
      * (SYNC_GO), which comes before we join or create any namespace but those clone3 gave us. */
     if (!l->is_dumpable_until_maps)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if (l->spec->seccomp) {
-        /* Compiled while we still may do anything; loaded at the last moment. */
-        filter = seccomp_filter_build(l->spec->seccomp, &err);
-        if (!filter)
-            goto fail;
-    }
-    if (child_setup(l, sock, &filter, exe, sizeof exe, &err) < 0)
+    if (child_setup(l, sock, &seccomp, exe, sizeof exe, &err) < 0)
         goto fail;
     if (sync_send(sock, SYNC_READY, 0, NULL, -1) < 0 || child_wait_for(sock, SYNC_RELEASE, NULL, &err) < 0)
         _exit(1);
@@ -370,7 +364,7 @@ static _Noreturn void child_main(struct pea_launch *l, int sock)
             _exit(1);
         }
     }
-    if (filter && seccomp_filter_load(filter, &err) < 0) {
+    if (seccomp && seccomp_program_load(seccomp, &err) < 0) {
         dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
         _exit(1);
     }
@@ -499,6 +493,11 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
         return -1;
+    /* Compiled here, not in the child: the containers a process launches with one profile (a pod's members, those
+     * of pea-shim) share one compilation, and the child only hands the program to the kernel. */
+    const struct pea_seccomp_program *seccomp = NULL;
+    if (l->spec->seccomp && !(seccomp = seccomp_compile(l->spec->seccomp, err)))
+        return -1;
     /* Missing on kernels without time namespaces: then there is nothing to restore. */
     AUTO_FD int own_pid_ns = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
     AUTO_FD int own_time_ns = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
@@ -544,7 +543,7 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
     }
     if (pid == 0) {
         close(pair[0]);
-        child_main(l, pair[1]);
+        child_main(l, pair[1], seccomp);
     }
     close(pair[1]);
     l->pid = pid;

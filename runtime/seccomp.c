@@ -1,9 +1,16 @@
-/* OCI seccomp profiles compiled into a BPF filter with libseccomp. */
+/* OCI seccomp profiles compiled into a BPF program with libseccomp, in the runtime before clone, once per profile
+ * in a process; the container child only hands the program to the kernel. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "pea/seccomp.h"
 #include "pea/util.h"
@@ -140,18 +147,193 @@ fail:
     return NULL;
 }
 
-int seccomp_filter_load(void *filter, struct pea_error *err)
-{
-    int r = seccomp_load(filter);
-    if (r < 0)
-        return pea_fail(err, -r, "seccomp: load filter");
-    return 0;
-}
-
 void seccomp_filter_free(void *filter)
 {
     if (filter)
         seccomp_release(filter);
+}
+
+static void filter_free_p(void *p) { seccomp_filter_free(*(void **)p); }
+#define AUTO_FILTER __attribute__((cleanup(filter_free_p)))
+
+/* The kernel's flags for what seccomp_load in libseccomp 2.5.4 would pass: TSYNC, LOG and SPEC_ALLOW from their
+ * attributes. NEW_LISTENER never (SCMP_ACT_NOTIFY is refused when building), no_new_privs never (CTL_NNP is 0). */
+static int kernel_flags(scmp_filter_ctx ctx, unsigned *flags, struct pea_error *err)
+{
+    static const struct {
+        enum scmp_filter_attr attr;
+        unsigned flag;
+        const char *name;
+    } map[] = {
+        {SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC, "TSYNC"},
+        {SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG, "LOG"},
+        {SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SSB"},
+    };
+    *flags = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
+        uint32_t value = 0;
+        int r = seccomp_attr_get(ctx, map[i].attr, &value);
+        if (r < 0)
+            return pea_fail(err, -r, "seccomp: read attribute %s", map[i].name);
+        if (value)
+            *flags |= map[i].flag;
+    }
+    return 0;
+}
+
+/* The sock_fprog length is 16 bits; the kernel refuses more than BPF_MAXINSNS at load, as it did before. */
+#define PROGRAM_MAX ((size_t)USHRT_MAX * sizeof(struct sock_filter))
+
+static int compile(const struct pea_seccomp *profile, struct pea_seccomp_program *out, struct pea_error *err)
+{
+    AUTO_FILTER void *filter = seccomp_filter_build(profile, err);
+    if (!filter || kernel_flags(filter, &out->flags, err) < 0)
+        return -1;
+    AUTO_FD int fd = memfd_create("pea-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "seccomp: create a memfd for the BPF program");
+    int r = seccomp_export_bpf(filter, fd);
+    if (r < 0)
+        return pea_fail(err, -r, "seccomp: export the BPF program");
+    size_t len = 0;
+    AUTO_FREE char *bytes = lseek(fd, 0, SEEK_SET) < 0 ? NULL : read_fd_all(fd, PROGRAM_MAX, &len);
+    if (!bytes)
+        return pea_fail(err, errno, "seccomp: read back the BPF program");
+    if (len == 0 || len % sizeof(struct sock_filter) != 0)
+        return pea_fail(err, EINVAL, "seccomp: exported BPF program of %zu bytes", len);
+    out->prog.len = (unsigned short)(len / sizeof(struct sock_filter));
+    out->prog.filter = take_ptr(&bytes);
+    return 0;
+}
+
+/* ---- cache: pea-shim and `pea pod run` launch many containers with one profile ---- */
+
+struct key_buffer {
+    unsigned char *data;
+    size_t len, cap;
+};
+
+static void key_put(struct key_buffer *k, const void *p, size_t n)
+{
+    if (k->len + n > k->cap) {
+        k->cap = (k->len + n) * 2;
+        k->data = xrealloc(k->data, k->cap);
+    }
+    memcpy(k->data + k->len, p, n);
+    k->len += n;
+}
+
+static void key_u64(struct key_buffer *k, uint64_t v) { key_put(k, &v, sizeof v); }
+
+/* Length-prefixed strings and count-prefixed lists, so that no two different profiles serialize alike. */
+static void key_strv(struct key_buffer *k, char **v)
+{
+    key_u64(k, strv_len(v));
+    for (; v && *v; v++) {
+        size_t n = strlen(*v);
+        key_u64(k, n);
+        key_put(k, *v, n);
+    }
+}
+
+static void profile_key(const struct pea_seccomp *p, struct key_buffer *k)
+{
+    key_u64(k, p->default_action);
+    key_u64(k, p->has_default_errno_ret);
+    key_u64(k, p->default_errno_ret);
+    key_strv(k, p->architectures);
+    key_strv(k, p->flags);
+    key_u64(k, p->n_rules);
+    for (size_t i = 0; i < p->n_rules; i++) {
+        const struct pea_seccomp_rule *r = &p->rules[i];
+        key_strv(k, r->names);
+        key_u64(k, r->action);
+        key_u64(k, r->has_errno_ret);
+        key_u64(k, r->errno_ret);
+        key_u64(k, r->n_args);
+        for (size_t j = 0; j < r->n_args; j++) {
+            key_u64(k, r->args[j].index);
+            key_u64(k, r->args[j].value);
+            key_u64(k, r->args[j].value_two);
+            key_u64(k, r->args[j].op);
+        }
+    }
+}
+
+/* FNV-1a: it only picks the candidate entry; a hit is confirmed on the whole serialization. */
+static uint64_t digest(const unsigned char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+#define CACHE_SIZE 8
+
+struct cache_entry {
+    uint64_t digest, last_used;
+    unsigned char *key;
+    size_t key_len;
+    struct pea_seccomp_program program;
+};
+
+static struct cache_entry cache[CACHE_SIZE];
+static uint64_t cache_clock;
+
+static void entry_clear(struct cache_entry *e)
+{
+    free(e->key);
+    free(e->program.prog.filter);
+    *e = (struct cache_entry){0};
+}
+
+void seccomp_cache_clear(void)
+{
+    for (size_t i = 0; i < CACHE_SIZE; i++)
+        entry_clear(&cache[i]);
+}
+
+const struct pea_seccomp_program *seccomp_compile(const struct pea_seccomp *profile, struct pea_error *err)
+{
+    struct key_buffer k = {0};
+    profile_key(profile, &k);
+    AUTO_FREE unsigned char *key = k.data;
+    uint64_t h = digest(key, k.len);
+    struct cache_entry *victim = &cache[0];
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        struct cache_entry *e = &cache[i];
+        if (e->key && e->digest == h && e->key_len == k.len && memcmp(e->key, key, k.len) == 0) {
+            e->last_used = ++cache_clock;
+            return &e->program;
+        }
+        if (victim->key && (!e->key || e->last_used < victim->last_used))
+            victim = e;
+    }
+    struct pea_seccomp_program program = {0};
+    if (compile(profile, &program, err) < 0)
+        return NULL;
+    entry_clear(victim);
+    *victim = (struct cache_entry){.digest = h, .last_used = ++cache_clock, .key = take_ptr(&key),
+                                   .key_len = k.len, .program = program};
+    return &victim->program;
+}
+
+int seccomp_program_load(const struct pea_seccomp_program *program, struct pea_error *err)
+{
+    struct sock_fprog prog = program->prog;
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, program->flags, &prog);
+    /* Kernels before 3.17 have only the prctl, and none of the flags (libseccomp refused them when building). */
+    if (r < 0 && errno == ENOSYS && program->flags == 0)
+        r = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+    if (r < 0)
+        return pea_fail(err, errno, "seccomp: load filter");
+    /* With TSYNC, a positive result is the thread that could not be synchronised (libseccomp: ESRCH). */
+    if (r > 0)
+        return pea_fail(err, ESRCH, "seccomp: load filter: thread %ld not synchronised", r);
+    return 0;
 }
 
 const char *seccomp_library_version(void)

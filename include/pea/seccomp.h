@@ -1,16 +1,31 @@
-/* OCI seccomp (struct pea_seccomp) compiled into a BPF filter through libseccomp. */
+/* OCI seccomp (struct pea_seccomp) compiled into a BPF program through libseccomp. */
 #ifndef PEA_SECCOMP_H
 #define PEA_SECCOMP_H
+
+#include <linux/filter.h>
 
 #include "pea/error.h"
 #include "pea/spec.h"
 
-/* Build the filter in the parent's memory and return an opaque handle (scmp_filter_ctx) or NULL with *err.
- * Unknown syscall names are skipped (the spec allows it); unknown architectures are an error. */
-void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *err);
-/* Load a built filter into the calling process. Must be the last step before execve (after no_new_privs or with
+/* A profile compiled in the runtime: the classic BPF program and the SECCOMP_FILTER_FLAG_* its attributes mean,
+ * so that the container child, after clone, only hands them to seccomp(2). */
+struct pea_seccomp_program {
+    struct sock_fprog prog;
+    unsigned flags;
+};
+
+/* Compile profile, or return the program compiled for an equal profile earlier in this process (a few are kept).
+ * The program belongs to the cache: valid until the next seccomp_compile or seccomp_cache_clear. NULL with *err.
+ * Unknown syscall names are skipped (the spec allows it); unknown architectures and SCMP_ACT_NOTIFY are errors. */
+const struct pea_seccomp_program *seccomp_compile(const struct pea_seccomp *profile, struct pea_error *err);
+/* Install the program in the calling thread. Must be the last step before execve (after no_new_privs or with
  * CAP_SYS_ADMIN). */
-int seccomp_filter_load(void *filter, struct pea_error *err);
+int seccomp_program_load(const struct pea_seccomp_program *program, struct pea_error *err);
+/* Free every cached program. */
+void seccomp_cache_clear(void);
+
+/* The libseccomp filter (an opaque scmp_filter_ctx) seccomp_compile exports, or NULL with *err. */
+void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *err);
 void seccomp_filter_free(void *filter);
 
 /* libseccomp's version as "2.5.4". */
