@@ -145,8 +145,9 @@ def make_bundle(path, args=("/bin/true",)):
     write_config(path, args)
 
 
-def write_config(bundle, args, terminal=False):
-    config = {
+def bundle_config(args, terminal=False):
+    """The bundle's config.json: a read-only root, five namespaces, three capabilities, no new privileges."""
+    return {
         "ociVersion": "1.0.2", "root": {"path": "rootfs", "readonly": True}, "hostname": "bench",
         "process": {"terminal": terminal, "user": {"uid": 0, "gid": 0}, "args": list(args), "cwd": "/",
                     "env": ["PATH=/bin"],
@@ -159,6 +160,10 @@ def write_config(bundle, args, terminal=False):
         "linux": {"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
                   "maskedPaths": ["/proc/kcore", "/proc/keys"], "readonlyPaths": ["/proc/sys"]},
     }
+
+
+def write_config(bundle, args, terminal=False):
+    config = bundle_config(args, terminal)
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return config
