@@ -18,16 +18,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_FILES 12
 #define CHECKED_SIZE 4096
 
+static char dir[] = "/tmp/pea-fuzz-cri-log-XXXXXX";
+
+/* libFuzzer ends with exit(): the directory goes with the process. */
+static void remove_log_dir(void) { remove_tree(dir, &(struct pea_error){0}); }
+
 static int log_dir(void)
 {
     static int fd = -1;
     if (fd < 0) {
-        char dir[] = "/tmp/pea-fuzz-cri-log-XXXXXX";
         if (!mkdtemp(dir))
             abort();
         fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
             abort();
+        atexit(remove_log_dir);
     }
     /* The last run's files: rotated ones are numbered without gaps. */
     unlinkat(fd, "c.log", 0);

@@ -16,17 +16,25 @@
 static const struct timespec now = {.tv_sec = 1795331702, .tv_nsec = 123456789};
 
 static int dir_fd = -1;
+static char dir[] = "/tmp/pea-cri-log-XXXXXX";
 
 static void make_dir(void)
 {
-    char dir[] = "/tmp/pea-cri-log-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     cr_assert_geq(dir_fd, 0);
     umask(022);
 }
 
-TestSuite(cri_log, .init = make_dir);
+/* Each test's directory goes with it, passed or failed. */
+static void remove_dir(void)
+{
+    struct pea_error err = {0};
+    if (remove_tree(dir, &err) < 0)
+        cr_log_error("%s", err.msg);
+}
+
+TestSuite(cri_log, .init = make_dir, .fini = remove_dir);
 
 static char *file_text(const char *name)
 {
