@@ -564,13 +564,18 @@ static void drain_and_reap(struct pod_supervisor *sup)
     reap_for_good(sup->pod->infra_pidfd);
 }
 
+static void stop_signal_set(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
 void supervisor_block_stop_signals(void)
 {
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
+    stop_signal_set(&stop_signals);
     sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 }
 
@@ -647,11 +652,8 @@ struct pea_pod *supervisor_pod(const struct pod_supervisor *sup) { return sup->p
 int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error *err)
 {
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
-    supervisor_block_stop_signals();
+    stop_signal_set(&stop_signals);
+    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
     sup->signal_fd = sup->signal_watch.fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
     sup->infra_watch.fd = sup->pod->infra_pidfd;
     if (sup->signal_fd < 0 || watch_add(sup, &sup->signal_watch, err) < 0 ||

@@ -123,6 +123,30 @@ def readme_snippet(key, pea):
 
 # ---- processes and cgroups ----------------------------------------------------------------------------------------
 
+def sweep_leftovers(path, expected_mounts=()):
+    """After a daemon is gone: kill every process still naming PATH and detach every mount under it, reporting each
+    (but the EXPECTED_MOUNTS) as a leak."""
+    problems = []
+    for pid, cmd in processes_with(path):
+        problems.append(f"process left behind: {pid} {cmd}")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    points = [m for m in mount_points() if m.startswith(path)]
+    problems += [f"mount left behind: {m}" for m in points if m not in expected_mounts]
+    detach_mounts(points)
+    return problems
+
+
+def cgroups_left_in(path):
+    """A leak report for any child cgroup of PATH (which may be missing)."""
+    if not os.path.isdir(path):
+        return []
+    children = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]
+    return [f"cgroups left behind in {path}: {children}"] if children else []
+
+
 def processes_with(word):
     """[(pid, cmdline)] of processes whose command line contains WORD."""
     found = []
@@ -297,17 +321,9 @@ class Podman:
     def cleanup(self):
         problems = self.remove_all()
         self("rmi", "--all", "--force", timeout=120)
-        for pid, cmd in processes_with(self.dir):
-            problems.append(f"process left behind: {pid} {cmd}")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        points = [m for m in mount_points() if m.startswith(self.dir)]
         # c/storage's overlay driver keeps its home (root/overlay) mounted private until shut down; that one is
         # podman's, not a leak.
-        problems += [f"mount left behind: {m}" for m in points if m != f"{self.dir}/root/overlay"]
-        detach_mounts(points)
+        problems += sweep_leftovers(self.dir, expected_mounts=(f"{self.dir}/root/overlay",))
         # A container's cgroup (libpod-ID, made by pea) must be gone; podman's own (libpod_parent, conmon, and on
         # a hybrid host the pod's directory in the unified hierarchy, which podman 4.3 does not remove even with
         # runc) are removed silently.
@@ -426,11 +442,8 @@ class Containerd:
         except AssertionError:
             problems += [f"shim left behind: {pid} {cmd}" for pid, cmd in processes_with(self.address)]
         root2 = cgroup2_root()
-        ns_cgroup = os.path.join(root2, self.ns) if root2 else None
-        if ns_cgroup and os.path.isdir(ns_cgroup):
-            children = [d for d in os.listdir(ns_cgroup) if os.path.isdir(os.path.join(ns_cgroup, d))]
-            if children:
-                problems.append(f"cgroups left behind in {ns_cgroup}: {children}")
+        if root2:
+            problems += cgroups_left_in(os.path.join(root2, self.ns))
         return problems
 
     def stop(self):
@@ -450,15 +463,7 @@ class Containerd:
                 self.proc.wait()
         else:
             problems.append(f"containerd died during the tests (exit {self.proc.returncode})")
-        for pid, cmd in processes_with(self.dir):
-            problems.append(f"process left behind: {pid} {cmd}")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        points = [m for m in mount_points() if m.startswith(self.dir)]
-        problems += [f"mount left behind: {m}" for m in points]
-        detach_mounts(points)
+        problems += sweep_leftovers(self.dir)
         # The namespace's cgroup directory: in the v2 hierarchy, and on a hybrid host (empty) in the v1 ones too.
         for root in cgroup_hierarchies():
             ns_cgroup = os.path.join(root, self.ns)

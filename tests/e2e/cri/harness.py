@@ -93,11 +93,7 @@ class CriContainerd(e2e.Containerd):
                 problems.append(f"CRI cleanup failed: {e.code()}: {e.details()}")
         problems += super().remove_all()
         for root in e2e.cgroup_hierarchies():
-            p = os.path.join(root, self.cgroup_parent.lstrip("/"))
-            if os.path.isdir(p):
-                kids = [d for d in os.listdir(p) if os.path.isdir(os.path.join(p, d))]
-                if kids:
-                    problems.append(f"cgroups left behind in {p}: {kids}")
+            problems += e2e.cgroups_left_in(os.path.join(root, self.cgroup_parent.lstrip("/")))
         return problems
 
     def stop(self):
