@@ -67,9 +67,10 @@ def read(path):
 # ---- the runner ---------------------------------------------------------------------------------------------------
 
 # Children that a test waits for itself (runtime commands, claimed container pids): the orphan reaper leaves them
-# alone.  The lock makes "start a child and claim it" atomic with respect to the reaper.
+# alone.  The lock makes "start a child and claim it" atomic with respect to the reaper; it is reentrant because
+# Runner.popen holds it around a Popen, which claims its own child too.
 _own_children = set()
-_reap_lock = threading.Lock()
+_reap_lock = threading.RLock()
 
 
 def claim_child(pid):
@@ -293,8 +294,30 @@ def _proc_stat(pid):
     return fields[0], int(fields[1])  # state, ppid
 
 
+class _ClaimedPopen(subprocess.Popen):
+    """A Popen whose child the reaper leaves alone from fork until Popen itself has reaped it.
+
+    Without the claim the reaper can reap a finished child first; Popen's waitpid then fails with ECHILD, which
+    subprocess reports as exit code 0: a failing command would pass.
+    """
+
+    def _execute_child(self, *args, **kwargs):
+        with _reap_lock:
+            super()._execute_child(*args, **kwargs)
+            _own_children.add(self.pid)
+
+    def _handle_exitstatus(self, *args, **kwargs):
+        super()._handle_exitstatus(*args, **kwargs)
+        release_child(self.pid)
+
+
 def start_reaper():
-    """Reap orphans in the background, as a shim does: a runtime may wait for a killed init to be reaped."""
+    """Reap orphans in the background, as a shim does: a runtime may wait for a killed init to be reaped.
+
+    Every subprocess.Popen from here on (subprocess.run included) claims its child, so that the reaper never
+    takes the exit status of a command a test waits for.
+    """
+    subprocess.Popen = _ClaimedPopen
     def loop():
         while True:
             reap_orphans()
