@@ -14,6 +14,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -170,6 +171,11 @@ int sys_reexec_from_sealed_copy(char **argv)
     int seals = fcntl(self, F_GET_SEALS);
     if (seals >= 0 && (seals & SEALED_COPY_SEALS) == SEALED_COPY_SEALS)
         return 0; /* already running from the sealed copy */
+    /* The mount is the one /proc/PID/exe leads through; a container cannot remount it writable, since it lives in a
+     * mount namespace the container is not in (and a container in ours holds the host anyway). */
+    struct statvfs vfs;
+    if (fstatvfs(self, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+        return 0;
     struct stat st;
     if (fstat(self, &st) < 0)
         return -1;

@@ -43,7 +43,8 @@ unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie);
 /* Re-execute ourselves from a sealed memfd copy of our binary, unless already running from one: a container
  * process that reaches our /proc/PID/exe then finds an immutable copy, never the binary on disk (the
  * CVE-2019-5736 class). The copy holds what is loaded (the ELF segments), not debug info or section headers.
- * Returns 0 when already sealed; does not return on success; -1 with errno otherwise. */
+ * A binary on a read-only mount is run in place: nothing in a container can write through that mount.
+ * Returns 0 when already sealed or read-only; does not return on success; -1 with errno otherwise. */
 int sys_reexec_from_sealed_copy(char **argv);
 
 #endif

@@ -48,6 +48,36 @@ def test_runtime_binary_cannot_be_reached_through_proc_exe(run, runtime, bundle,
     assert sha256(runtime) == before, "the runtime binary changed"
 
 
+def test_runtime_on_a_read_only_mount_runs_in_place_and_stays_unwritable(run, runtime, bundle, cid):
+    """A binary on a read-only mount needs no sealed copy (pea skips the copy and the second start): /proc/1/exe
+    leads to the binary itself, and opening it for writing still fails, with every capability."""
+    before = sha256(runtime)
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = ALL_CAPS
+    bundle.args("true")
+    bundle.save()
+    # The read-only bind lives in a private mount namespace that ends with `create`; the container's PID 1 keeps
+    # its exe, and with it the mount, until it is deleted.
+    script = 'mount --bind -o ro "$1" "$1" && exec "$2" --root "$3" create --bundle "$4" "$5"'
+    err_path = os.path.join(run.work_dir, "create-ro.err")
+    with open(err_path, "w") as err:  # a file, not a pipe: the created init keeps create's stdio
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                            os.path.dirname(runtime), runtime, run.root, bundle.path, cid],
+                           stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=run.env, timeout=30)
+    assert p.returncode == 0, helpers.read(err_path)
+    r = run("exec", cid, "sh", "-c", "readlink /proc/1/exe; (: >> /proc/1/exe) && echo EXE-OPENED;"
+                                     " (echo x > /proc/1/exe) && echo EXE-WRITTEN; echo done")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    # The binary itself, named from the root of its mount (which the container cannot reach): not a memfd.
+    assert lines[0] == "/" + os.path.basename(runtime), f"/proc/1/exe leads to {lines[0]}"
+    assert "EXE-OPENED" not in r.out and "EXE-WRITTEN" not in r.out, r.out
+    assert lines[-1] == "done"
+    run.ok("delete", "--force", cid)
+    assert sha256(runtime) == before, "the runtime binary changed"
+
+
 @pytest.mark.parametrize("fd", range(3, 31))
 def test_cwd_through_a_leaked_fd_never_reaches_the_host(run, bundle, cid, fd):
     """CVE-2024-21626 class: process.cwd of /proc/self/fd/N must not land in a host directory."""
