@@ -18,6 +18,18 @@ PEA = os.path.abspath(os.environ.get("PEA_RUNTIME") or os.path.join(BUILD_DIR, "
 MARK = uuid.uuid4().hex[:8]
 
 
+def fail_on_problems(problems, what):
+    """Fail the test (or session) when a teardown or leak check found anything, listing each on its own line."""
+    if problems:
+        pytest.fail(f"{what}:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def require_containerd():
+    for tool in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="end-to-end tests run podman and containerd and need root")
@@ -42,8 +54,7 @@ def session_dir():
     problems = [f"mount left behind: {m}" for m in sorted(e2e.mount_points() - mounts_before) if m.startswith(path)]
     e2e.detach_mounts([m for m in e2e.mount_points() if m.startswith(path)])
     shutil.rmtree(path, ignore_errors=True)
-    if problems:
-        pytest.fail("the end-to-end session leaked:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "the end-to-end session leaked")
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +73,7 @@ def podman_session(session_dir, pea, rootfs_tar):
         yield p
     finally:
         problems = p.cleanup()
-    if problems:
-        pytest.fail("podman teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "podman teardown found leaks")
 
 
 @pytest.fixture
@@ -71,15 +81,12 @@ def podman(podman_session):
     """The session's podman; after each test no container or pod of it may be left."""
     yield podman_session
     problems = podman_session.remove_all()
-    if problems:
-        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "test left behind")
 
 
 @pytest.fixture(scope="session")
 def containerd_session(session_dir, pea, rootfs_tar):
-    for tool in ("containerd", "ctr", "containerd-shim-runc-v2"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
+    require_containerd()
     c = e2e.Containerd(os.path.join(session_dir, "ctrd"), pea, MARK)
     try:
         c.start()
@@ -87,8 +94,7 @@ def containerd_session(session_dir, pea, rootfs_tar):
         yield c
     finally:
         problems = c.stop()
-    if problems:
-        pytest.fail("containerd teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "containerd teardown found leaks")
 
 
 @pytest.fixture
@@ -96,16 +102,13 @@ def ctr(containerd_session):
     """The session's containerd (ctr runner); after each test no task or container may be left."""
     yield containerd_session
     problems = containerd_session.remove_all()
-    if problems:
-        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "test left behind")
 
 
 @pytest.fixture(scope="session")
 def cri_session(session_dir, pea, rootfs_tar):
     """A private containerd with its CRI plugin on pea (tests/e2e/cri), the pea-pause sandbox image and busybox."""
-    for tool in ("containerd", "ctr", "containerd-shim-runc-v2"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
+    require_containerd()
     try:
         import grpc  # noqa: F401
         import grpc_tools  # noqa: F401
@@ -122,8 +125,7 @@ def cri_session(session_dir, pea, rootfs_tar):
         yield c
     finally:
         problems = c.stop()
-    if problems:
-        pytest.fail("CRI containerd teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "CRI containerd teardown found leaks")
 
 
 @pytest.fixture
@@ -131,8 +133,7 @@ def cri(cri_session):
     """The session's CRI containerd; after each test no pod sandbox, container, task or cgroup of it may be left."""
     yield cri_session
     problems = cri_session.remove_all()
-    if problems:
-        pytest.fail("test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+    fail_on_problems(problems, "test left behind")
 
 
 _counter = iter(range(1, 1 << 30))

@@ -66,11 +66,11 @@ def read(path):
 
 # ---- the runner ---------------------------------------------------------------------------------------------------
 
-# Children that a test waits for itself (runtime commands, claimed container pids): the orphan reaper leaves them
-# alone.  The lock makes "start a child and claim it" atomic with respect to the reaper; it is reentrant because
-# Runner.popen holds it around a Popen, which claims its own child too.
+# Children that a test waits for itself: the orphan reaper leaves them alone.  Every Popen claims its own child
+# (_ClaimedPopen, below); claim_child is for the others, such as a container's init reparented to us.  The lock
+# makes "start a child and claim it" atomic with respect to the reaper.
 _own_children = set()
-_reap_lock = threading.RLock()
+_reap_lock = threading.Lock()
 
 
 def claim_child(pid):
@@ -139,7 +139,7 @@ class Runner:
             if tty is not None:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        with contextlib.ExitStack() as stack, _reap_lock:
+        with contextlib.ExitStack() as stack:
             out, out_path = self._output(stdout, "out", stack)
             err, err_path = self._output(stderr, "err", stack)
             if tty is not None:
@@ -149,7 +149,6 @@ class Runner:
                                     close_fds=close_fds, pass_fds=tuple(fds) if close_fds else (),
                                     preexec_fn=in_child if fds or tty is not None else None,
                                     start_new_session=tty is not None, env=self.env if env is None else env)
-            _own_children.add(proc.pid)
         proc.out_path, proc.err_path = out_path, err_path
         return proc
 
@@ -162,8 +161,6 @@ class Runner:
             proc.kill()
             proc.wait()
             raise AssertionError(f"{' '.join(proc.args)} did not finish within {timeout}s")
-        finally:
-            release_child(proc.pid)
         return Result(code, read(proc.out_path), read(proc.err_path))
 
     def ok(self, *args, **kw):
@@ -204,14 +201,6 @@ def wait_until(predicate, timeout=5.0, what="condition"):
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         reap_orphans()
         time.sleep(0.01)
-
-
-def wait_child(proc, timeout=10):
-    """Wait for a Popen from Runner.popen; returns its exit code (negative for a signal, as subprocess does)."""
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        release_child(proc.pid)
 
 
 # ---- the bundle ---------------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ class PodRun:
     def __init__(self, argv, env):
         self.lines, self.err_lines = [], []
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        helpers.claim_child(self.proc.pid)
         self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
                          threading.Thread(target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True)]
         for t in self._readers:
@@ -64,7 +63,6 @@ class PodRun:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-            helpers.release_child(self.proc.pid)
         for t in self._readers:
             t.join(5)
         return code

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from helpers import parse_kv, wait_child
+from helpers import parse_kv
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_run_with_terminal_proxies_the_pty(run, bundle, cid):
         slave = -1
         os.write(master, b"typed\n")
         out = read_until(master, ISATTY_DONE)
-        assert wait_child(proc) == 0
+        assert proc.wait(timeout=10) == 0
     finally:
         os.close(master)
         if slave >= 0:

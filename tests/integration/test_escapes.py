@@ -27,23 +27,34 @@ ALL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER"
             "CAP_IPC_OWNER", "CAP_NET_BROADCAST"]
 
 
+def with_every_capability(bundle):
+    """A container of /bin/true whose processes (exec'd ones too) hold every capability."""
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = ALL_CAPS
+    bundle.args("true")
+
+
+def proc_1_exe_after_write_attempts(run, cid):
+    """Exec into the created container and try to open and write /proc/1/exe; both must fail. Where it leads."""
+    r = run("exec", cid, "sh", "-c", "readlink /proc/1/exe; (: >> /proc/1/exe) && echo EXE-OPENED;"
+                                     " (echo x > /proc/1/exe) && echo EXE-WRITTEN; echo done")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert "EXE-OPENED" not in r.out and "EXE-WRITTEN" not in r.out, r.out
+    assert lines[-1] == "done"
+    return lines[0]
+
+
 def test_runtime_binary_cannot_be_reached_through_proc_exe(run, runtime, bundle, cid):
     """CVE-2019-5736 class: until `start`, the container's PID 1 is a copy of pea waiting to exec. A process exec'd
     into the container with every capability (CAP_SYS_PTRACE sees through non-dumpable processes) finds only a
     sealed in-memory copy behind /proc/1/exe, which cannot be written, never the host's binary."""
     before = sha256(runtime)
-    caps = bundle.config["process"]["capabilities"]
-    for kind in ("bounding", "effective", "permitted"):
-        caps[kind] = ALL_CAPS
-    bundle.args("true")
+    with_every_capability(bundle)
     run.ok("create", "--bundle", bundle, cid)
-    r = run("exec", cid, "sh", "-c", "readlink /proc/1/exe; (: >> /proc/1/exe) && echo EXE-OPENED;"
-                                     " (echo x > /proc/1/exe) && echo EXE-WRITTEN; echo done")
-    assert r.code == 0, r.err
-    lines = r.out.splitlines()
-    assert lines[0].startswith("/memfd:pea"), f"/proc/1/exe leads to {lines[0]}"
-    assert "EXE-OPENED" not in r.out and "EXE-WRITTEN" not in r.out, r.out
-    assert lines[-1] == "done"
+    exe = proc_1_exe_after_write_attempts(run, cid)
+    assert exe.startswith("/memfd:pea"), f"/proc/1/exe leads to {exe}"
     run.ok("delete", "--force", cid)
     assert sha256(runtime) == before, "the runtime binary changed"
 
@@ -52,10 +63,7 @@ def test_runtime_on_a_read_only_mount_runs_in_place_and_stays_unwritable(run, ru
     """A binary on a read-only mount needs no sealed copy (pea skips the copy and the second start): /proc/1/exe
     leads to the binary itself, and opening it for writing still fails, with every capability."""
     before = sha256(runtime)
-    caps = bundle.config["process"]["capabilities"]
-    for kind in ("bounding", "effective", "permitted"):
-        caps[kind] = ALL_CAPS
-    bundle.args("true")
+    with_every_capability(bundle)
     bundle.save()
     # The read-only bind lives in a private mount namespace that ends with `create`; the container's PID 1 keeps
     # its exe, and with it the mount, until it is deleted.
@@ -66,14 +74,9 @@ def test_runtime_on_a_read_only_mount_runs_in_place_and_stays_unwritable(run, ru
                             os.path.dirname(runtime), runtime, run.root, bundle.path, cid],
                            stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=run.env, timeout=30)
     assert p.returncode == 0, helpers.read(err_path)
-    r = run("exec", cid, "sh", "-c", "readlink /proc/1/exe; (: >> /proc/1/exe) && echo EXE-OPENED;"
-                                     " (echo x > /proc/1/exe) && echo EXE-WRITTEN; echo done")
-    assert r.code == 0, r.err
-    lines = r.out.splitlines()
+    exe = proc_1_exe_after_write_attempts(run, cid)
     # The binary itself, named from the root of its mount (which the container cannot reach): not a memfd.
-    assert lines[0] == "/" + os.path.basename(runtime), f"/proc/1/exe leads to {lines[0]}"
-    assert "EXE-OPENED" not in r.out and "EXE-WRITTEN" not in r.out, r.out
-    assert lines[-1] == "done"
+    assert exe == "/" + os.path.basename(runtime), f"/proc/1/exe leads to {exe}"
     run.ok("delete", "--force", cid)
     assert sha256(runtime) == before, "the runtime binary changed"
 
@@ -198,7 +201,6 @@ def test_racing_rename_cannot_move_a_mount_out(run, bundle, cid, tmp_path, work_
     bundle.save()
     stop = os.path.join(work_dir, "stop")
     swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, real, real + ".link", str(host_dir), stop])
-    helpers.claim_child(swapper.pid)
     outcomes = {"ran": 0, "refused": 0}
     try:
         for i in range(50):
@@ -215,7 +217,6 @@ def test_racing_rename_cannot_move_a_mount_out(run, bundle, cid, tmp_path, work_
     finally:
         open(stop, "w").close()
         code = swapper.wait(timeout=10)
-        helpers.release_child(swapper.pid)
     assert code == 0, "the swapper stopped early: the race was not run"
     assert sorted(os.listdir(host_dir)) == ["target"] and os.listdir(host_dir / "target") == []
     points = mount_points_in(helpers.read(log))

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers import claim_child, read, release_child, wait_child, wait_until
+from helpers import claim_child, read, release_child, wait_until
 
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -233,7 +233,7 @@ def test_concurrent_creates_of_one_id(run, bundle, cid):
     bundle.args(*SLEEPER)
     bundle.save()
     procs = [run.popen("create", "--bundle", bundle.path, cid) for _ in range(4)]
-    codes = [wait_child(p) for p in procs]
+    codes = [p.wait(timeout=10) for p in procs]
     assert codes.count(0) == 1, f"exit codes {codes}"
     assert run.state(cid)["status"] == "created"
     assert run.ok("list", "--quiet").out == cid + "\n"
@@ -248,7 +248,7 @@ def test_concurrent_commands_on_one_container(run, bundle, cid, wait_for_status)
     procs = [run.popen(*args) for args in [("state", cid), ("list",), ("exec", cid, "true"), ("state", cid),
                                             ("exec", cid, "true"), ("list", "--format", "json")]]
     for p in procs:
-        assert wait_child(p) == 0, read(p.err_path)
+        assert p.wait(timeout=10) == 0, read(p.err_path)
     assert run.state(cid)["status"] == "running"
 
 

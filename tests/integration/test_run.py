@@ -4,7 +4,7 @@ import select
 import signal
 import time
 
-from helpers import read, wait_child, wait_until
+from helpers import read, wait_until
 
 
 def test_run_prints_output_and_exits_zero(run, bundle, cid):
@@ -37,7 +37,7 @@ def test_run_killed_by_sigkill_returns_137(run, bundle, cid, wait_for_status):
     proc = run.popen("run", "--bundle", bundle, cid)
     wait_for_status(cid, "running")
     run.ok("kill", cid, "KILL")
-    assert wait_child(proc) == 137
+    assert proc.wait(timeout=10) == 137
 
 
 def test_run_of_a_process_killed_by_a_signal_returns_128_plus_n(run, bundle, cid):
@@ -63,7 +63,7 @@ def test_run_forwards_signals_to_the_container(run, bundle, cid):
     proc = run.popen("run", "--bundle", bundle, cid)
     wait_until(lambda: os.path.exists(ready), what="the container to install its trap")
     proc.send_signal(signal.SIGTERM)
-    assert wait_child(proc) == 7
+    assert proc.wait(timeout=10) == 7
 
 
 def test_run_detach_with_pid_file(run, bundle, cid, work_dir, wait_for_status):

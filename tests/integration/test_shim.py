@@ -79,11 +79,9 @@ def test_detached_pod_outlives_its_client(pods):
     assert ls(pods)[name]["status"] == "running"
     # A client killed mid-stream costs the pod nothing.
     follower = subprocess.Popen(pods.argv("pod", "logs", "-f", name), stdout=subprocess.DEVNULL, env=pods.env)
-    helpers.claim_child(follower.pid)
     time.sleep(0.3)
     follower.kill()
     follower.wait()
-    helpers.release_child(follower.pid)
     assert ps(pods, name)["a"]["pid"] == record["pid"]
     removed(pods, name)
 
@@ -159,7 +157,6 @@ def test_exec_with_tty(pods):
     master, slave = pty.openpty()
     proc = subprocess.Popen(pods.argv("pod", "exec", "-it", name, "--", "sh", "-c", "tty; exit 4"),
                             stdin=slave, stdout=slave, stderr=slave, env=pods.env, start_new_session=True)
-    helpers.claim_child(proc.pid)
     os.close(slave)
     output = b""
     try:
@@ -181,7 +178,6 @@ def test_exec_with_tty(pods):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        helpers.release_child(proc.pid)
         os.close(master)
     assert re.search(rb"/dev/pts/\d+\r?\n", output), output
     removed(pods, name)
@@ -469,15 +465,10 @@ def test_fifty_pods_at_once(pods):
         m = pods.manifest([sleeper(pods)], name=n, spec={"terminationGracePeriodSeconds": 1})
         p = subprocess.Popen(pods.argv("pod", "apply", "-f", m, "--data-root", pods.data), env=pods.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        helpers.claim_child(p.pid)
         procs.append(p)
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=90)
-            assert p.returncode == 0, err
-    finally:
-        for p in procs:
-            helpers.release_child(p.pid)
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
     listed = ls(pods)
     assert sorted(listed) == sorted(names)
     assert all(listed[n]["status"] == "running" for n in names)
@@ -485,14 +476,8 @@ def test_fifty_pods_at_once(pods):
     removers = [subprocess.Popen(pods.argv("pod", "rm", *names[i::10]), env=pods.env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for i in range(10)]
     for p in removers:
-        helpers.claim_child(p.pid)
-    try:
-        for p in removers:
-            out, err = p.communicate(timeout=60)
-            assert p.returncode == 0, err
-    finally:
-        for p in removers:
-            helpers.release_child(p.pid)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
     assert pods.leftovers() == []
 
 
@@ -502,7 +487,6 @@ def test_wait_and_events(pods):
     applied(pods, path)
     events = subprocess.Popen(pods.argv("pod", "events", "--output", "json", name), stdout=subprocess.PIPE,
                               text=True, env=pods.env)
-    helpers.claim_child(events.pid)
     try:
         code, out, err = pods.cli("pod", "wait", "-c", "a", "--for", "exit", name)
         assert (code, out) == (0, "3\n"), err
@@ -516,7 +500,6 @@ def test_wait_and_events(pods):
     finally:
         events.kill()
         events.wait()
-        helpers.release_child(events.pid)
     code, out, err = pods.cli("pod", "wait", "--for", "running", "-c", "b", name)
     assert code == 0, err
     removed(pods, name)
@@ -644,7 +627,6 @@ def test_pod_from_an_earlier_boot_is_gone_and_rm_signals_no_recorded_pid(pods):
                            f"{pid} dead")
     helpers.reap_orphans()
     victim = subprocess.Popen(["sleep", "300"])
-    helpers.claim_child(victim.pid)
     try:
         as_victim = {"pid": victim.pid, "startTime": start_time(victim.pid)}
         edit_state(pods, name, lambda s: s.update(bootId=str(uuid.uuid4()), shim=as_victim, infra=as_victim))
@@ -661,4 +643,3 @@ def test_pod_from_an_earlier_boot_is_gone_and_rm_signals_no_recorded_pid(pods):
     finally:
         victim.kill()
         victim.wait()
-        helpers.release_child(victim.pid)
