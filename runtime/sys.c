@@ -152,14 +152,15 @@ static off_t elf_loaded_size(int fd, off_t file_size, Elf64_Ehdr *eh)
     if (pread(fd, eh, sizeof *eh, 0) != (ssize_t)sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
         eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr))
         return 0;
-    off_t end = (off_t)(eh->e_phoff + (Elf64_Off)eh->e_phnum * sizeof(Elf64_Phdr));
-    for (Elf64_Half i = 0; i < eh->e_phnum; i++) {
-        Elf64_Phdr ph;
-        if (pread(fd, &ph, sizeof ph, (off_t)(eh->e_phoff + i * sizeof ph)) != (ssize_t)sizeof ph)
-            return 0;
-        if ((off_t)(ph.p_offset + ph.p_filesz) > end)
-            end = (off_t)(ph.p_offset + ph.p_filesz);
-    }
+    /* One read of the whole table: this runs on every create, run and exec. */
+    Elf64_Phdr ph[64];
+    size_t table = (size_t)eh->e_phnum * sizeof ph[0];
+    if (eh->e_phnum > ARRAY_SIZE(ph) || pread(fd, ph, table, (off_t)eh->e_phoff) != (ssize_t)table)
+        return 0;
+    off_t end = (off_t)(eh->e_phoff + table);
+    for (Elf64_Half i = 0; i < eh->e_phnum; i++)
+        if ((off_t)(ph[i].p_offset + ph[i].p_filesz) > end)
+            end = (off_t)(ph[i].p_offset + ph[i].p_filesz);
     return end > (off_t)sizeof *eh && end <= file_size ? end : 0;
 }
 
