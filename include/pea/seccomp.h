@@ -23,6 +23,10 @@ const struct pea_seccomp_program *seccomp_compile(const struct pea_seccomp *prof
 int seccomp_program_load(const struct pea_seccomp_program *program, struct pea_error *err);
 /* Free every cached program. */
 void seccomp_cache_clear(void);
+/* Keep compiled programs across processes too, in ROOT/.seccomp-cache (made 0700 on first use); NULL: only in this
+ * process. pea and pea-shim pass their state root. */
+void seccomp_cache_use_root(const char *root);
+#define PEA_SECCOMP_STORE_NAME ".seccomp-cache"
 
 /* The libseccomp filter (an opaque scmp_filter_ctx) seccomp_compile exports, or NULL with *err. */
 void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *err);

@@ -151,7 +151,7 @@ def state_root(work_dir, runtime, cid, test_mark, tmp_path):
     for point in mounts:
         problems.append(f"mount left behind on the host: {point}")
     helpers.detach_mounts(mounts)
-    leftovers = [e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e))]
+    leftovers = helpers.state_dirs(root)
     if leftovers:
         problems.append(f"state left behind in {root}: {leftovers}")
     shutil.rmtree(root, ignore_errors=True)
@@ -188,7 +188,7 @@ def assert_no_leaks(run, bundle, cid, test_mark, work_dir):
     def check():
         r = run("state", cid)
         assert r.code != 0 and "does not exist" in r.err, f"state of a failed create: {r.out}{r.err}"
-        dirs = [e for e in os.listdir(run.root) if os.path.isdir(os.path.join(run.root, e))]
+        dirs = helpers.state_dirs(run.root)
         assert dirs == [], f"state dirs left behind: {dirs}"
         assert helpers.new_mounts_since(before) == [], "mounts left behind"
         procs = helpers.marked_processes(test_mark, (bundle.path, work_dir), wait=2.0)

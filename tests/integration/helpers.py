@@ -43,6 +43,15 @@ def is_pea(runtime):
     return not any(other in first for other in ("runc", "crun", "youki"))
 
 
+# pea keeps compiled seccomp programs under its --root (runtime/seccomp_store.c): a cache, not container state.
+SECCOMP_STORE = ".seccomp-cache"
+
+
+def state_dirs(root):
+    """The directories under a state root that hold containers or pods: all but pea's seccomp store."""
+    return sorted(e for e in os.listdir(root) if e != SECCOMP_STORE and os.path.isdir(os.path.join(root, e)))
+
+
 Result = collections.namedtuple("Result", "code out err")
 
 

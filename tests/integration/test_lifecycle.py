@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers import claim_child, read, release_child, wait_until
+from helpers import claim_child, read, release_child, state_dirs, wait_until
 
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -51,7 +51,7 @@ def test_full_lifecycle(run, bundle, cid, work_dir, wait_for_status):
     r = run("state", cid)
     assert r.code != 0
     assert "does not exist" in r.err
-    assert not [e for e in os.listdir(run.root) if os.path.isdir(os.path.join(run.root, e))]
+    assert not state_dirs(run.root)
 
 
 def test_state_json_shape(run, bundle, cid):

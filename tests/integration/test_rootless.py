@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from conftest import RUNTIME, SESSION_MARK
+from helpers import SECCOMP_STORE, state_dirs
 
 pytestmark = pytest.mark.pea_only
 
@@ -127,7 +128,7 @@ def user_run(user, work, cid, before_drop=None):
 
 def assert_nothing_left(user, work):
     state = os.path.join(work, "xdg", "pea")
-    assert not os.path.isdir(state) or os.listdir(state) == [], "no state left"
+    assert not os.path.isdir(state) or state_dirs(state) == [], "no state left"
     left = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -150,7 +151,10 @@ def test_unprivileged_user_runs_a_container(unprivileged_user, user_bundle):
     assert lines[1:] == ["0", str(unprivileged_user.pw_uid), "1"]
     runtime_dir = os.path.join(user_bundle, "xdg")
     assert os.path.isdir(os.path.join(runtime_dir, "pea")), "state lives under $XDG_RUNTIME_DIR/pea"
-    assert os.listdir(os.path.join(runtime_dir, "pea")) == []
+    assert state_dirs(os.path.join(runtime_dir, "pea")) == []
+    # The profile `pea spec --rootless` writes was compiled once and kept where only this user can write.
+    store = os.stat(os.path.join(runtime_dir, "pea", SECCOMP_STORE))
+    assert (store.st_uid, store.st_mode & 0o777) == (unprivileged_user.pw_uid, 0o700)
 
 
 def test_subordinate_ranges_are_mapped_from_1(subordinate_ranges, user_bundle):

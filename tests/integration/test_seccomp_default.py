@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from helpers import SECCOMP_STORE
+
 pytestmark = pytest.mark.pea_only
 
 BLOCKED = ["mount", "unshare", "keyctl", "add_key", "bpf", "ptrace", "perf_event_open", "userfaultfd",
@@ -47,3 +49,43 @@ def test_each_dangerous_family_gets_eperm(run, bundle, cid):
         assert results[name] == "EPERM", f"{name}: {results[name]}"
     assert results["getpid"] == "ok"
     assert results["personality"] == "ok", "querying the personality is a safe value"
+
+
+def test_the_compiled_profile_is_kept_under_the_root_for_the_next_container(run, bundle, cid):
+    """The first container's profile is compiled and stored under --root; the next loads it (the entry is not
+    written again) and is confined the same; a damaged entry is compiled over; a store others could write is not
+    used."""
+    script = "; ".join(f"echo {name} $(peatest syscall {name})" for name in BLOCKED + ["getpid"])
+    default_profile_bundle(run, bundle, script)
+
+    def run_confined(name):
+        r = run("run", "--bundle", bundle, name)
+        assert r.code == 0, r.err
+        results = dict(line.split(" ", 1) for line in r.out.splitlines())
+        assert {n: results[n] for n in BLOCKED} == {n: "EPERM" for n in BLOCKED}
+        assert results["getpid"] == "ok"
+
+    store = os.path.join(run.root, SECCOMP_STORE)
+
+    def entry():
+        names = os.listdir(store)
+        assert len(names) == 1 and names[0].endswith(".bpf"), names
+        st = os.stat(os.path.join(store, names[0]))
+        assert st.st_mode & 0o777 == 0o600
+        return os.path.join(store, names[0]), st.st_ino
+
+    run_confined(f"{cid}-1")
+    assert os.stat(store).st_mode & 0o777 == 0o700
+    path, inode = entry()
+    run_confined(f"{cid}-2")
+    assert entry() == (path, inode), "loaded, not compiled and stored again"
+
+    os.truncate(path, os.path.getsize(path) - 4)  # half an instruction gone
+    run_confined(f"{cid}-3")
+    path2, inode2 = entry()
+    assert path2 == path and inode2 != inode, "a damaged entry is replaced"
+
+    os.chmod(store, 0o770)
+    os.unlink(path)
+    run_confined(f"{cid}-4")
+    assert os.listdir(store) == [], "nothing kept where others could write"

@@ -1,0 +1,33 @@
+/* Between seccomp.c (compiling, the in-process cache) and seccomp_store.c (compiled programs kept on disk). */
+#ifndef PEA_SECCOMP_INTERNAL_H
+#define PEA_SECCOMP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pea/seccomp.h"
+
+/* FNV-1a of a key: it only picks the entry; a hit is confirmed on the whole key. */
+uint64_t seccomp_key_digest(const unsigned char *key, size_t len);
+
+/* What else decides the program compiled from a profile, as a key prefix: the format of the store, pea's version,
+ * libseccomp's (which resolves names and probes the kernel) and the kernel's release and machine. Computed once;
+ * *len is set. */
+const unsigned char *seccomp_store_environment(size_t *len);
+
+/* Load the program stored in dir under key (environment prefix included) into *out (its filter malloc'd).
+ * 0 on a hit; -1 on any miss: absent, unreadable, damaged, another key, or dir not private to us. */
+int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len, struct pea_seccomp_program *out);
+/* Keep program in dir under key: written under a temporary name and renamed, so readers see all or nothing.
+ * Best effort: a store that fails only means a later process compiles again. */
+void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_len,
+                        const struct pea_seccomp_program *program);
+
+/* Bump when seccomp.c turns a profile into a different program (another attribute, another rule splitting): stored
+ * programs of the old way are then misses. */
+#define SECCOMP_COMPILE_REVISION 1
+
+/* Most entries a store keeps: past it, the next save empties it first (profiles in use are few). */
+#define SECCOMP_STORE_MAX_ENTRIES 64
+
+#endif
