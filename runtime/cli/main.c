@@ -235,10 +235,12 @@ int main(int argc, char **argv)
             if (strcmp(sub_argv[a], "--help") == 0 || strcmp(sub_argv[a], "-h") == 0)
                 return cli_help(name);
         }
-        /* Commands that put a copy of pea inside a container run from a sealed copy of the binary. */
-        if ((strcmp(name, "create") == 0 || strcmp(name, "run") == 0 || strcmp(name, "exec") == 0 ||
-             strcmp(name, "pod") == 0) &&
-            sys_reexec_from_sealed_copy(argv) < 0) {
+        /* Commands that put a copy of pea inside a container run from a sealed copy of the binary: create, run,
+         * exec and the foreground supervisor of `pod run`. The other pod commands only talk to pea-shim (which
+         * seals itself) or read and remove state. */
+        bool launches = strcmp(name, "create") == 0 || strcmp(name, "run") == 0 || strcmp(name, "exec") == 0 ||
+                        (strcmp(name, "pod") == 0 && sub_argc > 1 && strcmp(sub_argv[1], "run") == 0);
+        if (launches && sys_reexec_from_sealed_copy(argv) < 0) {
             log_error("%s: re-execute from a sealed copy of pea: %s", name, strerror(errno));
             return 1;
         }

@@ -169,6 +169,24 @@ def write_config(bundle, args, terminal=False):
     return config
 
 
+def state_root(work, name):
+    """Where a runtime keeps its state in this run: WORK/run/NAME. `run` mounts a tmpfs on WORK/run, as /run is on
+    a node (this VM's /run is on its disk, where every state write would cost an ext4 inode and a rename)."""
+    return os.path.join(work, "run", name)
+
+
+def mount_state_tmpfs(work):
+    path = os.path.join(work, "run")
+    os.mkdir(path, 0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "pea-bench-run", path], check=True)
+
+
+def umount_state_tmpfs(work):
+    path = os.path.join(work, "run")
+    if os.path.ismount(path):
+        quiet(["umount", "-l", path])
+
+
 class Runtime:
     """An OCI runtime CLI (pea or runc) with its own --root under the work dir."""
 

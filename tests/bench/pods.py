@@ -10,7 +10,8 @@ import signal
 import subprocess
 import time
 
-from benchlib import Cleanup, median_ms, make_bundle, proc_pss_kib, proc_status_kib, quiet, timed_checked, REPO
+from benchlib import (Cleanup, median_ms, make_bundle, proc_pss_kib, proc_status_kib, quiet, state_root, timed_checked,
+                      REPO)
 
 
 def write_manifest(path, name, rootfs):
@@ -46,7 +47,7 @@ def _drain(proc):
 
 
 def bench_pea_pod(pea, work, rootfs, runs):
-    root, data = os.path.join(work, "pod-state"), os.path.join(work, "pod-data")
+    root, data = state_root(work, "pod-state"), os.path.join(work, "pod-data")
     starts, stops, pause_rss, sup_rss, sup_pss = [], [], [], [], []
     cleanup = Cleanup()
     try:
@@ -97,7 +98,7 @@ def _member_config(bundle, infra_pid):
 
 def bench_runc_pod(runc, work, runs):
     """4 runc run -d, members joining the infra's namespaces; then delete --force of the members and the infra."""
-    root = os.path.join(work, "runc-pod-state")
+    root = state_root(work, "runc-pod-state")
     infra_b, member_b = os.path.join(work, "rp-infra"), os.path.join(work, "rp-member")
     make_bundle(infra_b, ["sleep", "1000"])
     make_bundle(member_b, ["sleep", "1000"])
