@@ -126,23 +126,31 @@ size_t cgroup_device_program(const struct device_rule *rules, size_t n, struct b
     return k;
 }
 
-int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err)
+/* The kernel verifies and JITs every program it loads (a millisecond here), yet a pod's members, and every container
+ * pea-shim makes, have the same rules: a loaded program is kept, by its instructions, and attached again. One
+ * program may be attached to any number of cgroups. */
+struct loaded_program {
+    struct bpf_insn *insns;
+    size_t count;
+    int fd;
+};
+
+static struct loaded_program loaded[4];
+static size_t next_slot;
+
+static int load_program(const struct bpf_insn *prog, size_t count, struct pea_error *err)
 {
-    if (!devices)
-        return 0;
-    AUTO_FREE struct device_rule *rules = NULL;
-    size_t n;
-    if (cgroup_device_rules_from_json(devices, &rules, &n, err) < 0)
-        return -1;
-    AUTO_FREE struct bpf_insn *prog = xcalloc(8 * n + 8, sizeof *prog);
-    size_t count = cgroup_device_program(rules, n, prog);
+    for (size_t i = 0; i < ARRAY_SIZE(loaded); i++)
+        if (loaded[i].insns && loaded[i].count == count &&
+            memcmp(loaded[i].insns, prog, count * sizeof *prog) == 0)
+            return loaded[i].fd;
     union bpf_attr load = {0};
     load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
     load.insns = (uint64_t)(uintptr_t)prog;
     load.insn_cnt = (uint32_t)count;
     load.license = (uint64_t)(uintptr_t) "GPL";
-    AUTO_FD int prog_fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
-    if (prog_fd < 0) {
+    int fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
+    if (fd < 0) {
         int saved = errno;
         /* Ask again with the verifier's log, for the one line we report. */
         static char log[65536];
@@ -159,6 +167,30 @@ int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err)
                 *c = ' ';
         return pea_fail(err, saved, "cgroup: load the device filter%s%s", *log ? ": " : "", log);
     }
+    struct loaded_program *slot = &loaded[next_slot++ % ARRAY_SIZE(loaded)];
+    if (slot->insns)
+        close(slot->fd);
+    free(slot->insns);
+    slot->insns = xmalloc(count * sizeof *prog);
+    memcpy(slot->insns, prog, count * sizeof *prog);
+    slot->count = count;
+    slot->fd = fd;
+    return fd;
+}
+
+int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err)
+{
+    if (!devices)
+        return 0;
+    AUTO_FREE struct device_rule *rules = NULL;
+    size_t n;
+    if (cgroup_device_rules_from_json(devices, &rules, &n, err) < 0)
+        return -1;
+    AUTO_FREE struct bpf_insn *prog = xcalloc(8 * n + 8, sizeof *prog);
+    size_t count = cgroup_device_program(rules, n, prog);
+    int prog_fd = load_program(prog, count, err);
+    if (prog_fd < 0)
+        return -1;
     union bpf_attr attach = {0};
     attach.target_fd = (uint32_t)cgroup_fd;
     attach.attach_bpf_fd = (uint32_t)prog_fd;

@@ -463,7 +463,7 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
         return pea_fail(err, errno, "write the container state for its hooks");
     if (sync_send(l->sync_fd, SYNC_HOOKS_DONE, 0, NULL, state_fd) < 0)
         return pea_fail(err, errno, "continue container init");
-    return parent_expect(l, SYNC_READY, err);
+    return 0;
 }
 
 /* Joining a container's pid or time namespace (or making a time namespace with offsets) changes the namespaces of
@@ -489,7 +489,7 @@ static int restore_children_namespaces(int pid_ns, int time_ns, struct pea_error
     return 0;
 }
 
-int process_launch(struct pea_launch *l, struct pea_error *err)
+int process_launch_begin(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
         return -1;
@@ -554,6 +554,20 @@ int process_launch(struct pea_launch *l, struct pea_error *err)
         return -1;
     }
     return 0;
+}
+
+int process_launch_finish(struct pea_launch *l, struct pea_error *err)
+{
+    if (parent_expect(l, SYNC_READY, err) < 0) {
+        process_abort(l);
+        return -1;
+    }
+    return 0;
+}
+
+int process_launch(struct pea_launch *l, struct pea_error *err)
+{
+    return process_launch_begin(l, err) < 0 ? -1 : process_launch_finish(l, err);
 }
 
 int process_release(struct pea_launch *l, struct pea_error *err)

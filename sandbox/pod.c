@@ -200,9 +200,9 @@ static int write_bundle(const struct pea_pod *pod, const char *id, json_t *confi
     return 0;
 }
 
-/* Create a container of the pod with stdio (or /dev/null) and start nothing yet. */
-static int create_member(struct pea_pod *pod, const char *id, json_t *config, const int stdio[3], pid_t *pid,
-                         int *pidfd, struct pea_error *err)
+/* Begin creating a container of the pod with stdio (or /dev/null); start nothing yet. */
+static int begin_member(struct pea_pod *pod, const char *id, json_t *config, const int stdio[3],
+                        struct pea_create_job **job, struct pea_error *err)
 {
     AUTO_FREE char *bundle = NULL;
     if (write_bundle(pod, id, config, &bundle, err) < 0)
@@ -214,7 +214,17 @@ static int create_member(struct pea_pod *pod, const char *id, json_t *config, co
         .root = pod->oci_root, .id = id, .bundle = bundle, .is_detached = true, .has_stdio_fds = true};
     for (int i = 0; i < 3; i++)
         o.stdio_fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null_fd;
-    return container_create_child(&o, pid, pidfd, err);
+    return container_create_begin(&o, job, err);
+}
+
+/* Create a container of the pod with stdio (or /dev/null) and start nothing yet. */
+static int create_member(struct pea_pod *pod, const char *id, json_t *config, const int stdio[3], pid_t *pid,
+                         int *pidfd, struct pea_error *err)
+{
+    struct pea_create_job *job = NULL;
+    if (begin_member(pod, id, config, stdio, &job, err) < 0)
+        return -1;
+    return container_create_finish(job, pid, pidfd, err);
 }
 
 /* Pin each namespace of the infra with a bind mount of its nsfs file, so members join by a file that names the
@@ -441,8 +451,8 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
 
 /* ---- members ---- */
 
-int pod_container_create(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3], pid_t *pid,
-                         int *pidfd, struct pea_error *err)
+int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3],
+                               struct pea_create_job **job, struct pea_error *err)
 {
     if (!pod_infra_alive(pod))
         return pea_fail(err, 0, "pod %s: the infra process is gone", pod->name);
@@ -463,7 +473,7 @@ int pod_container_create(struct pea_pod *pod, const struct pea_pod_container *c,
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);
     if (!config || volume_prepare_sub_paths(pod, c, err) < 0)
         return -1;
-    return create_member(pod, c->name, config, stdio, pid, pidfd, err);
+    return begin_member(pod, c->name, config, stdio, job, err);
 }
 
 int pod_container_start(struct pea_pod *pod, const char *name, struct pea_error *err)

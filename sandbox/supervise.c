@@ -175,29 +175,37 @@ static int open_output_fifo(const struct pea_pod *pod, const char *name, int str
     return 0;
 }
 
-void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
+/* Begin creating m's container; its output FIFOs are watched from here on. NULL with *err when it failed. */
+static struct pea_create_job *begin_member(struct pod_supervisor *sup, struct member *m, struct pea_error *err)
 {
-    struct pea_error err = {0};
     int read_fd[3] = {-1, -1, -1}, write_fd[3] = {-1, -1, -1};
-    int r = -1;
+    struct pea_create_job *job = NULL;
     m->pidfd = -1;
-    if (open_output_fifo(sup->pod, m->c->name, POD_STDOUT, &read_fd[1], &write_fd[1], &err) == 0 &&
-        open_output_fifo(sup->pod, m->c->name, POD_STDERR, &read_fd[2], &write_fd[2], &err) == 0) {
+    if (open_output_fifo(sup->pod, m->c->name, POD_STDOUT, &read_fd[1], &write_fd[1], err) == 0 &&
+        open_output_fifo(sup->pod, m->c->name, POD_STDERR, &read_fd[2], &write_fd[2], err) == 0) {
         int stdio[3] = {-1, write_fd[1], write_fd[2]};
-        r = pod_container_create(sup->pod, m->c, stdio, &m->pid, &m->pidfd, &err);
-        if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, &err)) < 0) {
-            struct pea_error ignored = {0};
-            pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
-        }
+        pod_container_create_begin(sup->pod, m->c, stdio, &job, err);
     }
     for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
-        /* The container holds its own write ends now; ours would keep the FIFO from ever reaching EOF. */
+        /* The container's init holds its own write ends now; ours would keep the FIFO from ever reaching EOF. */
         if (write_fd[s] >= 0)
             close(write_fd[s]);
         struct pea_error watch_err = {0};
         m->out_watch[s].fd = read_fd[s];
         if (read_fd[s] >= 0 && watch_add(sup, &m->out_watch[s], &watch_err) < 0)
             close_output(sup, m, s);
+    }
+    return job;
+}
+
+/* Finish what begin_member began (job NULL: it failed, *err says why), start the container and record it. */
+static void finish_member(struct pod_supervisor *sup, struct member *m, struct pea_create_job *job,
+                          struct pea_error *err)
+{
+    int r = job ? container_create_finish(job, &m->pid, &m->pidfd, err) : -1;
+    if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, err)) < 0) {
+        struct pea_error ignored = {0};
+        pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
     }
     now_monotonic(&m->started_at);
     now_text(m->started_at_text, sizeof m->started_at_text);
@@ -210,15 +218,36 @@ void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
             close(m->pidfd);
         }
         m->pidfd = -1;
-        supervisor_emit(sup, m->c->name, "failed to start: %s", err.msg);
+        supervisor_emit(sup, m->c->name, "failed to start: %s", err->msg);
         member_exited(sup, m, 128);
         return;
     }
     m->exit_watch.fd = m->pidfd;
-    if (watch_add(sup, &m->exit_watch, &err) < 0)
-        log_warn("%s", err.msg);
+    struct pea_error watch_err = {0};
+    if (watch_add(sup, &m->exit_watch, &watch_err) < 0)
+        log_warn("%s", watch_err.msg);
     supervisor_record(sup, m);
     supervisor_emit(sup, m->c->name, "started (pid %d)", (int)m->pid);
+}
+
+void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
+{
+    struct pea_error err = {0};
+    finish_member(sup, m, begin_member(sup, m, &err), &err);
+}
+
+/* Start several members at once: all are begun before any is waited for, so that while one child sets up its root
+ * on its own the next is being made. */
+static void start_members(struct pod_supervisor *sup, struct member **ms, size_t n)
+{
+    struct pea_create_job **jobs = xcalloc(n, sizeof *jobs);
+    struct pea_error *errs = xcalloc(n, sizeof *errs);
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = begin_member(sup, ms[i], &errs[i]);
+    for (size_t i = 0; i < n; i++)
+        finish_member(sup, ms[i], jobs[i], &errs[i]);
+    free(errs);
+    free(jobs);
 }
 
 /* Start what may start now: the next init container (after the one before it completed, or started for a
@@ -238,9 +267,13 @@ void supervisor_advance(struct pod_supervisor *sup)
     if (sup->is_stopping || sup->is_finished || sup->apps_started)
         return;
     sup->apps_started = true;
+    struct member **apps = xcalloc(sup->n_members, sizeof *apps);
+    size_t n = 0;
     for (size_t i = 0; i < sup->n_members; i++)
         if (!sup->members[i]->is_init && sup->members[i]->phase == PHASE_WAITING)
-            supervisor_start_member(sup, sup->members[i]);
+            apps[n++] = sup->members[i];
+    start_members(sup, apps, n);
+    free(apps);
 }
 
 static bool should_restart(const struct pod_supervisor *sup, const struct member *m, int code)

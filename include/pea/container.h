@@ -27,6 +27,12 @@ int container_create(const struct pea_create_options *o, struct pea_error *err);
 /* create, for a caller that supervises the init itself (the pod supervisor): the init stays our child, and *pidfd
  * (close-on-exec; may be NULL) lets us wait for it. */
 int container_create_child(const struct pea_create_options *o, pid_t *pid, int *pidfd, struct pea_error *err);
+/* create_child in two halves, so that a caller can make several containers at once: _begin returns once the child
+ * has its namespaces, cgroup and state, while it goes on setting up its root on its own; _finish waits until it is
+ * created (and frees the job, on failure too). */
+struct pea_create_job;
+int container_create_begin(const struct pea_create_options *o, struct pea_create_job **job, struct pea_error *err);
+int container_create_finish(struct pea_create_job *job, pid_t *pid, int *pidfd, struct pea_error *err);
 int container_start(const char *root, const char *id, struct pea_error *err);
 /* Foreground or detached run. *exit_code gets the container's status (128+N for a signal) when foreground. */
 int container_run(const struct pea_create_options *o, bool detach, bool keep, int *exit_code, struct pea_error *err);

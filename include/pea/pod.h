@@ -63,11 +63,12 @@ bool pod_state_is_from_an_earlier_boot(const json_t *state);
 bool pod_recorded_process_alive(const struct pea_pod *pod, const char *key);
 bool pod_infra_alive(const struct pea_pod *pod);
 
-/* Make a member container (created, not started; id = its name) from the manifest entry: generated bundle, fresh
- * overlay upper layer, stdio as given (-1 = /dev/null). The init stays our child: *pid, *pidfd. A container of that
- * name left from an earlier run is deleted first. */
-int pod_container_create(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3], pid_t *pid,
-                         int *pidfd, struct pea_error *err);
+/* Begin making a member container (created, not started; id = its name) from the manifest entry: generated bundle,
+ * fresh overlay upper layer, stdio as given (-1 = /dev/null); container_create_finish completes it, and the init
+ * stays our child (its pid, pidfd). A container of that name left from an earlier run is deleted first. */
+struct pea_create_job;
+int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3],
+                               struct pea_create_job **job, struct pea_error *err);
 int pod_container_start(struct pea_pod *pod, const char *name, struct pea_error *err);
 /* SIGTERM, then SIGKILL to every process after grace_seconds (waiting through pidfd when given, else polling), then
  * delete the container and its overlay layer. Missing is not an error. */

@@ -54,6 +54,11 @@ void process_launch_init(struct pea_launch *l);
 /* Clone the child and drive it until it is ready to exec (create: blocked on the exec fifo). On failure the child
  * is killed and reaped, and *err says what failed, in the child's own words when it failed there. */
 int process_launch(struct pea_launch *l, struct pea_error *err);
+/* process_launch in two halves, so that a caller can begin several: _begin returns once the child has its
+ * namespaces and the parent's part (callback, hooks) is done, while the child goes on to set up its root on its
+ * own; _finish waits until it is ready. Each kills and reaps the child on failure. */
+int process_launch_begin(struct pea_launch *l, struct pea_error *err);
+int process_launch_finish(struct pea_launch *l, struct pea_error *err);
 
 /* The caller has committed what it needs (state, pid file): let the child outlive us. */
 int process_release(struct pea_launch *l, struct pea_error *err);

@@ -140,3 +140,17 @@ def test_failing_poststop_hook_does_not_fail_delete(run, bundle, cid):
     r = run("delete", cid)
     assert r.code == 0, r.err
     assert "does not exist" in run("state", cid).err
+
+
+def test_interrupted_create_leaves_nothing(run, bundle, cid, tmp_path, assert_no_leaks):
+    """SIGTERM while create waits for a hook (its child exists, with namespaces, cgroup and state): the child is
+    killed and everything it had is removed."""
+    entered = tmp_path / "hook-entered"
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": [
+        "sh", "-c", f"touch {entered}; exec sleep 2", bundle.mark]}]}
+    bundle.args("peatest", "sleep", "100")
+    proc = run.popen("create", "--bundle", bundle, cid)
+    helpers.wait_until(entered.exists, timeout=10, what="the hook to run")
+    proc.send_signal(15)
+    assert proc.wait(timeout=10) != 0
+    assert_no_leaks()

@@ -419,3 +419,23 @@ def test_a_bridge_the_caller_made_stays(pods, test_netns):
     assert "[a] inet 198.18.10.2/24" in out
     links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
     assert "peait2" in links and "veth" not in links
+
+
+def test_app_containers_are_made_together_and_fail_alone(pods, tmp_path):
+    """The app containers are begun together (each child sets up its root while the next is made); one refused
+    before its child exists and one whose child fails do not stop the others."""
+    host = tmp_path / "vol"
+    host.mkdir()
+    os.symlink("/etc", host / "escape")
+    m = pods.manifest([
+        container("a", pods.rootfs, "echo a"),
+        container("b", pods.rootfs, "true", volumeMounts=[{"name": "h", "mountPath": "/x", "subPath": "escape"}]),
+        {"name": "c", "image": pods.rootfs, "command": ["/no/such/binary"]},
+        container("d", pods.rootfs, "echo d"),
+    ], volumes=[{"name": "h", "hostPath": {"path": str(host)}}])
+    code, out, err = pods.run(m)
+    assert code == 128, (code, out, err)
+    assert sorted(out.splitlines()) == ["[a] a", "[d] d"], out
+    assert "b: failed to start" in err and "subPath escape in volume h" in err, err
+    assert "c: failed to start" in err, err
+    assert "a: started" in err and "d: started" in err, err
