@@ -146,8 +146,10 @@ static int parse_arg(json_t *v, const struct op_rule *op, const struct arg_rule 
             *(enum proto_wait_for *)field = PROTO_WAIT_EXIT;
         else if (s && strcmp(s, "running") == 0)
             *(enum proto_wait_for *)field = PROTO_WAIT_RUNNING;
+        else if (s && strcmp(s, "started") == 0)
+            *(enum proto_wait_for *)field = PROTO_WAIT_STARTED;
         else
-            return arg_fail(err, op, rule->name, "must be \"exit\" or \"running\"");
+            return arg_fail(err, op, rule->name, "must be \"exit\", \"running\" or \"started\"");
         break;
     }
     case ARG_OBJECT:

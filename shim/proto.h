@@ -29,13 +29,14 @@ enum proto_op {
     PROTO_OP_EXEC,     /* {container, args[], env[]?, cwd?, tty?, user?} */
     PROTO_OP_ATTACH,   /* {container} */
     PROTO_OP_LOGS,     /* {container, follow?, tail?: lines, previous?} */
-    PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running"} */
+    PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running" | "started"} */
     PROTO_OP_APPLY,    /* {manifest: object, noWait?} */
     PROTO_OP_EVENTS,   /* {} */
     PROTO_OP_SHUTDOWN, /* {} */
 };
 
-enum proto_wait_for { PROTO_WAIT_EXIT, PROTO_WAIT_RUNNING };
+/* started: each container has started once (or failed to), or waits for its turn behind the init containers. */
+enum proto_wait_for { PROTO_WAIT_EXIT, PROTO_WAIT_RUNNING, PROTO_WAIT_STARTED };
 
 /* A validated request. Arguments an op does not take stay zero / NULL. */
 struct proto_request {

@@ -217,7 +217,7 @@ static bool every_app_runs(json_t *containers)
     return true;
 }
 
-/* An apply's containers have each started since (or failed to: that too sets startedAt), are gone, or wait for
+/* The awaited containers have each started since (or failed to: that too sets startedAt), are gone, or wait for
  * their turn (an app container before the init containers are done starts later, from the new spec). */
 static bool applied_containers_started(const struct pending *p, json_t *containers)
 {
@@ -257,6 +257,10 @@ static bool pending_is_met(const struct pending *p, json_t *containers, json_t *
         *result = json_incref(status);
         return true;
     }
+    case PENDING_STARTED:
+        if (!applied_containers_started(p, containers))
+            return false;
+        break;
     case PENDING_EXEC: return false;
     case PENDING_APPLY:
         if (!applied_containers_started(p, containers))

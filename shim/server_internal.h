@@ -25,6 +25,7 @@ enum pending_kind {
     PENDING_POD_EXIT,      /* wait for exit of the pod: answered when the shim ends */
     PENDING_EXEC,          /* an exec'd process: its exit code goes as an event, then end */
     PENDING_APPLY,         /* apply: answered once each recreated or added container has started (or failed to) */
+    PENDING_STARTED,       /* wait for started: each awaited container has started once, failed to, or waits */
 };
 
 struct pending {
@@ -36,7 +37,7 @@ struct pending {
     char *container; /* NULL: the pod */
     int pidfd;       /* exec */
     json_t *result;  /* apply: the summary to answer with */
-    json_t *awaited; /* apply: {container: its startedAt before the apply, or null}; met once it differs */
+    json_t *awaited; /* apply, started: {container: its startedAt before, or null}; met once it differs */
 };
 
 struct shim_server {

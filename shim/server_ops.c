@@ -63,6 +63,20 @@ static void handle_wait(struct client *c, const struct proto_request *req)
             return;
         }
     }
+    if (req->wait_for == PROTO_WAIT_STARTED) {
+        struct pending *p = pending_add(s, PENDING_STARTED, c, req->id, req->container);
+        p->awaited = json_object();
+        AUTO_JSON json_t *containers = supervisor_containers(s->sup);
+        size_t i;
+        json_t *record;
+        json_array_foreach(containers, i, record) {
+            const char *name = json_string_value(json_object_get(record, "name"));
+            if (name && (!req->container || strcmp(name, req->container) == 0))
+                json_object_set_new(p->awaited, name, json_null());
+        }
+        pending_check(s);
+        return;
+    }
     enum pending_kind kind = req->wait_for == PROTO_WAIT_RUNNING ? PENDING_RUNNING
                              : req->container                   ? PENDING_EXITED
                                                                 : PENDING_POD_EXIT;

@@ -340,6 +340,20 @@ static void print_summary(const char *name, json_t *summary)
         printf("pod %s unchanged\n", name);
 }
 
+/* A new pod's shim answers once each container has started (or failed to) or waits behind the init containers,
+ * as an apply to a running pod does for the containers it changed. */
+static int pod_await_started(const struct cli_globals *g, const char *name, struct pea_error *err)
+{
+    AUTO_POD struct pea_pod *pod = NULL;
+    AUTO_FD int fd = -1;
+    if (pod_open_served(g, name, &pod, &fd, err) < 0)
+        return -1;
+    json_t *req = pod_shim_request("wait");
+    json_object_set_new(req, "for", json_string("started"));
+    AUTO_JSON json_t *result = NULL;
+    return pod_shim_call(fd, req, NULL, 0, POD_SHIM_REQUEST_TIMEOUT_MS, &result, NULL, err);
+}
+
 int pod_apply(const struct cli_globals *g, int argc, char **argv)
 {
     enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE, OPT_NO_WAIT };
@@ -408,6 +422,8 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
             return cli_fail(&err);
     }
     if (pod_spawn_shim(g, file, data_root, pause_path, &err) < 0)
+        return cli_fail(&err);
+    if (!no_wait && pod_await_started(g, m->name, &err) < 0)
         return cli_fail(&err);
     printf("pod %s applied\n", m->name);
     return 0;

@@ -34,7 +34,8 @@ static const struct {
     {"exec", "pod exec [-c C] [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME -- CMD...",
      "run a command in a container; its exit code is ours"},
     {"stop", "pod stop NAME...", "shut a pod down through its shim (which tears it down) and wait for it"},
-    {"wait", "pod wait [-c C] [--for exit|running] NAME", "wait until the pod (or a container) has exited or runs"},
+    {"wait", "pod wait [-c C] [--for exit|running|started] NAME",
+     "wait until the pod (or a container) has exited, runs, or has started once (or failed to)"},
     {"events", "pod events [--output table|json] NAME", "print the pod's events as they come"},
 };
 

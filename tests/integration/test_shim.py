@@ -279,6 +279,34 @@ def test_apply_waits_for_added_containers(pods):
     removed(pods, name)
 
 
+def test_apply_of_a_new_pod_returns_once_its_containers_have_started(pods):
+    """Without --no-wait, apply of a new pod answers once each container has started, failed to start, or waits
+    behind the init containers; with --no-wait, once the sandbox exists."""
+    name = pods.name()
+    path = pods.manifest([sleeper(pods, "a"), {"name": "bad", "image": pods.rootfs, "command": ["/no/such/binary"]},
+                          sleeper(pods, "b")], name=name)
+    applied(pods, path)
+    got = ps(pods, name)
+    assert (got["a"]["state"], got["b"]["state"]) == ("running", "running"), got
+    assert got["bad"]["state"] == "exited" and got["bad"]["exitCode"] == 128, got["bad"]
+    removed(pods, name)
+
+    name = pods.name()
+    init = container("slow-init", pods.rootfs, "exec sleep 300")
+    path = pods.manifest([sleeper(pods, "a")], init=[init], name=name)
+    applied(pods, path)
+    got = ps(pods, name)
+    assert (got["slow-init"]["state"], got["a"]["state"]) == ("running", "waiting"), got
+    code, out, err = pods.cli("pod", "wait", "--for", "started", "-c", "a", name)
+    assert code == 0, err
+    removed(pods, name)
+
+    name = pods.name()
+    applied(pods, pods.manifest([sleeper(pods, "a")], name=name), "--no-wait")
+    wait_running(pods, name)
+    removed(pods, name)
+
+
 def test_apply_of_the_same_manifest_changes_nothing(pods):
     name = pods.name()
     path = pods.manifest([sleeper(pods), sleeper(pods, "b")], name=name)

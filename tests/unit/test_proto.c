@@ -157,7 +157,11 @@ Test(proto, logs_wait_and_apply)
 
     parse_fails("{\"v\":1,\"id\":1,\"op\":\"logs\",\"container\":\"c\",\"tail\":-1}",
                 "logs.tail: must be a non-negative integer");
-    parse_fails("{\"v\":1,\"id\":1,\"op\":\"wait\",\"for\":\"ready\"}", "wait.for: must be \"exit\" or \"running\"");
+    parse_ok("{\"v\":1,\"id\":1,\"op\":\"wait\",\"for\":\"started\"}", &req);
+    cr_assert_eq(req.wait_for, PROTO_WAIT_STARTED);
+    proto_request_clear(&req);
+    parse_fails("{\"v\":1,\"id\":1,\"op\":\"wait\",\"for\":\"ready\"}",
+                "wait.for: must be \"exit\", \"running\" or \"started\"");
     parse_fails("{\"v\":1,\"id\":1,\"op\":\"apply\",\"manifest\":[]}", "apply.manifest: must be an object");
     parse_fails("{\"v\":1,\"id\":1,\"op\":\"apply\"}", "apply.manifest: missing");
 }
