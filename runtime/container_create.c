@@ -282,8 +282,10 @@ static int create_finish(struct pea_create_job *job, struct pea_error *err)
 {
     struct pea_launch *l = &job->l;
     int r = process_launch_finish(l, err);
-    if (r == 0 && is_interrupted) {
-        process_abort(l);
+    /* Also when it failed: the handler's SIGKILL may be why. */
+    if (is_interrupted) {
+        if (r == 0)
+            process_abort(l);
         r = pea_fail(err, EINTR, "create interrupted");
     }
     if (r == 0) {

@@ -153,4 +153,6 @@ def test_interrupted_create_leaves_nothing(run, bundle, cid, tmp_path, assert_no
     helpers.wait_until(entered.exists, timeout=10, what="the hook to run")
     proc.send_signal(15)
     assert proc.wait(timeout=10) != 0
+    with open(proc.err_path) as f:
+        assert "create interrupted" in f.read()
     assert_no_leaks()
