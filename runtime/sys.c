@@ -164,27 +164,63 @@ static off_t elf_loaded_size(int fd, off_t file_size, Elf64_Ehdr *eh)
     return end > (off_t)sizeof *eh && end <= file_size ? end : 0;
 }
 
-int sys_reexec_from_sealed_copy(char **argv)
+/* What a sealed copy was made from, so that another process of the same binary can tell whether a copy is of it:
+ * device, inode, size and modification time of the file. */
+static void source_identity(const struct stat *st, char *out, size_t len)
 {
-    AUTO_FD int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (self < 0)
-        return -1;
-    int seals = fcntl(self, F_GET_SEALS);
-    if (seals >= 0 && (seals & SEALED_COPY_SEALS) == SEALED_COPY_SEALS)
-        return 0; /* already running from the sealed copy */
-    /* The mount is the one /proc/PID/exe leads through; a container cannot remount it writable, since it lives in a
-     * mount namespace the container is not in (and a container in ours holds the host anyway). */
-    struct statvfs vfs;
-    if (fstatvfs(self, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
-        return 0;
+    snprintf(out, len, "%llu %llu %lld %lld.%09ld\n", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+             (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+}
+
+/* The sealed copy that the process named in dir/name runs from, when it is a copy of the binary with identity:
+ * an fd, or -1. The record is "PID STARTTIME IDENTITY", written by whoever last started from that copy. */
+static int shared_copy_from(int dir_fd, const char *name, const char *identity)
+{
+    AUTO_FD int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
-    if (fstat(self, &st) < 0)
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
         return -1;
+    char record[256];
+    ssize_t n = read(fd, record, sizeof record - 1);
+    if (n <= 0)
+        return -1;
+    record[n] = '\0';
+    int pid = 0, end = 0;
+    unsigned long long start_time = 0;
+    if (sscanf(record, "%d %llu %n", &pid, &start_time, &end) != 2 || pid <= 0 || strcmp(record + end, identity) != 0)
+        return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    int exe = open(path, O_RDONLY | O_CLOEXEC);
+    if (exe < 0)
+        return -1;
+    /* Opened first, the process checked after: had its PID been reused in between, the start time would differ. */
+    int seals = fcntl(exe, F_GET_SEALS);
+    if (seals < 0 || (seals & SEALED_COPY_SEALS) != SEALED_COPY_SEALS ||
+        sys_process_start_time(pid, NULL) != start_time) {
+        close(exe);
+        return -1;
+    }
+    return exe;
+}
+
+/* execve keeps the PID and the start time: the record names this process once it runs from the copy. */
+static void record_copy_user(int dir_fd, const char *name, const char *identity)
+{
+    char record[256];
+    int n = snprintf(record, sizeof record, "%d %llu %s", (int)getpid(), sys_process_start_time(getpid(), NULL),
+                     identity);
+    if (n > 0 && (size_t)n < sizeof record)
+        write_file_atomic_at(dir_fd, name, record, (size_t)n, 0600);
+}
+
+static int make_sealed_copy(int self, off_t file_size)
+{
     Elf64_Ehdr eh;
-    off_t size = elf_loaded_size(self, st.st_size, &eh);
-    bool is_trimmed = size > 0 && size < st.st_size;
+    off_t size = elf_loaded_size(self, file_size, &eh);
+    bool is_trimmed = size > 0 && size < file_size;
     if (!is_trimmed)
-        size = st.st_size;
+        size = file_size;
     AUTO_FD int copy = memfd_create("pea", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (copy < 0)
         return -1;
@@ -209,7 +245,48 @@ int sys_reexec_from_sealed_copy(char **argv)
     }
     if (fcntl(copy, F_ADD_SEALS, SEALED_COPY_SEALS) < 0)
         return -1;
+    return take_fd(&copy);
+}
+
+static int reexec_sealed(char **argv, const char *registry_dir, const char *registry_name)
+{
+    AUTO_FD int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (self < 0)
+        return -1;
+    int seals = fcntl(self, F_GET_SEALS);
+    if (seals >= 0 && (seals & SEALED_COPY_SEALS) == SEALED_COPY_SEALS)
+        return 0; /* already running from the sealed copy */
+    /* The mount is the one /proc/PID/exe leads through; a container cannot remount it writable, since it lives in a
+     * mount namespace the container is not in (and a container in ours holds the host anyway). */
+    struct statvfs vfs;
+    if (fstatvfs(self, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+        return 0;
+    struct stat st;
+    if (fstat(self, &st) < 0)
+        return -1;
     extern char **environ;
+    char identity[128];
+    source_identity(&st, identity, sizeof identity);
+    AUTO_FD int dir_fd = registry_dir ? open(registry_dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dir_fd >= 0) {
+        AUTO_FD int shared = shared_copy_from(dir_fd, registry_name, identity);
+        if (shared >= 0) {
+            record_copy_user(dir_fd, registry_name, identity);
+            fexecve(shared, argv, environ);
+        }
+    }
+    AUTO_FD int copy = make_sealed_copy(self, st.st_size);
+    if (copy < 0)
+        return -1;
+    if (dir_fd >= 0)
+        record_copy_user(dir_fd, registry_name, identity);
     fexecve(copy, argv, environ);
     return -1;
+}
+
+int sys_reexec_from_sealed_copy(char **argv) { return reexec_sealed(argv, NULL, NULL); }
+
+int sys_reexec_sharing_sealed_copy(char **argv, const char *registry_dir, const char *registry_name)
+{
+    return reexec_sealed(argv, registry_dir, registry_name);
 }

@@ -20,10 +20,14 @@
 #include "pea/pod.h"
 #include "pea/pod_manifest.h"
 #include "pea/seccomp.h"
+#include "pea/state.h"
 #include "pea/supervise.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "server.h"
+
+/* Under --root: which running shim's sealed copy of pea-shim a new shim may share (sys.h). */
+#define SHIM_COPY_RECORD ".pea-shim-copy"
 
 struct shim_args {
     const char *root, *data_root, *pause, *manifest;
@@ -177,7 +181,14 @@ int main(int argc, char **argv)
     }
     int ready_fd = a.ready_fd;
     /* The shim creates containers: a container process that reaches our /proc/PID/exe must find a sealed copy. */
-    if (sys_reexec_from_sealed_copy(argv) < 0) {
+    /* The state root first: the record of the sealed copy to share lives there, and a new pod's shim makes it. */
+    struct pea_error root_err = {0};
+    AUTO_FD int root_fd = state_root_open(a.root, true, &root_err);
+    if (root_fd < 0) {
+        report_ready(&ready_fd, root_err.msg);
+        return 1;
+    }
+    if (sys_reexec_sharing_sealed_copy(argv, a.root, SHIM_COPY_RECORD) < 0) {
         char line[256];
         snprintf(line, sizeof line, "pea-shim: re-execute from a sealed copy: %s", strerror(errno));
         report_ready(&ready_fd, line);

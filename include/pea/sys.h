@@ -46,5 +46,10 @@ unsigned long long sys_process_start_time(pid_t pid, bool *is_zombie);
  * A binary on a read-only mount is run in place: nothing in a container can write through that mount.
  * Returns 0 when already sealed or read-only; does not return on success; -1 with errno otherwise. */
 int sys_reexec_from_sealed_copy(char **argv);
+/* The same, for a long-lived process of which many run (pea-shim, one per pod): the sealed copy another process of
+ * the same binary file runs from, as recorded in registry_dir/registry_name, is shared rather than copied again,
+ * so that all of them hold one copy's pages. The record names the last process to start from a copy, and is used
+ * only while that process lives, its copy is sealed and was made from this very file (device, inode, size, mtime). */
+int sys_reexec_sharing_sealed_copy(char **argv, const char *registry_dir, const char *registry_name);
 
 #endif

@@ -1,5 +1,6 @@
 """pea-shim: detached pods that outlive their clients, CRI log files, exec with and without a tty, restarts, declarative
 apply, a killed shim, a hostile control socket, and fifty pods at once."""
+import fcntl
 import json
 import os
 import pty
@@ -595,6 +596,59 @@ def test_binaries_replaced_on_disk_while_the_pod_runs(pods):
         removed(pods, name)
     finally:
         pods.runtime = built_runtime
+
+
+F_GET_SEALS, SEALED = 1034, 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL, _SHRINK, _GROW, _WRITE
+
+
+def shim_copy(pid):
+    """(device, inode) of the file a shim runs from, after checking it is a sealed copy."""
+    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+    try:
+        assert fcntl.fcntl(fd, F_GET_SEALS) & SEALED == SEALED, "a sealed copy"
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(fd)
+
+
+def test_shims_share_one_sealed_copy_of_their_binary(pods):
+    """Shims of one binary share the sealed copy of it another one runs from (its pages held once, not per pod),
+    while that one lives; a replaced binary, or a record whose process is gone, gets a copy of its own."""
+    def rm(name):
+        code, out, err = pods.cli("pod", "rm", name)
+        assert code == 0, err
+
+    first, second = pods.name(), pods.name()
+    for name in (first, second):
+        applied(pods, pods.manifest([sleeper(pods)], name=name))
+    shared = shim_copy(shim_pid(pods, first))
+    assert shim_copy(shim_pid(pods, second)) == shared
+
+    # The record names the last shim to start, the second: once it is gone, the next shim copies for itself.
+    rm(second)
+    third = pods.name()
+    applied(pods, pods.manifest([sleeper(pods)], name=third))
+    own = shim_copy(shim_pid(pods, third))
+    assert own != shared
+
+    # The binary replaced on disk (a new file renamed over the old path): the next shim copies the new one.
+    build = os.path.dirname(os.path.dirname(os.path.realpath(pods.runtime)))
+    bin_dir = os.path.join(pods.work_dir, "bin")
+    os.mkdir(bin_dir)
+    for b, sub in (("pea", "runtime"), ("pea-shim", "shim"), ("pea-pause", "sandbox")):
+        subprocess.run(["cp", os.path.join(build, sub, b), os.path.join(bin_dir, b)], check=True)
+    built_runtime, pods.runtime = pods.runtime, os.path.join(bin_dir, "pea")
+    try:
+        fourth = pods.name()
+        applied(pods, pods.manifest([sleeper(pods)], name=fourth))
+        assert shim_copy(shim_pid(pods, fourth)) not in (shared, own)
+        rm(fourth)
+    finally:
+        pods.runtime = built_runtime
+    for name in (first, third):
+        rm(name)
+    assert pods.leftovers() == []
 
 
 def test_state_and_protocol_versions_are_checked(pods):
