@@ -23,9 +23,11 @@ struct cri_log {
     size_t cap;
 };
 
-/* A chunk of many short lines needs a buffer many times its size (a 64 KiB chunk of empty lines: over 2 MiB);
- * one larger than this is let go after the write instead of kept, per container, for the shim's life. */
-#define CRI_LOG_KEPT_BUFFER (128 * 1024)
+/* Records go out through a buffer of at most this size, kept per container (one record, at most CRI_LOG_MAX_PIECE
+ * of text, always fits). A chunk that needs more (many short lines: a 64 KiB chunk of empty lines needs over 2 MiB)
+ * takes several writes, rather than a larger buffer made and freed for each chunk, which was an mmap, its page
+ * faults and a munmap every time. */
+#define CRI_LOG_BUFFER_MAX (128 * 1024)
 
 /* "name" for index 0, "name.N" for the Nth rotated file. */
 static char *rotated_name(const char *name, unsigned index)
@@ -156,9 +158,10 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
     for (const char *p = buf; next_piece(&p, buf + len, &piece);)
         n_pieces++;
     size_t need = len + n_pieces * overhead;
-    if (need > log->cap) {
-        log->buf = xrealloc(log->buf, need);
-        log->cap = need;
+    size_t want = need < CRI_LOG_BUFFER_MAX ? need : CRI_LOG_BUFFER_MAX;
+    if (want > log->cap) {
+        log->buf = xrealloc(log->buf, want);
+        log->cap = want;
     }
 
     size_t used = 0;
@@ -167,6 +170,11 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         bool is_full = log->max_bytes && log->size + used + record_len > log->max_bytes;
         if (is_full && log->size + used > 0) {
             if (flush(log, used, err) < 0 || rotate(log, err) < 0)
+                return -1;
+            used = 0;
+        }
+        if (used + record_len > log->cap) {
+            if (flush(log, used, err) < 0)
                 return -1;
             used = 0;
         }
@@ -179,13 +187,7 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         out[piece.len] = '\n';
         used += record_len;
     }
-    int r = flush(log, used, err);
-    if (log->cap > CRI_LOG_KEPT_BUFFER) {
-        free(log->buf);
-        log->buf = NULL;
-        log->cap = 0;
-    }
-    return r;
+    return flush(log, used, err);
 }
 
 /* ---- parsing ---- */

@@ -157,6 +157,26 @@ Test(cri_log, rotation_falls_between_records_of_one_chunk)
     cr_assert_str_eq(file_text("c.log.2"), RECORD(1) RECORD(2));
 }
 
+Test(cri_log, chunk_of_many_short_lines_is_written_whole_and_in_order)
+{
+    /* 20000 lines of 5 bytes: records of about 45 bytes each, many times the buffer, so several writes. */
+    enum { LINES = 20000 };
+    char *chunk = xmalloc(LINES * 6 + 1);
+    for (int i = 0; i < LINES; i++)
+        snprintf(chunk + i * 6, 7, "%05d\n", i);
+    const char *chunks[] = {chunk};
+    char *text = written(chunks, 1);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), n++) {
+        char want[64];
+        snprintf(want, sizeof want, TS " stdout F %05d", n);
+        cr_assert_str_eq(line, want);
+    }
+    cr_assert_eq(n, LINES);
+    free(text);
+    free(chunk);
+}
+
 Test(cri_log, reopened_file_counts_what_it_holds)
 {
     struct cri_log *log = open_log(100, 1);
