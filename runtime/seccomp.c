@@ -122,11 +122,11 @@ void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *
         return NULL;
     }
     /* pea sets no_new_privs itself when the config asks for it, never as a side effect of seccomp. A binary tree
-     * of syscall numbers rather than a list: compiling takes twice as long (once: then the program is stored), but the
-     * kernel checks each syscall in log(n) compares, and installing the filter, which runs the program for every
-     * syscall number to build its cache of always-allowed ones, takes half the time. */
-    if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0 || seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) < 0 || add_architectures(ctx, profile->architectures, err) < 0 ||
-        add_flags(ctx, profile->flags, err) < 0)
+     * of syscall numbers rather than a list: compiling takes twice as long (once: then the program is stored),
+     * but the kernel checks each syscall in log(n) compares, and installing the filter, which runs the program
+     * for every syscall number to build its cache of always-allowed ones, takes half the time. */
+    if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0 || seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) < 0 ||
+        add_architectures(ctx, profile->architectures, err) < 0 || add_flags(ctx, profile->flags, err) < 0)
         goto fail;
     for (size_t i = 0; i < profile->n_rules; i++) {
         const struct pea_seccomp_rule *rule = &profile->rules[i];
