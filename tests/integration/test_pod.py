@@ -107,8 +107,11 @@ def test_sidecar_init_container_keeps_running(pods):
     vol = [{"name": "shared", "mountPath": "/shared"}]
     sidecar = container("beat", pods.rootfs, "n=0; while true; do n=$((n+1)); echo $n > /shared/beat; sleep 0.1; done",
                         volumeMounts=vol, restartPolicy="Always")
-    app = container("app", pods.rootfs, "a=$(cat /shared/beat); sleep 0.5; b=$(cat /shared/beat); "
-                    "[ \"$b\" -gt \"$a\" ] && echo sidecar alive", volumeMounts=vol)
+    # "Started" is the sidecar's exec, not its first beat; and a beat is truncated then written: read until a value.
+    app = container("app", pods.rootfs,
+                    "beat() { v=; while [ -z \"$v\" ]; do v=$(cat /shared/beat 2>/dev/null) || sleep 0.02; "
+                    "[ -n \"$v\" ] || sleep 0.02; done; echo $v; }; "
+                    "a=$(beat); sleep 0.5; b=$(beat); [ \"$b\" -gt \"$a\" ] && echo sidecar alive", volumeMounts=vol)
     code, out, err = pods.run(pods.manifest([app], init=[sidecar], volumes=[{"name": "shared", "emptyDir": {}}]))
     assert code == 0, err
     assert "[app] sidecar alive" in out
