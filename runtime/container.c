@@ -8,12 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "container_internal.h"
 #include "pea/cgroup.h"
-#include "pea/console.h"
 #include "pea/hooks.h"
 #include "pea/log.h"
 #include "pea/process.h"

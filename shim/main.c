@@ -183,11 +183,12 @@ int main(int argc, char **argv)
     /* The shim creates containers: a container process that reaches our /proc/PID/exe must find a sealed copy. */
     /* The state root first: the record of the sealed copy to share lives there, and a new pod's shim makes it. */
     struct pea_error root_err = {0};
-    AUTO_FD int root_fd = state_root_open(a.root, true, &root_err);
+    int root_fd = state_root_open(a.root, true, &root_err);
     if (root_fd < 0) {
         report_ready(&ready_fd, root_err.msg);
         return 1;
     }
+    close(root_fd);
     if (sys_reexec_sharing_sealed_copy(argv, a.root, SHIM_COPY_RECORD) < 0) {
         char line[256];
         snprintf(line, sizeof line, "pea-shim: re-execute from a sealed copy: %s", strerror(errno));
