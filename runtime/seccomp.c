@@ -58,23 +58,43 @@ static int add_architectures(scmp_filter_ctx ctx, char **names, struct pea_error
     return 0;
 }
 
+/* The profile's flags: libseccomp's attribute for each, and the kernel flag seccomp_load in libseccomp 2.5.4 passes
+ * for it. NEW_LISTENER never (SCMP_ACT_NOTIFY is refused when building), no_new_privs never (CTL_NNP is 0). */
+static const struct {
+    const char *name;
+    enum scmp_filter_attr attr;
+    unsigned kernel_flag;
+} filter_flags[] = {
+    {"SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG},
+    {"SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW},
+    {"SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC},
+};
+
 static int add_flags(scmp_filter_ctx ctx, char **flags, struct pea_error *err)
 {
     for (char **f = flags; f && *f; f++) {
-        enum scmp_filter_attr attr;
-        if (strcmp(*f, "SECCOMP_FILTER_FLAG_LOG") == 0)
-            attr = SCMP_FLTATR_CTL_LOG;
-        else if (strcmp(*f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
-            attr = SCMP_FLTATR_CTL_SSB;
-        else if (strcmp(*f, "SECCOMP_FILTER_FLAG_TSYNC") == 0)
-            attr = SCMP_FLTATR_CTL_TSYNC;
-        else
+        size_t i = 0;
+        while (i < ARRAY_SIZE(filter_flags) && strcmp(*f, filter_flags[i].name) != 0)
+            i++;
+        if (i == ARRAY_SIZE(filter_flags))
             return pea_fail(err, 0, "seccomp: unknown flag \"%s\"", *f);
-        int r = seccomp_attr_set(ctx, attr, 1);
+        int r = seccomp_attr_set(ctx, filter_flags[i].attr, 1);
         if (r < 0)
             return pea_fail(err, -r, "seccomp: set flag %s", *f);
     }
     return 0;
+}
+
+/* The kernel flags a program of this profile is loaded with: what the compiled program carries, and what a
+ * stored one must carry to be used. */
+static unsigned profile_kernel_flags(const struct pea_seccomp *profile)
+{
+    unsigned flags = 0;
+    for (char **f = profile->flags; f && *f; f++)
+        for (size_t i = 0; i < ARRAY_SIZE(filter_flags); i++)
+            if (strcmp(*f, filter_flags[i].name) == 0)
+                flags |= filter_flags[i].kernel_flag;
+    return flags;
 }
 
 /* libseccomp takes one comparison per argument in a rule: comparisons on the same argument are alternatives
@@ -160,39 +180,15 @@ void seccomp_filter_free(void *filter)
 static void filter_free_p(void *p) { seccomp_filter_free(*(void **)p); }
 #define AUTO_FILTER __attribute__((cleanup(filter_free_p)))
 
-/* The kernel's flags for what seccomp_load in libseccomp 2.5.4 would pass: TSYNC, LOG and SPEC_ALLOW from their
- * attributes. NEW_LISTENER never (SCMP_ACT_NOTIFY is refused when building), no_new_privs never (CTL_NNP is 0). */
-static int kernel_flags(scmp_filter_ctx ctx, unsigned *flags, struct pea_error *err)
-{
-    static const struct {
-        enum scmp_filter_attr attr;
-        unsigned flag;
-        const char *name;
-    } map[] = {
-        {SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC, "TSYNC"},
-        {SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG, "LOG"},
-        {SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SSB"},
-    };
-    *flags = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
-        uint32_t value = 0;
-        int r = seccomp_attr_get(ctx, map[i].attr, &value);
-        if (r < 0)
-            return pea_fail(err, -r, "seccomp: read attribute %s", map[i].name);
-        if (value)
-            *flags |= map[i].flag;
-    }
-    return 0;
-}
-
 /* The sock_fprog length is 16 bits; the kernel refuses more than BPF_MAXINSNS at load, as it did before. */
 #define PROGRAM_MAX ((size_t)USHRT_MAX * sizeof(struct sock_filter))
 
 static int compile(const struct pea_seccomp *profile, struct pea_seccomp_program *out, struct pea_error *err)
 {
     AUTO_FILTER void *filter = seccomp_filter_build(profile, err);
-    if (!filter || kernel_flags(filter, &out->flags, err) < 0)
+    if (!filter)
         return -1;
+    out->flags = profile_kernel_flags(profile);
     AUTO_FD int fd = memfd_create("pea-seccomp", MFD_CLOEXEC);
     if (fd < 0)
         return pea_fail(err, errno, "seccomp: create a memfd for the BPF program");
@@ -303,7 +299,7 @@ static int load_or_compile(const struct pea_seccomp *profile, const unsigned cha
     AUTO_FREE unsigned char *full = xmalloc(env_len + key_len);
     memcpy(full, env, env_len);
     memcpy(full + env_len, key, key_len);
-    if (seccomp_store_load(store_dir, full, env_len + key_len, out) == 0)
+    if (seccomp_store_load(store_dir, full, env_len + key_len, profile_kernel_flags(profile), out) == 0)
         return 0;
     if (compile(profile, out, err) < 0)
         return -1;

@@ -16,8 +16,11 @@ uint64_t seccomp_key_digest(const unsigned char *key, size_t len);
 const unsigned char *seccomp_store_environment(size_t *len);
 
 /* Load the program stored in dir under key (environment prefix included) into *out (its filter malloc'd).
- * 0 on a hit; -1 on any miss: absent, unreadable, damaged, another key, or dir not private to us. */
-int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len, struct pea_seccomp_program *out);
+ * 0 on a hit; -1 on any miss: absent, unreadable, damaged, another key, flags other than kernel_flags (what the
+ * profile asks for: a stored LOG or SPEC_ALLOW must never weaken a profile that did not ask for it), or dir not
+ * private to us. */
+int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len, unsigned kernel_flags,
+                       struct pea_seccomp_program *out);
 /* Keep program in dir under key: written under a temporary name and renamed, so readers see all or nothing.
  * Best effort: a store that fails only means a later process compiles again. */
 void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_len,

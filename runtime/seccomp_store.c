@@ -76,7 +76,8 @@ static int open_private_dir(const char *dir)
     return fd;
 }
 
-int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len, struct pea_seccomp_program *out)
+int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len, unsigned kernel_flags,
+                       struct pea_seccomp_program *out)
 {
     AUTO_FD int dir_fd = open_private_dir(dir);
     if (dir_fd < 0)
@@ -95,7 +96,8 @@ int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len
         return -1;
     memcpy(&h, bytes, sizeof h);
     size_t program_len = (size_t)h.instructions * sizeof(struct sock_filter);
-    if (memcmp(h.magic, store_magic, sizeof h.magic) != 0 || h.key_len != key_len || h.instructions == 0 ||
+    if (memcmp(h.magic, store_magic, sizeof h.magic) != 0 || h.flags != kernel_flags || h.key_len != key_len ||
+        h.instructions == 0 ||
         h.instructions > INSTRUCTIONS_MAX || len != sizeof h + key_len + program_len ||
         memcmp(bytes + sizeof h, key, key_len) != 0)
         return -1;

@@ -1,5 +1,6 @@
 /* The on-disk store of compiled seccomp programs: what it keeps, and that anything not exactly ours is a miss. */
 #include <criterion/criterion.h>
+#include <linux/seccomp.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -73,12 +74,12 @@ Test(seccomp_store, keeps_a_program_under_its_key)
 {
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
     struct pea_seccomp_program got = {0};
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), 0);
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), 0);
     cr_assert_eq(got.flags, 4u);
     cr_assert_eq(got.prog.len, 1);
     cr_assert_eq(memcmp(got.prog.filter, allow_all, sizeof allow_all), 0);
     free(got.prog.filter);
-    cr_assert_eq(seccomp_store_load(dir, key_b, sizeof key_b, &got), -1, "another key is a miss");
+    cr_assert_eq(seccomp_store_load(dir, key_b, sizeof key_b, program_b.flags, &got), -1, "another key is a miss");
 
     struct stat st;
     cr_assert_eq(stat(dir, &st), 0);
@@ -86,6 +87,17 @@ Test(seccomp_store, keeps_a_program_under_its_key)
     AUTO_FREE char *path = entry_path();
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600);
+}
+
+Test(seccomp_store, an_entry_with_other_flags_than_the_profiles_is_a_miss)
+{
+    /* A stored SPEC_ALLOW or LOG would quietly weaken a profile that did not ask for it. */
+    seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
+    struct pea_seccomp_program got = {0};
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, 0, &got), -1, "the profile asks for no flags");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags | 1u, &got), -1, "it asks for more");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), 0);
+    free(got.prog.filter);
 }
 
 Test(seccomp_store, an_entry_under_another_keys_name_is_a_miss)
@@ -99,7 +111,7 @@ Test(seccomp_store, an_entry_under_another_keys_name_is_a_miss)
     AUTO_FREE char *a_path = entry_path();
     cr_assert_eq(rename(a_path, b_path), 0);
     struct pea_seccomp_program got = {0};
-    cr_assert_eq(seccomp_store_load(dir, key_b, sizeof key_b, &got), -1);
+    cr_assert_eq(seccomp_store_load(dir, key_b, sizeof key_b, program_b.flags, &got), -1);
 }
 
 static void damage(const char *path, off_t length, const char *overwrite_at_start)
@@ -122,18 +134,18 @@ Test(seccomp_store, damaged_entries_are_misses)
     struct pea_seccomp_program got = {0};
 
     damage(path, st.st_size - 1, NULL);
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), -1, "truncated");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), -1, "truncated");
 
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
     damage(path, st.st_size + 8, NULL);
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), -1, "longer than its header says");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), -1, "longer than its header says");
 
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
     damage(path, -1, "NOTOURS!");
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), -1, "another magic");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), -1, "another magic");
 
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), 0, "saved again, a hit");
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), 0, "saved again, a hit");
     free(got.prog.filter);
 }
 
@@ -142,7 +154,7 @@ Test(seccomp_store, a_directory_others_can_write_is_not_used)
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
     cr_assert_eq(chmod(dir, 0770), 0);
     struct pea_seccomp_program got = {0};
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), -1);
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), -1);
     seccomp_store_save(dir, key_b, sizeof key_b, &program_b);
     cr_assert_eq(entries(), 1, "nothing written there either");
 }
@@ -160,7 +172,7 @@ Test(seccomp_store, a_full_store_starts_over)
     seccomp_store_save(dir, key_a, sizeof key_a, &program_a);
     cr_assert_eq(entries(), 1, "only the new entry");
     struct pea_seccomp_program got = {0};
-    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, &got), 0);
+    cr_assert_eq(seccomp_store_load(dir, key_a, sizeof key_a, program_a.flags, &got), 0);
     free(got.prog.filter);
 }
 
@@ -205,4 +217,17 @@ Test(seccomp_store, compile_goes_through_the_store_of_its_root)
     cr_assert_eq(again->prog.len, len);
     cr_assert_eq(memcmp(again->prog.filter, saved, len * sizeof *saved), 0);
     cr_assert_neq(inode_of(path), stored, "written again");
+
+    /* An entry whose flags were changed on disk (SPEC_ALLOW, at offset 8 of the header) is not loaded with them. */
+    seccomp_cache_clear();
+    stored = inode_of(path);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    uint32_t spec_allow = SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    cr_assert_eq(pwrite(fd, &spec_allow, sizeof spec_allow, 8), (ssize_t)sizeof spec_allow);
+    close(fd);
+    const struct pea_seccomp_program *unweakened = seccomp_compile(&p, &err);
+    cr_assert_not_null(unweakened, "%s", err.msg);
+    cr_assert_eq(unweakened->flags, 0u);
+    cr_assert_neq(inode_of(path), stored, "compiled and written again");
 }
