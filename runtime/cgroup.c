@@ -12,6 +12,7 @@
 #include "cgroup_internal.h"
 #include "pea/cgroup.h"
 #include "pea/log.h"
+#include "pea/sys.h"
 #include "pea/util.h"
 
 const char *cgroup_root(struct pea_error *err)
@@ -289,13 +290,28 @@ int cgroup_kill_all(const char *path, int sig, struct pea_error *err)
         return -1;
     if (sig == SIGKILL && faccessat(dir, "cgroup.kill", F_OK, 0) == 0)
         return cgroup_write(dir, "cgroup.kill", "1", err);
-    AUTO_FREE pid_t *pids = NULL;
-    size_t n = 0;
+    /* A PID read from cgroup.procs is only a name: its process may exit and the number go to a process outside
+     * the cgroup. Each is opened as a pidfd first and signalled only if the cgroup still lists it afterwards, so
+     * the process signalled is one that was in the cgroup (or one gone meanwhile, which the signal cannot reach). */
+    AUTO_FREE pid_t *pids = NULL, *still = NULL;
+    size_t n = 0, n_still = 0;
     collect_pids(dir, &pids, &n);
+    AUTO_FREE int *pidfds = xcalloc(n ? n : 1, sizeof *pidfds);
     for (size_t i = 0; i < n; i++)
-        if (kill(pids[i], sig) < 0 && errno != ESRCH)
-            return pea_fail(err, errno, "kill %d", (int)pids[i]);
-    return 0;
+        pidfds[i] = sys_pidfd_open(pids[i], 0);
+    collect_pids(dir, &still, &n_still);
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool is_listed = false;
+        for (size_t j = 0; j < n_still && !is_listed; j++)
+            is_listed = still[j] == pids[i];
+        if (r == 0 && pidfds[i] >= 0 && is_listed && sys_pidfd_send_signal(pidfds[i], sig, NULL, 0) < 0 &&
+            errno != ESRCH)
+            r = pea_fail(err, errno, "kill %d", (int)pids[i]);
+        if (pidfds[i] >= 0)
+            close(pidfds[i]);
+    }
+    return r;
 }
 
 /* "key value" lines of a flat-keyed file into a JSON object of integers. */

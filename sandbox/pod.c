@@ -443,8 +443,13 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
         return pea_wrap(err, "pod %s: saved manifest", name);
     json_t *infra = json_object_get(pod->state, "infra");
     pod->infra_pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
-    if (pod_infra_alive(pod))
-        pod->infra_pidfd = sys_pidfd_open(pod->infra_pid, 0);
+    /* Opened first, then checked against the recorded start time: checked first, the PID could go to another
+     * process before the open, and the pod would signal and wait on that one. */
+    pod->infra_pidfd = pod->infra_pid > 0 ? sys_pidfd_open(pod->infra_pid, 0) : -1;
+    if (pod->infra_pidfd >= 0 && !pod_infra_alive(pod)) {
+        close(pod->infra_pidfd);
+        pod->infra_pidfd = -1;
+    }
     *out = take_ptr(&pod);
     return 0;
 }
@@ -509,10 +514,9 @@ static bool container_is_stopped(const char *oci_root, const char *id, pid_t pid
     return !status || strcmp(status, "stopped") == 0 || json_integer_value(json_object_get(st, "pid")) != pid;
 }
 
-/* A container's init as a pidfd, -1 when it does not run. The state says "stopped" unless the pid still has the
- * recorded start time; asked again after pidfd_open, so that the pidfd cannot be of a process that took the pid
- * over in between. */
-static int open_init_pidfd(const char *oci_root, const char *id)
+/* The state says "stopped" unless the pid still has the recorded start time; asked again after pidfd_open, so that
+ * the pidfd cannot be of a process that took the pid over in between. */
+int pod_open_member_pidfd(const char *oci_root, const char *id, pid_t *pid_out)
 {
     struct pea_error ignored = {0};
     AUTO_JSON json_t *st = container_state(oci_root, id, &ignored);
@@ -520,6 +524,8 @@ static int open_init_pidfd(const char *oci_root, const char *id)
     AUTO_FD int pidfd = pid > 0 ? sys_pidfd_open(pid, 0) : -1;
     if (pidfd < 0 || container_is_stopped(oci_root, id, pid))
         return -1;
+    if (pid_out)
+        *pid_out = pid;
     return take_fd(&pidfd);
 }
 
@@ -529,7 +535,8 @@ static int stop_containers(const char *oci_root, char *const *ids, size_t n, con
 {
     int *pidfds = xcalloc(n ? n : 1, sizeof *pidfds);
     for (size_t i = 0; i < n; i++) {
-        pidfds[i] = known_pidfds && known_pidfds[i] >= 0 ? dup(known_pidfds[i]) : open_init_pidfd(oci_root, ids[i]);
+        pidfds[i] = known_pidfds && known_pidfds[i] >= 0 ? dup(known_pidfds[i])
+                                                          : pod_open_member_pidfd(oci_root, ids[i], NULL);
         struct pea_error ignored = {0};
         if (pidfds[i] >= 0)
             container_kill(oci_root, ids[i], SIGTERM, false, &ignored);

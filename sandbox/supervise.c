@@ -629,11 +629,11 @@ static void adopt_member(struct pod_supervisor *sup, struct member *m, json_t *r
     struct pea_error ignored = {0};
     AUTO_JSON json_t *oci = container_state(sup->pod->oci_root, m->c->name, &ignored);
     const char *oci_status = json_string_value(json_object_get(oci, "status"));
-    pid_t pid = (pid_t)json_integer_value(json_object_get(oci, "pid"));
+    pid_t pid = 0;
     if (state && strcmp(state, "stopped") == 0) {
         m->phase = PHASE_STOPPED;
-    } else if (oci_status && (strcmp(oci_status, "running") == 0 || strcmp(oci_status, "paused") == 0) && pid > 0 &&
-               (m->pidfd = sys_pidfd_open(pid, 0)) >= 0) {
+    } else if (oci_status && (strcmp(oci_status, "running") == 0 || strcmp(oci_status, "paused") == 0) &&
+               (m->pidfd = pod_open_member_pidfd(sup->pod->oci_root, m->c->name, &pid)) >= 0) {
         m->phase = PHASE_RUNNING;
         m->pid = pid;
         m->exit_watch.fd = m->pidfd;

@@ -7,6 +7,7 @@
 
 #include "pea/container.h"
 #include "pea/log.h"
+#include "pea/sys.h"
 #include "pea/util.h"
 #include "server_internal.h"
 
@@ -131,7 +132,7 @@ static void handle_exec(struct client *c, const struct proto_request *req, int *
     if (supervisor_watch(s->sup, p->pidfd, exec_exited, p, &err) < 0) {
         /* Without the watch its exit would never be seen: end it now rather than leak it. */
         log_warn("exec in %s: %s", req->container, err.msg);
-        kill(pid, SIGKILL);
+        sys_pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
         siginfo_t info;
         waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED);
         pending_remove(s, p);
