@@ -221,13 +221,14 @@ static int remove_tree_below(int dir_fd, dev_t dev, const char *shown, struct pe
         }
         if (S_ISDIR(st.st_mode)) {
             AUTO_FREE char *child_shown = xasprintf("%s/%s", shown, de->d_name);
-            if (st.st_dev != dev) {
-                r = pea_fail(err, EBUSY, "remove %s: a mount point", child_shown);
-                break;
-            }
+            /* The device is checked on the directory opened, not on the name: a container writing the tree may
+             * swap the name between the two. */
             AUTO_FD int child = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (child < 0)
+            struct stat opened;
+            if (child < 0 || fstat(child, &opened) < 0)
                 r = pea_fail(err, errno, "open %s", child_shown);
+            else if (opened.st_dev != dev)
+                r = pea_fail(err, EBUSY, "remove %s: a mount point", child_shown);
             else
                 r = remove_tree_below(child, dev, child_shown, err);
             if (r == 0 && unlinkat(dir_fd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
