@@ -71,8 +71,9 @@ int state_private_dir_open(const char *path, const char *what, struct pea_error 
                         (unsigned)st.st_uid, (unsigned)geteuid());
     mode_t others = st.st_mode & 077;
     if (others & (S_IWGRP | S_IWOTH))
-        return pea_fail(err, 0, "%s %s is writable by other users (mode %04o): refused, give pea a directory of its own",
-                        what, path, (unsigned)(st.st_mode & 07777));
+        return pea_fail(err, 0,
+                        "%s %s is writable by other users (mode %04o): refused, give pea a directory of its own", what,
+                        path, (unsigned)(st.st_mode & 07777));
     if (!others)
         return take_fd(&fd);
     if (is_through_symlink)

@@ -144,22 +144,33 @@ def test_nothing_under_root_or_data_root_is_reachable_by_another_user(open_pods,
     assert pods.leftovers() == []
 
 
-@pytest.mark.parametrize("case", ["owned by another user", "writable by others"])
-def test_a_data_root_pea_cannot_keep_private_is_refused(open_pods, case):
+@pytest.mark.parametrize("case", ["owned by another user", "writable by others", "a symlink to an open directory"])
+def test_a_data_root_pea_cannot_keep_private_is_refused(open_pods, open_base, case):
     pods = open_pods
-    os.mkdir(pods.data, 0o700)
+    target = pods.data
+    if case == "a symlink to an open directory":
+        # Whoever could plant the symlink would have pea chmod what it names: pea only checks, and refuses.
+        target = os.path.join(open_base, "elsewhere")
+        os.symlink(target, pods.data)
+    os.mkdir(target, 0o700)
     if case == "owned by another user":
-        os.chown(pods.data, NOBODY, NOBODY)
+        os.chown(target, NOBODY, NOBODY)
         expected = f"pea: pod {{}}: data root {pods.data} belongs to uid {NOBODY}, not to uid 0 running pea: refused"
-    else:
-        os.chmod(pods.data, 0o777)
+    elif case == "writable by others":
+        os.chmod(target, 0o777)
         expected = (f"pea: pod {{}}: data root {pods.data} is writable by other users (mode 0777): refused, give pea "
                     "a directory of its own")
+    else:
+        os.chmod(target, 0o755)
+        expected = (f"pea: pod {{}}: data root {pods.data} is a symlink to a directory other users can reach (mode "
+                    "0755): refused, make it 0700")
+    mode = os.stat(target).st_mode
     name = pods.name()
     code, out, err = pods.run(pods.manifest([container("a", pods.rootfs, "echo ran")], name=name))
     assert code == 1 and err.strip() == expected.format(name), err
     assert "ran" not in out
-    assert os.listdir(pods.data) == [], "nothing written into a data root that was refused"
+    assert os.listdir(target) == [], "nothing written into a data root that was refused"
+    assert os.stat(target).st_mode == mode, "its mode left as it was"
     assert pods.leftovers() == []
 
 

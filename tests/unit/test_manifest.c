@@ -274,7 +274,8 @@ Test(manifest, host_network_and_netns)
     cr_assert(!v6->adopt_bridge, "pea adopts no bridge unless asked");
     AUTO_MANIFEST struct pea_pod_manifest *adopting =
         parse_text(MINIMAL_POD "spec:\n  containers: [{name: c, image: /i, args: [x]}]\n"
-                               "pea: {network: {mode: bridge, bridge: cni0, address: 10.0.0.2/24, adoptBridge: true}}\n",
+                               "pea: {network: {mode: bridge, bridge: cni0, address: 10.0.0.2/24,\n"
+                               "                adoptBridge: true}}\n",
                    &err);
     cr_assert_not_null(adopting, "%s", err.msg);
     cr_assert(adopting->adopt_bridge);

@@ -441,7 +441,8 @@ static void kernel_errors(void)
     int index = 0;
     expect(net_bridge_create(BRIDGE, NULL, &index, &err) == 1, "create the bridge: %s", err.msg);
     char moved[128];
-    snprintf(moved, sizeof moved, "bridge " BRIDGE " is not the one pea checked (index %d, not %d)", index, index + 100);
+    snprintf(moved, sizeof moved, "bridge " BRIDGE " is not the one pea checked (index %d, not %d)", index,
+             index + 100);
     expect_error(net_veth_create(HOST_END, BRIDGE, index + 100, -1, "eth0", &err), err, moved);
     expect_link(-1, HOST_END, 0);
     expect_error(net_veth_create(HOST_END, BRIDGE, index, not_netns, "eth0", &err), err,
