@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pea/cgroup.h"
+#include "pea/log.h"
 #include "pea/spec.h"
 #include "pea/state.h"
 #include "pea/sys.h"
@@ -33,7 +34,7 @@ int state_validate_id(const char *id, struct pea_error *err)
     return 0;
 }
 
-/* mkdir -p with mode for the components we create. */
+/* mkdir -p: every component we create gets `mode`; the ones that exist stay as they are. */
 static int mkdir_parents(const char *path, mode_t mode)
 {
     AUTO_FREE char *copy = xstrdup(path);
@@ -41,7 +42,7 @@ static int mkdir_parents(const char *path, mode_t mode)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(copy, 0755) < 0 && errno != EEXIST)
+        if (mkdir(copy, mode) < 0 && errno != EEXIST)
             return -1;
         *p = '/';
     }
@@ -50,10 +51,45 @@ static int mkdir_parents(const char *path, mode_t mode)
     return 0;
 }
 
+int state_private_dir_open(const char *path, const char *what, struct pea_error *err)
+{
+    if (mkdir_parents(path, 0700) < 0)
+        return pea_fail(err, errno, "create %s %s", what, path);
+    /* Not through a symlink: whoever could plant one would have pea chmod the directory it names. A symlink the
+     * caller made is followed, but the directory it leads to is then only checked, never changed. */
+    bool is_through_symlink = false;
+    AUTO_FD int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+        is_through_symlink = true;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return pea_fail(err, errno, "open %s %s", what, path);
+    if (st.st_uid != geteuid())
+        return pea_fail(err, 0, "%s %s belongs to uid %u, not to uid %u running pea: refused", what, path,
+                        (unsigned)st.st_uid, (unsigned)geteuid());
+    mode_t others = st.st_mode & 077;
+    if (others & (S_IWGRP | S_IWOTH))
+        return pea_fail(err, 0,
+                        "%s %s is writable by other users (mode %04o): refused, give pea a directory of its own", what,
+                        path, (unsigned)(st.st_mode & 07777));
+    if (!others)
+        return take_fd(&fd);
+    if (is_through_symlink)
+        return pea_fail(err, 0, "%s %s is a symlink to a directory other users can reach (mode %04o): refused, make it "
+                        "0700", what, path, (unsigned)(st.st_mode & 07777));
+    if (fchmod(fd, 0700) < 0)
+        return pea_fail(err, errno, "make %s %s private (chmod 0700)", what, path);
+    log_warn("%s %s was mode %04o; made it 0700, so that only its owner reaches what is under it", what, path,
+             (unsigned)(st.st_mode & 07777));
+    return take_fd(&fd);
+}
+
 int state_root_open(const char *root, bool create, struct pea_error *err)
 {
-    if (create && mkdir_parents(root, 0700) < 0)
-        return pea_fail(err, errno, "create state root %s", root);
+    if (create)
+        return state_private_dir_open(root, "state root", err);
     int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return pea_fail(err, errno, "open state root %s", root);

@@ -65,7 +65,8 @@ static int parse_bridge(json_t *net, struct pea_pod_manifest *m, struct pea_erro
 {
     if (field_get_string(net, NETWORK_PATH, "bridge", false, &m->bridge, err) < 0 ||
         field_get_string(net, NETWORK_PATH, "address", true, &m->address, err) < 0 ||
-        field_get_string(net, NETWORK_PATH, "gateway", false, &m->gateway, err) < 0)
+        field_get_string(net, NETWORK_PATH, "gateway", false, &m->gateway, err) < 0 ||
+        field_get_bool(net, NETWORK_PATH, "adoptBridge", &m->adopt_bridge, err) < 0)
         return -1;
     if (!m->bridge)
         m->bridge = xstrdup("pea0");
@@ -95,7 +96,8 @@ static int reject_fields_of_other_modes(json_t *net, const char *mode, struct pe
 {
     static const struct {
         const char *field, *mode;
-    } owners[] = {{"path", "netns"}, {"bridge", "bridge"}, {"address", "bridge"}, {"gateway", "bridge"}};
+    } owners[] = {{"path", "netns"},       {"bridge", "bridge"},      {"address", "bridge"},
+                  {"gateway", "bridge"},    {"adoptBridge", "bridge"}};
     for (size_t i = 0; i < ARRAY_SIZE(owners); i++) {
         json_t *v = json_object_get(net, owners[i].field);
         if (v && !json_is_null(v) && strcmp(mode, owners[i].mode) != 0)
@@ -104,10 +106,26 @@ static int reject_fields_of_other_modes(json_t *net, const char *mode, struct pe
     return 0;
 }
 
-int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err)
+/* Pod sysctls are written into the pod's network namespace; one pea did not make (host, netns) is not pea's to
+ * change, and a net.* sysctl written there would outlive the pod, for every process of that namespace. */
+static int check_sysctls_fit_network(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    if (manifest_network_namespace_is_pea_made(m))
+        return 0;
+    for (size_t i = 0; i < m->n_sysctls; i++)
+        if (strncmp(m->sysctls[i].name, "net.", 4) == 0)
+            return pea_fail(err, 0,
+                            "spec.securityContext.sysctls[%zu]: %s: the pod's network namespace is not pea's (%s): pea "
+                            "sets no sysctl in it",
+                            i, m->sysctls[i].name,
+                            m->network_mode == PEA_NETWORK_HOST ? "hostNetwork" : "pea.network.mode netns");
+    return 0;
+}
+
+static int parse_network_mode(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err)
 {
     static const char *const pea_fields[] = {"network", NULL};
-    static const char *const network_fields[] = {"mode", "path", "bridge", "address", "gateway", NULL};
+    static const char *const network_fields[] = {"mode", "path", "bridge", "address", "gateway", "adoptBridge", NULL};
     /* In the order of enum pea_network_mode. */
     static const char *const modes[] = {"none", "host", "netns", "bridge", NULL};
     json_t *pea, *net = NULL;
@@ -137,4 +155,11 @@ int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_ma
     if (m->network_mode == PEA_NETWORK_BRIDGE)
         return parse_bridge(net, m, err);
     return 0;
+}
+
+int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    if (parse_network_mode(root, is_host_network, m, err) < 0)
+        return -1;
+    return check_sysctls_fit_network(m, err);
 }

@@ -296,8 +296,8 @@ static int bridge_find(struct nl *nl, const char *name, struct link *out, struct
     return 1;
 }
 
-/* 1 when this call made the bridge, 0 when a bridge of that name was already there. */
-static int bridge_create(struct nl *nl, const char *name, struct pea_error *err)
+/* 1 when this call made the bridge, 0 when a bridge of that name was already there (*existing describes it). */
+static int bridge_create(struct nl *nl, const char *name, struct link *existing, struct pea_error *err)
 {
     NL_REQUEST_BUFFER(buf);
     struct nlmsghdr *nlh = link_request(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
@@ -309,8 +309,7 @@ static int bridge_create(struct nl *nl, const char *name, struct pea_error *err)
         return 1;
     if (errno != EEXIST)
         return pea_fail(err, errno, "create bridge %s", name);
-    struct link existing;
-    int found = bridge_find(nl, name, &existing, err);
+    int found = bridge_find(nl, name, existing, err);
     if (found == 0) /* deleted again between the two requests */
         return pea_fail(err, EEXIST, "create bridge %s", name);
     return found < 0 ? -1 : 0;
@@ -324,10 +323,8 @@ int net_loopback_up(int netns_fd, struct pea_error *err)
     return link_set_up(&nl, "lo", err);
 }
 
-int net_bridge_ensure(const char *bridge, const char *gateway_cidr, bool *created, struct pea_error *err)
+int net_bridge_create(const char *bridge, const char *gateway_cidr, int *index, struct pea_error *err)
 {
-    if (created)
-        *created = false;
     struct ip_address gateway;
     unsigned int prefix;
     /* Check everything before the first request, so bad input leaves nothing behind. */
@@ -336,16 +333,38 @@ int net_bridge_ensure(const char *bridge, const char *gateway_cidr, bool *create
     AUTO_NL struct nl nl = {0};
     if (nl_open(&nl, -1, err) < 0)
         return -1;
-    int made = bridge_create(&nl, bridge, err);
-    if (made < 0)
-        return -1;
-    if (link_set_up(&nl, bridge, err) < 0 || (made && gateway_cidr && address_add(&nl, bridge, gateway_cidr, err) < 0)) {
-        if (made) /* do not leave a half-configured bridge of ours; the first error is the one to report */
-            link_delete(&nl, bridge);
+    struct link link;
+    int made = bridge_create(&nl, bridge, &link, err);
+    if (made <= 0) {
+        *index = made == 0 ? link.index : 0;
+        return made;
+    }
+    if (link_get(&nl, bridge, &link) < 0) {
+        pea_fail(err, errno, "look up bridge %s", bridge);
+        link_delete(&nl, bridge);
         return -1;
     }
-    if (created)
-        *created = made == 1;
+    if (link_set_up(&nl, bridge, err) < 0 || (gateway_cidr && address_add(&nl, bridge, gateway_cidr, err) < 0)) {
+        /* Do not leave a half-configured bridge of ours; the first error is the one to report. By index: a link
+         * that took the name meanwhile is not ours. */
+        NL_REQUEST_BUFFER(buf);
+        nl_transact(&nl, link_request(buf, RTM_DELLINK, 0, link.index), NULL, NULL);
+        return -1;
+    }
+    *index = link.index;
+    return 1;
+}
+
+int net_bridge_up(const char *bridge, int index, struct pea_error *err)
+{
+    AUTO_NL struct nl nl = {0};
+    if (nl_open_for(&nl, -1, bridge, err) < 0)
+        return -1;
+    NL_REQUEST_BUFFER(buf);
+    struct nlmsghdr *nlh = link_request(buf, RTM_NEWLINK, 0, index);
+    link_mark_up(mnl_nlmsg_get_payload(nlh));
+    if (nl_transact(&nl, nlh, NULL, NULL) < 0)
+        return pea_fail(err, errno, "bring up bridge %s", bridge);
     return 0;
 }
 
@@ -366,15 +385,18 @@ static int on_link_count_port(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-int net_bridge_delete_if_unused(const char *bridge, struct pea_error *err)
+int net_bridge_delete_if_unused(const char *bridge, int index, struct pea_error *err)
 {
     AUTO_NL struct nl nl = {0};
     if (nl_open_for(&nl, -1, bridge, err) < 0)
         return -1;
     struct link link;
-    int found = bridge_find(&nl, bridge, &link, err);
-    if (found <= 0)
-        return found;
+    if (link_get(&nl, bridge, &link) < 0)
+        return errno == ENODEV ? 1 : pea_fail(err, errno, "look up link %s", bridge);
+    if (link.index != index)
+        return 1; /* the name is another link's now: that one is not ours to delete */
+    if (strcmp(link.kind, "bridge") != 0)
+        return pea_fail(err, 0, "link %s exists and is not a bridge", bridge);
     struct port_count count = {.bridge_index = link.index};
     NL_REQUEST_BUFFER(buf);
     struct nlmsghdr *nlh = link_request(buf, RTM_GETLINK, NLM_F_DUMP, 0);
@@ -386,11 +408,11 @@ int net_bridge_delete_if_unused(const char *bridge, struct pea_error *err)
     nlh = link_request(buf, RTM_DELLINK, 0, link.index);
     if (nl_transact(&nl, nlh, NULL, NULL) < 0 && errno != ENODEV)
         return pea_fail(err, errno, "delete bridge %s", bridge);
-    return 0;
+    return 1;
 }
 
-int net_veth_create(const char *host_ifname, const char *bridge, int netns_fd, const char *pod_ifname,
-                    struct pea_error *err)
+int net_veth_create(const char *host_ifname, const char *bridge, int bridge_index, int netns_fd,
+                    const char *pod_ifname, struct pea_error *err)
 {
     if (ifname_check(host_ifname, err) < 0 || ifname_check(bridge, err) < 0 || ifname_check(pod_ifname, err) < 0)
         return -1;
@@ -403,6 +425,10 @@ int net_veth_create(const char *host_ifname, const char *bridge, int netns_fd, c
         return pea_fail(err, ENODEV, "find bridge %s", bridge);
     if (found < 0)
         return -1;
+    /* The bridge the caller checked (pea's, or adopted), not one that took its name since. */
+    if (br.index != bridge_index)
+        return pea_fail(err, 0, "bridge %s is not the one pea checked (index %d, not %d)", bridge, br.index,
+                        bridge_index);
     /* One request makes the pair, places and names the peer, attaches the host end and brings it up; the kernel
      * unregisters both ends when any part of it fails. */
     NL_REQUEST_BUFFER(buf);

@@ -267,38 +267,91 @@ static int unpin_namespaces(const char *dir, struct pea_error *err)
     return r;
 }
 
-/* Bridges pea made are marked under the state root, so that whichever pod leaves one unused removes it, and a
- * bridge the caller made is never touched. */
-static char *bridge_marker(const char *root, const char *bridge) { return xasprintf("%s/bridges/%s", root, bridge); }
-
-static int mark_bridge(const char *root, const char *bridge, struct pea_error *err)
+/* A bridge pea made is marked under the state root with its ifindex: only such a bridge is used without the
+ * manifest's adoptBridge (never docker0 or cni0 by mistake), and whichever pod leaves it without ports removes it;
+ * a bridge the caller made is never deleted. The index tells a bridge pea made from one that took its name since.
+ * Pods of one state root take turns at the marks (a lock on the directory), so that one cannot delete a bridge
+ * another is about to attach to. */
+static int lock_bridges(const char *root, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/bridges", root);
-    AUTO_FREE char *marker = bridge_marker(root, bridge);
-    AUTO_FD int fd = -1;
-    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
-        (fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
-        return pea_fail(err, errno, "mark bridge %s as pea's in %s", bridge, dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s", dir);
+    AUTO_FD int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dir_fd < 0)
+        return pea_fail(err, errno, "open %s", dir);
+    return state_lock(dir_fd, err);
+}
+
+/* The ifindex a mark records, 0 when there is no mark (or one of an older pea, without an index). */
+static int bridge_marked_index(int lock_fd, const char *bridge)
+{
+    AUTO_FREE char *text = read_file_at(lock_fd, bridge, 32, NULL);
+    long long index;
+    if (!text)
+        return 0;
+    text[strcspn(text, "\n")] = '\0';
+    return parse_int64(text, &index) == 0 && index > 0 && index <= INT_MAX ? (int)index : 0;
+}
+
+static int mark_bridge(int lock_fd, const char *bridge, int index, struct pea_error *err)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%d\n", index);
+    if (write_file_atomic_at(lock_fd, bridge, text, strlen(text), 0600) < 0)
+        return pea_fail(err, errno, "mark bridge %s as pea's", bridge);
     return 0;
 }
 
 static int release_bridge(const char *root, const char *bridge, struct pea_error *err)
 {
-    AUTO_FREE char *marker = bridge_marker(root, bridge);
-    if (access(marker, F_OK) < 0)
-        return 0; /* not made by pea: the caller's to keep */
-    if (net_bridge_delete_if_unused(bridge, err) < 0)
+    AUTO_FD int lock_fd = lock_bridges(root, err);
+    if (lock_fd < 0)
         return -1;
-    if (net_link_exists(-1, bridge, err) == 0)
-        unlink(marker);
+    int index = bridge_marked_index(lock_fd, bridge);
+    if (index == 0)
+        return 0; /* not made by pea: the caller's to keep */
+    int r = net_bridge_delete_if_unused(bridge, index, err);
+    if (r < 0)
+        return -1;
+    if (r == 1 && unlinkat(lock_fd, bridge, 0) < 0 && errno != ENOENT)
+        return pea_fail(err, errno, "remove the mark of bridge %s", bridge);
     return 0;
+}
+
+/* The bridge the pod's veth goes on: made (and marked) when missing; an existing one only when pea made it or the
+ * manifest adopts it. Returns its ifindex, or -1. lock_fd holds the marks' lock. */
+static int attach_bridge(const struct pea_pod *pod, int lock_fd, struct pea_error *err)
+{
+    const struct pea_pod_manifest *m = pod->manifest;
+    AUTO_FREE char *gateway_cidr = NULL;
+    if (m->gateway)
+        gateway_cidr = xasprintf("%s%s", m->gateway, strchr(m->address, '/'));
+    int index = 0;
+    int made = net_bridge_create(m->bridge, gateway_cidr, &index, err);
+    if (made < 0)
+        return -1;
+    if (made) {
+        if (mark_bridge(lock_fd, m->bridge, index, err) < 0) {
+            struct pea_error ignored = {0};
+            net_bridge_delete_if_unused(m->bridge, index, &ignored);
+            return -1;
+        }
+        return index;
+    }
+    if (bridge_marked_index(lock_fd, m->bridge) != index && !m->adopt_bridge)
+        return pea_fail(err, 0, "bridge %s exists and was not created by pea; set pea.network.adoptBridge: true to "
+                        "adopt it", m->bridge);
+    if (net_bridge_up(m->bridge, index, err) < 0)
+        return -1;
+    return index;
 }
 
 static int setup_network(struct pea_pod *pod, struct pea_error *err)
 {
     const struct pea_pod_manifest *m = pod->manifest;
-    if (m->network_mode == PEA_NETWORK_HOST)
-        return 0;
+    if (!manifest_network_namespace_is_pea_made(m))
+        return 0; /* not pea's to change: not even its lo */
     AUTO_FREE char *pin = xasprintf("%s/ns/net", pod->dir);
     AUTO_FD int netns = open(pin, O_RDONLY | O_CLOEXEC);
     if (netns < 0)
@@ -310,17 +363,15 @@ static int setup_network(struct pea_pod *pod, struct pea_error *err)
     /* Named after the pod's uid: unique on the machine whatever --root the pod lives under. */
     char host_if[16];
     snprintf(host_if, sizeof host_if, "pv%.12s", json_string_value(json_object_get(pod->state, "uid")));
-    AUTO_FREE char *gateway_cidr = NULL;
-    if (m->gateway)
-        gateway_cidr = xasprintf("%s%s", m->gateway, strchr(m->address, '/'));
-    bool created = false;
-    if (net_bridge_ensure(m->bridge, gateway_cidr, &created, err) < 0 ||
-        (created && mark_bridge(pod->root, m->bridge, err) < 0))
-        return -1;
-    /* Recorded before the veth exists, so that a teardown after any later failure removes what was made. */
+    /* Recorded before anything exists, so that a teardown after any later failure removes what was made (and a
+     * bridge only when it carries pea's mark). */
     json_object_set_new(pod->state, "network",
                         json_pack("{s:s, s:s}", "hostInterface", host_if, "bridge", m->bridge));
-    if (pod_save(pod, err) < 0 || net_veth_create(host_if, m->bridge, netns, "eth0", err) < 0 ||
+    if (pod_save(pod, err) < 0)
+        return -1;
+    AUTO_FD int lock_fd = lock_bridges(pod->root, err);
+    int bridge_index = lock_fd < 0 ? -1 : attach_bridge(pod, lock_fd, err);
+    if (bridge_index < 0 || net_veth_create(host_if, m->bridge, bridge_index, netns, "eth0", err) < 0 ||
         net_address_add(netns, "eth0", m->address, err) < 0 ||
         (m->gateway && net_route_add_default(netns, "eth0", m->gateway, err) < 0))
         return -1;
@@ -336,10 +387,11 @@ static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
         if (mkdir(dir, strcmp(state_subdirs[i], "infra") == 0 ? 0755 : 0700) < 0)
             return pea_fail(err, errno, "create %s", dir);
     }
-    if (mkdir_p(pod->data_dir, 0711) < 0)
+    /* The data root's pods/ was made private by pod_create; the pod's own data stays so too. */
+    if (mkdir(pod->data_dir, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "create %s", pod->data_dir);
     AUTO_FREE char *containers = xasprintf("%s/containers", pod->data_dir);
-    if (mkdir(containers, 0711) < 0 && errno != EEXIST)
+    if (mkdir(containers, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "create %s", containers);
     return 0;
 }
@@ -364,10 +416,22 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     AUTO_FREE char *pods = pods_dir(o->root);
     /* Absolute from here on: the paths end up in config.json files, read from other working directories. */
     char root[PATH_MAX], data_root[PATH_MAX];
-    if (mkdir_p(pods, 0700) < 0 || !realpath(o->root, root))
+    /* Every directory above the pod's state and data is private to the user running pea: what the containers write
+     * there, and the emptyDirs they share (0777 inside, as in Kubernetes), are out of any other local user's reach.
+     * The containers reach theirs through their mounts, not through these paths. */
+    AUTO_FD int root_fd = state_root_open(o->root, true, err);
+    if (root_fd < 0)
+        return pea_wrap(err, "pod %s", m->name);
+    AUTO_FD int data_root_fd = -1, data_pods_fd = -1;
+    if ((mkdirat(root_fd, "pods", 0700) < 0 && errno != EEXIST) || !realpath(o->root, root))
         return pea_fail(err, errno, "create %s", pods);
-    if (mkdir_p(o->data_root, 0711) < 0 || !realpath(o->data_root, data_root))
-        return pea_fail(err, errno, "create data root %s", o->data_root);
+    if ((data_root_fd = state_private_dir_open(o->data_root, "data root", err)) < 0 ||
+        !realpath(o->data_root, data_root))
+        return data_root_fd < 0 ? pea_wrap(err, "pod %s", m->name)
+                                : pea_fail(err, errno, "resolve data root %s", o->data_root);
+    AUTO_FREE char *data_pods = xasprintf("%s/pods", data_root);
+    if ((data_pods_fd = state_private_dir_open(data_pods, "pod data directory", err)) < 0)
+        return pea_wrap(err, "pod %s", m->name);
     AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", data_root, m->name);
     AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
     if (mkdir(pod->dir, 0700) < 0)
@@ -471,7 +535,9 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
         static const char *const parts[] = {"", "/upper", "/work", "/rootfs"};
         for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
             AUTO_FREE char *path = xasprintf("%s%s", dir, parts[i]);
-            if (mkdir(path, 0755) < 0)
+            /* upper gives the overlay's root its mode, which the container's users search; the rest is pea's alone
+             * (the kernel reaches work and the layers with the mounter's credentials). */
+            if (mkdir(path, strcmp(parts[i], "/upper") == 0 ? 0755 : 0700) < 0)
                 return pea_fail(err, errno, "create %s", path);
         }
     }

@@ -368,8 +368,9 @@ json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
     if (has_own_uts(m))
         set_namespace(namespaces, "uts", NULL);
     json_t *sysctl = json_object();
-    if (has_own_network(m)) {
-        /* What containerd gives every sandbox with its own network: low ports and ping without privileges. */
+    if (manifest_network_namespace_is_pea_made(m)) {
+        /* What containerd gives every sandbox with its own network: low ports and ping without privileges. Never
+         * in a namespace the pod joins: there they would outlive the pod, for every process of that namespace. */
         json_object_set_new(sysctl, "net.ipv4.ip_unprivileged_port_start", json_string("0"));
         json_object_set_new(sysctl, "net.ipv4.ping_group_range", json_string("0 2147483647"));
     }

@@ -79,7 +79,7 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", pod->data_dir);
-    if (mkdir(dir, 0711) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "create %s", dir);
     for (size_t i = 0; i < pod->manifest->n_volumes; i++) {
         const struct pea_pod_volume *v = &pod->manifest->volumes[i];

@@ -133,8 +133,16 @@ struct pea_pod_manifest {
     char *address;     /* BRIDGE: "198.18.0.2/24" (address/prefix, IPv4 or IPv6) */
     char *gateway;     /* BRIDGE: NULL or an address in address's subnet: the default route; pea puts it on the
                           bridge when it creates the bridge */
+    bool adopt_bridge; /* BRIDGE: use `bridge` even when pea did not create it (pea.network.adoptBridge) */
     json_t *raw;       /* the whole manifest as JSON */
 };
+
+/* Whether pea makes the pod's network namespace (modes none and bridge), and so may change it: sysctls, lo. The
+ * namespace of modes host and netns is someone else's, and pea leaves it as it finds it. */
+static inline bool manifest_network_namespace_is_pea_made(const struct pea_pod_manifest *m)
+{
+    return m->network_mode == PEA_NETWORK_NONE || m->network_mode == PEA_NETWORK_BRIDGE;
+}
 
 /* Larger manifests are refused before parsing: a pod needs a few KiB. */
 #define PEA_MANIFEST_MAX_SIZE (4 << 20)

@@ -37,8 +37,13 @@ struct pea_state {
 /* Ids: letters, digits, '_', '-', '.', '+'; not "." or "..", at most 1024 bytes. */
 int state_validate_id(const char *id, struct pea_error *err);
 
-/* Open (creating 0700 if asked) the state root directory. */
+/* Open the state root directory; with `create`, through state_private_dir_open. */
 int state_root_open(const char *root, bool create, struct pea_error *err);
+/* Open a directory pea keeps to the user running it (the state root, the data root): made 0700 with its missing
+ * parents when missing; an existing one must belong to that user and be writable by no other, and is made 0700 when
+ * others can read or search it (an older pea made the data root 0711), with a notice. `what` names it in errors
+ * ("data root"). Returns a directory fd. */
+int state_private_dir_open(const char *path, const char *what, struct pea_error *err);
 /* Make the container's directory; "container with id X already exists" when it does. Returns its fd. */
 int state_dir_create(int root_fd, const char *id, struct pea_error *err);
 /* Open an existing container's directory; "container X does not exist" when missing. */

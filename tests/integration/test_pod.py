@@ -416,7 +416,8 @@ def test_a_bridge_pea_made_goes_with_its_last_pod(pods, test_netns):
 def test_a_bridge_the_caller_made_stays(pods, test_netns):
     subprocess.run(["ip", "-n", test_netns, "link", "add", "peait2", "type", "bridge"], check=True)
     m = pods.manifest([container("a", pods.rootfs, "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'")],
-                      pea={"network": {"mode": "bridge", "bridge": "peait2", "address": "198.18.10.2/24"}})
+                      pea={"network": {"mode": "bridge", "bridge": "peait2", "address": "198.18.10.2/24",
+                                       "adoptBridge": True}})
     code, out, err = pods.run(m, netns=test_netns)
     assert code == 0, err
     assert "[a] inet 198.18.10.2/24" in out

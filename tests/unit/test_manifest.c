@@ -271,6 +271,20 @@ Test(manifest, host_network_and_netns)
                    &err);
     cr_assert_not_null(v6, "%s", err.msg);
     cr_assert_str_eq(v6->bridge, "pea0");
+    cr_assert(!v6->adopt_bridge, "pea adopts no bridge unless asked");
+    AUTO_MANIFEST struct pea_pod_manifest *adopting =
+        parse_text(MINIMAL_POD "spec:\n  containers: [{name: c, image: /i, args: [x]}]\n"
+                               "pea: {network: {mode: bridge, bridge: cni0, address: 10.0.0.2/24,\n"
+                               "                adoptBridge: true}}\n",
+                   &err);
+    cr_assert_not_null(adopting, "%s", err.msg);
+    cr_assert(adopting->adopt_bridge);
+    AUTO_MANIFEST struct pea_pod_manifest *netns_kernel_sysctl =
+        parse_text(MINIMAL_POD "spec:\n  securityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}]}\n"
+                               "  containers: [{name: c, image: /i, args: [x]}]\n"
+                               "pea: {network: {mode: netns, path: /run/netns/a}}\n",
+                   &err);
+    cr_assert_not_null(netns_kernel_sysctl, "%s: the IPC namespace is the pod's own", err.msg);
 }
 
 struct error_case {
@@ -346,6 +360,16 @@ static const struct error_case error_cases[] = {
     {NETWORK("mode: bridge, address: 10.0.0.2/24, bridge: a-very-long-bridge"),
      "pea.network.bridge: must be 1 to 15 of [A-Za-z0-9_.-], not \"a-very-long-bridge\""},
     {NETWORK("mode: netns"), "pea.network.path: missing"},
+    {NETWORK("mode: none, adoptBridge: true"), "pea.network.adoptBridge: only valid with mode bridge"},
+    {NETWORK("mode: bridge, address: 10.0.0.2/24, adoptBridge: 'yes'"), "pea.network.adoptBridge: must be a boolean"},
+    {"spec:\n  securityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: net.core.somaxconn, "
+     "value: '1024'}]}\n  containers: [{name: c, image: /i, args: [x]}]\npea: {network: {mode: netns, path: /n}}\n",
+     "spec.securityContext.sysctls[1]: net.core.somaxconn: the pod's network namespace is not pea's (pea.network.mode "
+     "netns): pea sets no sysctl in it"},
+    {"spec:\n  hostNetwork: true\n  securityContext: {sysctls: [{name: net.ipv4.ip_forward, value: '1'}]}\n"
+     "  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.securityContext.sysctls[0]: net.ipv4.ip_forward: the pod's network namespace is not pea's (hostNetwork): "
+     "pea sets no sysctl in it"},
     {NETWORK("mode: none, address: 10.0.0.2/24"), "pea.network.address: only valid with mode bridge"},
     {NETWORK("mode: wifi"), "pea.network.mode: must be one of \"none\", \"host\", \"netns\", \"bridge\", not \"wifi\""},
     {ONE_CONTAINER "status: {}\n", "status: unknown field"},

@@ -131,11 +131,11 @@ static int pod_netns_open(void)
 static int pod_on_bridge(void)
 {
     struct pea_error err = {0};
-    bool created = false;
-    expect_ok(net_bridge_ensure(BRIDGE, GATEWAY "/24", &created, &err), err);
-    expect(created, "the bridge was there before");
+    int index = 0;
+    expect(net_bridge_create(BRIDGE, GATEWAY "/24", &index, &err) == 1, "create the bridge: %s", err.msg);
+    expect(index > 0 && (unsigned)index == if_nametoindex(BRIDGE), "index %d is not the bridge's", index);
     int pod = pod_netns_open();
-    expect_ok(net_veth_create(HOST_END, BRIDGE, pod, "eth0", &err), err);
+    expect_ok(net_veth_create(HOST_END, BRIDGE, index, pod, "eth0", &err), err);
     expect_ok(net_address_add(pod, "eth0", POD_IP "/24", &err), err);
     expect_ok(net_route_add_default(pod, "eth0", GATEWAY, &err), err);
     expect_ok(net_loopback_up(pod, &err), err);
@@ -334,38 +334,63 @@ Test(net, pod_is_reachable_through_the_bridge) { run_scenario(pod_is_reachable);
 static void deletion(void)
 {
     int pod = pod_on_bridge();
+    int index = (int)if_nametoindex(BRIDGE);
     struct pea_error err = {0};
-    expect_ok(net_bridge_delete_if_unused(BRIDGE, &err), err);
+    expect(net_bridge_delete_if_unused(BRIDGE, index, &err) == 0, "kept for its port? %s", err.msg);
     expect_link(-1, BRIDGE, 1);
     expect_ok(net_link_delete(-1, HOST_END, &err), err);
     expect_link(-1, HOST_END, 0);
     expect_link(pod, "eth0", 0);
     expect_ok(net_link_delete(-1, HOST_END, &err), err);
-    expect_ok(net_bridge_delete_if_unused(BRIDGE, &err), err);
+    expect(net_bridge_delete_if_unused(BRIDGE, index, &err) == 1, "deleted? %s", err.msg);
     expect_link(-1, BRIDGE, 0);
-    expect_ok(net_bridge_delete_if_unused(BRIDGE, &err), err);
+    expect(net_bridge_delete_if_unused(BRIDGE, index, &err) == 1, "gone? %s", err.msg);
+    /* A bridge that took the name since is another: not deleted in place of the one recorded. */
+    int other = 0;
+    expect(net_bridge_create(BRIDGE, NULL, &other, &err) == 1, "create again: %s", err.msg);
+    expect(other != index, "the new bridge has the old index %d", index);
+    expect(net_bridge_delete_if_unused(BRIDGE, index, &err) == 1, "not ours? %s", err.msg);
+    expect_link(-1, BRIDGE, 1);
+    expect(net_bridge_delete_if_unused(BRIDGE, other, &err) == 1, "deleted? %s", err.msg);
+    expect_link(-1, BRIDGE, 0);
     close(pod);
 }
 
 Test(net, deleting_the_host_end_removes_both_then_the_empty_bridge) { run_scenario(deletion); }
 
-static void bridge_ensure_twice(void)
+static void set_link_down(const char *name)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    expect(s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0, "SIOCGIFFLAGS %s: %s", name, strerror(errno));
+    ifr.ifr_flags &= ~IFF_UP;
+    expect(ioctl(s, SIOCSIFFLAGS, &ifr) == 0, "SIOCSIFFLAGS %s: %s", name, strerror(errno));
+    close(s);
+}
+
+static void bridge_create_twice(void)
 {
     struct pea_error err = {0};
-    bool created = false;
-    expect_ok(net_bridge_ensure(BRIDGE, GATEWAY "/24", &created, &err), err);
-    expect(created, "first call did not create");
-    expect_ok(net_bridge_ensure(BRIDGE, GATEWAY "/24", &created, &err), err);
-    expect(!created, "second call claims to have created");
+    int index = 0, again = 0;
+    expect(net_bridge_create(BRIDGE, GATEWAY "/24", &index, &err) == 1, "first call did not create: %s", err.msg);
     expect(link_state_of(BRIDGE).flags & IFF_UP, "bridge is down");
-    created = true;
-    expect_error(net_bridge_ensure("lo", NULL, &created, &err), err, "link lo exists and is not a bridge");
-    expect(!created, "failed call claims to have created");
-    expect_error(net_bridge_delete_if_unused("lo", &err), err, "link lo exists and is not a bridge");
+    set_link_down(BRIDGE);
+    expect(net_bridge_create(BRIDGE, GATEWAY "/24", &again, &err) == 0, "second call: %s", err.msg);
+    expect(again == index, "second call found index %d, not %d", again, index);
+    expect(!(link_state_of(BRIDGE).flags & IFF_UP), "an existing bridge was changed (brought up)");
+    expect_ok(net_bridge_up(BRIDGE, index, &err), err);
+    expect(link_state_of(BRIDGE).flags & IFF_UP, "bridge is down");
+    expect_error(net_bridge_create("lo", NULL, &again, &err), err, "link lo exists and is not a bridge");
+    int lo = (int)if_nametoindex("lo");
+    expect_error(net_bridge_delete_if_unused("lo", lo, &err), err, "link lo exists and is not a bridge");
     expect_link(-1, "lo", 1);
 }
 
-Test(net, bridge_ensure_keeps_an_existing_bridge_and_rejects_other_links) { run_scenario(bridge_ensure_twice); }
+Test(net, bridge_create_leaves_an_existing_bridge_as_it_is_and_rejects_other_links)
+{
+    run_scenario(bridge_create_twice);
+}
 
 static void malformed_input(void)
 {
@@ -383,12 +408,13 @@ static void malformed_input(void)
     struct pea_error err = {0};
     for (size_t i = 0; i < ARRAY_SIZE(bad_addresses); i++)
         expect_error(net_address_add(-1, "lo", bad_addresses[i].cidr, &err), err, bad_addresses[i].message);
-    expect_error(net_bridge_ensure(BRIDGE, "198.18.0.1/33", NULL, &err), err,
+    int index;
+    expect_error(net_bridge_create(BRIDGE, "198.18.0.1/33", &index, &err), err,
                  "address \"198.18.0.1/33\": prefix must be a number from 0 to 32");
     expect_link(-1, BRIDGE, 0);
     expect_error(net_route_add_default(-1, "lo", "198.18.0.256", &err), err,
                  "gateway \"198.18.0.256\": not an IPv4 or IPv6 address");
-    expect_error(net_bridge_ensure("peatest-toolong0", NULL, NULL, &err), err,
+    expect_error(net_bridge_create("peatest-toolong0", NULL, &index, &err), err,
                  "interface name \"peatest-toolong0\" is longer than 15 bytes");
     expect_error(net_link_delete(-1, "a/b", &err), err,
                  "interface name \"a/b\": \".\", \"..\", '/', ':' and white space are not allowed");
@@ -409,21 +435,26 @@ static void kernel_errors(void)
 
     expect_error(net_address_add(-1, "nosuch0", "198.18.0.5/24", &err), err,
                  "add address 198.18.0.5/24 to nosuch0: No such device");
-    expect_error(net_veth_create(HOST_END, "nosuchbr0", -1, "eth0", &err), err,
+    expect_error(net_veth_create(HOST_END, "nosuchbr0", 1, -1, "eth0", &err), err,
                  "find bridge nosuchbr0: No such device");
 
-    bool created;
-    expect_ok(net_bridge_ensure(BRIDGE, NULL, &created, &err), err);
-    expect_error(net_veth_create(HOST_END, BRIDGE, not_netns, "eth0", &err), err,
+    int index = 0;
+    expect(net_bridge_create(BRIDGE, NULL, &index, &err) == 1, "create the bridge: %s", err.msg);
+    char moved[128];
+    snprintf(moved, sizeof moved, "bridge " BRIDGE " is not the one pea checked (index %d, not %d)", index,
+             index + 100);
+    expect_error(net_veth_create(HOST_END, BRIDGE, index + 100, -1, "eth0", &err), err, moved);
+    expect_link(-1, HOST_END, 0);
+    expect_error(net_veth_create(HOST_END, BRIDGE, index, not_netns, "eth0", &err), err,
                  "create veth " HOST_END " with peer eth0: Invalid argument");
     expect_link(-1, HOST_END, 0);
     int pod = pod_netns_open();
-    expect_error(net_veth_create(HOST_END, BRIDGE, pod, "lo", &err), err,
+    expect_error(net_veth_create(HOST_END, BRIDGE, index, pod, "lo", &err), err,
                  "create veth " HOST_END " with peer lo: File exists");
     expect_link(-1, HOST_END, 0);
     expect_link(-1, "lo", 1);
-    expect_ok(net_veth_create(HOST_END, BRIDGE, pod, "eth0", &err), err);
-    expect_error(net_veth_create(HOST_END, BRIDGE, pod, "eth1", &err), err,
+    expect_ok(net_veth_create(HOST_END, BRIDGE, index, pod, "eth0", &err), err);
+    expect_error(net_veth_create(HOST_END, BRIDGE, index, pod, "eth1", &err), err,
                  "create veth " HOST_END " with peer eth1: File exists");
     expect_link(pod, "eth1", 0);
     expect_ok(net_address_add(pod, "eth0", POD_IP "/24", &err), err);

@@ -80,6 +80,19 @@ Test(pod_config, host_network_shares_the_callers_network_and_uts)
     manifest_free(pod.manifest);
 }
 
+Test(pod_config, a_joined_network_namespace_gets_no_sysctls)
+{
+    struct pea_pod pod = pod_from(POD("{\"name\":\"a\",\"image\":\"/img\",\"command\":[\"sh\"]}",
+                                      "\"pea\":{\"network\":{\"mode\":\"netns\",\"path\":\"/run/netns/x\"}},"));
+    struct pea_error err = {0};
+    AUTO_JSON json_t *infra = pod_config_infra(&pod, &err);
+    cr_assert_not_null(infra, "%s", err.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(namespace_of(infra, "network"), "path")), "/run/netns/x");
+    json_t *sysctl = json_object_get(json_object_get(infra, "linux"), "sysctl");
+    cr_assert_eq(json_object_size(sysctl), 0, "sysctls for a namespace pea does not own");
+    manifest_free(pod.manifest);
+}
+
 Test(pod_config, layers_become_an_overlay_root_lowest_first)
 {
     struct pea_pod pod = pod_from(POD("{\"name\":\"a\",\"image\":[\"/base\",\"/app\"],\"command\":[\"sh\"]}", ""));
