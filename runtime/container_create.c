@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +89,35 @@ static struct pea_spec *load_bundle(const char *bundle, char *bundle_abs, char *
         return NULL;
     }
     return take_ptr(&spec);
+}
+
+/* Give each bind mount the caller resolved itself a detached copy of that object, for the child to attach. The copy
+ * is made here: the child, in a mount namespace of its own, may not clone a mount of ours. */
+static int attach_mount_sources(struct pea_spec *spec, const struct pea_create_options *o, struct pea_error *err)
+{
+    for (size_t i = 0; i < o->n_mount_sources; i++) {
+        const struct pea_mount_source *s = &o->mount_sources[i];
+        struct pea_mount *m = NULL;
+        for (size_t k = spec->n_mounts; k-- > 0 && !m;)
+            if (spec->mounts[k].is_bind && strcmp(spec->mounts[k].destination, s->destination) == 0)
+                m = &spec->mounts[k];
+        if (!m || m->has_source_tree)
+            return pea_fail(err, 0, "mount source for %s: no bind mount of its own there in config.json",
+                            s->destination);
+        unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (m->is_recursive ? AT_RECURSIVE : 0);
+        AUTO_FD int tree = open_tree(s->fd, "", flags);
+        /* Above 0-2: the child puts the container's stdio there before it mounts. */
+        if (tree >= 0 && tree < 3) {
+            int above = fcntl(tree, F_DUPFD_CLOEXEC, 3);
+            close(tree);
+            tree = above;
+        }
+        if (tree < 0)
+            return pea_fail(err, errno, "copy the mount source of %s", s->destination);
+        m->source_tree_fd = take_fd(&tree);
+        m->has_source_tree = true;
+    }
+    return 0;
 }
 
 static int save_config_copy(int dir_fd, const char *bundle_abs, struct pea_error *err)
@@ -202,7 +232,7 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
     job->console_socket = o->console_socket ? xstrdup(o->console_socket) : NULL;
     process_launch_init(&job->l);
     job->spec = load_bundle(o->bundle, job->bundle_abs, job->rootfs_abs, err);
-    if (!job->spec || ns_validate(job->spec, err) < 0)
+    if (!job->spec || ns_validate(job->spec, err) < 0 || attach_mount_sources(job->spec, o, err) < 0)
         return job_discard(job);
     const struct pea_spec *spec = job->spec;
     if (spec->process->terminal && o->is_detached && !o->console_socket) {

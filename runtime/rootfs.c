@@ -137,13 +137,31 @@ static int copy_tree(int from, int to, int depth)
     return r;
 }
 
+/* What a bind mount mounts: the source the caller resolved (a detached copy of exactly that object, never looked up
+ * again by path), or else the source path. */
+static int stat_bind_source(const struct pea_mount *m, struct stat *st)
+{
+    return m->has_source_tree ? fstat(m->source_tree_fd, st) : stat(m->source, st);
+}
+
+static int bind_source(const struct pea_mount *m, int target, const char *target_path)
+{
+    if (!m->has_source_tree)
+        return mount(m->source, target_path, NULL, MS_BIND | (m->is_recursive ? MS_REC : 0), NULL);
+    if (move_mount(m->source_tree_fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return -1;
+    /* The copy was made in the host's namespace and shares its propagation: receive from the host as a bind made
+     * here would, send nothing back. */
+    return mount(NULL, fd_path(m->source_tree_fd).text, NULL, MS_SLAVE | MS_REC, NULL);
+}
+
 static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *err)
 {
     const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
     bool is_file_source = false;
     struct stat st;
     if (m->is_bind) {
-        if (stat(m->source, &st) < 0)
+        if (stat_bind_source(m, &st) < 0)
             return pea_fail(err, errno, "mount %s on %s: source %s", what, m->destination, m->source);
         is_file_source = !S_ISDIR(st.st_mode);
     }
@@ -159,7 +177,7 @@ static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *e
         return pea_fail(err, 0, "mount destination %s resolves onto procfs: refused", m->destination);
     struct fd_path t = fd_path(target);
     if (m->is_bind) {
-        if (mount(m->source, t.text, NULL, MS_BIND | (m->is_recursive ? MS_REC : 0), NULL) < 0)
+        if (bind_source(m, target, t.text) < 0)
             return pea_fail(err, errno, "mount %s on %s", what, m->destination);
         /* The kernel ignores flags on the initial bind; they take a remount. Re-resolve: the target is now the
          * mount's root. */

@@ -396,6 +396,8 @@ void spec_free(struct pea_spec *spec)
         free(spec->mounts[i].source);
         strv_free(spec->mounts[i].options);
         free(spec->mounts[i].data);
+        if (spec->mounts[i].has_source_tree)
+            close(spec->mounts[i].source_tree_fd);
     }
     free(spec->mounts);
     for (int k = 0; k < PEA_HOOK_KIND_COUNT; k++) {

@@ -28,6 +28,19 @@ int sys_open_in_root(int root_fd, const char *path, int flags, mode_t mode)
     return fd;
 }
 
+int sys_open_beneath(int dir_fd, const char *path, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd;
+    do
+        fd = (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+    while (fd < 0 && errno == EAGAIN);
+    return fd;
+}
+
 /* Symlinks followed while creating, as the kernel's own limit on a lookup. */
 #define MKDIR_MAX_LINKS 40
 

@@ -200,9 +200,11 @@ static int write_bundle(const struct pea_pod *pod, const char *id, json_t *confi
     return 0;
 }
 
-/* Begin creating a container of the pod with stdio (or /dev/null); start nothing yet. */
+/* Begin creating a container of the pod with stdio (or /dev/null) and the bind sources already resolved; start
+ * nothing yet. */
 static int begin_member(struct pea_pod *pod, const char *id, json_t *config, const int stdio[3],
-                        struct pea_create_job **job, struct pea_error *err)
+                        const struct pea_mount_source *sources, size_t n_sources, struct pea_create_job **job,
+                        struct pea_error *err)
 {
     AUTO_FREE char *bundle = NULL;
     if (write_bundle(pod, id, config, &bundle, err) < 0)
@@ -211,7 +213,8 @@ static int begin_member(struct pea_pod *pod, const char *id, json_t *config, con
     if (null_fd < 0)
         return pea_fail(err, errno, "open /dev/null");
     struct pea_create_options o = {
-        .root = pod->oci_root, .id = id, .bundle = bundle, .is_detached = true, .has_stdio_fds = true};
+        .root = pod->oci_root, .id = id, .bundle = bundle, .is_detached = true, .has_stdio_fds = true,
+        .mount_sources = sources, .n_mount_sources = n_sources};
     for (int i = 0; i < 3; i++)
         o.stdio_fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null_fd;
     return container_create_begin(&o, job, err);
@@ -222,7 +225,7 @@ static int create_member(struct pea_pod *pod, const char *id, json_t *config, co
                          int *pidfd, struct pea_error *err)
 {
     struct pea_create_job *job = NULL;
-    if (begin_member(pod, id, config, stdio, &job, err) < 0)
+    if (begin_member(pod, id, config, stdio, NULL, 0, &job, err) < 0)
         return -1;
     return container_create_finish(job, pid, pidfd, err);
 }
@@ -542,9 +545,17 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
         }
     }
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);
-    if (!config || volume_prepare_sub_paths(pod, c, err) < 0)
+    if (!config)
         return -1;
-    return begin_member(pod, c->name, config, stdio, job, err);
+    /* Resolved now, for this instance alone: every restart looks again, below the volume, and the child mounts the
+     * objects found here, whatever the path leads to by then. */
+    struct pea_mount_source *sources = NULL;
+    size_t n_sources = 0;
+    if (volume_open_sub_paths(pod, c, &sources, &n_sources, err) < 0)
+        return -1;
+    int r = begin_member(pod, c->name, config, stdio, sources, n_sources, job, err);
+    volume_close_sub_paths(sources, n_sources);
+    return r;
 }
 
 int pod_container_start(struct pea_pod *pod, const char *name, struct pea_error *err)

@@ -110,35 +110,76 @@ char *volume_host_path(const struct pea_pod *pod, const struct pea_pod_volume *v
     return xasprintf("%s/volumes/%s", pod->data_dir, v->name);
 }
 
-int volume_prepare_sub_paths(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
+/* The subPath's object below the volume, O_PATH. One that is missing is made, as a directory, as Kubernetes does:
+ * each component in the directory resolved before it (mkdirat does not follow a symlink planted at the name), and
+ * resolved again below the volume, so that nothing the container did can lead out of it. */
+static int open_sub_path(int volume_fd, const char *sub_path)
 {
+    int fd = sys_open_beneath(volume_fd, sub_path, O_PATH);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    AUTO_FD int dir = sys_open_beneath(volume_fd, ".", O_PATH | O_DIRECTORY);
+    if (dir < 0)
+        return -1;
+    AUTO_FREE char *prefix = xstrdup(sub_path);
+    for (size_t i = 0, len = strlen(prefix); i <= len; i++) {
+        if ((prefix[i] != '/' && prefix[i] != '\0') || i == 0 || prefix[i - 1] == '/')
+            continue;
+        char saved = prefix[i];
+        prefix[i] = '\0';
+        const char *slash = strrchr(prefix, '/');
+        const char *name = slash ? slash + 1 : prefix;
+        int next = sys_open_beneath(volume_fd, prefix, O_PATH | O_DIRECTORY);
+        if (next < 0 && errno == ENOENT && (mkdirat(dir, name, 0755) == 0 || errno == EEXIST))
+            next = sys_open_beneath(volume_fd, prefix, O_PATH | O_DIRECTORY);
+        prefix[i] = saved;
+        if (next < 0)
+            return -1;
+        close(dir);
+        dir = next;
+    }
+    return take_fd(&dir);
+}
+
+int volume_open_sub_paths(const struct pea_pod *pod, const struct pea_pod_container *c,
+                          struct pea_mount_source **out, size_t *n_out, struct pea_error *err)
+{
+    struct pea_mount_source *sources = xcalloc(c->n_volume_mounts ? c->n_volume_mounts : 1, sizeof *sources);
+    size_t n = 0;
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         const struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
         const struct pea_pod_volume *v = volume_find(pod->manifest, vm->name);
         if (!vm->sub_path || !v)
             continue;
+        /* The volume's own directory is pea's (or the hostPath the manifest names): opened by its path. What is
+         * inside it is the containers', and is resolved only below it. */
         AUTO_FREE char *base = volume_host_path(pod, v);
         AUTO_FD int base_fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (base_fd < 0)
+        if (base_fd < 0) {
+            volume_close_sub_paths(sources, n);
             return pea_fail(err, errno, "container %s: volume %s: open %s", c->name, v->name, base);
-        /* Created and resolved inside the volume: a symlink planted by a container cannot lead out of it. The
-         * resolved place must be the path we will bind, or a symlink moved it. */
-        AUTO_FD int sub = sys_mkdir_in_root(base_fd, vm->sub_path, 0755);
-        if (sub < 0)
-            return pea_fail(err, errno, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
-        char link[64], resolved[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", sub);
-        ssize_t n = readlink(link, resolved, sizeof resolved - 1);
-        if (n < 0)
-            return pea_fail(err, errno, "container %s: resolve subPath %s", c->name, vm->sub_path);
-        resolved[n] = '\0';
-        AUTO_FREE char *expected = xasprintf("%s/%s", base, vm->sub_path);
-        char expected_real[PATH_MAX];
-        if (!realpath(expected, expected_real) || strcmp(expected_real, resolved) != 0)
-            return pea_fail(err, 0, "container %s: subPath %s in volume %s goes through a symlink: refused", c->name,
-                            vm->sub_path, v->name);
+        }
+        int fd = open_sub_path(base_fd, vm->sub_path);
+        if (fd < 0) {
+            int saved = errno;
+            volume_close_sub_paths(sources, n);
+            if (saved == EXDEV)
+                return pea_fail(err, 0, "container %s: subPath %s in volume %s leads out of the volume: refused",
+                                c->name, vm->sub_path, v->name);
+            return pea_fail(err, saved, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
+        }
+        sources[n++] = (struct pea_mount_source){.destination = vm->mount_path, .fd = fd};
     }
+    *out = sources;
+    *n_out = n;
     return 0;
+}
+
+void volume_close_sub_paths(struct pea_mount_source *sources, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(sources[i].fd);
+    free(sources);
 }
 
 int volume_release_all(const char *data_dir, struct pea_error *err)

@@ -4,9 +4,19 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "pea/error.h"
+
+/* A bind mount whose source the caller has resolved itself: the object fd names (O_PATH; the caller keeps and closes
+ * it) is what gets mounted, and the source path in config.json is never looked up. For a source inside something a
+ * container can write (a pod's subPath), where the path could be swapped for a symlink between the caller's check
+ * and the mount. */
+struct pea_mount_source {
+    const char *destination; /* of a bind mount in config.json: the last one there, the one on top */
+    int fd;
+};
 
 struct pea_create_options {
     const char *root; /* state root */
@@ -21,6 +31,8 @@ struct pea_create_options {
     bool is_detached; /* nobody stays to proxy a terminal: then a terminal needs a console socket */
     int stdio_fds[3]; /* the container's stdin/stdout/stderr; -1 = ours (zero-initialised options: see below) */
     bool has_stdio_fds; /* stdio_fds is set; otherwise the container inherits our stdio */
+    const struct pea_mount_source *mount_sources;
+    size_t n_mount_sources;
 };
 
 int container_create(const struct pea_create_options *o, struct pea_error *err);

@@ -51,6 +51,11 @@ struct pea_mount {
     bool is_recursive;         /* rbind */
     bool is_tmpcopyup;         /* "tmpcopyup" (runc's extension): fill the new tmpfs with what it covers */
     char *data;                /* the options that are not flags, comma-joined, for mount(2) data; may be NULL */
+    /* Never from config.json: a detached copy (open_tree) of a bind source the caller resolved itself
+     * (pea_create_options.mount_sources), attached at destination instead of binding source by its path. Closed by
+     * spec_free. */
+    bool has_source_tree;
+    int source_tree_fd;
 };
 
 struct pea_device {

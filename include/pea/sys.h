@@ -11,6 +11,10 @@
  * walk that resolves each symlink itself and clamps ".." at root_fd when openat2 is missing (ENOSYS). */
 int sys_open_in_root(int root_fd, const char *path, int flags, mode_t mode);
 
+/* openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) of path below dir_fd: a lookup that would leave dir_fd (".." past
+ * it, an absolute symlink, a magic link) fails with EXDEV instead of being clamped at it. */
+int sys_open_beneath(int dir_fd, const char *path, int flags);
+
 /* mkdir -p of path below root_fd, every component resolved inside the root; returns an O_PATH fd of the last
  * directory (or -1 with errno). */
 int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode);

@@ -37,7 +37,7 @@ static int usage(void)
 {
     fputs("usage: peatest caps|fds|cwd|ids|rlimit NAME|ns|nnp|seccomp|syscall NAME|alloc MB|forkloop N|sleep S|\n"
           "               exit N|kill-self SIG|hostname|env|umask|isatty|rawsock|mount|pid|oom|\n"
-          "               read PATH|write PATH\n",
+          "               read PATH|write PATH|swap-root PATH\n",
           stderr);
     return 2;
 }
@@ -496,6 +496,20 @@ static int cmd_write(const char *path)
     return verdict(rc);
 }
 
+/* Exchange PATH with a symlink to "/" (PATH.swap) in a tight loop until killed (renameat2 RENAME_EXCHANGE: the
+ * name always exists, as a directory or as the symlink). Prints "swapping" once it runs, or an errno name. */
+static int cmd_swap_root(const char *path)
+{
+    char link[PATH_MAX];
+    snprintf(link, sizeof link, "%s.swap", path);
+    if (symlink("/", link) < 0 && errno != EEXIST)
+        return verdict(-1);
+    puts("swapping");
+    for (;;)
+        if (syscall(SYS_renameat2, AT_FDCWD, path, AT_FDCWD, link, 2 /* RENAME_EXCHANGE */) < 0)
+            return verdict(-1);
+}
+
 static int cmd_exit(const char *code)
 {
     return atoi(code);
@@ -514,6 +528,7 @@ static const struct {
     {"rlimit", NULL, cmd_rlimit},       {"syscall", NULL, cmd_syscall},   {"alloc", NULL, cmd_alloc},
     {"forkloop", NULL, cmd_forkloop},   {"sleep", NULL, cmd_sleep},       {"exit", NULL, cmd_exit},
     {"kill-self", NULL, cmd_kill_self}, {"read", NULL, cmd_read},         {"write", NULL, cmd_write},
+    {"swap-root", NULL, cmd_swap_root},
 };
 
 int main(int argc, char **argv)

@@ -101,3 +101,18 @@ Test(sys_path, mkfile_creates_parents_and_never_follows_out)
     struct stat st;
     cr_assert_eq(stat("/f", &st), -1);
 }
+
+Test(sys_path, beneath_refuses_every_way_out_and_follows_what_stays_inside)
+{
+    static const char *const ways_out[] = {"to-etc", "a/up", "chain", "a/up/etc", "..", "a/../..", "/etc"};
+    for (size_t i = 0; i < sizeof ways_out / sizeof ways_out[0]; i++) {
+        int fd = sys_open_beneath(root_fd, ways_out[i], O_PATH);
+        cr_assert_eq(fd, -1, "%s was resolved", ways_out[i]);
+        cr_assert_eq(errno, EXDEV, "%s: %s", ways_out[i], strerror(errno));
+    }
+    cr_assert_eq(symlinkat("../etc", root_fd, "a/sibling"), 0);
+    assert_inside(sys_open_beneath(root_fd, "a/sibling", O_PATH), "/etc");
+    assert_inside(sys_open_beneath(root_fd, "a/../etc", O_PATH), "/etc");
+    cr_assert_eq(sys_open_beneath(root_fd, "loop1", O_PATH), -1);
+    cr_assert_eq(errno, ELOOP);
+}
