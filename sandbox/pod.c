@@ -551,10 +551,10 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
      * objects found here, whatever the path leads to by then. */
     struct pea_mount_source *sources = NULL;
     size_t n_sources = 0;
-    if (volume_open_sub_paths(pod, c, &sources, &n_sources, err) < 0)
+    if (volume_open_sources(pod, c, &sources, &n_sources, err) < 0)
         return -1;
     int r = begin_member(pod, c->name, config, stdio, sources, n_sources, job, err);
-    volume_close_sub_paths(sources, n_sources);
+    volume_close_sources(sources, n_sources);
     return r;
 }
 

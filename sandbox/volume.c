@@ -44,21 +44,12 @@ static const char *host_path_type_name(enum pea_host_path_type t)
     }
 }
 
-static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *err)
+/* Whether a hostPath's object (fstat of the fd that is then bound) is of the type the manifest asks for. */
+static int check_host_path_type(const struct pea_pod_volume *v, int fd, struct pea_error *err)
 {
-    const char *path = v->host_path;
-    if (v->host_path_type == PEA_HOST_PATH_DIRECTORY_OR_CREATE && mkdir_p(path, 0755) < 0)
-        return pea_fail(err, errno, "volume %s: create directory %s", v->name, path);
-    if (v->host_path_type == PEA_HOST_PATH_FILE_OR_CREATE) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EISDIR)
-            return pea_fail(err, errno, "volume %s: create file %s", v->name, path);
-        if (fd >= 0)
-            close(fd);
-    }
     struct stat st;
-    if (stat(path, &st) < 0)
-        return pea_fail(err, errno, "volume %s: hostPath %s", v->name, path);
+    if (fstat(fd, &st) < 0)
+        return pea_fail(err, errno, "volume %s: hostPath %s", v->name, v->host_path);
     mode_t want = 0;
     switch (v->host_path_type) {
     case PEA_HOST_PATH_ANY: return 0;
@@ -71,9 +62,39 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
     case PEA_HOST_PATH_BLOCK_DEVICE: want = S_IFBLK; break;
     }
     if ((st.st_mode & S_IFMT) != want)
-        return pea_fail(err, 0, "volume %s: hostPath %s is not of type %s", v->name, path,
+        return pea_fail(err, 0, "volume %s: hostPath %s is not of type %s", v->name, v->host_path,
                         host_path_type_name(v->host_path_type));
     return 0;
+}
+
+/* The hostPath as an O_PATH fd of the object that passed the type check: the very one later bound. The path is the
+ * manifest's own choice on the host, so it is followed as Kubernetes follows it, symlinks included. */
+static int open_host_path(const struct pea_pod_volume *v, struct pea_error *err)
+{
+    AUTO_FD int fd = open(v->host_path, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "volume %s: hostPath %s", v->name, v->host_path);
+    if (check_host_path_type(v, fd, err) < 0)
+        return -1;
+    return take_fd(&fd);
+}
+
+static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *err)
+{
+    const char *path = v->host_path;
+    if (v->host_path_type == PEA_HOST_PATH_DIRECTORY_OR_CREATE && mkdir_p(path, 0755) < 0)
+        return pea_fail(err, errno, "volume %s: create directory %s", v->name, path);
+    if (v->host_path_type == PEA_HOST_PATH_FILE_OR_CREATE) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EISDIR)
+            return pea_fail(err, errno, "volume %s: create file %s", v->name, path);
+        if (fd >= 0)
+            close(fd);
+    }
+    /* Checked now so that a pod with a wrong hostPath fails when it is made; checked again, on the fd that is
+     * bound, at every container start. */
+    AUTO_FD int fd = open_host_path(v, err);
+    return fd < 0 ? -1 : 0;
 }
 
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
@@ -141,28 +162,40 @@ static int open_sub_path(int volume_fd, const char *sub_path)
     return take_fd(&dir);
 }
 
-int volume_open_sub_paths(const struct pea_pod *pod, const struct pea_pod_container *c,
-                          struct pea_mount_source **out, size_t *n_out, struct pea_error *err)
+/* The volume's own object: an emptyDir's directory is pea's and opened by its path; a hostPath is opened and
+ * type-checked. */
+static int open_volume(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *container,
+                       struct pea_error *err)
+{
+    if (v->type == PEA_VOLUME_HOST_PATH) {
+        int fd = open_host_path(v, err);
+        return fd < 0 ? pea_wrap(err, "container %s", container) : fd;
+    }
+    AUTO_FREE char *path = volume_host_path(pod, v);
+    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? pea_fail(err, errno, "container %s: volume %s: open %s", container, v->name, path) : fd;
+}
+
+int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_container *c,
+                        struct pea_mount_source **out, size_t *n_out, struct pea_error *err)
 {
     struct pea_mount_source *sources = xcalloc(c->n_volume_mounts ? c->n_volume_mounts : 1, sizeof *sources);
     size_t n = 0;
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         const struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
         const struct pea_pod_volume *v = volume_find(pod->manifest, vm->name);
-        if (!vm->sub_path || !v)
+        if (!v)
             continue;
-        /* The volume's own directory is pea's (or the hostPath the manifest names): opened by its path. What is
-         * inside it is the containers', and is resolved only below it. */
-        AUTO_FREE char *base = volume_host_path(pod, v);
-        AUTO_FD int base_fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        AUTO_FD int base_fd = open_volume(pod, v, c->name, err);
         if (base_fd < 0) {
-            volume_close_sub_paths(sources, n);
-            return pea_fail(err, errno, "container %s: volume %s: open %s", c->name, v->name, base);
+            volume_close_sources(sources, n);
+            return -1;
         }
-        int fd = open_sub_path(base_fd, vm->sub_path);
+        /* What is inside a volume is the containers', and is resolved only below it. */
+        int fd = vm->sub_path ? open_sub_path(base_fd, vm->sub_path) : take_fd(&base_fd);
         if (fd < 0) {
             int saved = errno;
-            volume_close_sub_paths(sources, n);
+            volume_close_sources(sources, n);
             if (saved == EXDEV)
                 return pea_fail(err, 0, "container %s: subPath %s in volume %s leads out of the volume: refused",
                                 c->name, vm->sub_path, v->name);
@@ -175,7 +208,7 @@ int volume_open_sub_paths(const struct pea_pod *pod, const struct pea_pod_contai
     return 0;
 }
 
-void volume_close_sub_paths(struct pea_mount_source *sources, size_t n)
+void volume_close_sources(struct pea_mount_source *sources, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         close(sources[i].fd);

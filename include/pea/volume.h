@@ -1,5 +1,6 @@
 /* Pod volumes: emptyDir (a directory of the pod's data, or a size-limited tmpfs for medium Memory) and hostPath
- * (with its type checks), and subPaths resolved once, below their volume, into the objects to bind. */
+ * (with its type checks), each opened once per container start into the object to bind, subPaths resolved below
+ * their volume. */
 #ifndef PEA_VOLUME_H
 #define PEA_VOLUME_H
 
@@ -14,14 +15,15 @@ char *volume_host_path(const struct pea_pod *pod, const struct pea_pod_volume *v
 /* Make every volume of the pod ready to be bound into containers. */
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err);
 
-/* Resolve each subPath of the container below its volume, once, into an O_PATH fd of the very object to bind (for
- * pea_create_options.mount_sources, so that no later lookup of the path can be led elsewhere): a missing one is
- * created as a directory (as Kubernetes does), a file stays a file, and one that a symlink or ".." would take out of
- * the volume is refused. *sources (n entries; destinations borrowed from the manifest) go back through
- * volume_close_sub_paths. */
-int volume_open_sub_paths(const struct pea_pod *pod, const struct pea_pod_container *c,
-                          struct pea_mount_source **sources, size_t *n, struct pea_error *err);
-void volume_close_sub_paths(struct pea_mount_source *sources, size_t n);
+/* Open what each of the container's volume mounts binds, once, into an O_PATH fd of the very object to bind (for
+ * pea_create_options.mount_sources, so that no later lookup of a path can be led elsewhere): the volume itself (a
+ * hostPath checked against its type on that fd), or its subPath resolved below it. A missing subPath is created as
+ * a directory (as Kubernetes does), a file stays a file, and one that a symlink or ".." would take out of the
+ * volume is refused. *sources (n entries; destinations borrowed from the manifest) go back through
+ * volume_close_sources. */
+int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_container *c,
+                        struct pea_mount_source **sources, size_t *n, struct pea_error *err);
+void volume_close_sources(struct pea_mount_source *sources, size_t n);
 
 /* Unmount the tmpfs of Memory emptyDirs under data_dir/volumes (the manifest may be gone: every mount point found
  * there is unmounted) and remove the volumes. */

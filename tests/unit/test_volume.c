@@ -1,5 +1,5 @@
-/* subPaths resolved below their volume into the objects a member binds: made when missing, files kept as files, and
- * every way out of the volume refused with one line. */
+/* Volumes opened into the objects a member binds: hostPaths checked on the fd that is bound, subPaths resolved
+ * below their volume, made when missing, files kept as files, and every way out of the volume refused with one line. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +80,7 @@ Test(volume, sub_paths_become_the_objects_to_bind)
     struct pea_mount_source *sources = NULL;
     size_t n = 0;
     struct pea_error err = {0};
-    cr_assert_eq(volume_open_sub_paths(&pod, &manifest->containers[0], &sources, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(volume_open_sources(&pod, &manifest->containers[0], &sources, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 3);
     struct stat st;
     cr_assert_str_eq(sources[0].destination, "/m0");
@@ -90,7 +90,7 @@ Test(volume, sub_paths_become_the_objects_to_bind)
     assert_names(sources[1].fd, "/new/dir");
     cr_assert(fstat(sources[1].fd, &st) == 0 && S_ISDIR(st.st_mode), "a missing subPath is made a directory");
     assert_names(sources[2].fd, "/conf");
-    volume_close_sub_paths(sources, n);
+    volume_close_sources(sources, n);
 }
 
 Test(volume, a_way_out_of_the_volume_is_refused)
@@ -105,7 +105,7 @@ Test(volume, a_way_out_of_the_volume_is_refused)
         struct pea_mount_source *sources = NULL;
         size_t n = 0;
         struct pea_error err = {0};
-        cr_assert_eq(volume_open_sub_paths(&pod, &manifest->containers[0], &sources, &n, &err), -1, "%s",
+        cr_assert_eq(volume_open_sources(&pod, &manifest->containers[0], &sources, &n, &err), -1, "%s",
                      ways_out[i]);
         char expected[256];
         snprintf(expected, sizeof expected, "container a: subPath %s in volume v leads out of the volume: refused",
@@ -128,6 +128,37 @@ Test(volume, a_file_in_the_way_is_an_error_that_says_so)
     struct pea_mount_source *sources = NULL;
     size_t n = 0;
     struct pea_error err = {0};
-    cr_assert_eq(volume_open_sub_paths(&pod, &manifest->containers[0], &sources, &n, &err), -1);
+    cr_assert_eq(volume_open_sources(&pod, &manifest->containers[0], &sources, &n, &err), -1);
     cr_assert_str_eq(err.msg, "container a: subPath plain/below in volume v: Not a directory");
+}
+
+Test(volume, a_host_path_is_bound_from_the_object_that_passed_its_type_check)
+{
+    /* Checked when the pod was made, swapped for a file before a container starts: refused at that start, on the
+     * very object that would have been bound. */
+    AUTO_FREE char *dir = xasprintf("%s/d", volume);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    AUTO_FREE char *json = xasprintf(
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\"},\"spec\":{\"containers\":[{\"name\":"
+        "\"a\",\"image\":\"/img\",\"command\":[\"sh\"],\"volumeMounts\":[{\"name\":\"v\",\"mountPath\":\"/m\"}]}],"
+        "\"volumes\":[{\"name\":\"v\",\"hostPath\":{\"path\":\"%s\",\"type\":\"Directory\"}}]}}",
+        dir);
+    struct pea_error err = {0};
+    manifest = manifest_parse(json, strlen(json), &err);
+    cr_assert_not_null(manifest, "%s", err.msg);
+    struct pea_pod pod = {.name = "web", .data_dir = "/nonexistent", .manifest = manifest, .infra_pidfd = -1};
+    struct pea_mount_source *sources = NULL;
+    size_t n = 0;
+    cr_assert_eq(volume_open_sources(&pod, &manifest->containers[0], &sources, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(sources[0].destination, "/m");
+    assert_names(sources[0].fd, "/d");
+    volume_close_sources(sources, n);
+
+    cr_assert_eq(rmdir(dir), 0);
+    AUTO_FD int file = open(dir, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    cr_assert_geq(file, 0);
+    cr_assert_eq(volume_open_sources(&pod, &manifest->containers[0], &sources, &n, &err), -1);
+    AUTO_FREE char *expected = xasprintf("container a: volume v: hostPath %s is not of type Directory", dir);
+    cr_assert_str_eq(err.msg, expected);
 }
