@@ -220,14 +220,20 @@ static int open_destination(int root_fd, const struct pea_mount *m, const char *
 
 static bool has_long_option(const struct pea_mount *m)
 {
-    for (char **o = m->fs_options; *o; o++)
-        if (strlen(*o) > FSCONFIG_VALUE_MAX)
+    if (m->source && strlen(m->source) > FSCONFIG_VALUE_MAX)
+        return true;
+    for (const char *p = m->data; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > FSCONFIG_VALUE_MAX)
             return true;
+        p += len + (p[len] == ',');
+    }
     return false;
 }
 
-/* A new filesystem of TYPE as a detached mount. The options that are not mount flags go to the filesystem one by
- * one ("key=value" or "key"), as mount(2) splits its data for it. */
+/* A new filesystem of TYPE as a detached mount. The data (the options that are not mount flags) goes to the
+ * filesystem one comma-separated piece at a time, "key=value" or "key", as mount(2) splits it for the
+ * filesystem. */
 static int open_filesystem(const struct pea_mount *m, const char *type, struct pea_error *err)
 {
     static const struct {
@@ -240,11 +246,17 @@ static int open_filesystem(const struct pea_mount *m, const char *type, struct p
     for (size_t i = 0; i < ARRAY_SIZE(sb_flags); i++)
         if ((m->flags & sb_flags[i].flag) && fsconfig(fs, FSCONFIG_SET_FLAG, sb_flags[i].name, NULL, 0) < 0)
             return pea_fail(err, errno, "mount %s on %s: option \"%s\"", type, m->destination, sb_flags[i].name);
-    for (char **o = m->fs_options; *o; o++) {
-        const char *eq = strchr(*o, '=');
-        AUTO_FREE char *key = eq ? xasprintf("%.*s", (int)(eq - *o), *o) : NULL;
-        if ((eq ? fsconfig(fs, FSCONFIG_SET_STRING, key, eq + 1, 0) : fsconfig(fs, FSCONFIG_SET_FLAG, *o, NULL, 0)) < 0)
-            return pea_fail(err, errno, "mount %s on %s: option \"%s\"", type, m->destination, *o);
+    AUTO_FREE char *data = xstrdup(m->data ? m->data : "");
+    char *save = NULL;
+    for (char *opt = strtok_r(data, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(opt, '=');
+        if (eq)
+            *eq = '\0';
+        int r = eq ? fsconfig(fs, FSCONFIG_SET_STRING, opt, eq + 1, 0) : fsconfig(fs, FSCONFIG_SET_FLAG, opt, NULL, 0);
+        if (eq)
+            *eq = '=';
+        if (r < 0)
+            return pea_fail(err, errno, "mount %s on %s: option \"%s\"", type, m->destination, opt);
     }
     if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return pea_fail(err, errno, "mount %s on %s", type, m->destination);

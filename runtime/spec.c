@@ -443,9 +443,8 @@ static bool derive_known_option(struct pea_mount *m, const char *opt)
  * has no filesystem to take data: an option it does not know there is an error, never data the kernel ignores. */
 static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
 {
-    size_t data_len = 0, n_fs = 0;
-    const char *unsupported = NULL;
-    m->fs_options = xcalloc(strv_len(m->options) + 1, sizeof *m->fs_options);
+    size_t data_len = 0;
+    const char *unknown = NULL, *unsupported = NULL;
     for (char **o = m->options; *o; o++) {
         const char *opt = *o;
         if (derive_known_option(m, opt))
@@ -453,7 +452,8 @@ static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
         for (size_t i = 0; i < ARRAY_SIZE(unsupported_options); i++)
             if (!unsupported && strcmp(opt, unsupported_options[i]) == 0)
                 unsupported = opt;
-        m->fs_options[n_fs++] = xstrdup(opt);
+        if (!unknown)
+            unknown = opt;
         size_t len = strlen(opt);
         m->data = xrealloc(m->data, data_len + len + 2);
         if (data_len)
@@ -467,8 +467,8 @@ static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
     if (unsupported)
         return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" is not supported", what, m->destination,
                         unsupported);
-    if (m->is_bind && n_fs > 0)
-        return pea_fail(err, 0, "mount bind on %s: unknown mount option \"%s\"", m->destination, m->fs_options[0]);
+    if (m->is_bind && unknown)
+        return pea_fail(err, 0, "mount bind on %s: unknown mount option \"%s\"", m->destination, unknown);
     return 0;
 }
 

@@ -395,7 +395,6 @@ void spec_free(struct pea_spec *spec)
         free(spec->mounts[i].type);
         free(spec->mounts[i].source);
         strv_free(spec->mounts[i].options);
-        strv_free(spec->mounts[i].fs_options);
         free(spec->mounts[i].data);
     }
     free(spec->mounts);

@@ -51,7 +51,6 @@ struct pea_mount {
     bool is_recursive;         /* rbind */
     bool is_tmpcopyup;         /* "tmpcopyup" (runc's extension): fill the new tmpfs with what it covers */
     char *data;                /* the options that are not flags, comma-joined, for mount(2) data; may be NULL */
-    char **fs_options;         /* the same one by one ("mode=755", "newinstance"), NULL-terminated, never NULL */
     uint64_t rec_attr_set;     /* MOUNT_ATTR_* set on the whole mounted tree (rro, rnosuid, rnoatime...) */
     uint64_t rec_attr_clr;     /* MOUNT_ATTR_* cleared on it (rrw, rsuid..., MOUNT_ATTR__ATIME with an atime mode) */
 };

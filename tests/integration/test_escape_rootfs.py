@@ -130,8 +130,9 @@ def test_common_bind_options_still_work(run, bundle, cid, tmp_path):
 
 
 def test_filesystem_options_still_reach_the_filesystem(run, bundle, cid):
-    """For a filesystem (not a bind) an option that is not a flag is the filesystem's, and it judges it."""
-    bundle.mount("/scratch", "tmpfs", "tmpfs", ["size=1m", "nr_inodes=4", "mode=0700"])
+    """For a filesystem (not a bind) an option that is not a flag is the filesystem's, and it judges it. One element
+    may hold several, comma-separated, as mount(2) data would."""
+    bundle.mount("/scratch", "tmpfs", "tmpfs", ["size=1m,nr_inodes=4", "mode=0700"])
     out = run_sh(run, bundle, cid, "stat -c %a /scratch; for i in 1 2 3 4 5; do touch /scratch/$i || exit 0; done")
     assert out.split()[0] == "700"
     bundle.mount("/bad", "tmpfs", "tmpfs", ["no-such-tmpfs-option=1"])
@@ -139,6 +140,20 @@ def test_filesystem_options_still_reach_the_filesystem(run, bundle, cid):
     r = run("run", "--bundle", bundle, cid + "-bad")
     assert r.code == 1
     assert 'mount tmpfs on /bad: option "no-such-tmpfs-option=1": Invalid argument' in r.err
+
+
+def test_an_option_too_long_for_fsconfig_goes_to_mount_as_data(run, bundle, cid):
+    """fsconfig takes values of at most 255 bytes (an overlay's lowerdir can be longer): such a mount is made with
+    mount(2) and its data string; what would need the new mount's fd afterwards is refused, not done by path."""
+    long_size = "size=" + "0" * 300 + "1m"
+    bundle.mount("/scratch", "tmpfs", "tmpfs", [long_size, "mode=0700"])
+    assert run_sh(run, bundle, cid, "stat -c %a /scratch").split() == ["700"]
+    bundle.mount("/copied", "tmpfs", "tmpfs", [long_size, "tmpcopyup"])
+    bundle.args("true")
+    r = run("run", "--bundle", bundle, cid + "-copy")
+    assert r.code == 1
+    assert ("mount tmpfs on /copied: an option over 255 bytes cannot be combined with tmpcopyup, a propagation or a "
+            "recursive option") in r.err
 
 
 # ---- --no-pivot -----------------------------------------------------------------------------------------------------

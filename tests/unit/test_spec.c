@@ -196,19 +196,15 @@ Test(spec, what_callers_pass_for_binds_parses)
     cr_assert_not_null(s, "%s", err.msg);
     cr_assert_eq(s->mounts[0].propagation, MS_UNBINDABLE | MS_REC);
     cr_assert(s->mounts[0].is_bind && !s->mounts[0].is_recursive, "the last of bind and rbind wins");
-    cr_assert_null(s->mounts[0].fs_options[0]);
+    cr_assert_null(s->mounts[0].data);
     spec_free(s);
 }
 
-Test(spec, filesystem_options_are_kept_one_by_one)
+Test(spec, filesystem_options_become_data)
 {
     struct pea_error err = {0};
     struct pea_spec *s = parse_mount("devpts", "\"nosuid\",\"newinstance\",\"ptmxmode=0666\",\"gid=5\",\"rro\"", &err);
     cr_assert_not_null(s, "%s", err.msg);
-    cr_assert_str_eq(s->mounts[0].fs_options[0], "newinstance");
-    cr_assert_str_eq(s->mounts[0].fs_options[1], "ptmxmode=0666");
-    cr_assert_str_eq(s->mounts[0].fs_options[2], "gid=5");
-    cr_assert_null(s->mounts[0].fs_options[3]);
     cr_assert_str_eq(s->mounts[0].data, "newinstance,ptmxmode=0666,gid=5");
     cr_assert_eq(s->mounts[0].rec_attr_set, MOUNT_ATTR_RDONLY);
     spec_free(s);
