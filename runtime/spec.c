@@ -379,33 +379,81 @@ unsigned long spec_propagation_from_name(const char *name)
     return 0;
 }
 
-static void derive_mount_options(struct pea_mount *m)
+/* The recursive attributes (runc's and the OCI spec's r-options), set with mount_setattr(AT_RECURSIVE) on the
+ * whole mounted tree. Access time is one mode, not bits: each atime option sets its mode and clears the whole
+ * MOUNT_ATTR__ATIME mask, as mount_setattr requires. The negative atime forms mean what mount(8) says: "ratime"
+ * and "rnostrictatime" return to the kernel's default (relatime), "rnorelatime" updates every access. */
+static const struct {
+    const char *name;
+    uint64_t set, clear;
+} recursive_attrs[] = {
+    {"rro", MOUNT_ATTR_RDONLY, 0},
+    {"rrw", 0, MOUNT_ATTR_RDONLY},
+    {"rnosuid", MOUNT_ATTR_NOSUID, 0},
+    {"rsuid", 0, MOUNT_ATTR_NOSUID},
+    {"rnodev", MOUNT_ATTR_NODEV, 0},
+    {"rdev", 0, MOUNT_ATTR_NODEV},
+    {"rnoexec", MOUNT_ATTR_NOEXEC, 0},
+    {"rexec", 0, MOUNT_ATTR_NOEXEC},
+    {"rnodiratime", MOUNT_ATTR_NODIRATIME, 0},
+    {"rdiratime", 0, MOUNT_ATTR_NODIRATIME},
+    {"rnosymfollow", MOUNT_ATTR_NOSYMFOLLOW, 0},
+    {"rsymfollow", 0, MOUNT_ATTR_NOSYMFOLLOW},
+    {"rnoatime", MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME},
+    {"rstrictatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME},
+    {"rrelatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME},
+    {"ratime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME},
+    {"rnostrictatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME},
+    {"rnorelatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME},
+};
+
+/* Options pea knows and does not implement: refused rather than handed to the kernel, which would ignore them. */
+static const char *const unsupported_options[] = {"idmap", "ridmap"};
+
+static bool derive_known_option(struct pea_mount *m, const char *opt)
+{
+    if (strcmp(opt, "bind") == 0 || strcmp(opt, "rbind") == 0) {
+        m->is_bind = true;
+        m->is_recursive = opt[0] == 'r';
+        return true;
+    }
+    if (strcmp(opt, "tmpcopyup") == 0) {
+        m->is_tmpcopyup = true;
+        return true;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(mount_flags); i++)
+        if (strcmp(mount_flags[i].name, opt) == 0) {
+            m->flags = (m->flags | mount_flags[i].set) & ~mount_flags[i].clear;
+            m->clear_flags = (m->clear_flags | mount_flags[i].clear) & ~mount_flags[i].set;
+            return true;
+        }
+    for (size_t i = 0; i < ARRAY_SIZE(recursive_attrs); i++)
+        if (strcmp(recursive_attrs[i].name, opt) == 0) {
+            m->rec_attr_set = (m->rec_attr_set & ~recursive_attrs[i].clear) | recursive_attrs[i].set;
+            m->rec_attr_clr = (m->rec_attr_clr & ~recursive_attrs[i].set) | recursive_attrs[i].clear;
+            return true;
+        }
+    unsigned long prop = spec_propagation_from_name(opt);
+    if (prop)
+        m->propagation = prop;
+    return prop != 0;
+}
+
+/* Options become flags, recursive attributes and propagation; the rest is the filesystem's (data). A bind mount
+ * has no filesystem to take data: an option it does not know there is an error, never data the kernel ignores. */
+static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
 {
     size_t data_len = 0;
+    const char *unknown = NULL, *unsupported = NULL;
     for (char **o = m->options; *o; o++) {
         const char *opt = *o;
-        bool is_known = false;
-        if (strcmp(opt, "bind") == 0 || strcmp(opt, "rbind") == 0) {
-            m->is_bind = true;
-            m->is_recursive = opt[0] == 'r';
-            is_known = true;
-        } else if (strcmp(opt, "tmpcopyup") == 0) {
-            m->is_tmpcopyup = true;
-            is_known = true;
-        }
-        for (size_t i = 0; !is_known && i < ARRAY_SIZE(mount_flags); i++)
-            if (strcmp(mount_flags[i].name, opt) == 0) {
-                m->flags = (m->flags | mount_flags[i].set) & ~mount_flags[i].clear;
-                m->clear_flags = (m->clear_flags | mount_flags[i].clear) & ~mount_flags[i].set;
-                is_known = true;
-            }
-        unsigned long prop = is_known ? 0 : spec_propagation_from_name(opt);
-        if (prop) {
-            m->propagation = prop;
-            is_known = true;
-        }
-        if (is_known)
+        if (derive_known_option(m, opt))
             continue;
+        for (size_t i = 0; i < ARRAY_SIZE(unsupported_options); i++)
+            if (!unsupported && strcmp(opt, unsupported_options[i]) == 0)
+                unsupported = opt;
+        if (!unknown)
+            unknown = opt;
         size_t len = strlen(opt);
         m->data = xrealloc(m->data, data_len + len + 2);
         if (data_len)
@@ -415,6 +463,13 @@ static void derive_mount_options(struct pea_mount *m)
     }
     if (m->type && strcmp(m->type, "bind") == 0)
         m->is_bind = true;
+    const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
+    if (unsupported)
+        return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" is not supported", what, m->destination,
+                        unsupported);
+    if (m->is_bind && unknown)
+        return pea_fail(err, 0, "mount bind on %s: unknown mount option \"%s\"", m->destination, unknown);
+    return 0;
 }
 
 static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *err)
@@ -452,7 +507,8 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
         snprintf(field, sizeof field, "%s.options", path);
         if (spec_get_strv(j, "options", field, &m->options, err) < 0)
             return -1;
-        derive_mount_options(m);
+        if (derive_mount_options(m, err) < 0)
+            return -1;
         if (m->is_bind && !m->source)
             return spec_field_fail(err, path, "a bind mount needs a source");
     }

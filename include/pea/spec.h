@@ -51,6 +51,8 @@ struct pea_mount {
     bool is_recursive;         /* rbind */
     bool is_tmpcopyup;         /* "tmpcopyup" (runc's extension): fill the new tmpfs with what it covers */
     char *data;                /* the options that are not flags, comma-joined, for mount(2) data; may be NULL */
+    uint64_t rec_attr_set;     /* MOUNT_ATTR_* set on the whole mounted tree (rro, rnosuid, rnoatime...) */
+    uint64_t rec_attr_clr;     /* MOUNT_ATTR_* cleared on it (rrw, rsuid..., MOUNT_ATTR__ATIME with an atime mode) */
     /* Never from config.json: a detached copy (open_tree) of a bind source the caller resolved itself
      * (pea_create_options.mount_sources), attached at destination instead of binding source by its path. Closed by
      * spec_free. */

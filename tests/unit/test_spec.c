@@ -110,6 +110,106 @@ Test(spec, mount_options_become_flags_and_data)
     spec_free(s);
 }
 
+/* One mount with these options ("\"a\",\"b\"") at /m; NULL on a parse error (err set). */
+static struct pea_spec *parse_mount(const char *type, const char *options, struct pea_error *err)
+{
+    char *extra = xasprintf(MINIMAL_PROCESS ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"%s\",\"source\":\"/x\","
+                                            "\"options\":[%s]}]",
+                            type, options);
+    struct pea_spec *s = parse_with(extra, err);
+    free(extra);
+    return s;
+}
+
+Test(spec, recursive_mount_attributes)
+{
+    struct pea_error err = {0};
+    struct pea_spec *s = parse_mount("bind", "\"rbind\",\"rro\",\"rnosuid\",\"rnodev\",\"rnoexec\",\"rnodiratime\"", &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(s->mounts[0].rec_attr_set,
+                 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODIRATIME);
+    cr_assert_eq(s->mounts[0].rec_attr_clr, 0);
+    cr_assert_eq(s->mounts[0].flags, 0, "r-options are not the top mount's flags");
+    cr_assert_null(s->mounts[0].data);
+    spec_free(s);
+
+    s = parse_mount("bind", "\"rbind\",\"rrw\",\"rsuid\",\"rdev\",\"rexec\",\"rdiratime\",\"rsymfollow\"", &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(s->mounts[0].rec_attr_set, 0);
+    cr_assert_eq(s->mounts[0].rec_attr_clr, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                 MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODIRATIME | MOUNT_ATTR_NOSYMFOLLOW);
+    spec_free(s);
+
+    /* The last of two opposites wins. */
+    s = parse_mount("bind", "\"rbind\",\"rro\",\"rrw\",\"rsuid\",\"rnosuid\"", &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(s->mounts[0].rec_attr_set, MOUNT_ATTR_NOSUID);
+    cr_assert_eq(s->mounts[0].rec_attr_clr, MOUNT_ATTR_RDONLY);
+    spec_free(s);
+}
+
+Test(spec, recursive_atime_is_one_mode_with_the_whole_mask_cleared)
+{
+    static const struct {
+        const char *option;
+        uint64_t mode;
+    } cases[] = {
+        {"\"rnoatime\"", MOUNT_ATTR_NOATIME},         {"\"rstrictatime\"", MOUNT_ATTR_STRICTATIME},
+        {"\"rrelatime\"", MOUNT_ATTR_RELATIME},       {"\"ratime\"", MOUNT_ATTR_RELATIME},
+        {"\"rnostrictatime\"", MOUNT_ATTR_RELATIME},  {"\"rnorelatime\"", MOUNT_ATTR_STRICTATIME},
+        {"\"rnoatime\",\"rstrictatime\"", MOUNT_ATTR_STRICTATIME},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct pea_error err = {0};
+        struct pea_spec *s = parse_mount("tmpfs", cases[i].option, &err);
+        cr_assert_not_null(s, "%s", err.msg);
+        cr_assert_eq(s->mounts[0].rec_attr_set, cases[i].mode, "%s", cases[i].option);
+        cr_assert_eq(s->mounts[0].rec_attr_clr, MOUNT_ATTR__ATIME, "%s", cases[i].option);
+        spec_free(s);
+    }
+}
+
+Test(spec, unknown_bind_options_are_refused)
+{
+    struct pea_error err = {0};
+    cr_assert_null(parse_mount("bind", "\"rbind\",\"ro\",\"foo\"", &err));
+    cr_assert_str_eq(err.msg, "mount bind on /m: unknown mount option \"foo\"");
+    cr_assert_null(parse_mount("none", "\"bind\",\"mode=755\"", &err));
+    cr_assert_str_eq(err.msg, "mount bind on /m: unknown mount option \"mode=755\"");
+    cr_assert_null(parse_mount("bind", "\"rrro\"", &err));
+    cr_assert_str_eq(err.msg, "mount bind on /m: unknown mount option \"rrro\"");
+    cr_assert_null(parse_mount("bind", "\"rbind\",\"idmap\"", &err));
+    cr_assert_str_eq(err.msg, "mount bind on /m: mount option \"idmap\" is not supported");
+    cr_assert_null(parse_mount("tmpfs", "\"ridmap\"", &err));
+    cr_assert_str_eq(err.msg, "mount tmpfs on /m: mount option \"ridmap\" is not supported");
+}
+
+Test(spec, what_callers_pass_for_binds_parses)
+{
+    /* containerd, CRI-O and podman */
+    struct pea_error err = {0};
+    struct pea_spec *s = parse_mount(
+        "bind", "\"rbind\",\"rprivate\",\"ro\",\"nosuid\",\"nodev\",\"noexec\",\"relatime\",\"strictatime\","
+                "\"noatime\",\"nodiratime\",\"rslave\",\"shared\",\"rshared\",\"slave\",\"private\",\"unbindable\","
+                "\"runbindable\",\"bind\",\"defaults\",\"rw\",\"rro\",\"tmpcopyup\"",
+        &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(s->mounts[0].propagation, MS_UNBINDABLE | MS_REC);
+    cr_assert(s->mounts[0].is_bind && !s->mounts[0].is_recursive, "the last of bind and rbind wins");
+    cr_assert_null(s->mounts[0].data);
+    spec_free(s);
+}
+
+Test(spec, filesystem_options_become_data)
+{
+    struct pea_error err = {0};
+    struct pea_spec *s = parse_mount("devpts", "\"nosuid\",\"newinstance\",\"ptmxmode=0666\",\"gid=5\",\"rro\"", &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_str_eq(s->mounts[0].data, "newinstance,ptmxmode=0666,gid=5");
+    cr_assert_eq(s->mounts[0].rec_attr_set, MOUNT_ATTR_RDONLY);
+    spec_free(s);
+}
+
 Test(spec, process_details)
 {
     struct pea_error err = {0};
