@@ -361,7 +361,9 @@ static const struct {
     {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
 };
 
-/* mknod a device below the root; where mknod is not allowed (a user namespace), bind the host's node instead. */
+/* mknod a device below the root; where mknod is not allowed (a user namespace), bind the host's node instead. Returns
+ * an O_PATH fd of what stands at the path then, for its owner to be set on that very object: the rootfs may be
+ * shared with a running container that swaps names in it. */
 static int make_device(int root_fd, const char *path, mode_t type, unsigned major, unsigned minor, mode_t mode,
                        struct pea_error *err)
 {
@@ -372,19 +374,27 @@ static int make_device(int root_fd, const char *path, mode_t type, unsigned majo
     if (dir < 0)
         return pea_fail(err, errno, "create parent of %s", path);
     const char *name = slash + 1;
-    if (mknodat(dir, name, type | mode, makedev(major, minor)) == 0) {
-        fchmodat(dir, name, mode, 0);
-        return 0;
+    /* The mode given whole at creation (no chmod by name afterwards, which a symlink swapped in could redirect). */
+    mode_t saved_umask = umask(0);
+    int r = mknodat(dir, name, type | mode, makedev(major, minor));
+    int saved_errno = errno;
+    umask(saved_umask);
+    if (r == 0 || saved_errno == EEXIST) {
+        AUTO_FD int node = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (node < 0 || fstat(node, &st) < 0)
+            return pea_fail(err, errno, "open %s", path);
+        if (S_ISLNK(st.st_mode))
+            return pea_fail(err, 0, "device %s: a symlink stands there in the rootfs: refused", path);
+        return take_fd(&node);
     }
-    if (errno == EEXIST)
-        return 0;
-    if (errno != EPERM || type == S_IFIFO)
-        return pea_fail(err, errno, "mknod %s", path);
+    if (saved_errno != EPERM || type == S_IFIFO)
+        return pea_fail(err, saved_errno, "mknod %s", path);
     AUTO_FD int target = sys_mkfile_in_root(root_fd, path, 0600);
     AUTO_FD int tree = target < 0 ? -1 : open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (tree < 0 || attach_tree(tree, target) < 0)
         return pea_fail(err, errno, "bind host device %s", path);
-    return 0;
+    return take_fd(&tree);
 }
 
 static bool has_dev_tmpfs(const struct pea_spec *spec)
@@ -401,7 +411,9 @@ static int setup_dev(int root_fd, const struct pea_spec *spec, struct pea_error 
         for (size_t i = 0; i < ARRAY_SIZE(default_devices); i++) {
             char path[32];
             snprintf(path, sizeof path, "/dev/%s", default_devices[i].name);
-            if (make_device(root_fd, path, S_IFCHR, default_devices[i].major, default_devices[i].minor, 0666, err) < 0)
+            AUTO_FD int node =
+                make_device(root_fd, path, S_IFCHR, default_devices[i].major, default_devices[i].minor, 0666, err);
+            if (node < 0)
                 return -1;
         }
         AUTO_FD int dev = sys_open_in_root(root_fd, "/dev", O_PATH | O_DIRECTORY, 0);
@@ -415,14 +427,12 @@ static int setup_dev(int root_fd, const struct pea_spec *spec, struct pea_error 
         const struct pea_device *d = &spec->devices[i];
         mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
         mode_t mode = d->has_file_mode ? d->file_mode & 07777 : 0666;
-        if (make_device(root_fd, d->path, type, (unsigned)d->major, (unsigned)d->minor, mode, err) < 0)
+        AUTO_FD int node = make_device(root_fd, d->path, type, (unsigned)d->major, (unsigned)d->minor, mode, err);
+        if (node < 0)
             return -1;
-        if (d->has_uid || d->has_gid) {
-            AUTO_FD int fd = sys_open_in_root(root_fd, d->path, O_PATH, 0);
-            if (fd < 0 || fchownat(fd, "", d->has_uid ? d->uid : (uid_t)-1, d->has_gid ? d->gid : (gid_t)-1,
-                                   AT_EMPTY_PATH) < 0)
-                return pea_fail(err, errno, "chown %s", d->path);
-        }
+        if ((d->has_uid || d->has_gid) && fchownat(node, "", d->has_uid ? d->uid : (uid_t)-1,
+                                                   d->has_gid ? d->gid : (gid_t)-1, AT_EMPTY_PATH) < 0)
+            return pea_fail(err, errno, "chown %s", d->path);
     }
     return 0;
 }

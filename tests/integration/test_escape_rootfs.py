@@ -231,3 +231,42 @@ def test_symlinked_proc_or_sys_is_refused(run, bundle, cid, assert_no_leaks, fst
     assert r.err.splitlines() == [
         f"pea: create {cid}: mount {fstype} on {destination}: {destination} in the rootfs is a symlink: refused"], r.err
     assert_no_leaks()
+
+
+# ---- devices --------------------------------------------------------------------------------------------------------
+
+def test_a_device_path_that_is_a_symlink_in_the_image_is_refused(run, bundle, cid, tmp_path, assert_no_leaks):
+    """With /dev from the image, a device's path may be a symlink planted there (or swapped in by a container that
+    shares the rootfs): its owner is never set through it, on the host file it names or anywhere else."""
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+    victim = tmp_path / "victim"
+    victim.write_text("host file\n")
+    os.chmod(victim, 0o600)
+    dev = os.path.join(bundle.rootfs, "dev")
+    os.makedirs(dev, exist_ok=True)
+    os.symlink(str(victim), os.path.join(dev, "extra-null"))
+    bundle.config["linux"]["devices"] = [
+        {"type": "c", "path": "/dev/extra-null", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 1000}]
+    bundle.args("true")
+    r = run("run", "--bundle", bundle, cid)
+    assert r.code == 1
+    assert r.err.endswith(": device /dev/extra-null: a symlink stands there in the rootfs: refused\n"), r.err
+    assert len(r.err.splitlines()) == 1, r.err
+    st = os.stat(victim)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600), "the host file's owner or mode changed"
+    assert_no_leaks()
+
+
+def test_a_device_gets_its_mode_whatever_the_umask(run, bundle, cid):
+    bundle.config["linux"]["devices"] = [
+        {"type": "c", "path": "/dev/extra-null", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 0, "gid": 0}]
+    bundle.config["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 1, "minor": 3,
+                                                           "access": "rwm"})
+    bundle.args("stat", "-c", "%a", "/dev/extra-null")
+    old = os.umask(0o077)
+    try:
+        r = run("run", "--bundle", bundle, cid)
+    finally:
+        os.umask(old)
+    assert r.code == 0, r.err
+    assert r.out == "666\n"
