@@ -207,8 +207,4 @@ def pod_rootfs(session_dir):
 def pods(runtime, work_dir, pod_rootfs, test_mark):
     """Pods of this test under a private --root and --data-root; at teardown nothing of them may be left."""
     import pods as pods_module
-    p = pods_module.Pods(runtime, work_dir, pod_rootfs, test_mark)
-    yield p
-    problems = p.cleanup()
-    if problems:
-        pytest.fail("pod teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+    yield from pods_module.checked_pods(runtime, work_dir, pod_rootfs, test_mark)

@@ -170,3 +170,12 @@ class Pods:
             helpers.kill_and_reap(pid)
         return problems
 
+
+def checked_pods(runtime, directory, rootfs, mark):
+    """For a fixture: Pods under DIRECTORY, yielded; at teardown nothing of them may be left."""
+    import pytest
+    p = Pods(runtime, directory, rootfs, mark)
+    yield p
+    problems = p.cleanup()
+    if problems:
+        pytest.fail("pod teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)

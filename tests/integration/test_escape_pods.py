@@ -92,11 +92,7 @@ def open_base():
 
 @pytest.fixture
 def open_pods(runtime, open_base, pod_rootfs, test_mark):
-    p = pods_module.Pods(runtime, open_base, pod_rootfs, test_mark)
-    yield p
-    problems = p.cleanup()
-    if problems:
-        pytest.fail("pod teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+    yield from pods_module.checked_pods(runtime, open_base, pod_rootfs, test_mark)
 
 
 # ---- item 5: pod data and state are the user's alone ---------------------------------------------------------------
