@@ -245,7 +245,7 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         return -1;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->is_exec) {
-        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_SELF, err) < 0)
+        if (ns_join_process(l->init_pidfd, spec, NS_JOIN_SELF, err) < 0)
             return -1;
     } else {
         struct pea_ns_handles h;
@@ -507,7 +507,7 @@ int process_launch_begin(struct pea_launch *l, struct pea_error *err)
     l->sync_fd = pair[0];
     uint64_t flags = CLONE_PIDFD;
     if (l->is_exec) {
-        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_FOR_CHILDREN, err) < 0) {
+        if (ns_join_process(l->init_pidfd, l->spec, NS_JOIN_FOR_CHILDREN, err) < 0) {
             close(pair[1]);
             return -1; /* setns of several namespaces at once is all or nothing */
         }
