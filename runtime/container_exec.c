@@ -238,7 +238,7 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     bool is_zombie = false;
     init_pidfd = sys_pidfd_open(c.state.pid, 0);
     if (init_pidfd < 0 || sys_process_start_time(c.state.pid, &is_zombie) != c.state.start_time || is_zombie) {
-        pea_fail(err, ESRCH, "container not running");
+        pea_fail(err, 0, "container not running");
         goto out;
     }
     if (c.state.cgroup_path && (cgroup_fd = cgroup_open_dir(c.state.cgroup_path, err)) < 0)
@@ -265,7 +265,7 @@ out:
     /* An init that exits mid-exec fails it wherever the launch was (setns, a clone into its dying pid namespace, the
      * child killed with it): say why, not where. */
     if (r < 0 && init_pidfd >= 0 && is_init_gone(init_pidfd, c.state.pid))
-        pea_fail(err, ESRCH, "container not running");
+        pea_fail(err, 0, "container not running");
     /* The launch borrowed these for the clone only. */
     l->spec = NULL;
     l->init_pidfd = l->cgroup_fd = -1;

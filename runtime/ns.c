@@ -282,10 +282,14 @@ int ns_join_process(int pidfd, const struct pea_spec *spec, enum ns_join_phase p
     for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
         if (kinds[i].phase == phase && spec->namespaces[kinds[i].type].is_present)
             flags |= spec_ns_clone_flag(kinds[i].type);
+    /* Every container has its own mount namespace (ns_validate): a config without one would join nothing here and
+     * leave the process wholly in ours. */
+    if (phase == NS_JOIN_SELF && !(flags & CLONE_NEWNS))
+        return pea_fail(err, 0, "linux.namespaces: a mount namespace is required");
     /* One call through the pidfd: all of them or none, and never those of a process that reused the init's PID. */
     if (flags && setns(pidfd, flags) < 0) {
         if (errno == ESRCH)
-            return pea_fail(err, ESRCH, "container not running");
+            return pea_fail(err, 0, "container not running");
         return pea_fail(err, errno, "join the container's namespaces");
     }
     return 0;
