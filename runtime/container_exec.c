@@ -196,6 +196,19 @@ static struct pea_spec *exec_spec(const struct pea_container *c, json_t *process
     return spec_parse_json(config, err);
 }
 
+/* Whether the init whose pidfd this is has exited or is exiting: for the message of an exec that already failed.
+ * An exiting init has dropped its namespaces before its pidfd reports the exit (its pid namespace is torn down in
+ * between); were the PID reused by then, the pidfd would already report it. */
+static bool is_init_gone(int pidfd, pid_t pid)
+{
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (poll(&p, 1, 0) == 1)
+        return true;
+    char path[64], target[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+    return readlink(path, target, sizeof target) < 0 && errno == ENOENT;
+}
+
 /* Launch the exec'd process and release it; the launch keeps its pidfd and console master for the caller. */
 static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, struct pea_error *err)
 {
@@ -220,8 +233,11 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
         pea_fail(err, 0, "cannot allocate a tty for a detached exec without --console-socket");
         goto out;
     }
+    /* Opened first, checked after: had the PID been reused in between, the start time would differ. From here on
+     * the pidfd is the init, and the namespaces are joined through it. */
+    bool is_zombie = false;
     init_pidfd = sys_pidfd_open(c.state.pid, 0);
-    if (init_pidfd < 0 || sys_process_start_time(c.state.pid, NULL) != c.state.start_time) {
+    if (init_pidfd < 0 || sys_process_start_time(c.state.pid, &is_zombie) != c.state.start_time || is_zombie) {
         pea_fail(err, 0, "container not running");
         goto out;
     }
@@ -229,7 +245,6 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
         goto out;
     l->spec = spec;
     l->is_exec = true;
-    l->init_pid = c.state.pid;
     l->init_pidfd = init_pidfd;
     l->cgroup_fd = cgroup_fd;
     l->cgroup_path = c.state.cgroup_path;
@@ -247,6 +262,10 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     }
     r = 0;
 out:
+    /* An init that exits mid-exec fails it wherever the launch was (setns, a clone into its dying pid namespace, the
+     * child killed with it): say why, not where. */
+    if (r < 0 && init_pidfd >= 0 && is_init_gone(init_pidfd, c.state.pid))
+        pea_fail(err, 0, "container not running");
     /* The launch borrowed these for the clone only. */
     l->spec = NULL;
     l->init_pidfd = l->cgroup_fd = -1;

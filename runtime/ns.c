@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pea/idmap.h"
@@ -265,43 +264,33 @@ int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error
     return 0;
 }
 
-static bool is_same_ns(pid_t pid, const char *our_name, const char *their_name)
+int ns_join_process(int pidfd, const struct pea_spec *spec, enum ns_join_phase phase, struct pea_error *err)
 {
-    char path[64];
-    struct stat ours, theirs;
-    snprintf(path, sizeof path, "/proc/self/ns/%s", our_name);
-    if (stat(path, &ours) < 0)
-        return true;
-    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, their_name);
-    if (stat(path, &theirs) < 0)
-        return true;
-    return ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev;
-}
-
-int ns_join_process(int pidfd, pid_t pid, enum ns_join_phase phase, struct pea_error *err)
-{
+    /* pid and time namespaces apply to the children of whoever joins them; the others to the joiner itself. */
     static const struct {
-        const char *name;
-        int flag;
+        enum pea_ns_type type;
         enum ns_join_phase phase;
     } kinds[] = {
-        {"pid", CLONE_NEWPID, NS_JOIN_FOR_CHILDREN}, {"time", CLONE_NEWTIME, NS_JOIN_FOR_CHILDREN},
-        {"user", CLONE_NEWUSER, NS_JOIN_SELF},       {"ipc", CLONE_NEWIPC, NS_JOIN_SELF},
-        {"uts", CLONE_NEWUTS, NS_JOIN_SELF},         {"net", CLONE_NEWNET, NS_JOIN_SELF},
-        {"cgroup", CLONE_NEWCGROUP, NS_JOIN_SELF},   {"mnt", CLONE_NEWNS, NS_JOIN_SELF},
+        {PEA_NS_PID, NS_JOIN_FOR_CHILDREN}, {PEA_NS_TIME, NS_JOIN_FOR_CHILDREN}, {PEA_NS_USER, NS_JOIN_SELF},
+        {PEA_NS_IPC, NS_JOIN_SELF},         {PEA_NS_UTS, NS_JOIN_SELF},          {PEA_NS_NETWORK, NS_JOIN_SELF},
+        {PEA_NS_CGROUP, NS_JOIN_SELF},      {PEA_NS_MOUNT, NS_JOIN_SELF},
     };
+    /* Every namespace the config lists, made new or joined by path: either way the init's is the container's. One
+     * not listed is the caller's by design (the OCI spec: not listed, inherited), so the caller's is right. A listed
+     * user namespace is never ours (setns into our own is EINVAL): create cannot join the namespace it runs in. */
     int flags = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
-        if (kinds[i].phase != phase)
-            continue;
-        /* pid and time namespaces apply to children: compare what our children would get. */
-        char ours[32];
-        snprintf(ours, sizeof ours, phase == NS_JOIN_FOR_CHILDREN ? "%s_for_children" : "%s", kinds[i].name);
-        if (!is_same_ns(pid, ours, kinds[i].name))
-            flags |= kinds[i].flag;
-    }
-    /* setns into our own user namespace is EINVAL, hence only the ones that differ. */
-    if (flags && setns(pidfd, flags) < 0)
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+        if (kinds[i].phase == phase && spec->namespaces[kinds[i].type].is_present)
+            flags |= spec_ns_clone_flag(kinds[i].type);
+    /* Every container has its own mount namespace (ns_validate): a config without one would join nothing here and
+     * leave the process wholly in ours. */
+    if (phase == NS_JOIN_SELF && !(flags & CLONE_NEWNS))
+        return pea_fail(err, 0, "linux.namespaces: a mount namespace is required");
+    /* One call through the pidfd: all of them or none, and never those of a process that reused the init's PID. */
+    if (flags && setns(pidfd, flags) < 0) {
+        if (errno == ESRCH)
+            return pea_fail(err, 0, "container not running");
         return pea_fail(err, errno, "join the container's namespaces");
+    }
     return 0;
 }

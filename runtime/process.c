@@ -1,5 +1,6 @@
 /* The container process, from clone to exec. The parent and the child walk one state machine over a
  * SOCK_SEQPACKET pair; the child sends its error back so the parent reports it in the child's words. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -188,6 +189,45 @@ static void close_fds_except(int first, const int *keep, size_t n)
     sys_close_from(from);
 }
 
+static bool is_kept(int fd, const int *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
+/* Close our own fds in 3 ... 3+preserve_fds-1, the numbers kept for the container, but proc_fd and those in keep
+ * (the caller closes them). A caller's fd reaches pea without close-on-exec (it would not have survived the caller's
+ * exec of pea otherwise) and every fd pea opens has it: where the caller left a number free, pea's state lock,
+ * sockets or pidfds may sit, and an init holding the lock while it waits for `start` hangs `start` and `delete`.
+ * Listed through our procfs, not the container's /proc. */
+static int close_own_preserved_range(int proc_fd, int preserve_fds, const int *keep, size_t n, struct pea_error *err)
+{
+    if (preserve_fds == 0)
+        return 0;
+    int dir_fd = openat(proc_fd, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = dir_fd >= 0 ? fdopendir(dir_fd) : NULL;
+    if (!dir) {
+        int saved = errno;
+        if (dir_fd >= 0)
+            close(dir_fd);
+        return pea_fail(err, saved, "list the fds to preserve");
+    }
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        long long fd;
+        if (parse_int64(de->d_name, &fd) < 0 || fd < 3 || fd >= 3LL + preserve_fds || fd == dir_fd ||
+            fd == proc_fd || is_kept((int)fd, keep, n))
+            continue;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && (flags & FD_CLOEXEC))
+            close((int)fd);
+    }
+    closedir(dir);
+    return 0;
+}
+
 /* chdir to process.cwd resolved inside the root (no magic links: a /proc/self/fd/N cwd cannot reach a host
  * directory), creating it when missing, then check the kernel agrees it is inside. */
 static int child_enter_cwd(const char *cwd, struct pea_error *err)
@@ -245,7 +285,7 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         return -1;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (l->is_exec) {
-        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_SELF, err) < 0)
+        if (ns_join_process(l->init_pidfd, spec, NS_JOIN_SELF, err) < 0)
             return -1;
     } else {
         struct pea_ns_handles h;
@@ -288,9 +328,12 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
      * existed, so that a /proc the container shaped cannot swallow the write. A missing profile fails create. */
     if (lsm_apply_exec_labels(proc_fd, &l->lsm, err) < 0)
         return -1;
-    /* Nothing of the host may reach the container: only stdio, preserved fds and our two channels survive. */
-    close(take_fd(&proc_fd));
+    /* Nothing of the host may reach the container: only stdio, the caller's preserved fds and our two channels
+     * survive. */
     int keep[] = {sock, l->exec_fifo_fd};
+    if (close_own_preserved_range(proc_fd, l->preserve_fds, keep, ARRAY_SIZE(keep), err) < 0)
+        return -1;
+    close(take_fd(&proc_fd));
     close_fds_except(3 + l->preserve_fds, keep, ARRAY_SIZE(keep));
     if (child_enter_cwd(proc->cwd, err) < 0)
         return -1;
@@ -507,7 +550,7 @@ int process_launch_begin(struct pea_launch *l, struct pea_error *err)
     l->sync_fd = pair[0];
     uint64_t flags = CLONE_PIDFD;
     if (l->is_exec) {
-        if (ns_join_process(l->init_pidfd, l->init_pid, NS_JOIN_FOR_CHILDREN, err) < 0) {
+        if (ns_join_process(l->init_pidfd, l->spec, NS_JOIN_FOR_CHILDREN, err) < 0) {
             close(pair[1]);
             return -1; /* setns of several namespaces at once is all or nothing */
         }

@@ -39,10 +39,11 @@ int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct
 /* Child side, in its namespaces: hostname, domainname and linux.sysctl, written through proc_fd. */
 int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err);
 
-/* Join every namespace of a running process that differs from ours (for exec); the pid and time namespaces take
- * effect for children, so call this in the process that will clone. `which` selects PID/TIME (parent) or the
- * rest (child). */
+/* Join, through the pidfd of a running container's init, every namespace spec lists, in one setns (all or none).
+ * The pid and time namespaces take effect for children: NS_JOIN_FOR_CHILDREN joins those, in the process that will
+ * clone; NS_JOIN_SELF the others, in the clone. An init that has exited (ESRCH) fails with "container not running",
+ * never with a process left in our namespaces. */
 enum ns_join_phase { NS_JOIN_FOR_CHILDREN, NS_JOIN_SELF };
-int ns_join_process(int pidfd, pid_t pid, enum ns_join_phase phase, struct pea_error *err);
+int ns_join_process(int pidfd, const struct pea_spec *spec, enum ns_join_phase phase, struct pea_error *err);
 
 #endif

@@ -23,8 +23,7 @@ struct pea_launch {
     const struct pea_spec *spec;       /* the container's config (exec: with process replaced) */
     const char *rootfs;                /* absolute host path; NULL for exec */
     bool is_exec;                      /* join the namespaces of the running init instead of creating them */
-    pid_t init_pid;                    /* exec: the container's init */
-    int init_pidfd;                    /* exec: pidfd of the init */
+    int init_pidfd;                    /* exec: pidfd of the init, checked against its recorded start time */
     int cgroup_fd;                     /* -1 = stay in ours */
     const char *cgroup_path;           /* for the fallback move when clone3 cannot place the child */
     int exec_fifo_fd;                  /* create: the child blocks reading it until `start`; -1 = exec at once */

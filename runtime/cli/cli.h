@@ -23,7 +23,7 @@ struct cli_command {
     const char *options; /* the option list printed by `pea COMMAND --help` */
 };
 
-/* Report err as "pea: <msg>" (stderr and --log) and return 1, the exit code for every failure. */
+/* Report err as "pea: <msg>" (stderr and --log) and return 1, the exit code for every failure (but exec's: 255). */
 int cli_fail(const struct pea_error *err);
 /* Usage error for a command: message plus the usage line, exit code 1. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

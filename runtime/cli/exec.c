@@ -18,6 +18,14 @@ enum {
     OPT_NO_NEW_PRIVS,
 };
 
+/* As runc's exec: 255 when pea itself failed (the container is not running, the process could not start...), so
+ * that a caller can tell pea's failure from most exit codes of the process. Usage errors stay 1. */
+static int exec_failed(const struct pea_error *err)
+{
+    cli_fail(err);
+    return 255;
+}
+
 int cmd_exec(const struct cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -76,7 +84,7 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         if (!process || !json_is_object(process)) {
             pea_fail(&err, 0, "exec %s: --process %s: %s", o.id, process_file,
                      process ? "not a JSON object" : jerr.text);
-            return cli_fail(&err);
+            return exec_failed(&err);
         }
         if (tty)
             json_object_set_new(process, "terminal", json_true());
@@ -85,7 +93,7 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
             return cli_usage_error("exec", "missing the command to run (or --process FILE)");
         process = container_exec_process_from_flags(g->root, o.id, args, env, cwd, user, tty, 1, &err);
         if (!process)
-            return cli_fail(&err);
+            return exec_failed(&err);
     }
     /* Security flags override the process they come with, as runc's do; pea applies or refuses them, never drops
      * them silently. */
@@ -98,6 +106,6 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
     o.process = process;
     int exit_code = 0;
     if (container_exec(&o, &exit_code, &err) < 0)
-        return cli_fail(&err);
+        return exec_failed(&err);
     return exit_code;
 }
