@@ -511,6 +511,13 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
             return -1;
         if (m->is_bind && !m->source)
             return spec_field_fail(err, path, "a bind mount needs a source");
+        /* An idmapped mount asked for and not made would give the container files under other owners. */
+        static const char *const idmap_fields[] = {"uidMappings", "gidMappings"};
+        for (size_t k = 0; k < ARRAY_SIZE(idmap_fields); k++)
+            if (json_object_get(j, idmap_fields[k])) {
+                snprintf(field, sizeof field, "%s.%s", path, idmap_fields[k]);
+                return spec_field_fail(err, field, "idmapped mounts are not supported");
+            }
     }
     return 0;
 }

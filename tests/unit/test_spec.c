@@ -184,6 +184,23 @@ Test(spec, unknown_bind_options_are_refused)
     cr_assert_str_eq(err.msg, "mount tmpfs on /m: mount option \"ridmap\" is not supported");
 }
 
+Test(spec, idmapped_mounts_are_refused_not_ignored)
+{
+    struct pea_error err = {0};
+    static const char *const fields[] = {"uidMappings", "gidMappings"};
+    for (size_t i = 0; i < 2; i++) {
+        char *extra = xasprintf(MINIMAL_PROCESS ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"bind\",\"source\":"
+                                                "\"/x\",\"options\":[\"rbind\"],\"%s\":[{\"containerID\":0,\"hostID\":1000,"
+                                                "\"size\":1}]}]",
+                                fields[i]);
+        cr_assert_null(parse_with(extra, &err));
+        free(extra);
+        char *expected = xasprintf("mounts[0].%s: idmapped mounts are not supported", fields[i]);
+        cr_assert_str_eq(err.msg, expected);
+        free(expected);
+    }
+}
+
 Test(spec, what_callers_pass_for_binds_parses)
 {
     /* containerd, CRI-O and podman */
