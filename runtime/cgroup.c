@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -193,7 +194,108 @@ int cgroup_enter(const char *path, pid_t pid, struct pea_error *err)
     return dir < 0 ? -1 : cgroup_write(dir, "cgroup.procs", text, err);
 }
 
-int cgroup_destroy(const char *path, struct pea_error *err)
+char *cgroup_topmost_missing_parent(const char *path)
+{
+    const char *root = cgroup_root(NULL);
+    if (!root)
+        return NULL;
+    size_t root_len = strlen(root);
+    AUTO_FREE char *full = xasprintf("%s%s", root, path);
+    for (char *p = full + root_len + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (access(full, F_OK) < 0)
+            return xstrdup(full + root_len);
+        *p = '/';
+    }
+    return NULL;
+}
+
+/* Remove the (empty) cgroups below dir_fd, deepest first: a container may have made some of its own. */
+static void remove_descendants(int dir_fd)
+{
+    DIR *d = fdopendir(dup(dir_fd));
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_DIR || de->d_name[0] == '.')
+            continue;
+        AUTO_FD int child = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (child >= 0)
+            remove_descendants(child);
+        unlinkat(dir_fd, de->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
+static bool has_child_other_than(int dir_fd, const char *name)
+{
+    DIR *d = fdopendir(dup(dir_fd));
+    if (!d)
+        return true;
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)))
+        found = de->d_type == DT_DIR && de->d_name[0] != '.' && strcmp(de->d_name, name) != 0;
+    closedir(d);
+    return found;
+}
+
+/* Give an ancestor back the processes pea moved into its leaf (cgroup_resources.c: evacuate) and remove the leaf,
+ * once no cgroup but the leaf is left in it: its controllers then serve no child, and the leaf would outlive every
+ * container. The controllers are turned off first, as processes may not join a cgroup that hands any down. Where
+ * other cgroups remain, an empty leaf is removed and a populated one kept. Under the ancestor's lock, which
+ * evacuate takes too. */
+static void release_leaf(int parent_fd)
+{
+    if (flock(parent_fd, LOCK_EX) < 0)
+        return;
+    AUTO_FD int leaf = openat(parent_fd, CGROUP_LEAF_NAME, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (leaf < 0)
+        return;
+    if (!has_child_other_than(parent_fd, CGROUP_LEAF_NAME) && !has_child_other_than(leaf, "")) {
+        /* A process in the leaf may fork meanwhile: its child is born there. */
+        for (int round = 0; round < 8; round++) {
+            AUTO_FREE char *procs = cgroup_read(leaf, "cgroup.procs");
+            if (!procs || !*procs)
+                break;
+            AUTO_FREE char *enabled = cgroup_read(parent_fd, "cgroup.subtree_control");
+            char *save = NULL;
+            for (char *c = enabled ? strtok_r(enabled, " \n", &save) : NULL; c; c = strtok_r(NULL, " \n", &save)) {
+                AUTO_FREE char *minus = xasprintf("-%s", c);
+                if (cgroup_write(parent_fd, "cgroup.subtree_control", minus, NULL) < 0)
+                    return;
+            }
+            for (char *pid = strtok_r(procs, "\n", &save); pid; pid = strtok_r(NULL, "\n", &save)) {
+                struct pea_error err = {0};
+                if (cgroup_write(parent_fd, "cgroup.procs", pid, &err) < 0 && err.errnum != ESRCH)
+                    return;
+            }
+        }
+    }
+    unlinkat(parent_fd, CGROUP_LEAF_NAME, AT_REMOVEDIR);
+}
+
+static void release_leaves(const char *root, const char *path)
+{
+    size_t root_len = strlen(root);
+    AUTO_FREE char *dir = xasprintf("%s%s", root, path);
+    while (strlen(dir) > root_len) {
+        *strrchr(dir, '/') = '\0';
+        AUTO_FD int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0 && faccessat(fd, CGROUP_LEAF_NAME, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            release_leaf(fd);
+    }
+}
+
+/* made_from is taken from a record: only a true ancestor of path counts. */
+static bool is_strict_ancestor(const char *ancestor, const char *path)
+{
+    size_t n = strlen(ancestor);
+    return n > 1 && strncmp(ancestor, path, n) == 0 && path[n] == '/';
+}
+
+int cgroup_destroy_made(const char *path, const char *made_from, struct pea_error *err)
 {
     const char *root = cgroup_root(err);
     if (!root)
@@ -202,17 +304,35 @@ int cgroup_destroy(const char *path, struct pea_error *err)
     /* Exited tasks leave the cgroup asynchronously: give it a moment to drain. */
     for (int attempt = 0; rmdir(full) < 0; attempt++) {
         if (errno == ENOENT)
-            break;
+            break; /* never made, or gone already: its parents may still be there */
         if (errno != EBUSY || attempt >= 200)
             return pea_fail(err, errno, "cgroup: remove %s", full);
+        AUTO_FD int dir = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir >= 0)
+            remove_descendants(dir);
         struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    /* pea's own parent goes when it is empty; a concurrent create recreates it. */
+    /* The parents made for it go when nothing else lives in them; a concurrent create makes them again. */
+    if (made_from && is_strict_ancestor(made_from, path)) {
+        size_t stop = strlen(root) + strlen(made_from);
+        while (strlen(full) > stop) {
+            *strrchr(full, '/') = '\0';
+            if (rmdir(full) < 0)
+                break;
+        }
+    }
+    /* pea's own parent likewise (a container recorded without made_from: a pod's, or an older pea's). */
     AUTO_FREE char *parent = xasprintf("%s/%s", root, CGROUP_DEFAULT_PARENT);
     if (strncmp(path, "/" CGROUP_DEFAULT_PARENT "/", strlen(CGROUP_DEFAULT_PARENT) + 2) == 0)
         rmdir(parent);
+    release_leaves(root, path);
     return 0;
+}
+
+int cgroup_destroy(const char *path, struct pea_error *err)
+{
+    return cgroup_destroy_made(path, NULL, err);
 }
 
 /* Read the first line of a small cgroup file; NULL when missing. */

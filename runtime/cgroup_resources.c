@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -233,9 +234,12 @@ static bool is_listed(const char *list, const char *word)
     return false;
 }
 
-/* Move every process of an ancestor into its leaf child so it may enable controllers for its children. */
+/* Move every process of an ancestor into its leaf child so it may enable controllers for its children. The lock on
+ * the ancestor (held until the caller closes dir_fd) keeps cgroup_destroy from giving the processes back meanwhile. */
 static int evacuate(int dir_fd, struct pea_error *err)
 {
+    if (flock(dir_fd, LOCK_EX) < 0)
+        return pea_fail(err, errno, "cgroup: lock before creating %s", CGROUP_LEAF_NAME);
     if (mkdirat(dir_fd, CGROUP_LEAF_NAME, 0755) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "cgroup: create %s", CGROUP_LEAF_NAME);
     AUTO_FD int leaf = openat(dir_fd, CGROUP_LEAF_NAME, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -334,6 +338,7 @@ int cgroup_create(const char *path, json_t *resources, struct pea_error *err)
     AUTO_FREE char *full = xasprintf("%s%s", root, path);
     AUTO_FREE char *first_made = NULL;
     int fd = -1;
+    int retries = 0;
     for (char *p = full + strlen(root) + 1;; p++) {
         bool is_end = *p == '\0';
         if (*p == '/' || is_end) {
@@ -341,6 +346,12 @@ int cgroup_create(const char *path, json_t *resources, struct pea_error *err)
             if (mkdir(full, 0755) == 0) {
                 if (!first_made)
                     first_made = xstrdup(full);
+            } else if (errno == ENOENT && retries++ < 8) {
+                /* The delete of the last container in a parent removed it after we saw it: make it again. */
+                free(full);
+                full = xasprintf("%s%s", root, path);
+                p = full + strlen(root);
+                continue;
             } else if (errno != EEXIST) {
                 pea_fail(err, errno, "cgroup: create %s", full);
                 goto fail;

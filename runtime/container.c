@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,21 +20,43 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 
-int container_open(const char *root, const char *id, bool lock, struct pea_container *c, struct pea_error *err)
+/* Open (and optionally lock) the container's directory; *is_missing tells "does not exist" from other errors. */
+static int container_open_dir(const char *root, const char *id, bool lock, struct pea_container *c, bool *is_missing,
+                              struct pea_error *err)
 {
     memset(c, 0, sizeof *c);
     c->root_fd = c->dir_fd = c->lock_fd = -1;
+    *is_missing = false;
     if (state_validate_id(id, err) < 0)
         return -1;
+    size_t root_len = strlen(root);
+    while (root_len > 1 && root[root_len - 1] == '/')
+        root_len--;
+    snprintf(c->dir_path, sizeof c->dir_path, "%.*s/%s", (int)root_len, root, id);
     c->root_fd = state_root_open(root, false, err);
     if (c->root_fd < 0) {
-        if (err->errnum == ENOENT)
+        if (err->errnum == ENOENT) {
+            *is_missing = true;
             pea_fail(err, 0, "container %s does not exist", id);
+        }
         return -1;
     }
     c->dir_fd = state_dir_open(c->root_fd, id, err);
-    if (c->dir_fd < 0 || (lock && (c->lock_fd = state_lock(c->dir_fd, err)) < 0) ||
-        state_load(c->dir_fd, &c->state, err) < 0) {
+    if (c->dir_fd < 0)
+        *is_missing = err->errnum == 0; /* state_dir_open's "does not exist" */
+    if (c->dir_fd < 0 || (lock && (c->lock_fd = state_lock(c->dir_fd, err)) < 0)) {
+        container_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+int container_open(const char *root, const char *id, bool lock, struct pea_container *c, struct pea_error *err)
+{
+    bool is_missing;
+    if (container_open_dir(root, id, lock, c, &is_missing, err) < 0)
+        return -1;
+    if (state_load(c->dir_fd, c->dir_path, &c->state, err) < 0) {
         container_close(c);
         return -1;
     }
@@ -175,18 +198,23 @@ static void wait_init_gone(const struct pea_state *st, int timeout_ms)
         ;
 }
 
+/* Kill what runs in the container's cgroup and its init, and wait for the init to go. */
+static void kill_everything(const struct pea_container *c)
+{
+    if (c->state.cgroup_path) {
+        cgroup_freeze(c->state.cgroup_path, false, NULL);
+        cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL);
+    }
+    if (c->state.pid > 0)
+        signal_init(c, SIGKILL, NULL);
+    wait_init_gone(&c->state, 10000);
+}
+
 static int container_destroy(struct pea_container *c, const char *id, struct pea_error *err)
 {
-    if (c->status != PEA_STATUS_STOPPED) {
-        if (c->state.cgroup_path) {
-            cgroup_freeze(c->state.cgroup_path, false, NULL);
-            cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL);
-        }
-        if (c->state.pid > 0)
-            signal_init(c, SIGKILL, NULL);
-        wait_init_gone(&c->state, 10000);
-    }
-    if (c->state.cgroup_path && cgroup_destroy(c->state.cgroup_path, err) < 0)
+    if (c->status != PEA_STATUS_STOPPED)
+        kill_everything(c);
+    if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return -1;
     if (c->state.is_created) {
         AUTO_SPEC struct pea_spec *spec = container_load_config(c, err);
@@ -200,25 +228,82 @@ static int container_destroy(struct pea_container *c, const char *id, struct pea
     return state_dir_remove(c->root_fd, id, err);
 }
 
+/* The cgroup pea places the id in, from the saved config.json, or by the id alone when that is unreadable too and
+ * the cgroup pea gives an id without cgroupsPath exists. NULL when it cannot tell. */
+static char *derive_cgroup_path(const struct pea_container *c, const char *id, struct pea_error *err)
+{
+    struct pea_error config_err = {0};
+    AUTO_SPEC struct pea_spec *spec = container_load_config(c, &config_err);
+    if (spec)
+        return cgroup_path_for(spec->cgroups_path, id, err);
+    char *by_id = cgroup_path_for(NULL, id, err);
+    AUTO_FD int dir = cgroup_open_dir(by_id, NULL);
+    if (dir >= 0)
+        return by_id;
+    free(by_id);
+    pea_fail(err, 0, "%s/%s: %s", c->dir_path, PEA_CONFIG_COPY, config_err.msg);
+    return NULL;
+}
+
+/* delete --force when state.json cannot be read: find what belongs to the id without it (cleanup.json, written
+ * before anything it names was made; else the cgroup derived from the id), kill it, and only then remove the
+ * state. When it cannot establish that nothing of the container runs, it fails and keeps the state. */
+static int destroy_unreadable(struct pea_container *c, const char *id, const struct pea_error *state_err,
+                              struct pea_error *err)
+{
+    struct pea_error record_err = {0};
+    if (state_load_record(c->dir_fd, c->dir_path, &c->state, &record_err) < 0) {
+        bool is_config_missing = faccessat(c->dir_fd, PEA_CONFIG_COPY, F_OK, AT_SYMLINK_NOFOLLOW) < 0;
+        /* Killed between making the directory and writing the record: nothing else was made. */
+        if (state_err->errnum == ENOENT && record_err.errnum == ENOENT && is_config_missing)
+            return state_dir_remove(c->root_fd, id, err);
+        struct pea_error derive_err = {0};
+        c->state.cgroup_path = derive_cgroup_path(c, id, &derive_err);
+        AUTO_FD int cgroup = c->state.cgroup_path ? cgroup_open_dir(c->state.cgroup_path, NULL) : -1;
+        /* Without its cgroup only a container that runs without one (rootless, no delegation) could be alive. */
+        if (!c->state.cgroup_path || (cgroup < 0 && geteuid() != 0))
+            return pea_fail(err, 0, "delete %s: cannot tell whether anything of it still runs (%s; %s%s%s): its "
+                            "state is kept", id, state_err->msg, record_err.msg,
+                            c->state.cgroup_path ? "" : "; ", c->state.cgroup_path ? "" : derive_err.msg);
+    }
+    char boot_id[40];
+    state_boot_id(boot_id);
+    if (c->state.boot_id[0] && strcmp(c->state.boot_id, boot_id) != 0)
+        c->state.pid = 0; /* recorded in another boot: that number names another process now */
+    log_debug("delete %s: %s; killing what cleanup.json or the id names (cgroup %s, init %d)", id, state_err->msg,
+              c->state.cgroup_path ? c->state.cgroup_path : "none", (int)c->state.pid);
+    kill_everything(c);
+    if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
+        return pea_wrap(err, "delete %s: its state is kept", id);
+    bool is_zombie;
+    if (c->state.pid > 0 && sys_process_start_time(c->state.pid, &is_zombie) == c->state.start_time && !is_zombie)
+        return pea_fail(err, 0, "delete %s: its init %d does not die: its state is kept", id, (int)c->state.pid);
+    return state_dir_remove(c->root_fd, id, err);
+}
+
 int container_delete(const char *root, const char *id, bool force, struct pea_error *err)
 {
     struct pea_container c;
-    if (container_open(root, id, true, &c, err) < 0) {
-        /* A half-written state (create killed hard) must still be removable with --force. */
-        if (!force)
-            return -1;
-        if (strstr(err->msg, "does not exist"))
-            return 0; /* nothing to remove: what --force asked for holds */
-        AUTO_FD int root_fd = state_root_open(root, false, err);
-        if (root_fd < 0 || state_dir_remove(root_fd, id, err) < 0)
-            return -1;
-        return 0;
-    }
+    bool is_missing;
+    if (container_open_dir(root, id, true, &c, &is_missing, err) < 0)
+        return force && is_missing ? 0 : -1; /* what --force asked for holds */
     int r;
-    if (!force && (c.status == PEA_STATUS_RUNNING || c.status == PEA_STATUS_PAUSED))
-        r = pea_fail(err, 0, "cannot delete container %s that is not stopped: %s", id, state_status_name(c.status));
-    else
-        r = container_destroy(&c, id, err);
+    struct pea_error state_err = {0};
+    if (state_load(c.dir_fd, c.dir_path, &c.state, &state_err) < 0) {
+        if (force) {
+            r = destroy_unreadable(&c, id, &state_err, err);
+        } else {
+            *err = state_err;
+            r = -1;
+        }
+    } else {
+        c.status = state_status(c.dir_fd, &c.state);
+        if (!force && (c.status == PEA_STATUS_RUNNING || c.status == PEA_STATUS_PAUSED))
+            r = pea_fail(err, 0, "cannot delete container %s that is not stopped: %s", id,
+                         state_status_name(c.status));
+        else
+            r = container_destroy(&c, id, err);
+    }
     container_close(&c);
     return r;
 }
@@ -235,6 +320,28 @@ json_t *container_state(const char *root, const char *id, struct pea_error *err)
     return j;
 }
 
+/* A create still running holds the directory's lock: its state.json may simply not be written yet. */
+static bool is_being_created(int dir_fd)
+{
+    AUTO_FD int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
+/* `list`'s entry for a container whose state cannot be read: status "unknown", and a creation time (callers parse
+ * it as RFC 3339) from its directory. */
+static json_t *unknown_entry(const struct pea_container *c, const char *id)
+{
+    struct statx stx;
+    struct timespec when = {0};
+    if (statx(c->dir_fd, "", AT_EMPTY_PATH, STATX_BTIME | STATX_MTIME, &stx) == 0) {
+        struct statx_timestamp t = (stx.stx_mask & STATX_BTIME) ? stx.stx_btime : stx.stx_mtime;
+        when = (struct timespec){.tv_sec = t.tv_sec, .tv_nsec = t.tv_nsec};
+    }
+    struct pea_state st = {.id = (char *)id, .bundle = "", .rootfs = ""};
+    format_rfc3339_nano(&when, st.created, sizeof st.created);
+    return state_to_json(&st, PEA_STATUS_UNKNOWN);
+}
+
 json_t *container_list(const char *root, struct pea_error *err)
 {
     json_t *out = json_array();
@@ -248,13 +355,20 @@ json_t *container_list(const char *root, struct pea_error *err)
     }
     struct dirent *de;
     while ((de = readdir(dir))) {
-        if (de->d_name[0] == '.')
+        if (de->d_name[0] == '.' || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
             continue;
         struct pea_container c;
-        struct pea_error ignored = {0};
-        if (container_open(root, de->d_name, false, &c, &ignored) < 0)
-            continue;
-        json_array_append_new(out, state_to_json(&c.state, c.status));
+        struct pea_error problem = {0};
+        bool is_missing;
+        if (container_open_dir(root, de->d_name, false, &c, &is_missing, &problem) < 0)
+            continue; /* deleted meanwhile, or not a container's directory */
+        if (state_load(c.dir_fd, c.dir_path, &c.state, &problem) == 0) {
+            json_array_append_new(out, state_to_json(&c.state, state_status(c.dir_fd, &c.state)));
+        } else if (problem.errnum != ENOENT || !is_being_created(c.dir_fd)) {
+            /* Never skipped: a container nothing lists is one nothing will ever stop. */
+            log_warn("%s (listed as unknown; delete --force kills what belongs to it and removes it)", problem.msg);
+            json_array_append_new(out, unknown_entry(&c, de->d_name));
+        }
         container_close(&c);
     }
     closedir(dir);

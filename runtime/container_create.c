@@ -42,7 +42,8 @@ static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *
     struct create_context *ctx = l->context;
     ctx->state->pid = l->pid;
     ctx->state->start_time = sys_process_start_time(l->pid, NULL);
-    if (state_save(ctx->dir_fd, ctx->state, err) < 0)
+    state_boot_id(ctx->state->boot_id);
+    if (state_save_record(ctx->dir_fd, ctx->state, err) < 0 || state_save(ctx->dir_fd, ctx->state, err) < 0)
         return NULL;
     char *text = container_state_json_text(ctx->state, PEA_STATUS_CREATING);
     if (hooks_run(ctx->spec, PEA_HOOK_PRESTART, text, err) < 0 ||
@@ -211,7 +212,7 @@ static int job_discard(struct pea_create_job *job)
 static int job_fail(struct pea_create_job *job, struct pea_error *err)
 {
     if (job->st.cgroup_path)
-        cgroup_destroy(job->st.cgroup_path, NULL);
+        cgroup_destroy_made(job->st.cgroup_path, job->st.cgroup_made_from, NULL);
     state_dir_remove(job->root_fd, job->id, NULL);
     pea_wrap(err, "create %s", job->id);
     job_free(job);
@@ -256,16 +257,23 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     format_rfc3339_nano(&now, st->created, sizeof st->created);
-    if (job->lock_fd < 0 || save_config_copy(job->dir_fd, job->bundle_abs, err) < 0 ||
-        state_save(job->dir_fd, st, err) < 0)
+    if (job->lock_fd < 0)
         return job_fail(job, err);
     st->cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
     if (!st->cgroup_path || cgroup_check_placement(spec->cgroups_path, st->cgroup_path, err) < 0)
         return job_fail(job, err);
+    /* Killed at any point from here on, `delete --force` must find everything made for the id: the cgroup and the
+     * parents made for it are in both records before they exist. */
+    st->cgroup_made_from = cgroup_topmost_missing_parent(st->cgroup_path);
+    if (state_save_record(job->dir_fd, st, err) < 0 || save_config_copy(job->dir_fd, job->bundle_abs, err) < 0 ||
+        state_save(job->dir_fd, st, err) < 0)
+        return job_fail(job, err);
     job->cgroup_fd = cgroup_create(st->cgroup_path, spec->resources, err);
     if (job->cgroup_fd < 0) {
+        /* cgroup_create left nothing behind; the records name the cgroup until the init is recorded. */
         free(st->cgroup_path);
-        st->cgroup_path = NULL;
+        free(st->cgroup_made_from);
+        st->cgroup_path = st->cgroup_made_from = NULL;
         /* Rootless without a delegated subtree: the container runs without a cgroup of its own (no pause, no
          * kill --all), which is only acceptable when it asked for no limits. */
         bool is_denied = err->errnum == EACCES || err->errnum == EPERM || err->errnum == EROFS;

@@ -2,6 +2,8 @@
 #ifndef PEA_CONTAINER_INTERNAL_H
 #define PEA_CONTAINER_INTERNAL_H
 
+#include <limits.h>
+
 #include "pea/container.h"
 #include "pea/process.h"
 #include "pea/spec.h"
@@ -9,6 +11,7 @@
 
 struct pea_container {
     int root_fd, dir_fd, lock_fd;
+    char dir_path[PATH_MAX]; /* ROOT/ID, to name its files in errors */
     struct pea_state state;
     enum pea_status status;
 };

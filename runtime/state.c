@@ -170,9 +170,11 @@ int state_save(int dir_fd, const struct pea_state *st, struct pea_error *err)
         return pea_fail(err, ENOMEM, "encode state of %s", st->id);
     if (st->cgroup_path)
         json_object_set_new(j, "cgroup_path", json_string(st->cgroup_path));
+    if (st->cgroup_made_from)
+        json_object_set_new(j, "cgroup_made_from", json_string(st->cgroup_made_from));
     json_object_set_new(j, "format", json_integer(1));
     AUTO_FREE char *text = json_dumps(j, JSON_COMPACT);
-    if (!text || write_file_atomic_at(dir_fd, "state.json", text, strlen(text), 0600) < 0)
+    if (!text || write_file_atomic_at(dir_fd, PEA_STATE_FILE, text, strlen(text), 0600) < 0)
         return pea_fail(err, errno, "write state of %s", st->id);
     return 0;
 }
@@ -183,44 +185,181 @@ void state_clear(struct pea_state *st)
     free(st->bundle);
     free(st->rootfs);
     free(st->cgroup_path);
+    free(st->cgroup_made_from);
     json_decref(st->annotations);
     memset(st, 0, sizeof *st);
 }
 
-int state_load(int dir_fd, struct pea_state *st, struct pea_error *err)
+static const char *json_type_name(const json_t *j)
 {
-    memset(st, 0, sizeof *st);
-    /* The state carries the annotations of a config.json (at most 16 MiB): a container that could be created
-     * must stay loadable, or nothing could find its process to kill it. */
-    AUTO_FREE char *text = read_file_at(dir_fd, "state.json", 32 << 20, NULL);
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "unknown";
+}
+
+/* The JSON object in dir/file; NULL with *err naming the file and what is wrong with it. */
+static json_t *load_object(int dir_fd, const char *dir_path, const char *file, size_t max, struct pea_error *err)
+{
+    const char *dir = dir_path ? dir_path : ".";
+    size_t len = 0;
+    AUTO_FREE char *text = read_file_at(dir_fd, file, max, &len);
     if (!text) {
-        if (errno == ENOENT)
-            return pea_fail(err, 0, "container state not written yet (still creating)");
-        return pea_fail(err, errno, "read state.json");
+        pea_fail(err, errno, "%s/%s", dir, file);
+        return NULL;
+    }
+    if (len == 0) {
+        pea_fail(err, 0, "%s/%s: empty", dir, file);
+        return NULL;
     }
     json_error_t jerr;
-    AUTO_JSON json_t *j = json_loads(text, 0, &jerr);
-    const char *id, *bundle, *rootfs, *created, *cgroup_path = NULL;
-    int pid, owner, is_created = 0, has_terminal = 0;
-    json_int_t start_time;
-    json_t *annotations;
-    if (!j || json_unpack(j, "{s:s, s:i, s:I, s:s, s:s, s:s, s:o, s:i, s?b, s?b, s?s}", "id", &id, "pid", &pid,
-                          "start_time", &start_time, "bundle", &bundle, "rootfs", &rootfs, "created", &created,
-                          "annotations", &annotations, "owner", &owner, "is_created", &is_created, "has_terminal",
-                          &has_terminal, "cgroup_path", &cgroup_path) < 0)
-        return pea_fail(err, 0, "state.json: corrupt or written by an incompatible pea");
-    st->id = xstrdup(id);
-    st->pid = pid;
-    st->start_time = (unsigned long long)start_time;
-    st->bundle = xstrdup(bundle);
-    st->rootfs = xstrdup(rootfs);
-    snprintf(st->created, sizeof st->created, "%s", created);
-    st->annotations = json_incref(annotations);
-    st->owner = (uid_t)owner;
-    st->is_created = is_created;
-    st->has_terminal = has_terminal;
-    st->cgroup_path = cgroup_path ? xstrdup(cgroup_path) : NULL;
+    json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    if (!j) {
+        pea_fail(err, 0, "%s/%s: not JSON: %s at line %d column %d", dir, file, jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        pea_fail(err, 0, "%s/%s: holds %s, not an object", dir, file, json_type_name(j));
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Member key of the object j (NULL when optional and absent or null) when it has the type wanted. */
+static int get_member(json_t *j, const char *key, json_type type, bool is_optional, json_t **out, const char *dir,
+                      const char *file, struct pea_error *err)
+{
+    static const char *const wanted[] = {
+        [JSON_OBJECT] = "an object", [JSON_STRING] = "a string", [JSON_INTEGER] = "an integer",
+        [JSON_TRUE] = "a boolean",
+    };
+    json_t *v = json_object_get(j, key);
+    *out = NULL;
+    if (!v || (is_optional && json_is_null(v))) {
+        if (is_optional)
+            return 0;
+        return pea_fail(err, 0, "%s/%s: \"%s\" is missing", dir, file, key);
+    }
+    bool is_right = type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == type;
+    if (type == JSON_INTEGER && is_right && json_integer_value(v) < 0)
+        return pea_fail(err, 0, "%s/%s: \"%s\" is negative", dir, file, key);
+    if (!is_right)
+        return pea_fail(err, 0, "%s/%s: \"%s\" is %s, not %s", dir, file, key, json_type_name(v), wanted[type]);
+    *out = v;
     return 0;
+}
+
+/* A cgroup path pea removes and kills in: absolute, nothing that climbs out of the hierarchy. */
+static int get_cgroup_member(json_t *j, const char *key, char **out, const char *dir, const char *file,
+                             struct pea_error *err)
+{
+    json_t *v;
+    if (get_member(j, key, JSON_STRING, true, &v, dir, file, err) < 0)
+        return -1;
+    if (!v)
+        return 0;
+    const char *path = json_string_value(v);
+    if (path[0] != '/' || strstr(path, "/../") || (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0))
+        return pea_fail(err, 0, "%s/%s: \"%s\" is not an absolute cgroup path without \"..\"", dir, file, key);
+    *out = xstrdup(path);
+    return 0;
+}
+
+int state_load(int dir_fd, const char *dir_path, struct pea_state *st, struct pea_error *err)
+{
+    memset(st, 0, sizeof *st);
+    const char *dir = dir_path ? dir_path : ".", *file = PEA_STATE_FILE;
+    /* The state carries the annotations of a config.json (at most 16 MiB): a container that could be created
+     * must stay loadable, or nothing could find its process to kill it. */
+    AUTO_JSON json_t *j = load_object(dir_fd, dir_path, file, 32 << 20, err);
+    if (!j)
+        return -1;
+    json_t *id, *pid, *start_time, *bundle, *rootfs, *created, *annotations, *owner, *is_created, *has_terminal;
+    if (get_member(j, "id", JSON_STRING, false, &id, dir, file, err) < 0 ||
+        get_member(j, "pid", JSON_INTEGER, false, &pid, dir, file, err) < 0 ||
+        get_member(j, "start_time", JSON_INTEGER, false, &start_time, dir, file, err) < 0 ||
+        get_member(j, "bundle", JSON_STRING, false, &bundle, dir, file, err) < 0 ||
+        get_member(j, "rootfs", JSON_STRING, false, &rootfs, dir, file, err) < 0 ||
+        get_member(j, "created", JSON_STRING, false, &created, dir, file, err) < 0 ||
+        get_member(j, "annotations", JSON_OBJECT, false, &annotations, dir, file, err) < 0 ||
+        get_member(j, "owner", JSON_INTEGER, false, &owner, dir, file, err) < 0 ||
+        get_member(j, "is_created", JSON_TRUE, true, &is_created, dir, file, err) < 0 ||
+        get_member(j, "has_terminal", JSON_TRUE, true, &has_terminal, dir, file, err) < 0)
+        return -1;
+    if (json_integer_value(pid) > INT_MAX)
+        return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
+    if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
+        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
+        state_clear(st);
+        return -1;
+    }
+    st->id = xstrdup(json_string_value(id));
+    st->pid = (pid_t)json_integer_value(pid);
+    st->start_time = (unsigned long long)json_integer_value(start_time);
+    st->bundle = xstrdup(json_string_value(bundle));
+    st->rootfs = xstrdup(json_string_value(rootfs));
+    snprintf(st->created, sizeof st->created, "%s", json_string_value(created));
+    st->annotations = json_incref(annotations);
+    st->owner = (uid_t)json_integer_value(owner);
+    st->is_created = json_is_true(is_created);
+    st->has_terminal = json_is_true(has_terminal);
+    return 0;
+}
+
+int state_save_record(int dir_fd, const struct pea_state *st, struct pea_error *err)
+{
+    AUTO_JSON json_t *j = json_pack("{s:i, s:I, s:s}", "pid", (int)st->pid, "start_time",
+                                    (json_int_t)st->start_time, "boot_id", st->boot_id);
+    if (!j)
+        return pea_fail(err, ENOMEM, "encode %s", PEA_CLEANUP_RECORD);
+    if (st->cgroup_path)
+        json_object_set_new(j, "cgroup_path", json_string(st->cgroup_path));
+    if (st->cgroup_made_from)
+        json_object_set_new(j, "cgroup_made_from", json_string(st->cgroup_made_from));
+    AUTO_FREE char *text = json_dumps(j, JSON_COMPACT);
+    if (!text || write_file_atomic_at(dir_fd, PEA_CLEANUP_RECORD, text, strlen(text), 0600) < 0)
+        return pea_fail(err, errno, "write %s", PEA_CLEANUP_RECORD);
+    return 0;
+}
+
+int state_load_record(int dir_fd, const char *dir_path, struct pea_state *st, struct pea_error *err)
+{
+    memset(st, 0, sizeof *st);
+    const char *dir = dir_path ? dir_path : ".", *file = PEA_CLEANUP_RECORD;
+    AUTO_JSON json_t *j = load_object(dir_fd, dir_path, file, 64 << 10, err);
+    if (!j)
+        return -1;
+    json_t *pid, *start_time, *boot_id;
+    if (get_member(j, "pid", JSON_INTEGER, false, &pid, dir, file, err) < 0 ||
+        get_member(j, "start_time", JSON_INTEGER, false, &start_time, dir, file, err) < 0 ||
+        get_member(j, "boot_id", JSON_STRING, false, &boot_id, dir, file, err) < 0)
+        return -1;
+    if (json_integer_value(pid) > INT_MAX)
+        return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
+    if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
+        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
+        state_clear(st);
+        return -1;
+    }
+    st->pid = (pid_t)json_integer_value(pid);
+    st->start_time = (unsigned long long)json_integer_value(start_time);
+    snprintf(st->boot_id, sizeof st->boot_id, "%s", json_string_value(boot_id));
+    return 0;
+}
+
+void state_boot_id(char out[40])
+{
+    size_t len = 0;
+    AUTO_FREE char *text = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 4096, &len);
+    snprintf(out, 40, "%.*s", text ? (int)strcspn(text, "\n") : 0, text ? text : "");
 }
 
 static bool is_init_alive(const struct pea_state *st)
@@ -253,6 +392,7 @@ const char *state_status_name(enum pea_status status)
     case PEA_STATUS_RUNNING: return "running";
     case PEA_STATUS_PAUSED: return "paused";
     case PEA_STATUS_STOPPED: return "stopped";
+    case PEA_STATUS_UNKNOWN: return "unknown";
     }
     return "unknown";
 }

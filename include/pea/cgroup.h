@@ -37,9 +37,17 @@ int cgroup_open_dir(const char *path, struct pea_error *err);
 /* Move pid into the cgroup (fallback when clone3 could not place it). */
 int cgroup_enter(const char *path, pid_t pid, struct pea_error *err);
 
-/* Remove the cgroup (killing nothing); retries briefly while it drains; removes pea's default parent when it
- * became empty. Missing is not an error. */
+/* Remove the cgroup (killing nothing) and the empty cgroups a container made below it; retries briefly while it
+ * drains; removes pea's default parent when it became empty, and the leaf cgroup pea made in an ancestor to move
+ * its processes out of the way (see cgroup_create) once no other cgroup is left there, giving the ancestor its
+ * processes back. Missing is not an error. */
 int cgroup_destroy(const char *path, struct pea_error *err);
+/* cgroup_destroy, and then path's ancestors up to made_from (from cgroup_topmost_missing_parent at create; NULL:
+ * none) while they are empty. */
+int cgroup_destroy_made(const char *path, const char *made_from, struct pea_error *err);
+/* The topmost of path's ancestors that does not exist yet: what cgroup_create will make for path besides path
+ * itself, to be recorded before it is made. NULL when every ancestor exists. Caller frees. */
+char *cgroup_topmost_missing_parent(const char *path);
 
 /* Validate and write linux.resources (the OCI object) to the cgroup's files. Used by create and update. */
 int cgroup_apply_resources(const char *path, json_t *resources, struct pea_error *err);

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,7 +74,7 @@ Test(state, save_load_round_trip_and_json)
     st.cgroup_path = xstrdup("/pea/c2");
     cr_assert_eq(state_save(dir, &st, &err), 0, "%s", err.msg);
     struct pea_state back;
-    cr_assert_eq(state_load(dir, &back, &err), 0, "%s", err.msg);
+    cr_assert_eq(state_load(dir, root, &back, &err), 0, "%s", err.msg);
     cr_assert_str_eq(back.id, "c2");
     cr_assert_eq(back.pid, getpid());
     cr_assert_eq(back.start_time, st.start_time);
@@ -109,4 +110,91 @@ Test(state, recycled_pid_is_stopped)
     cr_assert_eq(state_status(dir, &st), PEA_STATUS_CREATED);
     close(dir);
     close(root_fd);
+}
+
+static int dir_with_state(const char *id, const char *text)
+{
+    struct pea_error err = {0};
+    int root_fd = state_root_open(root, true, &err);
+    int dir = state_dir_create(root_fd, id, &err);
+    close(root_fd);
+    cr_assert_geq(dir, 0, "%s", err.msg);
+    if (text)
+        cr_assert_eq(write_file_atomic_at(dir, "state.json", text, strlen(text), 0600), 0);
+    return dir;
+}
+
+/* Every way state.json can be unreadable names the file and what is wrong with it. */
+Test(state, unreadable_state_names_the_file_and_the_problem)
+{
+    static const struct {
+        const char *text, *words;
+    } cases[] = {
+        {"", "state.json: empty"},
+        {"{\"id\":\"c4\",\"pid\":", "state.json: not JSON: "},
+        {"\x8f\x01\xff garbage", "state.json: not JSON: "},
+        {"null", "state.json: holds null, not an object"},
+        {"[1,2]", "state.json: holds an array, not an object"},
+        {"{\"id\":5}", "state.json: \"id\" is an integer, not a string"},
+        {"{\"id\":\"c4\"}", "state.json: \"pid\" is missing"},
+        {"{\"id\":\"c4\",\"pid\":-3}", "state.json: \"pid\" is negative"},
+    };
+    int dir = dir_with_state("c4", NULL);
+    char dir_path[128];
+    snprintf(dir_path, sizeof dir_path, "%s/c4", root);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(write_file_atomic_at(dir, "state.json", cases[i].text, strlen(cases[i].text), 0600), 0);
+        struct pea_error err = {0};
+        struct pea_state st;
+        cr_assert_eq(state_load(dir, dir_path, &st, &err), -1, "case %zu loaded", i);
+        char want[256];
+        snprintf(want, sizeof want, "%s/%s", dir_path, cases[i].words);
+        cr_assert(strncmp(err.msg, want, strlen(want)) == 0, "case %zu: \"%s\" does not start with \"%s\"", i,
+                  err.msg, want);
+    }
+    unlinkat(dir, "state.json", 0);
+    struct pea_error err = {0};
+    struct pea_state st;
+    cr_assert_eq(state_load(dir, dir_path, &st, &err), -1);
+    cr_assert_eq(err.errnum, ENOENT, "a missing state.json is told apart: %s", err.msg);
+    close(dir);
+}
+
+Test(state, cgroup_path_that_climbs_out_is_refused)
+{
+    int dir = dir_with_state("c5", "{\"id\":\"c5\",\"pid\":0,\"start_time\":0,\"bundle\":\"/b\",\"rootfs\":\"/r\","
+                                   "\"created\":\"x\",\"annotations\":{},\"owner\":0,\"cgroup_path\":\"/pea/../..\"}");
+    struct pea_error err = {0};
+    struct pea_state st;
+    cr_assert_eq(state_load(dir, "R/c5", &st, &err), -1);
+    cr_assert_str_eq(err.msg, "R/c5/state.json: \"cgroup_path\" is not an absolute cgroup path without \"..\"");
+    close(dir);
+}
+
+Test(state, cleanup_record_round_trip)
+{
+    int dir = dir_with_state("c6", NULL);
+    struct pea_state st = {0};
+    st.cgroup_path = xstrdup("/a/b/c6");
+    st.cgroup_made_from = xstrdup("/a");
+    st.pid = 4242;
+    st.start_time = 99;
+    state_boot_id(st.boot_id);
+    cr_assert_eq(strlen(st.boot_id), 36);
+    struct pea_error err = {0};
+    cr_assert_eq(state_save_record(dir, &st, &err), 0, "%s", err.msg);
+    struct pea_state back;
+    cr_assert_eq(state_load_record(dir, "R/c6", &back, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(back.cgroup_path, "/a/b/c6");
+    cr_assert_str_eq(back.cgroup_made_from, "/a");
+    cr_assert_eq(back.pid, 4242);
+    cr_assert_eq(back.start_time, 99);
+    cr_assert_str_eq(back.boot_id, st.boot_id);
+    cr_assert_null(back.id, "the record holds only what delete --force needs");
+    state_clear(&back);
+    cr_assert_eq(write_file_atomic_at(dir, "cleanup.json", "{\"pid\":1", 8, 0600), 0);
+    cr_assert_eq(state_load_record(dir, "R/c6", &back, &err), -1);
+    cr_assert(strncmp(err.msg, "R/c6/cleanup.json: not JSON: ", 29) == 0, "%s", err.msg);
+    state_clear(&st);
+    close(dir);
 }
