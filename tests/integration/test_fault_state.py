@@ -57,8 +57,11 @@ CORRUPTIONS = {
 
 
 def corrupt(path, kind):
-    with open(path, "rb") as f:
-        text = f.read()
+    """Replace the file at PATH (made when missing) with a corrupt version; returns what it held."""
+    text = b""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            text = f.read()
     with open(path, "wb") as f:
         f.write(CORRUPTIONS[kind](text))
     return text
