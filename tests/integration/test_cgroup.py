@@ -2,6 +2,8 @@
 clear error for a limit whose controller the host lacks. Limits themselves are tested in the VM (tests/vm)."""
 import json
 import os
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -164,3 +166,61 @@ def test_kill_all_of_a_stopped_container_reaches_what_its_init_left(run, bundle,
     wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
                open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", what=f"process {pid} to die")
     run.ok("kill", "--all", cid, "KILL")  # nothing left: still fine
+
+
+@pytest.mark.parametrize("is_sitter_alive", [True, False], ids=["leaf-populated", "leaf-empty"])
+def test_the_leaf_pea_moves_its_callers_into_goes_with_the_last_container(run, bundle, cid, is_sitter_alive):
+    """Nested CI (field notes 7): pea runs in a cgroup that holds processes, so to hand a domain controller down it
+    moves them into a leaf, pea-leaf. Deleting the last container there removes the leaf: an empty one at once, a
+    populated one after giving its processes back to the cgroup they came from."""
+    root = cgroup2_root()
+    if not has_controller("hugetlb") or not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        pytest.skip("needs the hugetlb controller with 2 MB pages, the domain controller this host has")
+    root_subtree = open(os.path.join(root, "cgroup.subtree_control")).read().split()
+    outer = os.path.join(root, f"pea-it-{cid}")
+    leaf = os.path.join(outer, "pea-leaf")
+    os.mkdir(outer)
+    sitter = subprocess.Popen(["sleep", "100"])
+    try:
+        with open(os.path.join(outer, "cgroup.procs"), "w") as f:
+            f.write(str(sitter.pid))
+        bundle.config["linux"]["cgroupsPath"] = f"/pea-it-{cid}/c"
+        bundle.config["linux"]["resources"] = {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 30}]}
+        bundle.args("peatest", "sleep", "100")
+        # The runtime starts inside outer, beside the sitter.
+        enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+        # Files, not pipes: the container keeps the runtime's stdio.
+        with tempfile.TemporaryFile("w+") as err:
+            r = subprocess.run(["sh", "-c", enter, outer, *run.argv("run", "--detach", "--bundle", bundle, cid)],
+                               env=run.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                               timeout=30)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
+        assert open(os.path.join(leaf, "cgroup.procs")).read().split() == [str(sitter.pid)], "no evacuation"
+        assert "hugetlb" in open(os.path.join(outer, "cgroup.subtree_control")).read()
+        if not is_sitter_alive:
+            sitter.kill()
+            sitter.wait()
+            wait_until(lambda: not open(os.path.join(leaf, "cgroup.procs")).read(), what="the leaf to empty")
+        run.ok("delete", "--force", cid)
+        assert not os.path.exists(leaf), "pea-leaf left behind"
+        assert os.listdir(outer) and not any(os.path.isdir(os.path.join(outer, e)) for e in os.listdir(outer))
+        if is_sitter_alive:
+            assert open(os.path.join(outer, "cgroup.procs")).read().split() == [str(sitter.pid)]
+            assert open(os.path.join(outer, "cgroup.subtree_control")).read().strip() == ""
+    finally:
+        sitter.kill()
+        sitter.wait()
+        for path in (os.path.join(outer, "c"), leaf, outer):
+            if os.path.isdir(path):
+                with open(os.path.join(path, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        with open(os.path.join(root, "cgroup.procs"), "w") as to_root:
+                            to_root.write(pid)
+                os.rmdir(path)
+        if "hugetlb" not in root_subtree:
+            try:
+                with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
+                    f.write("-hugetlb")
+            except OSError:
+                pass  # another test's cgroup uses it meanwhile
