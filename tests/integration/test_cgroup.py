@@ -51,6 +51,16 @@ def test_container_gets_its_own_cgroup_and_loses_it_on_delete(run, bundle, cid):
     assert not os.path.exists(path)
 
 
+def test_delete_removes_the_cgroups_a_container_made_in_its_own(run, bundle, cid):
+    """A container with a cgroup namespace (systemd inside, a nested runtime) makes cgroups below its own."""
+    bundle.args("peatest", "sleep", "100")
+    run.ok("run", "--detach", "--bundle", bundle, cid)
+    path = container_cgroup(run.state(cid)["pid"])
+    os.makedirs(os.path.join(path, "inner", "deeper"))
+    run.ok("delete", "--force", cid)
+    assert not os.path.exists(path)
+
+
 def test_cgroups_path_is_honoured(run, bundle, cid):
     bundle.config["linux"]["cgroupsPath"] = f"/pea-it/{cid}"
     bundle.args("peatest", "sleep", "100")
@@ -58,7 +68,20 @@ def test_cgroups_path_is_honoured(run, bundle, cid):
     assert container_cgroup(run.state(cid)["pid"]) == cgroup2_root() + f"/pea-it/{cid}"
     run.ok("delete", "--force", cid)
     assert not os.path.exists(cgroup2_root() + f"/pea-it/{cid}")
-    os.rmdir(cgroup2_root() + "/pea-it")
+    assert not os.path.exists(cgroup2_root() + "/pea-it"), "the parent pea made for it was left behind"
+
+
+def test_a_parent_pea_did_not_make_stays(run, bundle, cid):
+    parent = cgroup2_root() + f"/pea-it-{cid}"
+    os.mkdir(parent)
+    try:
+        bundle.config["linux"]["cgroupsPath"] = f"/pea-it-{cid}/c"
+        bundle.args("peatest", "sleep", "100")
+        run.ok("create", "--bundle", bundle, cid)
+        run.ok("delete", "--force", cid)
+        assert os.listdir(parent) and not os.path.exists(parent + "/c")
+    finally:
+        os.rmdir(parent)
 
 
 def test_pause_freezes_and_resume_thaws(run, bundle, cid, wait_for_status):
