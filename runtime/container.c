@@ -51,12 +51,22 @@ static int container_open_dir(const char *root, const char *id, bool lock, struc
     return 0;
 }
 
+/* A create still running holds the directory's lock: its state.json may simply not be written yet. */
+static bool is_being_created(int dir_fd)
+{
+    AUTO_FD int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
 int container_open(const char *root, const char *id, bool lock, struct pea_container *c, struct pea_error *err)
 {
     bool is_missing;
     if (container_open_dir(root, id, lock, c, &is_missing, err) < 0)
         return -1;
     if (state_load(c->dir_fd, c->dir_path, &c->state, err) < 0) {
+        /* Holding the lock ourselves, we know no create runs. */
+        if (!lock && err->errnum == ENOENT && is_being_created(c->dir_fd))
+            pea_fail(err, 0, "container %s is still being created", id);
         container_close(c);
         return -1;
     }
@@ -214,6 +224,8 @@ static int container_destroy(struct pea_container *c, const char *id, struct pea
 {
     if (c->status != PEA_STATUS_STOPPED)
         kill_everything(c);
+    else if (c->state.cgroup_path)
+        cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL); /* what the init left (no PID namespace of its own) */
     if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return -1;
     if (c->state.is_created) {
@@ -318,13 +330,6 @@ json_t *container_state(const char *root, const char *id, struct pea_error *err)
     json_t *j = state_to_json(&c.state, c.status);
     container_close(&c);
     return j;
-}
-
-/* A create still running holds the directory's lock: its state.json may simply not be written yet. */
-static bool is_being_created(int dir_fd)
-{
-    AUTO_FD int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
 }
 
 /* `list`'s entry for a container whose state cannot be read: status "unknown", and a creation time (callers parse
