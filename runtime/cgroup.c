@@ -246,8 +246,26 @@ static bool has_child_other_than(int dir_fd, const char *name)
  * container. The controllers are turned off first, as processes may not join a cgroup that hands any down. Where
  * other cgroups remain, an empty leaf is removed and a populated one kept. Under the ancestor's lock, which
  * evacuate takes too. */
-static void release_leaf(int parent_fd)
+/* A PID read from cgroup.procs is only a name: its process may have exited and the number gone to another. Moved
+ * only while a pidfd of it shows that the process found in the cgroup is still the one alive. */
+static bool is_still_in(const char *pid_text, const char *cgroup_path)
 {
+    long long pid;
+    if (parse_int64(pid_text, &pid) < 0 || pid <= 0)
+        return false;
+    AUTO_FD int pidfd = sys_pidfd_open((pid_t)pid, 0);
+    if (pidfd < 0)
+        return false;
+    char file[64];
+    snprintf(file, sizeof file, "/proc/%lld/cgroup", pid);
+    AUTO_FREE char *text = read_file_at(AT_FDCWD, file, 1 << 16, NULL);
+    AUTO_FREE char *want = xasprintf("0::%s\n", cgroup_path);
+    return text && strstr(text, want) && sys_pidfd_send_signal(pidfd, 0, NULL, 0) == 0;
+}
+
+static void release_leaf(int parent_fd, const char *parent_path)
+{
+    AUTO_FREE char *leaf_path = xasprintf("%s/%s", parent_path, CGROUP_LEAF_NAME);
     if (flock(parent_fd, LOCK_EX) < 0)
         return;
     AUTO_FD int leaf = openat(parent_fd, CGROUP_LEAF_NAME, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -268,7 +286,8 @@ static void release_leaf(int parent_fd)
             }
             for (char *pid = strtok_r(procs, "\n", &save); pid; pid = strtok_r(NULL, "\n", &save)) {
                 struct pea_error err = {0};
-                if (cgroup_write(parent_fd, "cgroup.procs", pid, &err) < 0 && err.errnum != ESRCH)
+                if (is_still_in(pid, leaf_path) &&
+                    cgroup_write(parent_fd, "cgroup.procs", pid, &err) < 0 && err.errnum != ESRCH)
                     return;
             }
         }
@@ -284,7 +303,7 @@ static void release_leaves(const char *root, const char *path)
         *strrchr(dir, '/') = '\0';
         AUTO_FD int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0 && faccessat(fd, CGROUP_LEAF_NAME, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-            release_leaf(fd);
+            release_leaf(fd, dir + root_len);
     }
 }
 
