@@ -411,6 +411,24 @@ static int start_infra(struct pea_pod *pod, struct pea_error *err)
     return 0;
 }
 
+/* The new pod's directory, locked (pod_remove takes the same lock before it reads the pod's records, so it never
+ * removes the directory under us before teardown.json is in it) and checked, once locked, to be still the one at
+ * its path. */
+static int lock_new_pod_dir(const struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FD int dir_fd = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0)
+        return pea_fail(err, errno, "open %s", pod->dir);
+    AUTO_FD int lock = state_lock(dir_fd, err);
+    struct stat locked, now;
+    if (lock < 0)
+        return -1;
+    if (fstat(lock, &locked) < 0 || stat(pod->dir, &now) < 0 || locked.st_ino != now.st_ino ||
+        locked.st_dev != now.st_dev)
+        return pea_fail(err, 0, "it was removed while it was being made");
+    return take_fd(&lock);
+}
+
 int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifest, struct pea_pod **out,
                struct pea_error *err)
 {
@@ -446,6 +464,9 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     if (mkdir(pod->dir, 0700) < 0)
         return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
                                : pea_fail(err, errno, "create %s", pod->dir);
+    AUTO_FD int birth_lock = lock_new_pod_dir(pod, err);
+    if (birth_lock < 0)
+        return pea_wrap(err, "pod %s", pod->name);
     pod->manifest = take_ptr(&m);
     char created[64], boot_id[64];
     struct timespec now;
@@ -461,9 +482,12 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     AUTO_JSON json_t *limits = pod_config_limits(pod->manifest);
     AUTO_FD int cgroup_fd = -1;
     AUTO_FREE char *pause_path = xstrdup(o->pause_path);
-    /* The teardown record first: whatever is made from here on, a teardown finds it even when pod.json is lost. */
-    if (pod_save_teardown_record(pod, err) < 0 || pod_save(pod, err) < 0 || make_pod_dirs(pod, err) < 0 ||
-        volume_prepare_all(pod, err) < 0 || write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
+    /* The teardown record first: whatever is made from here on, a teardown finds it even when pod.json is lost.
+     * The lock goes once it is written (pod_remove, which takes it, would otherwise wait for us). */
+    int saved = pod_save_teardown_record(pod, err) < 0 || pod_save(pod, err) < 0 ? -1 : 0;
+    close(take_fd(&birth_lock));
+    if (saved < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
+        write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
         (cgroup_fd = cgroup_create(pod->cgroup, limits, err)) < 0 || start_infra(pod, err) < 0 ||
         pin_namespaces(pod, err) < 0 || setup_network(pod, err) < 0)
         goto fail;

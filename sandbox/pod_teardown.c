@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pea/cgroup.h"
@@ -24,6 +26,8 @@
 #define TEARDOWN_RECORD_VERSION 1
 /* How long a process SIGKILLed (the supervisor, or what runs in the pod's cgroup) may take to be gone. */
 #define TEARDOWN_KILL_TIMEOUT_MS 5000
+/* How long a teardown waits for another one (or for a maker to write its record) to let go of the pod. */
+#define TEARDOWN_LOCK_TIMEOUT_MS 10000
 
 int pod_save_teardown_record(const struct pea_pod *pod, struct pea_error *err)
 {
@@ -253,6 +257,40 @@ static void stop_everything(const char *dir, const struct teardown_plan *plan, l
     note_failure(cgroup_kill_and_wait_empty(plan->cgroup, TEARDOWN_KILL_TIMEOUT_MS, &one), first, &one);
 }
 
+/* The records as they are now: NULL for one that is missing or unreadable. */
+static void load_records(const char *dir, json_t *records[2])
+{
+    records[0] = load_record(dir, POD_TEARDOWN_RECORD);
+    records[1] = load_record(dir, POD_STATE_FILE);
+}
+
+static void free_records(json_t *records[2])
+{
+    json_decref(records[0]);
+    json_decref(records[1]);
+}
+
+/* The pod directory's lock: pod_create holds it from making the directory until teardown.json is written, and a
+ * teardown holds it while it runs. Taken before the records are read, it means a pod being made is found with its
+ * record (never removed from under a maker about to write it), and two teardowns do not interleave. */
+static int lock_pod_dir(const char *name, const char *dir, struct pea_error *err)
+{
+    AUTO_FD int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? pea_fail(err, 0, "pod %s does not exist", name)
+                               : pea_fail(err, errno, "open %s", dir);
+    for (int waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited_ms += 5) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return pea_fail(err, errno, "lock %s", dir);
+        if (waited_ms >= TEARDOWN_LOCK_TIMEOUT_MS)
+            return pea_fail(err, ETIMEDOUT, "pod %s: another process has been making or removing it for %d ms",
+                            name, TEARDOWN_LOCK_TIMEOUT_MS);
+        struct timespec ts = {.tv_nsec = 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return take_fd(&fd);
+}
+
 int pod_remove(const char *root, const char *name, long long grace_seconds, struct pea_error *err)
 {
     if (state_validate_id(name, err) < 0)
@@ -260,13 +298,23 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
     AUTO_FREE char *dir = xasprintf("%s/pods/%s", root, name);
     if (access(dir, F_OK) < 0)
         return pea_fail(err, 0, "pod %s does not exist", name);
-    AUTO_JSON json_t *teardown = load_record(dir, POD_TEARDOWN_RECORD);
-    AUTO_JSON json_t *state = load_record(dir, POD_STATE_FILE);
-    json_t *const records[2] = {teardown, state};
-    struct teardown_plan plan;
-    plan_teardown(name, records, &plan);
     struct pea_error first = {0}, one = {0};
-
+    json_t *records[2];
+    struct teardown_plan plan;
+    /* A supervisor still running goes first: one in its own teardown holds the lock. */
+    load_records(dir, records);
+    plan_teardown(name, records, &plan);
+    if (!plan.is_from_earlier_boot)
+        note_failure(stop_supervisors(name, &plan, &one), &first, &one);
+    free_records(records);
+    AUTO_FD int lock = lock_pod_dir(name, dir, &one);
+    if (lock < 0) {
+        *err = first.msg[0] ? first : one;
+        return first.msg[0] ? pea_wrap(err, "remove pod %s", name) : -1;
+    }
+    /* Read again under the lock: a pod being made has its record now, naming its maker. */
+    load_records(dir, records);
+    plan_teardown(name, records, &plan);
     if (plan.is_from_earlier_boot) {
         /* Its processes died with the boot and the PIDs recorded now name others: nothing is signalled. What
          * could outlive a reboot is the state on disk, removed below with the pod's directory. */
@@ -291,6 +339,7 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
     }
     if (!first.msg[0])
         note_failure(remove_tree(dir, &one), &first, &one);
+    free_records(records);
     if (first.msg[0]) {
         *err = first;
         return pea_wrap(err, "remove pod %s", name);

@@ -28,10 +28,8 @@ def pod_dir(pods, name):
     return os.path.join(pods.root, "pods", name)
 
 
-def shims(pods):
-    """PIDs of the pea-shims serving under this test's --root."""
+def processes_naming(pods, needle):
     found = []
-    needle = b"\0--root\0" + pods.root.encode() + b"\0--ready-fd\0"
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -44,9 +42,38 @@ def shims(pods):
     return found
 
 
-def applying(pods, manifest, netns=None):
-    return subprocess.Popen(pods.argv("pod", "apply", "-f", manifest, "--data-root", pods.data, netns=netns),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=pods.env)
+def shims(pods):
+    """PIDs of the pea-shims serving under this test's --root."""
+    return processes_naming(pods, b"\0--root\0" + pods.root.encode() + b"\0--ready-fd\0")
+
+
+@pytest.fixture
+def client_cgroup():
+    """A cgroup for `pod apply` clients: what they leave running (the shim, or a fork on its way to become it —
+    pea leaves the shim in its caller's cgroup) is whatever it lists."""
+    path = f"{cgroup2_root()}/pea-it-clients-{uuid.uuid4().hex[:8]}"
+    os.mkdir(path)
+    try:
+        yield path
+    finally:
+        for pid in in_flight(path):
+            helpers.kill_and_reap(pid)
+        helpers.wait_until(lambda: not in_flight(path), 5, "the clients' cgroup to empty")
+        os.rmdir(path)
+
+
+def in_flight(cgroup):
+    with open(os.path.join(cgroup, "cgroup.procs")) as f:
+        return [int(line) for line in f]
+
+
+def applying(pods, manifest, cgroup=None):
+    def enter_cgroup():
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write("0")
+    return subprocess.Popen(pods.argv("pod", "apply", "-f", manifest, "--data-root", pods.data),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pods.env,
+                            preexec_fn=enter_cgroup if cgroup else None)
 
 
 def killed(proc):
@@ -68,28 +95,34 @@ def assert_removed(pods, name, netns=None):
 
 # ---- the class: commands killed at random moments ------------------------------------------------------------------
 
-def test_pod_apply_killed_at_random_moments(pods):
-    """The client killed 0–60 ms in (and in some rounds later); in every third round its detached shim too, at a
-    random moment of its own. A shim left running goes on making the pod: `pod rm --force` stops it wherever it is
+def test_pod_apply_killed_at_random_moments(pods, client_cgroup):
+    """The client killed 0–60 ms in (and in some rounds later); in every third round its detached shim first, 0–20 ms
+    after it started. A shim left running goes on making the pod: `pod rm --force` stops it wherever it is
     (once the pod's directory exists: before that there is no pod to name)."""
     rng = random.Random()
     for i in range(KILL_ROUNDS):
         name = pods.name()
         manifest = quick(pods, name)
-        client = applying(pods, manifest)
-        time.sleep(rng.uniform(0, 0.06) if i % 5 else rng.uniform(0.06, 0.2))
-        killed(client)
+        client = applying(pods, manifest, client_cgroup)
         if i % 3 == 0:
-            time.sleep(rng.uniform(0, 0.03))
+            # The shim, 0–20 ms after it exists (it makes the pod in about 50 ms), then the client.
+            helpers.wait_until(lambda: shims(pods) or client.poll() is not None, 10, "the shim to start")
+            time.sleep(rng.uniform(0, 0.02))
             for pid in shims(pods):
                 helpers.kill_and_reap(pid)
-        helpers.wait_until(lambda: os.path.exists(pod_dir(pods, name)) or not shims(pods), 10,
+        else:
+            time.sleep(rng.uniform(0, 0.06) if i % 5 else rng.uniform(0.06, 0.2))
+        killed(client)
+        # Until the shim has made the pod's directory there is no pod for `pod rm` to name; a copy of the client
+        # that has not yet become the shim is in flight too.
+        helpers.wait_until(lambda: os.path.exists(pod_dir(pods, name)) or not in_flight(client_cgroup), 10,
                            "the shim to make the pod or exit")
         assert_removed(pods, name)
 
 
 def test_pod_rm_killed_at_random_moments(pods):
-    """`pod rm` (through the shim) or `pod rm --force` killed 0–60 ms in; then `pod rm --force` again."""
+    """`pod rm` (through the shim) or `pod rm --force` killed 0–20 ms in (it takes about that long), in some rounds
+    up to 60 ms; then `pod rm --force` again."""
     rng = random.Random()
     for i in range(KILL_ROUNDS):
         name = pods.name()
@@ -97,7 +130,7 @@ def test_pod_rm_killed_at_random_moments(pods):
         force = ["--force"] if i % 2 else []
         remover = subprocess.Popen(pods.argv("pod", "rm", *force, name), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=pods.env)
-        time.sleep(rng.uniform(0, 0.06))
+        time.sleep(rng.uniform(0, 0.02) if i % 5 else rng.uniform(0.02, 0.06))
         killed(remover)
         assert_removed(pods, name)
 
@@ -124,11 +157,16 @@ def memory_volume_pod(pods, name, pea=None):
                          spec={"terminationGracePeriodSeconds": 1}, pea=pea)
 
 
-def test_pod_whose_pod_json_is_garbage_is_listed_broken_and_removed(pods):
-    """The shim still runs and the tmpfs volume is mounted: both are found through the teardown record."""
+@pytest.mark.parametrize("shim_alive", [True, False], ids=["shim-running", "shim-killed"])
+def test_pod_whose_pod_json_is_garbage_is_listed_broken_and_removed(pods, shim_alive):
+    """The tmpfs volume, the cgroup and a shim still running are found through the teardown record. (A running shim
+    rewrites pod.json at its next change; one that was killed does not.)"""
     name = pods.name()
     applied(pods, memory_volume_pod(pods, name))
     assert any(p.startswith(pods.data) for p in helpers.mount_points()), "the Memory volume is a mount"
+    if not shim_alive:
+        for pid in shims(pods):
+            helpers.kill_and_reap(pid)
     with open(os.path.join(pod_dir(pods, name), "pod.json"), "wb") as f:
         f.write(os.urandom(300))
     code, out, err = pods.cli("pod", "ls", "--output", "json")
