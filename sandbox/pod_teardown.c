@@ -157,10 +157,15 @@ static void plan_teardown(const char *name, json_t *const records[2], struct tea
     const char *uid = first_valid(records, "uid", name, is_uid);
     if (plan->bridge && uid)
         snprintf(plan->host_interface, sizeof plan->host_interface, "pv%.12s", uid);
-    const char *boot_id = first_valid(records, "bootId", name, is_boot_id);
+    /* Either record from another boot, and no PID in them is signalled: failing to remove a pod (its cgroup still
+     * populated) is better than killing a process that took a recorded PID over. */
     char now[64];
     pod_read_boot_id(now, sizeof now);
-    plan->is_from_earlier_boot = boot_id && now[0] && strcmp(boot_id, now) != 0;
+    for (int i = 0; i < 2; i++) {
+        const char *boot_id = json_string_value(json_object_get(records[i], "bootId"));
+        if (boot_id && is_boot_id(name, boot_id) && now[0] && strcmp(boot_id, now) != 0)
+            plan->is_from_earlier_boot = true;
+    }
     plan->supervisors[0] = json_object_get(records[0], "supervisor");
     plan->supervisors[1] = json_object_get(records[1], "shim");
 }
