@@ -24,8 +24,7 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
-
-#define POD_STATE_FILE "pod.json"
+#include "pod_internal.h"
 
 /* The namespaces the infra owns and members join, by the name of their /proc/PID/ns file. */
 static const char *const pinned_namespaces[] = {"net", "ipc", "uts", "pid"};
@@ -64,7 +63,7 @@ int pod_save(struct pea_pod *pod, struct pea_error *err)
     return 0;
 }
 
-static void read_boot_id(char *out, size_t len)
+void pod_read_boot_id(char *out, size_t len)
 {
     AUTO_FREE char *text = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, NULL);
     snprintf(out, len, "%s", text ? text : "");
@@ -88,7 +87,7 @@ bool pod_state_is_from_an_earlier_boot(const json_t *state)
 {
     const char *recorded = json_string_value(json_object_get(state, "bootId"));
     char now[64];
-    read_boot_id(now, sizeof now);
+    pod_read_boot_id(now, sizeof now);
     return recorded && now[0] && strcmp(recorded, now) != 0;
 }
 
@@ -256,7 +255,7 @@ static int pin_namespaces(struct pea_pod *pod, struct pea_error *err)
     return 0;
 }
 
-static int unpin_namespaces(const char *dir, struct pea_error *err)
+int pod_unpin_namespaces(const char *dir, struct pea_error *err)
 {
     int r = 0;
     for (size_t i = 0; i < ARRAY_SIZE(pinned_namespaces); i++) {
@@ -306,7 +305,7 @@ static int mark_bridge(int lock_fd, const char *bridge, int index, struct pea_er
     return 0;
 }
 
-static int release_bridge(const char *root, const char *bridge, struct pea_error *err)
+int pod_release_bridge(const char *root, const char *bridge, struct pea_error *err)
 {
     AUTO_FD int lock_fd = lock_bridges(root, err);
     if (lock_fd < 0)
@@ -412,6 +411,24 @@ static int start_infra(struct pea_pod *pod, struct pea_error *err)
     return 0;
 }
 
+/* The new pod's directory, locked (pod_remove takes the same lock before it reads the pod's records, so it never
+ * removes the directory under us before teardown.json is in it) and checked, once locked, to be still the one at
+ * its path. */
+static int lock_new_pod_dir(const struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FD int dir_fd = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0)
+        return pea_fail(err, errno, "open %s", pod->dir);
+    AUTO_FD int lock = state_lock(dir_fd, err);
+    struct stat locked, now;
+    if (lock < 0)
+        return -1;
+    if (fstat(lock, &locked) < 0 || stat(pod->dir, &now) < 0 || locked.st_ino != now.st_ino ||
+        locked.st_dev != now.st_dev)
+        return pea_fail(err, 0, "it was removed while it was being made");
+    return take_fd(&lock);
+}
+
 int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifest, struct pea_pod **out,
                struct pea_error *err)
 {
@@ -436,16 +453,6 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     if ((data_pods_fd = state_private_dir_open(data_pods, "pod data directory", err)) < 0)
         return pea_wrap(err, "pod %s", m->name);
     AUTO_FREE char *data_dir = xasprintf("%s/pods/%s", data_root, m->name);
-    AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
-    if (mkdir(pod->dir, 0700) < 0)
-        return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
-                               : pea_fail(err, errno, "create %s", pod->dir);
-    pod->manifest = take_ptr(&m);
-    char created[64], boot_id[64];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    format_rfc3339_nano(&now, created, sizeof created);
-    read_boot_id(boot_id, sizeof boot_id);
     /* Two pods of one name under different state roots must not share a cgroup or a veth name. */
     unsigned char random[8];
     char uid[17];
@@ -453,6 +460,19 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
         return pea_fail(err, errno, "getrandom");
     for (size_t i = 0; i < sizeof random; i++)
         snprintf(uid + 2 * i, 3, "%02x", random[i]);
+    AUTO_POD struct pea_pod *pod = pod_alloc(root, m->name, data_dir);
+    if (mkdir(pod->dir, 0700) < 0)
+        return errno == EEXIST ? pea_fail(err, 0, "pod %s already exists", m->name)
+                               : pea_fail(err, errno, "create %s", pod->dir);
+    AUTO_FD int birth_lock = lock_new_pod_dir(pod, err);
+    if (birth_lock < 0)
+        return pea_wrap(err, "pod %s", pod->name);
+    pod->manifest = take_ptr(&m);
+    char created[64], boot_id[64];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    format_rfc3339_nano(&now, created, sizeof created);
+    pod_read_boot_id(boot_id, sizeof boot_id);
     free(pod->cgroup);
     pod->cgroup = xasprintf("/pea/pod-%s-%.8s", pod->name, uid);
     pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:{}}", "version",
@@ -462,7 +482,11 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     AUTO_JSON json_t *limits = pod_config_limits(pod->manifest);
     AUTO_FD int cgroup_fd = -1;
     AUTO_FREE char *pause_path = xstrdup(o->pause_path);
-    if (pod_save(pod, err) < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
+    /* The teardown record first: whatever is made from here on, a teardown finds it even when pod.json is lost.
+     * The lock goes once it is written (pod_remove, which takes it, would otherwise wait for us). */
+    int saved = pod_save_teardown_record(pod, err) < 0 || pod_save(pod, err) < 0 ? -1 : 0;
+    close(take_fd(&birth_lock));
+    if (saved < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
         write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
         (cgroup_fd = cgroup_create(pod->cgroup, limits, err)) < 0 || start_infra(pod, err) < 0 ||
         pin_namespaces(pod, err) < 0 || setup_network(pod, err) < 0)
@@ -607,7 +631,7 @@ int pod_open_member_pidfd(const char *oci_root, const char *id, pid_t *pid_out)
 }
 
 /* SIGTERM to each init, the grace period, SIGKILL to whatever is left in their cgroups, then delete. */
-static int stop_containers(const char *oci_root, char *const *ids, size_t n, const int *known_pidfds,
+int pod_stop_containers(const char *oci_root, char *const *ids, size_t n, const int *known_pidfds,
                            long long grace_seconds, struct pea_error *err)
 {
     int *pidfds = xcalloc(n ? n : 1, sizeof *pidfds);
@@ -639,7 +663,7 @@ int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long lo
                        struct pea_error *err)
 {
     char *ids[] = {(char *)name, NULL};
-    if (stop_containers(pod->oci_root, ids, 1, &pidfd, grace_seconds, err) < 0)
+    if (pod_stop_containers(pod->oci_root, ids, 1, &pidfd, grace_seconds, err) < 0)
         return -1;
     AUTO_FREE char *layer = xasprintf("%s/containers/%s", pod->data_dir, name);
     AUTO_FREE char *bundle = xasprintf("%s/bundles/%s", pod->dir, name);
@@ -652,7 +676,7 @@ int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long lo
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static char **list_dir_names(const char *path, struct pea_error *err)
+char **pod_dir_names(const char *path, struct pea_error *err)
 {
     DIR *dir = opendir(path);
     if (!dir) {
@@ -676,84 +700,8 @@ static char **list_dir_names(const char *path, struct pea_error *err)
     return names;
 }
 
-/* Keep the first error, go on cleaning: a teardown removes all it can. */
-static void note_failure(int r, struct pea_error *first, const struct pea_error *this_one)
-{
-    if (r < 0 && first->msg[0] == '\0')
-        *first = *this_one;
-}
-
-int pod_remove(const char *root, const char *name, long long grace_seconds, struct pea_error *err)
-{
-    if (state_validate_id(name, err) < 0)
-        return -1;
-    AUTO_FREE char *dir = xasprintf("%s/pods/%s", root, name);
-    if (access(dir, F_OK) < 0)
-        return pea_fail(err, 0, "pod %s does not exist", name);
-    json_error_t jerr;
-    AUTO_FREE char *state_path = xasprintf("%s/%s", dir, POD_STATE_FILE);
-    AUTO_JSON json_t *state = json_load_file(state_path, 0, &jerr);
-    AUTO_FREE char *oci_root = xasprintf("%s/oci", dir);
-    struct pea_error first = {0}, one = {0};
-    int r;
-
-    AUTO_STRV char **ids = list_dir_names(oci_root, &one);
-    size_t n_members = 0;
-    for (char **id = ids; id && *id; id++)
-        if (strcmp(*id, PEA_POD_INFRA_ID) != 0)
-            ids[n_members++] = *id;
-        else
-            free(*id);
-    if (ids)
-        ids[n_members] = NULL;
-    note_failure(ids ? 0 : -1, &first, &one);
-    const char *cgroup = json_string_value(json_object_get(state, "cgroup"));
-    if (pod_state_is_from_an_earlier_boot(state)) {
-        /* Its processes died with the boot and the PIDs recorded now name others: nothing is signalled. What
-         * could outlive a reboot is the state on disk, removed below with the pod's directory. */
-        for (size_t i = 0; cgroup && i <= n_members; i++) {
-            AUTO_FREE char *child = xasprintf("%s/%s", cgroup, i < n_members ? ids[i] : PEA_POD_INFRA_ID);
-            note_failure(cgroup_destroy(child, &one), &first, &one);
-        }
-    } else {
-        r = stop_containers(oci_root, ids, n_members, NULL, grace_seconds, &one);
-        note_failure(r, &first, &one);
-        char *infra[] = {PEA_POD_INFRA_ID, NULL};
-        r = stop_containers(oci_root, infra, 1, NULL, 2, &one);
-        note_failure(r, &first, &one);
-    }
-    note_failure(unpin_namespaces(dir, &one), &first, &one);
-
-    json_t *network = json_object_get(state, "network");
-    const char *host_if = json_string_value(json_object_get(network, "hostInterface"));
-    const char *bridge = json_string_value(json_object_get(network, "bridge"));
-    if (host_if)
-        note_failure(net_link_delete(-1, host_if, &one), &first, &one);
-    if (bridge)
-        note_failure(release_bridge(root, bridge, &one), &first, &one);
-
-    /* No state, no uid: then the pod never got as far as its cgroup. */
-    if (cgroup)
-        note_failure(cgroup_destroy(cgroup, &one), &first, &one);
-
-    const char *data_dir = json_string_value(json_object_get(state, "dataDir"));
-    if (data_dir && *data_dir) {
-        r = volume_release_all(data_dir, &one);
-        note_failure(r, &first, &one);
-        if (r == 0)
-            note_failure(remove_tree(data_dir, &one), &first, &one);
-    }
-    if (!first.msg[0])
-        note_failure(remove_tree(dir, &one), &first, &one);
-    if (first.msg[0]) {
-        *err = first;
-        return pea_wrap(err, "remove pod %s", name);
-    }
-    return 0;
-}
-
 char **pod_list_names(const char *root, struct pea_error *err)
 {
     AUTO_FREE char *pods = pods_dir(root);
-    return list_dir_names(pods, err);
+    return pod_dir_names(pods, err);
 }

@@ -121,7 +121,8 @@ static int record_shim(struct pea_pod *pod, struct pea_error *err)
     json_object_set_new(pod->state, "shim",
                         json_pack("{s:i, s:I}", "pid", (int)getpid(), "startTime",
                                   (json_int_t)sys_process_start_time(getpid(), NULL)));
-    return pod_save(pod, err);
+    /* An adopting shim is not the process that made the pod: the teardown record names the one that runs now. */
+    return pod_save(pod, err) < 0 || pod_save_teardown_record(pod, err) < 0 ? -1 : 0;
 }
 
 /* Everything after the pod exists; on failure the caller tears the pod down. */

@@ -64,4 +64,12 @@ json_t *cgroup_stats(const char *path, struct pea_error *err);
 /* Count of oom_kill events from memory.events, or -1 when not available. */
 long long cgroup_oom_kill_count(const char *path);
 
+/* Teardown of a whole subtree (cgroup_teardown.c). Kill every process in the cgroup and its descendants
+ * (cgroup.kill, else SIGKILL through pidfds of what cgroup.procs lists, repeated) and wait until none lives; an
+ * error naming the cgroup when some still do after timeout_ms. A missing cgroup is empty. */
+int cgroup_kill_and_wait_empty(const char *path, int timeout_ms, struct pea_error *err);
+/* Remove the cgroup and every cgroup below it, deepest first (killing nothing: a populated one is an error), then
+ * as cgroup_destroy. Missing is not an error. */
+int cgroup_destroy_tree(const char *path, struct pea_error *err);
+
 #endif

@@ -3,6 +3,7 @@
  * container; member containers made through the OCI container layer with a per-pod state root.
  *
  * On disk (state, under --root):   <root>/pods/<name>/pod.json       the pod's state (see pod_state_*)
+ *                                                    /teardown.json  what a teardown needs without pod.json
  *                                                    /oci/            OCI state root of the pod's containers
  *                                                    /bundles/<c>/    generated config.json per container
  *                                                    /ns/{net,ipc,uts,pid}  namespaces pinned by bind mounts
@@ -55,6 +56,11 @@ static inline void pod_free_p(struct pea_pod **p) { pod_free(*p); }
 
 /* Write pod.json atomically. */
 int pod_save(struct pea_pod *pod, struct pea_error *err);
+/* Write teardown.json atomically: the pod's uid, cgroup, data directory, bridge and boot id, and the calling
+ * process as the one supervising the pod. Written before anything of the pod is made on the host, and again by a
+ * shim that adopts the pod, so that pod_remove finds all of it (and stops its supervisor) whatever became of
+ * pod.json. */
+int pod_save_teardown_record(const struct pea_pod *pod, struct pea_error *err);
 
 /* Whether pod.json (state) was written before the machine last booted: its recorded PIDs mean nothing now. */
 bool pod_state_is_from_an_earlier_boot(const json_t *state);
@@ -77,10 +83,13 @@ int pod_container_start(struct pea_pod *pod, const char *name, struct pea_error 
 int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long long grace_seconds,
                        struct pea_error *err);
 
-/* Tear down everything of the pod named `name` under root, whatever state it is in (also half-made, or with its
- * supervisor gone): members (SIGTERM, grace, SIGKILL), the infra, pinned namespaces, network devices, cgroups,
- * volumes, overlay layers, state. Idempotent; a missing pod is an error "pod X does not exist". A pod from an
- * earlier boot is cleaned without signalling any recorded PID. */
+/* Tear down everything of the pod named `name` under root, whatever state it is in (also half-made, with its
+ * supervisor gone, or with pod.json or a member's state unreadable): the process supervising it when that is still
+ * running and is not the caller (SIGKILL: it would go on making or restarting what is being removed), members
+ * (SIGTERM, grace, SIGKILL), the infra, then every process left in the pod's cgroup (killed, and waited for with a
+ * deadline), pinned namespaces, network devices, cgroups, volumes, overlay layers, state. When it cannot establish
+ * that nothing of the pod runs any more, it fails and keeps the pod's state. Idempotent; a missing pod is an error
+ * "pod X does not exist". A pod from an earlier boot is cleaned without signalling any recorded PID. */
 int pod_remove(const char *root, const char *name, long long grace_seconds, struct pea_error *err);
 
 /* Names of the pods under root (sorted); caller frees with strv_free. */

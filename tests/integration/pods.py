@@ -138,8 +138,8 @@ class Pods:
     def start(self, manifest, netns=None):
         return PodRun(self.argv("pod", "run", "-f", manifest, "--data-root", self.data, netns=netns), self.env)
 
-    def leftovers(self):
-        """What a finished or removed pod must not leave behind."""
+    def leftovers(self, names=None):
+        """What a finished or removed pod must not leave behind (cgroups: of NAMES, by default every pod's)."""
         problems = []
         pods_dir = os.path.join(self.root, "pods")
         if os.path.isdir(pods_dir) and os.listdir(pods_dir):
@@ -150,7 +150,7 @@ class Pods:
         for point in helpers.mount_points():
             if point.startswith((self.root, self.data)):
                 problems.append(f"mount left: {point}")
-        for name in self.names:
+        for name in self.names if names is None else names:
             for path in helpers.marked_cgroups(name):
                 problems.append(f"cgroup left: {path}")
         for pid, why in helpers.marked_processes(self.mark, (self.root, self.data), wait=2.0):
