@@ -49,7 +49,7 @@ static bool file_exists(const char *name) { return faccessat(dir_fd, name, F_OK,
 static struct cri_log *open_log(uint64_t max_bytes, unsigned max_files)
 {
     struct pea_error err = {0};
-    struct cri_log *log = cri_log_open(dir_fd, "c.log", max_bytes, max_files, &err);
+    struct cri_log *log = cri_log_open(dir_fd, dir_fd, "c.log", max_bytes, max_files, &err);
     cr_assert_not_null(log, "%s", err.msg);
     return log;
 }
