@@ -397,6 +397,26 @@ static int open_listed(const struct cri_log_follower *f, const char *base, const
     return -1;
 }
 
+/* open_listed, then a look at the index as it is now: a file dropped by rotation gives its inode number back, and
+ * a newer file may have it by the time the name is found. Once the file is open its number is its own, so the
+ * index read after the open tells whether it is the one listed. */
+static int open_verified(const struct cri_log_follower *f, const char *base, const struct cri_log_index *index,
+                         const struct cri_log_index_file *file)
+{
+    int fd = open_listed(f, base, index, file);
+    if (fd < 0)
+        return -1;
+    struct cri_log_index now;
+    struct pea_error ignored = {0};
+    const struct cri_log_index_file *listed = NULL;
+    if (cri_log_index_load(f->index_dir_fd, base, &now, &ignored) == 0 && now.instance == index->instance)
+        listed = cri_log_index_find(&now, file->seq);
+    if (listed && listed->inode == file->inode)
+        return fd;
+    close(fd);
+    return -1;
+}
+
 static void begin_reading(struct cri_log_follower *f, int fd, const struct cri_log_index_file *file)
 {
     if (f->fd >= 0)
@@ -426,7 +446,7 @@ static int open_first(struct cri_log_follower *f, struct pea_error *err)
         }
         if (index.n_files == 0)
             return 0;
-        int fd = open_listed(f, f->names[0], &index, &index.files[0]);
+        int fd = open_verified(f, f->names[0], &index, &index.files[0]);
         if (fd < 0)
             continue;
         f->has_instance = true;
@@ -519,7 +539,7 @@ static int read_on(struct cri_log_follower *f, enum cri_log_follow_result *resul
                 *result = CRI_LOG_ENDED;
             return 0;
         }
-        int fd = open_listed(f, f->names[which], &index, next);
+        int fd = open_verified(f, f->names[which], &index, next);
         if (fd < 0) {
             attempt++;
             continue;

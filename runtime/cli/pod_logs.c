@@ -26,6 +26,9 @@ static int print_line(enum cri_stream stream, const char *text, size_t len, cons
     (void)timestamp;
     (void)ctx;
     FILE *f = stream == CRI_STDERR ? stderr : stdout;
+    /* In order when both go to one place: stdout is buffered, stderr is not. */
+    if (stream == CRI_STDERR)
+        fflush(stdout);
     fwrite(text, 1, len, f);
     fputc('\n', f);
     return ferror(f) ? -1 : 0;
