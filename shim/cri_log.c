@@ -23,8 +23,7 @@ struct cri_log {
     uint64_t size;
     uint64_t max_bytes;
     unsigned max_files;
-    struct cri_log_position at;         /* the output taken so far: where the next file would begin */
-    struct cri_log_position at_flushed; /* the part of it that is on disk */
+    struct cri_log_position at; /* the output on disk so far: where the next file would begin */
     struct cri_log_index index;         /* the files there are: name.N ... name.1, name */
     char *buf; /* one chunk's records, kept between writes to spare an allocation per chunk */
     size_t cap;
@@ -211,7 +210,6 @@ struct cri_log *cri_log_open(int dir_fd, int index_dir_fd, const char *name, uin
         cri_log_close(log);
         return NULL;
     }
-    log->at_flushed = log->at;
     if (!has_current) {
         if (begin_file(log, false, err) < 0) {
             cri_log_close(log);
@@ -249,20 +247,33 @@ void cri_log_close(struct cri_log *log)
     free(log);
 }
 
-static int flush(struct cri_log *log, size_t used, struct pea_error *err)
+/* The records in the buffer and, for the position, the output they carry: their length less each one's prefix,
+ * tag and newline, plus a newline for each F. Counted in locals as the records are made, so that the writer's
+ * cost stays that of the copy. */
+struct buffered {
+    enum cri_stream stream;
+    size_t used;
+    size_t overhead; /* of each record */
+    size_t records, partials;
+    bool is_mid_line; /* the last record is P */
+};
+
+static int flush(struct cri_log *log, struct buffered b, struct pea_error *err)
 {
-    if (used == 0)
+    if (b.used == 0)
         return 0;
-    if (write_all(log->fd, log->buf, used) < 0) {
+    if (write_all(log->fd, log->buf, b.used) < 0) {
         int saved = errno;
         /* A torn record would run into the next one: cut the file back to its last whole record. What was not
          * written is not counted: the next file begins where this one ends. */
         (void)!ftruncate(log->fd, (off_t)log->size);
-        log->at = log->at_flushed;
         return pea_fail(err, saved, "write log %s", log->name);
     }
-    log->size += used;
-    log->at_flushed = log->at;
+    log->size += b.used;
+    size_t lines = b.records - b.partials;
+    log->at.bytes[b.stream] += b.used - b.records * b.overhead + lines;
+    log->at.lines[b.stream] += lines;
+    log->at.is_mid_line[b.stream] = b.is_mid_line;
     return 0;
 }
 
@@ -315,19 +326,17 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         log->cap = want;
     }
 
-    size_t used = 0;
+    size_t used = 0, records = 0, partials = 0;
+    bool is_mid_line = false;
+#define BUFFERED ((struct buffered){stream, used, overhead, records, partials, is_mid_line})
     for (const char *p = buf; next_piece(&p, buf + len, &piece);) {
         size_t record_len = overhead + piece.len;
-        bool is_full = log->max_bytes && log->size + used + record_len > log->max_bytes;
-        if (is_full && log->size + used > 0) {
-            if (flush(log, used, err) < 0 || begin_file(log, true, err) < 0)
+        /* A record larger than max_bytes still goes whole into one file: an empty one is not rotated. */
+        bool is_rotating = log->max_bytes && log->size + used + record_len > log->max_bytes && log->size + used > 0;
+        if (is_rotating || used + record_len > log->cap) {
+            if (flush(log, BUFFERED, err) < 0 || (is_rotating && begin_file(log, true, err) < 0))
                 return -1;
-            used = 0;
-        }
-        if (used + record_len > log->cap) {
-            if (flush(log, used, err) < 0)
-                return -1;
-            used = 0;
+            used = records = partials = 0;
         }
         char *out = log->buf + used;
         memcpy(out, prefix, prefix_len);
@@ -337,9 +346,12 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         memcpy(out, piece.text, piece.len);
         out[piece.len] = '\n';
         used += record_len;
-        cri_log_position_add(&log->at, stream, piece.len, piece.is_partial);
+        records++;
+        partials += piece.is_partial;
+        is_mid_line = piece.is_partial;
     }
-    return flush(log, used, err);
+    return flush(log, BUFFERED, err);
+#undef BUFFERED
 }
 
 /* ---- parsing ---- */
