@@ -41,8 +41,8 @@ static int print_gap(const struct cri_log_gap *gap, void *ctx)
     const char *container = ctx;
     fflush(stdout);
     if (gap->is_unknown)
-        fprintf(stderr, "pea: pod logs: %s's log files were replaced by ones that cannot be read in order (its "
-                "shim rebuilt them): some of its output may be missing here\n", container);
+        fprintf(stderr, "pea: pod logs: %s's log files were replaced before they could all be read (it restarted "
+                "again, or its shim rebuilt them): some of its output may be missing here\n", container);
     else
         fprintf(stderr, "pea: pod logs: %llu lines (%llu bytes) of %s's output were rotated away before they could "
                 "be read\n", (unsigned long long)gap->lines, (unsigned long long)gap->bytes, container);
