@@ -412,6 +412,10 @@ static void reap_member(struct pod_supervisor *sup, struct member *m)
     }
     if (info.si_pid == 0)
         return;
+    /* What it wrote before it exited is in its pipes now: into the log before the exit is recorded, or a reader
+     * that stops at the exit (`pea pod logs -f`) would miss its last lines. */
+    for (int stream = POD_STDOUT; stream <= POD_STDERR; stream++)
+        forward_output(sup, m, stream);
     epoll_ctl(sup->epoll_fd, EPOLL_CTL_DEL, m->pidfd, NULL);
     close(m->pidfd);
     m->pidfd = m->exit_watch.fd = -1;

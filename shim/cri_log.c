@@ -1,24 +1,30 @@
-/* CRI log files: the writer that turns a container's output into records, size rotation, the record parser and the
- * reader behind `logs`. */
+/* CRI log files: the writer that turns a container's output into records, size rotation and its index, and the
+ * record parser. The readers are in cri_log_reader.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cri_log.h"
+#include "cri_log_index.h"
 #include "pea/util.h"
 
 static const char *const stream_names[] = {[CRI_STDOUT] = "stdout", [CRI_STDERR] = "stderr"};
 
 struct cri_log {
-    int dir_fd; /* our own duplicate: rotation renames in it long after open */
+    int dir_fd;       /* our own duplicate: rotation renames in it long after open */
+    int index_dir_fd; /* likewise, for the index */
     char *name;
     int fd;
     uint64_t size;
     uint64_t max_bytes;
     unsigned max_files;
+    struct cri_log_position at; /* the output on disk so far: where the next file would begin */
+    struct cri_log_index index;         /* the files there are: name.N ... name.1, name */
     char *buf; /* one chunk's records, kept between writes to spare an allocation per chunk */
     size_t cap;
 };
@@ -29,42 +35,200 @@ struct cri_log {
  * faults and a munmap every time. */
 #define CRI_LOG_BUFFER_MAX (128 * 1024)
 
-/* "name" for index 0, "name.N" for the Nth rotated file. */
-static char *rotated_name(const char *name, unsigned index)
+char *cri_log_file_name(const char *name, unsigned index)
 {
     return index == 0 ? xstrdup(name) : xasprintf("%s.%u", name, index);
 }
 
-static int open_log_file(int dir_fd, const char *name)
+static int open_log_for_reading(int dir_fd, const char *name)
 {
-    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0640);
+    return openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 }
 
-struct cri_log *cri_log_open(int dir_fd, const char *name, uint64_t max_bytes, unsigned max_files,
-                             struct pea_error *err)
+/* Add what the records of dir_fd/file hold to *at. A malformed record counts for nothing, as for a reader. */
+static int count_records(int dir_fd, const char *file, struct cri_log_position *at, struct pea_error *err)
 {
-    AUTO_FD int own_dir = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-    if (own_dir < 0) {
-        pea_fail(err, errno, "duplicate log directory fd for %s", name);
-        return NULL;
+    int fd = open_log_for_reading(dir_fd, file);
+    AUTO_FILE FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return pea_fail(err, errno, "read log %s", file);
     }
-    AUTO_FD int fd = open_log_file(dir_fd, name);
-    if (fd < 0) {
-        pea_fail(err, errno, "open log %s", name);
-        return NULL;
+    AUTO_FREE char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        struct cri_log_line record;
+        struct pea_error ignored = {0};
+        /* A last record without its newline was torn by a crash: not output the writer counted. */
+        if (line[n - 1] == '\n' && cri_log_parse_line(line, (size_t)n - 1, &record, &ignored) == 0)
+            cri_log_position_add(at, record.stream, record.text_len, record.is_partial);
     }
+    if (ferror(f))
+        return pea_fail(err, errno, "read log %s", file);
+    return 0;
+}
+
+static uint64_t new_instance_number(void)
+{
+    uint64_t n;
+    if (getrandom(&n, sizeof n, GRND_NONBLOCK) == (ssize_t)sizeof n)
+        return n;
+    /* Only needs to differ from the instance before. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
+}
+
+/* Whether the index found describes exactly the files there are (inodes[i] of the ith, oldest first). */
+static bool index_matches(const struct cri_log_index *index, const uint64_t *inodes, size_t n)
+{
+    if (index->n_files != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (index->files[i].inode != inodes[i])
+            return false;
+    return true;
+}
+
+/* Learn where the output stands from the files there are: the index when it describes them (a shim that went on
+ * after a restart), else a new instance numbered from the files' records. */
+static int recover_position(struct cri_log *log, bool *has_current, struct pea_error *err)
+{
+    uint64_t inodes[CRI_LOG_INDEX_MAX_FILES];
+    unsigned indexes[CRI_LOG_INDEX_MAX_FILES];
+    size_t n = 0;
+    *has_current = false;
+    for (unsigned i = log->max_files + 1; i > 0; i--) {
+        AUTO_FREE char *file = cri_log_file_name(log->name, i - 1);
+        struct stat st;
+        if (fstatat(log->dir_fd, file, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return pea_fail(err, errno, "stat log %s", file);
+        }
+        inodes[n] = (uint64_t)st.st_ino;
+        indexes[n++] = i - 1;
+        *has_current = i == 1;
+    }
+    struct pea_error ignored = {0};
+    if (*has_current && cri_log_index_load(log->index_dir_fd, log->name, &log->index, &ignored) == 0 &&
+        index_matches(&log->index, inodes, n)) {
+        log->at = log->index.files[n - 1].start;
+        return count_records(log->dir_fd, log->name, &log->at, err);
+    }
+    log->index.instance = new_instance_number();
+    log->index.n_files = n;
+    memset(&log->at, 0, sizeof log->at);
+    for (size_t i = 0; i < n; i++) {
+        log->index.files[i] = (struct cri_log_index_file){.seq = i, .inode = inodes[i], .start = log->at};
+        AUTO_FREE char *file = cri_log_file_name(log->name, indexes[i]);
+        if (count_records(log->dir_fd, file, &log->at, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int open_log_file(int dir_fd, const char *name, int flags)
+{
+    return openat(dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | flags, 0640);
+}
+
+/* name.(N-1) -> name.N down to name.1 -> name.2: the rotated files make room for name. */
+static int shift_rotated(struct cri_log *log, struct pea_error *err)
+{
+    /* Oldest first, so each rename lands on a name just freed; the rename onto name.max_files drops the oldest. */
+    for (unsigned i = log->max_files; i > 0; i--) {
+        AUTO_FREE char *from = cri_log_file_name(log->name, i - 1);
+        AUTO_FREE char *to = cri_log_file_name(log->name, i);
+        if (renameat(log->dir_fd, from, log->dir_fd, to) < 0 && errno != ENOENT)
+            return pea_fail(err, errno, "rotate log %s to %s", from, to);
+    }
+    return 0;
+}
+
+/* Begin the next file at the position reached. It is made under a temporary name and entered in the index before
+ * it takes the log's name, so that any file a reader finds under a log name is in the index it reads after. When
+ * rotating, the file that held the name moves to name.1 first (the older ones along, the oldest dropped). */
+static int begin_file(struct cri_log *log, bool is_rotation, struct pea_error *err)
+{
+    AUTO_FREE char *temporary = xasprintf("%s" CRI_LOG_NEW_SUFFIX, log->name);
+    /* A crash may have left one: a fresh inode, not one an old index could name. */
+    unlinkat(log->dir_fd, temporary, 0);
+    AUTO_FD int fd = open_log_file(log->dir_fd, temporary, O_CREAT | O_EXCL);
     struct stat st;
-    if (fstat(fd, &st) < 0) {
-        pea_fail(err, errno, "stat log %s", name);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return pea_fail(err, errno, "create log %s", temporary);
+    struct cri_log_index next = log->index;
+    /* The newest max_files stay (as name.1 ... after a rotation); the others go. */
+    size_t keep = next.n_files < log->max_files ? next.n_files : log->max_files;
+    memmove(next.files, next.files + (next.n_files - keep), keep * sizeof next.files[0]);
+    uint64_t seq = next.n_files ? next.files[next.n_files - 1].seq + 1 : 0;
+    next.files[keep] = (struct cri_log_index_file){.seq = seq, .inode = (uint64_t)st.st_ino, .start = log->at};
+    next.n_files = keep + 1;
+    if (cri_log_index_save(log->index_dir_fd, log->name, &next, err) < 0 ||
+        (is_rotation && shift_rotated(log, err) < 0)) {
+        unlinkat(log->dir_fd, temporary, 0);
+        return -1;
+    }
+    /* Over name when max_files is 0: the full file goes at once. */
+    if (renameat(log->dir_fd, temporary, log->dir_fd, log->name) < 0) {
+        int saved = errno;
+        unlinkat(log->dir_fd, temporary, 0);
+        return pea_fail(err, saved, "rename log %s to %s", temporary, log->name);
+    }
+    log->index = next;
+    if (log->fd >= 0)
+        close(log->fd);
+    log->fd = take_fd(&fd);
+    log->size = 0;
+    return 0;
+}
+
+struct cri_log *cri_log_open(int dir_fd, int index_dir_fd, const char *name, uint64_t max_bytes,
+                             unsigned max_files, struct pea_error *err)
+{
+    if (max_files >= CRI_LOG_INDEX_MAX_FILES) {
+        pea_fail(err, EINVAL, "log %s: at most %u rotated files", name, CRI_LOG_INDEX_MAX_FILES - 1);
         return NULL;
     }
     struct cri_log *log = xcalloc(1, sizeof *log);
-    log->dir_fd = take_fd(&own_dir);
     log->name = xstrdup(name);
-    log->fd = take_fd(&fd);
-    log->size = (uint64_t)st.st_size;
+    log->fd = -1;
     log->max_bytes = max_bytes;
     log->max_files = max_files;
+    log->dir_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+    log->index_dir_fd = fcntl(index_dir_fd, F_DUPFD_CLOEXEC, 0);
+    if (log->dir_fd < 0 || log->index_dir_fd < 0) {
+        pea_fail(err, errno, "duplicate log directory fd for %s", name);
+        cri_log_close(log);
+        return NULL;
+    }
+    bool has_current;
+    if (recover_position(log, &has_current, err) < 0) {
+        cri_log_close(log);
+        return NULL;
+    }
+    if (!has_current) {
+        if (begin_file(log, false, err) < 0) {
+            cri_log_close(log);
+            return NULL;
+        }
+        return log;
+    }
+    log->fd = open_log_file(log->dir_fd, name, 0);
+    struct stat st;
+    if (log->fd < 0 || fstat(log->fd, &st) < 0) {
+        pea_fail(err, errno, "open log %s", name);
+        cri_log_close(log);
+        return NULL;
+    }
+    log->size = (uint64_t)st.st_size;
+    if (cri_log_index_save(log->index_dir_fd, name, &log->index, err) < 0) {
+        cri_log_close(log);
+        return NULL;
+    }
     return log;
 }
 
@@ -72,46 +236,44 @@ void cri_log_close(struct cri_log *log)
 {
     if (!log)
         return;
-    close(log->fd);
-    close(log->dir_fd);
+    if (log->fd >= 0)
+        close(log->fd);
+    if (log->dir_fd >= 0)
+        close(log->dir_fd);
+    if (log->index_dir_fd >= 0)
+        close(log->index_dir_fd);
     free(log->name);
     free(log->buf);
     free(log);
 }
 
-/* name.(N-1) -> name.N down to name -> name.1, then a fresh name. */
-static int rotate(struct cri_log *log, struct pea_error *err)
-{
-    /* Oldest first, so each rename lands on a name just freed; the rename onto name.max_files drops the oldest. */
-    for (unsigned i = log->max_files; i > 0; i--) {
-        AUTO_FREE char *from = rotated_name(log->name, i - 1);
-        AUTO_FREE char *to = rotated_name(log->name, i);
-        if (renameat(log->dir_fd, from, log->dir_fd, to) < 0 && errno != ENOENT)
-            return pea_fail(err, errno, "rotate log %s to %s", from, to);
-    }
-    if (log->max_files == 0 && unlinkat(log->dir_fd, log->name, 0) < 0 && errno != ENOENT)
-        return pea_fail(err, errno, "remove full log %s", log->name);
-    /* On failure the old fd stays: output goes on into the rotated file rather than being lost. */
-    int fd = open_log_file(log->dir_fd, log->name);
-    if (fd < 0)
-        return pea_fail(err, errno, "reopen log %s after rotation", log->name);
-    close(log->fd);
-    log->fd = fd;
-    log->size = 0;
-    return 0;
-}
+/* The records in the buffer and, for the position, the output they carry: their length less each one's prefix,
+ * tag and newline, plus a newline for each F. Counted in locals as the records are made, so that the writer's
+ * cost stays that of the copy. */
+struct buffered {
+    enum cri_stream stream;
+    size_t used;
+    size_t overhead; /* of each record */
+    size_t records, partials;
+    bool is_mid_line; /* the last record is P */
+};
 
-static int flush(struct cri_log *log, size_t used, struct pea_error *err)
+static int flush(struct cri_log *log, struct buffered b, struct pea_error *err)
 {
-    if (used == 0)
+    if (b.used == 0)
         return 0;
-    if (write_all(log->fd, log->buf, used) < 0) {
+    if (write_all(log->fd, log->buf, b.used) < 0) {
         int saved = errno;
-        /* A torn record would run into the next one: cut the file back to its last whole record. */
+        /* A torn record would run into the next one: cut the file back to its last whole record. What was not
+         * written is not counted: the next file begins where this one ends. */
         (void)!ftruncate(log->fd, (off_t)log->size);
         return pea_fail(err, saved, "write log %s", log->name);
     }
-    log->size += used;
+    log->size += b.used;
+    size_t lines = b.records - b.partials;
+    log->at.bytes[b.stream] += b.used - b.records * b.overhead + lines;
+    log->at.lines[b.stream] += lines;
+    log->at.is_mid_line[b.stream] = b.is_mid_line;
     return 0;
 }
 
@@ -164,19 +326,17 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         log->cap = want;
     }
 
-    size_t used = 0;
+    size_t used = 0, records = 0, partials = 0;
+    bool is_mid_line = false;
+#define BUFFERED ((struct buffered){stream, used, overhead, records, partials, is_mid_line})
     for (const char *p = buf; next_piece(&p, buf + len, &piece);) {
         size_t record_len = overhead + piece.len;
-        bool is_full = log->max_bytes && log->size + used + record_len > log->max_bytes;
-        if (is_full && log->size + used > 0) {
-            if (flush(log, used, err) < 0 || rotate(log, err) < 0)
+        /* A record larger than max_bytes still goes whole into one file: an empty one is not rotated. */
+        bool is_rotating = log->max_bytes && log->size + used + record_len > log->max_bytes && log->size + used > 0;
+        if (is_rotating || used + record_len > log->cap) {
+            if (flush(log, BUFFERED, err) < 0 || (is_rotating && begin_file(log, true, err) < 0))
                 return -1;
-            used = 0;
-        }
-        if (used + record_len > log->cap) {
-            if (flush(log, used, err) < 0)
-                return -1;
-            used = 0;
+            used = records = partials = 0;
         }
         char *out = log->buf + used;
         memcpy(out, prefix, prefix_len);
@@ -186,8 +346,12 @@ int cri_log_write(struct cri_log *log, enum cri_stream stream, const char *buf, 
         memcpy(out, piece.text, piece.len);
         out[piece.len] = '\n';
         used += record_len;
+        records++;
+        partials += piece.is_partial;
+        is_mid_line = piece.is_partial;
     }
-    return flush(log, used, err);
+    return flush(log, BUFFERED, err);
+#undef BUFFERED
 }
 
 /* ---- parsing ---- */
@@ -274,186 +438,4 @@ int cri_log_parse_line(const char *line, size_t len, struct cri_log_line *out, s
     if (memchr(out->text, '\n', out->text_len))
         return record_fail(err, "text holds a newline");
     return 0;
-}
-
-/* ---- reading ---- */
-
-struct joined_line {
-    enum cri_stream stream;
-    char *text;
-    size_t len, cap;
-    char timestamp[CRI_LOG_TIMESTAMP_MAX];
-    uint64_t seq; /* order in which lines began, to emit unfinished ones in order */
-    bool is_open;
-};
-
-struct log_reader {
-    struct joined_line pending[2]; /* per stream: P pieces of stdout and stderr interleave */
-    uint64_t next_seq;
-    size_t tail;
-    struct joined_line *kept; /* with tail: the last lines, a ring once it holds tail of them */
-    size_t n_kept, kept_cap, kept_start;
-    cri_log_emit_fn emit;
-    void *ctx;
-};
-
-static void append(struct joined_line *line, const char *text, size_t len)
-{
-    if (line->len + len + 1 > line->cap) {
-        line->cap = (line->len + len + 1) * 2;
-        line->text = xrealloc(line->text, line->cap);
-    }
-    memcpy(line->text + line->len, text, len);
-    line->len += len;
-    line->text[line->len] = '\0';
-}
-
-static int emit_line(struct log_reader *r, const struct joined_line *line)
-{
-    return r->emit(line->stream, line->text, line->len, line->timestamp, r->ctx);
-}
-
-/* A finished line: emitted at once, or kept while only the last tail lines are wanted. */
-static int deliver(struct log_reader *r, struct joined_line *line)
-{
-    line->is_open = false;
-    if (r->tail == 0)
-        return emit_line(r, line);
-    struct joined_line *slot;
-    if (r->n_kept < r->tail) {
-        if (r->n_kept == r->kept_cap) {
-            r->kept_cap = r->kept_cap ? r->kept_cap * 2 : 16;
-            if (r->kept_cap > r->tail)
-                r->kept_cap = r->tail;
-            r->kept = xrealloc(r->kept, r->kept_cap * sizeof *r->kept);
-        }
-        slot = &r->kept[r->n_kept++];
-        slot->text = NULL;
-        slot->cap = 0;
-    } else {
-        slot = &r->kept[r->kept_start];
-        r->kept_start = (r->kept_start + 1) % r->n_kept;
-    }
-    slot->stream = line->stream;
-    slot->len = 0;
-    memcpy(slot->timestamp, line->timestamp, sizeof slot->timestamp);
-    append(slot, line->text, line->len);
-    return 0;
-}
-
-static int take_record(struct log_reader *r, const struct cri_log_line *record)
-{
-    struct joined_line *line = &r->pending[record->stream];
-    if (!line->is_open) {
-        line->is_open = true;
-        line->stream = record->stream;
-        line->len = 0;
-        line->seq = r->next_seq++;
-        memcpy(line->timestamp, record->timestamp, record->timestamp_len);
-        line->timestamp[record->timestamp_len] = '\0';
-    }
-    append(line, record->text, record->text_len);
-    return record->is_partial ? 0 : deliver(r, line);
-}
-
-static int read_file(struct log_reader *r, int fd, const char *name, struct pea_error *err)
-{
-    AUTO_FILE FILE *f = fdopen(fd, "r");
-    if (!f) {
-        close(fd);
-        return pea_fail(err, errno, "read log %s", name);
-    }
-    AUTO_FREE char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    for (size_t lineno = 1; (n = getline(&buf, &cap, f)) >= 0; lineno++) {
-        size_t len = (size_t)n;
-        if (len > 0 && buf[len - 1] == '\n')
-            len--;
-        struct cri_log_line record;
-        if (cri_log_parse_line(buf, len, &record, err) < 0)
-            return pea_wrap(err, "read log %s line %zu", name, lineno);
-        if (take_record(r, &record) < 0)
-            return pea_fail(err, errno, "deliver log line");
-    }
-    if (ferror(f))
-        return pea_fail(err, errno, "read log %s", name);
-    return 0;
-}
-
-/* Lines still waiting for their F, in the order they began, then the kept tail. */
-static int finish(struct log_reader *r)
-{
-    struct joined_line *out = &r->pending[CRI_STDOUT], *errl = &r->pending[CRI_STDERR];
-    struct joined_line *first = out, *second = errl;
-    if (errl->is_open && (!out->is_open || errl->seq < out->seq)) {
-        first = errl;
-        second = out;
-    }
-    if ((first->is_open && deliver(r, first) < 0) || (second->is_open && deliver(r, second) < 0))
-        return -1;
-    for (size_t i = 0; i < r->n_kept; i++)
-        if (emit_line(r, &r->kept[(r->kept_start + i) % r->n_kept]) < 0)
-            return -1;
-    return 0;
-}
-
-static void reader_clear(struct log_reader *r)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(r->pending); i++)
-        free(r->pending[i].text);
-    for (size_t i = 0; i < r->n_kept; i++)
-        free(r->kept[i].text);
-    free(r->kept);
-}
-
-/* Open every file before reading any, so that a rotation meanwhile shifts as few names under us as possible. */
-static int open_log_files(int dir_fd, const char *name, bool include_rotated, int **fds_out, size_t *n_out,
-                          struct pea_error *err)
-{
-    int *fds = NULL;
-    size_t n = 0;
-    /* name, then name.1, name.2, ... as long as they exist */
-    for (unsigned i = 0; i == 0 || include_rotated; i++) {
-        AUTO_FREE char *file = rotated_name(name, i);
-        int fd = openat(dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0) {
-            if (i > 0 && errno == ENOENT)
-                break;
-            pea_fail(err, errno, "open log %s", file);
-            while (n > 0)
-                close(fds[--n]);
-            free(fds);
-            return -1;
-        }
-        fds = xrealloc(fds, (n + 1) * sizeof *fds);
-        fds[n++] = fd;
-    }
-    *fds_out = fds;
-    *n_out = n;
-    return 0;
-}
-
-int cri_log_read(int dir_fd, const char *name, bool include_rotated, size_t tail, cri_log_emit_fn emit,
-                 void *ctx, struct pea_error *err)
-{
-    AUTO_FREE int *fds = NULL;
-    size_t n_fds;
-    if (open_log_files(dir_fd, name, include_rotated, &fds, &n_fds, err) < 0)
-        return -1;
-    struct log_reader r = {.tail = tail, .emit = emit, .ctx = ctx};
-    int rc = 0;
-    /* fds[0] is name, fds[i] is name.i: oldest last, so read backwards. Each read_file owns its fd. */
-    for (size_t i = n_fds; i > 0; i--) {
-        if (rc < 0) {
-            close(fds[i - 1]);
-            continue;
-        }
-        AUTO_FREE char *file = rotated_name(name, (unsigned)(i - 1));
-        rc = read_file(&r, fds[i - 1], file, err);
-    }
-    if (rc == 0 && finish(&r) < 0)
-        rc = pea_fail(err, errno, "deliver log line");
-    reader_clear(&r);
-    return rc;
 }

@@ -22,11 +22,18 @@ enum cri_stream { CRI_STDOUT, CRI_STDERR };
 
 struct cri_log;
 
-/* Open or create dir_fd/name (0640, appending). When a write would take the file past max_bytes, it is renamed to
- * name.1 (name.1 to name.2, ..., at most max_files rotated files, the oldest dropped) and a new name is created;
- * max_bytes 0 never rotates. A single record larger than max_bytes still goes whole into one file. */
-struct cri_log *cri_log_open(int dir_fd, const char *name, uint64_t max_bytes, unsigned max_files,
-                             struct pea_error *err);
+/* "name" for index 0, "name.N" for the Nth rotated file. The caller frees. */
+char *cri_log_file_name(const char *name, unsigned index);
+/* The next file is made as "<name>" CRI_LOG_NEW_SUFFIX, then renamed to name. */
+#define CRI_LOG_NEW_SUFFIX ".new"
+
+/* Open or create dir_fd/name (0640, appending), and its index index_dir_fd/<name>.index (cri_log_index.h). When a
+ * write would take the file past max_bytes, it is renamed to name.1 (name.1 to name.2, ..., at most max_files
+ * rotated files, fewer than CRI_LOG_INDEX_MAX_FILES, the oldest dropped) and a new name is created; max_bytes 0
+ * never rotates. A single record larger than max_bytes still goes whole into one file. Files found at open go on
+ * (with the index, when it describes them; else as a new instance, counted from their records). */
+struct cri_log *cri_log_open(int dir_fd, int index_dir_fd, const char *name, uint64_t max_bytes,
+                             unsigned max_files, struct pea_error *err);
 
 /* Write one chunk read from a container's stream, timestamped now: each complete line as an F record (longer ones
  * split as above), a trailing piece without newline as a P record. Nothing is written for len 0. The chunk's

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cri_log.h"
+#include "cri_log_index.h"
 #include "logs.h"
 #include "pea/log.h"
 #include "pea/util.h"
@@ -20,6 +21,7 @@ struct open_log {
 
 struct shim_logs {
     int dir_fd;
+    int index_dir_fd;
     uint64_t max_bytes;
     struct open_log *open;
 };
@@ -33,20 +35,26 @@ static uint64_t max_bytes_from_env(void)
     return SHIM_LOG_MAX_BYTES;
 }
 
+static int open_dir(const char *data_dir, const char *name, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/%s", data_dir, name);
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create log directory %s", dir);
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return pea_fail(err, errno, "open log directory %s", dir);
+    return fd;
+}
+
 struct shim_logs *shim_logs_open(const char *data_dir, struct pea_error *err)
 {
-    AUTO_FREE char *dir = xasprintf("%s/%s", data_dir, SHIM_LOG_DIR);
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-        pea_fail(err, errno, "create log directory %s", dir);
+    AUTO_FD int fd = open_dir(data_dir, SHIM_LOG_DIR, err);
+    AUTO_FD int index_fd = fd < 0 ? -1 : open_dir(data_dir, SHIM_LOG_INDEX_DIR, err);
+    if (index_fd < 0)
         return NULL;
-    }
-    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        pea_fail(err, errno, "open log directory %s", dir);
-        return NULL;
-    }
     struct shim_logs *logs = xcalloc(1, sizeof *logs);
-    logs->dir_fd = fd;
+    logs->dir_fd = take_fd(&fd);
+    logs->index_dir_fd = take_fd(&index_fd);
     logs->max_bytes = max_bytes_from_env();
     return logs;
 }
@@ -68,6 +76,7 @@ void shim_logs_free(struct shim_logs *logs)
         logs->open = next;
     }
     close(logs->dir_fd);
+    close(logs->index_dir_fd);
     free(logs);
 }
 
@@ -78,7 +87,7 @@ static struct open_log *find_log(struct shim_logs *logs, const char *container)
             return o;
     struct pea_error err = {0};
     AUTO_FREE char *name = shim_log_name(container, false);
-    struct cri_log *log = cri_log_open(logs->dir_fd, name, logs->max_bytes, SHIM_LOG_ROTATED_FILES, &err);
+    struct cri_log *log = cri_log_open(logs->dir_fd, logs->index_dir_fd, name, logs->max_bytes, SHIM_LOG_ROTATED_FILES, &err);
     if (!log) {
         log_warn("container %s: %s", container, err.msg);
         return NULL;
@@ -104,12 +113,6 @@ void shim_logs_write(struct shim_logs *logs, const char *container, enum pod_str
         log_warn("container %s: %s", container, err.msg);
 }
 
-/* "<c>.log" for index 0, "<c>.log.N" after it. */
-static char *indexed(const char *name, unsigned index)
-{
-    return index == 0 ? xstrdup(name) : xasprintf("%s.%u", name, index);
-}
-
 void shim_logs_new_instance(struct shim_logs *logs, const char *container)
 {
     for (struct open_log **p = &logs->open; *p; p = &(*p)->next)
@@ -122,12 +125,23 @@ void shim_logs_new_instance(struct shim_logs *logs, const char *container)
     AUTO_FREE char *current = shim_log_name(container, false);
     AUTO_FREE char *previous = shim_log_name(container, true);
     for (unsigned i = 0; i <= SHIM_LOG_ROTATED_FILES; i++) {
-        AUTO_FREE char *from = indexed(current, i);
-        AUTO_FREE char *to = indexed(previous, i);
+        AUTO_FREE char *from = cri_log_file_name(current, i);
+        AUTO_FREE char *to = cri_log_file_name(previous, i);
         /* Only the instance just ended is "previous": what an older one left goes first. */
         if (unlinkat(logs->dir_fd, to, 0) < 0 && errno != ENOENT)
             log_warn("container %s: remove old log %s: %s", container, to, strerror(errno));
         if (renameat(logs->dir_fd, from, logs->dir_fd, to) < 0 && errno != ENOENT)
             log_warn("container %s: keep log %s as %s: %s", container, from, to, strerror(errno));
+    }
+    /* The index last: a follower that finds its instance's index under the old name while the files have moved
+     * waits for it to move too, and one that finds it under the new name finds the files there. */
+    AUTO_FREE char *from = cri_log_index_name(current);
+    AUTO_FREE char *to = cri_log_index_name(previous);
+    if (renameat(logs->index_dir_fd, from, logs->index_dir_fd, to) < 0) {
+        /* No index: the instance wrote nothing, and the previous files are gone with their index. */
+        if (errno != ENOENT)
+            log_warn("container %s: keep log index %s as %s: %s", container, from, to, strerror(errno));
+        unlinkat(logs->index_dir_fd, from, 0);
+        unlinkat(logs->index_dir_fd, to, 0);
     }
 }

@@ -1,6 +1,8 @@
 /* The shim's container log files: <pod data dir>/logs/<container>.log in the CRI format, rotated by size; when a
- * container gets a new instance, the files of the one before become <container>.previous.log*. `pea pod logs`
- * reads the same files directly, so these names are shared with the CLI. */
+ * container gets a new instance, the files of the one before become <container>.previous.log*. Their indexes
+ * (cri_log_index.h) are <pod data dir>/log-index/<container>[.previous].log.index, out of the way of anything
+ * that lists the log directory. `pea pod logs` reads the same files directly, so these names are shared with the
+ * CLI. */
 #ifndef PEA_SHIM_LOGS_H
 #define PEA_SHIM_LOGS_H
 
@@ -13,6 +15,7 @@
 #include "pea/supervise.h"
 
 #define SHIM_LOG_DIR "logs"
+#define SHIM_LOG_INDEX_DIR "log-index"
 /* Rotation: at 10 MiB a file becomes .1, and two rotated files are kept. PEA_SHIM_LOG_MAX_BYTES overrides the
  * size (a tuning knob, documented in pea-shim.8; the tests use it to rotate without writing 10 MiB). */
 #define SHIM_LOG_MAX_BYTES (10 * 1024 * 1024)

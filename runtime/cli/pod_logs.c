@@ -1,6 +1,7 @@
 /* pea pod logs: a container's output from the CRI log files pea-shim writes, read directly (no shim needed, so it
- * works when the shim is gone); -f then follows the file, through rotation, until the container has exited. As
- * kubectl prints it: the text only, stdout records to stdout, stderr records to stderr. */
+ * works when the shim is gone); -f then follows the files, through rotation, until the container has exited. As
+ * kubectl prints it: the text only, stdout records to stdout, stderr records to stderr; output that rotation
+ * took away before it could be read is one "pea: pod logs: ..." line on stderr (cri_log_reader.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "cri_log.h"
+#include "cri_log_reader.h"
 #include "logs.h"
 #include "pod_client.h"
 #include "pea/util.h"
@@ -24,64 +26,27 @@ static int print_line(enum cri_stream stream, const char *text, size_t len, cons
     (void)timestamp;
     (void)ctx;
     FILE *f = stream == CRI_STDERR ? stderr : stdout;
+    /* In order when both go to one place: stdout is buffered, stderr is not. */
+    if (stream == CRI_STDERR)
+        fflush(stdout);
     fwrite(text, 1, len, f);
     fputc('\n', f);
     return ferror(f) ? -1 : 0;
 }
 
-struct follower {
-    int dir_fd;
-    const char *name;
-    int fd;
-    char *pending; /* the start of a record whose newline is not written yet */
-    size_t n_pending;
-};
-
-static void print_record(const char *line, size_t len)
+/* Output that was gone before it could be read: one line on stderr, where it cannot be taken for the container's
+ * own output on stdout, after the stdout lines before it. */
+static int print_gap(const struct cri_log_gap *gap, void *ctx)
 {
-    struct cri_log_line rec;
-    struct pea_error ignored = {0};
-    if (cri_log_parse_line(line, len, &rec, &ignored) < 0)
-        return;
-    FILE *f = rec.stream == CRI_STDERR ? stderr : stdout;
-    fwrite(rec.text, 1, rec.text_len, f);
-    if (!rec.is_partial)
-        fputc('\n', f);
-    fflush(f);
-}
-
-/* Print every whole record the file has gained. */
-static void drain(struct follower *fl)
-{
-    char buf[65536];
-    ssize_t n;
-    while (fl->fd >= 0 && (n = read(fl->fd, buf, sizeof buf)) > 0) {
-        fl->pending = xrealloc(fl->pending, fl->n_pending + (size_t)n);
-        memcpy(fl->pending + fl->n_pending, buf, (size_t)n);
-        fl->n_pending += (size_t)n;
-        size_t start = 0;
-        for (char *nl; (nl = memchr(fl->pending + start, '\n', fl->n_pending - start));) {
-            print_record(fl->pending + start, (size_t)(nl - (fl->pending + start)));
-            start = (size_t)(nl - fl->pending) + 1;
-        }
-        memmove(fl->pending, fl->pending + start, fl->n_pending - start);
-        fl->n_pending -= start;
-    }
-}
-
-/* After a rotation (or a new instance) the name is a new file: finish the old one, go on with the new. */
-static void follow_rename(struct follower *fl)
-{
-    struct stat now, ours;
-    if (fstatat(fl->dir_fd, fl->name, &now, 0) < 0)
-        return;
-    if (fl->fd >= 0 && fstat(fl->fd, &ours) == 0 && ours.st_ino == now.st_ino && ours.st_dev == now.st_dev)
-        return;
-    drain(fl);
-    if (fl->fd >= 0)
-        close(fl->fd);
-    fl->n_pending = 0;
-    fl->fd = openat(fl->dir_fd, fl->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const char *container = ctx;
+    fflush(stdout);
+    if (gap->is_unknown)
+        fprintf(stderr, "pea: pod logs: %s's log files were replaced before they could all be read (it restarted "
+                "again, or its shim rebuilt them): some of its output may be missing here\n", container);
+    else
+        fprintf(stderr, "pea: pod logs: %llu lines (%llu bytes) of %s's output were rotated away before they could "
+                "be read\n", (unsigned long long)gap->lines, (unsigned long long)gap->bytes, container);
+    return ferror(stderr) ? -1 : 0;
 }
 
 /* Whether the container has finished (or the pod is gone): then -f ends once the file is drained. */
@@ -97,7 +62,7 @@ static bool has_finished(const struct pea_pod *pod, const char *container)
     return s && (strcmp(s, "exited") == 0 || strcmp(s, "stopped") == 0);
 }
 
-static int follow(const struct pea_pod *pod, const char *container, int dir_fd, const char *name, size_t tail,
+static int follow(const struct pea_pod *pod, const char *container, int dir_fd, struct cri_log_follower *f,
                   struct pea_error *err)
 {
     AUTO_FD int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -107,22 +72,14 @@ static int follow(const struct pea_pod *pod, const char *container, int dir_fd, 
     snprintf(dir_path, sizeof dir_path, "/proc/self/fd/%d", dir_fd);
     if (inotify_add_watch(watch, dir_path, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM) < 0)
         return pea_fail(err, errno, "watch the log directory of %s", container);
-    struct follower fl = {.dir_fd = dir_fd, .name = name, .fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
-    if (fl.fd >= 0) {
-        if (cri_log_read(dir_fd, name, true, tail, print_line, NULL, err) < 0) {
-            close(fl.fd);
-            return -1;
-        }
-        fflush(stdout);
-        fflush(stderr);
-        /* Go on from where the reader stopped: the end of the file as it is now. */
-        lseek(fl.fd, 0, SEEK_END);
-    }
     for (;;) {
         bool is_done = has_finished(pod, container);
-        follow_rename(&fl);
-        drain(&fl);
-        if (is_done)
+        enum cri_log_follow_result result;
+        if (cri_log_follower_read(f, &result, err) < 0)
+            return -1;
+        fflush(stdout);
+        fflush(stderr);
+        if (is_done || result == CRI_LOG_ENDED)
             break;
         struct pollfd p = {.fd = watch, .events = POLLIN};
         if (poll(&p, 1, FOLLOW_CHECK_MS) > 0) {
@@ -131,10 +88,28 @@ static int follow(const struct pea_pod *pod, const char *container, int dir_fd, 
                 ;
         }
     }
-    if (fl.fd >= 0)
-        close(fl.fd);
-    free(fl.pending);
-    return 0;
+    return cri_log_follower_finish(f, err);
+}
+
+/* Read (and with is_following, follow) a container's log files by their index. */
+static int read_logs(const struct pea_pod *pod, const char *container, int dir_fd, int index_dir_fd,
+                     bool is_previous, bool is_following, size_t tail, struct pea_error *err)
+{
+    AUTO_FREE char *name = shim_log_name(container, is_previous);
+    AUTO_FREE char *moved = is_previous ? NULL : shim_log_name(container, true);
+    struct cri_log_follower *f = cri_log_follower_new(dir_fd, index_dir_fd, name, moved, tail, is_following,
+                                                      print_line, print_gap, (void *)container);
+    int r;
+    if (is_following) {
+        r = follow(pod, container, dir_fd, f, err);
+    } else {
+        enum cri_log_follow_result result;
+        r = cri_log_follower_read(f, &result, err);
+        if (r == 0)
+            r = cri_log_follower_finish(f, err);
+    }
+    cri_log_follower_free(f);
+    return r;
 }
 
 int pod_logs(const struct cli_globals *g, int argc, char **argv)
@@ -186,11 +161,19 @@ int pod_logs(const struct cli_globals *g, int argc, char **argv)
         pea_fail(&err, errno, "open %s", dir);
         return cli_fail(&err);
     }
-    AUTO_FREE char *name = shim_log_name(container, is_previous);
+    AUTO_FREE char *index_dir = xasprintf("%s/%s", pod->data_dir, SHIM_LOG_INDEX_DIR);
+    AUTO_FD int index_dir_fd = open(index_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int r;
-    if (is_following) {
-        r = follow(pod, container, dir_fd, name, (size_t)tail, &err);
+    if (index_dir_fd >= 0) {
+        r = read_logs(pod, container, dir_fd, index_dir_fd, is_previous, is_following, (size_t)tail, &err);
+    } else if (errno != ENOENT) {
+        r = pea_fail(&err, errno, "open %s", index_dir);
+    } else if (is_following) {
+        /* Without an index, a follower could not tell what rotation took from it. */
+        r = pea_fail(&err, 0, "pod logs -f: the log files of pod %s were written by an older pea-shim, which keeps "
+                     "no index to follow them by (pea pod logs without -f reads them)", pod->name);
     } else {
+        AUTO_FREE char *name = shim_log_name(container, is_previous);
         r = cri_log_read(dir_fd, name, true, (size_t)tail, print_line, NULL, &err);
         /* No file: the container has written nothing (yet, or in its previous instance). */
         if (r < 0 && err.errnum == ENOENT)

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "cri_log.h"
+#include "cri_log_index.h"
+#include "cri_log_reader.h"
 #include "pea/util.h"
 
 #define TS "2026-11-22T07:15:02.123456789Z"
@@ -49,7 +51,7 @@ static bool file_exists(const char *name) { return faccessat(dir_fd, name, F_OK,
 static struct cri_log *open_log(uint64_t max_bytes, unsigned max_files)
 {
     struct pea_error err = {0};
-    struct cri_log *log = cri_log_open(dir_fd, "c.log", max_bytes, max_files, &err);
+    struct cri_log *log = cri_log_open(dir_fd, dir_fd, "c.log", max_bytes, max_files, &err);
     cr_assert_not_null(log, "%s", err.msg);
     return log;
 }
@@ -401,4 +403,267 @@ Test(cri_log, reader_fails_on_a_missing_log)
     struct pea_error err = {0};
     cr_assert_eq(cri_log_read(dir_fd, "none.log", true, 0, collect, &c, &err), -1);
     cr_assert_str_eq(err.msg, "open log none.log: No such file or directory");
+}
+
+/* ---- the index ---- */
+
+static struct cri_log_index index_now(void)
+{
+    struct cri_log_index index;
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_index_load(dir_fd, "c.log", &index, &err), 0, "%s", err.msg);
+    return index;
+}
+
+static uint64_t inode_of(const char *name)
+{
+    struct stat st;
+    cr_assert_eq(fstatat(dir_fd, name, &st, 0), 0, "stat %s", name);
+    return (uint64_t)st.st_ino;
+}
+
+static void assert_file_starts(const struct cri_log_index_file *f, uint64_t seq, const char *name, uint64_t out_bytes,
+                               uint64_t out_lines, bool is_out_mid_line)
+{
+    cr_assert_eq(f->seq, seq);
+    cr_assert_eq(f->inode, inode_of(name), "%s", name);
+    cr_assert_eq(f->start.bytes[CRI_STDOUT], out_bytes, "%s: %llu bytes", name,
+                 (unsigned long long)f->start.bytes[CRI_STDOUT]);
+    cr_assert_eq(f->start.lines[CRI_STDOUT], out_lines, "%s", name);
+    cr_assert_eq(f->start.is_mid_line[CRI_STDOUT], is_out_mid_line, "%s", name);
+}
+
+Test(cri_log, index_lists_the_files_there_are_and_where_each_begins)
+{
+    struct cri_log *log = open_log(100, 2);
+    struct cri_log_index first = index_now();
+    cr_assert_eq(first.n_files, 1);
+    assert_file_starts(&first.files[0], 0, "c.log", 0, 0, false);
+    write_chunk(log, CRI_STDERR, "e1\n");
+    /* Records of 43 bytes, 42 for one of 1 byte, 44 for 3: two a file. The file after "x" begins mid-line. */
+    write_chunk(log, CRI_STDOUT, "l1\nl2\nl3\nl4\nx");
+    write_chunk(log, CRI_STDOUT, "yz\n");
+    cri_log_close(log);
+    cr_assert_str_eq(file_text("c.log"), TS " stdout F yz\n");
+    struct cri_log_index index = index_now();
+    cr_assert_eq(index.instance, first.instance);
+    cr_assert_eq(index.n_files, 3);
+    assert_file_starts(&index.files[0], 1, "c.log.2", 3, 1, false);
+    assert_file_starts(&index.files[1], 2, "c.log.1", 9, 3, false);
+    assert_file_starts(&index.files[2], 3, "c.log", 13, 4, true);
+    cr_assert_eq(index.files[2].start.bytes[CRI_STDERR], 3);
+    cr_assert_eq(index.files[2].start.lines[CRI_STDERR], 1);
+    cr_assert_not(file_exists("c.log" CRI_LOG_NEW_SUFFIX));
+}
+
+Test(cri_log, reopened_log_goes_on_in_its_instance)
+{
+    struct cri_log *log = open_log(100, 2);
+    write_chunk(log, CRI_STDOUT, "l1\nl2\nl3\n");
+    cri_log_close(log);
+    uint64_t instance = index_now().instance;
+    log = open_log(100, 2);
+    write_chunk(log, CRI_STDOUT, "l4\nl5\n");
+    cri_log_close(log);
+    struct cri_log_index index = index_now();
+    cr_assert_eq(index.instance, instance);
+    cr_assert_eq(index.n_files, 3);
+    assert_file_starts(&index.files[2], 2, "c.log", 12, 4, false);
+}
+
+Test(cri_log, log_without_its_index_becomes_a_new_instance_counted_from_its_records)
+{
+    const char rotated[] = RECORD(1) RECORD(2) TS " stdout P l\n";
+    cr_assert_eq(write_file_atomic_at(dir_fd, "c.log.1", rotated, sizeof rotated - 1, 0640), 0);
+    const char current[] = TS " stdout F 3\n";
+    cr_assert_eq(write_file_atomic_at(dir_fd, "c.log", current, sizeof current - 1, 0640), 0);
+    cri_log_close(open_log(100, 2));
+    struct cri_log_index index = index_now();
+    cr_assert_eq(index.n_files, 2);
+    assert_file_starts(&index.files[0], 0, "c.log.1", 0, 0, false);
+    assert_file_starts(&index.files[1], 1, "c.log", 7, 2, true);
+}
+
+static void index_fails(const char *text, const char *message)
+{
+    struct cri_log_index index;
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_index_parse(text, strlen(text), &index, &err), -1, "%s parsed", text);
+    cr_assert_str_eq(err.msg, message, "for %s", text);
+}
+
+#define INDEX_HEAD "pea-cri-log-index 1 00000000000000ff\n"
+
+Test(cri_log, index_parse_gives_every_field)
+{
+    const char text[] = INDEX_HEAD "4 17 10 2 1 5 1 0\n6 18 20 3 0 5 1 1\n";
+    struct cri_log_index index;
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_index_parse(text, sizeof text - 1, &index, &err), 0, "%s", err.msg);
+    cr_assert_eq(index.instance, 255);
+    cr_assert_eq(index.n_files, 2);
+    cr_assert_eq(index.files[1].seq, 6);
+    cr_assert_eq(index.files[1].inode, 18);
+    cr_assert_eq(index.files[1].start.bytes[CRI_STDOUT], 20);
+    cr_assert(index.files[1].start.is_mid_line[CRI_STDERR]);
+    char *again = cri_log_index_format(&index);
+    cr_assert_str_eq(again, text);
+    free(again);
+}
+
+Test(cri_log, index_parse_rejects_malformed_indexes)
+{
+    index_fails("", "malformed log index: no pea-cri-log-index 1 header");
+    index_fails("pea-cri-log-index 1 ff\n", "malformed log index: instance is not 16 hex digits and a newline");
+    index_fails(INDEX_HEAD "1 2 3 4 5 6 7 0\n", "malformed log index: a file's line is not 6 numbers and 2 flags");
+    index_fails(INDEX_HEAD "1 2 3 4 0 6 7 0", "malformed log index: a file's line is not 6 numbers and 2 flags");
+    index_fails(INDEX_HEAD "01 2 3 4 0 6 7 0\n", "malformed log index: a file's line is not 6 numbers and 2 flags");
+    index_fails(INDEX_HEAD "18446744073709551616 2 3 4 0 6 7 0\n",
+                "malformed log index: a file's line is not 6 numbers and 2 flags");
+    index_fails(INDEX_HEAD "1 2 30 4 0 6 7 0\n2 3 29 4 0 6 7 0\n",
+                "malformed log index: a file begins before the one before it");
+    index_fails(INDEX_HEAD "2 2 3 4 0 6 7 0\n2 3 3 4 0 6 7 0\n", "malformed log index: files are not in order");
+}
+
+/* ---- the follower ---- */
+
+static int collect_gap(const struct cri_log_gap *gap, void *ctx)
+{
+    struct collected *c = ctx;
+    char *old = c->text;
+    c->text = xasprintf("%sgap %llu lines %llu bytes%s\n", old ? old : "", (unsigned long long)gap->lines,
+                        (unsigned long long)gap->bytes, gap->is_unknown ? " unknown" : "");
+    free(old);
+    return 0;
+}
+
+struct following {
+    struct cri_log_follower *follower;
+    struct collected c;
+};
+
+static struct following *follow_log(size_t tail, bool is_following)
+{
+    struct following *f = xcalloc(1, sizeof *f);
+    f->c.fail_after = -1;
+    f->follower = cri_log_follower_new(dir_fd, dir_fd, "c.log", "c.previous.log", tail, is_following, collect,
+                                       collect_gap, &f->c);
+    return f;
+}
+
+/* What the follower emitted since the last call, without timestamps. */
+static char *follow_read(struct following *f, enum cri_log_follow_result expect)
+{
+    enum cri_log_follow_result result;
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_follower_read(f->follower, &result, &err), 0, "%s", err.msg);
+    cr_assert_eq(result, expect);
+    char *text = f->c.text ? f->c.text : xstrdup("");
+    f->c.text = NULL;
+    /* "out TS text" to "out text" */
+    for (char *ts; (ts = strstr(text, " " TS));)
+        memmove(ts, ts + strlen(" " TS), strlen(ts + strlen(" " TS)) + 1);
+    return text;
+}
+
+Test(cri_log, follower_reads_on_through_rotation_in_order)
+{
+    struct cri_log *log = open_log(100, 1);
+    struct following *f = follow_log(0, true);
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "");
+    write_chunk(log, CRI_STDOUT, "l1\nl");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l1\n");
+    /* Two rotations: the file it reads is dropped, the one after it is still there. */
+    write_chunk(log, CRI_STDOUT, "2\nl3\nl4\nl5\n");
+    cr_assert_not(file_exists("c.log.2"));
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l2\nout l3\nout l4\nout l5\n");
+    cri_log_follower_free(f->follower);
+    cri_log_close(log);
+}
+
+Test(cri_log, follower_announces_once_what_was_rotated_away_and_never_tears_a_line)
+{
+    struct cri_log *log = open_log(100, 1);
+    struct following *f = follow_log(0, true);
+    write_chunk(log, CRI_STDOUT, "l1\npa");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l1\n");
+    /* The rest of "pa..." and l3-l7 and a piece of l8 go with files the follower never opens; err e2 too. */
+    write_chunk(log, CRI_STDOUT, "rt\nl3\nl4\nl5\nl6\nl7\nl");
+    write_chunk(log, CRI_STDERR, "e2\n");
+    write_chunk(log, CRI_STDOUT, "8\nl9\n");
+    write_chunk(log, CRI_STDERR, "e3\n");
+    cr_assert_str_eq(file_text("c.log.1"), TS " stdout F 8\n" RECORD(9));
+    /* l8 and pa-rt are lost in part, l3-l7 and e2 whole: 8 lines. rt\n l3..l7\n l e2\n: 3+15+1+3 bytes. */
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "gap 8 lines 22 bytes\nout l9\nerr e3\n");
+    cri_log_follower_free(f->follower);
+    cri_log_close(log);
+}
+
+Test(cri_log, follower_reads_a_removed_file_it_holds_to_its_end)
+{
+    struct cri_log *log = open_log(100, 0);
+    struct following *f = follow_log(0, true);
+    write_chunk(log, CRI_STDOUT, "l1\n");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l1\n");
+    write_chunk(log, CRI_STDOUT, "l2\nl3\n");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l2\nout l3\n");
+    cri_log_follower_free(f->follower);
+    cri_log_close(log);
+}
+
+Test(cri_log, follower_shows_the_last_lines_first_then_follows)
+{
+    write_seven_lines_rotated();
+    struct cri_log *log = open_log(100, 2);
+    struct following *f = follow_log(2, true);
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l6\nout l7\n");
+    write_chunk(log, CRI_STDOUT, "l8\n");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l8\n");
+    cri_log_follower_free(f->follower);
+    cri_log_close(log);
+}
+
+Test(cri_log, follower_without_following_gives_the_files_as_they_are)
+{
+    struct cri_log *log = open_log(100, 2);
+    write_chunk(log, CRI_STDERR, "first");
+    write_chunk(log, CRI_STDOUT, "l1\nl2\nl3\nsecond");
+    cri_log_close(log);
+    struct following *f = follow_log(0, false);
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l1\nout l2\nout l3\n");
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_follower_finish(f->follower, &err), 0);
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "err first\nout second\n");
+    cri_log_follower_free(f->follower);
+}
+
+Test(cri_log, follower_ends_with_its_instance)
+{
+    struct cri_log *log = open_log(100, 1);
+    struct following *f = follow_log(0, true);
+    write_chunk(log, CRI_STDOUT, "l1\n");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l1\n");
+    write_chunk(log, CRI_STDOUT, "l2\n");
+    cri_log_close(log);
+    /* A new instance: the files and then their index move to the previous names, a new c.log begins. */
+    cr_assert_eq(renameat(dir_fd, "c.log", dir_fd, "c.previous.log"), 0);
+    cr_assert_str_eq(follow_read(f, CRI_LOG_CAUGHT_UP), "out l2\n");
+    cr_assert_eq(renameat(dir_fd, "c.log.index", dir_fd, "c.previous.log.index"), 0);
+    log = open_log(100, 1);
+    write_chunk(log, CRI_STDOUT, "new\n");
+    cr_assert_str_eq(follow_read(f, CRI_LOG_ENDED), "");
+    cri_log_follower_free(f->follower);
+    cri_log_close(log);
+}
+
+Test(cri_log, follower_refuses_files_without_an_index)
+{
+    const char text[] = RECORD(1);
+    cr_assert_eq(write_file_atomic_at(dir_fd, "c.log", text, sizeof text - 1, 0640), 0);
+    struct following *f = follow_log(0, true);
+    enum cri_log_follow_result result;
+    struct pea_error err = {0};
+    cr_assert_eq(cri_log_follower_read(f->follower, &result, &err), -1);
+    cr_assert_str_eq(err.msg, "log c.log has no index (it was written by an older pea-shim)");
+    cri_log_follower_free(f->follower);
 }
