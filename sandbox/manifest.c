@@ -55,7 +55,8 @@ static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volu
     return 0;
 }
 
-static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
+/* volume_names: each volume's name (to its index), for the containers' volumeMounts. */
+static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volume_names, struct pea_error *err)
 {
     static const char *const fields[] = {"name", "emptyDir", "hostPath", NULL};
     json_t *list;
@@ -77,9 +78,9 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_er
             return -1;
         if (!name_is_dns_label(v->name))
             return field_fail(err, item, "name", "must be a DNS label, not \"%s\"", v->name);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(m->volumes[k].name, v->name) == 0)
-                return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+        if (json_object_get(volume_names, v->name))
+            return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+        json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
         if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
             field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
             return -1;
@@ -93,7 +94,7 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_er
 
 /* ---- containers ---- */
 
-static int parse_container_list(json_t *spec, const char *key, bool is_init, struct pea_pod_manifest *m,
+static int parse_container_list(json_t *spec, const char *key, bool is_init, json_t *volume_names,
                                 struct pea_pod_container **out, size_t *n_out, struct pea_error *err)
 {
     json_t *list;
@@ -106,7 +107,7 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, str
     for (size_t i = 0; i < *n_out; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
-        if (manifest_parse_container(json_array_get(list, i), item, is_init, m, &(*out)[i], err) < 0)
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0)
             return -1;
     }
     return 0;
@@ -121,15 +122,15 @@ static struct pea_pod_container *container_at(const struct pea_pod_manifest *m, 
 /* Names are unique across init and app containers: they name the containers' state and logs. */
 static int check_container_names(const struct pea_pod_manifest *m, struct pea_error *err)
 {
+    AUTO_JSON json_t *seen = json_object();
     for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
         const char *name = container_at(m, i)->name;
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(name, container_at(m, k)->name) == 0) {
-                bool is_init = i < m->n_init_containers;
-                return pea_fail(err, 0, "spec.%s[%zu].name: duplicate container name \"%s\"",
-                                is_init ? "initContainers" : "containers", is_init ? i : i - m->n_init_containers,
-                                name);
-            }
+        if (json_object_get(seen, name)) {
+            bool is_init = i < m->n_init_containers;
+            return pea_fail(err, 0, "spec.%s[%zu].name: duplicate container name \"%s\"",
+                            is_init ? "initContainers" : "containers", is_init ? i : i - m->n_init_containers, name);
+        }
+        json_object_set_new_nocheck(seen, name, json_true());
     }
     return 0;
 }
@@ -241,9 +242,11 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     m->restart_policy = (enum pea_restart_policy)restart;
     m->termination_grace_seconds = grace;
-    if (parse_volumes(spec, m, err) < 0 ||
-        parse_container_list(spec, "initContainers", true, m, &m->init_containers, &m->n_init_containers, err) < 0 ||
-        parse_container_list(spec, "containers", false, m, &m->containers, &m->n_containers, err) < 0)
+    AUTO_JSON json_t *volume_names = json_object();
+    if (parse_volumes(spec, m, volume_names, err) < 0 ||
+        parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
+                             &m->n_init_containers, err) < 0 ||
+        parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers, err) < 0)
         return -1;
     if (m->n_containers == 0)
         return pea_fail(err, 0, "spec.containers: must hold at least one element");

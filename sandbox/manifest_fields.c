@@ -268,8 +268,7 @@ bool path_is_confined(const char *s)
     return true;
 }
 
-/* s without repeated or trailing slashes. */
-static char *path_normalize(const char *s)
+char *path_normalize(const char *s)
 {
     char *r = xmalloc(strlen(s) + 1), *o = r;
     for (const char *p = s; *p; p++)
@@ -279,11 +278,4 @@ static char *path_normalize(const char *s)
         o--;
     *o = '\0';
     return r;
-}
-
-bool path_equal(const char *a, const char *b)
-{
-    AUTO_FREE char *na = path_normalize(a);
-    AUTO_FREE char *nb = path_normalize(b);
-    return strcmp(na, nb) == 0;
 }

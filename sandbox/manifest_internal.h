@@ -51,12 +51,12 @@ bool name_is_dns_label(const char *s);
 bool name_is_dns_subdomain(const char *s, size_t max);
 /* No ".." component. */
 bool path_is_confined(const char *s);
-/* Equal once repeated and trailing slashes are ignored. */
-bool path_equal(const char *a, const char *b);
+/* s without repeated or trailing slashes: two paths equal so are the same path. */
+char *path_normalize(const char *s);
 
 void manifest_container_free(struct pea_pod_container *c);
-/* One container of spec.containers or spec.initContainers; volumes are the pod's, already parsed. */
-int manifest_parse_container(json_t *obj, const char *path, bool is_init, const struct pea_pod_manifest *m,
+/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. */
+int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
                              struct pea_pod_container *c, struct pea_error *err);
 
 /* pea.network, with spec.hostNetwork already read. */
