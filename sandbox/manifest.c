@@ -188,8 +188,10 @@ static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct p
             field_get_string(j, item, "name", true, &m->sysctls[i].name, err) < 0 ||
             field_get_string(j, item, "value", true, &m->sysctls[i].value, err) < 0)
             return -1;
-        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name))
-            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward");
+        /* 253: Kubernetes' SysctlMaxLength. */
+        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name) ||
+            strlen(m->sysctls[i].name) > 253)
+            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward (at most 253)");
     }
     return 0;
 }
@@ -208,6 +210,29 @@ static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error 
         m->dns_nameservers = xcalloc(1, sizeof(char *));
     if (!m->dns_searches)
         m->dns_searches = xcalloc(1, sizeof(char *));
+    /* Kubernetes' limits (MaxDNSNameservers, MaxDNSSearchPaths, MaxDNSSearchListChars), from what libc resolvers
+     * read: more would be dropped from resolv.conf without a word. */
+    if (strv_len(m->dns_nameservers) > 3)
+        return pea_fail(err, 0, "spec.dnsConfig.nameservers: %zu entries, more than Kubernetes' 3",
+                        strv_len(m->dns_nameservers));
+    if (strv_len(m->dns_searches) > 32)
+        return pea_fail(err, 0, "spec.dnsConfig.searches: %zu entries, more than Kubernetes' 32",
+                        strv_len(m->dns_searches));
+    size_t search_chars = 0;
+    for (size_t i = 0; m->dns_searches[i]; i++) {
+        /* A DNS subdomain, with or without the root's dot; it goes into resolv.conf as one word of one line. */
+        AUTO_FREE char *name = xstrdup(m->dns_searches[i]);
+        size_t n = strlen(name);
+        if (n > 1 && name[n - 1] == '.')
+            name[n - 1] = '\0';
+        if (!name_is_dns_subdomain(name, 253))
+            return pea_fail(err, 0, "spec.dnsConfig.searches[%zu]: must be a DNS subdomain, not \"%s\"", i,
+                            m->dns_searches[i]);
+        search_chars += (i ? 1 : 0) + n;
+    }
+    if (search_chars > 2048)
+        return pea_fail(err, 0, "spec.dnsConfig.searches: %zu characters with the spaces between, more than "
+                        "Kubernetes' 2048", search_chars);
     for (size_t i = 0; m->dns_nameservers[i]; i++) {
         unsigned char address[16];
         if (inet_pton(AF_INET, m->dns_nameservers[i], address) != 1 &&
@@ -257,6 +282,37 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
     return manifest_parse_network(root, is_host_network, m, err);
 }
 
+/* Kubernetes' limit on the sum of every annotation's key and value (TotalAnnotationSizeLimitB). */
+#define ANNOTATIONS_MAX_BYTES (256 * 1024)
+
+/* Labels and annotations as Kubernetes validates them (ValidateLabels, ValidateAnnotations). */
+static int check_labels_and_annotations(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(m->labels, key, value) {
+        if (!name_is_qualified(key))
+            return field_fail(err, "metadata.labels", key,
+                              "key must be [DNS subdomain of at most 253/]name of at most 63 of "
+                              "[A-Za-z0-9._-], beginning and ending alphanumeric");
+        if (!label_value_is_valid(json_string_value(value)))
+            return field_fail(err, "metadata.labels", key,
+                              "value must be empty or at most 63 of [A-Za-z0-9._-], beginning and ending alphanumeric");
+    }
+    size_t total = 0;
+    json_object_foreach(m->annotations, key, value) {
+        if (!name_is_qualified(key))
+            return field_fail(err, "metadata.annotations", key,
+                              "key must be [DNS subdomain of at most 253/]name of at most 63 of "
+                              "[A-Za-z0-9._-], beginning and ending alphanumeric");
+        total += strlen(key) + json_string_length(value);
+    }
+    if (total > ANNOTATIONS_MAX_BYTES)
+        return pea_fail(err, 0, "metadata.annotations: %zu bytes of keys and values, more than Kubernetes' %d", total,
+                        ANNOTATIONS_MAX_BYTES);
+    return 0;
+}
+
 static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_error *err)
 {
     static const char *const fields[] = {"name", "namespace", "labels", "annotations", NULL};
@@ -269,11 +325,16 @@ static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_e
         return field_fail(err, "metadata", "name",
                           "must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 63), not \"%s\"",
                           m->name);
-    if (field_get_string(meta, "metadata", "namespace", false, NULL, err) < 0 ||
-        field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
+    AUTO_FREE char *namespace = NULL;
+    if (field_get_string(meta, "metadata", "namespace", false, &namespace, err) < 0)
+        return -1;
+    if (namespace && !name_is_dns_label(namespace))
+        return field_fail(err, "metadata", "namespace", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
+                          namespace);
+    if (field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
         field_get_string_map(meta, "metadata", "annotations", &m->annotations, err) < 0)
         return -1;
-    return 0;
+    return check_labels_and_annotations(m, err);
 }
 
 /* A required string with one allowed value. */
@@ -316,7 +377,8 @@ static bool looks_like_json(const char *text, size_t len)
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
 {
     if (len > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "manifest: larger than %d bytes", PEA_MANIFEST_MAX_SIZE);
+        pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", len,
+                 PEA_MANIFEST_MAX_SIZE);
         return NULL;
     }
     AUTO_JSON json_t *root = NULL;
@@ -363,14 +425,15 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
         return NULL;
     }
     if (st.st_size > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+        pea_fail(err, 0, "%s: %lld bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", name,
+                 (long long)st.st_size, PEA_MANIFEST_MAX_SIZE);
         return NULL;
     }
     size_t len;
     AUTO_FREE char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
     if (!text) {
         if (errno == EFBIG)
-            pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+            pea_fail(err, 0, "%s: larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", name, PEA_MANIFEST_MAX_SIZE);
         else
             pea_fail(err, errno, "read %s", name);
         return NULL;

@@ -49,6 +49,11 @@ int field_get_enum(json_t *obj, const char *parent, const char *key, const char 
 bool name_is_dns_label(const char *s);
 /* DNS labels joined by dots, at most max characters. */
 bool name_is_dns_subdomain(const char *s, size_t max);
+/* Kubernetes' qualified name, as label and annotation keys are: [DNS subdomain of at most 253 "/"] then at most 63 of
+ * ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]. */
+bool name_is_qualified(const char *s);
+/* A label value: empty, or at most 63 characters like a qualified name's last part. */
+bool label_value_is_valid(const char *s);
 /* No ".." component. */
 bool path_is_confined(const char *s);
 /* s without repeated or trailing slashes: two paths equal so are the same path. */

@@ -144,13 +144,18 @@ static inline bool manifest_network_namespace_is_pea_made(const struct pea_pod_m
     return m->network_mode == PEA_NETWORK_NONE || m->network_mode == PEA_NETWORK_BRIDGE;
 }
 
-/* Larger manifests are refused before parsing: a pod needs a few KiB. */
-#define PEA_MANIFEST_MAX_SIZE (4 << 20)
+/* Kubernetes' object size limit, and so the largest Pod a cluster can hold: every object is stored in etcd, which
+ * refuses a request over 1.5 MiB by default (--max-request-bytes; https://etcd.io/docs/v3.5/dev-guide/limit/). The
+ * API server reads request bodies up to twice that (MaxRequestBodyBytes, 3 MiB) only because JSON shrinks when
+ * stored as protobuf. Larger manifests are refused before parsing, with this text: */
+#define PEA_MANIFEST_MAX_SIZE (3 << 19)
+#define PEA_MANIFEST_LIMIT_TEXT "1.5 MiB, Kubernetes' object size limit"
 
 /* Parse a manifest from text: JSON when it starts with '{' (after white space), YAML otherwise (one document; no
  * aliases). Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);
-/* Read a file (regular, at most 4 MiB; "-" is stdin) and parse it; errors are prefixed with the file name. */
+/* Read a file (regular, at most PEA_MANIFEST_MAX_SIZE; "-" is stdin) and parse it; errors are prefixed with the file
+ * name. */
 struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err);
 void manifest_free(struct pea_pod_manifest *m);
 static inline void manifest_free_p(struct pea_pod_manifest **m) { manifest_free(*m); }
