@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "manifest_internal.h"
 #include "pea/util.h"
@@ -348,6 +350,75 @@ static int check_constant(json_t *root, const char *key, const char *wanted, str
     return 0;
 }
 
+/* ---- what only a new sandbox can change ---- */
+
+/* As paths into the manifest, in the order of sandbox_json; spec.initContainers is compared through the
+ * containers' identities, between spec.volumes and spec.securityContext. */
+static const struct {
+    const char *parent, *key, *path;
+} sandbox_fields[PEA_MANIFEST_SANDBOX_FIELDS] = {
+    {"metadata", "name", "metadata.name"},
+    {"spec", "hostname", "spec.hostname"},
+    {"spec", "shareProcessNamespace", "spec.shareProcessNamespace"},
+    {"spec", "hostNetwork", "spec.hostNetwork"},
+    {"spec", "volumes", "spec.volumes"},
+    {"spec", "securityContext", "spec.securityContext"},
+    {"spec", "dnsConfig", "spec.dnsConfig"},
+    {"pea", NULL, "pea"},
+};
+#define SANDBOX_FIELD_BEFORE_INIT_CONTAINERS 5
+
+char *manifest_canonical_json(const json_t *value)
+{
+    return json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+static void record_sandbox_fields(json_t *root, struct pea_pod_manifest *m)
+{
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++) {
+        json_t *j = json_object_get(root, sandbox_fields[i].parent);
+        if (sandbox_fields[i].key)
+            j = json_object_get(j, sandbox_fields[i].key);
+        m->sandbox_json[i] = j ? manifest_canonical_json(j) : NULL;
+    }
+}
+
+static bool same_text(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+static bool same_init_containers(const struct pea_pod_manifest *a, const struct pea_pod_manifest *b)
+{
+    if (a->n_init_containers != b->n_init_containers)
+        return false;
+    for (size_t i = 0; i < a->n_init_containers; i++)
+        if (!manifest_container_same_but_resources(&a->init_containers[i], &b->init_containers[i]) ||
+            !manifest_container_same_resources(&a->init_containers[i], &b->init_containers[i]))
+            return false;
+    return true;
+}
+
+const char *manifest_sandbox_change(const struct pea_pod_manifest *a, const struct pea_pod_manifest *b)
+{
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++) {
+        if (i == SANDBOX_FIELD_BEFORE_INIT_CONTAINERS && !same_init_containers(a, b))
+            return "spec.initContainers";
+        if (!same_text(a->sandbox_json[i], b->sandbox_json[i]))
+            return sandbox_fields[i].path;
+    }
+    return NULL;
+}
+
+bool manifest_container_same_but_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
+{
+    return same_text(a->identity, b->identity);
+}
+
+bool manifest_container_same_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
+{
+    return same_text(a->resources_json, b->resources_json);
+}
+
+/* ---- the whole manifest ---- */
+
 static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_error *err)
 {
     static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", "pea", NULL};
@@ -356,11 +427,11 @@ static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_erro
         return NULL;
     }
     AUTO_MANIFEST struct pea_pod_manifest *m = xcalloc(1, sizeof *m);
-    m->raw = json_incref(root);
     if (field_check_known(root, "", fields, err) < 0 || check_constant(root, "apiVersion", "v1", err) < 0 ||
         check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 ||
         parse_spec(root, m, err) < 0)
         return NULL;
+    record_sandbox_fields(root, m);
     return take_ptr(&m);
 }
 
@@ -394,7 +465,14 @@ struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea
         if (!root)
             return NULL;
     }
-    return manifest_from_json(root, err);
+    struct pea_pod_manifest *m = manifest_from_json(root, err);
+    if (m) {
+        m->source = xmalloc(len + 1);
+        memcpy(m->source, text, len);
+        m->source[len] = '\0';
+        m->source_len = len;
+    }
+    return m;
 }
 
 /* stdin may also be a pipe; a named file must be a regular file, so that a FIFO, a device or a directory given by
@@ -444,6 +522,50 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
     return m;
 }
 
+/* What makes a memfd's content fixed: then a reader of it can neither block nor see it change between its checks
+ * and its read. */
+#define MANIFEST_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+int manifest_source_memfd(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    AUTO_FD int fd = memfd_create("pea-manifest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return pea_fail(err, errno, "create a memfd for the manifest");
+    if (!m->source || write_all(fd, m->source, m->source_len) < 0 ||
+        fcntl(fd, F_ADD_SEALS, MANIFEST_SEALS | F_SEAL_SEAL) < 0)
+        return pea_fail(err, m->source ? errno : 0, "write the manifest to a memfd");
+    return take_fd(&fd);
+}
+
+struct pea_pod_manifest *manifest_load_sealed(int fd, const char *name, struct pea_error *err)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & MANIFEST_SEALS) != MANIFEST_SEALS || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        pea_fail(err, 0, "%s: not a sealed memfd", name);
+        return NULL;
+    }
+    if (st.st_size > PEA_MANIFEST_MAX_SIZE) {
+        pea_fail(err, 0, "%s: %lld bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", name, (long long)st.st_size,
+                 PEA_MANIFEST_MAX_SIZE);
+        return NULL;
+    }
+    size_t len = (size_t)st.st_size;
+    AUTO_FREE char *text = xmalloc(len + 1);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(fd, text + done, len - done, (off_t)done);
+        if (n <= 0) {
+            pea_fail(err, n < 0 ? errno : EIO, "read %s", name);
+            return NULL;
+        }
+        done += (size_t)n;
+    }
+    struct pea_pod_manifest *m = manifest_parse(text, len, err);
+    if (!m)
+        pea_wrap(err, "%s", name);
+    return m;
+}
+
 void manifest_free(struct pea_pod_manifest *m)
 {
     if (!m)
@@ -472,6 +594,15 @@ void manifest_free(struct pea_pod_manifest *m)
     free(m->bridge);
     free(m->address);
     free(m->gateway);
-    json_decref(m->raw);
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++)
+        free(m->sandbox_json[i]);
+    free(m->source);
     free(m);
+}
+
+void manifest_release_source(struct pea_pod_manifest *m)
+{
+    free(m->source);
+    m->source = NULL;
+    m->source_len = 0;
 }

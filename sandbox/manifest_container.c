@@ -26,7 +26,8 @@ void manifest_container_free(struct pea_pod_container *c)
     strv_free(c->security.capabilities_add);
     strv_free(c->security.capabilities_drop);
     free(c->security.seccomp_localhost_profile);
-    json_decref(c->raw);
+    free(c->identity);
+    free(c->resources_json);
 }
 
 /* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
@@ -317,7 +318,6 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         "restartPolicy", "imagePullPolicy", "ports", NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
-    c->raw = json_incref(obj);
     if (field_check_known(obj, path, container_fields, err) < 0 ||
         field_get_string(obj, path, "name", true, &c->name, err) < 0)
         return -1;
@@ -336,5 +336,14 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     if (restart && strcmp(restart, "Always") != 0)
         return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
     c->is_sidecar = restart != NULL;
+    /* A shallow copy without resources: the values are shared, not copied. */
+    AUTO_JSON json_t *rest = json_object();
+    json_object_update(rest, obj);
+    json_t *resources = json_object_get(obj, "resources");
+    if (resources) {
+        c->resources_json = manifest_canonical_json(resources);
+        json_object_del(rest, "resources");
+    }
+    c->identity = manifest_canonical_json(rest);
     return 0;
 }

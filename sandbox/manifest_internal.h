@@ -59,6 +59,9 @@ bool path_is_confined(const char *s);
 /* s without repeated or trailing slashes: two paths equal so are the same path. */
 char *path_normalize(const char *s);
 
+/* Canonical JSON (compact, keys sorted) of any value, to compare two manifests' parts without their trees. */
+char *manifest_canonical_json(const json_t *value);
+
 void manifest_container_free(struct pea_pod_container *c);
 /* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. */
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
