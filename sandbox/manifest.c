@@ -445,13 +445,21 @@ static bool looks_like_json(const char *text, size_t len)
     return i < len && text[i] == '{';
 }
 
-struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
+static bool is_too_large(size_t len, struct pea_error *err)
 {
-    if (len > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", len,
-                 PEA_MANIFEST_MAX_SIZE);
+    if (len <= PEA_MANIFEST_MAX_SIZE)
+        return false;
+    pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", len, PEA_MANIFEST_MAX_SIZE);
+    return true;
+}
+
+/* Parse text (len bytes and a NUL), which becomes the manifest's source: one copy of it, not two. The parse tree
+ * lives only as long as this call. */
+static struct pea_pod_manifest *parse_taking(char *text, size_t len, struct pea_error *err)
+{
+    AUTO_FREE char *owned = text;
+    if (is_too_large(len, err))
         return NULL;
-    }
     AUTO_JSON json_t *root = NULL;
     if (looks_like_json(text, len)) {
         json_error_t jerr;
@@ -467,12 +475,20 @@ struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea
     }
     struct pea_pod_manifest *m = manifest_from_json(root, err);
     if (m) {
-        m->source = xmalloc(len + 1);
-        memcpy(m->source, text, len);
-        m->source[len] = '\0';
+        m->source = take_ptr(&owned);
         m->source_len = len;
     }
     return m;
+}
+
+struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
+{
+    if (is_too_large(len, err))
+        return NULL;
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    return parse_taking(copy, len, err);
 }
 
 /* stdin may also be a pipe; a named file must be a regular file, so that a FIFO, a device or a directory given by
@@ -508,7 +524,7 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
         return NULL;
     }
     size_t len;
-    AUTO_FREE char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
+    char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
     if (!text) {
         if (errno == EFBIG)
             pea_fail(err, 0, "%s: larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", name, PEA_MANIFEST_MAX_SIZE);
@@ -516,7 +532,8 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
             pea_fail(err, errno, "read %s", name);
         return NULL;
     }
-    struct pea_pod_manifest *m = manifest_parse(text, len, err);
+    /* read_fd_all doubles its buffer as it reads: give back the slack of the copy that stays. */
+    struct pea_pod_manifest *m = parse_taking(xrealloc(text, len + 1), len, err);
     if (!m)
         pea_wrap(err, "%s", name);
     return m;
@@ -560,7 +577,8 @@ struct pea_pod_manifest *manifest_load_sealed(int fd, const char *name, struct p
         }
         done += (size_t)n;
     }
-    struct pea_pod_manifest *m = manifest_parse(text, len, err);
+    text[len] = '\0';
+    struct pea_pod_manifest *m = parse_taking(take_ptr(&text), len, err);
     if (!m)
         pea_wrap(err, "%s", name);
     return m;
