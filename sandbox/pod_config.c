@@ -116,7 +116,7 @@ static json_t *environment(const struct pea_pod_manifest *m, const struct pea_po
     AUTO_FREE const char **names = xcalloc(n, sizeof *names);
     AUTO_FREE const char **values = xcalloc(n, sizeof *values);
     names[0] = "PATH";
-    values[0] = DEFAULT_PATH + strlen("PATH=");
+    values[0] = &DEFAULT_PATH[strlen("PATH=")];
     names[1] = "HOSTNAME";
     values[1] = m->hostname ? m->hostname : m->name;
     for (size_t i = 0; i < c->n_env; i++) {
