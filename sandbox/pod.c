@@ -532,9 +532,8 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
     }
     if (!pod->manifest)
         return pea_wrap(err, "pod %s: saved manifest", name);
-    /* Stored already (version 1: in pod.json, until the first pod_save_manifest). */
-    if (version != 1)
-        manifest_release_source(pod->manifest);
+    /* Stored already: the text is not kept for the pod's life. */
+    manifest_release_source(pod->manifest);
     json_t *infra = json_object_get(pod->state, "infra");
     pod->infra_pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
     /* Opened first, then checked against the recorded start time: checked first, the PID could go to another

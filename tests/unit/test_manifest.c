@@ -730,3 +730,46 @@ Test(manifest, annotations_size_limit)
     AUTO_MANIFEST struct pea_pod_manifest *m = parse_text(at, &err);
     cr_assert_not_null(m, "%s", err.msg);
 }
+
+/* Two manifests compared without their parse trees: what needs a new sandbox, and what changed in a container. */
+Test(manifest, comparisons)
+{
+    struct pea_error err = {0};
+#define C_WITH(extra) "{name: c, image: /i, args: [x]" extra "}"
+    AUTO_MANIFEST struct pea_pod_manifest *a = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    /* The same in JSON, keys in another order. */
+    AUTO_MANIFEST struct pea_pod_manifest *same = parse_text(
+        "{\"spec\": {\"containers\": [{\"resources\": {\"limits\": {\"cpu\": 1}}, \"env\": [{\"value\": \"1\", "
+        "\"name\": \"A\"}], \"args\": [\"x\"], \"image\": \"/i\", \"name\": \"c\"}]}, \"kind\": \"Pod\", "
+        "\"metadata\": {\"name\": \"p\"}, \"apiVersion\": \"v1\"}", &err);
+    cr_assert_not_null(same, "%s", err.msg);
+    cr_assert_null(manifest_sandbox_change(a, same));
+    cr_assert(manifest_container_same_but_resources(&a->containers[0], &same->containers[0]));
+    cr_assert(manifest_container_same_resources(&a->containers[0], &same->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *env = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '2'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(env, "%s", err.msg);
+    cr_assert_null(manifest_sandbox_change(a, env));
+    cr_assert_not(manifest_container_same_but_resources(&a->containers[0], &env->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *cpu = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 2}}") "]\n", &err);
+    cr_assert_not_null(cpu, "%s", err.msg);
+    cr_assert(manifest_container_same_but_resources(&a->containers[0], &cpu->containers[0]));
+    cr_assert_not(manifest_container_same_resources(&a->containers[0], &cpu->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *volume = parse_text(MINIMAL_POD "spec:\n  volumes: [{name: v, emptyDir: {}}]\n"
+                                                               "  containers: [" C_WITH(", env: [{name: A, value: '1'}], "
+                                                               "resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(volume, "%s", err.msg);
+    cr_assert_str_eq(manifest_sandbox_change(a, volume), "spec.volumes");
+    AUTO_MANIFEST struct pea_pod_manifest *with_init = parse_text(MINIMAL_POD "spec:\n  initContainers: [{name: i, image: "
+                                                                  "/i, args: [x]}]\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(with_init, "%s", err.msg);
+    cr_assert_str_eq(manifest_sandbox_change(a, with_init), "spec.initContainers");
+#undef C_WITH
+}
