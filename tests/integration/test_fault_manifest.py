@@ -134,3 +134,19 @@ def test_field_over_its_limit_is_refused_naming_it(pods, change, message):
     code, out, err = pods.apply(path)
     assert code == 1 and err == f"pea: {path}: {message}\n", err
     assert pods.leftovers() == []
+
+
+def test_new_pod_from_stdin_runs_the_manifest_the_client_checked(pods):
+    """The shim gets the very text the client read and checked, not the file's name to read again: a manifest on
+    stdin (`-f -`) makes a pod too."""
+    import subprocess
+    from pods import container
+    name = pods.name()
+    path = pods.manifest([container("c", pods.rootfs, "sleep 300")], name=name)
+    with open(path) as f:
+        p = subprocess.run(pods.argv("pod", "apply", "-f", "-", "--data-root", pods.data), stdin=f,
+                           capture_output=True, text=True, env=pods.env, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == f"pod {name} applied", p.stderr
+    code, out, err = pods.cli("pod", "rm", "--force", name)
+    assert code == 0, err
+    assert pods.leftovers() == []
