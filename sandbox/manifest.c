@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "manifest_internal.h"
 #include "pea/util.h"
@@ -55,7 +57,8 @@ static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volu
     return 0;
 }
 
-static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
+/* volume_names: each volume's name (to its index), for the containers' volumeMounts. */
+static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volume_names, struct pea_error *err)
 {
     static const char *const fields[] = {"name", "emptyDir", "hostPath", NULL};
     json_t *list;
@@ -77,9 +80,9 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_er
             return -1;
         if (!name_is_dns_label(v->name))
             return field_fail(err, item, "name", "must be a DNS label, not \"%s\"", v->name);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(m->volumes[k].name, v->name) == 0)
-                return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+        if (json_object_get(volume_names, v->name))
+            return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+        json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
         if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
             field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
             return -1;
@@ -93,7 +96,7 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, struct pea_er
 
 /* ---- containers ---- */
 
-static int parse_container_list(json_t *spec, const char *key, bool is_init, struct pea_pod_manifest *m,
+static int parse_container_list(json_t *spec, const char *key, bool is_init, json_t *volume_names,
                                 struct pea_pod_container **out, size_t *n_out, struct pea_error *err)
 {
     json_t *list;
@@ -106,7 +109,7 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, str
     for (size_t i = 0; i < *n_out; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
-        if (manifest_parse_container(json_array_get(list, i), item, is_init, m, &(*out)[i], err) < 0)
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0)
             return -1;
     }
     return 0;
@@ -121,15 +124,15 @@ static struct pea_pod_container *container_at(const struct pea_pod_manifest *m, 
 /* Names are unique across init and app containers: they name the containers' state and logs. */
 static int check_container_names(const struct pea_pod_manifest *m, struct pea_error *err)
 {
+    AUTO_JSON json_t *seen = json_object();
     for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
         const char *name = container_at(m, i)->name;
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(name, container_at(m, k)->name) == 0) {
-                bool is_init = i < m->n_init_containers;
-                return pea_fail(err, 0, "spec.%s[%zu].name: duplicate container name \"%s\"",
-                                is_init ? "initContainers" : "containers", is_init ? i : i - m->n_init_containers,
-                                name);
-            }
+        if (json_object_get(seen, name)) {
+            bool is_init = i < m->n_init_containers;
+            return pea_fail(err, 0, "spec.%s[%zu].name: duplicate container name \"%s\"",
+                            is_init ? "initContainers" : "containers", is_init ? i : i - m->n_init_containers, name);
+        }
+        json_object_set_new_nocheck(seen, name, json_true());
     }
     return 0;
 }
@@ -187,8 +190,10 @@ static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct p
             field_get_string(j, item, "name", true, &m->sysctls[i].name, err) < 0 ||
             field_get_string(j, item, "value", true, &m->sysctls[i].value, err) < 0)
             return -1;
-        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name))
-            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward");
+        /* 253: Kubernetes' SysctlMaxLength. */
+        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name) ||
+            strlen(m->sysctls[i].name) > 253)
+            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward (at most 253)");
     }
     return 0;
 }
@@ -207,6 +212,29 @@ static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error 
         m->dns_nameservers = xcalloc(1, sizeof(char *));
     if (!m->dns_searches)
         m->dns_searches = xcalloc(1, sizeof(char *));
+    /* Kubernetes' limits (MaxDNSNameservers, MaxDNSSearchPaths, MaxDNSSearchListChars), from what libc resolvers
+     * read: more would be dropped from resolv.conf without a word. */
+    if (strv_len(m->dns_nameservers) > 3)
+        return pea_fail(err, 0, "spec.dnsConfig.nameservers: %zu entries, more than Kubernetes' 3",
+                        strv_len(m->dns_nameservers));
+    if (strv_len(m->dns_searches) > 32)
+        return pea_fail(err, 0, "spec.dnsConfig.searches: %zu entries, more than Kubernetes' 32",
+                        strv_len(m->dns_searches));
+    size_t search_chars = 0;
+    for (size_t i = 0; m->dns_searches[i]; i++) {
+        /* A DNS subdomain, with or without the root's dot; it goes into resolv.conf as one word of one line. */
+        AUTO_FREE char *name = xstrdup(m->dns_searches[i]);
+        size_t n = strlen(name);
+        if (n > 1 && name[n - 1] == '.')
+            name[n - 1] = '\0';
+        if (!name_is_dns_subdomain(name, 253))
+            return pea_fail(err, 0, "spec.dnsConfig.searches[%zu]: must be a DNS subdomain, not \"%s\"", i,
+                            m->dns_searches[i]);
+        search_chars += (i ? 1 : 0) + n;
+    }
+    if (search_chars > 2048)
+        return pea_fail(err, 0, "spec.dnsConfig.searches: %zu characters with the spaces between, more than "
+                        "Kubernetes' 2048", search_chars);
     for (size_t i = 0; m->dns_nameservers[i]; i++) {
         unsigned char address[16];
         if (inet_pton(AF_INET, m->dns_nameservers[i], address) != 1 &&
@@ -241,9 +269,11 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     m->restart_policy = (enum pea_restart_policy)restart;
     m->termination_grace_seconds = grace;
-    if (parse_volumes(spec, m, err) < 0 ||
-        parse_container_list(spec, "initContainers", true, m, &m->init_containers, &m->n_init_containers, err) < 0 ||
-        parse_container_list(spec, "containers", false, m, &m->containers, &m->n_containers, err) < 0)
+    AUTO_JSON json_t *volume_names = json_object();
+    if (parse_volumes(spec, m, volume_names, err) < 0 ||
+        parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
+                             &m->n_init_containers, err) < 0 ||
+        parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers, err) < 0)
         return -1;
     if (m->n_containers == 0)
         return pea_fail(err, 0, "spec.containers: must hold at least one element");
@@ -252,6 +282,37 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     apply_pod_identity(m, &pod_identity);
     return manifest_parse_network(root, is_host_network, m, err);
+}
+
+/* Kubernetes' limit on the sum of every annotation's key and value (TotalAnnotationSizeLimitB). */
+#define ANNOTATIONS_MAX_BYTES (256 * 1024)
+
+/* Labels and annotations as Kubernetes validates them (ValidateLabels, ValidateAnnotations). */
+static int check_labels_and_annotations(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(m->labels, key, value) {
+        if (!name_is_qualified(key))
+            return field_fail(err, "metadata.labels", key,
+                              "key must be [DNS subdomain of at most 253/]name of at most 63 of "
+                              "[A-Za-z0-9._-], beginning and ending alphanumeric");
+        if (!label_value_is_valid(json_string_value(value)))
+            return field_fail(err, "metadata.labels", key,
+                              "value must be empty or at most 63 of [A-Za-z0-9._-], beginning and ending alphanumeric");
+    }
+    size_t total = 0;
+    json_object_foreach(m->annotations, key, value) {
+        if (!name_is_qualified(key))
+            return field_fail(err, "metadata.annotations", key,
+                              "key must be [DNS subdomain of at most 253/]name of at most 63 of "
+                              "[A-Za-z0-9._-], beginning and ending alphanumeric");
+        total += strlen(key) + json_string_length(value);
+    }
+    if (total > ANNOTATIONS_MAX_BYTES)
+        return pea_fail(err, 0, "metadata.annotations: %zu bytes of keys and values, more than Kubernetes' %d", total,
+                        ANNOTATIONS_MAX_BYTES);
+    return 0;
 }
 
 static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_error *err)
@@ -266,11 +327,16 @@ static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_e
         return field_fail(err, "metadata", "name",
                           "must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 63), not \"%s\"",
                           m->name);
-    if (field_get_string(meta, "metadata", "namespace", false, NULL, err) < 0 ||
-        field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
+    AUTO_FREE char *namespace = NULL;
+    if (field_get_string(meta, "metadata", "namespace", false, &namespace, err) < 0)
+        return -1;
+    if (namespace && !name_is_dns_label(namespace))
+        return field_fail(err, "metadata", "namespace", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
+                          namespace);
+    if (field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
         field_get_string_map(meta, "metadata", "annotations", &m->annotations, err) < 0)
         return -1;
-    return 0;
+    return check_labels_and_annotations(m, err);
 }
 
 /* A required string with one allowed value. */
@@ -284,6 +350,75 @@ static int check_constant(json_t *root, const char *key, const char *wanted, str
     return 0;
 }
 
+/* ---- what only a new sandbox can change ---- */
+
+/* As paths into the manifest, in the order of sandbox_json; spec.initContainers is compared through the
+ * containers' identities, between spec.volumes and spec.securityContext. */
+static const struct {
+    const char *parent, *key, *path;
+} sandbox_fields[PEA_MANIFEST_SANDBOX_FIELDS] = {
+    {"metadata", "name", "metadata.name"},
+    {"spec", "hostname", "spec.hostname"},
+    {"spec", "shareProcessNamespace", "spec.shareProcessNamespace"},
+    {"spec", "hostNetwork", "spec.hostNetwork"},
+    {"spec", "volumes", "spec.volumes"},
+    {"spec", "securityContext", "spec.securityContext"},
+    {"spec", "dnsConfig", "spec.dnsConfig"},
+    {"pea", NULL, "pea"},
+};
+#define SANDBOX_FIELD_BEFORE_INIT_CONTAINERS 5
+
+char *manifest_canonical_json(const json_t *value)
+{
+    return json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+static void record_sandbox_fields(json_t *root, struct pea_pod_manifest *m)
+{
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++) {
+        json_t *j = json_object_get(root, sandbox_fields[i].parent);
+        if (sandbox_fields[i].key)
+            j = json_object_get(j, sandbox_fields[i].key);
+        m->sandbox_json[i] = j ? manifest_canonical_json(j) : NULL;
+    }
+}
+
+static bool same_text(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+static bool same_init_containers(const struct pea_pod_manifest *a, const struct pea_pod_manifest *b)
+{
+    if (a->n_init_containers != b->n_init_containers)
+        return false;
+    for (size_t i = 0; i < a->n_init_containers; i++)
+        if (!manifest_container_same_but_resources(&a->init_containers[i], &b->init_containers[i]) ||
+            !manifest_container_same_resources(&a->init_containers[i], &b->init_containers[i]))
+            return false;
+    return true;
+}
+
+const char *manifest_sandbox_change(const struct pea_pod_manifest *a, const struct pea_pod_manifest *b)
+{
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++) {
+        if (i == SANDBOX_FIELD_BEFORE_INIT_CONTAINERS && !same_init_containers(a, b))
+            return "spec.initContainers";
+        if (!same_text(a->sandbox_json[i], b->sandbox_json[i]))
+            return sandbox_fields[i].path;
+    }
+    return NULL;
+}
+
+bool manifest_container_same_but_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
+{
+    return same_text(a->identity, b->identity);
+}
+
+bool manifest_container_same_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
+{
+    return same_text(a->resources_json, b->resources_json);
+}
+
+/* ---- the whole manifest ---- */
+
 static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_error *err)
 {
     static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", "pea", NULL};
@@ -292,11 +427,11 @@ static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_erro
         return NULL;
     }
     AUTO_MANIFEST struct pea_pod_manifest *m = xcalloc(1, sizeof *m);
-    m->raw = json_incref(root);
     if (field_check_known(root, "", fields, err) < 0 || check_constant(root, "apiVersion", "v1", err) < 0 ||
         check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 ||
         parse_spec(root, m, err) < 0)
         return NULL;
+    record_sandbox_fields(root, m);
     return take_ptr(&m);
 }
 
@@ -310,12 +445,21 @@ static bool looks_like_json(const char *text, size_t len)
     return i < len && text[i] == '{';
 }
 
-struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
+static bool is_too_large(size_t len, struct pea_error *err)
 {
-    if (len > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "manifest: larger than %d bytes", PEA_MANIFEST_MAX_SIZE);
+    if (len <= PEA_MANIFEST_MAX_SIZE)
+        return false;
+    pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", len, PEA_MANIFEST_MAX_SIZE);
+    return true;
+}
+
+/* Parse text (len bytes and a NUL), which becomes the manifest's source: one copy of it, not two. The parse tree
+ * lives only as long as this call. */
+static struct pea_pod_manifest *parse_taking(char *text, size_t len, struct pea_error *err)
+{
+    AUTO_FREE char *owned = text;
+    if (is_too_large(len, err))
         return NULL;
-    }
     AUTO_JSON json_t *root = NULL;
     if (looks_like_json(text, len)) {
         json_error_t jerr;
@@ -329,7 +473,22 @@ struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea
         if (!root)
             return NULL;
     }
-    return manifest_from_json(root, err);
+    struct pea_pod_manifest *m = manifest_from_json(root, err);
+    if (m) {
+        m->source = take_ptr(&owned);
+        m->source_len = len;
+    }
+    return m;
+}
+
+struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err)
+{
+    if (is_too_large(len, err))
+        return NULL;
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    return parse_taking(copy, len, err);
 }
 
 /* stdin may also be a pipe; a named file must be a regular file, so that a FIFO, a device or a directory given by
@@ -360,19 +519,66 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
         return NULL;
     }
     if (st.st_size > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+        pea_fail(err, 0, "%s: %lld bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", name,
+                 (long long)st.st_size, PEA_MANIFEST_MAX_SIZE);
         return NULL;
     }
     size_t len;
-    AUTO_FREE char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
+    char *text = read_fd_all(fd, PEA_MANIFEST_MAX_SIZE, &len);
     if (!text) {
         if (errno == EFBIG)
-            pea_fail(err, 0, "%s: larger than %d bytes", name, PEA_MANIFEST_MAX_SIZE);
+            pea_fail(err, 0, "%s: larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", name, PEA_MANIFEST_MAX_SIZE);
         else
             pea_fail(err, errno, "read %s", name);
         return NULL;
     }
-    struct pea_pod_manifest *m = manifest_parse(text, len, err);
+    /* read_fd_all doubles its buffer as it reads: give back the slack of the copy that stays. */
+    struct pea_pod_manifest *m = parse_taking(xrealloc(text, len + 1), len, err);
+    if (!m)
+        pea_wrap(err, "%s", name);
+    return m;
+}
+
+/* What makes a memfd's content fixed: then a reader of it can neither block nor see it change between its checks
+ * and its read. */
+#define MANIFEST_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+int manifest_source_memfd(const struct pea_pod_manifest *m, struct pea_error *err)
+{
+    AUTO_FD int fd = memfd_create("pea-manifest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return pea_fail(err, errno, "create a memfd for the manifest");
+    if (!m->source || write_all(fd, m->source, m->source_len) < 0 ||
+        fcntl(fd, F_ADD_SEALS, MANIFEST_SEALS | F_SEAL_SEAL) < 0)
+        return pea_fail(err, m->source ? errno : 0, "write the manifest to a memfd");
+    return take_fd(&fd);
+}
+
+struct pea_pod_manifest *manifest_load_sealed(int fd, const char *name, struct pea_error *err)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & MANIFEST_SEALS) != MANIFEST_SEALS || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        pea_fail(err, 0, "%s: not a sealed memfd", name);
+        return NULL;
+    }
+    if (st.st_size > PEA_MANIFEST_MAX_SIZE) {
+        pea_fail(err, 0, "%s: %lld bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", name, (long long)st.st_size,
+                 PEA_MANIFEST_MAX_SIZE);
+        return NULL;
+    }
+    size_t len = (size_t)st.st_size;
+    AUTO_FREE char *text = xmalloc(len + 1);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(fd, text + done, len - done, (off_t)done);
+        if (n <= 0) {
+            pea_fail(err, n < 0 ? errno : EIO, "read %s", name);
+            return NULL;
+        }
+        done += (size_t)n;
+    }
+    text[len] = '\0';
+    struct pea_pod_manifest *m = parse_taking(take_ptr(&text), len, err);
     if (!m)
         pea_wrap(err, "%s", name);
     return m;
@@ -406,6 +612,15 @@ void manifest_free(struct pea_pod_manifest *m)
     free(m->bridge);
     free(m->address);
     free(m->gateway);
-    json_decref(m->raw);
+    for (size_t i = 0; i < PEA_MANIFEST_SANDBOX_FIELDS; i++)
+        free(m->sandbox_json[i]);
+    free(m->source);
     free(m);
+}
+
+void manifest_release_source(struct pea_pod_manifest *m)
+{
+    free(m->source);
+    m->source = NULL;
+    m->source_len = 0;
 }

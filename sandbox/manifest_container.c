@@ -1,5 +1,6 @@
 /* One container of a pod manifest: image layers, process, environment, mounts, resources, security context. */
 #include <string.h>
+#include <unistd.h>
 
 #include "manifest_internal.h"
 #include "pea/util.h"
@@ -25,7 +26,8 @@ void manifest_container_free(struct pea_pod_container *c)
     strv_free(c->security.capabilities_add);
     strv_free(c->security.capabilities_drop);
     free(c->security.seccomp_localhost_profile);
-    json_decref(c->raw);
+    free(c->identity);
+    free(c->resources_json);
 }
 
 /* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
@@ -58,6 +60,34 @@ static int parse_image(json_t *obj, const char *path, struct pea_pod_container *
     return 0;
 }
 
+/* Kubernetes' rule for env names (IsRelaxedEnvVarName, the default since 1.32): printable ASCII but '='. It sets no
+ * length limit: the kernel's for the whole entry is checked with the value. */
+static bool env_name_is_valid(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (*p < 0x20 || *p > 0x7e || *p == '=')
+            return false;
+    return true;
+}
+
+/* execve refuses any one argument or environment string of 32 pages or more with its NUL (MAX_ARG_STRLEN): say so
+ * with the field's path now, not from a container that cannot start. */
+static size_t exec_string_max(void) { return (size_t)sysconf(_SC_PAGESIZE) * 32; }
+
+static int check_exec_strings(char *const *strings, const char *path, const char *key, struct pea_error *err)
+{
+    for (size_t i = 0; strings && strings[i]; i++)
+        if (strlen(strings[i]) >= exec_string_max()) {
+            char field[FIELD_PATH_MAX];
+            field_path(field, sizeof field, path, key);
+            return pea_fail(err, 0, "%s[%zu]: longer than %zu bytes, the kernel's limit for one argument", field, i,
+                            exec_string_max() - 1);
+        }
+    return 0;
+}
+
 static int parse_process(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
 {
     if (field_get_strv(obj, path, "command", &c->command, err) < 0 ||
@@ -66,6 +96,8 @@ static int parse_process(json_t *obj, const char *path, struct pea_pod_container
     /* pea's images are plain directories without an entrypoint: something must name the program. */
     if (c->command && !c->command[0])
         return field_fail(err, path, "command", "must hold at least one element");
+    if (check_exec_strings(c->command, path, "command", err) < 0 || check_exec_strings(c->args, path, "args", err) < 0)
+        return -1;
     if (!c->command && (!c->args || !c->args[0]))
         return field_fail(err, path, "command", "missing (pea images have no entrypoint: give command or args)");
     if (field_get_string(obj, path, "workingDir", false, &c->working_dir, err) < 0)
@@ -90,24 +122,19 @@ static int parse_process(json_t *obj, const char *path, struct pea_pod_container
             field_get_string(e, item, "name", true, &c->env[i].name, err) < 0 ||
             field_get_string(e, item, "value", false, &c->env[i].value, err) < 0)
             return -1;
-        if (!c->env[i].name[0] || strchr(c->env[i].name, '='))
-            return field_fail(err, item, "name", "must be non-empty and without '='");
+        if (!env_name_is_valid(c->env[i].name))
+            return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
         if (!c->env[i].value)
             c->env[i].value = xstrdup("");
+        if (strlen(c->env[i].name) + 1 + strlen(c->env[i].value) >= exec_string_max())
+            return pea_fail(err, 0, "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
+                            item, exec_string_max() - 1);
     }
     return 0;
 }
 
-static bool pod_has_volume(const struct pea_pod_manifest *m, const char *name)
-{
-    for (size_t i = 0; i < m->n_volumes; i++)
-        if (strcmp(m->volumes[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-static int parse_volume_mounts(json_t *obj, const char *path, const struct pea_pod_manifest *m,
-                               struct pea_pod_container *c, struct pea_error *err)
+static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
+                               struct pea_error *err)
 {
     json_t *list;
     if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
@@ -116,6 +143,7 @@ static int parse_volume_mounts(json_t *obj, const char *path, const struct pea_p
         return 0;
     c->n_volume_mounts = json_array_size(list);
     c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
+    AUTO_JSON json_t *mount_paths = json_object(); /* normalized mountPath → its index */
     static const char *const mount_fields[] = {"name", "mountPath", "subPath", "readOnly", NULL};
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
@@ -130,16 +158,18 @@ static int parse_volume_mounts(json_t *obj, const char *path, const struct pea_p
             field_get_string(j, item, "subPath", false, &vm->sub_path, err) < 0 ||
             field_get_bool(j, item, "readOnly", &vm->read_only, err) < 0)
             return -1;
-        if (!pod_has_volume(m, vm->name))
+        if (!json_object_get(volume_names, vm->name))
             return field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
         if (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path))
             return field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
         if (vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
             return field_fail(err, item, "subPath", "must be a relative path without \"..\"");
-        for (size_t k = 0; k < i; k++)
-            if (path_equal(c->volume_mounts[k].mount_path, vm->mount_path))
-                return field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%zu]",
-                                  vm->mount_path, k);
+        AUTO_FREE char *normalized = path_normalize(vm->mount_path);
+        json_t *earlier = json_object_get(mount_paths, normalized);
+        if (earlier)
+            return field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%" JSON_INTEGER_FORMAT
+                              "]", vm->mount_path, json_integer_value(earlier));
+        json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
     }
     return 0;
 }
@@ -280,7 +310,7 @@ static int check_ports(json_t *obj, const char *path, struct pea_error *err)
     return 0;
 }
 
-int manifest_parse_container(json_t *obj, const char *path, bool is_init, const struct pea_pod_manifest *m,
+int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
                              struct pea_pod_container *c, struct pea_error *err)
 {
     static const char *const container_fields[] = {
@@ -288,7 +318,6 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, const 
         "restartPolicy", "imagePullPolicy", "ports", NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
-    c->raw = json_incref(obj);
     if (field_check_known(obj, path, container_fields, err) < 0 ||
         field_get_string(obj, path, "name", true, &c->name, err) < 0)
         return -1;
@@ -297,7 +326,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, const 
                           "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
     AUTO_FREE char *restart = NULL;
     if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
-        parse_volume_mounts(obj, path, m, c, err) < 0 || parse_resources(obj, path, &c->resources, err) < 0 ||
+        parse_volume_mounts(obj, path, volume_names, c, err) < 0 || parse_resources(obj, path, &c->resources, err) < 0 ||
         parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
         field_get_string(obj, path, "imagePullPolicy", false, NULL, err) < 0 ||
         field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
@@ -307,5 +336,14 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, const 
     if (restart && strcmp(restart, "Always") != 0)
         return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
     c->is_sidecar = restart != NULL;
+    /* A shallow copy without resources: the values are shared, not copied. */
+    AUTO_JSON json_t *rest = json_object();
+    json_object_update(rest, obj);
+    json_t *resources = json_object_get(obj, "resources");
+    if (resources) {
+        c->resources_json = manifest_canonical_json(resources);
+        json_object_del(rest, "resources");
+    }
+    c->identity = manifest_canonical_json(rest);
     return 0;
 }

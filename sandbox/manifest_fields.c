@@ -256,6 +256,42 @@ bool name_is_dns_subdomain(const char *s, size_t max)
     }
 }
 
+/* ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], of n characters: a label value's or a qualified name's name part. */
+static bool is_label_word(const char *s, size_t n)
+{
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (n == 0 || !strchr(alnum, s[0]) || !strchr(alnum, s[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(alnum, s[i]) && !strchr("-_.", s[i]))
+            return false;
+    return true;
+}
+
+bool name_is_qualified(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    const char *name = slash ? slash + 1 : s;
+    if (slash) {
+        size_t n = (size_t)(slash - s);
+        char prefix[254];
+        if (n == 0 || n >= sizeof prefix)
+            return false;
+        memcpy(prefix, s, n);
+        prefix[n] = '\0';
+        if (!name_is_dns_subdomain(prefix, 253))
+            return false;
+    }
+    size_t n = strlen(name);
+    return n <= 63 && !strchr(name, '/') && is_label_word(name, n);
+}
+
+bool label_value_is_valid(const char *s)
+{
+    size_t n = strlen(s);
+    return n == 0 || (n <= 63 && is_label_word(s, n));
+}
+
 bool path_is_confined(const char *s)
 {
     for (const char *p = s; *p;) {
@@ -268,8 +304,7 @@ bool path_is_confined(const char *s)
     return true;
 }
 
-/* s without repeated or trailing slashes. */
-static char *path_normalize(const char *s)
+char *path_normalize(const char *s)
 {
     char *r = xmalloc(strlen(s) + 1), *o = r;
     for (const char *p = s; *p; p++)
@@ -279,11 +314,4 @@ static char *path_normalize(const char *s)
         o--;
     *o = '\0';
     return r;
-}
-
-bool path_equal(const char *a, const char *b)
-{
-    AUTO_FREE char *na = path_normalize(a);
-    AUTO_FREE char *nb = path_normalize(b);
-    return strcmp(na, nb) == 0;
 }

@@ -49,14 +49,22 @@ int field_get_enum(json_t *obj, const char *parent, const char *key, const char 
 bool name_is_dns_label(const char *s);
 /* DNS labels joined by dots, at most max characters. */
 bool name_is_dns_subdomain(const char *s, size_t max);
+/* Kubernetes' qualified name, as label and annotation keys are: [DNS subdomain of at most 253 "/"] then at most 63 of
+ * ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]. */
+bool name_is_qualified(const char *s);
+/* A label value: empty, or at most 63 characters like a qualified name's last part. */
+bool label_value_is_valid(const char *s);
 /* No ".." component. */
 bool path_is_confined(const char *s);
-/* Equal once repeated and trailing slashes are ignored. */
-bool path_equal(const char *a, const char *b);
+/* s without repeated or trailing slashes: two paths equal so are the same path. */
+char *path_normalize(const char *s);
+
+/* Canonical JSON (compact, keys sorted) of any value, to compare two manifests' parts without their trees. */
+char *manifest_canonical_json(const json_t *value);
 
 void manifest_container_free(struct pea_pod_container *c);
-/* One container of spec.containers or spec.initContainers; volumes are the pod's, already parsed. */
-int manifest_parse_container(json_t *obj, const char *path, bool is_init, const struct pea_pod_manifest *m,
+/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. */
+int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
                              struct pea_pod_container *c, struct pea_error *err);
 
 /* pea.network, with spec.hostNetwork already read. */

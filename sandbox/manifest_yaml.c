@@ -284,7 +284,7 @@ static void yaml_parser_delete_p(yaml_parser_t *p) { yaml_parser_delete(p); }
 json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err)
 {
     if (len > PEA_MANIFEST_MAX_SIZE) {
-        pea_fail(err, 0, "YAML larger than %d bytes", PEA_MANIFEST_MAX_SIZE);
+        pea_fail(err, 0, "YAML larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", PEA_MANIFEST_MAX_SIZE);
         return NULL;
     }
     __attribute__((cleanup(yaml_parser_delete_p))) yaml_parser_t parser;

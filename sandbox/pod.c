@@ -26,6 +26,8 @@
 #include "pea/volume.h"
 #include "pod_internal.h"
 
+#define POD_MANIFEST_FILE "manifest"
+
 /* The namespaces the infra owns and members join, by the name of their /proc/PID/ns file. */
 static const char *const pinned_namespaces[] = {"net", "ipc", "uts", "pid"};
 
@@ -60,6 +62,21 @@ int pod_save(struct pea_pod *pod, struct pea_error *err)
     AUTO_FD int dir = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (!text || dir < 0 || write_file_atomic_at(dir, POD_STATE_FILE, text, strlen(text), 0600) < 0)
         return pea_fail(err, errno, "save pod state %s/%s", pod->dir, POD_STATE_FILE);
+    return 0;
+}
+
+int pod_save_manifest(struct pea_pod *pod, struct pea_error *err)
+{
+    struct pea_pod_manifest *m = pod->manifest;
+    AUTO_FD int dir = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!m->source || dir < 0 || write_file_atomic_at(dir, POD_MANIFEST_FILE, m->source, m->source_len, 0600) < 0)
+        return pea_fail(err, m->source ? errno : 0, "save the manifest %s/%s", pod->dir, POD_MANIFEST_FILE);
+    manifest_release_source(m);
+    /* A pod of state version 1 kept its manifest in pod.json: from now on the file holds it. */
+    if (json_object_get(pod->state, "manifest")) {
+        json_object_del(pod->state, "manifest");
+        json_object_set_new(pod->state, "version", json_integer(PEA_POD_STATE_VERSION));
+    }
     return 0;
 }
 
@@ -475,16 +492,18 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     pod_read_boot_id(boot_id, sizeof boot_id);
     free(pod->cgroup);
     pod->cgroup = xasprintf("/pea/pod-%s-%.8s", pod->name, uid);
-    pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:{}}", "version",
+    pod->state = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:{}}", "version",
                            PEA_POD_STATE_VERSION, "name", pod->name, "uid", uid, "created", created, "bootId", boot_id,
                            "dataDir", pod->data_dir, "cgroup", pod->cgroup, "status", "creating", "owner",
-                           (int)geteuid(), "manifest", pod->manifest->raw, "containers");
+                           (int)geteuid(), "containers");
     AUTO_JSON json_t *limits = pod_config_limits(pod->manifest);
     AUTO_FD int cgroup_fd = -1;
     AUTO_FREE char *pause_path = xstrdup(o->pause_path);
     /* The teardown record first: whatever is made from here on, a teardown finds it even when pod.json is lost.
      * The lock goes once it is written (pod_remove, which takes it, would otherwise wait for us). */
-    int saved = pod_save_teardown_record(pod, err) < 0 || pod_save(pod, err) < 0 ? -1 : 0;
+    int saved = pod_save_teardown_record(pod, err) < 0 || pod_save_manifest(pod, err) < 0 || pod_save(pod, err) < 0
+                    ? -1
+                    : 0;
     close(take_fd(&birth_lock));
     if (saved < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
         write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
@@ -518,8 +537,10 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
     if (version > PEA_POD_STATE_VERSION)
         return pea_fail(err, 0, "pod %s was made by a newer pea (state version %lld; this pea reads %d)", name,
                         (long long)version, PEA_POD_STATE_VERSION);
-    if (version != PEA_POD_STATE_VERSION)
-        return pea_fail(err, 0, "pod %s: state %s: version %lld is not %d", name, path, (long long)version,
+    /* Version 1 kept the manifest in pod.json; version 2 in its own file, so that the state written at every
+     * change of a container stays small whatever the manifest's size. */
+    if (version != 1 && version != PEA_POD_STATE_VERSION)
+        return pea_fail(err, 0, "pod %s: state %s: version %lld is not 1 or %d", name, path, (long long)version,
                         PEA_POD_STATE_VERSION);
     const char *data_dir = json_string_value(json_object_get(pod->state, "dataDir"));
     pod->data_dir = xstrdup(data_dir ? data_dir : "");
@@ -528,10 +549,17 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
         free(pod->cgroup);
         pod->cgroup = xstrdup(cgroup);
     }
-    AUTO_FREE char *text = json_dumps(json_object_get(pod->state, "manifest"), JSON_COMPACT);
-    pod->manifest = text ? manifest_parse(text, strlen(text), err) : NULL;
+    if (version == 1) {
+        AUTO_FREE char *text = json_dumps(json_object_get(pod->state, "manifest"), JSON_COMPACT);
+        pod->manifest = text ? manifest_parse(text, strlen(text), err) : NULL;
+    } else {
+        AUTO_FREE char *manifest_path = xasprintf("%s/%s", pod->dir, POD_MANIFEST_FILE);
+        pod->manifest = manifest_load(manifest_path, err);
+    }
     if (!pod->manifest)
         return pea_wrap(err, "pod %s: saved manifest", name);
+    /* Stored already: the text is not kept for the pod's life. */
+    manifest_release_source(pod->manifest);
     json_t *infra = json_object_get(pod->state, "infra");
     pod->infra_pid = (pid_t)json_integer_value(json_object_get(infra, "pid"));
     /* Opened first, then checked against the recorded start time: checked first, the PID could go to another

@@ -106,21 +106,31 @@ static json_t *capability_set(const struct pea_pod_container *c, const char *fie
     return caps;
 }
 
+/* PATH and HOSTNAME, then the manifest's entries. Of several entries of one name the last wins, at its own place: the
+ * list reads as if each entry replaced the earlier ones of its name and went to the end, as in Kubernetes. One pass
+ * records each name's last entry in a hash, one emits: linear in the number of entries, which a manifest at the
+ * size limit has by the ten thousand. */
 static json_t *environment(const struct pea_pod_manifest *m, const struct pea_pod_container *c)
 {
-    json_t *env = json_array();
-    json_array_append_new(env, json_string(DEFAULT_PATH));
-    AUTO_FREE char *host = xasprintf("HOSTNAME=%s", m->hostname ? m->hostname : m->name);
-    json_array_append_new(env, json_string(host));
+    size_t n = c->n_env + 2;
+    AUTO_FREE const char **names = xcalloc(n, sizeof *names);
+    AUTO_FREE const char **values = xcalloc(n, sizeof *values);
+    names[0] = "PATH";
+    values[0] = &DEFAULT_PATH[strlen("PATH=")];
+    names[1] = "HOSTNAME";
+    values[1] = m->hostname ? m->hostname : m->name;
     for (size_t i = 0; i < c->n_env; i++) {
-        size_t len = strlen(c->env[i].name);
-        /* A later entry of the same name wins, as in Kubernetes; PATH and HOSTNAME can be overridden too. */
-        for (size_t j = json_array_size(env); j-- > 0;) {
-            const char *e = json_string_value(json_array_get(env, j));
-            if (strncmp(e, c->env[i].name, len) == 0 && e[len] == '=')
-                json_array_remove(env, j);
-        }
-        AUTO_FREE char *entry = xasprintf("%s=%s", c->env[i].name, c->env[i].value ? c->env[i].value : "");
+        names[i + 2] = c->env[i].name;
+        values[i + 2] = c->env[i].value ? c->env[i].value : "";
+    }
+    AUTO_JSON json_t *last = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new_nocheck(last, names[i], json_integer((json_int_t)i));
+    json_t *env = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (json_integer_value(json_object_get(last, names[i])) != (json_int_t)i)
+            continue;
+        AUTO_FREE char *entry = xasprintf("%s=%s", names[i], values[i]);
         json_array_append_new(env, json_string(entry));
     }
     return env;

@@ -111,39 +111,6 @@ int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *proces
 
 /* ---- apply ---- */
 
-/* What only a new sandbox can change, as paths into the manifest. */
-static const char *const sandbox_fields[][2] = {
-    {"metadata", "name"},    {"spec", "hostname"},       {"spec", "shareProcessNamespace"}, {"spec", "hostNetwork"},
-    {"spec", "volumes"},     {"spec", "initContainers"}, {"spec", "securityContext"},       {"spec", "dnsConfig"},
-    {"pea", NULL},
-};
-
-static json_t *field_at(json_t *raw, const char *const path[2])
-{
-    json_t *j = json_object_get(raw, path[0]);
-    return path[1] ? json_object_get(j, path[1]) : j;
-}
-
-static int check_sandbox_unchanged(json_t *old_raw, json_t *new_raw, struct pea_error *err)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(sandbox_fields); i++) {
-        json_t *a = field_at(old_raw, sandbox_fields[i]), *b = field_at(new_raw, sandbox_fields[i]);
-        if ((a || b) && !(a && b && json_equal(a, b)))
-            return pea_fail(err, 0, "%s%s%s: changing it needs a new sandbox (apply --recreate)", sandbox_fields[i][0],
-                            sandbox_fields[i][1] ? "." : "", sandbox_fields[i][1] ? sandbox_fields[i][1] : "");
-    }
-    return 0;
-}
-
-static bool equal_but_resources(json_t *a, json_t *b)
-{
-    AUTO_JSON json_t *x = json_deep_copy(a);
-    AUTO_JSON json_t *y = json_deep_copy(b);
-    json_object_del(x, "resources");
-    json_object_del(y, "resources");
-    return json_equal(x, y);
-}
-
 static const struct pea_pod_container *find_container(const struct pea_pod_manifest *m, const char *name)
 {
     for (size_t i = 0; i < m->n_containers; i++)
@@ -190,8 +157,9 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
                      struct pea_error *err)
 {
     struct pea_pod_manifest *old = sup->pod->manifest;
-    if (check_sandbox_unchanged(old->raw, manifest->raw, err) < 0)
-        return -1;
+    const char *sandbox_change = manifest_sandbox_change(old, manifest);
+    if (sandbox_change)
+        return pea_fail(err, 0, "%s: changing it needs a new sandbox (apply --recreate)", sandbox_change);
     AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),
                      *removed = json_array(), *unchanged = json_array();
     /* Live resource updates first (the pod cgroup before its children): if the cgroup refuses one, nothing else has
@@ -201,10 +169,9 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     for (size_t i = 0; i < manifest->n_containers; i++) {
         const struct pea_pod_container *c = &manifest->containers[i];
         const struct pea_pod_container *before = find_container(old, c->name);
-        if (!before || !equal_but_resources(before->raw, c->raw))
+        if (!before || !manifest_container_same_but_resources(before, c))
             continue;
-        json_t *a = json_object_get(before->raw, "resources"), *b = json_object_get(c->raw, "resources");
-        if ((!a && !b) || (a && b && json_equal(a, b))) {
+        if (manifest_container_same_resources(before, c)) {
             json_array_append_new(unchanged, json_string(c->name));
             continue;
         }
@@ -216,7 +183,9 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
 
     /* From here on the new manifest is the pod's: members point into it. */
     sup->pod->manifest = manifest;
-    json_object_set(sup->pod->state, "manifest", manifest->raw);
+    struct pea_error save_err = {0};
+    if (pod_save_manifest(sup->pod, &save_err) < 0)
+        log_warn("%s", save_err.msg);
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
         if (m->is_removed)
@@ -232,7 +201,7 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
             supervisor_stop_member(sup, m, manifest->termination_grace_seconds);
             continue;
         }
-        bool is_recreated = !equal_but_resources(m->c->raw, c->raw);
+        bool is_recreated = !manifest_container_same_but_resources(m->c, c);
         m->c = c;
         if (is_recreated) {
             json_array_append_new(recreated, json_string(c->name));
@@ -256,7 +225,6 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
             supervisor_start_member(sup, m);
     }
     manifest_free(old);
-    struct pea_error save_err = {0};
     if (pod_save(sup->pod, &save_err) < 0)
         log_warn("%s", save_err.msg);
     *summary = json_pack("{s:O, s:O, s:O, s:O, s:O}", "recreated", recreated, "updated", updated, "added", added,

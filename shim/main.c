@@ -30,7 +30,8 @@
 #define SHIM_COPY_RECORD ".pea-shim-copy"
 
 struct shim_args {
-    const char *root, *data_root, *pause, *manifest;
+    const char *root, *data_root, *pause;
+    int manifest_fd; /* a new pod's manifest, as a sealed memfd */
     const char *adopt; /* a pod whose shim died: take it over instead of making one */
     int ready_fd;
     bool debug;
@@ -38,18 +39,18 @@ struct shim_args {
 
 static int parse_args(int argc, char **argv, struct shim_args *a)
 {
-    enum { OPT_ROOT = 256, OPT_DATA_ROOT, OPT_PAUSE, OPT_MANIFEST, OPT_ADOPT, OPT_READY_FD, OPT_DEBUG };
+    enum { OPT_ROOT = 256, OPT_DATA_ROOT, OPT_PAUSE, OPT_MANIFEST_FD, OPT_ADOPT, OPT_READY_FD, OPT_DEBUG };
     static const struct option opts[] = {
         {"root", required_argument, NULL, OPT_ROOT},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
-        {"manifest", required_argument, NULL, OPT_MANIFEST},
+        {"manifest-fd", required_argument, NULL, OPT_MANIFEST_FD},
         {"adopt", required_argument, NULL, OPT_ADOPT},
         {"ready-fd", required_argument, NULL, OPT_READY_FD},
         {"debug", no_argument, NULL, OPT_DEBUG},
         {0},
     };
-    *a = (struct shim_args){.ready_fd = -1};
+    *a = (struct shim_args){.ready_fd = -1, .manifest_fd = -1};
     long long fd;
     int c;
     opterr = 0;
@@ -59,7 +60,11 @@ static int parse_args(int argc, char **argv, struct shim_args *a)
         case OPT_ROOT: a->root = optarg; break;
         case OPT_DATA_ROOT: a->data_root = optarg; break;
         case OPT_PAUSE: a->pause = optarg; break;
-        case OPT_MANIFEST: a->manifest = optarg; break;
+        case OPT_MANIFEST_FD:
+            if (parse_int64(optarg, &fd) < 0 || fd < 3 || fd > 1 << 20)
+                return -1;
+            a->manifest_fd = (int)fd;
+            break;
         case OPT_ADOPT: a->adopt = optarg; break;
         case OPT_READY_FD:
             if (parse_int64(optarg, &fd) < 0 || fd < 3 || fd > 1 << 20)
@@ -72,7 +77,8 @@ static int parse_args(int argc, char **argv, struct shim_args *a)
     }
     if (!a->root || optind != argc)
         return -1;
-    return a->adopt ? (a->manifest ? -1 : 0) : (a->data_root && a->pause && a->manifest ? 0 : -1);
+    bool has_manifest = a->manifest_fd >= 0;
+    return a->adopt ? (has_manifest ? -1 : 0) : (a->data_root && a->pause && has_manifest ? 0 : -1);
 }
 
 /* Tell the waiting client how the start went, once: "ok" or the error line. */
@@ -176,7 +182,7 @@ int main(int argc, char **argv)
     tune_malloc();
     struct shim_args a;
     if (parse_args(argc, argv, &a) < 0) {
-        fprintf(stderr, "usage: pea-shim --root DIR --data-root DIR --pause PATH --manifest FILE --ready-fd N "
+        fprintf(stderr, "usage: pea-shim --root DIR --data-root DIR --pause PATH --manifest-fd N --ready-fd N "
                         "[--debug]\n       pea-shim --root DIR --adopt POD --ready-fd N [--debug]\n");
         return 1;
     }
@@ -211,7 +217,8 @@ int main(int argc, char **argv)
             return 1;
         }
     } else {
-        struct pea_pod_manifest *m = manifest_load(a.manifest, &err);
+        struct pea_pod_manifest *m = manifest_load_sealed(a.manifest_fd, "manifest", &err);
+        close(a.manifest_fd);
         struct pea_pod_options o = {.root = a.root, .data_root = a.data_root, .pause_path = a.pause};
         if (!m || pod_create(&o, m, &pod, &err) < 0) {
             report_ready(&ready_fd, err.msg);

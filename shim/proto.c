@@ -21,7 +21,6 @@ enum arg_kind {
     ARG_ARGV,      /* array of strings, at least one */
     ARG_ENV,       /* array of KEY=VALUE strings */
     ARG_WAIT_FOR,  /* "exit" or "running" */
-    ARG_OBJECT,    /* any JSON object, kept as is */
 };
 
 struct arg_rule {
@@ -61,8 +60,7 @@ static const struct op_rule {
                        {{"container", ARG_STRING, false, FIELD(container)},
                         {"for", ARG_WAIT_FOR, false, FIELD(wait_for)}}},
     [PROTO_OP_APPLY] = {"apply",
-                        {{"manifest", ARG_OBJECT, true, FIELD(manifest)},
-                         {"noWait", ARG_BOOL, false, FIELD(no_wait)}}},
+                        {{"noWait", ARG_BOOL, false, FIELD(no_wait)}}},
     [PROTO_OP_EVENTS] = {"events", {{0}}},
     [PROTO_OP_SHUTDOWN] = {"shutdown", {{0}}},
 };
@@ -152,11 +150,6 @@ static int parse_arg(json_t *v, const struct op_rule *op, const struct arg_rule 
             return arg_fail(err, op, rule->name, "must be \"exit\", \"running\" or \"started\"");
         break;
     }
-    case ARG_OBJECT:
-        if (!json_is_object(v))
-            return arg_fail(err, op, rule->name, "must be an object");
-        *(json_t **)field = json_incref(v);
-        break;
     }
     return 0;
 }
@@ -267,7 +260,6 @@ void proto_request_clear(struct proto_request *req)
     strv_free(req->env);
     free(req->cwd);
     free(req->user);
-    json_decref(req->manifest);
     memset(req, 0, sizeof *req);
 }
 

@@ -2,7 +2,7 @@
  *   request  {"v":1,"id":N,"op":"<name>", ...arguments}
  *   reply    {"v":1,"id":N,"ok":true,"result":<any>}  or  {"v":1,"id":N,"ok":false,"error":"<one line>"}
  *   stream   {"v":1,"id":N,"event":<any>} ... then {"v":1,"id":N,"end":true}
- * File descriptors (exec's stdio) travel with the request as SCM_RIGHTS. */
+ * File descriptors (exec's stdio, apply's manifest) travel with the request as SCM_RIGHTS. */
 #ifndef PEA_SHIM_PROTO_H
 #define PEA_SHIM_PROTO_H
 
@@ -30,7 +30,7 @@ enum proto_op {
     PROTO_OP_ATTACH,   /* {container} */
     PROTO_OP_LOGS,     /* {container, follow?, tail?: lines, previous?} */
     PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running" | "started"} */
-    PROTO_OP_APPLY,    /* {manifest: object, noWait?} */
+    PROTO_OP_APPLY,    /* {noWait?} + one fd: the manifest as a sealed memfd (larger than a datagram may be) */
     PROTO_OP_EVENTS,   /* {} */
     PROTO_OP_SHUTDOWN, /* {} */
 };
@@ -55,7 +55,6 @@ struct proto_request {
     bool follow, previous;    /* logs */
     uint64_t tail;            /* logs: last lines, 0 = all */
     enum proto_wait_for wait_for;
-    json_t *manifest; /* apply: an object, owned */
     bool no_wait;     /* apply: answer at once, not once the recreated and added containers have started */
 };
 

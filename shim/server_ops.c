@@ -142,14 +142,17 @@ static void handle_exec(struct client *c, const struct proto_request *req, int *
     client_send(c, proto_reply_ok(req->id, json_pack("{s:i}", "pid", (int)pid)), &master, master >= 0 ? 1 : 0);
 }
 
-static void handle_apply(struct client *c, const struct proto_request *req)
+static void handle_apply(struct client *c, const struct proto_request *req, const int *fds, size_t n_fds)
 {
     struct shim_server *s = c->server;
     struct pea_error err = {0};
-    AUTO_FREE char *text = json_dumps(req->manifest, JSON_COMPACT);
-    struct pea_pod_manifest *m = text ? manifest_parse(text, strlen(text), &err) : NULL;
+    if (n_fds != 1) {
+        client_reply_error(c, req->id, "apply: the manifest comes as one descriptor");
+        return;
+    }
+    struct pea_pod_manifest *m = manifest_load_sealed(fds[0], "manifest", &err);
     if (!m) {
-        AUTO_FREE char *msg = xasprintf("apply: %s", text ? err.msg : "cannot encode the manifest");
+        AUTO_FREE char *msg = xasprintf("apply: %s", err.msg);
         client_reply_error(c, req->id, msg);
         return;
     }
@@ -185,10 +188,10 @@ void server_handle(struct client *c, struct proto_request *req, int *fds, size_t
 {
     struct shim_server *s = c->server;
     struct pea_error err = {0};
-    if (req->op != PROTO_OP_EXEC && n_fds > 0) {
+    if (req->op != PROTO_OP_EXEC && req->op != PROTO_OP_APPLY && n_fds > 0) {
         for (size_t i = 0; i < n_fds; i++)
             close(fds[i]);
-        client_reply_error(c, req->id, "descriptors come only with exec");
+        client_reply_error(c, req->id, "descriptors come only with exec and apply");
         return;
     }
     switch (req->op) {
@@ -221,7 +224,11 @@ void server_handle(struct client *c, struct proto_request *req, int *fds, size_t
         client_reply_error(c, req->id, "logs are read from the files: use pea pod logs");
         break;
     case PROTO_OP_WAIT: handle_wait(c, req); break;
-    case PROTO_OP_APPLY: handle_apply(c, req); break;
+    case PROTO_OP_APPLY:
+        handle_apply(c, req, fds, n_fds);
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]);
+        break;
     case PROTO_OP_EVENTS:
         c->is_subscribed = true;
         c->events_id = req->id;

@@ -4,6 +4,7 @@
  *
  * On disk (state, under --root):   <root>/pods/<name>/pod.json       the pod's state (see pod_state_*)
  *                                                    /teardown.json  what a teardown needs without pod.json
+ *                                                    /manifest        the manifest as last applied, as given
  *                                                    /oci/            OCI state root of the pod's containers
  *                                                    /bundles/<c>/    generated config.json per container
  *                                                    /ns/{net,ipc,uts,pid}  namespaces pinned by bind mounts
@@ -23,7 +24,7 @@
 #include "pea/pod_manifest.h"
 
 #define PEA_POD_INFRA_ID "_infra" /* not a DNS label, so no container of the manifest can be called so */
-#define PEA_POD_STATE_VERSION 1
+#define PEA_POD_STATE_VERSION 2
 
 struct pea_pod_options {
     const char *root;       /* pea's state root (--root) */
@@ -48,7 +49,8 @@ struct pea_pod {
  * The pod takes the manifest. On failure everything made so far is torn down and nothing is left. */
 int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifest, struct pea_pod **out,
                struct pea_error *err);
-/* Open an existing pod from its state (manifest reparsed from pod.json). */
+/* Open an existing pod from its state (pod.json, and its manifest reparsed from the manifest file, or from pod.json
+ * for a pod of state version 1). */
 int pod_open(const char *root, const char *name, struct pea_pod **out, struct pea_error *err);
 void pod_free(struct pea_pod *pod);
 static inline void pod_free_p(struct pea_pod **p) { pod_free(*p); }
@@ -61,6 +63,9 @@ int pod_save(struct pea_pod *pod, struct pea_error *err);
  * shim that adopts the pod, so that pod_remove finds all of it (and stops its supervisor) whatever became of
  * pod.json. */
 int pod_save_teardown_record(const struct pea_pod *pod, struct pea_error *err);
+/* Write the manifest's text (pod->manifest->source, released then) atomically to its own file; pod.json, saved
+ * next, no longer holds it. */
+int pod_save_manifest(struct pea_pod *pod, struct pea_error *err);
 
 /* Whether pod.json (state) was written before the machine last booted: its recorded PIDs mean nothing now. */
 bool pod_state_is_from_an_earlier_boot(const json_t *state);

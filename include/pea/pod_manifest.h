@@ -69,7 +69,10 @@ struct pea_pod_container {
     struct pea_pod_resources resources;
     struct pea_pod_security security;
     bool is_sidecar;      /* an init container with restartPolicy: Always */
-    json_t *raw;          /* this container's manifest object as given (for comparing two manifests) */
+    /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
+     * (compact, keys sorted) without its resources, and its resources alone (NULL when absent). */
+    char *identity;
+    char *resources_json;
 };
 
 enum pea_pod_volume_type { PEA_VOLUME_EMPTY_DIR, PEA_VOLUME_HOST_PATH };
@@ -108,6 +111,9 @@ struct pea_pod_sysctl {
     char *name, *value;
 };
 
+/* metadata.name, spec.hostname, .shareProcessNamespace, .hostNetwork, .volumes, .securityContext, .dnsConfig, pea */
+#define PEA_MANIFEST_SANDBOX_FIELDS 8
+
 struct pea_pod_manifest {
     char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
     json_t *labels;      /* object of strings, never NULL */
@@ -134,7 +140,12 @@ struct pea_pod_manifest {
     char *gateway;     /* BRIDGE: NULL or an address in address's subnet: the default route; pea puts it on the
                           bridge when it creates the bridge */
     bool adopt_bridge; /* BRIDGE: use `bridge` even when pea did not create it (pea.network.adoptBridge) */
-    json_t *raw;       /* the whole manifest as JSON */
+    /* What only a new sandbox can change (see manifest_sandbox_change), each as canonical JSON, NULL when absent. */
+    char *sandbox_json[PEA_MANIFEST_SANDBOX_FIELDS];
+    /* The text parsed, as given (YAML or JSON): kept until the pod stores it (manifest_release_source), so that
+     * what stays in memory for the pod's life is the structure above, not the text or a parse tree. */
+    char *source;
+    size_t source_len;
 };
 
 /* Whether pea makes the pod's network namespace (modes none and bridge), and so may change it: sysctls, lo. The
@@ -144,15 +155,34 @@ static inline bool manifest_network_namespace_is_pea_made(const struct pea_pod_m
     return m->network_mode == PEA_NETWORK_NONE || m->network_mode == PEA_NETWORK_BRIDGE;
 }
 
-/* Larger manifests are refused before parsing: a pod needs a few KiB. */
-#define PEA_MANIFEST_MAX_SIZE (4 << 20)
+/* Kubernetes' object size limit, and so the largest Pod a cluster can hold: every object is stored in etcd, which
+ * refuses a request over 1.5 MiB by default (--max-request-bytes; https://etcd.io/docs/v3.5/dev-guide/limit/). The
+ * API server reads request bodies up to twice that (MaxRequestBodyBytes, 3 MiB) only because JSON shrinks when
+ * stored as protobuf. Larger manifests are refused before parsing, with this text: */
+#define PEA_MANIFEST_MAX_SIZE (3 << 19)
+#define PEA_MANIFEST_LIMIT_TEXT "1.5 MiB, Kubernetes' object size limit"
 
 /* Parse a manifest from text: JSON when it starts with '{' (after white space), YAML otherwise (one document; no
  * aliases). Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);
-/* Read a file (regular, at most 4 MiB; "-" is stdin) and parse it; errors are prefixed with the file name. */
+/* Read a file (regular, at most PEA_MANIFEST_MAX_SIZE; "-" is stdin) and parse it; errors are prefixed with the file
+ * name. */
 struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err);
+/* How the pod commands hand a manifest to pea-shim: exactly the text they checked (m->source), in a sealed memfd
+ * (close-on-exec, at any offset), and read back from one, refused unless sealed against writing, shrinking and
+ * growing (name prefixes the errors). */
+int manifest_source_memfd(const struct pea_pod_manifest *m, struct pea_error *err);
+struct pea_pod_manifest *manifest_load_sealed(int fd, const char *name, struct pea_error *err);
 void manifest_free(struct pea_pod_manifest *m);
+/* Free m->source, once stored. */
+void manifest_release_source(struct pea_pod_manifest *m);
+
+/* The first field that differs between a and b and that only a new sandbox can change, as its path
+ * ("spec.volumes", "spec.initContainers", "pea"); NULL when there is none. */
+const char *manifest_sandbox_change(const struct pea_pod_manifest *a, const struct pea_pod_manifest *b);
+/* Whether two containers are the same but for their resources; whether their resources are the same. */
+bool manifest_container_same_but_resources(const struct pea_pod_container *a, const struct pea_pod_container *b);
+bool manifest_container_same_resources(const struct pea_pod_container *a, const struct pea_pod_container *b);
 static inline void manifest_free_p(struct pea_pod_manifest **m) { manifest_free(*m); }
 #define AUTO_MANIFEST __attribute__((cleanup(manifest_free_p)))
 

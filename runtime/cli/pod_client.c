@@ -55,8 +55,9 @@ static char *absolute_path(const char *path)
 }
 
 /* In the first child: a new session, then the shim as a grandchild, so that it is nobody's child but init's (or
- * a subreaper's) and has no controlling terminal; stdio on /dev/null, the ready pipe as fd 3, nothing else. */
-static void exec_shim_detached(char **argv, int ready_write)
+ * a subreaper's) and has no controlling terminal; stdio on /dev/null, the ready pipe as fd 3, the manifest (when
+ * manifest_fd >= 0) as fd 4, nothing else. */
+static void exec_shim_detached(char **argv, int ready_write, int manifest_fd)
 {
     if (setsid() < 0)
         _exit(1);
@@ -64,15 +65,16 @@ static void exec_shim_detached(char **argv, int ready_write)
     if (pid != 0)
         _exit(pid < 0 ? 1 : 0);
     int ready = fcntl(ready_write, F_DUPFD, 10);
+    int manifest = manifest_fd >= 0 ? fcntl(manifest_fd, F_DUPFD, 10) : -1;
     int null_fd = open("/dev/null", O_RDWR);
-    if (ready < 0 || null_fd < 0 || chdir("/") < 0)
+    if (ready < 0 || (manifest_fd >= 0 && manifest < 0) || null_fd < 0 || chdir("/") < 0)
         _exit(1);
     for (int fd = 0; fd < 3; fd++)
         if (dup2(null_fd, fd) < 0)
             _exit(1);
-    if (dup2(ready, 3) < 0)
+    if (dup2(ready, 3) < 0 || (manifest >= 0 && dup2(manifest, 4) < 0))
         _exit(1);
-    sys_close_from(4);
+    sys_close_from(manifest >= 0 ? 5 : 4);
     execv(argv[0], argv);
     _exit(127);
 }
@@ -112,9 +114,10 @@ static int await_ready(int fd, const char *shim, struct pea_error *err)
     return pea_fail(err, 0, "%s", line);
 }
 
-/* Start pea-shim detached and wait for its "ok": for a new pod (argv_tail: --data-root, --pause, --manifest) or to
- * adopt one whose shim died (--adopt NAME). */
-static int spawn_shim(const struct cli_globals *g, char *const *argv_tail, size_t n_tail, struct pea_error *err)
+/* Start pea-shim detached and wait for its "ok": for a new pod (argv_tail: --data-root, --pause, --manifest-fd; the
+ * manifest in manifest_fd) or to adopt one whose shim died (--adopt NAME; manifest_fd -1). */
+static int spawn_shim(const struct cli_globals *g, char *const *argv_tail, size_t n_tail, int manifest_fd,
+                      struct pea_error *err)
 {
     AUTO_FREE char *shim = pod_find_helper(g->argv0, "pea-shim", "shim", err);
     if (!shim)
@@ -137,7 +140,7 @@ static int spawn_shim(const struct cli_globals *g, char *const *argv_tail, size_
         return pea_fail(err, errno, "fork for %s", shim);
     }
     if (pid == 0)
-        exec_shim_detached(argv, ready[1]);
+        exec_shim_detached(argv, ready[1], manifest_fd);
     close(ready[1]);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -145,20 +148,19 @@ static int spawn_shim(const struct cli_globals *g, char *const *argv_tail, size_
     return await_ready(ready_read, "pea-shim", err);
 }
 
-int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *data_root, const char *pause,
+int pod_spawn_shim(const struct cli_globals *g, int manifest_fd, const char *data_root, const char *pause,
                    struct pea_error *err)
 {
     AUTO_FREE char *data = absolute_path(data_root);
     AUTO_FREE char *pause_path = absolute_path(pause);
-    AUTO_FREE char *manifest = absolute_path(file);
-    char *tail[] = {"--data-root", data, "--pause", pause_path, "--manifest", manifest};
-    return spawn_shim(g, tail, ARRAY_SIZE(tail), err);
+    char *tail[] = {"--data-root", data, "--pause", pause_path, "--manifest-fd", "4"};
+    return spawn_shim(g, tail, ARRAY_SIZE(tail), manifest_fd, err);
 }
 
 int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *err)
 {
     char *tail[] = {"--adopt", (char *)name};
-    return spawn_shim(g, tail, ARRAY_SIZE(tail), err);
+    return spawn_shim(g, tail, ARRAY_SIZE(tail), -1, err);
 }
 
 /* ---- talking to a shim ---- */
@@ -382,50 +384,58 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
         return cli_usage_error("pod apply", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
     AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    AUTO_MANIFEST struct pea_pod_manifest *m = pause_path ? manifest_load(file, &err) : NULL;
+    struct pea_pod_manifest *m = pause_path ? manifest_load(file, &err) : NULL;
     if (!m)
         return cli_fail(&err);
+    /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it
+     * needs, so that its own parse is gone before it reads the pod's state. */
+    AUTO_FREE char *name = xstrdup(m->name);
+    long long grace_seconds = m->termination_grace_seconds;
+    AUTO_FD int manifest_fd = manifest_source_memfd(m, &err);
+    manifest_free(m);
+    if (manifest_fd < 0)
+        return cli_fail(&err);
     AUTO_POD struct pea_pod *pod = NULL;
-    AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, m->name);
+    AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
     if (access(dir, F_OK) == 0) {
-        if (pod_open(g->root, m->name, &pod, &err) < 0)
+        if (pod_open(g->root, name, &pod, &err) < 0)
             return cli_fail(&err);
         if (!recreate) {
             AUTO_FD int fd = -1;
             /* The shim died but the pod lives: a new shim takes it over, then applies what changed. */
             if (json_object_get(pod->state, "shim") && !pod_shim_is_alive(pod) && pod_infra_alive(pod)) {
-                if (pod_adopt(g, m->name, &err) < 0)
+                if (pod_adopt(g, name, &err) < 0)
                     return cli_fail(&err);
-                printf("pod %s adopted by a new pea-shim\n", m->name);
+                printf("pod %s adopted by a new pea-shim\n", name);
             }
             pod_free(take_ptr(&pod));
-            if (pod_open_served(g, m->name, &pod, &fd, &err) < 0)
+            if (pod_open_served(g, name, &pod, &fd, &err) < 0)
                 return cli_fail(&err);
             json_t *req = pod_shim_request("apply");
-            json_object_set(req, "manifest", m->raw);
             /* Sent only when asked: a shim older than the argument refuses it (and answers at once without it). */
             if (no_wait)
                 json_object_set_new(req, "noWait", json_true());
             /* The answer comes once recreated containers have been stopped (the new grace period) and started. */
-            long long timeout_ms = POD_SHIM_REQUEST_TIMEOUT_MS + (no_wait ? 0 : m->termination_grace_seconds * 1000);
+            long long timeout_ms = POD_SHIM_REQUEST_TIMEOUT_MS + (no_wait ? 0 : grace_seconds * 1000);
             AUTO_JSON json_t *summary = NULL;
-            if (pod_shim_call(fd, req, NULL, 0, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms, &summary, NULL,
-                              &err) < 0)
+            if (pod_shim_call(fd, req, &manifest_fd, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms, &summary,
+                              NULL, &err) < 0)
                 return cli_fail(&err);
-            print_summary(m->name, summary);
+            print_summary(name, summary);
             return 0;
         }
         int r = pod_shim_is_alive(pod) ? pod_shim_shutdown(pod, &err) : 0;
         if (r == 0 && access(dir, F_OK) == 0)
-            r = pod_remove(g->root, m->name, pod->manifest->termination_grace_seconds, &err);
+            r = pod_remove(g->root, name, pod->manifest->termination_grace_seconds, &err);
         if (r < 0)
             return cli_fail(&err);
     }
-    if (pod_spawn_shim(g, file, data_root, pause_path, &err) < 0)
+    /* In the memfd: a manifest may be larger than one datagram of the protocol. */
+    if (pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
         return cli_fail(&err);
-    if (!no_wait && pod_await_started(g, m->name, &err) < 0)
+    if (!no_wait && pod_await_started(g, name, &err) < 0)
         return cli_fail(&err);
-    printf("pod %s applied\n", m->name);
+    printf("pod %s applied\n", name);
     return 0;
 }
 

@@ -21,8 +21,9 @@
  * build tree (sandbox/, shim/), or the compiled-in libexec directory. */
 char *pod_find_helper(const char *argv0, const char *name, const char *build_subdir, struct pea_error *err);
 
-/* Start pea-shim for the manifest at file and wait until it serves the new pod (or say why it could not). */
-int pod_spawn_shim(const struct cli_globals *g, const char *file, const char *data_root, const char *pause,
+/* Start pea-shim for the manifest in manifest_fd (manifest_source_memfd: the very text checked, not the file read
+ * again, which may have changed since or been stdin) and wait until it serves the new pod (or say why not). */
+int pod_spawn_shim(const struct cli_globals *g, int manifest_fd, const char *data_root, const char *pause,
                    struct pea_error *err);
 /* Start a new pea-shim for a pod whose shim died while its infra lives (supervisor_adopt). */
 int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *err);

@@ -121,7 +121,8 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
         return cli_fail(&err);
     if (is_detached) {
         AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load(file, &err);
-        if (!detached || pod_spawn_shim(g, file, data_root, pause_path, &err) < 0)
+        AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
+        if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
             return cli_fail(&err);
         printf("pod %s started\n", detached->name);
         return 0;

@@ -662,12 +662,12 @@ def test_state_and_protocol_versions_are_checked(pods):
     helpers.wait_until(lambda: not os.path.exists(f"/proc/{shim}") or helpers._proc_stat(shim)[0] == "Z", 5,
                        "the shim dead")
     helpers.reap_orphans()
-    edit_state(pods, name, lambda s: s.update(version=2))
+    edit_state(pods, name, lambda s: s.update(version=3))
     code, out, err = pods.cli("pod", "ps", name)
     assert code == 1 and err.strip() == \
-        f"pea: pod {name} was made by a newer pea (state version 2; this pea reads 1)", err
+        f"pea: pod {name} was made by a newer pea (state version 3; this pea reads 2)", err
     assert ls(pods)[name]["status"] == "broken"
-    edit_state(pods, name, lambda s: s.update(version=1))
+    edit_state(pods, name, lambda s: s.update(version=2))
 
     # A shim that answers in another protocol version: the client says so instead of misreading it.
     pod_dir = os.path.join(pods.root, "pods", name)

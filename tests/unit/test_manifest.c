@@ -207,7 +207,9 @@ static void expect_full_pod(const struct pea_pod_manifest *m)
     cr_assert_str_eq(s->capabilities_drop[0], "ALL");
     cr_assert(s->has_seccomp_profile && s->seccomp_profile == PEA_SECCOMP_PROFILE_LOCALHOST);
     cr_assert_str_eq(s->seccomp_localhost_profile, "/etc/pea/seccomp.json");
-    cr_assert_str_eq(json_string_value(json_object_get(c->raw, "imagePullPolicy")), "Never");
+    cr_assert(strstr(c->identity, "\"imagePullPolicy\":\"Never\""), "%s", c->identity);
+    cr_assert_null(strstr(c->identity, "\"resources\""), "%s", c->identity);
+    cr_assert_not_null(c->resources_json);
 
     cr_assert_eq(m->network_mode, PEA_NETWORK_BRIDGE);
     cr_assert_str_eq(m->bridge, "pea0");
@@ -225,8 +227,11 @@ Test(manifest, full_pod_in_yaml_and_json_gives_the_same_result)
     cr_assert_not_null(from_json, "%s", err.msg);
     expect_full_pod(from_yaml);
     expect_full_pod(from_json);
-    cr_assert(json_equal(from_yaml->raw, from_json->raw));
-    cr_assert(json_equal(from_yaml->containers[0].raw, from_json->containers[0].raw));
+    cr_assert_null(manifest_sandbox_change(from_yaml, from_json));
+    for (size_t i = 0; i < from_yaml->n_containers; i++) {
+        cr_assert(manifest_container_same_but_resources(&from_yaml->containers[i], &from_json->containers[i]));
+        cr_assert(manifest_container_same_resources(&from_yaml->containers[i], &from_json->containers[i]));
+    }
 }
 
 #define MINIMAL_POD "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n"
@@ -377,6 +382,30 @@ static const struct error_case error_cases[] = {
      "spec.dnsConfig.nameservers[0]: must be an IP address, not \"dns.example\""},
     {ONE_CONTAINER "  securityContext: {sysctls: [{name: kernel.x}]}\n",
      "spec.securityContext.sysctls[0].value: missing"},
+    /* Kubernetes' limits, each naming its field. */
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A, value: '1'}, {name: 'B=C'}]}\n",
+     "spec.containers[0].env[1].name: must be printable ASCII characters other than '=', at least one"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: \"A\\tB\"}]}\n",
+     "spec.containers[0].env[0].name: must be printable ASCII characters other than '=', at least one"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: ''}]}\n",
+     "spec.containers[0].env[0].name: must be printable ASCII characters other than '=', at least one"},
+    {"spec:\n  containers:\n  - {name: a123456789a123456789a123456789a123456789a123456789a123456789abcd, image: /i, "
+     "args: [x]}\n",
+     "spec.containers[0].name: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not "
+     "\"a123456789a123456789a123456789a123456789a123456789a123456789abcd\""},
+    {"spec:\n  volumes: [{name: a123456789a123456789a123456789a123456789a123456789a123456789abcd, emptyDir: {}}]\n"
+     "  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.volumes[0].name: must be a DNS label, not \"a123456789a123456789a123456789a123456789a123456789a123456789abcd\""},
+    {"spec:\n  volumes: [{name: v, emptyDir: {}}, {name: w, emptyDir: {}}, {name: v, emptyDir: {}}]\n"
+     "  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.volumes[2].name: duplicate volume name \"v\""},
+    {ONE_CONTAINER "  dnsConfig: {nameservers: [198.18.0.1, 198.18.0.2, 198.18.0.3, 198.18.0.4]}\n",
+     "spec.dnsConfig.nameservers: 4 entries, more than Kubernetes' 3"},
+    {ONE_CONTAINER "  dnsConfig: {searches: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v, w, x, y, "
+                   "z, aa, ab, ac, ad, ae, af, ag]}\n",
+     "spec.dnsConfig.searches: 33 entries, more than Kubernetes' 32"},
+    {ONE_CONTAINER "  dnsConfig: {searches: [\"example.test\\nnameserver 1.2.3.4\"]}\n",
+     "spec.dnsConfig.searches[0]: must be a DNS subdomain, not \"example.test\nnameserver 1.2.3.4\""},
 };
 
 Test(manifest, errors_name_the_field)
@@ -399,6 +428,16 @@ static const struct error_case document_cases[] = {
     {"apiVersion: v1\nkind: Pod\nmetadata: {name: Big_Name}\n",
      "metadata.name: must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 63), not \"Big_Name\""},
     {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {a: 1}}\n", "metadata.labels.a: must be a string"},
+    {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: My_Space}\n",
+     "metadata.namespace: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"My_Space\""},
+    {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {example.com/app: web, 'a b': c}}\n",
+     "metadata.labels.a b: key must be [DNS subdomain of at most 253/]name of at most 63 of [A-Za-z0-9._-], beginning "
+     "and ending alphanumeric"},
+    {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: web-}}\n",
+     "metadata.labels.app: value must be empty or at most 63 of [A-Za-z0-9._-], beginning and ending alphanumeric"},
+    {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {Example.com/note: x}}\n",
+     "metadata.annotations.Example.com/note: key must be [DNS subdomain of at most 253/]name of at most 63 of "
+     "[A-Za-z0-9._-], beginning and ending alphanumeric"},
     {"- a\n", "manifest: must be an object (a mapping)"},
     {"", "manifest: must be an object (a mapping)"},
     {"a: &x 1\n", "line 1: YAML anchors are not supported"},
@@ -579,7 +618,7 @@ Test(manifest, load_reads_regular_files_only)
     cr_assert_eq(truncate(file, PEA_MANIFEST_MAX_SIZE + 1), 0);
     cr_assert_null(manifest_load(file, &err));
     free(want);
-    want = xasprintf("%s: larger than %d bytes", file, PEA_MANIFEST_MAX_SIZE);
+    want = xasprintf("%s: 1572865 bytes, larger than 1572864 (1.5 MiB, Kubernetes' object size limit)", file);
     cr_assert_str_eq(err.msg, want);
 
     unlink(file);
@@ -608,4 +647,129 @@ Test(manifest, load_from_stdin)
     close(zero);
     cr_assert_null(manifest_load("-", &err));
     cr_assert_str_eq(err.msg, "stdin: not a regular file or a pipe");
+}
+
+/* A manifest of Kubernetes' largest size parses; one byte more is refused before parsing, naming the limit. */
+Test(manifest, object_size_limit)
+{
+    static const char head[] = MINIMAL_POD "spec:\n  containers:\n  - name: c\n    image: /i\n    args: [x]\n"
+                                           "    env:\n";
+    size_t size = PEA_MANIFEST_MAX_SIZE;
+    cr_assert_eq(size, 1572864);
+    char *text = xmalloc(size + 2);
+    size_t used = strlen(head), n = 0;
+    memcpy(text, head, used);
+    for (;; n++) {
+        char entry[64];
+        int len = snprintf(entry, sizeof entry, "    - {name: E%zu, value: v%zu}\n", n, n);
+        if (used + (size_t)len > size)
+            break;
+        memcpy(text + used, entry, (size_t)len);
+        used += (size_t)len;
+    }
+    /* Padded to the exact size with a comment line. */
+    memset(text + used, '#', size - used);
+    if (size > used)
+        text[size - 1] = '\n';
+    struct pea_error err = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(text, size, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_eq(m->containers[0].n_env, n);
+    cr_assert_str_eq(m->containers[0].env[n - 1].value, xasprintf("v%zu", n - 1));
+
+    text[size] = '\n';
+    cr_assert_null(manifest_parse(text, size + 1, &err));
+    cr_assert_str_eq(err.msg, "manifest: 1572865 bytes, larger than 1572864 (1.5 MiB, Kubernetes' object size limit)");
+    free(text);
+}
+
+/* The kernel takes no argument or environment string of 32 pages or more: refused with the field's path. */
+Test(manifest, exec_string_limit)
+{
+    size_t limit = (size_t)sysconf(_SC_PAGESIZE) * 32;
+    AUTO_FREE char *long_value = xmalloc(limit + 1);
+    memset(long_value, 'x', limit);
+    long_value[limit] = '\0';
+    struct pea_error err = {0};
+    /* NAME=VALUE, with its NUL, one byte too long; then one byte shorter, which fits. */
+    AUTO_FREE char *env = xasprintf(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: "
+                                                "[{name: A, value: %s}]}\n", long_value + 2);
+    cr_assert_null(parse_text(env, &err));
+    AUTO_FREE char *want = xasprintf("spec.containers[0].env[0]: NAME=VALUE longer than %zu bytes, the kernel's limit "
+                                     "for one environment entry", limit - 1);
+    cr_assert_str_eq(err.msg, want);
+    AUTO_FREE char *fits = xasprintf(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: "
+                                                 "[{name: A, value: %s}]}\n", long_value + 3);
+    AUTO_MANIFEST struct pea_pod_manifest *m = parse_text(fits, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+
+    AUTO_FREE char *args = xasprintf(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x, %s]}\n",
+                                     long_value);
+    cr_assert_null(parse_text(args, &err));
+    free(want);
+    want = xasprintf("spec.containers[0].args[1]: longer than %zu bytes, the kernel's limit for one argument",
+                     limit - 1);
+    cr_assert_str_eq(err.msg, want);
+}
+
+/* Annotations: at most 256 KiB of keys and values together, as in Kubernetes. */
+Test(manifest, annotations_size_limit)
+{
+    AUTO_FREE char *value = xmalloc(128 * 1024);
+    memset(value, 'a', 128 * 1024 - 1);
+    value[128 * 1024 - 1] = '\0';
+    struct pea_error err = {0};
+    /* 2 + 131071 + 2 + 131071 = 262146 bytes: over 262144. */
+    AUTO_FREE char *over = xasprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {k1: %s, k2: %s}}\n"
+                                     ONE_CONTAINER, value, value);
+    cr_assert_null(parse_text(over, &err));
+    cr_assert_str_eq(err.msg, "metadata.annotations: 262146 bytes of keys and values, more than Kubernetes' 262144");
+    value[128 * 1024 - 2] = '\0';
+    AUTO_FREE char *at = xasprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {k1: %s, k2: %s}}\n"
+                                   ONE_CONTAINER, value, value);
+    AUTO_MANIFEST struct pea_pod_manifest *m = parse_text(at, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+}
+
+/* Two manifests compared without their parse trees: what needs a new sandbox, and what changed in a container. */
+Test(manifest, comparisons)
+{
+    struct pea_error err = {0};
+#define C_WITH(extra) "{name: c, image: /i, args: [x]" extra "}"
+    AUTO_MANIFEST struct pea_pod_manifest *a = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    /* The same in JSON, keys in another order. */
+    AUTO_MANIFEST struct pea_pod_manifest *same = parse_text(
+        "{\"spec\": {\"containers\": [{\"resources\": {\"limits\": {\"cpu\": 1}}, \"env\": [{\"value\": \"1\", "
+        "\"name\": \"A\"}], \"args\": [\"x\"], \"image\": \"/i\", \"name\": \"c\"}]}, \"kind\": \"Pod\", "
+        "\"metadata\": {\"name\": \"p\"}, \"apiVersion\": \"v1\"}", &err);
+    cr_assert_not_null(same, "%s", err.msg);
+    cr_assert_null(manifest_sandbox_change(a, same));
+    cr_assert(manifest_container_same_but_resources(&a->containers[0], &same->containers[0]));
+    cr_assert(manifest_container_same_resources(&a->containers[0], &same->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *env = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '2'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(env, "%s", err.msg);
+    cr_assert_null(manifest_sandbox_change(a, env));
+    cr_assert_not(manifest_container_same_but_resources(&a->containers[0], &env->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *cpu = parse_text(MINIMAL_POD "spec:\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 2}}") "]\n", &err);
+    cr_assert_not_null(cpu, "%s", err.msg);
+    cr_assert(manifest_container_same_but_resources(&a->containers[0], &cpu->containers[0]));
+    cr_assert_not(manifest_container_same_resources(&a->containers[0], &cpu->containers[0]));
+
+    AUTO_MANIFEST struct pea_pod_manifest *volume = parse_text(MINIMAL_POD "spec:\n  volumes: [{name: v, emptyDir: {}}]\n"
+                                                               "  containers: [" C_WITH(", env: [{name: A, value: '1'}], "
+                                                               "resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(volume, "%s", err.msg);
+    cr_assert_str_eq(manifest_sandbox_change(a, volume), "spec.volumes");
+    AUTO_MANIFEST struct pea_pod_manifest *with_init = parse_text(MINIMAL_POD "spec:\n  initContainers: [{name: i, image: "
+                                                                  "/i, args: [x]}]\n  containers: [" C_WITH(
+        ", env: [{name: A, value: '1'}], resources: {limits: {cpu: 1}}") "]\n", &err);
+    cr_assert_not_null(with_init, "%s", err.msg);
+    cr_assert_str_eq(manifest_sandbox_change(a, with_init), "spec.initContainers");
+#undef C_WITH
 }

@@ -241,3 +241,20 @@ Test(pod_config, a_container_needs_something_to_run)
     cr_assert_null(m, "the manifest parser refuses a container without command or args");
     cr_assert(err.msg[0]);
 }
+
+/* PATH and HOSTNAME first; of several entries of one name the last wins, at its own place, as if each replaced the
+ * earlier ones and went to the end. */
+Test(pod_config, env_later_entries_of_a_name_win)
+{
+    struct pea_pod pod = pod_from(POD("{\"name\":\"a\",\"image\":\"/img\",\"command\":[\"sh\"],\"env\":["
+                                      "{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"PATH\",\"value\":\"/bin\"},"
+                                      "{\"name\":\"B\",\"value\":\"2\"},{\"name\":\"A\",\"value\":\"3\"},"
+                                      "{\"name\":\"C\"}]}",
+                                      ""));
+    struct pea_error err = {0};
+    AUTO_JSON json_t *cfg = pod_config_member(&pod, &pod.manifest->containers[0], &err);
+    cr_assert_not_null(cfg, "%s", err.msg);
+    AUTO_FREE char *env = json_dumps(json_object_get(json_object_get(cfg, "process"), "env"), JSON_COMPACT);
+    cr_assert_str_eq(env, "[\"HOSTNAME=web\",\"PATH=/bin\",\"B=2\",\"A=3\",\"C=\"]");
+    manifest_free(pod.manifest);
+}
