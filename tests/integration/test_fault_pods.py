@@ -12,6 +12,7 @@ import pytest
 
 import helpers
 from pods import container
+from test_cgroup import cgroup2_root
 
 pytestmark = pytest.mark.pea_only
 
@@ -274,13 +275,3 @@ def test_shim_killed_while_it_makes_the_infra(pods):
         code, out, err = pods.cli("pod", "rm", "--force", name, timeout=30)
         assert code == 0, err
         assert pods.leftovers(names=[name]) == []
-
-
-def cgroup2_root():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            if fields[sep + 1] == "cgroup2" and fields[3] == "/":
-                return fields[4]
-    pytest.skip("no cgroup2 hierarchy")

@@ -9,27 +9,11 @@ import random
 import pytest
 
 from helpers import wait_until
+from test_cgroup import container_cgroup
 
 pytestmark = pytest.mark.pea_only
 
 SLEEPER = ("peatest", "sleep", "100")
-
-
-def cgroup2_root():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, right = line.split(" - ", 1)
-            if right.startswith("cgroup2 ") and left.split()[3] == "/":
-                return left.split()[4]
-    pytest.skip("no cgroup2 hierarchy mounted")
-
-
-def cgroup_of(pid):
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            if line.startswith("0::"):
-                return cgroup2_root() + line.strip()[3:]
-    raise AssertionError("no cgroup2 line")
 
 
 def is_gone(pid):
@@ -71,7 +55,7 @@ def running(run, bundle, cid):
     bundle.args(*SLEEPER)
     run.ok("run", "--detach", "--bundle", bundle, cid)
     pid = run.state(cid)["pid"]
-    return pid, cgroup_of(pid), os.path.join(run.root, cid)
+    return pid, container_cgroup(pid), os.path.join(run.root, cid)
 
 
 def assert_removed(run, cid, pid, cgroup):
