@@ -32,14 +32,13 @@
 int pod_save_teardown_record(const struct pea_pod *pod, struct pea_error *err)
 {
     const json_t *state = pod->state;
-    json_t *record = json_pack("{s:i, s:O?, s:O?, s:O?, s:O?, s:{s:i, s:I}}", "version", TEARDOWN_RECORD_VERSION,
-                               "uid", json_object_get(state, "uid"), "cgroup", json_object_get(state, "cgroup"),
-                               "dataDir", json_object_get(state, "dataDir"), "bootId",
-                               json_object_get(state, "bootId"), "supervisor", "pid", (int)getpid(), "startTime",
-                               (json_int_t)sys_process_start_time(getpid(), NULL));
+    AUTO_JSON json_t *record = json_pack("{s:i, s:O?, s:O?, s:O?, s:O?, s:{s:i, s:I}}", "version", TEARDOWN_RECORD_VERSION,
+                                         "uid", json_object_get(state, "uid"), "cgroup",
+                                         json_object_get(state, "cgroup"), "dataDir", json_object_get(state, "dataDir"),
+                                         "bootId", json_object_get(state, "bootId"), "supervisor", "pid", (int)getpid(),
+                                         "startTime", (json_int_t)sys_process_start_time(getpid(), NULL));
     if (record && pod->manifest->network_mode == PEA_NETWORK_BRIDGE)
         json_object_set_new(record, "bridge", json_string(pod->manifest->bridge));
-    AUTO_JSON json_t *owned = record;
     AUTO_FREE char *text = record ? json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     AUTO_FD int dir = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (!text || dir < 0 || write_file_atomic_at(dir, POD_TEARDOWN_RECORD, text, strlen(text), 0600) < 0)
