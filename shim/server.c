@@ -375,15 +375,15 @@ void server_finish(struct shim_server *s, int exit_code)
     s->depth++;
     for (struct pending *p = s->pending, *next; p; p = next) {
         next = p->next;
-        if (p->client && p->kind == PENDING_POD_EXIT)
+        if (p->client && p->kind == PENDING_POD_EXIT) {
             client_send(p->client, proto_reply_ok(p->id, json_pack("{s:i}", "exitCode", exit_code)), NULL, 0);
-        else if (p->client && p->kind == PENDING_EXEC) {
+        } else if (p->client && p->kind == PENDING_EXEC) {
             /* Not reaped by now (server_end_execs could not): its exit code is not ours to report. */
             client_send(p->client, proto_event(p->id, json_pack("{s:s}", "reason", "the pod has stopped")), NULL, 0);
             client_send(p->client, proto_end(p->id), NULL, 0);
-        }
-        else if (p->client)
+        } else if (p->client) {
             client_reply_error(p->client, p->id, "the pod has stopped");
+        }
         if (p->pidfd >= 0) {
             /* Killed with its container by the teardown; whatever is not gone yet, init reaps. */
             siginfo_t info;

@@ -232,7 +232,7 @@ int pod_shim_connect(const struct pea_pod *pod, int timeout_ms, struct pea_error
         format_duration(timeout_ms, within, sizeof within);
         json_t *shim = json_object_get(pod->state, "shim");
         return fail_timed_out(err, "pod %s: pea-shim (pid %lld) did not take the connection within %s",
-                        pod->name, (long long)json_integer_value(json_object_get(shim, "pid")), within);
+                              pod->name, (long long)json_integer_value(json_object_get(shim, "pid")), within);
     }
     return take_fd(&fd);
 }
@@ -255,7 +255,7 @@ int pod_shim_receive(int fd, int timeout_ms, json_t **msg, int *reply_fd, struct
             char within[32];
             format_duration(timeout_ms, within, sizeof within);
             return fail_timed_out(err, "pea-shim (pid %d) did not answer within %s", (int)pod_shim_peer_pid(fd),
-                            within);
+                                  within);
         }
         break;
     }
@@ -303,7 +303,7 @@ int pod_shim_call(int fd, json_t *request, const int *fds, size_t n_fds, int tim
         char within[32];
         format_duration(send_timeout_ms(fd), within, sizeof within);
         return fail_timed_out(err, "pea-shim (pid %d) did not take the request within %s",
-                        (int)pod_shim_peer_pid(fd), within);
+                              (int)pod_shim_peer_pid(fd), within);
     }
     for (;;) {
         AUTO_JSON json_t *msg = NULL;
@@ -357,7 +357,7 @@ static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct 
                 return pea_wrap(err, "pod %s: shut down", pod->name);
             }
             return fail_timed_out(err, "pod %s: pea-shim (pid %d) did not finish the teardown within %s",
-                            pod->name, (int)shim, within);
+                                  pod->name, (int)shim, within);
         }
         if (!msg)
             break;
@@ -365,7 +365,7 @@ static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct 
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     if (pidfd >= 0 && poll(&p, 1, 10000) == 0)
         return fail_timed_out(err, "pod %s: pea-shim (pid %d) did not exit within 10s of closing its socket",
-                        pod->name, (int)shim);
+                              pod->name, (int)shim);
     return 0;
 }
 

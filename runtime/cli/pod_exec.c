@@ -57,9 +57,11 @@ struct exec_outcome {
     bool has_ended, has_exit_code;
     int exit_code;
     char reason[256];
+    json_int_t check_id; /* a status request that asks whether the shim still answers (0: none) */
+    bool has_shim_answered;
 };
 
-/* A message from the shim during the exec: the exit event, then end. */
+/* A message from the shim during the exec: the exit event, then end; or the answer to the check. */
 static int take_message(int sock, struct exec_outcome *o, struct pea_error *err)
 {
     AUTO_JSON json_t *msg = NULL;
@@ -67,6 +69,10 @@ static int take_message(int sock, struct exec_outcome *o, struct pea_error *err)
         return -1;
     if (!msg)
         return pea_fail(err, 0, "pea-shim closed the connection before the command's exit was reported");
+    if (o->check_id && json_integer_value(json_object_get(msg, "id")) == o->check_id) {
+        o->has_shim_answered = true;
+        return 0;
+    }
     json_t *event = json_object_get(msg, "event");
     json_t *code = json_object_get(event, "exitCode");
     if (json_is_integer(code)) {
@@ -88,9 +94,20 @@ static long long ms_since(const struct timespec *start)
     return (now.tv_sec - start->tv_sec) * 1000LL + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
+/* Once the pty has hung up, the command has most likely ended and its exit is due: ask whether the shim still
+ * answers. */
+static int check_shim_answers(int sock, struct exec_outcome *o, struct pea_error *err)
+{
+    AUTO_JSON json_t *check = pod_shim_request("status");
+    o->check_id = json_integer_value(json_object_get(check, "id"));
+    return proto_send(sock, check, NULL, 0, err);
+}
+
 /* Proxy stdin (when interactive) to the master and the master to stdout, until the process has ended and the
- * master is drained. Once the master has hung up (nothing holds the pty any more: the command has gone), the shim
- * reports the exit at once: a shim that has not within POD_SHIM_ANSWER_TIMEOUT_MS does not answer. */
+ * master is drained. While the pty is open the session is live, however long and whatever the shim does (Ctrl-C is
+ * the command's). Once it has hung up, our terminal is ours again (Ctrl-C ends us), and a shim that neither reports
+ * the exit nor answers within POD_SHIM_ANSWER_TIMEOUT_MS does not answer; one that answers while the command (which
+ * only closed its terminal) runs on is waited for. */
 static int proxy_tty(int sock, int master, bool is_interactive, struct exec_outcome *o, struct pea_error *err)
 {
     __attribute__((cleanup(restore_terminal))) struct saved_terminal terminal = {.fd = -1};
@@ -110,11 +127,11 @@ static int proxy_tty(int sock, int master, bool is_interactive, struct exec_outc
             /* After the end, only what the master still holds is read. */
             p[0].fd = p[2].fd = -1;
             timeout_ms = 200;
-        } else if (!is_master_open) {
+        } else if (!is_master_open && !o->has_shim_answered) {
             long long left = POD_SHIM_ANSWER_TIMEOUT_MS - ms_since(&hung_up_at);
             if (left <= 0)
-                return pea_fail(err, 0, "pea-shim (pid %d) did not report the command's exit within %ds of "
-                                "its end", (int)pod_shim_peer_pid(sock), POD_SHIM_ANSWER_TIMEOUT_MS / 1000);
+                return pea_fail(err, 0, "pea-shim (pid %d) did not answer within %ds", (int)pod_shim_peer_pid(sock),
+                                POD_SHIM_ANSWER_TIMEOUT_MS / 1000);
             timeout_ms = (int)left;
         }
         int n = poll(p, 3, timeout_ms);
@@ -124,7 +141,11 @@ static int proxy_tty(int sock, int master, bool is_interactive, struct exec_outc
             break;
         if (p[1].revents && !pump(master, STDOUT_FILENO)) {
             is_master_open = false;
+            restore_terminal(&terminal);
+            terminal.fd = -1;
             clock_gettime(CLOCK_MONOTONIC, &hung_up_at);
+            if (!o->has_ended && check_shim_answers(sock, o, err) < 0)
+                return -1;
         }
         if (p[2].revents && !pump(STDIN_FILENO, master))
             is_stdin_open = false;

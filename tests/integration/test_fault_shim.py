@@ -59,9 +59,9 @@ class AttachedExec:
     """`pea pod exec -c a NAME -- sleep 77` in the background: on a pty of its own (-it) or with its stdout and
     stderr in a file."""
 
-    def __init__(self, pods, name, has_tty, err_path):
+    def __init__(self, pods, name, has_tty, err_path, args=EXEC_ARGS):
         argv = pods.argv("pod", "exec", *(["-it"] if has_tty else []), "-c", "a", "-e",
-                         f"PEA_IT_MARK={pods.mark}", name, "--", *EXEC_ARGS)
+                         f"PEA_IT_MARK={pods.mark}", name, "--", *args)
         self.master = None
         self.err_path = err_path
         if has_tty:
@@ -73,11 +73,14 @@ class AttachedExec:
             with open(err_path, "wb") as err:
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=pods.env)
 
-    def wait(self, timeout):
-        """Its exit code and what it printed (a pty's output is read as it comes, or the client would block)."""
+    def wait(self, timeout, until=None):
+        """Its exit code and what it printed (a pty's output is read as it comes, or the client would block); with
+        UNTIL, None once the output holds it (the client goes on)."""
         output = b""
         deadline = time.monotonic() + timeout
         while self.master is not None and time.monotonic() < deadline:
+            if until is not None and until.encode() in output:
+                return None
             if select.select([self.master], [], [], 0.1)[0]:
                 try:
                     chunk = os.read(self.master, 4096)
@@ -182,26 +185,54 @@ def test_an_attached_exec_is_told_that_its_container_was_recreated(pods):
         force_remove(pods, name, shim)
 
 
-def test_a_stopped_shim_fails_exec_within_its_deadline_naming_the_shim(pods):
+def test_a_stopped_shim_fails_exec_wait_and_events_within_their_deadline_naming_the_shim(pods):
     name, shim = served_pod(pods)
-    err_path = os.path.join(pods.work_dir, "exec.err")
+    commands = {"exec": ("exec", name, "--", "true"), "wait": ("wait", name), "events": ("events", name)}
+    clients, outputs = {}, {}
     try:
         os.kill(shim, signal.SIGSTOP)
         start = time.monotonic()
-        # The request (with our stdio) stays queued at the stopped shim: output goes to a file, not a pipe whose
+        # An exec request (with our stdio) stays queued at the stopped shim: output goes to a file, not a pipe whose
         # end would stay open there.
-        with open(err_path, "wb") as err:
+        for what, args in commands.items():
+            with open(os.path.join(pods.work_dir, f"{what}.err"), "wb") as err:
+                clients[what] = subprocess.Popen(pods.argv("pod", *args), stdin=subprocess.DEVNULL, stdout=err,
+                                                 stderr=err, env=pods.env)
+        for what, client in clients.items():
             try:
-                code = subprocess.run(pods.argv("pod", "exec", name, "--", "true"), stdin=subprocess.DEVNULL,
-                                      stdout=err, stderr=err, env=pods.env, timeout=16).returncode
+                code = client.wait(max(16 - (time.monotonic() - start), 0.1))
             except subprocess.TimeoutExpired:
-                pytest.fail("pod exec waited more than 16 s for a stopped shim")
+                pytest.fail(f"pod {what} waited more than 16 s for a stopped shim")
+            with open(os.path.join(pods.work_dir, f"{what}.err")) as f:
+                outputs[what] = (code, f.read())
         took = time.monotonic() - start
-        with open(err_path) as f:
-            message = f.read()
-        assert code != 0 and message == f"pea: pod exec {name}: pea-shim (pid {shim}) did not answer within 10s\n"
-        assert 9 < took < 14, f"pod exec gave up after {took:.1f} s"
+        for what, (code, message) in outputs.items():
+            assert code != 0 and message == f"pea: pod {what} {name}: pea-shim (pid {shim}) did not answer within 10s\n"
+        assert 9 < took < 14, f"the clients gave up after {took:.1f} s"
     finally:
+        for client in clients.values():
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        force_remove(pods, name, shim)
+
+
+def test_a_tty_exec_whose_command_ended_gives_up_on_a_stopped_shim(pods):
+    """The session itself does not need the shim (the pty master is ours): it runs on while the shim is stopped. Once
+    the pty hangs up the exit is due, and a shim that does not answer is not waited for beyond its deadline."""
+    name, shim = served_pod(pods)
+    attached = AttachedExec(pods, name, True, None, args=("sh", "-c", "echo ready; sleep 2; echo done"))
+    try:
+        assert attached.wait(10, until="ready") is None
+        os.kill(shim, signal.SIGSTOP)
+        start = time.monotonic()
+        code, output = attached.wait(20)
+        took = time.monotonic() - start
+        assert code != 0 and "done\n" in output, (code, output)
+        assert f"pea: pod exec {name}: pea-shim (pid {shim}) did not answer within 10s\n" in output, output
+        assert 11 < took < 16, f"the client gave up after {took:.1f} s"
+    finally:
+        attached.close()
         force_remove(pods, name, shim)
 
 
