@@ -207,9 +207,9 @@ static int update_pod_limits(struct pod_supervisor *sup, const struct pea_pod_ma
 int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manifest, json_t **summary,
                      struct pea_error *err)
 {
-    struct pea_pod_manifest *old = sup->pod->manifest;
     if (fail_if_stopping(sup, err) < 0)
         return -1;
+    struct pea_pod_manifest *old = sup->pod->manifest;
     if (check_sandbox_unchanged(old->raw, manifest->raw, err) < 0)
         return -1;
     AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),

@@ -369,7 +369,12 @@ static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct 
     return 0;
 }
 
-int pod_shim_shutdown(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err)
+int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err)
+{
+    return pod_shim_shutdown_within(pod, POD_SHIM_ANSWER_TIMEOUT_MS, err);
+}
+
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err)
 {
     json_t *shim = json_object_get(pod->state, "shim");
     AUTO_FD int pidfd = sys_pidfd_open((pid_t)json_integer_value(json_object_get(shim, "pid")), 0);
@@ -506,7 +511,7 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
             print_summary(m->name, summary);
             return 0;
         }
-        int r = pod_shim_is_alive(pod) ? pod_shim_shutdown(pod, POD_SHIM_ANSWER_TIMEOUT_MS, &err) : 0;
+        int r = pod_shim_is_alive(pod) ? pod_shim_shutdown(pod, &err) : 0;
         if (r == 0 && access(dir, F_OK) == 0)
             r = pod_remove(g->root, m->name, pod->manifest->termination_grace_seconds, &err);
         if (r < 0)
@@ -531,8 +536,7 @@ int pod_stop(const struct cli_globals *g, int argc, char **argv)
         struct pea_error err = {0};
         AUTO_POD struct pea_pod *pod = NULL;
         AUTO_FD int fd = -1;
-        if (pod_open_served(g, argv[i], &pod, &fd, &err) < 0 ||
-            pod_shim_shutdown(pod, POD_SHIM_ANSWER_TIMEOUT_MS, &err) < 0)
+        if (pod_open_served(g, argv[i], &pod, &fd, &err) < 0 || pod_shim_shutdown(pod, &err) < 0)
             status = cli_fail(&err);
     }
     return status;

@@ -59,9 +59,10 @@ int pod_open_served(const struct cli_globals *g, const char *name, struct pea_po
                     struct pea_error *err);
 /* The shim's status of the pod, NULL when no shim answers. */
 json_t *pod_shim_status(const struct pea_pod *pod);
-/* Ask the shim to shut the pod down (it has answer_timeout_ms to take the request) and wait until it has exited, the
- * pod torn down. */
-int pod_shim_shutdown(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err);
+/* Ask the shim to shut the pod down and wait until it has exited (the pod torn down). */
+int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err);
+/* The same, the shim given answer_timeout_ms (not POD_SHIM_ANSWER_TIMEOUT_MS) to take the request. */
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err);
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv);
 int pod_exec(const struct cli_globals *g, int argc, char **argv);

@@ -157,7 +157,7 @@ static int rm_through_shim(const struct pea_pod *pod, bool force, struct pea_err
     if (!pod_shim_is_alive(pod))
         return 0;
     struct pea_error why = {0};
-    if (pod_shim_shutdown(pod, force ? POD_SHIM_FORCE_TIMEOUT_MS : POD_SHIM_ANSWER_TIMEOUT_MS, &why) == 0)
+    if (pod_shim_shutdown_within(pod, force ? POD_SHIM_FORCE_TIMEOUT_MS : POD_SHIM_ANSWER_TIMEOUT_MS, &why) == 0)
         return 0;
     /* Opened first, then checked against the recorded start time: the pidfd is the shim, or nothing is killed. */
     json_t *shim = json_object_get(pod->state, "shim");
