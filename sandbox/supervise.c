@@ -441,6 +441,11 @@ static int next_timeout_ms(const struct pod_supervisor *sup)
         if (best < 0 || left < best)
             best = left;
     }
+    if (sup->has_stop_deadline) {
+        long long left = ms_between(&now, &sup->stop_deadline);
+        if (best < 0 || left < best)
+            best = left < 0 ? 0 : left;
+    }
     return best < 0 ? -1 : (int)(best > INT_MAX ? INT_MAX : best);
 }
 
@@ -448,9 +453,9 @@ static void handle_deadlines(struct pod_supervisor *sup)
 {
     struct timespec now;
     now_monotonic(&now);
-    for (size_t i = 0; i < sup->n_members && !sup->is_stopping; i++) {
+    for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
-        if (m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0) {
+        if (!sup->is_stopping && m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0) {
             start_new_instance(sup, m);
         } else if (m->is_stopping && m->phase == PHASE_RUNNING && ms_between(&now, &m->kill_at) <= 0) {
             struct pea_error err = {0};
@@ -618,6 +623,33 @@ void supervisor_block_stop_signals(void)
 
 void supervisor_request_stop(struct pod_supervisor *sup) { sup->is_stopping = true; }
 
+/* The pod is stopping: each member still running gets its stop signal and the grace period here, in the loop, which
+ * goes on serving meanwhile (a shim's clients answered, exec'd processes reaped: a process exec'd into a container
+ * can only be reaped by us, and its container's init does not finish exiting until it is). False once none runs. */
+static bool stop_running_members(struct pod_supervisor *sup)
+{
+    struct timespec now;
+    now_monotonic(&now);
+    if (!sup->has_stop_deadline) {
+        sup->has_stop_deadline = true;
+        sup->stop_deadline = now;
+        add_ms(&sup->stop_deadline, sup->pod->manifest->termination_grace_seconds * 1000 + POD_STOP_SETTLE_MS);
+    }
+    /* One that outlives its SIGKILL this long (its state gone under it, say) is the teardown's to kill. */
+    if (ms_between(&now, &sup->stop_deadline) <= 0)
+        return false;
+    bool is_any_running = false;
+    for (size_t i = 0; i < sup->n_members; i++) {
+        struct member *m = sup->members[i];
+        if (m->phase != PHASE_RUNNING)
+            continue;
+        is_any_running = true;
+        if (!m->is_stopping)
+            supervisor_stop_member(sup, m, sup->pod->manifest->termination_grace_seconds);
+    }
+    return is_any_running;
+}
+
 static void adopt_member(struct pod_supervisor *sup, struct member *m, json_t *record)
 {
     const char *state = json_string_value(json_object_get(record, "state"));
@@ -700,7 +732,7 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
         sup->is_stopping = true;
     }
     supervisor_advance(sup);
-    while (!sup->is_stopping && !(sup->is_finished && !sup->keep_finished)) {
+    while (sup->is_stopping ? stop_running_members(sup) : !(sup->is_finished && !sup->keep_finished)) {
         struct epoll_event events[32];
         int n = epoll_wait(sup->epoll_fd, events, ARRAY_SIZE(events), next_timeout_ms(sup));
         if (n < 0 && errno != EINTR) {

@@ -43,6 +43,22 @@ static struct member *find_or_fail(const struct pod_supervisor *sup, const char 
     return m;
 }
 
+/* What would start something: refused once the pod is stopping, so that its teardown does not race a new process. */
+static int fail_if_stopping(const struct pod_supervisor *sup, struct pea_error *err)
+{
+    if (sup->is_stopping)
+        return pea_fail(err, 0, "pod %s is being stopped", sup->pod->name);
+    return 0;
+}
+
+bool supervisor_is_stopping(const struct pod_supervisor *sup) { return sup->is_stopping; }
+
+bool supervisor_container_is_ending(const struct pod_supervisor *sup, const char *name)
+{
+    const struct member *m = supervisor_find(sup, name);
+    return !m || m->phase != PHASE_RUNNING || m->is_stopping;
+}
+
 int supervisor_container_stop(struct pod_supervisor *sup, const char *name, long long timeout_seconds,
                               struct pea_error *err)
 {
@@ -57,7 +73,7 @@ int supervisor_container_stop(struct pod_supervisor *sup, const char *name, long
 int supervisor_container_start(struct pod_supervisor *sup, const char *name, struct pea_error *err)
 {
     struct member *m = find_or_fail(sup, name, err);
-    if (!m)
+    if (!m || fail_if_stopping(sup, err) < 0)
         return -1;
     if (m->phase == PHASE_RUNNING)
         return pea_fail(err, 0, "container %s is already running", name);
@@ -74,7 +90,7 @@ int supervisor_container_start(struct pod_supervisor *sup, const char *name, str
 int supervisor_container_restart(struct pod_supervisor *sup, const char *name, struct pea_error *err)
 {
     struct member *m = find_or_fail(sup, name, err);
-    if (!m)
+    if (!m || fail_if_stopping(sup, err) < 0)
         return -1;
     sup->is_finished = false;
     m->start_after_stop = true;
@@ -96,10 +112,12 @@ int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *proces
                     int *pidfd, int *console_master, struct pea_error *err)
 {
     struct member *m = find_or_fail(sup, name, err);
-    if (!m)
+    if (!m || fail_if_stopping(sup, err) < 0)
         return -1;
     if (m->phase != PHASE_RUNNING)
         return pea_fail(err, 0, "container %s is not running", name);
+    if (m->is_stopping)
+        return pea_fail(err, 0, "container %s is being stopped", name);
     AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return pea_fail(err, errno, "open /dev/null");
@@ -156,6 +174,8 @@ static int update_pod_limits(struct pod_supervisor *sup, const struct pea_pod_ma
 int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manifest, json_t **summary,
                      struct pea_error *err)
 {
+    if (fail_if_stopping(sup, err) < 0)
+        return -1;
     struct pea_pod_manifest *old = sup->pod->manifest;
     const char *sandbox_change = manifest_sandbox_change(old, manifest);
     if (sandbox_change)

@@ -8,6 +8,9 @@
 
 #include "pea/supervise.h"
 
+/* How long a member may take to be gone after its SIGKILL before the pod's teardown goes on without waiting. */
+#define POD_STOP_SETTLE_MS 5000
+
 enum member_phase {
     PHASE_WAITING, /* not started yet */
     PHASE_RUNNING,
@@ -59,6 +62,10 @@ struct pod_supervisor {
     size_t n_members;
     size_t next_init;
     bool apps_started, is_stopping, is_finished, keep_finished;
+    /* Once the pod is stopping: the loop waits for its members no longer than this (the grace period, the SIGKILL,
+     * then POD_STOP_SETTLE_MS) before the teardown. */
+    bool has_stop_deadline;
+    struct timespec stop_deadline;
     int exit_code;
     int epoll_fd, signal_fd;
     struct watch signal_watch, infra_watch;

@@ -186,6 +186,7 @@ void pending_remove(struct shim_server *s, struct pending *p)
     json_decref(p->result);
     json_decref(p->awaited);
     free(p->container);
+    free(p->instance);
     free(p);
 }
 
@@ -328,8 +329,10 @@ static void on_change(void *ctx, const char *container, const json_t *record)
     json_object_set_new(event, "record", json_deep_copy(record));
     broadcast(s, event);
     /* The loop may report a change before server_start, while the supervisor is being made. */
-    if (s->sup)
+    if (s->sup) {
+        server_end_execs(s, container, record);
         pending_check(s);
+    }
     sweep(s);
     /* A container's start builds its config, spec and process in memory and frees them: give back the pages, or
      * they stay resident for the shim's life. Changes are rare (starts, exits), a trim is cheap. */
@@ -372,12 +375,15 @@ void server_finish(struct shim_server *s, int exit_code)
     s->depth++;
     for (struct pending *p = s->pending, *next; p; p = next) {
         next = p->next;
-        if (p->client && p->kind == PENDING_POD_EXIT)
+        if (p->client && p->kind == PENDING_POD_EXIT) {
             client_send(p->client, proto_reply_ok(p->id, json_pack("{s:i}", "exitCode", exit_code)), NULL, 0);
-        else if (p->client && p->kind == PENDING_EXEC)
+        } else if (p->client && p->kind == PENDING_EXEC) {
+            /* Not reaped by now (server_end_execs could not): its exit code is not ours to report. */
+            client_send(p->client, proto_event(p->id, json_pack("{s:s}", "reason", "the pod has stopped")), NULL, 0);
             client_send(p->client, proto_end(p->id), NULL, 0);
-        else if (p->client)
+        } else if (p->client) {
             client_reply_error(p->client, p->id, "the pod has stopped");
+        }
         if (p->pidfd >= 0) {
             /* Killed with its container by the teardown; whatever is not gone yet, init reaps. */
             siginfo_t info;

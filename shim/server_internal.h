@@ -36,6 +36,7 @@ struct pending {
     uint64_t id;
     char *container; /* NULL: the pod */
     int pidfd;       /* exec */
+    char *instance;  /* exec: its container's startedAt when it began; the process ends with that instance */
     json_t *result;  /* apply: the summary to answer with */
     json_t *awaited; /* apply, started: {container: its startedAt before, or null}; met once it differs */
 };
@@ -64,6 +65,11 @@ void pending_check(struct shim_server *s);
 
 /* The record of one container in the supervisor's list (borrowed from containers), NULL when unknown. */
 json_t *containers_find(json_t *containers, const char *name);
+
+/* The processes exec'd into container that has just changed to record: once that instance is not running (stopped,
+ * exited, replaced) they are killed and reaped, and their clients told why. A process exec'd into a container is our
+ * child: its container's init, dying, waits until we have reaped it, and so would the teardown. */
+void server_end_execs(struct shim_server *s, const char *container, const json_t *record);
 
 /* Run one validated request; fds (exec's stdio) are the handler's to close. */
 void server_handle(struct client *c, struct proto_request *req, int *fds, size_t n_fds);

@@ -1,5 +1,6 @@
 /* One handler per request of the control protocol. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -85,20 +86,73 @@ static void handle_wait(struct client *c, const struct proto_request *req)
     pending_check(s);
 }
 
+/* How long a process exec'd into a container that has gone may take to die of its SIGKILL before we move on (it is
+ * then reaped when its exit shows, or at the end). */
+#define EXEC_KILL_WAIT_MS 2000
+
+/* Tell p's client how its process ended (info NULL: it could not be read), then drop p. A process killed while its
+ * container or the pod stops (or, has_lost_container, once its container's instance has gone) went with them: the
+ * client is told so, not left to guess from a signal. */
+static void exec_finish(struct pending *p, const siginfo_t *info, bool has_lost_container)
+{
+    struct shim_server *s = p->server;
+    if (p->client) {
+        json_t *event = json_object();
+        if (info)
+            json_object_set_new(event, "exitCode", json_integer(info->si_code == CLD_EXITED
+                                                                    ? info->si_status
+                                                                    : 128 + info->si_status));
+        AUTO_FREE char *reason = NULL;
+        if (!info)
+            reason = xstrdup("its exit status could not be read");
+        else if (info->si_code != CLD_EXITED && supervisor_is_stopping(s->sup))
+            reason = xstrdup("the pod is being stopped");
+        else if (info->si_code != CLD_EXITED &&
+                 (has_lost_container || supervisor_container_is_ending(s->sup, p->container)))
+            reason = xasprintf("container %s stopped", p->container);
+        if (reason)
+            json_object_set_new(event, "reason", json_string(reason));
+        client_send(p->client, proto_event(p->id, event), NULL, 0);
+        client_send(p->client, proto_end(p->id), NULL, 0);
+    }
+    pending_remove(s, p);
+}
+
 static void exec_exited(struct pod_supervisor *sup, int fd, uint32_t events, void *ctx)
 {
     (void)sup;
     (void)events;
     struct pending *p = ctx;
     siginfo_t info = {0};
-    if (waitid(P_PIDFD, (id_t)fd, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+    if (waitid(P_PIDFD, (id_t)fd, &info, WEXITED | WNOHANG) < 0) {
+        /* Not EINTR with WNOHANG; anything else would leave the pidfd readable for ever. */
+        exec_finish(p, NULL, false);
         return;
-    int code = info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
-    if (p->client) {
-        client_send(p->client, proto_event(p->id, json_pack("{s:i}", "exitCode", code)), NULL, 0);
-        client_send(p->client, proto_end(p->id), NULL, 0);
     }
-    pending_remove(p->server, p);
+    if (info.si_pid != 0)
+        exec_finish(p, &info, false);
+}
+
+void server_end_execs(struct shim_server *s, const char *container, const json_t *record)
+{
+    const char *state = json_string_value(json_object_get(record, "state"));
+    const char *started = json_string_value(json_object_get(record, "startedAt"));
+    bool is_running = state && strcmp(state, "running") == 0;
+    for (struct pending *p = s->pending, *next; p; p = next) {
+        next = p->next;
+        if (p->kind != PENDING_EXEC || strcmp(p->container, container) != 0)
+            continue;
+        if (is_running && (!p->instance || (started && strcmp(p->instance, started) == 0)))
+            continue;
+        /* In a container of its own PID namespace it died with the init already; in the pod's shared one it would
+         * live on. */
+        sys_pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
+        struct pollfd exited = {.fd = p->pidfd, .events = POLLIN};
+        poll(&exited, 1, EXEC_KILL_WAIT_MS);
+        siginfo_t info = {0};
+        if (waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0)
+            exec_finish(p, &info, true);
+    }
 }
 
 /* exec: the process gets the client's fds as stdio, or a pty whose master goes back in the reply. */
@@ -129,6 +183,9 @@ static void handle_exec(struct client *c, const struct proto_request *req, int *
     }
     struct pending *p = pending_add(s, PENDING_EXEC, c, req->id, req->container);
     p->pidfd = take_fd(&pidfd);
+    AUTO_JSON json_t *containers = supervisor_containers(s->sup);
+    const char *started = json_string_value(json_object_get(containers_find(containers, req->container), "startedAt"));
+    p->instance = started ? xstrdup(started) : NULL;
     if (supervisor_watch(s->sup, p->pidfd, exec_exited, p, &err) < 0) {
         /* Without the watch its exit would never be seen: end it now rather than leak it. */
         log_warn("exec in %s: %s", req->container, err.msg);

@@ -105,7 +105,14 @@ void supervisor_keep_finished(struct pod_supervisor *sup, bool keep);
  * others resume from their records in pod.json. Fails when the infra is gone. */
 int supervisor_adopt(struct pod_supervisor *sup, struct pea_error *err);
 
-/* Leave the loop at the next turn and tear the pod down (as a stop signal does). */
+/* Stop the pod: each running member gets the stop signal, the grace period and SIGKILL while the loop goes on (its
+ * watches served, as before), then the loop ends and the pod is torn down (as a stop signal does). */
 void supervisor_request_stop(struct pod_supervisor *sup);
+
+/* Whether the pod is being stopped (a stop signal, shutdown, or its infra gone): start, restart, apply and exec are
+ * refused from then on. */
+bool supervisor_is_stopping(const struct pod_supervisor *sup);
+/* Whether what runs in container name is ending: it is being stopped, is not running, or is gone. */
+bool supervisor_container_is_ending(const struct pod_supervisor *sup, const char *name);
 
 #endif

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +22,26 @@
 #include "proto.h"
 
 #define SHIM_SOCKET_NAME "shim.sock"
+
+/* A deadline passed: the message says which and how long, without strerror's words; errnum says ETIMEDOUT. */
+__attribute__((format(printf, 2, 3))) static int fail_timed_out(struct pea_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->errnum = ETIMEDOUT;
+    return -1;
+}
+
+/* "10s", "2.5s": a deadline as the messages say it. */
+static void format_duration(int ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%ds", ms / 1000);
+    else
+        snprintf(buf, len, "%d.%ds", ms / 1000, ms % 1000 / 100);
+}
 
 char *pod_find_helper(const char *argv0, const char *name, const char *build_subdir, struct pea_error *err)
 {
@@ -94,8 +115,13 @@ static int await_ready(int fd, const char *shim, struct pea_error *err)
         int r = left > 0 ? poll(&p, 1, (int)left) : 0;
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return pea_fail(err, r < 0 ? errno : ETIMEDOUT, "wait for %s to get the pod ready", shim);
+        if (r < 0)
+            return pea_fail(err, errno, "wait for %s to get the pod ready", shim);
+        if (r == 0) {
+            char within[32];
+            format_duration(POD_SHIM_READY_TIMEOUT_MS, within, sizeof within);
+            return fail_timed_out(err, "%s did not report the pod ready within %s", shim, within);
+        }
         ssize_t n = read(fd, line + used, sizeof line - 1 - used);
         if (n < 0 && errno == EINTR)
             continue;
@@ -167,7 +193,24 @@ int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *e
 
 bool pod_shim_is_alive(const struct pea_pod *pod) { return pod_recorded_process_alive(pod, "shim"); }
 
-int pod_shim_connect(const struct pea_pod *pod, struct pea_error *err)
+pid_t pod_shim_peer_pid(int fd)
+{
+    struct ucred cred = {0};
+    socklen_t len = sizeof cred;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
+}
+
+/* The send timeout set at connect (SO_SNDTIMEO), in ms. */
+static int send_timeout_ms(int fd)
+{
+    struct timeval tv = {0};
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) < 0)
+        return 0;
+    return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+int pod_shim_connect(const struct pea_pod *pod, int timeout_ms, struct pea_error *err)
 {
     AUTO_FD int dir_fd = open(pod->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0)
@@ -178,8 +221,21 @@ int pod_shim_connect(const struct pea_pod *pod, struct pea_error *err)
     AUTO_FD int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return pea_fail(err, errno, "create a socket");
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
-        return pea_fail(err, errno, "pod %s: connect to its shim at %s/%s", pod->name, pod->dir, SHIM_SOCKET_NAME);
+    /* A shim that does not accept (its backlog full) or read (its queue full) would block connect and sendmsg for
+     * ever; SO_SNDTIMEO bounds both. */
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+        return pea_fail(err, errno, "set a send timeout on a socket");
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        if (errno != EAGAIN)
+            return pea_fail(err, errno, "pod %s: connect to its shim at %s/%s", pod->name, pod->dir,
+                            SHIM_SOCKET_NAME);
+        char within[32];
+        format_duration(timeout_ms, within, sizeof within);
+        json_t *shim = json_object_get(pod->state, "shim");
+        return fail_timed_out(err, "pod %s: pea-shim (pid %lld) did not take the connection within %s",
+                              pod->name, (long long)json_integer_value(json_object_get(shim, "pid")), within);
+    }
     return take_fd(&fd);
 }
 
@@ -195,8 +251,14 @@ int pod_shim_receive(int fd, int timeout_ms, json_t **msg, int *reply_fd, struct
         int r = poll(&p, 1, timeout_ms);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return pea_fail(err, r < 0 ? errno : ETIMEDOUT, "wait for pea-shim to answer");
+        if (r < 0)
+            return pea_fail(err, errno, "wait for pea-shim (pid %d) to answer", (int)pod_shim_peer_pid(fd));
+        if (r == 0) {
+            char within[32];
+            format_duration(timeout_ms, within, sizeof within);
+            return fail_timed_out(err, "pea-shim (pid %d) did not answer within %s", (int)pod_shim_peer_pid(fd),
+                                  within);
+        }
         break;
     }
     int fds[PROTO_MAX_FDS];
@@ -237,14 +299,21 @@ int pod_shim_call(int fd, json_t *request, const int *fds, size_t n_fds, int tim
 {
     AUTO_JSON json_t *req = request;
     json_int_t id = json_integer_value(json_object_get(req, "id"));
-    if (proto_send(fd, req, fds, n_fds, err) < 0)
-        return -1;
+    if (proto_send(fd, req, fds, n_fds, err) < 0) {
+        if (err->errnum != EAGAIN)
+            return -1;
+        char within[32];
+        format_duration(send_timeout_ms(fd), within, sizeof within);
+        return fail_timed_out(err, "pea-shim (pid %d) did not take the request within %s",
+                              (int)pod_shim_peer_pid(fd), within);
+    }
     for (;;) {
         AUTO_JSON json_t *msg = NULL;
         if (pod_shim_receive(fd, timeout_ms, &msg, reply_fd, err) < 0)
             return -1;
         if (!msg)
-            return pea_fail(err, 0, "pea-shim closed the connection without an answer");
+            return pea_fail(err, 0, "pea-shim (pid %d) closed the connection without an answer",
+                            (int)pod_shim_peer_pid(fd));
         json_int_t got = json_integer_value(json_object_get(msg, "id"));
         /* id 0 answers a request the shim could not read, or a refused connection. */
         if ((got == id || got == 0) && json_object_get(msg, "ok"))
@@ -259,7 +328,7 @@ json_t *pod_shim_status(const struct pea_pod *pod)
     struct pea_error err = {0};
     if (!pod_shim_is_alive(pod))
         return NULL;
-    AUTO_FD int fd = pod_shim_connect(pod, &err);
+    AUTO_FD int fd = pod_shim_connect(pod, POD_SHIM_STATUS_TIMEOUT_MS, &err);
     json_t *status = NULL;
     if (fd < 0 || pod_shim_call(fd, pod_shim_request("status"), NULL, 0, POD_SHIM_STATUS_TIMEOUT_MS, &status, NULL,
                                 &err) < 0)
@@ -267,34 +336,57 @@ json_t *pod_shim_status(const struct pea_pod *pod)
     return status;
 }
 
-/* Wait until the connection ends (the shim closes it only when the pod is gone) and the shim has exited. */
+/* Wait until the connection ends (the shim closes it only when the pod is gone) and the shim has exited: the
+ * teardown takes the grace period and then some; a shim that has not finished a minute after that is stuck. */
 static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct pea_error *err)
 {
     long long grace = pod->manifest->termination_grace_seconds;
     int timeout_ms = (int)((grace + 60) * 1000);
+    char within[32];
+    format_duration(timeout_ms, within, sizeof within);
+    pid_t shim = pod_shim_peer_pid(fd);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000);
         AUTO_JSON json_t *msg = NULL;
-        if (pod_shim_receive(fd, timeout_ms, &msg, NULL, err) < 0)
-            return pea_wrap(err, "pod %s: shut down", pod->name);
+        struct pea_error why = {0};
+        if (left <= 0 || pod_shim_receive(fd, (int)left, &msg, NULL, &why) < 0) {
+            if (left > 0 && why.errnum != ETIMEDOUT) {
+                *err = why;
+                return pea_wrap(err, "pod %s: shut down", pod->name);
+            }
+            return fail_timed_out(err, "pod %s: pea-shim (pid %d) did not finish the teardown within %s",
+                                  pod->name, (int)shim, within);
+        }
         if (!msg)
             break;
     }
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     if (pidfd >= 0 && poll(&p, 1, 10000) == 0)
-        return pea_fail(err, ETIMEDOUT, "pod %s: wait for pea-shim to exit", pod->name);
+        return fail_timed_out(err, "pod %s: pea-shim (pid %d) did not exit within 10s of closing its socket",
+                              pod->name, (int)shim);
     return 0;
 }
 
 int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err)
 {
+    return pod_shim_shutdown_within(pod, POD_SHIM_ANSWER_TIMEOUT_MS, err);
+}
+
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err)
+{
     json_t *shim = json_object_get(pod->state, "shim");
     AUTO_FD int pidfd = sys_pidfd_open((pid_t)json_integer_value(json_object_get(shim, "pid")), 0);
     if (!pod_shim_is_alive(pod))
         return pea_fail(err, 0, "pod %s: its shim is not running", pod->name);
-    AUTO_FD int fd = pod_shim_connect(pod, err);
-    if (fd < 0 || pod_shim_call(fd, pod_shim_request("shutdown"), NULL, 0, POD_SHIM_REQUEST_TIMEOUT_MS, NULL, NULL,
-                                err) < 0)
+    AUTO_FD int fd = pod_shim_connect(pod, answer_timeout_ms, err);
+    if (fd < 0)
         return -1;
+    if (pod_shim_call(fd, pod_shim_request("shutdown"), NULL, 0, answer_timeout_ms, NULL, NULL, err) < 0)
+        return pea_wrap(err, "pod %s: shut down", pod->name);
     return await_shim_exit(pod, fd, pidfd, err);
 }
 
@@ -316,8 +408,12 @@ int pod_open_served(const struct cli_globals *g, const char *name, struct pea_po
         return pea_fail(err, 0, "pod %s is not run by pea-shim (it was started with pea pod run)", name);
     if (!pod_shim_is_alive(*pod))
         return pea_fail(err, 0, "pod %s: its shim is gone (the pod is degraded; pea pod rm removes it)", name);
-    *fd = pod_shim_connect(*pod, err);
-    return *fd < 0 ? -1 : 0;
+    *fd = pod_shim_connect(*pod, POD_SHIM_ANSWER_TIMEOUT_MS, err);
+    AUTO_JSON json_t *status = NULL;
+    if (*fd < 0 || pod_shim_call(*fd, pod_shim_request("status"), NULL, 0, POD_SHIM_ANSWER_TIMEOUT_MS, &status,
+                                 NULL, err) < 0)
+        return -1;
+    return 0;
 }
 
 /* ---- apply ---- */
@@ -474,15 +570,21 @@ int pod_wait(const struct cli_globals *g, int argc, char **argv)
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int fd = -1;
-    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0)
+    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0) {
+        pea_wrap(&err, "pod wait %s", argv[optind]);
         return cli_fail(&err);
+    }
     json_t *req = pod_shim_request("wait");
     json_object_set_new(req, "for", json_string(condition));
     if (container)
         json_object_set_new(req, "container", json_string(container));
     AUTO_JSON json_t *result = NULL;
-    if (pod_shim_call(fd, req, NULL, 0, -1, &result, NULL, &err) < 0)
+    /* The answer comes when the condition holds, however long that is: the shim has answered just now (in
+     * pod_open_served), its death closes the connection, and Ctrl-C ends the wait. */
+    if (pod_shim_call(fd, req, NULL, 0, -1, &result, NULL, &err) < 0) {
+        pea_wrap(&err, "pod wait %s", argv[optind]);
         return cli_fail(&err);
+    }
     json_t *code = json_object_get(result, "exitCode");
     if (strcmp(condition, "exit") == 0 && json_is_integer(code))
         printf("%lld\n", (long long)json_integer_value(code));
@@ -519,11 +621,14 @@ int pod_events(const struct cli_globals *g, int argc, char **argv)
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int fd = -1;
-    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0)
+    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0) {
+        pea_wrap(&err, "pod events %s", argv[optind]);
         return cli_fail(&err);
+    }
     AUTO_JSON json_t *req = pod_shim_request("events");
     if (proto_send(fd, req, NULL, 0, &err) < 0)
         return cli_fail(&err);
+    /* A stream for as long as the pod lives: no deadline on the next event (see pod_wait). */
     for (;;) {
         AUTO_JSON json_t *msg = NULL;
         if (pod_shim_receive(fd, -1, &msg, NULL, &err) < 0)

@@ -11,9 +11,15 @@
 #include "pea/pod.h"
 
 #define POD_DEFAULT_DATA_ROOT "/var/lib/pea"
-/* How long a client waits: for a shim to come up (it builds the sandbox first), and for a plain request. */
+/* How long a client waits: for a shim to come up (it builds the sandbox first), and for a request answered once
+ * containers have started (apply, wait for started). */
 #define POD_SHIM_READY_TIMEOUT_MS (120 * 1000)
 #define POD_SHIM_REQUEST_TIMEOUT_MS (120 * 1000)
+/* A shim answers a plain request at once (nothing blocks its loop): one that has not within this does not answer.
+ * It bounds connecting and sending too. */
+#define POD_SHIM_ANSWER_TIMEOUT_MS (10 * 1000)
+/* `pea pod rm --force` gives a shim this long to take the shutdown before it kills it. */
+#define POD_SHIM_FORCE_TIMEOUT_MS (5 * 1000)
 /* `pea pod ls` asks each shim; one that does not answer this fast counts as not answering. */
 #define POD_SHIM_STATUS_TIMEOUT_MS 2000
 
@@ -30,25 +36,34 @@ int pod_adopt(const struct cli_globals *g, const char *name, struct pea_error *e
 
 /* Whether the shim recorded in the pod's state is still that process. */
 bool pod_shim_is_alive(const struct pea_pod *pod);
-/* Connect to the pod's shim; -1 when it does not answer. */
-int pod_shim_connect(const struct pea_pod *pod, struct pea_error *err);
+/* Connect to the pod's shim; -1 when it does not answer. Connecting, and every send on the connection, waits at most
+ * timeout_ms for a shim that does not take them. */
+int pod_shim_connect(const struct pea_pod *pod, int timeout_ms, struct pea_error *err);
 /* One request (consumed) and its reply: *result (may be NULL) on ok, else the shim's error line in err. fds go with
- * the request; a descriptor that comes with the reply lands in *reply_fd (else -1) when reply_fd is given. */
+ * the request; a descriptor that comes with the reply lands in *reply_fd (else -1) when reply_fd is given. After
+ * timeout_ms (< 0: never) without the reply: "pea-shim (pid N) did not answer within 10s". */
 int pod_shim_call(int fd, json_t *request, const int *fds, size_t n_fds, int timeout_ms, json_t **result,
                   int *reply_fd, struct pea_error *err);
+/* The shim at the other end of a connection, as the kernel recorded it when the shim listened (SO_PEERCRED): a
+ * message names the process that does not answer by the socket itself, not by a record that may be stale. */
+pid_t pod_shim_peer_pid(int fd);
 /* A new request of op, with the next id. */
 json_t *pod_shim_request(const char *op);
 /* Wait for the next message (timeout_ms < 0: for ever); *msg NULL when the shim closed the connection. */
 int pod_shim_receive(int fd, int timeout_ms, json_t **msg, int *reply_fd, struct pea_error *err);
 /* A reply's outcome: *result (when given) on ok, else its error line in err. */
 int pod_shim_outcome(json_t *msg, json_t **result, struct pea_error *err);
-/* Open a pod served by a live shim and connect to it; else say why not. */
+/* Open a pod served by a live shim, connect to it, and check that it answers (POD_SHIM_ANSWER_TIMEOUT_MS), so that a
+ * request whose answer may take long (wait, events, apply) is not sent to a shim that answers nothing; else say why
+ * not. */
 int pod_open_served(const struct cli_globals *g, const char *name, struct pea_pod **pod, int *fd,
                     struct pea_error *err);
 /* The shim's status of the pod, NULL when no shim answers. */
 json_t *pod_shim_status(const struct pea_pod *pod);
 /* Ask the shim to shut the pod down and wait until it has exited (the pod torn down). */
 int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err);
+/* The same, the shim given answer_timeout_ms (not POD_SHIM_ANSWER_TIMEOUT_MS) to take the request. */
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err);
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv);
 int pod_exec(const struct cli_globals *g, int argc, char **argv);

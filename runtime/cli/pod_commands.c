@@ -151,21 +151,24 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     return exit_code;
 }
 
-/* A live shim tears its pod down itself; one that does not answer is killed first, so that it does not go on
- * supervising what pod_remove takes apart. */
-static int rm_through_shim(const struct pea_pod *pod, struct pea_error *err)
+/* A live shim tears its pod down itself; one that does not answer (within 5 s with --force) is killed first, so that
+ * it does not go on supervising what pod_remove takes apart. */
+static int rm_through_shim(const struct pea_pod *pod, bool force, struct pea_error *err)
 {
     if (!pod_shim_is_alive(pod))
         return 0;
     struct pea_error why = {0};
-    if (pod_shim_shutdown(pod, &why) == 0)
+    if (pod_shim_shutdown_within(pod, force ? POD_SHIM_FORCE_TIMEOUT_MS : POD_SHIM_ANSWER_TIMEOUT_MS, &why) == 0)
         return 0;
+    /* Opened first, then checked against the recorded start time: the pidfd is the shim, or nothing is killed. */
     json_t *shim = json_object_get(pod->state, "shim");
     AUTO_FD int pidfd = sys_pidfd_open((pid_t)json_integer_value(json_object_get(shim, "pid")), 0);
     if (pidfd < 0 || !pod_shim_is_alive(pod))
         return 0;
     if (sys_pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0)
         return pea_fail(err, errno, "pod %s: kill its shim that does not answer (%s)", pod->name, why.msg);
+    log_warn("%s: killed it", why.msg);
+    /* SIGKILL ends even a stopped process; its exit shows on the pidfd at once, unless it is stuck in the kernel. */
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     poll(&p, 1, 5000);
     return 0;
@@ -190,7 +193,7 @@ static int pod_rm(const struct cli_globals *g, int argc, char **argv)
         long long grace = 30;
         if (pod_open(g->root, argv[i], &pod, &err) == 0) {
             grace = pod->manifest->termination_grace_seconds;
-            if (rm_through_shim(pod, &err) < 0) {
+            if (rm_through_shim(pod, force, &err) < 0) {
                 status = cli_fail(&err);
                 continue;
             }

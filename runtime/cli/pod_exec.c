@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pod_client.h"
@@ -50,25 +51,64 @@ static bool pump(int fd, int out)
     return write_all(out, buf, (size_t)n) == 0;
 }
 
-/* A message from the shim during the exec: the exit code event, then end. */
-static int take_message(int sock, int *exit_code, bool *has_ended, struct pea_error *err)
+/* What the shim reports of the exec'd process: its exit code, and why it ended when that was not its own doing (its
+ * container or the pod stopped). */
+struct exec_outcome {
+    bool has_ended, has_exit_code;
+    int exit_code;
+    char reason[256];
+    json_int_t check_id; /* a status request that asks whether the shim still answers (0: none) */
+    bool has_shim_answered;
+};
+
+/* A message from the shim during the exec: the exit event, then end; or the answer to the check. */
+static int take_message(int sock, struct exec_outcome *o, struct pea_error *err)
 {
     AUTO_JSON json_t *msg = NULL;
     if (pod_shim_receive(sock, 0, &msg, NULL, err) < 0)
         return -1;
     if (!msg)
-        return pea_fail(err, 0, "pea-shim closed the connection before the process exited");
-    json_t *code = json_object_get(json_object_get(msg, "event"), "exitCode");
-    if (json_is_integer(code))
-        *exit_code = (int)json_integer_value(code);
+        return pea_fail(err, 0, "pea-shim closed the connection before the command's exit was reported");
+    if (o->check_id && json_integer_value(json_object_get(msg, "id")) == o->check_id) {
+        o->has_shim_answered = true;
+        return 0;
+    }
+    json_t *event = json_object_get(msg, "event");
+    json_t *code = json_object_get(event, "exitCode");
+    if (json_is_integer(code)) {
+        o->exit_code = (int)json_integer_value(code);
+        o->has_exit_code = true;
+    }
+    const char *reason = json_string_value(json_object_get(event, "reason"));
+    if (reason)
+        snprintf(o->reason, sizeof o->reason, "%s", reason);
     if (json_object_get(msg, "end"))
-        *has_ended = true;
+        o->has_ended = true;
     return 0;
 }
 
+static long long ms_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start->tv_sec) * 1000LL + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* Once the pty has hung up, the command has most likely ended and its exit is due: ask whether the shim still
+ * answers. */
+static int check_shim_answers(int sock, struct exec_outcome *o, struct pea_error *err)
+{
+    AUTO_JSON json_t *check = pod_shim_request("status");
+    o->check_id = json_integer_value(json_object_get(check, "id"));
+    return proto_send(sock, check, NULL, 0, err);
+}
+
 /* Proxy stdin (when interactive) to the master and the master to stdout, until the process has ended and the
- * master is drained. */
-static int proxy_tty(int sock, int master, bool is_interactive, int *exit_code, struct pea_error *err)
+ * master is drained. While the pty is open the session is live, however long and whatever the shim does (Ctrl-C is
+ * the command's). Once it has hung up, our terminal is ours again (Ctrl-C ends us), and a shim that neither reports
+ * the exit nor answers within POD_SHIM_ANSWER_TIMEOUT_MS does not answer; one that answers while the command (which
+ * only closed its terminal) runs on is waited for. */
+static int proxy_tty(int sock, int master, bool is_interactive, struct exec_outcome *o, struct pea_error *err)
 {
     __attribute__((cleanup(restore_terminal))) struct saved_terminal terminal = {.fd = -1};
     struct winsize ws;
@@ -76,40 +116,58 @@ static int proxy_tty(int sock, int master, bool is_interactive, int *exit_code, 
         ioctl(master, TIOCSWINSZ, &ws);
     if (is_interactive)
         make_raw(&terminal, STDIN_FILENO);
-    bool has_ended = false, is_master_open = true, is_stdin_open = is_interactive;
-    while (!has_ended || is_master_open) {
+    bool is_master_open = true, is_stdin_open = is_interactive;
+    struct timespec hung_up_at = {0};
+    while (!o->has_ended || is_master_open) {
         struct pollfd p[3] = {{.fd = sock, .events = POLLIN},
                               {.fd = is_master_open ? master : -1, .events = POLLIN},
-                              {.fd = is_stdin_open ? STDIN_FILENO : -1, .events = POLLIN}};
-        /* After the end, only what the master still holds is read. */
-        if (has_ended)
+                              {.fd = is_stdin_open && is_master_open ? STDIN_FILENO : -1, .events = POLLIN}};
+        int timeout_ms = -1;
+        if (o->has_ended) {
+            /* After the end, only what the master still holds is read. */
             p[0].fd = p[2].fd = -1;
-        int n = poll(p, 3, has_ended ? 200 : -1);
+            timeout_ms = 200;
+        } else if (!is_master_open && !o->has_shim_answered) {
+            long long left = POD_SHIM_ANSWER_TIMEOUT_MS - ms_since(&hung_up_at);
+            if (left <= 0)
+                return pea_fail(err, 0, "pea-shim (pid %d) did not answer within %ds", (int)pod_shim_peer_pid(sock),
+                                POD_SHIM_ANSWER_TIMEOUT_MS / 1000);
+            timeout_ms = (int)left;
+        }
+        int n = poll(p, 3, timeout_ms);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n < 0 || (n == 0 && o->has_ended))
             break;
-        if (p[1].revents && !pump(master, STDOUT_FILENO))
+        if (p[1].revents && !pump(master, STDOUT_FILENO)) {
             is_master_open = false;
+            restore_terminal(&terminal);
+            terminal.fd = -1;
+            clock_gettime(CLOCK_MONOTONIC, &hung_up_at);
+            if (!o->has_ended && check_shim_answers(sock, o, err) < 0)
+                return -1;
+        }
         if (p[2].revents && !pump(STDIN_FILENO, master))
             is_stdin_open = false;
-        if (p[0].revents && take_message(sock, exit_code, &has_ended, err) < 0)
+        if (p[0].revents && take_message(sock, o, err) < 0)
             return -1;
     }
     return 0;
 }
 
-static int await_exit(int sock, int *exit_code, struct pea_error *err)
+/* Without a tty the command's output goes straight to our stdout and stderr: only the shim can tell that it has
+ * ended. The wait has no deadline (a command runs as long as it runs); a shim that dies closes the connection, and
+ * one that is stopped leaves us waiting until Ctrl-C. */
+static int await_exit(int sock, struct exec_outcome *o, struct pea_error *err)
 {
-    bool has_ended = false;
-    while (!has_ended) {
+    while (!o->has_ended) {
         struct pollfd p = {.fd = sock, .events = POLLIN};
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            return pea_fail(err, errno, "wait for the process");
+            return pea_fail(err, errno, "wait for the command");
         }
-        if (take_message(sock, exit_code, &has_ended, err) < 0)
+        if (take_message(sock, o, err) < 0)
             return -1;
     }
     return 0;
@@ -153,8 +211,10 @@ int pod_exec(const struct cli_globals *g, int argc, char **argv)
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int sock = -1;
-    if (pod_open_served(g, name, &pod, &sock, &err) < 0)
+    if (pod_open_served(g, name, &pod, &sock, &err) < 0) {
+        pea_wrap(&err, "pod exec %s", name);
         return cli_fail(&err);
+    }
     if (!container && !(container = pod_default_container(pod, &err)))
         return cli_fail(&err);
     json_t *req = pod_shim_request("exec");
@@ -173,20 +233,31 @@ int pod_exec(const struct cli_globals *g, int argc, char **argv)
     AUTO_FD int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int stdio[3] = {is_interactive ? STDIN_FILENO : null_fd, STDOUT_FILENO, STDERR_FILENO};
     AUTO_FD int master = -1;
-    if (pod_shim_call(sock, req, stdio, has_tty ? 0 : 3, POD_SHIM_REQUEST_TIMEOUT_MS, NULL, &master, &err) < 0)
+    /* The shim answers once the process runs (or could not be started): at once. */
+    if (pod_shim_call(sock, req, stdio, has_tty ? 0 : 3, POD_SHIM_ANSWER_TIMEOUT_MS, NULL, &master, &err) < 0) {
+        pea_wrap(&err, "pod exec %s", name);
         return cli_fail(&err);
-    int exit_code = 1;
+    }
+    struct exec_outcome outcome = {.exit_code = 1};
     int r;
     if (has_tty) {
         if (master < 0) {
-            pea_fail(&err, 0, "pea-shim sent no pty master");
+            pea_fail(&err, 0, "pod exec %s: pea-shim sent no pty master", name);
             return cli_fail(&err);
         }
-        r = proxy_tty(sock, master, is_interactive, &exit_code, &err);
+        r = proxy_tty(sock, master, is_interactive, &outcome, &err);
     } else {
-        r = await_exit(sock, &exit_code, &err);
+        r = await_exit(sock, &outcome, &err);
     }
-    if (r < 0)
+    if (r < 0) {
+        pea_wrap(&err, "pod exec %s", name);
         return cli_fail(&err);
-    return exit_code;
+    }
+    if (outcome.reason[0]) {
+        /* The command did not end of its own accord: say why, and never exit 0 for it. */
+        pea_fail(&err, 0, "pod exec %s: %s", name, outcome.reason);
+        cli_fail(&err);
+        return outcome.has_exit_code && outcome.exit_code != 0 ? outcome.exit_code : 1;
+    }
+    return outcome.exit_code;
 }
