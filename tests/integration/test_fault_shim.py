@@ -116,28 +116,34 @@ def force_remove(pods, name, shim):
         pods.cli("pod", "rm", "--force", name, timeout=60)
 
 
+def tear_down_with_exec_attached(pods, command, name, shim, attached):
+    """Runs `pea pod COMMAND NAME` while ATTACHED execs in the pod: it ends within the grace period plus a few
+    seconds, takes the shim and the exec'd command with it, tells the exec client why, and leaves nothing."""
+    helpers.wait_until(lambda: exec_processes(pods.mark), 10, "the exec'd command")
+    [exec_pid] = exec_processes(pods.mark)
+    start = time.monotonic()
+    try:
+        code, _, err = pods.cli("pod", command, name, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pod {command} with an exec attached took more than 15 s")
+    took = time.monotonic() - start
+    assert code == 0, err
+    # The grace period (the container ignores SIGTERM), then the teardown: a few seconds, never the exec's.
+    assert took < GRACE + 5, f"pod {command} took {took:.1f} s"
+    assert not is_alive(shim), "the shim still runs"
+    assert not is_alive(exec_pid), "the exec'd command outlived its container"
+    code, output = attached.wait(10)
+    assert code != 0 and f"pea: pod exec {name}: the pod is being stopped" in output, (code, output)
+    assert pods.leftovers() == []
+
+
 @pytest.mark.parametrize("has_tty", [False, True], ids=["no-tty", "tty"])
 @pytest.mark.parametrize("command", ["rm", "stop"])
 def test_an_attached_exec_does_not_delay_the_teardown(pods, command, has_tty):
     name, shim = served_pod(pods)
     attached = AttachedExec(pods, name, has_tty, os.path.join(pods.work_dir, "exec.err"))
     try:
-        helpers.wait_until(lambda: exec_processes(pods.mark), 10, "the exec'd command")
-        [exec_pid] = exec_processes(pods.mark)
-        start = time.monotonic()
-        try:
-            code, _, err = pods.cli("pod", command, name, timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"pod {command} with an exec attached took more than 15 s")
-        took = time.monotonic() - start
-        assert code == 0, err
-        # The grace period (the container ignores SIGTERM), then the teardown: a few seconds, never the exec's.
-        assert took < GRACE + 5, f"pod {command} took {took:.1f} s"
-        assert not is_alive(shim), "the shim still runs"
-        assert not is_alive(exec_pid), "the exec'd command outlived its container"
-        code, output = attached.wait(10)
-        assert code != 0 and f"pea: pod exec {name}: the pod is being stopped" in output, (code, output)
-        assert pods.leftovers() == []
+        tear_down_with_exec_attached(pods, command, name, shim, attached)
     finally:
         attached.close()
         force_remove(pods, name, shim)
@@ -149,19 +155,7 @@ def test_an_attached_exec_in_the_shared_pid_namespace_dies_with_its_container(po
     name, shim = served_pod(pods, spec={"shareProcessNamespace": True})
     attached = AttachedExec(pods, name, False, os.path.join(pods.work_dir, "exec.err"))
     try:
-        helpers.wait_until(lambda: exec_processes(pods.mark), 10, "the exec'd command")
-        [exec_pid] = exec_processes(pods.mark)
-        start = time.monotonic()
-        try:
-            code, _, err = pods.cli("pod", "rm", name, timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail("pod rm with an exec attached took more than 15 s")
-        took = time.monotonic() - start
-        assert code == 0 and took < GRACE + 5, (code, err, took)
-        assert not is_alive(shim) and not is_alive(exec_pid)
-        code, output = attached.wait(10)
-        assert code != 0 and f"pea: pod exec {name}: the pod is being stopped" in output, (code, output)
-        assert pods.leftovers() == []
+        tear_down_with_exec_attached(pods, "rm", name, shim, attached)
     finally:
         attached.close()
         force_remove(pods, name, shim)
