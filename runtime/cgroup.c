@@ -210,24 +210,6 @@ char *cgroup_topmost_missing_parent(const char *path)
     return NULL;
 }
 
-/* Remove the (empty) cgroups below dir_fd, deepest first: a container may have made some of its own. */
-static void remove_descendants(int dir_fd)
-{
-    DIR *d = fdopendir(dup(dir_fd));
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_type != DT_DIR || de->d_name[0] == '.')
-            continue;
-        AUTO_FD int child = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (child >= 0)
-            remove_descendants(child);
-        unlinkat(dir_fd, de->d_name, AT_REMOVEDIR);
-    }
-    closedir(d);
-}
-
 static bool has_child_other_than(int dir_fd, const char *name)
 {
     DIR *d = fdopendir(dup(dir_fd));
@@ -247,20 +229,25 @@ static bool has_child_other_than(int dir_fd, const char *name)
  * other cgroups remain, an empty leaf is removed and a populated one kept. Under the ancestor's lock, which
  * evacuate takes too. */
 /* A PID read from cgroup.procs is only a name: its process may have exited and the number gone to another. Moved
- * only while a pidfd of it shows that the process found in the cgroup is still the one alive. */
-static bool is_still_in(const char *pid_text, const char *cgroup_path)
+ * only while a pidfd of it shows that the process found in the cgroup is still the one alive; cgroup.procs takes
+ * no pidfd, so the pidfd stays open across the write and the check is made as close to it as the kernel allows. */
+int cgroup_move_if_still_in(int to_fd, const char *pid_text, const char *cgroup_path, struct pea_error *err)
 {
     long long pid;
     if (parse_int64(pid_text, &pid) < 0 || pid <= 0)
-        return false;
+        return 0;
     AUTO_FD int pidfd = sys_pidfd_open((pid_t)pid, 0);
     if (pidfd < 0)
-        return false;
+        return 0;
     char file[64];
     snprintf(file, sizeof file, "/proc/%lld/cgroup", pid);
     AUTO_FREE char *text = read_file_at(AT_FDCWD, file, 1 << 16, NULL);
     AUTO_FREE char *want = xasprintf("0::%s\n", cgroup_path);
-    return text && strstr(text, want) && sys_pidfd_send_signal(pidfd, 0, NULL, 0) == 0;
+    if (!text || !strstr(text, want) || sys_pidfd_send_signal(pidfd, 0, NULL, 0) < 0)
+        return 0;
+    if (cgroup_write(to_fd, "cgroup.procs", pid_text, err) < 0 && err->errnum != ESRCH)
+        return -1;
+    return 0;
 }
 
 static void release_leaf(int parent_fd, const char *parent_path)
@@ -286,8 +273,7 @@ static void release_leaf(int parent_fd, const char *parent_path)
             }
             for (char *pid = strtok_r(procs, "\n", &save); pid; pid = strtok_r(NULL, "\n", &save)) {
                 struct pea_error err = {0};
-                if (is_still_in(pid, leaf_path) &&
-                    cgroup_write(parent_fd, "cgroup.procs", pid, &err) < 0 && err.errnum != ESRCH)
+                if (cgroup_move_if_still_in(parent_fd, pid, leaf_path, &err) < 0)
                     return;
             }
         }
@@ -326,9 +312,10 @@ int cgroup_destroy_made(const char *path, const char *made_from, struct pea_erro
             break; /* never made, or gone already: its parents may still be there */
         if (errno != EBUSY || attempt >= 200)
             return pea_fail(err, errno, "cgroup: remove %s", full);
+        /* A container may have made cgroups of its own below its cgroup. */
         AUTO_FD int dir = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dir >= 0)
-            remove_descendants(dir);
+        if (dir >= 0 && cgroup_remove_descendants(dir, path, err) < 0)
+            return -1;
         struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

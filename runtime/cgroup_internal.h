@@ -44,6 +44,13 @@ size_t cgroup_device_program(const struct device_rule *rules, size_t n, struct b
 /* Load the program and attach it to the cgroup; devices == NULL attaches nothing. */
 int cgroup_apply_devices(int cgroup_fd, json_t *devices, struct pea_error *err);
 
+/* Remove every cgroup below dir_fd (named path, for messages), deepest first, waiting briefly for each to drain. */
+int cgroup_remove_descendants(int dir_fd, const char *path, struct pea_error *err);
+
+/* Move the process named pid_text (a line of cgroup.procs) to the cgroup to_fd, if a pidfd of it shows it is
+ * still alive in cgroup_path (relative to the cgroup2 root). A process gone meanwhile is not an error. */
+int cgroup_move_if_still_in(int to_fd, const char *pid_text, const char *cgroup_path, struct pea_error *err);
+
 int cgroup_write(int dir_fd, const char *file, const char *value, struct pea_error *err);
 char *cgroup_read(int dir_fd, const char *file);
 

@@ -236,17 +236,19 @@ static bool is_listed(const char *list, const char *word)
 
 /* Move every process of an ancestor into its leaf child so it may enable controllers for its children. The lock on
  * the ancestor (held until the caller closes dir_fd) keeps cgroup_destroy from giving the processes back meanwhile. */
-static int evacuate(int dir_fd, struct pea_error *err)
+static int evacuate(int dir_fd, const char *path, struct pea_error *err)
 {
     if (flock(dir_fd, LOCK_EX) < 0)
         return pea_fail(err, errno, "cgroup: lock before creating %s", CGROUP_LEAF_NAME);
     if (mkdirat(dir_fd, CGROUP_LEAF_NAME, 0755) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "cgroup: create %s", CGROUP_LEAF_NAME);
-    AUTO_FD int leaf = openat(dir_fd, CGROUP_LEAF_NAME, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    AUTO_FD int leaf = openat(dir_fd, CGROUP_LEAF_NAME, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (leaf < 0)
+        return pea_fail(err, errno, "cgroup: open %s", CGROUP_LEAF_NAME);
     AUTO_FREE char *procs = cgroup_read(dir_fd, "cgroup.procs");
     char *save = NULL;
     for (char *pid = procs ? strtok_r(procs, "\n", &save) : NULL; pid; pid = strtok_r(NULL, "\n", &save))
-        if (leaf < 0 || (cgroup_write(leaf, "cgroup.procs", pid, err) < 0 && err->errnum != ESRCH))
+        if (cgroup_move_if_still_in(leaf, pid, *path ? path : "/", err) < 0)
             return -1;
     return 0;
 }
@@ -288,7 +290,7 @@ static int enable_controllers(const char *root, const char *path, const struct c
             AUTO_FREE char *plus = xasprintf("+%s", c);
             if (cgroup_write(fd, "cgroup.subtree_control", plus, err) == 0)
                 continue;
-            if (err->errnum != EBUSY || evacuate(fd, err) < 0 ||
+            if (err->errnum != EBUSY || evacuate(fd, dir + strlen(root), err) < 0 ||
                 cgroup_write(fd, "cgroup.subtree_control", plus, err) < 0)
                 return pea_wrap(err, "enable %s in %s", c, dir);
         }

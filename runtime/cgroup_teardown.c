@@ -81,8 +81,7 @@ int cgroup_kill_and_wait_empty(const char *path, int timeout_ms, struct pea_erro
     return r;
 }
 
-/* Remove every cgroup below dir_fd (named path, for messages), deepest first. */
-static int remove_descendants(int dir_fd, const char *path, struct pea_error *err)
+int cgroup_remove_descendants(int dir_fd, const char *path, struct pea_error *err)
 {
     DIR *d = fdopendir(dup(dir_fd));
     if (!d)
@@ -99,7 +98,7 @@ static int remove_descendants(int dir_fd, const char *path, struct pea_error *er
                 r = pea_fail(err, errno, "cgroup: open %s", child_path);
             continue;
         }
-        if (remove_descendants(child, child_path, err) < 0)
+        if (cgroup_remove_descendants(child, child_path, err) < 0)
             r = -1;
         /* Exited tasks leave a cgroup asynchronously: give it a moment to drain. */
         for (int attempt = 0; r == 0 && unlinkat(dir_fd, de->d_name, AT_REMOVEDIR) < 0; attempt++) {
@@ -127,7 +126,7 @@ int cgroup_destroy_tree(const char *path, struct pea_error *err)
         *err = open_err;
         return -1;
     }
-    if (remove_descendants(dir, path, err) < 0)
+    if (cgroup_remove_descendants(dir, path, err) < 0)
         return -1;
     return cgroup_destroy(path, err);
 }
