@@ -273,6 +273,26 @@ static int get_cgroup_member(json_t *j, const char *key, char **out, const char 
     return 0;
 }
 
+/* The members state.json and the cleanup record share: the init's pid and start time, and the cgroup made for it. */
+static int get_process_members(json_t *j, struct pea_state *st, const char *dir, const char *file,
+                               struct pea_error *err)
+{
+    json_t *pid, *start_time;
+    if (get_member(j, "pid", JSON_INTEGER, false, &pid, dir, file, err) < 0 ||
+        get_member(j, "start_time", JSON_INTEGER, false, &start_time, dir, file, err) < 0)
+        return -1;
+    if (json_integer_value(pid) > INT_MAX)
+        return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
+    if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
+        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
+        state_clear(st);
+        return -1;
+    }
+    st->pid = (pid_t)json_integer_value(pid);
+    st->start_time = (unsigned long long)json_integer_value(start_time);
+    return 0;
+}
+
 int state_load(int dir_fd, const char *dir_path, struct pea_state *st, struct pea_error *err)
 {
     memset(st, 0, sizeof *st);
@@ -282,28 +302,21 @@ int state_load(int dir_fd, const char *dir_path, struct pea_state *st, struct pe
     AUTO_JSON json_t *j = load_object(dir_fd, dir_path, file, 32 << 20, err);
     if (!j)
         return -1;
-    json_t *id, *pid, *start_time, *bundle, *rootfs, *created, *annotations, *owner, *is_created, *has_terminal;
+    json_t *id, *bundle, *rootfs, *created, *annotations, *owner, *is_created, *has_terminal;
     if (get_member(j, "id", JSON_STRING, false, &id, dir, file, err) < 0 ||
-        get_member(j, "pid", JSON_INTEGER, false, &pid, dir, file, err) < 0 ||
-        get_member(j, "start_time", JSON_INTEGER, false, &start_time, dir, file, err) < 0 ||
-        get_member(j, "bundle", JSON_STRING, false, &bundle, dir, file, err) < 0 ||
+        get_process_members(j, st, dir, file, err) < 0)
+        return -1;
+    if (get_member(j, "bundle", JSON_STRING, false, &bundle, dir, file, err) < 0 ||
         get_member(j, "rootfs", JSON_STRING, false, &rootfs, dir, file, err) < 0 ||
         get_member(j, "created", JSON_STRING, false, &created, dir, file, err) < 0 ||
         get_member(j, "annotations", JSON_OBJECT, false, &annotations, dir, file, err) < 0 ||
         get_member(j, "owner", JSON_INTEGER, false, &owner, dir, file, err) < 0 ||
         get_member(j, "is_created", JSON_TRUE, true, &is_created, dir, file, err) < 0 ||
-        get_member(j, "has_terminal", JSON_TRUE, true, &has_terminal, dir, file, err) < 0)
-        return -1;
-    if (json_integer_value(pid) > INT_MAX)
-        return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
-    if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
-        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
+        get_member(j, "has_terminal", JSON_TRUE, true, &has_terminal, dir, file, err) < 0) {
         state_clear(st);
         return -1;
     }
     st->id = xstrdup(json_string_value(id));
-    st->pid = (pid_t)json_integer_value(pid);
-    st->start_time = (unsigned long long)json_integer_value(start_time);
     st->bundle = xstrdup(json_string_value(bundle));
     st->rootfs = xstrdup(json_string_value(rootfs));
     snprintf(st->created, sizeof st->created, "%s", json_string_value(created));
@@ -337,20 +350,10 @@ int state_load_record(int dir_fd, const char *dir_path, struct pea_state *st, st
     AUTO_JSON json_t *j = load_object(dir_fd, dir_path, file, 64 << 10, err);
     if (!j)
         return -1;
-    json_t *pid, *start_time, *boot_id;
-    if (get_member(j, "pid", JSON_INTEGER, false, &pid, dir, file, err) < 0 ||
-        get_member(j, "start_time", JSON_INTEGER, false, &start_time, dir, file, err) < 0 ||
-        get_member(j, "boot_id", JSON_STRING, false, &boot_id, dir, file, err) < 0)
+    json_t *boot_id;
+    if (get_member(j, "boot_id", JSON_STRING, false, &boot_id, dir, file, err) < 0 ||
+        get_process_members(j, st, dir, file, err) < 0)
         return -1;
-    if (json_integer_value(pid) > INT_MAX)
-        return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
-    if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
-        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
-        state_clear(st);
-        return -1;
-    }
-    st->pid = (pid_t)json_integer_value(pid);
-    st->start_time = (unsigned long long)json_integer_value(start_time);
     snprintf(st->boot_id, sizeof st->boot_id, "%s", json_string_value(boot_id));
     return 0;
 }
