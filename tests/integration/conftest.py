@@ -10,6 +10,7 @@ process or cgroup that still carries the session's marks fails the run.
 """
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 
@@ -51,6 +52,15 @@ def runtime_is_pea(runtime):
 def _skip_pea_only(request):
     if request.node.get_closest_marker("pea_only") and not helpers.is_pea(os.path.abspath(RUNTIME)):
         pytest.skip("pins pea's own behaviour (not runc's)")
+
+
+@pytest.fixture
+def test_netns():
+    """A network namespace of the test's own: network tests never touch the machine's."""
+    name = f"pea-it-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 @pytest.fixture(scope="session")

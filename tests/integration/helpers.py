@@ -354,6 +354,22 @@ def kill_and_reap(pid):
     reap_orphans()
 
 
+def processes_where(predicate):
+    """PIDs of the processes for which predicate(pid, command line bytes) holds; a process that goes while it is
+    looked at (OSError) is left out."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if predicate(int(entry), f.read()):
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
 def _marked_once(mark, paths):
     found = []
     me = os.getpid()

@@ -4,7 +4,6 @@ and a unique pod name; everything else is the file from the repository."""
 import os
 import re
 import subprocess
-import uuid
 
 import pytest
 
@@ -25,14 +24,6 @@ def prepared(session_dir):
     assert p.returncode == 0, p.stderr
     assert p.stdout == "" and p.stderr == "", "prepare prints nothing but errors"
     return path
-
-
-@pytest.fixture
-def example_netns():
-    name = f"pea-it-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 def manifest_text(example):
@@ -68,14 +59,14 @@ def web_version():
     return re.search(r"/webapp-([0-9][^/\s]*)$", manifest_text("web"), re.M).group(1)
 
 
-def test_web_serves_the_app_version_named_in_the_manifest(pods, prepared, example_netns):
+def test_web_serves_the_app_version_named_in_the_manifest(pods, prepared, test_netns):
     version = web_version()
-    run = pods.start(example_manifest(pods, prepared, "web"), netns=example_netns)
+    run = pods.start(example_manifest(pods, prepared, "web"), netns=test_netns)
     page = ""
     try:
         run.wait_for_line("[install] installed: index.html")
         for _ in range(50):
-            page = netns_wget(example_netns, "http://198.18.0.2:8080/")
+            page = netns_wget(test_netns, "http://198.18.0.2:8080/")
             if page or run.proc.poll() is not None:
                 break
         assert f"webapp {version}," in page, f"page: {page!r}\nerr:\n{run.err}"
@@ -87,7 +78,7 @@ def test_web_serves_the_app_version_named_in_the_manifest(pods, prepared, exampl
     finally:
         code = run.stop()
     assert code == 0, run.err
-    links = subprocess.run(["ip", "-n", example_netns, "-o", "link"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-n", test_netns, "-o", "link"], capture_output=True, text=True).stdout
     assert [l.split(": ")[1] for l in links.splitlines()] == ["lo"], "bridge and veth removed with the pod"
     assert pods.leftovers() == []
 

@@ -3,7 +3,6 @@
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 import uuid
@@ -29,23 +28,10 @@ def pod_dir(pods, name):
     return os.path.join(pods.root, "pods", name)
 
 
-def processes_naming(pods, needle):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    found.append(int(entry))
-        except OSError:
-            pass
-    return found
-
-
 def shims(pods):
     """PIDs of the pea-shims serving under this test's --root."""
-    return processes_naming(pods, b"\0--root\0" + pods.root.encode() + b"\0--ready-fd\0")
+    needle = b"\0--root\0" + pods.root.encode() + b"\0--ready-fd\0"
+    return helpers.processes_where(lambda pid, cmdline: needle in cmdline)
 
 
 @pytest.fixture
@@ -176,14 +162,6 @@ def test_pod_whose_pod_json_is_garbage_is_listed_broken_and_removed(pods, shim_a
     code, out, err = pods.cli("pod", "rm", "--force", name, timeout=30)
     assert code == 0, err
     assert pods.leftovers() == []
-
-
-@pytest.fixture
-def test_netns():
-    name = f"pea-it-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 def link_names(netns):

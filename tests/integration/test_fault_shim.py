@@ -31,20 +31,12 @@ def served_pod(pods, spec=None):
 
 def exec_processes(mark):
     """Host PIDs of the exec'd command of these tests that carry MARK in their environment."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = tuple(a.decode() for a in f.read().split(b"\0")[:-1])
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv == EXEC_ARGS and f"PEA_IT_MARK={mark}".encode() in environ:
-            found.append(int(entry))
-    return found
+    def is_exec(pid, cmdline):
+        if tuple(a.decode() for a in cmdline.split(b"\0")[:-1]) != EXEC_ARGS:
+            return False
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"PEA_IT_MARK={mark}".encode() in f.read().split(b"\0")
+    return helpers.processes_where(is_exec)
 
 
 def is_alive(pid):

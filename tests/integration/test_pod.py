@@ -3,7 +3,6 @@ bridge networking in test namespaces, teardown that leaves nothing, manifest err
 import json
 import os
 import subprocess
-import uuid
 
 import pytest
 
@@ -302,14 +301,6 @@ def test_pod_name_taken(pods):
 
 
 # ---- bridge networking, in network namespaces the test makes -------------------------------------------------------
-
-@pytest.fixture
-def test_netns():
-    name = f"pea-it-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=False)
-
 
 def test_bridge_pod_answers_on_its_address(pods, test_netns):
     m = pods.manifest(

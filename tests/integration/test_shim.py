@@ -201,14 +201,6 @@ def test_restart_policy_always_restarts_with_backoff_and_counts(pods):
     removed(pods, name)
 
 
-@pytest.fixture
-def test_netns():
-    name = f"pea-it-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def pod_address(pods, name, netns):
     code, out, err = pods.cli("pod", "exec", "-c", "b", name, "--", "ip", "-4", "-o", "addr", "show", "eth0",
                               netns=netns)
