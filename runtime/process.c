@@ -478,7 +478,9 @@ static int parent_expect(struct pea_launch *l, enum sync_step want, struct pea_e
         int fd = -1;
         if (sync_recv(l->sync_fd, &h, &text, &fd) < 0)
             return parent_fail_from_child(l, NULL, NULL, err);
-        if (h.step == SYNC_SECCOMP_LISTENER && fd >= 0) {
+        if (h.step == SYNC_SECCOMP_LISTENER) {
+            if (fd < 0)
+                return pea_fail(err, EPROTO, "seccomp: the container init sent no notify listener");
             /* create: the state the hooks got (status creating); exec: the running container's. */
             const char *state = l->is_exec ? l->container_state_json : l->state_json;
             int r = seccomp_notify_send_to_agent(l->spec->seccomp, l->pid, state, fd, err);

@@ -40,7 +40,7 @@ void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_le
 
 /* Most entries a store keeps: past it, the next save empties it first (profiles in use are few). */
 #define SECCOMP_STORE_MAX_ENTRIES 64
-/* Largest entry kept (header, key and program): a profile such as containerd's default takes about 20 KiB. With the
+/* Largest entry kept (header, key and program): pea's RuntimeDefault profile takes 14 KiB. With the
  * count above, a store holds at most 16 MiB (it lives in /run, which is memory). A larger profile is compiled by
  * every process that uses it. */
 #define SECCOMP_STORE_ENTRY_MAX (256u << 10)

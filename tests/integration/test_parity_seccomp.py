@@ -207,10 +207,13 @@ def notify_profile(bundle, listener_path, metadata):
     }
 
 
-def test_notify_hands_the_listener_and_state_to_the_agent(any_run, bundle, cid, agent, work_dir):
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_notify_hands_the_listener_and_state_to_the_agent(any_run, bundle, cid, agent, work_dir, no_new_privileges):
     """create sends the init's listener with the state (status creating); exec sends its process's own (status
-    running); the container's mkdir returns what the agent answers."""
+    running); the container's mkdir returns what the agent answers. Without no_new_privs the filter is loaded before
+    the user switch, with it last: either way while create runs."""
     notify_profile(bundle, agent.path, "answer=EXDEV")
+    bundle.process["noNewPrivileges"] = no_new_privileges
     bundle.args("sh", "-c", "echo init $(peatest syscall mkdir); exec sleep 60")
     out = os.path.join(work_dir, "container-out")
     any_run.ok("create", "--bundle", bundle, cid, stdout=out)
@@ -238,6 +241,11 @@ def test_notify_hands_the_listener_and_state_to_the_agent(any_run, bundle, cid, 
     assert agent.states[0][0]["pid"] == init_pid, "create: the init"
     assert agent.states[1][0]["pid"] not in (0, init_pid), "exec: the exec'd process"
     assert agent.notified and set(agent.notified) <= {83, 258}, "mkdir, mkdirat (x86_64)"
+
+
+def test_features_name_notify(any_run):
+    r = any_run.ok("features")
+    assert "SCMP_ACT_NOTIFY" in json.loads(r.out)["linux"]["seccomp"]["actions"]
 
 
 def test_notify_without_a_listener_path_or_an_agent_fails_create(any_run, bundle, cid, work_dir):
