@@ -217,6 +217,7 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
         return -1;
     AUTO_SPEC struct pea_spec *spec = NULL;
     AUTO_FD int init_pidfd = -1, cgroup_fd = -1;
+    AUTO_FREE char *state_json = NULL;
     int r = -1;
     if (c.status == PEA_STATUS_STOPPED) {
         pea_fail(err, 0, "cannot exec in a stopped container");
@@ -243,6 +244,9 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     }
     if (c.state.cgroup_path && (cgroup_fd = cgroup_open_dir(c.state.cgroup_path, err)) < 0)
         goto out;
+    /* A seccomp agent gets the state with each exec'd process's listener, as with runc. */
+    state_json = container_state_json_text(&c.state, PEA_STATUS_RUNNING);
+    l->container_state_json = state_json;
     l->spec = spec;
     l->is_exec = true;
     l->init_pidfd = init_pidfd;
@@ -268,6 +272,7 @@ out:
         pea_fail(err, 0, "container not running");
     /* The launch borrowed these for the clone only. */
     l->spec = NULL;
+    l->container_state_json = NULL;
     l->init_pidfd = l->cgroup_fd = -1;
     l->cgroup_path = NULL;
     container_close(&c);

@@ -38,6 +38,7 @@ enum sync_step {
     SYNC_HOOKS_DONE,       /* parent: prestart/createRuntime ran; a memfd with the state JSON for the child's hooks
                             * rides along (the annotations in it can outgrow any socket message) */
     SYNC_CONSOLE,          /* child: the pty master rides along (SCM_RIGHTS) */
+    SYNC_SECCOMP_LISTENER, /* child: its filter is loaded; the SCMP_ACT_NOTIFY listener rides along, for the agent */
     SYNC_READY,            /* child: everything set, executable found; about to wait for start (or exec) */
     SYNC_RELEASE,          /* parent: state committed; stop tying your life to mine */
     SYNC_RELEASED,         /* child: parent-death signal cleared */
@@ -268,6 +269,20 @@ static int child_wait_for(int sock, enum sync_step want, int *passed_fd, struct 
     return 0;
 }
 
+/* Load the filter; a listener it gives goes to the parent (for the seccomp agent) and is closed here. Between the
+ * load and the send nothing but sendmsg runs (the message is built first, on the stack), so that nothing waits for
+ * an agent who has no listener yet: SCMP_ACT_NOTIFY on sendmsg is refused when compiling. */
+static int child_load_seccomp(int sock, const struct pea_seccomp_program *program, struct pea_error *err)
+{
+    struct sync_header h = {.step = SYNC_SECCOMP_LISTENER};
+    AUTO_FD int listener = -1;
+    if (seccomp_program_load(program, &listener, err) < 0)
+        return -1;
+    if (listener >= 0 && (sock < 0 || console_send_fd(sock, listener, &h, sizeof h) < 0))
+        return pea_fail(err, sock < 0 ? EPIPE : errno, "seccomp: hand the notify listener to the runtime");
+    return 0;
+}
+
 static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_program **seccomp, char *exe,
                        size_t exe_len, struct pea_error *err)
 {
@@ -350,13 +365,22 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         return -1;
     if (*seccomp && !proc->no_new_privileges) {
         /* Without no_new_privs, loading needs CAP_SYS_ADMIN, which the user switch may drop: load it now. */
-        if (seccomp_program_load(*seccomp, err) < 0)
+        if (child_load_seccomp(sock, *seccomp, err) < 0)
             return -1;
         *seccomp = NULL; /* installed: not again before execve */
     }
-    if (caps_apply_user_and_capabilities(proc, err) < 0 || caps_apply_no_new_privileges(proc, err) < 0)
+    if (caps_apply_user_and_capabilities(proc, err) < 0 || caps_apply_no_new_privileges(proc, err) < 0 ||
+        process_find_executable(proc->args[0], proc->env, exe, exe_len, err) < 0)
         return -1;
-    return process_find_executable(proc->args[0], proc->env, exe, exe_len, err);
+    /* A listener must reach the agent while `create` (or `exec`) runs, as with runc: load that filter now. Any other
+     * waits until just before the user's process (and the startContainer hooks), so that the fewest of our own
+     * syscalls run under it. */
+    if (*seccomp && seccomp_program_has_listener(*seccomp)) {
+        if (child_load_seccomp(sock, *seccomp, err) < 0)
+            return -1;
+        *seccomp = NULL;
+    }
+    return 0;
 }
 
 /* seccomp: the program compiled before clone (our copy of the parent's memory), or NULL. */
@@ -391,6 +415,12 @@ static _Noreturn void child_main(struct pea_launch *l, int sock, const struct pe
         close(l->exec_fifo_fd);
         if (n != 1)
             _exit(1);
+        /* startContainer hooks run in the container under its filter, as with runc. */
+        if (seccomp && child_load_seccomp(-1, seccomp, &err) < 0) {
+            dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
+            _exit(1);
+        }
+        seccomp = NULL;
         /* By now `create` has returned: startContainer hooks see the container as created. */
         json_t *state = json_loads(l->state_json, 0, NULL);
         if (state) {
@@ -407,7 +437,7 @@ static _Noreturn void child_main(struct pea_launch *l, int sock, const struct pe
             _exit(1);
         }
     }
-    if (seccomp && seccomp_program_load(seccomp, &err) < 0) {
+    if (seccomp && child_load_seccomp(-1, seccomp, &err) < 0) {
         dprintf(STDERR_FILENO, "pea: %s\n", err.msg);
         _exit(1);
     }
@@ -448,6 +478,17 @@ static int parent_expect(struct pea_launch *l, enum sync_step want, struct pea_e
         int fd = -1;
         if (sync_recv(l->sync_fd, &h, &text, &fd) < 0)
             return parent_fail_from_child(l, NULL, NULL, err);
+        if (h.step == SYNC_SECCOMP_LISTENER) {
+            if (fd < 0)
+                return pea_fail(err, EPROTO, "seccomp: the container init sent no notify listener");
+            /* create: the state the hooks got (status creating); exec: the running container's. */
+            const char *state = l->is_exec ? l->container_state_json : l->state_json;
+            int r = seccomp_notify_send_to_agent(l->spec->seccomp, l->pid, state, fd, err);
+            close(fd);
+            if (r < 0)
+                return -1;
+            continue;
+        }
         if (h.step == SYNC_CONSOLE && fd >= 0) {
             if (l->console_socket) {
                 int r = console_send_to_socket(l->console_socket, fd, err);
@@ -506,6 +547,7 @@ static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_
         return pea_fail(err, errno, "write the container state for its hooks");
     if (sync_send(l->sync_fd, SYNC_HOOKS_DONE, 0, NULL, state_fd) < 0)
         return pea_fail(err, errno, "continue container init");
+    l->state_json = take_ptr(&state_json); /* for a seccomp agent */
     return 0;
 }
 

@@ -39,16 +39,21 @@ static const enum scmp_compare compare_ops[] = {
     [PEA_SECCOMP_OP_MASKED_EQ] = SCMP_CMP_MASKED_EQ,
 };
 
+uint32_t seccomp_arch_from_profile_name(const char *name)
+{
+    char lower[64];
+    const char *s = strncmp(name, "SCMP_ARCH_", 10) == 0 ? name + 10 : name;
+    size_t i = 0;
+    for (; s[i] && i < sizeof lower - 1; i++)
+        lower[i] = (char)tolower((unsigned char)s[i]);
+    lower[i] = '\0';
+    return seccomp_arch_resolve_name(lower);
+}
+
 static int add_architectures(scmp_filter_ctx ctx, char **names, struct pea_error *err)
 {
     for (char **n = names; n && *n; n++) {
-        char lower[64];
-        const char *s = strncmp(*n, "SCMP_ARCH_", 10) == 0 ? *n + 10 : *n;
-        size_t i = 0;
-        for (; s[i] && i < sizeof lower - 1; i++)
-            lower[i] = (char)tolower((unsigned char)s[i]);
-        lower[i] = '\0';
-        uint32_t arch = seccomp_arch_resolve_name(lower);
+        uint32_t arch = seccomp_arch_from_profile_name(*n);
         if (!arch)
             return pea_fail(err, 0, "seccomp: unknown architecture \"%s\"", *n);
         int r = seccomp_arch_add(ctx, arch);
@@ -59,7 +64,7 @@ static int add_architectures(scmp_filter_ctx ctx, char **names, struct pea_error
 }
 
 /* The profile's flags: libseccomp's attribute for each, and the kernel flag seccomp_load in libseccomp 2.5.4 passes
- * for it. NEW_LISTENER never (SCMP_ACT_NOTIFY is refused when building), no_new_privs never (CTL_NNP is 0). */
+ * for it. no_new_privs never (CTL_NNP is 0); NEW_LISTENER comes with SCMP_ACT_NOTIFY rules, not as a flag. */
 static const struct {
     const char *name;
     enum scmp_filter_attr attr;
@@ -85,6 +90,14 @@ static int add_flags(scmp_filter_ctx ctx, char **flags, struct pea_error *err)
     return 0;
 }
 
+static bool has_notify_rule(const struct pea_seccomp *profile)
+{
+    for (size_t i = 0; i < profile->n_rules; i++)
+        if (profile->rules[i].action == PEA_SECCOMP_NOTIFY)
+            return true;
+    return false;
+}
+
 /* The kernel flags a program of this profile is loaded with: what the compiled program carries, and what a
  * stored one must carry to be used. */
 static unsigned profile_kernel_flags(const struct pea_seccomp *profile)
@@ -94,6 +107,12 @@ static unsigned profile_kernel_flags(const struct pea_seccomp *profile)
         for (size_t i = 0; i < ARRAY_SIZE(filter_flags); i++)
             if (strcmp(*f, filter_flags[i].name) == 0)
                 flags |= filter_flags[i].kernel_flag;
+    if (has_notify_rule(profile)) {
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        /* The kernel takes TSYNC with a listener only when a failed sync is told by ESRCH (not a thread id). */
+        if (flags & SECCOMP_FILTER_FLAG_TSYNC)
+            flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    }
     return flags;
 }
 
@@ -130,8 +149,10 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, const char *na
 
 void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *err)
 {
+    /* What the container's setup does between loading the filter and handing its listener to the runtime must not
+     * wait for the agent, who has no listener yet: with runc that is write(2), with pea sendmsg(2). */
     if (profile->default_action == PEA_SECCOMP_NOTIFY) {
-        pea_fail(err, 0, "seccomp: SCMP_ACT_NOTIFY needs a listenerPath, which pea does not support");
+        pea_fail(err, 0, "seccomp: SCMP_ACT_NOTIFY cannot be the default action");
         return NULL;
     }
     uint32_t default_action =
@@ -150,10 +171,11 @@ void *seccomp_filter_build(const struct pea_seccomp *profile, struct pea_error *
         goto fail;
     for (size_t i = 0; i < profile->n_rules; i++) {
         const struct pea_seccomp_rule *rule = &profile->rules[i];
-        if (rule->action == PEA_SECCOMP_NOTIFY) {
-            pea_fail(err, 0, "seccomp: SCMP_ACT_NOTIFY needs a listenerPath, which pea does not support");
-            goto fail;
-        }
+        for (char **name = rule->names; rule->action == PEA_SECCOMP_NOTIFY && name && *name; name++)
+            if (strcmp(*name, "sendmsg") == 0) {
+                pea_fail(err, 0, "seccomp: SCMP_ACT_NOTIFY cannot be used for sendmsg");
+                goto fail;
+            }
         uint32_t action = action_of(rule->action, rule->has_errno_ret, rule->errno_ret);
         if (action == default_action)
             continue; /* libseccomp refuses rules that repeat the default */
@@ -201,8 +223,18 @@ static int compile(const struct pea_seccomp *profile, struct pea_seccomp_program
         return pea_fail(err, errno, "seccomp: read back the BPF program");
     if (len == 0 || len % sizeof(struct sock_filter) != 0)
         return pea_fail(err, EINVAL, "seccomp: exported BPF program of %zu bytes", len);
-    out->prog.len = (unsigned short)(len / sizeof(struct sock_filter));
-    out->prog.filter = take_ptr(&bytes);
+    struct sock_filter *program = (struct sock_filter *)take_ptr(&bytes);
+    size_t instructions = len / sizeof(struct sock_filter);
+    if (seccomp_enosys_prepend(profile, &program, &instructions, err) < 0) {
+        free(program);
+        return -1;
+    }
+    if (instructions > USHRT_MAX) {
+        free(program);
+        return pea_fail(err, E2BIG, "seccomp: BPF program of %zu instructions", instructions);
+    }
+    out->prog.len = (unsigned short)instructions;
+    out->prog.filter = program;
     return 0;
 }
 
@@ -274,18 +306,36 @@ static struct cache_entry cache[CACHE_SIZE];
 static uint64_t cache_clock;
 static char *store_dir;
 
-void seccomp_cache_use_root(const char *root)
+void seccomp_cache_use_dir(const char *dir)
 {
     free(store_dir);
     store_dir = NULL;
-    if (!root)
+    if (!dir || !*dir)
         return;
     /* Absolute: the containers' setup may change the working directory before the next compile. */
     char cwd[PATH_MAX];
-    if (root[0] == '/')
-        store_dir = xasprintf("%s/" PEA_SECCOMP_STORE_NAME, root);
+    if (dir[0] == '/')
+        store_dir = xstrdup(dir);
     else if (getcwd(cwd, sizeof cwd))
-        store_dir = xasprintf("%s/%s/" PEA_SECCOMP_STORE_NAME, cwd, root);
+        store_dir = xasprintf("%s/%s", cwd, dir);
+}
+
+void seccomp_cache_use_default_dir(void)
+{
+    const char *chosen = getenv(PEA_SECCOMP_CACHE_ENV);
+    if (chosen) {
+        seccomp_cache_use_dir(chosen);
+        return;
+    }
+    /* Beside pea's default state root, never under the --root of a caller (containerd, CRI-O, podman), which owns
+     * that directory and expects it empty once its containers are gone. */
+    const char *runtime_dir = getenv("XDG_RUNTIME_DIR");
+    AUTO_FREE char *dir = NULL;
+    if (geteuid() == 0)
+        dir = xstrdup("/run/" PEA_SECCOMP_CACHE_NAME);
+    else if (runtime_dir && runtime_dir[0] == '/')
+        dir = xasprintf("%s/" PEA_SECCOMP_CACHE_NAME, runtime_dir);
+    seccomp_cache_use_dir(dir);
 }
 
 /* A program for the profile with key from the store, or compiled and then stored. */
@@ -345,10 +395,15 @@ const struct pea_seccomp_program *seccomp_compile(const struct pea_seccomp *prof
     return &victim->program;
 }
 
-int seccomp_program_load(const struct pea_seccomp_program *program, struct pea_error *err)
+int seccomp_program_load(const struct pea_seccomp_program *program, int *listener_fd, struct pea_error *err)
 {
     struct sock_fprog prog = program->prog;
+    *listener_fd = -1;
     long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, program->flags, &prog);
+    if (r >= 0 && (program->flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)) {
+        *listener_fd = (int)r; /* close-on-exec, from the kernel */
+        return 0;
+    }
     /* Kernels before 3.17 have only the prctl, and none of the flags (libseccomp refused them when building). */
     if (r < 0 && errno == ENOSYS && program->flags == 0)
         r = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);

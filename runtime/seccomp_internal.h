@@ -7,6 +7,14 @@
 
 #include "pea/seccomp.h"
 
+/* libseccomp's token for a profile's architecture name ("SCMP_ARCH_X86_64" or "x86_64"); 0 when unknown. */
+uint32_t seccomp_arch_from_profile_name(const char *name);
+
+/* Put the ENOSYS stub (seccomp_enosys.c) before the program libseccomp made for profile: *program (malloc'd, *len
+ * instructions) is replaced. Nothing changes when the profile's default action lets calls through. */
+int seccomp_enosys_prepend(const struct pea_seccomp *profile, struct sock_filter **program, size_t *len,
+                           struct pea_error *err);
+
 /* FNV-1a of a key: it only picks the entry; a hit is confirmed on the whole key. */
 uint64_t seccomp_key_digest(const unsigned char *key, size_t len);
 
@@ -28,9 +36,13 @@ void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_le
 
 /* Bump when seccomp.c turns a profile into a different program (another attribute, another rule splitting): stored
  * programs of the old way are then misses. */
-#define SECCOMP_COMPILE_REVISION 1
+#define SECCOMP_COMPILE_REVISION 2 /* 2: the ENOSYS stub */
 
 /* Most entries a store keeps: past it, the next save empties it first (profiles in use are few). */
 #define SECCOMP_STORE_MAX_ENTRIES 64
+/* Largest entry kept (header, key and program): pea's RuntimeDefault profile takes 14 KiB. With the
+ * count above, a store holds at most 16 MiB (it lives in /run, which is memory). A larger profile is compiled by
+ * every process that uses it. */
+#define SECCOMP_STORE_ENTRY_MAX (256u << 10)
 
 #endif

@@ -3,8 +3,9 @@
  * CRI container and every pod's pea-shim would otherwise pay again.
  *
  * One file per program, named by the key's digest: a header, the whole key (confirmed byte for byte on load) and
- * the program. The directory must be ours alone (created 0700 under the state root); anything that does not match
- * exactly is a miss, and the kernel checks every program it is given in any case. */
+ * the program. The directory is pea's own (never under a caller's --root: seccomp_cache_use_default_dir) and must be
+ * ours alone (created 0700); anything that does not match exactly is a miss, and the kernel checks every program it
+ * is given in any case. Bounded: at most SECCOMP_STORE_MAX_ENTRIES files of at most SECCOMP_STORE_ENTRY_MAX bytes. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,8 +28,7 @@ struct store_header {
     uint64_t key_len;
 };
 
-/* Keys are a profile's serialization: kilobytes. Past these sizes a file is not one of ours. */
-#define KEY_MAX (1u << 20)
+/* The sock_fprog length is 16 bits: past it a file is not one of ours. */
 #define INSTRUCTIONS_MAX 0xffffu
 
 uint64_t seccomp_key_digest(const unsigned char *key, size_t len)
@@ -88,9 +88,8 @@ int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
         return -1;
-    size_t size_max = sizeof(struct store_header) + KEY_MAX + INSTRUCTIONS_MAX * sizeof(struct sock_filter);
     size_t len = 0;
-    AUTO_FREE char *bytes = read_fd_all(fd, size_max, &len);
+    AUTO_FREE char *bytes = read_fd_all(fd, SECCOMP_STORE_ENTRY_MAX, &len);
     struct store_header h;
     if (!bytes || len < sizeof h)
         return -1;
@@ -110,10 +109,18 @@ int seccomp_store_load(const char *dir, const unsigned char *key, size_t key_len
     return 0;
 }
 
-static bool is_store_entry(const char *name)
+static bool has_suffix(const char *name, const char *suffix)
 {
-    size_t n = strlen(name);
-    return n > 4 && strcmp(name + n - 4, ".bpf") == 0 && name[0] != '.';
+    size_t n = strlen(name), s = strlen(suffix);
+    return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+/* An entry, or the temporary file of one being written (left behind if its writer died): both count. */
+static bool is_store_file(const char *name)
+{
+    if (name[0] == '.')
+        return strstr(name, ".bpf.") && has_suffix(name, ".tmp"); /* write_file_atomic_at's ".NAME.PID.tmp" */
+    return has_suffix(name, ".bpf");
 }
 
 /* Past the limit, start again from empty rather than keep an order of use on disk. */
@@ -125,11 +132,11 @@ static void make_room(int dir_fd)
     size_t entries = 0;
     struct dirent *de;
     while ((de = readdir(d)))
-        entries += is_store_entry(de->d_name);
+        entries += is_store_file(de->d_name);
     if (entries >= SECCOMP_STORE_MAX_ENTRIES) {
         rewinddir(d);
         while ((de = readdir(d)))
-            if (is_store_entry(de->d_name))
+            if (is_store_file(de->d_name))
                 unlinkat(dir_fd, de->d_name, 0);
     }
     closedir(d);
@@ -138,7 +145,9 @@ static void make_room(int dir_fd)
 void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_len,
                         const struct pea_seccomp_program *program)
 {
-    if (key_len > KEY_MAX || program->prog.len == 0)
+    size_t program_len = (size_t)program->prog.len * sizeof(struct sock_filter);
+    if (program->prog.len == 0 ||
+        sizeof(struct store_header) + key_len + program_len > SECCOMP_STORE_ENTRY_MAX)
         return;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return;
@@ -148,7 +157,6 @@ void seccomp_store_save(const char *dir, const unsigned char *key, size_t key_le
     make_room(dir_fd);
     struct store_header h = {.flags = program->flags, .instructions = program->prog.len, .key_len = key_len};
     memcpy(h.magic, store_magic, sizeof h.magic);
-    size_t program_len = (size_t)program->prog.len * sizeof(struct sock_filter);
     size_t len = sizeof h + key_len + program_len;
     AUTO_FREE char *bytes = xmalloc(len);
     memcpy(bytes, &h, sizeof h);

@@ -328,6 +328,18 @@ static int parse_seccomp(json_t *linux, struct pea_spec *spec, struct pea_error 
         if (parse_seccomp_rule(json_array_get(rules, i), item, &s->rules[i], err) < 0)
             return -1;
     }
+    if (spec_get_string(obj, "listenerPath", "linux.seccomp.listenerPath", false, &s->listener_path, err) < 0 ||
+        spec_get_string(obj, "listenerMetadata", "linux.seccomp.listenerMetadata", false, &s->listener_metadata,
+                        err) < 0)
+        return -1;
+    if (s->listener_path && !*s->listener_path) /* "" is how Go callers write "not set" */
+        free(take_ptr(&s->listener_path));
+    if (s->listener_metadata && *s->listener_metadata && !s->listener_path)
+        return spec_field_fail(err, "linux.seccomp.listenerMetadata", "must not be set without listenerPath");
+    /* The agent is who answers a notified syscall: without one the container would wait forever. */
+    for (size_t i = 0; i < s->n_rules && !s->listener_path; i++)
+        if (s->rules[i].action == PEA_SECCOMP_NOTIFY)
+            return spec_field_fail(err, "linux.seccomp.listenerPath", "required by SCMP_ACT_NOTIFY");
     return 0;
 }
 
@@ -434,6 +446,8 @@ void spec_free(struct pea_spec *spec)
             free(s->rules[i].args);
         }
         free(s->rules);
+        free(s->listener_path);
+        free(s->listener_metadata);
         free(s);
     }
     free(spec->mount_label);

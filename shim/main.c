@@ -207,7 +207,7 @@ int main(int argc, char **argv)
     /* Orphans of our containers' setup come to us, not to init, and so does the pod when we are gone. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    seccomp_cache_use_root(a.root);
+    seccomp_cache_use_default_dir();
     struct pea_error err = {0};
     supervisor_block_stop_signals();
     AUTO_POD struct pea_pod *pod = NULL;

@@ -33,6 +33,7 @@ struct pea_launch {
     bool no_pivot;
     bool no_new_keyring;
     pea_namespaces_ready_fn on_namespaces_ready;
+    const char *container_state_json;  /* exec: the container's state, sent to a seccomp agent with the listener */
     void *context;                     /* for the callback */
 
     /* Results */

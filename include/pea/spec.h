@@ -174,6 +174,8 @@ struct pea_seccomp {
     char **flags;         /* "SECCOMP_FILTER_FLAG_LOG" ..., NULL-terminated, may be empty */
     struct pea_seccomp_rule *rules;
     size_t n_rules;
+    char *listener_path;     /* the seccomp agent's unix socket (SCMP_ACT_NOTIFY); NULL when absent */
+    char *listener_metadata; /* sent to the agent as "metadata"; NULL when absent */
 };
 
 struct pea_sysctl {

@@ -214,7 +214,7 @@ int main(int argc, char **argv)
         rootless_root = xasprintf("%s/pea", getenv("XDG_RUNTIME_DIR"));
         g.root = rootless_root;
     }
-    seccomp_cache_use_root(g.root);
+    seccomp_cache_use_default_dir();
     if (log_open(g.log_path, strcmp(g.log_format, "json") == 0 ? PEA_LOG_JSON : PEA_LOG_TEXT, g.debug) < 0) {
         fprintf(stderr, "pea: open log file %s: %s\n", g.log_path, strerror(errno));
         return 1;

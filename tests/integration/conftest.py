@@ -71,6 +71,13 @@ def session_dir(tmp_path_factory):
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _seccomp_cache(session_dir):
+    """pea's cache of compiled seccomp programs, for every pea this session starts (pods, shims and examples too):
+    in the session's directory rather than the host's /run/pea-seccomp-cache. A Runner gives each test its own."""
+    os.environ[helpers.SECCOMP_CACHE_ENV] = os.path.join(session_dir, "seccomp-cache")
+
+
 @pytest.fixture(scope="session")
 def binaries(tmp_path_factory):
     """peatest and busybox copied once into the session's temp dir, so each rootfs can hard-link them."""

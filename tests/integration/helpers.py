@@ -43,8 +43,12 @@ def is_pea(runtime):
     return not any(other in first for other in ("runc", "crun", "youki"))
 
 
-# pea keeps compiled seccomp programs under its --root (runtime/seccomp_store.c): a cache, not container state.
+# Where pea kept compiled seccomp programs under its --root until it moved them to a directory of its own
+# (runtime/seccomp_store.c): a cache, not container state.
 SECCOMP_STORE = ".seccomp-cache"
+# pea's cache of compiled seccomp programs, for the runtime a Runner runs: in the test's work dir, not in the host's
+# /run/pea-seccomp-cache.
+SECCOMP_CACHE_ENV = "PEA_SECCOMP_CACHE_DIR"
 
 
 def state_dirs(root):
@@ -107,6 +111,7 @@ class Runner:
         # The runtime runs with PEA_IT_MARK in its environment, so a process it forks carries the mark even
         # before it execs the container's process (whose env carries it through the bundle's config).
         self.env = dict(os.environ, PEA_IT_MARK=mark)
+        self.env[SECCOMP_CACHE_ENV] = os.path.join(work_dir, "seccomp-cache")
 
     def argv(self, *args, global_args=()):
         out = [self.runtime, "--root", self.root, *global_args]

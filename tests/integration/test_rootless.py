@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from conftest import RUNTIME, SESSION_MARK
-from helpers import SECCOMP_STORE, state_dirs
+from helpers import state_dirs
 
 pytestmark = pytest.mark.pea_only
 
@@ -152,8 +152,9 @@ def test_unprivileged_user_runs_a_container(unprivileged_user, user_bundle):
     runtime_dir = os.path.join(user_bundle, "xdg")
     assert os.path.isdir(os.path.join(runtime_dir, "pea")), "state lives under $XDG_RUNTIME_DIR/pea"
     assert state_dirs(os.path.join(runtime_dir, "pea")) == []
-    # The profile `pea spec --rootless` writes was compiled once and kept where only this user can write.
-    store = os.stat(os.path.join(runtime_dir, "pea", SECCOMP_STORE))
+    # The profile `pea spec --rootless` writes was compiled once and kept where only this user can write, beside
+    # (not in) the state root.
+    store = os.stat(os.path.join(runtime_dir, "pea-seccomp-cache"))
     assert (store.st_uid, store.st_mode & 0o777) == (unprivileged_user.pw_uid, 0o700)
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from helpers import SECCOMP_STORE
+from helpers import SECCOMP_CACHE_ENV
 
 pytestmark = pytest.mark.pea_only
 
@@ -51,10 +51,10 @@ def test_each_dangerous_family_gets_eperm(run, bundle, cid):
     assert results["personality"] == "ok", "querying the personality is a safe value"
 
 
-def test_the_compiled_profile_is_kept_under_the_root_for_the_next_container(run, bundle, cid):
-    """The first container's profile is compiled and stored under --root; the next loads it (the entry is not
-    written again) and is confined the same; a damaged entry is compiled over; a store others could write is not
-    used."""
+def test_the_compiled_profile_is_kept_for_the_next_container(run, bundle, cid):
+    """The first container's profile is compiled and stored in pea's cache directory; the next loads it (the entry
+    is not written again) and is confined the same; a damaged entry is compiled over; a store others could write is
+    not used."""
     script = "; ".join(f"echo {name} $(peatest syscall {name})" for name in BLOCKED + ["getpid"])
     default_profile_bundle(run, bundle, script)
 
@@ -65,7 +65,7 @@ def test_the_compiled_profile_is_kept_under_the_root_for_the_next_container(run,
         assert {n: results[n] for n in BLOCKED} == {n: "EPERM" for n in BLOCKED}
         assert results["getpid"] == "ok"
 
-    store = os.path.join(run.root, SECCOMP_STORE)
+    store = run.env[SECCOMP_CACHE_ENV]
 
     def entry():
         names = os.listdir(store)

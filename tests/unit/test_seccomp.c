@@ -4,6 +4,7 @@
 #include <string.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -37,7 +38,8 @@ static int in_child(const struct pea_seccomp *profile, int (*check)(void), enum 
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             _exit(99);
         if (via == VIA_PROGRAM) {
-            if (seccomp_program_load(program, &err) < 0)
+            int listener = -1;
+            if (seccomp_program_load(program, &listener, &err) < 0)
                 _exit(100);
         } else {
             void *f = seccomp_filter_build(profile, &err);
@@ -137,14 +139,16 @@ Test(seccomp, unknown_names_are_skipped_and_bad_input_refused)
     p.architectures = no_strings;
     p.default_action = PEA_SECCOMP_NOTIFY;
     cr_assert_null(seccomp_filter_build(&p, &err));
-    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY needs a listenerPath, which pea does not support");
+    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY cannot be the default action");
     cr_assert_null(seccomp_compile(&p, &err));
-    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY needs a listenerPath, which pea does not support");
+    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY cannot be the default action");
     p.default_action = PEA_SECCOMP_ALLOW;
-    rule.names = names_mkdir;
+    char *names_sendmsg[] = {"mkdir", "sendmsg", NULL};
+    rule.names = names_sendmsg;
     rule.action = PEA_SECCOMP_NOTIFY;
     cr_assert_null(seccomp_compile(&p, &err));
-    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY needs a listenerPath, which pea does not support");
+    cr_assert_str_eq(err.msg, "seccomp: SCMP_ACT_NOTIFY cannot be used for sendmsg");
+    rule.names = names_mkdir;
     rule.action = PEA_SECCOMP_ERRNO;
     char *bad_flag[] = {"SECCOMP_FILTER_FLAG_NOPE", NULL};
     p.default_action = PEA_SECCOMP_ALLOW;
@@ -246,4 +250,92 @@ Test(seccomp, version)
 {
     const char *v = seccomp_library_version();
     cr_assert(strchr(v, '.') != NULL, "%s", v);
+}
+
+Test(seccomp, notify_rules_ask_the_kernel_for_a_listener)
+{
+    struct pea_error err = {0};
+    struct pea_seccomp_rule rule = {.names = names_mkdir, .action = PEA_SECCOMP_NOTIFY};
+    struct pea_seccomp p = {.default_action = PEA_SECCOMP_ALLOW, .architectures = no_strings, .flags = no_strings,
+                            .rules = &rule, .n_rules = 1};
+    const struct pea_seccomp_program *program = seccomp_compile(&p, &err);
+    cr_assert_not_null(program, "%s", err.msg);
+    cr_assert(seccomp_program_has_listener(program));
+    cr_assert_eq(program->flags, SECCOMP_FILTER_FLAG_NEW_LISTENER);
+    char *tsync[] = {"SECCOMP_FILTER_FLAG_TSYNC", NULL};
+    p.flags = tsync;
+    cr_assert_not_null(program = seccomp_compile(&p, &err), "%s", err.msg);
+    cr_assert_eq(program->flags, SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC |
+                                     SECCOMP_FILTER_FLAG_TSYNC_ESRCH);
+}
+
+/* Exits through exit_group, which the profiles below must allow. */
+static char *names_old[] = {"exit_group", "exit", "getpid", "mkdir", "mkdirat", NULL};
+
+static int call_fails_with(long nr, int expected)
+{
+    errno = 0;
+    return syscall(nr, -1L, NULL, 0L, 0L) < 0 && errno == expected;
+}
+
+/* getpid is allowed; getppid (older than every name) is the default's EPERM; faccessat2 and clone3 (newer than
+ * every name) fail with ENOSYS, as on a kernel without them. */
+static int newer_calls_are_enosys(void)
+{
+    bool ok = syscall(SYS_getpid) > 0 && call_fails_with(SYS_getppid, EPERM) &&
+              call_fails_with(SYS_faccessat2, ENOSYS) && call_fails_with(SYS_clone3, ENOSYS);
+    return ok ? 0 : 1;
+}
+
+static int newer_calls_get_the_default(void)
+{
+    return call_fails_with(SYS_faccessat2, EPERM) && call_fails_with(SYS_getppid, EPERM) ? 0 : 1;
+}
+
+Test(seccomp, syscalls_newer_than_the_profile_get_enosys)
+{
+    struct pea_seccomp_rule rule = {.names = names_old, .action = PEA_SECCOMP_ALLOW};
+    struct pea_seccomp p = {.default_action = PEA_SECCOMP_ERRNO, .architectures = no_strings, .flags = no_strings,
+                            .rules = &rule, .n_rules = 1};
+    cr_assert_eq(in_child(&p, newer_calls_are_enosys, VIA_PROGRAM), 0, "no architectures: the native one");
+    char *arches[] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", NULL};
+    p.architectures = arches;
+    cr_assert_eq(in_child(&p, newer_calls_are_enosys, VIA_PROGRAM), 0, "x86_64 with x32 beside it");
+    /* libseccomp's own program (no stub) gives the default action. */
+    cr_assert_eq(in_child(&p, newer_calls_get_the_default, VIA_LIBSECCOMP), 0);
+}
+
+/* The size of the program libseccomp itself makes for p. */
+static size_t libseccomp_program_len(const struct pea_seccomp *p)
+{
+    struct pea_error err = {0};
+    void *f = seccomp_filter_build(p, &err);
+    cr_assert_not_null(f, "%s", err.msg);
+    int fd = memfd_create("bpf", MFD_CLOEXEC);
+    cr_assert_eq(seccomp_export_bpf(f, fd), 0);
+    off_t bytes = lseek(fd, 0, SEEK_END);
+    close(fd);
+    seccomp_filter_free(f);
+    return (size_t)bytes / sizeof(struct sock_filter);
+}
+
+Test(seccomp, no_enosys_stub_when_the_default_lets_calls_through)
+{
+    struct pea_error err = {0};
+    struct pea_seccomp_rule rule = {.names = names_mkdir, .action = PEA_SECCOMP_ERRNO};
+    struct pea_seccomp p = {.architectures = no_strings, .flags = no_strings, .rules = &rule, .n_rules = 1};
+    enum pea_seccomp_action permissive[] = {PEA_SECCOMP_ALLOW, PEA_SECCOMP_LOG, PEA_SECCOMP_TRACE, PEA_SECCOMP_ERRNO};
+    for (size_t i = 0; i < ARRAY_SIZE(permissive); i++) {
+        p.default_action = permissive[i];
+        /* ERRNO(ENOSYS) already is what the stub would say; ENOSYS on mkdir keeps the rule apart from it. */
+        p.has_default_errno_ret = p.default_action == PEA_SECCOMP_ERRNO;
+        p.default_errno_ret = ENOSYS;
+        const struct pea_seccomp_program *program = seccomp_compile(&p, &err);
+        cr_assert_not_null(program, "%s", err.msg);
+        cr_assert_eq(program->prog.len, libseccomp_program_len(&p), "libseccomp's program alone");
+    }
+    p.default_action = PEA_SECCOMP_KILL_PROCESS;
+    const struct pea_seccomp_program *program = seccomp_compile(&p, &err);
+    cr_assert_not_null(program, "%s", err.msg);
+    cr_assert_gt(program->prog.len, libseccomp_program_len(&p), "the stub goes first");
 }

@@ -20,12 +20,12 @@ static char dir[64];
 static void make_dirs(void)
 {
     cr_assert_not_null(mkdtemp(top));
-    snprintf(dir, sizeof dir, "%s/" PEA_SECCOMP_STORE_NAME, top);
+    snprintf(dir, sizeof dir, "%s/" PEA_SECCOMP_CACHE_NAME, top);
 }
 
 static void remove_dirs(void)
 {
-    seccomp_cache_use_root(NULL);
+    seccomp_cache_use_dir(NULL);
     seccomp_cache_clear();
     struct pea_error err = {0};
     remove_tree(top, &err);
@@ -188,7 +188,7 @@ static ino_t inode_of(const char *path)
 
 Test(seccomp_store, compile_goes_through_the_store_of_its_root)
 {
-    seccomp_cache_use_root(top);
+    seccomp_cache_use_dir(dir);
     struct pea_seccomp_rule rule = {.names = names_mkdir, .action = PEA_SECCOMP_ERRNO};
     struct pea_seccomp p = {.default_action = PEA_SECCOMP_ALLOW, .architectures = no_strings, .flags = no_strings,
                             .rules = &rule, .n_rules = 1};

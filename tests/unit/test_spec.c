@@ -287,6 +287,26 @@ Test(spec, linux_section)
     spec_free(s);
 }
 
+Test(spec, seccomp_listener)
+{
+    expect_error(MINIMAL_PROCESS ",\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{"
+                                 "\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_NOTIFY\"}]}}",
+                 "linux.seccomp.listenerPath: required by SCMP_ACT_NOTIFY");
+    expect_error(MINIMAL_PROCESS ",\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\","
+                                 "\"listenerMetadata\":\"m\"}}",
+                 "linux.seccomp.listenerMetadata: must not be set without listenerPath");
+    struct pea_error err = {0};
+    struct pea_spec *s = parse_with(MINIMAL_PROCESS ",\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\","
+                                                    "\"listenerPath\":\"/run/agent.sock\",\"listenerMetadata\":\"m\","
+                                                    "\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":"
+                                                    "\"SCMP_ACT_NOTIFY\"}]}}",
+                                    &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_str_eq(s->seccomp->listener_path, "/run/agent.sock");
+    cr_assert_str_eq(s->seccomp->listener_metadata, "m");
+    spec_free(s);
+}
+
 Test(spec, default_specs_round_trip)
 {
     for (int rootless = 0; rootless <= 1; rootless++) {
