@@ -16,6 +16,7 @@
 #include "pea/console.h"
 #include "pea/hooks.h"
 #include "pea/log.h"
+#include "pea/rootfs.h"
 #include "pea/state.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -115,6 +116,10 @@ static int attach_mount_sources(struct pea_spec *spec, const struct pea_create_o
         }
         if (tree < 0)
             return pea_fail(err, errno, "copy the mount source of %s", s->destination);
+        /* Made in our namespace, it joined its source's peer group: ready here as a bind made in the container's
+         * would be (a user namespace could not change it before attaching it). */
+        if (rootfs_ready_host_tree(spec, m, tree, err) < 0)
+            return -1;
         m->source_tree_fd = take_fd(&tree);
         m->has_source_tree = true;
     }
@@ -281,6 +286,9 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
             return job_fail(job, err);
         log_debug("create %s: no cgroup of its own (%s)", o->id, err->msg);
     }
+    /* With the container's cgroup made: what its user namespace will keep the child from opening itself. */
+    if (rootfs_open_host_sources(job->spec, job->cgroup_fd, err) < 0)
+        return job_fail(job, err);
     struct pea_launch *l = &job->l;
     if (mkfifoat(job->dir_fd, PEA_EXEC_FIFO, 0600) < 0) {
         pea_fail(err, errno, "create exec fifo");
@@ -320,6 +328,8 @@ static int create_finish(struct pea_create_job *job, struct pea_error *err)
 {
     struct pea_launch *l = &job->l;
     int r = process_launch_finish(l, err);
+    /* The child attached its copies of the host-side sources, or is gone. */
+    rootfs_close_host_sources(job->spec);
     /* Also when it failed: the handler's SIGKILL may be why. */
     if (is_interrupted) {
         if (r == 0)
