@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "pea/cgroup.h"
 #include "pea/rootfs.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -273,12 +274,26 @@ static int open_bind_tree(const struct pea_mount *m, struct pea_error *err)
     return take_fd(&tree);
 }
 
-/* A tree made on the host side (rootfs_host.c: a source the caller resolved itself, one opened before the user
- * namespace took our rights, a cgroup to fall back on), ready there: flags, recursive attributes, propagation. */
-static int open_host_tree(const struct pea_mount *m, struct pea_error *err)
+/* cgroup2 refuses a user namespace that has no cgroup namespace of its own (EPERM): the container's own cgroup
+ * (ours now: the init is placed before it mounts) is bound instead, runc's fallback too. Cloned here, from this
+ * namespace's copy of the hierarchy, it keeps the locks the kernel put on that copy. */
+static int open_own_cgroup_tree(int proc_fd, const struct pea_mount *m, struct pea_error *err)
 {
-    int tree = fcntl(m->source_tree_fd, F_DUPFD_CLOEXEC, 3);
-    return tree >= 0 ? tree : pea_fail(err, errno, "mount on %s: the source prepared on the host", m->destination);
+    const char *root = cgroup_root(err);
+    if (!root)
+        return pea_wrap(err, "mount cgroup2 on %s: bind the container's cgroup instead", m->destination);
+    AUTO_FREE char *own = read_file_at(proc_fd, "self/cgroup", 1 << 16, NULL);
+    const char *line = own ? strstr(own, "0::/") : NULL;
+    if (line && line != own && line[-1] != '\n')
+        line = NULL;
+    if (!line)
+        return pea_fail(err, own ? 0 : errno, "mount cgroup2 on %s: no cgroup2 path in /proc/self/cgroup",
+                        m->destination);
+    AUTO_FREE char *path = xasprintf("%s%.*s", root, (int)strcspn(line + 3, "\n"), line + 3);
+    AUTO_FD int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0 || rootfs_set_bind_flags(tree, m) < 0)
+        return pea_fail(err, errno, "mount cgroup2 on %s: bind the container's cgroup %s", m->destination, path);
+    return take_fd(&tree);
 }
 
 /* Step 1 of a filesystem: created with its flags, detached; tmpcopyup fills it before anyone can see it. */
@@ -308,7 +323,8 @@ static int mount_filesystem_by_data(int target, const struct pea_mount *m, const
     return 0;
 }
 
-static int mount_one(int root_fd, const struct pea_mount *asked, struct pea_error *err)
+/* host_tree: the source's clone from the runtime's helper (rootfs_host.c), ready to attach, or -1. */
+static int mount_one(int root_fd, int proc_fd, const struct pea_mount *asked, int host_tree, struct pea_error *err)
 {
     /* /dev gets its read-only flag last (rootfs_finalize_dev), once its nodes, links and submounts exist. */
     const struct pea_mount as_made = rootfs_mount_as_made(asked);
@@ -316,9 +332,15 @@ static int mount_one(int root_fd, const struct pea_mount *asked, struct pea_erro
     const char *what = m->is_bind ? "bind" : is_type(m, "cgroup") ? "cgroup2" : m->type;
     if (!what)
         return pea_fail(err, 0, "mount on %s: no type", m->destination);
-    /* A bind's source is cloned first and its type read from the clone: the object checked is the one attached. */
-    bool is_host_tree = m->is_bind && m->has_source_tree;
-    AUTO_FD int tree = is_host_tree ? open_host_tree(m, err) : m->is_bind ? open_bind_tree(m, err) : -1;
+    /* A bind's source is cloned first and its type read from the clone: the object checked is the one attached. A
+     * source the caller resolved itself is already such a clone, of exactly the object it checked. */
+    bool is_ready = host_tree >= 0 || (m->is_bind && m->has_source_tree);
+    AUTO_FD int tree = host_tree >= 0 ? fcntl(host_tree, F_DUPFD_CLOEXEC, 3)
+                       : !m->is_bind  ? -1
+                       : m->has_source_tree ? fcntl(m->source_tree_fd, F_DUPFD_CLOEXEC, 3)
+                                            : open_bind_tree(m, err);
+    if (is_ready && tree < 0)
+        return pea_fail(err, errno, "mount bind on %s: source %s", m->destination, m->source);
     struct stat st;
     if (m->is_bind && (tree < 0 || fstat(tree, &st) < 0))
         return tree < 0 ? -1 : pea_fail(err, errno, "mount %s on %s: source %s", what, m->destination, m->source);
@@ -334,16 +356,13 @@ static int mount_one(int root_fd, const struct pea_mount *asked, struct pea_erro
     if (!m->is_bind && has_long_option(m))
         return mount_filesystem_by_data(target, m, what, err);
     if (!m->is_bind && (tree = open_filesystem_tree(m, what, target, err)) < 0) {
-        /* cgroup2 refuses a user namespace that has no cgroup namespace of its own (EPERM): the container's own
-         * cgroup, bound on the host side, stands in (runc falls back to a bind too). */
-        if (!m->has_source_tree || (err->errnum != EPERM && err->errnum != EBUSY) ||
-            (tree = open_host_tree(m, err)) < 0)
+        bool is_refused_cgroup = strcmp(what, "cgroup2") == 0 && (err->errnum == EPERM || err->errnum == EBUSY);
+        if (!is_refused_cgroup || (tree = open_own_cgroup_tree(proc_fd, m, err)) < 0)
             return -1;
-        is_host_tree = true;
     }
     /* Step 2, through the tree's own fd: the recursive attributes (rro...) reach every submount, then the tree is
      * attached; propagation concerns its place in the container's tree, so it comes once attached. */
-    if (!is_host_tree && (m->rec_attr_set || m->rec_attr_clr) &&
+    if (!is_ready && (m->rec_attr_set || m->rec_attr_clr) &&
         rootfs_set_mount_attr(tree, AT_RECURSIVE, m->rec_attr_set, m->rec_attr_clr, 0) < 0)
         return pea_fail(err, errno, "set recursive attributes of %s", m->destination);
     if (rootfs_attach_tree(tree, target) < 0)
@@ -422,8 +441,8 @@ static int prepare_root_propagation(const struct pea_spec *spec, const char *roo
 }
 
 /* Everything below the root mount (the rootfs bound on itself, or the config's mount on "/"), whose fd is root_fd. */
-static int prepare_below_root(const struct pea_spec *spec, int root_fd, const struct pea_mount *root_mount,
-                              struct pea_error *err)
+static int prepare_below_root(const struct pea_spec *spec, int root_fd, int proc_fd,
+                              const struct pea_mount *root_mount, struct pea_error *err)
 {
     if (root_mount && (root_mount->rec_attr_set || root_mount->rec_attr_clr) &&
         rootfs_set_mount_attr(root_fd, AT_RECURSIVE, root_mount->rec_attr_set, root_mount->rec_attr_clr, 0) < 0)
@@ -436,9 +455,13 @@ static int prepare_below_root(const struct pea_spec *spec, int root_fd, const st
         if (rootfs_set_mount_attr(root_fd, (now & MS_REC) ? AT_RECURSIVE : 0, 0, 0, now & ~(unsigned long)MS_REC) < 0)
             return pea_fail(err, errno, "make the rootfs %s", propagation_name(now));
     }
-    for (size_t i = root_mount ? 1 : 0; i < spec->n_mounts; i++)
-        if (mount_one(root_fd, &spec->mounts[i], err) < 0)
+    for (size_t i = root_mount ? 1 : 0; i < spec->n_mounts; i++) {
+        AUTO_FD int host_tree = -1;
+        if (rootfs_is_host_source(spec, i) && rootfs_host_source_receive(spec, &spec->mounts[i], &host_tree, err) < 0)
             return -1;
+        if (mount_one(root_fd, proc_fd, &spec->mounts[i], host_tree, err) < 0)
+            return -1;
+    }
     return rootfs_setup_dev(root_fd, spec, err);
 }
 
@@ -465,7 +488,7 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
     AUTO_FD int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int r = proc_fd < 0 ? pea_fail(err, errno, "/proc is not a procfs")
             : root_fd < 0 ? pea_fail(err, errno, "open rootfs %s", rootfs)
-                          : prepare_below_root(spec, root_fd, root_mount, err);
+                          : prepare_below_root(spec, root_fd, proc_fd, root_mount, err);
     /* In our mount namespace a failed create leaves nothing behind: the root mount goes, and all below it. (In the
      * container's own, everything goes with the namespace.) */
     if (r < 0 && !has_mount_namespace && proc_fd >= 0 && root_fd >= 0)

@@ -33,19 +33,23 @@ int rootfs_enter(const struct pea_spec *spec, const char *rootfs, bool no_pivot,
  * (open_tree, fsmount, mount_setattr, move_mount): nothing depends on the container's own /proc. */
 int rootfs_finalize(const struct pea_spec *spec, struct pea_error *err);
 
-/* Host side, before the init is cloned (create): for a container with a user namespace, when we are privileged,
- * each bind mount's source cloned here (open_tree), with our rights, and for a cgroup mount without a cgroup
- * namespace of the container's own a clone of its cgroup (cgroup_fd; -1: none) to bind when cgroup2 refuses the
- * container (EPERM). Each made ready (rootfs_ready_host_tree) and kept in the mount (has_source_tree). */
-int rootfs_open_host_sources(struct pea_spec *spec, int cgroup_fd, struct pea_error *err);
+/* Host side, before the init is cloned (create), for a container with a user namespace when we are privileged:
+ * a socket for the bind sources (its receiving end kept in spec for the child), and *sender, its sending end, for
+ * rootfs_host_sources_send; *sender is -1 when there is nothing to send. */
+int rootfs_host_sources_begin(struct pea_spec *spec, int *sender, struct pea_error *err);
 
-/* A detached clone made on the host side for mount m, made ready for the child to attach as it is: the
- * propagation a bind made in the container's namespace would have (a slave, a private mount, or with
- * rootfsPropagation shared and no user namespace the host's peer), m's flags and recursive attributes (a user
- * namespace may not change a mount of ours before it is attached). */
+/* Host side, once the child has its mount namespace (before it mounts anything): a helper joins that namespace
+ * through pidfd, with our credentials, clones each bind source there (ready as rootfs_ready_host_tree makes it)
+ * and sends the clones down sender, in mount order; a source it cannot open is sent as its errno. */
+int rootfs_host_sources_send(const struct pea_spec *spec, int pidfd, int sender, struct pea_error *err);
+
+/* A detached clone made by the runtime for mount m (the caller's own source, or one of rootfs_host_sources_send),
+ * made ready for the child to attach as it is: the propagation a bind made in the container's namespace would have
+ * (a slave, a private mount, or with rootfsPropagation shared and no user namespace the source's peer), m's flags
+ * and recursive attributes. */
 int rootfs_ready_host_tree(const struct pea_spec *spec, const struct pea_mount *m, int tree, struct pea_error *err);
 
-/* Close the host-side clones once the child has attached them (or failed). */
+/* Close the clones and the source socket once the child has attached them (or failed). */
 void rootfs_close_host_sources(struct pea_spec *spec);
 
 /* Bind the pty slave we created (its fd) onto /dev/console inside the container (file created if missing).

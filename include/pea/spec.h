@@ -54,9 +54,8 @@ struct pea_mount {
     uint64_t rec_attr_set;     /* MOUNT_ATTR_* set on the whole mounted tree (rro, rnosuid, rnoatime...) */
     uint64_t rec_attr_clr;     /* MOUNT_ATTR_* cleared on it (rrw, rsuid..., MOUNT_ATTR__ATIME with an atime mode) */
     /* Never from config.json: a detached copy (open_tree) of a bind source the caller resolved itself
-     * (pea_create_options.mount_sources) or that create opened on the host side (rootfs_open_host_sources), attached
-     * at destination instead of binding source by its path; for a cgroup mount, the bind of the container's cgroup
-     * to fall back on. Closed by spec_free. */
+     * (pea_create_options.mount_sources), attached at destination instead of binding source by its path. Closed by
+     * spec_free. */
     bool has_source_tree;
     int source_tree_fd;
 };
@@ -210,6 +209,10 @@ struct pea_spec {
     size_t n_sysctls;
     struct pea_seccomp *seccomp; /* NULL when absent */
     char *mount_label;
+    /* Never from config.json: the receiving end of the socket on which create's helper sends the bind sources it
+     * opened for a user namespace (rootfs_host_sources_begin). Closed by spec_free. */
+    bool has_host_sources;
+    int host_sources_fd;
 };
 
 /* Parse and validate. On failure returns NULL and err->msg names the field: "process.args: must hold at least

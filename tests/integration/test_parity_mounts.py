@@ -219,6 +219,25 @@ def test_userns_bind_source_behind_a_root_only_directory(rt, userns_bundle, cid,
     assert r.out == "behind a root-only directory\n"
 
 
+def test_userns_bind_source_keeps_the_hosts_locks(rt, userns_bundle, cid, work_dir):
+    """Opened with the runtime's rights, a source still carries the locks of the container's copy of the host's
+    mount: the container's root cannot remount a read-only source read-write."""
+    source = os.path.join(work_dir, "read-only")
+    os.mkdir(source)
+    os.chmod(source, 0o777)
+    os.makedirs(os.path.join(userns_bundle.rootfs, "data"))
+    userns_bundle.mount("/data", "bind", source, ["rbind"])
+    add_caps(userns_bundle, "CAP_SYS_ADMIN")
+    userns_bundle.args("sh", "-c", "mount -o remount,bind,rw /data 2>/dev/null && echo remounted; "
+                                   "peatest write /data/new")
+    userns_bundle.save()
+    script = 'mount --bind "$3" "$3" && mount -o remount,bind,ro "$3" && $RT run --bundle "$1" "$2"'
+    r = in_private_mount_ns(rt, script, userns_bundle.path, cid, source)
+    assert r.code == 0, r.err
+    assert r.out == "EROFS\n"
+    assert not os.path.exists(os.path.join(source, "new"))
+
+
 def test_userns_without_cgroupns_binds_its_own_cgroup(rt, userns_bundle, cid):
     """A user namespace without a cgroup namespace may not mount cgroup2 (EPERM): /sys/fs/cgroup is a bind of the
     container's own cgroup instead (runc binds its cgroup in each v1 hierarchy on this hybrid host)."""
