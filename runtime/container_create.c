@@ -16,6 +16,7 @@
 #include "pea/console.h"
 #include "pea/hooks.h"
 #include "pea/log.h"
+#include "pea/rootfs.h"
 #include "pea/state.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -24,13 +25,14 @@ struct create_context {
     struct pea_state *state;
     int dir_fd;
     const struct pea_spec *spec;
+    int host_sources_sender; /* -1, or where the bind sources go (rootfs_host_sources_send) */
 };
 
 struct pea_create_job {
     char *id, *pid_file, *pidfd_socket, *console_socket;
     char bundle_abs[PATH_MAX], rootfs_abs[PATH_MAX];
     struct pea_spec *spec;
-    int root_fd, dir_fd, lock_fd, cgroup_fd;
+    int root_fd, dir_fd, lock_fd, cgroup_fd, host_sources_sender;
     struct pea_state st;
     struct create_context ctx;
     struct pea_launch l;
@@ -40,6 +42,10 @@ struct pea_create_job {
 static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *err)
 {
     struct create_context *ctx = l->context;
+    /* The child has its mount namespace and waits for us: its bind sources first, before it mounts. */
+    if (ctx->host_sources_sender >= 0 &&
+        rootfs_host_sources_send(ctx->spec, l->pidfd, ctx->host_sources_sender, err) < 0)
+        return NULL;
     ctx->state->pid = l->pid;
     ctx->state->start_time = sys_process_start_time(l->pid, NULL);
     state_boot_id(ctx->state->boot_id);
@@ -115,6 +121,10 @@ static int attach_mount_sources(struct pea_spec *spec, const struct pea_create_o
         }
         if (tree < 0)
             return pea_fail(err, errno, "copy the mount source of %s", s->destination);
+        /* Made in our namespace, it joined its source's peer group: ready here as a bind made in the container's
+         * would be (a user namespace could not change it before attaching it). */
+        if (rootfs_ready_host_tree(spec, m, tree, err) < 0)
+            return -1;
         m->source_tree_fd = take_fd(&tree);
         m->has_source_tree = true;
     }
@@ -189,6 +199,7 @@ static void interrupts_leave(struct pea_create_job *job)
 static void job_free(struct pea_create_job *job)
 {
     close_fdp(&job->cgroup_fd);
+    close_fdp(&job->host_sources_sender);
     close_fdp(&job->lock_fd);
     close_fdp(&job->dir_fd);
     close_fdp(&job->root_fd);
@@ -225,7 +236,7 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
     if (state_validate_id(o->id, err) < 0)
         return -1;
     struct pea_create_job *job = xcalloc(1, sizeof *job);
-    job->root_fd = job->dir_fd = job->lock_fd = job->cgroup_fd = -1;
+    job->root_fd = job->dir_fd = job->lock_fd = job->cgroup_fd = job->host_sources_sender = -1;
     job->interrupt_slot = -1;
     job->id = xstrdup(o->id);
     job->pid_file = o->pid_file ? xstrdup(o->pid_file) : NULL;
@@ -281,6 +292,10 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
             return job_fail(job, err);
         log_debug("create %s: no cgroup of its own (%s)", o->id, err->msg);
     }
+    /* Bind sources its user namespace could keep the container's root from reaching: a helper with our rights opens
+     * them once the child has its mount namespace (create_on_namespaces_ready). */
+    if (rootfs_host_sources_begin(job->spec, &job->host_sources_sender, err) < 0)
+        return job_fail(job, err);
     struct pea_launch *l = &job->l;
     if (mkfifoat(job->dir_fd, PEA_EXEC_FIFO, 0600) < 0) {
         pea_fail(err, errno, "create exec fifo");
@@ -291,7 +306,8 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
         pea_fail(err, errno, "open exec fifo");
         return job_fail(job, err);
     }
-    job->ctx = (struct create_context){.state = st, .dir_fd = job->dir_fd, .spec = spec};
+    job->ctx = (struct create_context){
+        .state = st, .dir_fd = job->dir_fd, .spec = spec, .host_sources_sender = job->host_sources_sender};
     l->spec = spec;
     l->rootfs = job->rootfs_abs;
     l->cgroup_fd = job->cgroup_fd;
@@ -320,6 +336,8 @@ static int create_finish(struct pea_create_job *job, struct pea_error *err)
 {
     struct pea_launch *l = &job->l;
     int r = process_launch_finish(l, err);
+    /* The child attached its copies of the host-side sources, or is gone. */
+    rootfs_close_host_sources(job->spec);
     /* Also when it failed: the handler's SIGKILL may be why. */
     if (is_interrupted) {
         if (r == 0)

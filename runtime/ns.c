@@ -39,8 +39,13 @@ static bool is_namespaced_sysctl(const char *key)
 
 int ns_validate(const struct pea_spec *spec, struct pea_error *err)
 {
-    if (!is_private(spec, PEA_NS_MOUNT))
-        return pea_fail(err, 0, "linux.namespaces: a mount namespace is required");
+    /* Without a mount namespace of its own the container shares ours (the OCI spec: not listed, inherited); only
+     * its root is its own then, and a path of ours cannot be masked or made read-only for it alone (runc refuses
+     * these too). */
+    if (!is_private(spec, PEA_NS_MOUNT) && spec->masked_paths && spec->masked_paths[0])
+        return pea_fail(err, 0, "linux.maskedPaths: needs a private mount namespace (linux.namespaces)");
+    if (!is_private(spec, PEA_NS_MOUNT) && spec->readonly_paths && spec->readonly_paths[0])
+        return pea_fail(err, 0, "linux.readonlyPaths: needs a private mount namespace (linux.namespaces)");
     if ((spec->n_uid_mappings || spec->n_gid_mappings) && !is_private(spec, PEA_NS_USER))
         return pea_fail(err, 0, "linux.uidMappings: set without a user namespace");
     if (is_new(spec, PEA_NS_USER) && (!spec->n_uid_mappings || !spec->n_gid_mappings))
@@ -264,6 +269,35 @@ int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error
     return 0;
 }
 
+/* The root directory of the process a pidfd names, opened through our verified procfs: its PID read from the pidfd,
+ * and the process still alive once its /proc entry is open, so that the entry was that process's, never a process
+ * that reused the PID. */
+static int open_init_root(int pidfd, struct pea_error *err)
+{
+    AUTO_FD int proc_fd = sys_open_procfs();
+    if (proc_fd < 0)
+        return pea_fail(err, errno, "/proc is not a procfs");
+    char path[64];
+    snprintf(path, sizeof path, "self/fdinfo/%d", pidfd);
+    AUTO_FREE char *info = read_file_at(proc_fd, path, 4096, NULL);
+    if (!info)
+        return pea_fail(err, errno, "read the container init's pid");
+    const char *line = strstr(info, "\nPid:");
+    long long pid = 0;
+    if (!line || sscanf(line, "\nPid: %lld", &pid) != 1)
+        return pea_fail(err, 0, "read the container init's pid: no Pid in the pidfd's fdinfo");
+    if (pid <= 0)
+        return pea_fail(err, 0, "container not running");
+    snprintf(path, sizeof path, "%lld/root", pid);
+    AUTO_FD int root = openat(proc_fd, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return pea_fail(err, errno, "open the container's root");
+    if (sys_pidfd_send_signal(pidfd, 0, NULL, 0) < 0)
+        return errno == ESRCH ? pea_fail(err, 0, "container not running")
+                              : pea_fail(err, errno, "open the container's root");
+    return take_fd(&root);
+}
+
 int ns_join_process(int pidfd, const struct pea_spec *spec, enum ns_join_phase phase, struct pea_error *err)
 {
     /* pid and time namespaces apply to the children of whoever joins them; the others to the joiner itself. */
@@ -282,15 +316,17 @@ int ns_join_process(int pidfd, const struct pea_spec *spec, enum ns_join_phase p
     for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
         if (kinds[i].phase == phase && spec->namespaces[kinds[i].type].is_present)
             flags |= spec_ns_clone_flag(kinds[i].type);
-    /* Every container has its own mount namespace (ns_validate): a config without one would join nothing here and
-     * leave the process wholly in ours. */
-    if (phase == NS_JOIN_SELF && !(flags & CLONE_NEWNS))
-        return pea_fail(err, 0, "linux.namespaces: a mount namespace is required");
+    /* Without a mount namespace of the container's there is none to join: its root is the init's, entered below. */
+    AUTO_FD int init_root = -1;
+    if (phase == NS_JOIN_SELF && !(flags & CLONE_NEWNS) && (init_root = open_init_root(pidfd, err)) < 0)
+        return -1;
     /* One call through the pidfd: all of them or none, and never those of a process that reused the init's PID. */
     if (flags && setns(pidfd, flags) < 0) {
         if (errno == ESRCH)
             return pea_fail(err, 0, "container not running");
         return pea_fail(err, errno, "join the container's namespaces");
     }
+    if (init_root >= 0 && (fchdir(init_root) < 0 || chroot(".") < 0))
+        return pea_fail(err, errno, "enter the container's root");
     return 0;
 }

@@ -325,7 +325,7 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
             return -1;
         if (hooks_run(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, err) < 0)
             return -1;
-        if (rootfs_enter(l->rootfs, l->no_pivot, err) < 0)
+        if (rootfs_enter(spec, l->rootfs, l->no_pivot, err) < 0)
             return -1;
     }
     if (proc->terminal) {

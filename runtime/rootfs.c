@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "pea/cgroup.h"
 #include "pea/rootfs.h"
 #include "pea/sys.h"
 #include "pea/util.h"
+#include "rootfs_internal.h"
 
 /* "/proc/self/fd/N" for an fd, valid while our verified /proc is mounted at /proc (before the rootfs is entered). */
 struct fd_path {
@@ -34,8 +37,7 @@ static struct fd_path fd_path(int fd)
     return p;
 }
 
-/* MOUNT_ATTR_* of per-mount MS_* flags, read as mount(2) reads them (strictatime wins over noatime). */
-static uint64_t mount_attr_of(unsigned long flags)
+uint64_t rootfs_mount_attr_of(unsigned long flags)
 {
     uint64_t attr = 0;
     if (flags & MS_RDONLY)
@@ -74,34 +76,29 @@ static unsigned long locked_flags(int fd)
     return f;
 }
 
-/* mount_setattr on the mount whose root fd names (attached or not); at_flags 0 or AT_RECURSIVE. */
-static int set_mount_attr(int fd, unsigned at_flags, uint64_t set, uint64_t clear, uint64_t propagation)
+int rootfs_set_mount_attr(int fd, unsigned at_flags, uint64_t set, uint64_t clear, uint64_t propagation)
 {
     struct mount_attr attr = {.attr_set = set, .attr_clr = clear, .propagation = propagation};
     return mount_setattr(fd, "", AT_EMPTY_PATH | at_flags, &attr, sizeof attr);
 }
 
-/* Give the mount at fd exactly the per-mount FLAGS, as a bind remount (MS_BIND | MS_REMOUNT) does: what FLAGS
- * leaves out is cleared, except what the kernel locked. */
-static int set_mount_flags(int fd, unsigned long flags)
+int rootfs_set_mount_flags(int fd, unsigned long flags)
 {
     const uint64_t all = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
                          MOUNT_ATTR_NODIRATIME | MOUNT_ATTR__ATIME;
-    if (set_mount_attr(fd, 0, mount_attr_of(flags), all, 0) == 0)
+    if (rootfs_set_mount_attr(fd, 0, rootfs_mount_attr_of(flags), all, 0) == 0)
         return 0;
     if (errno != EPERM)
         return -1;
-    return set_mount_attr(fd, 0, mount_attr_of(flags | locked_flags(fd)), all, 0);
+    return rootfs_set_mount_attr(fd, 0, rootfs_mount_attr_of(flags | locked_flags(fd)), all, 0);
 }
 
-/* Attach the detached mount tree onto the object target names (the topmost mount there, as mount(2) would). */
-static int attach_tree(int tree, int target)
+int rootfs_attach_tree(int tree, int target)
 {
     return move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 
-/* A read-only, empty tmpfs that can hold nothing, detached: what hides a directory. */
-static int open_empty_tmpfs(void)
+int rootfs_open_empty_tmpfs(void)
 {
     AUTO_FD int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
     if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
@@ -260,27 +257,42 @@ static int open_filesystem(const struct pea_mount *m, const char *type, struct p
     }
     if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return pea_fail(err, errno, "mount %s on %s", type, m->destination);
-    int mnt = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned)mount_attr_of(m->flags));
+    int mnt = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned)rootfs_mount_attr_of(m->flags));
     return mnt >= 0 ? mnt : pea_fail(err, errno, "mount %s on %s", type, m->destination);
 }
 
 /* Step 1 of a bind: its source cloned, detached (with the submounts for rbind), given its flags as a bind remount
- * would. A source the caller resolved itself is already such a clone, of exactly the object it checked. */
+ * would. */
 static int open_bind_tree(const struct pea_mount *m, struct pea_error *err)
 {
-    AUTO_FD int tree = m->has_source_tree ? fcntl(m->source_tree_fd, F_DUPFD_CLOEXEC, 3)
-                                          : open_tree(AT_FDCWD, m->source,
-                                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-                                                          (m->is_recursive ? AT_RECURSIVE : 0));
+    AUTO_FD int tree =
+        open_tree(AT_FDCWD, m->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (m->is_recursive ? AT_RECURSIVE : 0));
     if (tree < 0)
         return pea_fail(err, errno, "mount bind on %s: source %s", m->destination, m->source);
-    /* The caller's clone was made in its namespace and joined its peer group: receive from the host, as a bind
-     * made here would, and send nothing back. */
-    if (m->has_source_tree && set_mount_attr(tree, AT_RECURSIVE, 0, 0, MS_SLAVE) < 0)
-        return pea_fail(err, errno, "mount bind on %s: make the source rslave", m->destination);
-    /* Like a bind remount, only when some flag is asked for (runc's rule): "rw" alone keeps the source's. */
-    if ((m->flags & ~(unsigned long)(MS_REC | MS_REMOUNT)) && set_mount_flags(tree, m->flags) < 0)
+    if (rootfs_set_bind_flags(tree, m) < 0)
         return pea_fail(err, errno, "remount bind on %s", m->destination);
+    return take_fd(&tree);
+}
+
+/* cgroup2 refuses a user namespace that has no cgroup namespace of its own (EPERM): the container's own cgroup
+ * (ours now: the init is placed before it mounts) is bound instead, runc's fallback too. Cloned here, from this
+ * namespace's copy of the hierarchy, it keeps the locks the kernel put on that copy. */
+static int open_own_cgroup_tree(int proc_fd, const struct pea_mount *m, struct pea_error *err)
+{
+    const char *root = cgroup_root(err);
+    if (!root)
+        return pea_wrap(err, "mount cgroup2 on %s: bind the container's cgroup instead", m->destination);
+    AUTO_FREE char *own = read_file_at(proc_fd, "self/cgroup", 1 << 16, NULL);
+    const char *line = own ? strstr(own, "0::/") : NULL;
+    if (line && line != own && line[-1] != '\n')
+        line = NULL;
+    if (!line)
+        return pea_fail(err, own ? 0 : errno, "mount cgroup2 on %s: no cgroup2 path in /proc/self/cgroup",
+                        m->destination);
+    AUTO_FREE char *path = xasprintf("%s%.*s", root, (int)strcspn(line + 3, "\n"), line + 3);
+    AUTO_FD int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0 || rootfs_set_bind_flags(tree, m) < 0)
+        return pea_fail(err, errno, "mount cgroup2 on %s: bind the container's cgroup %s", m->destination, path);
     return take_fd(&tree);
 }
 
@@ -311,13 +323,24 @@ static int mount_filesystem_by_data(int target, const struct pea_mount *m, const
     return 0;
 }
 
-static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *err)
+/* host_tree: the source's clone from the runtime's helper (rootfs_host.c), ready to attach, or -1. */
+static int mount_one(int root_fd, int proc_fd, const struct pea_mount *asked, int host_tree, struct pea_error *err)
 {
+    /* /dev gets its read-only flag last (rootfs_finalize_dev), once its nodes, links and submounts exist. */
+    const struct pea_mount as_made = rootfs_mount_as_made(asked);
+    const struct pea_mount *m = &as_made;
     const char *what = m->is_bind ? "bind" : is_type(m, "cgroup") ? "cgroup2" : m->type;
     if (!what)
         return pea_fail(err, 0, "mount on %s: no type", m->destination);
-    /* A bind's source is cloned first and its type read from the clone: the object checked is the one attached. */
-    AUTO_FD int tree = m->is_bind ? open_bind_tree(m, err) : -1;
+    /* A bind's source is cloned first and its type read from the clone: the object checked is the one attached. A
+     * source the caller resolved itself is already such a clone, of exactly the object it checked. */
+    bool is_ready = host_tree >= 0 || (m->is_bind && m->has_source_tree);
+    AUTO_FD int tree = host_tree >= 0 ? fcntl(host_tree, F_DUPFD_CLOEXEC, 3)
+                       : !m->is_bind  ? -1
+                       : m->has_source_tree ? fcntl(m->source_tree_fd, F_DUPFD_CLOEXEC, 3)
+                                            : open_bind_tree(m, err);
+    if (is_ready && tree < 0)
+        return pea_fail(err, errno, "mount bind on %s: source %s", m->destination, m->source);
     struct stat st;
     if (m->is_bind && (tree < 0 || fstat(tree, &st) < 0))
         return tree < 0 ? -1 : pea_fail(err, errno, "mount %s on %s: source %s", what, m->destination, m->source);
@@ -332,114 +355,122 @@ static int mount_one(int root_fd, const struct pea_mount *m, struct pea_error *e
         return pea_fail(err, 0, "mount destination %s resolves onto procfs: refused", m->destination);
     if (!m->is_bind && has_long_option(m))
         return mount_filesystem_by_data(target, m, what, err);
-    if (!m->is_bind && (tree = open_filesystem_tree(m, what, target, err)) < 0)
-        return -1;
+    if (!m->is_bind && (tree = open_filesystem_tree(m, what, target, err)) < 0) {
+        bool is_refused_cgroup = strcmp(what, "cgroup2") == 0 && (err->errnum == EPERM || err->errnum == EBUSY);
+        if (!is_refused_cgroup || (tree = open_own_cgroup_tree(proc_fd, m, err)) < 0)
+            return -1;
+    }
     /* Step 2, through the tree's own fd: the recursive attributes (rro...) reach every submount, then the tree is
      * attached; propagation concerns its place in the container's tree, so it comes once attached. */
-    if ((m->rec_attr_set || m->rec_attr_clr) &&
-        set_mount_attr(tree, AT_RECURSIVE, m->rec_attr_set, m->rec_attr_clr, 0) < 0)
+    if (!is_ready && (m->rec_attr_set || m->rec_attr_clr) &&
+        rootfs_set_mount_attr(tree, AT_RECURSIVE, m->rec_attr_set, m->rec_attr_clr, 0) < 0)
         return pea_fail(err, errno, "set recursive attributes of %s", m->destination);
-    if (attach_tree(tree, target) < 0)
+    if (rootfs_attach_tree(tree, target) < 0)
         return pea_fail(err, errno, "mount %s on %s", what, m->destination);
-    if (m->propagation && set_mount_attr(tree, (m->propagation & MS_REC) ? AT_RECURSIVE : 0, 0, 0,
-                                         m->propagation & ~(unsigned long)MS_REC) < 0)
+    if (m->propagation && rootfs_set_mount_attr(tree, (m->propagation & MS_REC) ? AT_RECURSIVE : 0, 0, 0,
+                                                m->propagation & ~(unsigned long)MS_REC) < 0)
         return pea_fail(err, errno, "set propagation of %s", m->destination);
     return 0;
 }
 
-static const struct {
-    const char *name;
-    unsigned major, minor;
-} default_devices[] = {
-    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
-};
+bool rootfs_has_mount_namespace(const struct pea_spec *spec) { return spec->namespaces[PEA_NS_MOUNT].is_present; }
 
-static const struct {
-    const char *name, *target;
-} default_links[] = {
-    {"fd", "/proc/self/fd"},     {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
-    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
-};
-
-/* mknod a device below the root; where mknod is not allowed (a user namespace), bind the host's node instead. Returns
- * an O_PATH fd of what stands at the path then, for its owner to be set on that very object: the rootfs may be
- * shared with a running container that swaps names in it. */
-static int make_device(int root_fd, const char *path, mode_t type, unsigned major, unsigned minor, mode_t mode,
-                       struct pea_error *err)
+int rootfs_set_bind_flags(int tree, const struct pea_mount *m)
 {
-    AUTO_FREE char *copy = xstrdup(path);
-    char *slash = strrchr(copy, '/');
-    *slash = '\0';
-    AUTO_FD int dir = sys_mkdir_in_root(root_fd, copy[0] ? copy : "/", 0755);
-    if (dir < 0)
-        return pea_fail(err, errno, "create parent of %s", path);
-    const char *name = slash + 1;
-    /* The mode given whole at creation (no chmod by name afterwards, which a symlink swapped in could redirect). */
-    mode_t saved_umask = umask(0);
-    int r = mknodat(dir, name, type | mode, makedev(major, minor));
-    int saved_errno = errno;
-    umask(saved_umask);
-    if (r == 0 || saved_errno == EEXIST) {
-        /* What stands there already (the image's, or pea's /dev/ptmx link) is kept, as runc keeps it; a symlink is
-         * opened itself, never followed, so an owner asked for lands on the link and nowhere else. */
-        int node = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        return node >= 0 ? node : pea_fail(err, errno, "open %s", path);
-    }
-    if (saved_errno != EPERM || type == S_IFIFO)
-        return pea_fail(err, saved_errno, "mknod %s", path);
-    AUTO_FD int target = sys_mkfile_in_root(root_fd, path, 0600);
-    AUTO_FD int tree = target < 0 ? -1 : open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    if (tree < 0 || attach_tree(tree, target) < 0)
-        return pea_fail(err, errno, "bind host device %s", path);
-    return take_fd(&tree);
+    /* Like a bind remount, only when some flag is asked for (runc's rule): "rw" alone keeps the source's. */
+    if (!(m->flags & ~(unsigned long)(MS_REC | MS_REMOUNT)))
+        return 0;
+    return rootfs_set_mount_flags(tree, m->flags);
 }
 
-static bool has_dev_tmpfs(const struct pea_spec *spec)
+static const char *propagation_name(unsigned long flags)
 {
-    for (size_t i = 0; i < spec->n_mounts; i++)
-        if (strcmp(spec->mounts[i].destination, "/dev") == 0 && is_type(&spec->mounts[i], "tmpfs"))
-            return true;
-    return false;
+    static const struct {
+        unsigned long flags;
+        const char *name;
+    } names[] = {
+        {MS_SHARED, "shared"},         {MS_SLAVE, "slave"},         {MS_PRIVATE, "private"},
+        {MS_UNBINDABLE, "unbindable"}, {MS_SHARED | MS_REC, "rshared"}, {MS_SLAVE | MS_REC, "rslave"},
+        {MS_PRIVATE | MS_REC, "rprivate"}, {MS_UNBINDABLE | MS_REC, "runbindable"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+        if (flags == names[i].flags)
+            return names[i].name;
+    return "?";
 }
 
-static int setup_dev(int root_fd, const struct pea_spec *spec, struct pea_error *err)
+/* The root of the mount that holds the directory path: ".." climbed until statx calls the directory a mount root
+ * (the last step never crosses into the parent mount). */
+static int open_mount_root_of(const char *path)
 {
-    if (has_dev_tmpfs(spec)) {
-        for (size_t i = 0; i < ARRAY_SIZE(default_devices); i++) {
-            char path[32];
-            snprintf(path, sizeof path, "/dev/%s", default_devices[i].name);
-            AUTO_FD int node =
-                make_device(root_fd, path, S_IFCHR, default_devices[i].major, default_devices[i].minor, 0666, err);
-            if (node < 0)
-                return -1;
-        }
-        AUTO_FD int dev = sys_open_in_root(root_fd, "/dev", O_PATH | O_DIRECTORY, 0);
-        if (dev < 0)
-            return pea_fail(err, errno, "open /dev");
-        for (size_t i = 0; i < ARRAY_SIZE(default_links); i++)
-            if (symlinkat(default_links[i].target, dev, default_links[i].name) < 0 && errno != EEXIST)
-                return pea_fail(err, errno, "symlink /dev/%s", default_links[i].name);
-    }
-    for (size_t i = 0; i < spec->n_devices; i++) {
-        const struct pea_device *d = &spec->devices[i];
-        mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
-        mode_t mode = d->has_file_mode ? d->file_mode & 07777 : 0666;
-        AUTO_FD int node = make_device(root_fd, d->path, type, (unsigned)d->major, (unsigned)d->minor, mode, err);
-        if (node < 0)
+    AUTO_FD int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    for (int depth = 0; fd >= 0 && depth < PATH_MAX / 2; depth++) {
+        struct statx stx;
+        if (statx(fd, "", AT_EMPTY_PATH, 0, &stx) < 0)
             return -1;
-        if ((d->has_uid || d->has_gid) && fchownat(node, "", d->has_uid ? d->uid : (uid_t)-1,
-                                                   d->has_gid ? d->gid : (gid_t)-1, AT_EMPTY_PATH) < 0)
-            return pea_fail(err, errno, "chown %s", d->path);
+        if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+            return errno = ENOTSUP, -1;
+        if (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)
+            return take_fd(&fd);
+        int up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(take_fd(&fd));
+        fd = up;
     }
+    return fd < 0 ? -1 : (errno = ELOOP, -1);
+}
+
+/* "/" of the container's mount namespace as linux.rootfsPropagation asks (runc's rule; default rslave: the host's
+ * mounts still arrive, nothing of ours goes back). rshared leaves the host's peer groups joined, so that a bind
+ * mount with rshared propagates both ways; unbindable would refuse the rootfs bind, so "/" is private until
+ * rootfs_finalize makes it unbindable. */
+static int prepare_root_propagation(const struct pea_spec *spec, const char *rootfs, struct pea_error *err)
+{
+    unsigned long asked = spec->rootfs_propagation ? spec->rootfs_propagation : MS_SLAVE | MS_REC;
+    unsigned long now = (asked & MS_UNBINDABLE) ? (asked & MS_REC) | MS_PRIVATE : asked;
+    if (mount(NULL, "/", NULL, now, NULL) < 0)
+        return pea_fail(err, errno, "make / %s", propagation_name(now));
+    if (now == (MS_SLAVE | MS_REC) || now == (MS_PRIVATE | MS_REC))
+        return 0;
+    /* The mount that holds the rootfs may still be shared with the host's: made private (in this namespace only),
+     * the rootfs bound onto itself is private too, nothing mounted under it propagates back, and pivot_root, which
+     * refuses a shared parent, can go on. */
+    AUTO_FD int holder = open_mount_root_of(rootfs);
+    if (holder < 0 || rootfs_set_mount_attr(holder, 0, 0, 0, MS_PRIVATE) < 0)
+        return pea_fail(err, errno, "make the mount that holds the rootfs %s private", rootfs);
     return 0;
+}
+
+/* Everything below the root mount (the rootfs bound on itself, or the config's mount on "/"), whose fd is root_fd. */
+static int prepare_below_root(const struct pea_spec *spec, int root_fd, int proc_fd,
+                              const struct pea_mount *root_mount, struct pea_error *err)
+{
+    if (root_mount && (root_mount->rec_attr_set || root_mount->rec_attr_clr) &&
+        rootfs_set_mount_attr(root_fd, AT_RECURSIVE, root_mount->rec_attr_set, root_mount->rec_attr_clr, 0) < 0)
+        return pea_fail(err, errno, "set recursive attributes of /");
+    /* In our own mount namespace only the root mount is the container's: it takes rootfsPropagation (the default
+     * rslave, so that nothing mounted below it reaches our peers); unbindable comes in rootfs_finalize. */
+    if (!rootfs_has_mount_namespace(spec)) {
+        unsigned long asked = spec->rootfs_propagation ? spec->rootfs_propagation : MS_SLAVE | MS_REC;
+        unsigned long now = (asked & MS_UNBINDABLE) ? (asked & MS_REC) | MS_PRIVATE : asked;
+        if (rootfs_set_mount_attr(root_fd, (now & MS_REC) ? AT_RECURSIVE : 0, 0, 0, now & ~(unsigned long)MS_REC) < 0)
+            return pea_fail(err, errno, "make the rootfs %s", propagation_name(now));
+    }
+    for (size_t i = root_mount ? 1 : 0; i < spec->n_mounts; i++) {
+        AUTO_FD int host_tree = -1;
+        if (rootfs_is_host_source(spec, i) && rootfs_host_source_receive(spec, &spec->mounts[i], &host_tree, err) < 0)
+            return -1;
+        if (mount_one(root_fd, proc_fd, &spec->mounts[i], host_tree, err) < 0)
+            return -1;
+    }
+    return rootfs_setup_dev(root_fd, spec, err);
 }
 
 int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_error *err)
 {
-    /* Nothing we mount may propagate back to the host. */
-    unsigned long propagation = spec->rootfs_propagation & (MS_PRIVATE) ? MS_PRIVATE : MS_SLAVE;
-    if (mount(NULL, "/", NULL, MS_REC | propagation, NULL) < 0)
-        return pea_fail(err, errno, "make / %s", propagation == MS_PRIVATE ? "rprivate" : "rslave");
+    /* Without a mount namespace of its own the container shares ours: our "/" is left as it is. */
+    bool has_mount_namespace = rootfs_has_mount_namespace(spec);
+    if (has_mount_namespace && prepare_root_propagation(spec, rootfs, err) < 0)
+        return -1;
     /* A first mount on "/" is the root itself (an overlay of image layers): mounted here, inside the container's
      * own mount namespace, so that nothing stays mounted on the host whatever happens to pea. */
     const struct pea_mount *root_mount = spec->n_mounts > 0 && strcmp(spec->mounts[0].destination, "/") == 0
@@ -454,195 +485,15 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
         return pea_fail(err, errno, "bind rootfs %s", rootfs);
     }
     AUTO_FD int proc_fd = sys_open_procfs();
-    if (proc_fd < 0)
-        return pea_fail(err, errno, "/proc is not a procfs");
     AUTO_FD int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root_fd < 0)
-        return pea_fail(err, errno, "open rootfs %s", rootfs);
-    if (root_mount && (root_mount->rec_attr_set || root_mount->rec_attr_clr) &&
-        set_mount_attr(root_fd, AT_RECURSIVE, root_mount->rec_attr_set, root_mount->rec_attr_clr, 0) < 0)
-        return pea_fail(err, errno, "set recursive attributes of /");
-    for (size_t i = root_mount ? 1 : 0; i < spec->n_mounts; i++)
-        if (mount_one(root_fd, &spec->mounts[i], err) < 0)
-            return -1;
-    return setup_dev(root_fd, spec, err);
-}
-
-/* ---- --no-pivot: the old root stays the namespace's root mount, under the rootfs ---- */
-
-static uint64_t mount_id_of(int fd)
-{
-    struct statx stx;
-    if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0 || !(stx.stx_mask & STATX_MNT_ID))
-        return 0;
-    return stx.stx_mnt_id;
-}
-
-struct mount_entry {
-    uint64_t id, parent;
-    char *point;       /* as /proc/self/mountinfo shows it, unescaped: from our root */
-    bool is_revealing; /* procfs or sysfs, which the kernel lets a user namespace mount again if one is visible */
-};
-
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape_octal(char *s)
-{
-    char *out = s;
-    for (; *s; s++) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-            *out++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
-            s += 3;
-        } else {
-            *out++ = *s;
-        }
-    }
-    *out = '\0';
-}
-
-static void free_mount_entries(struct mount_entry *mounts, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(mounts[i].point);
-    free(mounts);
-}
-
-/* The mounts our root reaches, read through a procfs we verified; NULL with errno on failure. */
-static struct mount_entry *read_mount_entries(int proc_fd, size_t *n_out)
-{
-    AUTO_FREE char *text = read_file_at(proc_fd, "self/mountinfo", 16u << 20, NULL);
-    if (!text)
-        return NULL;
-    struct mount_entry *mounts = NULL;
-    size_t n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        uint64_t id, parent;
-        int point_start = 0, point_end = 0;
-        const char *sep = strstr(line, " - ");
-        if (sscanf(line, "%" SCNu64 " %" SCNu64 " %*s %*s %n%*s%n", &id, &parent, &point_start, &point_end) < 2 ||
-            point_end <= point_start || !sep)
-            continue;
-        mounts = xrealloc(mounts, (n + 1) * sizeof *mounts);
-        mounts[n].id = id;
-        mounts[n].parent = parent;
-        mounts[n].point = xasprintf("%.*s", point_end - point_start, line + point_start);
-        unescape_octal(mounts[n].point);
-        mounts[n].is_revealing = strncmp(sep + 3, "proc ", 5) == 0 || strncmp(sep + 3, "sysfs ", 6) == 0;
-        n++;
-    }
-    *n_out = n;
-    if (!mounts)
-        errno = ENOENT;
-    return mounts;
-}
-
-/* umount2 takes a path: the fd's own /proc/self/fd entry, looked up from a procfs we verified (the working
- * directory for the call), so that it is the mount the fd holds that goes, not whatever a path leads to now. */
-static int detach_by_fd(int proc_fd, int fd)
-{
-    char name[32];
-    snprintf(name, sizeof name, "self/fd/%d", fd);
-    if (fchdir(proc_fd) < 0)
-        return -1;
-    return umount2(name, MNT_DETACH);
-}
-
-static bool contains_id(const uint64_t *ids, size_t n, uint64_t id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] == id)
-            return true;
-    return false;
-}
-
-/* With the rootfs moved onto "/" (and before chroot, while "/" still leads into the old root), detach every other
- * mount of the old root: out of the chroot's reach they would still be in the container's mount namespace, where
- * a procfs or sysfs of the host's counts as "fully visible" and lets a nested user namespace mount a fresh,
- * unmasked one. A mount hidden under another is reached once that one is gone; one the kernel will not let go
- * (locked, in a user namespace) is covered with an empty tmpfs when it is a procfs or sysfs, as runc does. */
-static int detach_old_root_mounts(int proc_fd, int rootfs_fd, struct pea_error *err)
-{
-    uint64_t rootfs_id = mount_id_of(rootfs_fd);
-    if (!rootfs_id)
-        return pea_fail(err, errno, "mount id of the rootfs");
-    AUTO_FREE uint64_t *kept = NULL;
-    size_t n_kept = 0;
-    for (;;) {
-        size_t n = 0;
-        struct mount_entry *mounts = read_mount_entries(proc_fd, &n);
-        if (!mounts)
-            return pea_fail(err, errno, "read the mount table");
-        uint64_t old_root = 0;
-        for (size_t i = 0; i < n; i++)
-            if (mounts[i].id == rootfs_id)
-                old_root = mounts[i].parent;
-        bool is_progress = false;
-        AUTO_FREE char *out_of_reach = NULL;
-        int failed = 0;
-        for (size_t i = 0; i < n && !failed; i++) {
-            const struct mount_entry *e = &mounts[i];
-            if (e->parent != old_root || e->id == rootfs_id || contains_id(kept, n_kept, e->id))
-                continue;
-            AUTO_FD int fd = open(e->point, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0 || mount_id_of(fd) != e->id) {
-                if (e->is_revealing && !out_of_reach)
-                    out_of_reach = xstrdup(e->point);
-                continue;
-            }
-            if (detach_by_fd(proc_fd, fd) == 0) {
-                is_progress = true;
-                continue;
-            }
-            AUTO_FD int cover = -1;
-            if (errno != EINVAL && errno != EPERM)
-                failed = pea_fail(err, errno, "detach the old root's mount on %s", e->point);
-            else if (e->is_revealing && ((cover = open_empty_tmpfs()) < 0 || attach_tree(cover, fd) < 0))
-                failed = pea_fail(err, errno, "cover the old root's mount on %s", e->point);
-            kept = xrealloc(kept, (n_kept + 1) * sizeof *kept);
-            kept[n_kept++] = e->id;
-            is_progress = true;
-        }
-        free_mount_entries(mounts, n);
-        if (failed)
-            return -1;
-        if (!out_of_reach)
-            return 0;
-        if (!is_progress)
-            return pea_fail(err, 0, "detach the old root's mount on %s: out of reach", out_of_reach);
-    }
-}
-
-int rootfs_enter(const char *rootfs, bool no_pivot, struct pea_error *err)
-{
-    AUTO_FD int root = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0 || fchdir(root) < 0)
-        return pea_fail(err, errno, "enter rootfs %s", rootfs);
-    if (no_pivot) {
-        AUTO_FD int proc_fd = sys_open_procfs();
-        if (proc_fd < 0)
-            return pea_fail(err, errno, "/proc is not a procfs");
-        if (move_mount(root, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-            return pea_fail(err, errno, "move rootfs onto /");
-        /* "/" is the old root until chroot: it stops receiving the host's new mounts, then loses the ones it has */
-        if (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0)
-            return pea_fail(err, errno, "make the old root private");
-        if (detach_old_root_mounts(proc_fd, root, err) < 0)
-            return -1;
-        if (fchdir(root) < 0 || chroot(".") < 0)
-            return pea_fail(err, errno, "chroot");
-    } else {
-        /* pivot_root(".", ".") stacks the old root on top of the new one at "/"; detaching it leaves the new root
-         * with no way back, and no directory for the old root is needed inside the container. */
-        if (sys_pivot_root(".", ".") < 0)
-            return pea_fail(err, errno, "pivot_root");
-        if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
-            return pea_fail(err, errno, "make the old root rslave");
-        if (umount2(".", MNT_DETACH) < 0)
-            return pea_fail(err, errno, "detach the old root");
-    }
-    if (chdir("/") < 0)
-        return pea_fail(err, errno, "chdir /");
-    return 0;
+    int r = proc_fd < 0 ? pea_fail(err, errno, "/proc is not a procfs")
+            : root_fd < 0 ? pea_fail(err, errno, "open rootfs %s", rootfs)
+                          : prepare_below_root(spec, root_fd, proc_fd, root_mount, err);
+    /* In our mount namespace a failed create leaves nothing behind: the root mount goes, and all below it. (In the
+     * container's own, everything goes with the namespace.) */
+    if (r < 0 && !has_mount_namespace && proc_fd >= 0 && root_fd >= 0)
+        umount2(fd_path(root_fd).text, MNT_DETACH);
+    return r;
 }
 
 /* Resolve path inside "/" (we are in the container now); -1 with errno ENOENT when it does not exist. */
@@ -663,9 +514,9 @@ static int mask_path(const char *path, int null_fd, struct pea_error *err)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return pea_fail(err, errno, "mask %s", path);
-    AUTO_FD int tree = S_ISDIR(st.st_mode) ? open_empty_tmpfs()
+    AUTO_FD int tree = S_ISDIR(st.st_mode) ? rootfs_open_empty_tmpfs()
                                            : open_tree(null_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-    if (tree < 0 || attach_tree(tree, fd) < 0)
+    if (tree < 0 || rootfs_attach_tree(tree, fd) < 0)
         return pea_fail(err, errno, "mask %s", path);
     return 0;
 }
@@ -679,9 +530,9 @@ static int readonly_path(const char *path, struct pea_error *err)
     AUTO_FD int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
     if (tree < 0)
         return pea_fail(err, errno, "make %s read-only", path);
-    if (set_mount_flags(tree, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+    if (rootfs_set_mount_flags(tree, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
         return pea_fail(err, errno, "remount %s read-only", path);
-    if (attach_tree(tree, fd) < 0)
+    if (rootfs_attach_tree(tree, fd) < 0)
         return pea_fail(err, errno, "make %s read-only", path);
     return 0;
 }
@@ -701,13 +552,18 @@ int rootfs_finalize(const struct pea_spec *spec, struct pea_error *err)
     for (char **p = spec->readonly_paths; p && *p; p++)
         if (readonly_path(*p, err) < 0)
             return -1;
+    if (rootfs_finalize_dev(spec, err) < 0)
+        return -1;
     if (spec->root_readonly) {
         AUTO_FD int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0 || set_mount_flags(root, MS_RDONLY) < 0)
+        if (root < 0 || rootfs_set_mount_flags(root, MS_RDONLY) < 0)
             return pea_fail(err, errno, "remount / read-only");
     }
-    if ((spec->rootfs_propagation & MS_SHARED) && mount(NULL, "/", NULL, MS_SHARED | MS_REC, NULL) < 0)
-        return pea_fail(err, errno, "make / shared");
+    /* Last, on the container's tree as it stands: shared makes its peer group, unbindable was held back in
+     * rootfs_prepare. (Without a mount namespace "/" here is the rootfs mount, under our chroot.) */
+    unsigned long propagation = spec->rootfs_propagation & (MS_SHARED | MS_UNBINDABLE | MS_REC);
+    if ((propagation & ~(unsigned long)MS_REC) && mount(NULL, "/", NULL, propagation, NULL) < 0)
+        return pea_fail(err, errno, "make / %s", propagation_name(propagation));
     return 0;
 }
 
@@ -718,7 +574,7 @@ int rootfs_bind_console(int pty_slave_fd, struct pea_error *err)
     if (console < 0)
         return pea_fail(err, errno, "create /dev/console");
     AUTO_FD int tree = open_tree(pty_slave_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-    if (tree < 0 || attach_tree(tree, console) < 0)
+    if (tree < 0 || rootfs_attach_tree(tree, console) < 0)
         return pea_fail(err, errno, "bind the pty onto /dev/console");
     return 0;
 }

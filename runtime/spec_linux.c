@@ -412,6 +412,8 @@ void spec_free(struct pea_spec *spec)
             close(spec->mounts[i].source_tree_fd);
     }
     free(spec->mounts);
+    if (spec->has_host_sources)
+        close(spec->host_sources_fd);
     for (int k = 0; k < PEA_HOOK_KIND_COUNT; k++) {
         for (size_t i = 0; i < spec->hooks[k].n; i++) {
             free(spec->hooks[k].hooks[i].path);

@@ -16,7 +16,8 @@ struct pea_ns_handles {
 };
 
 /* Reject combinations that cannot work, naming the field: mappings without a user namespace, hostname without a
- * UTS namespace, a missing mount namespace, network sysctls without a network namespace... */
+ * UTS namespace, maskedPaths or readonlyPaths without a mount namespace, network sysctls without a network
+ * namespace... A namespace not listed is inherited (ours), the mount namespace too. */
 int ns_validate(const struct pea_spec *spec, struct pea_error *err);
 
 int ns_open_paths(const struct pea_spec *spec, struct pea_ns_handles *h, struct pea_error *err);
@@ -39,7 +40,8 @@ int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct
 /* Child side, in its namespaces: hostname, domainname and linux.sysctl, written through proc_fd. */
 int ns_apply_settings(const struct pea_spec *spec, int proc_fd, struct pea_error *err);
 
-/* Join, through the pidfd of a running container's init, every namespace spec lists, in one setns (all or none).
+/* Join, through the pidfd of a running container's init, every namespace spec lists, in one setns (all or none);
+ * without a mount namespace in spec, enter the init's root directory (chroot) instead, in NS_JOIN_SELF.
  * The pid and time namespaces take effect for children: NS_JOIN_FOR_CHILDREN joins those, in the process that will
  * clone; NS_JOIN_SELF the others, in the clone. An init that has exited (ESRCH) fails with "container not running",
  * never with a process left in our namespaces. */

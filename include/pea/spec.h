@@ -211,6 +211,10 @@ struct pea_spec {
     size_t n_sysctls;
     struct pea_seccomp *seccomp; /* NULL when absent */
     char *mount_label;
+    /* Never from config.json: the receiving end of the socket on which create's helper sends the bind sources it
+     * opened for a user namespace (rootfs_host_sources_begin). Closed by spec_free. */
+    bool has_host_sources;
+    int host_sources_fd;
 };
 
 /* Parse and validate. On failure returns NULL and err->msg names the field: "process.args: must hold at least

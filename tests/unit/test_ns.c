@@ -55,11 +55,31 @@ Test(ns, a_phase_with_no_listed_namespace_joins_nothing)
     cr_assert_eq(ns_join_process(pidfd, spec, NS_JOIN_FOR_CHILDREN, &err), 0, "%s", err.msg);
 }
 
-Test(ns, a_config_without_a_mount_namespace_is_refused_not_joined_partly)
+Test(ns, without_a_mount_namespace_an_exited_init_is_not_running)
 {
+    /* No mount namespace to join: the init's root is looked up instead, and a dead init has none. */
     AUTO_SPEC struct pea_spec *spec = spec_with_namespaces("{\"type\":\"network\"}");
-    AUTO_FD int pidfd = sys_pidfd_open(getpid(), 0);
+    AUTO_FD int pidfd = pidfd_of_exited_child(true);
     struct pea_error err = {0};
     cr_assert_eq(ns_join_process(pidfd, spec, NS_JOIN_SELF, &err), -1);
-    cr_assert_str_eq(err.msg, "linux.namespaces: a mount namespace is required");
+    cr_assert_str_eq(err.msg, "container not running");
+}
+
+Test(ns, a_config_without_a_mount_namespace_is_valid)
+{
+    AUTO_SPEC struct pea_spec *spec = spec_with_namespaces("{\"type\":\"pid\"}");
+    struct pea_error err = {0};
+    cr_assert_eq(ns_validate(spec, &err), 0, "%s", err.msg);
+}
+
+Test(ns, masked_paths_without_a_mount_namespace_are_refused)
+{
+    struct pea_error err = {0};
+    AUTO_SPEC struct pea_spec *spec = spec_parse_string(
+        "{\"ociVersion\":\"1.2.0\",\"root\":{\"path\":\"rootfs\"},\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\"},"
+        "\"linux\":{\"namespaces\":[{\"type\":\"pid\"}],\"maskedPaths\":[\"/proc/kcore\"]}}",
+        &err);
+    cr_assert_not_null(spec, "%s", err.msg);
+    cr_assert_eq(ns_validate(spec, &err), -1);
+    cr_assert_str_eq(err.msg, "linux.maskedPaths: needs a private mount namespace (linux.namespaces)");
 }

@@ -1,0 +1,166 @@
+/* Bind sources opened with the runtime's rights. A container with a user namespace sets up its mounts as its own
+ * root, which may not walk a path the host's root may (a directory of mode 0700 on the way). A helper forked by
+ * create joins the container's mount namespace with our credentials, clones each source there (open_tree), and
+ * sends the clones down a socket the child reads in mount order. Cloned in the container's namespace, not in ours,
+ * they carry the locks the kernel put on its copy of our mounts (a read-only or nosuid source stays so: the
+ * container's root cannot remount it), which a clone of our own mount would not. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pea/console.h"
+#include "pea/rootfs.h"
+#include "pea/util.h"
+#include "rootfs_internal.h"
+
+/* The propagation a bind made in the container's mount namespace would have, for a clone that joined the peer group
+ * (or the master) of its source; 0 keeps it. In a user namespace never more than a slave: the kernel turns shared
+ * mounts into slaves in a less privileged namespace, and a container must not send mounts to the host. */
+static uint64_t clone_propagation(const struct pea_spec *spec)
+{
+    unsigned long root = spec->rootfs_propagation ? spec->rootfs_propagation & ~(unsigned long)MS_REC : MS_SLAVE;
+    if (root == MS_PRIVATE || root == MS_UNBINDABLE)
+        return MS_PRIVATE;
+    if (root == MS_SHARED && !spec->namespaces[PEA_NS_USER].is_present)
+        return 0; /* the host's peer: an rshared bind propagates both ways */
+    return MS_SLAVE;
+}
+
+int rootfs_ready_host_tree(const struct pea_spec *spec, const struct pea_mount *m, int tree, struct pea_error *err)
+{
+    const struct pea_mount made = rootfs_mount_as_made(m);
+    uint64_t propagation = clone_propagation(spec);
+    if (propagation && rootfs_set_mount_attr(tree, AT_RECURSIVE, 0, 0, propagation) < 0)
+        return pea_fail(err, errno, "mount on %s: set the propagation of the source", m->destination);
+    if (rootfs_set_bind_flags(tree, &made) < 0)
+        return pea_fail(err, errno, "remount bind on %s", m->destination);
+    if ((made.rec_attr_set || made.rec_attr_clr) &&
+        rootfs_set_mount_attr(tree, AT_RECURSIVE, made.rec_attr_set, made.rec_attr_clr, 0) < 0)
+        return pea_fail(err, errno, "set recursive attributes of %s", m->destination);
+    return 0;
+}
+
+/* A bind mount (not the root mount, which is mounted by path) of an absolute source nobody resolved already. */
+static bool wants_host_source(const struct pea_spec *spec, size_t i)
+{
+    const struct pea_mount *m = &spec->mounts[i];
+    bool is_root_mount = i == 0 && strcmp(m->destination, "/") == 0;
+    return !is_root_mount && m->is_bind && !m->has_source_tree && m->source && m->source[0] == '/';
+}
+
+bool rootfs_is_host_source(const struct pea_spec *spec, size_t i)
+{
+    return spec->has_host_sources && wants_host_source(spec, i);
+}
+
+/* Above 0-2: the child puts the container's stdio there before it mounts. */
+static int above_stdio(int fd)
+{
+    if (fd < 0 || fd > 2)
+        return fd;
+    int above = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return above;
+}
+
+int rootfs_host_sources_begin(struct pea_spec *spec, int *sender, struct pea_error *err)
+{
+    *sender = -1;
+    /* Only a user namespace takes rights a source may need; a runtime without privilege has none to lend. */
+    if (!spec->namespaces[PEA_NS_USER].is_present || geteuid() != 0 || spec->has_host_sources)
+        return 0;
+    bool is_needed = false;
+    for (size_t i = 0; i < spec->n_mounts; i++)
+        is_needed |= wants_host_source(spec, i);
+    if (!is_needed)
+        return 0;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+        return pea_fail(err, errno, "socketpair for the bind sources");
+    int receiver = above_stdio(pair[1]);
+    if (receiver < 0) {
+        close(pair[0]);
+        return pea_fail(err, errno, "socketpair for the bind sources");
+    }
+    spec->host_sources_fd = receiver;
+    spec->has_host_sources = true;
+    *sender = pair[0];
+    return 0;
+}
+
+/* The helper, in the container's mount namespace with our credentials: one message per source, in mount order,
+ * its errno and, when 0, the clone. Returns the exit status. */
+static int send_sources(const struct pea_spec *spec, int pidfd, int sender)
+{
+    if (setns(pidfd, CLONE_NEWNS) < 0)
+        return errno & 0xff ? errno & 0xff : 1;
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        if (!rootfs_is_host_source(spec, i))
+            continue;
+        const struct pea_mount *m = &spec->mounts[i];
+        int tree = open_tree(AT_FDCWD, m->source,
+                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (m->is_recursive ? AT_RECURSIVE : 0));
+        int errnum = tree < 0 ? errno : 0;
+        struct pea_error ignored = {0};
+        if (tree >= 0 && rootfs_ready_host_tree(spec, m, tree, &ignored) < 0) {
+            errnum = ignored.errnum ? ignored.errnum : EINVAL;
+            close(tree);
+            tree = -1;
+        }
+        int r = console_send_fd(sender, tree, &errnum, sizeof errnum);
+        if (tree >= 0)
+            close(tree);
+        if (r < 0)
+            return errno & 0xff ? errno & 0xff : 1;
+    }
+    return 0;
+}
+
+int rootfs_host_sources_send(const struct pea_spec *spec, int pidfd, int sender, struct pea_error *err)
+{
+    pid_t helper = fork();
+    if (helper < 0)
+        return pea_fail(err, errno, "fork to open the bind sources");
+    if (helper == 0)
+        _exit(send_sources(spec, pidfd, sender));
+    int status = 0;
+    while (waitpid(helper, &status, 0) < 0)
+        if (errno != EINTR)
+            return pea_fail(err, errno, "wait for the bind sources");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return pea_fail(err, WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+                        "open the bind sources in the container's mount namespace");
+    return 0;
+}
+
+int rootfs_host_source_receive(const struct pea_spec *spec, const struct pea_mount *m, int *tree,
+                               struct pea_error *err)
+{
+    int errnum = 0;
+    *tree = -1;
+    ssize_t n = console_recv_fd(spec->host_sources_fd, tree, &errnum, sizeof errnum);
+    if (n == (ssize_t)sizeof errnum && (errnum == 0) == (*tree >= 0))
+        return 0;
+    if (*tree >= 0)
+        close(take_fd(tree));
+    return pea_fail(err, n < 0 ? errno : EPROTO, "mount bind on %s: receive the source from the runtime",
+                    m->destination);
+}
+
+void rootfs_close_host_sources(struct pea_spec *spec)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        struct pea_mount *m = &spec->mounts[i];
+        if (m->has_source_tree)
+            close(m->source_tree_fd);
+        m->has_source_tree = false;
+    }
+    if (spec->has_host_sources)
+        close(spec->host_sources_fd);
+    spec->has_host_sources = false;
+}
