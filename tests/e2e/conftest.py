@@ -49,6 +49,9 @@ def session_dir():
     """A short per-session directory under /tmp (unix socket paths must stay under 108 bytes)."""
     path = tempfile.mkdtemp(prefix=f"pea-e2e-{MARK}-", dir="/tmp")
     os.chmod(path, 0o755)
+    # pea's cache of compiled seccomp programs, for the pea the daemons run: in the session's directory, not in the
+    # host's /run/pea-seccomp-cache. Set before any daemon starts, so each passes it down to pea.
+    os.environ["PEA_SECCOMP_CACHE_DIR"] = os.path.join(path, "seccomp-cache")
     mounts_before = e2e.mount_points()
     yield path
     problems = [f"mount left behind: {m}" for m in sorted(e2e.mount_points() - mounts_before) if m.startswith(path)]

@@ -4,11 +4,9 @@ import hashlib
 import io
 import json
 import os
-import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -119,23 +117,6 @@ def readme_snippet(key, pea):
             break
         block.append(line[4:])
     return ("\n".join(block).strip() + "\n").replace("/usr/local/sbin/pea", pea)
-
-
-# ---- pea's seccomp store ----
-
-# pea keeps compiled seccomp programs under each --root it is given (runtime/seccomp_store.c): a cache, not
-# container state, but one these tests made and so remove.
-SECCOMP_STORE = helpers.SECCOMP_STORE
-
-
-def roots_without_seccomp_store(roots):
-    """The roots among ROOTS that have no seccomp store yet."""
-    return [r for r in roots if not os.path.isdir(os.path.join(r, SECCOMP_STORE))]
-
-
-def remove_seccomp_stores(roots):
-    for r in roots:
-        shutil.rmtree(os.path.join(r, SECCOMP_STORE), ignore_errors=True)
 
 
 # ---- processes and cgroups ----------------------------------------------------------------------------------------
@@ -292,7 +273,6 @@ class Podman:
                      "--tmpdir", f"{directory}/tmp", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
         self.cgroups_before = {p for p in cgroup_dirs("libpod_parent")}
         self.pea_roots = ("/run/pea", f"{directory}/runroot/pea")
-        self.new_stores = roots_without_seccomp_store(self.pea_roots)
 
     def argv(self, *args, runtime=True):
         return self.base + (["--runtime", self.pea] if runtime else []) + [str(a) for a in args]
@@ -343,7 +323,6 @@ class Podman:
         # c/storage's overlay driver keeps its home (root/overlay) mounted private until shut down; that one is
         # podman's, not a leak.
         problems += sweep_leftovers(self.dir, expected_mounts=(f"{self.dir}/root/overlay",))
-        remove_seccomp_stores(self.new_stores)
         # A container's cgroup (libpod-ID, made by pea) must be gone; podman's own (libpod_parent, conmon, and on
         # a hybrid host the pod's directory in the unified hierarchy, which podman 4.3 does not remove even with
         # runc) are removed silently.
@@ -491,7 +470,6 @@ class Containerd:
                 stuck = rmdir_tree(ns_cgroup)
                 problems += [f"cgroup left behind: {p}" for p in stuck]
         if not self.runc_root_existed and os.path.isdir(self.runc_root):
-            remove_seccomp_stores([self.runc_root])
             left = os.listdir(self.runc_root)
             if left:
                 problems.append(f"pea state left behind in {self.runc_root}: {left}")

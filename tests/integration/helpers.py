@@ -43,17 +43,14 @@ def is_pea(runtime):
     return not any(other in first for other in ("runc", "crun", "youki"))
 
 
-# Where pea kept compiled seccomp programs under its --root until it moved them to a directory of its own
-# (runtime/seccomp_store.c): a cache, not container state.
-SECCOMP_STORE = ".seccomp-cache"
 # pea's cache of compiled seccomp programs, for the runtime a Runner runs: in the test's work dir, not in the host's
 # /run/pea-seccomp-cache.
 SECCOMP_CACHE_ENV = "PEA_SECCOMP_CACHE_DIR"
 
 
 def state_dirs(root):
-    """The directories under a state root that hold containers or pods: all but pea's seccomp store."""
-    return sorted(e for e in os.listdir(root) if e != SECCOMP_STORE and os.path.isdir(os.path.join(root, e)))
+    """The directories under a state root: its containers and pods."""
+    return sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
 
 
 Result = collections.namedtuple("Result", "code out err")
