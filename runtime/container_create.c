@@ -102,6 +102,10 @@ static struct pea_spec *load_bundle(const char *bundle, char *bundle_abs, char *
  * is made here: the child, in a mount namespace of its own, may not clone a mount of ours. */
 static int attach_mount_sources(struct pea_spec *spec, const struct pea_create_options *o, struct pea_error *err)
 {
+    /* A copy made in our namespace carries none of the kernel's locks a user namespace would put on it: the
+     * container's root could make a read-only source writable. Pods make no user namespace; refuse the mix. */
+    if (o->n_mount_sources > 0 && spec->namespaces[PEA_NS_USER].is_present)
+        return pea_fail(err, 0, "mount sources resolved by the caller are not supported with a user namespace");
     for (size_t i = 0; i < o->n_mount_sources; i++) {
         const struct pea_mount_source *s = &o->mount_sources[i];
         struct pea_mount *m = NULL;
