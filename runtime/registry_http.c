@@ -618,6 +618,9 @@ int registry_get_small(struct registry_session *s, const char *suffix, const cha
         int r = 0;
         if (is_too_large)
             r = pea_fail(err, 0, "%s: larger than %zu bytes", what, max);
+        else if (rc == CURLE_SSL_CONNECT_ERROR && !s->may_use_plain_http)
+            r = pea_fail(err, 0, "%s: TLS handshake failed (%s); plain HTTP is used only for loopback addresses and "
+                         "registries named insecure", what, rq.curl_error[0] ? rq.curl_error : curl_easy_strerror(rc));
         else if (rc != CURLE_OK || out->status != 200)
             r = registry_fail_transfer(err, &rq, rc, out->status, out->body, out->len, what);
         registry_request_done(&rq);
