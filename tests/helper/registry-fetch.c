@@ -8,11 +8,24 @@
 
 #include "pea/registry.h"
 
+/* --have DIGEST: blobs the caller claims to hold already. */
+static const char *held[16];
+
+static bool is_held(void *ctx, const char *digest)
+{
+    (void)ctx;
+    for (size_t i = 0; held[i]; i++)
+        if (strcmp(held[i], digest) == 0)
+            return true;
+    return false;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: registry-fetch --registry HOST[:PORT] --repository NAME (--tag T | --digest D)\n"
                     "       [--platform OS/ARCH[/VARIANT]] [--insecure HOST[:PORT]]... [--auth-file F]...\n"
-                    "       [--cert-dir DIR] [--ca-file FILE] [--parallel N] [--max-blob-size N] [--progress] LAYOUT\n");
+                    "       [--cert-dir DIR] [--ca-file FILE] [--parallel N] [--max-blob-size N] [--progress]\n"
+                    "       [--have DIGEST]... LAYOUT\n");
     exit(2);
 }
 
@@ -25,11 +38,12 @@ int main(int argc, char **argv)
         {"auth-file", required_argument, NULL, 'a'}, {"cert-dir", required_argument, NULL, 'c'},
         {"ca-file", required_argument, NULL, 'C'},   {"parallel", required_argument, NULL, 'j'},
         {"max-blob-size", required_argument, NULL, 'm'}, {"progress", no_argument, NULL, 'P'},
+        {"have", required_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct registry_pull_request req = {0};
     const char *insecure[16] = {0}, *auth_files[16] = {0};
-    size_t n_insecure = 0, n_auth = 0;
+    size_t n_insecure = 0, n_auth = 0, n_held = 0;
     bool has_auth_files = false;
     char *platform = NULL;
     int opt;
@@ -54,6 +68,11 @@ int main(int argc, char **argv)
         case 'j': req.max_parallel = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'm': req.max_blob_size = strtoull(optarg, NULL, 10); break;
         case 'P': req.show_progress = true; break;
+        case 'h':
+            if (n_held + 1 < 16)
+                held[n_held++] = optarg;
+            req.have_blob = is_held;
+            break;
         default: usage();
         }
     }

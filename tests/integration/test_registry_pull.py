@@ -289,3 +289,18 @@ def test_progress_only_on_a_terminal(world, out):
     manifest = json.loads(reg.layout_blobs(out)[world["images"]["amd64"]["digest"]])
     for desc in [manifest["config"], *manifest["layers"]]:
         assert f"Fetched {desc['digest'][:19]}".encode() in text, text
+
+
+def test_blobs_the_caller_holds_are_not_fetched(world, out):
+    images = world["images"]
+    with open(os.path.join(images["single"], "blobs", "sha256", images["single_manifest"]["digest"][7:]), "rb") as f:
+        base = json.load(f)["layers"][0]["digest"]
+    server = reg.fake_registry(images["single"])
+    try:
+        r, info = fetch(out, f"127.0.0.1:{server.server_port}", "pea/single", "--have", base, tag="single")
+        assert r.returncode == 0, r.stderr
+        assert not [p for p, _ in server.requests if p.endswith(base)]
+        blobs = reg.layout_blobs(out)
+        assert base not in blobs and len(blobs) == 3  # manifest, config, the other layer
+    finally:
+        server.close()
