@@ -431,9 +431,20 @@ int container_pids(const char *root, const char *id, pid_t **pids, size_t *n, st
     struct pea_container c;
     if (container_open(root, id, false, &c, err) < 0)
         return -1;
-    int r = require_cgroup(&c, err);
-    if (r == 0)
-        r = cgroup_pids(c.state.cgroup_path, pids, n, err);
+    int r;
+    *pids = NULL;
+    *n = 0;
+    if (c.status == PEA_STATUS_STOPPED) {
+        /* As runc: a stopped container lists what its init left in its cgroup (without a PID namespace of its own,
+         * its children live on), and nothing once that cgroup is gone. */
+        r = c.state.cgroup_path ? cgroup_pids(c.state.cgroup_path, pids, n, err) : 0;
+        if (r < 0 && err->errnum == ENOENT)
+            r = 0;
+    } else {
+        r = require_cgroup(&c, err);
+        if (r == 0)
+            r = cgroup_pids(c.state.cgroup_path, pids, n, err);
+    }
     container_close(&c);
     return r;
 }
