@@ -314,7 +314,8 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
             return -1;
     }
     if (proc->terminal) {
-        AUTO_FD int master = console_setup_in_container(proc->console_height, proc->console_width, !l->is_exec, err);
+        AUTO_FD int master =
+            console_setup_in_container(proc->console_height, proc->console_width, !l->is_exec, proc->user.uid, err);
         if (master < 0)
             return -1;
         if (sync_send(sock, SYNC_CONSOLE, 0, NULL, master) < 0)
