@@ -14,6 +14,7 @@
 #include "container_internal.h"
 #include "pea/cgroup.h"
 #include "pea/console.h"
+#include "pea/log.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 
@@ -292,8 +293,11 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     l->preserve_fds = o->preserve_fds;
     for (int i = 0; o->has_stdio_fds && i < 3; i++)
         l->stdio_fds[i] = o->stdio_fds[i];
+    log_debug("exec %s: joining init %d (cgroup %s)", o->id, (int)c.state.pid,
+              l->cgroup_path ? l->cgroup_path : "none");
     if (process_launch(l, err) < 0)
         goto out;
+    log_debug("exec %s: process %d set up", o->id, (int)l->pid);
     if (container_write_pid_file(o->pid_file, l->pid, err) < 0 ||
         (o->pidfd_socket && console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) < 0) ||
         process_release(l, err) < 0) {

@@ -308,7 +308,7 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
     if (!l->is_exec) {
         if (rootfs_prepare(spec, l->rootfs, err) < 0)
             return -1;
-        if (hooks_run(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, err) < 0)
+        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, l->rootfs, err) < 0)
             return -1;
         if (rootfs_enter(l->rootfs, l->no_pivot, err) < 0)
             return -1;

@@ -249,7 +249,9 @@ int main(int argc, char **argv)
             return 1;
         }
         optind = 0; /* reset getopt for the command's own options */
+        log_debug("pea %s: %s (root %s, pid %d)", PEA_VERSION, name, g.root, (int)getpid());
         int r = commands[i].run(&g, sub_argc, sub_argv);
+        log_debug("%s: exit status %d", name, r);
         log_close();
         return r;
     }
