@@ -44,7 +44,7 @@ static int add_additional_gids(json_t *process, char **given, size_t n, struct p
     for (size_t i = 0; i < n; i++) {
         long long gid;
         if (parse_int64(given[i], &gid) < 0 || gid < 0 || gid > UINT32_MAX)
-            return pea_fail(err, 0, "--additional-gids %s: not a group id", given[i]);
+            return pea_fail(err, 0, "--additional-gids %s: not a group id (0 to %u)", given[i], UINT32_MAX);
         json_t *user = json_object_get(process, "user");
         if (!json_is_object(user)) {
             user = json_pack("{s:i, s:i}", "uid", 0, "gid", 0);
@@ -142,7 +142,14 @@ int cmd_exec(const struct cli_globals *g, int argc, char **argv)
         case OPT_NO_NEW_PRIVS: no_new_privs = true; break;
         case OPT_IGNORE_PAUSED: o.ignore_paused = true; break;
         case OPT_CGROUP: cgroups[n_cgroups++] = optarg; break;
-        case 'g': gids[n_gids++] = optarg; break;
+        case 'g': {
+            long long gid;
+            /* As runc: a value that is no number is a usage error; a number out of range fails the exec. */
+            if (parse_int64(optarg, &gid) < 0)
+                return cli_usage_error("exec", "--additional-gids: not a number: %s", optarg);
+            gids[n_gids++] = optarg;
+            break;
+        }
         case 'c': caps[n_caps++] = optarg; break;
         default: return cli_usage_error("exec", "unknown option %s", argv[optind - 1]);
         }
