@@ -10,6 +10,7 @@
 
 #include "cgroup_internal.h"
 #include "pea/cgroup.h"
+#include "pea/log.h"
 #include "pea/util.h"
 
 static void add(struct cgroup_settings *s, const char *file, char *value)
@@ -68,8 +69,9 @@ static int memory_settings(json_t *m, struct cgroup_settings *s, struct pea_erro
         else
             add(s, "memory.swap.max", xasprintf("%lld", swap - limit));
     }
+    /* cgroup v2 has no knob for it (v1's memory.oom_control is gone); runc ignores it there, pea says so. */
     if (json_is_true(json_object_get(m, "disableOOMKiller")))
-        return pea_fail(err, 0, "linux.resources.memory.disableOOMKiller: not supported on cgroup v2");
+        log_warn("linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer; ignored");
     return 0;
 }
 

@@ -48,12 +48,14 @@ static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *
         return NULL;
     ctx->state->pid = l->pid;
     ctx->state->start_time = sys_process_start_time(l->pid, NULL);
+    log_debug("create %s: init %d has its namespaces (cgroup %s)", ctx->state->id, (int)l->pid,
+              ctx->state->cgroup_path ? ctx->state->cgroup_path : "none");
     state_boot_id(ctx->state->boot_id);
     if (state_save_record(ctx->dir_fd, ctx->state, err) < 0 || state_save(ctx->dir_fd, ctx->state, err) < 0)
         return NULL;
     char *text = container_state_json_text(ctx->state, PEA_STATUS_CREATING);
-    if (hooks_run(ctx->spec, PEA_HOOK_PRESTART, text, err) < 0 ||
-        hooks_run(ctx->spec, PEA_HOOK_CREATE_RUNTIME, text, err) < 0) {
+    if (hooks_run_in_dir(ctx->spec, PEA_HOOK_PRESTART, text, ctx->state->bundle, err) < 0 ||
+        hooks_run_in_dir(ctx->spec, PEA_HOOK_CREATE_RUNTIME, text, ctx->state->bundle, err) < 0) {
         free(text);
         return NULL;
     }

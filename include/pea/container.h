@@ -69,6 +69,8 @@ struct pea_exec_options {
     const char *console_socket;
     const char *pidfd_socket; /* send a pidfd of the new process there once it exists */
     bool detach;
+    bool ignore_paused;       /* exec into a paused container: the process starts frozen, runs on resume */
+    const char *sub_cgroup;   /* run it in this existing cgroup below the container's (relative), or NULL */
     int preserve_fds;
     int stdio_fds[3];   /* the process's stdin/stdout/stderr when has_stdio_fds; otherwise ours */
     bool has_stdio_fds;

@@ -106,6 +106,11 @@ int cmd_ps(const struct cli_globals *g, int argc, char **argv)
     if (container_pids(g->root, argv[optind], &pids, &n, &err) < 0)
         return cli_fail(&err);
     if (strcmp(format, "json") == 0) {
+        /* runc prints no processes (a stopped container) as JSON null, its nil slice; go-runc reads either. */
+        if (n == 0) {
+            puts("null");
+            return 0;
+        }
         putchar('[');
         for (size_t i = 0; i < n; i++)
             printf("%s%d", i ? "," : "", (int)pids[i]);

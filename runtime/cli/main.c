@@ -57,7 +57,11 @@ static const struct cli_command commands[] = {
      "      --preserve-fds N    pass N extra fds (from 3) to the process\n"
      "      --process-label L   the process's SELinux label\n"
      "      --apparmor P        the process's AppArmor profile\n"
-     "      --no-new-privs      set no_new_privs for the process\n"},
+     "      --no-new-privs      set no_new_privs for the process\n"
+     "  -g, --additional-gids G add a supplementary group (repeatable)\n"
+     "  -c, --cap CAP           add a capability to the process's sets (repeatable)\n"
+     "      --cgroup PATH       run it in this existing cgroup below the container's\n"
+     "      --ignore-paused     exec into a paused container (the process runs on resume)\n"},
     {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
     {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
     {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
@@ -245,7 +249,9 @@ int main(int argc, char **argv)
             return 1;
         }
         optind = 0; /* reset getopt for the command's own options */
+        log_debug("pea %s: %s (root %s, pid %d)", PEA_VERSION, name, g.root, (int)getpid());
         int r = commands[i].run(&g, sub_argc, sub_argv);
+        log_debug("%s: exit status %d", name, r);
         log_close();
         return r;
     }
