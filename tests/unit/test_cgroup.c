@@ -74,6 +74,49 @@ Test(cgroup, resource_conversions)
     expect_settings("{\"hugepageLimits\":[{\"pageSize\":\"2MB\",\"limit\":4194304}]}", "hugetlb.2MB.max=4194304;");
     expect_settings("{\"unified\":{\"memory.high\":\"512M\"}}", "memory.high=512M;");
     expect_settings("{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}", "");
+    /* 0 asks for nothing, as runc reads it: no instant OOM, no "swap below the limit" error. */
+    expect_settings("{\"memory\":{\"limit\":0,\"swap\":0}}", "");
+}
+
+/* Which settings are the kernel's defaults, that need no controller (cgroup_resources.c). */
+static char *unset_settings_of(const char *resources_json)
+{
+    json_t *r = json_loads(resources_json, 0, NULL);
+    struct pea_error err = {0};
+    struct cgroup_settings s;
+    cr_assert_eq(cgroup_settings_from_resources(r, &s, &err), 0, "%s", err.msg);
+    json_decref(r);
+    char *out = xstrdup("");
+    for (size_t i = 0; i < s.n; i++) {
+        char *next = xasprintf("%s%s%s;", out, s.items[i].is_unset ? "" : "!", s.items[i].file);
+        free(out);
+        out = next;
+    }
+    cgroup_settings_clear(&s);
+    return out;
+}
+
+Test(cgroup, requests_for_the_defaults_are_marked_unset)
+{
+    const struct {
+        const char *resources, *expected; /* "!" marks a real limit */
+    } cases[] = {
+        {"{\"cpu\":{\"shares\":1024,\"quota\":-1,\"period\":100000,\"burst\":0,\"idle\":0}}",
+         "cpu.weight;cpu.max;cpu.max.burst;cpu.idle;"},
+        {"{\"cpu\":{\"shares\":512,\"quota\":-1,\"period\":50000}}", "!cpu.weight;!cpu.max;"},
+        {"{\"cpu\":{\"quota\":50000}}", "!cpu.max;"},
+        {"{\"pids\":{\"limit\":-1}}", "pids.max;"},
+        {"{\"pids\":{\"limit\":0}}", "pids.max;"},
+        {"{\"pids\":{\"limit\":1}}", "!pids.max;"},
+        {"{\"memory\":{\"limit\":-1,\"swap\":-1,\"reservation\":0}}", "memory.max;memory.low;memory.swap.max;"},
+        {"{\"memory\":{\"limit\":1048576,\"reservation\":-1}}", "!memory.max;!memory.low;"},
+        {"{\"unified\":{\"cpu.weight\":\"100\"}}", "!cpu.weight;"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *got = unset_settings_of(cases[i].resources);
+        cr_assert_str_eq(got, cases[i].expected, "%s", cases[i].resources);
+        free(got);
+    }
 }
 
 Test(cgroup, resource_errors)
