@@ -409,6 +409,18 @@ fail:
     return -1;
 }
 
+int cgroup_configure(const char *path, json_t *resources, struct pea_error *err)
+{
+    const char *root = cgroup_root(err);
+    if (!root)
+        return -1;
+    int fd = apply_resources(root, path, resources, true, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 /* Live update: the device filter is only set at create (runc's update does not take device rules either). */
 int cgroup_apply_resources(const char *path, json_t *resources, struct pea_error *err)
 {

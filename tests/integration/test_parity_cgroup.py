@@ -8,6 +8,7 @@ limit there still is a clear error (test_cgroup.py).
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -85,4 +86,48 @@ def test_a_real_limit_next_to_defaults_is_still_refused(run, bundle, cid, assert
     r = run("create", "--bundle", bundle, cid)
     assert r.code == 1
     assert f'needs the "{controller}" controller, which is not available in {cgroup2_root()}' in r.err
+    assert_no_leaks()
+
+
+def run_with_systemd_marker(run, work_dir, *args):
+    """Run pea where sd_booted(3)'s /run/systemd/system exists (a private mount namespace) but no systemd answers."""
+    script = 'mount -t tmpfs pea-it /run && mkdir -p /run/systemd/system && exec "$@"'
+    err_path = os.path.join(work_dir, "unshare-err")
+    with open(err_path, "w") as err:
+        code = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                               *run.argv(*args)], env=run.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=err, timeout=30).returncode
+    with open(err_path) as f:
+        return code, f.read()
+
+
+@pytest.mark.pea_only  # runc 1.1.5 on this host's cgroup v1 asks systemd too, with other words
+def test_systemd_cgroup_without_systemd_is_a_clear_error(run, bundle, cid, work_dir, assert_no_leaks):
+    """--systemd-cgroup asks systemd for a scope; where systemd does not run the host, or does not answer, create
+    fails saying so and leaves nothing, instead of making the cgroup on cgroupfs."""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs this host (the VM tests cover the driver)")
+    bundle.config["linux"]["cgroupsPath"] = f"system.slice:pea-it:{cid}"
+    r = run("create", "--bundle", bundle, cid, global_args=("--systemd-cgroup",))
+    assert r.code == 1
+    assert r.err == (f"pea: create {cid}: --systemd-cgroup: systemd does not run this host (no /run/systemd/system);"
+                     " without --systemd-cgroup pea makes the container's cgroup itself\n")
+    assert not os.path.exists(cgroup2_root() + f"/system.slice/pea-it-{cid}.scope")
+    assert_no_leaks()
+    code, err = run_with_systemd_marker(run, work_dir, "--systemd-cgroup", "create", "--bundle", bundle, cid)
+    assert code == 1
+    assert f"pea: create {cid}: --systemd-cgroup: connect to systemd (system bus, /run/systemd/private): " in err
+    assert_no_leaks()
+
+
+@pytest.mark.pea_only
+@pytest.mark.parametrize("path,why", [
+    ("/abs/path", 'linux.cgroupsPath "/abs/path": --systemd-cgroup needs the form slice:prefix:name'),
+    ("system.slice:p:own.slice", "a slice of its own for the container is not supported with --systemd-cgroup"),
+    ("bad--name.slice:p:x", '"bad--name.slice" is not a systemd slice name'),
+])
+def test_systemd_cgroup_refuses_other_forms(run, bundle, cid, assert_no_leaks, path, why):
+    bundle.config["linux"]["cgroupsPath"] = path
+    r = run("create", "--bundle", bundle, cid, global_args=("--systemd-cgroup",))
+    assert r.code == 1 and why in r.err, r.err
     assert_no_leaks()
