@@ -258,8 +258,10 @@ static int append_u64(sd_bus_message *m, const char *property, uint64_t value, s
 }
 
 /* The settings systemd has a property for (systemd.resource-control(5)), the others only written to the files.
- * Without a pids limit TasksMax is infinity: the container gets what it asked for, not systemd's DefaultTasksMax. */
-static int append_resource_properties(sd_bus_message *m, json_t *resources, struct pea_error *err)
+ * A new scope without a pids limit gets TasksMax=infinity: the container gets what it asked for, not systemd's
+ * DefaultTasksMax. An update leaves what it does not name as it is. */
+static int append_resource_properties(sd_bus_message *m, json_t *resources, bool is_new_scope,
+                                      struct pea_error *err)
 {
     struct cgroup_settings s;
     if (cgroup_settings_from_resources(resources, &s, err) < 0)
@@ -299,7 +301,7 @@ static int append_resource_properties(sd_bus_message *m, json_t *resources, stru
         if (r == 0 && strcmp(file, "cpuset.mems") == 0)
             r = append_cpu_mask(m, "AllowedMemoryNodes", value, err);
     }
-    if (r == 0 && !has_tasks_max)
+    if (r == 0 && is_new_scope && !has_tasks_max)
         r = append_u64(m, "TasksMax", UINT64_MAX, err);
     cgroup_settings_clear(&s);
     return r;
@@ -356,6 +358,32 @@ static char *cgroup_of(pid_t pid, struct pea_error *err)
     return xstrdup(line);
 }
 
+/* StopUnit, waited for; ResetFailedUnit after it. A unit systemd no longer knows is gone already. */
+static int stop_unit(sd_bus *bus, const char *unit, struct pea_error *err)
+{
+    struct job_wait w = {0};
+    AUTO_SLOT sd_bus_slot *slot = NULL;
+    if (match_job_removed(bus, &slot, &w, err) < 0)
+        return -1;
+    AUTO_BUS_ERROR sd_bus_error e = SD_BUS_ERROR_NULL;
+    AUTO_MESSAGE sd_bus_message *reply = NULL;
+    AUTO_FREE char *what = xasprintf("stop %s", unit);
+    int r = sd.sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "StopUnit", &e, &reply, "ss",
+                                  unit, "replace");
+    /* A scope goes by itself once its last process is gone (and an unloaded unit is no longer known). */
+    if (r < 0 && sd.sd_bus_error_has_name(&e, "org.freedesktop.systemd1.NoSuchUnit"))
+        return 0;
+    if (r < 0)
+        return fail_call(err, r, &e, what);
+    if (wait_for_job(bus, reply, &w, what, err) < 0)
+        return -1;
+    /* A scope whose processes were killed may stay loaded as "failed": let it go. */
+    AUTO_BUS_ERROR sd_bus_error ignored = SD_BUS_ERROR_NULL;
+    sd.sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit", &ignored, NULL,
+                          "s", unit);
+    return 0;
+}
+
 char *cgroup_systemd_start_scope(const struct cgroup_systemd_unit *u, const char *description, pid_t pid,
                                  json_t *resources, struct pea_error *err)
 {
@@ -383,7 +411,7 @@ char *cgroup_systemd_start_scope(const struct cgroup_systemd_unit *u, const char
         fail_call(err, r, NULL, "encode StartTransientUnit");
         return NULL;
     }
-    if (append_resource_properties(m, resources, err) < 0)
+    if (append_resource_properties(m, resources, true, err) < 0)
         return NULL;
     r = sd.sd_bus_message_close_container(m);
     if (r >= 0)
@@ -398,13 +426,17 @@ char *cgroup_systemd_start_scope(const struct cgroup_systemd_unit *u, const char
     r = sd.sd_bus_call(bus, m, 0, &e, &reply);
     if (r < 0) {
         if (sd.sd_bus_error_has_name(&e, "org.freedesktop.systemd1.UnitExists"))
-            pea_fail(err, EEXIST, "systemd: %s: the unit already exists", what);
+            pea_fail(err, 0, "systemd: %s: the unit already exists", what);
         else
             fail_call(err, r, &e, what);
         return NULL;
     }
-    if (wait_for_job(bus, reply, &w, what, err) < 0)
+    if (wait_for_job(bus, reply, &w, what, err) < 0) {
+        /* The unit is ours (systemd took the call): it goes with the failure. */
+        struct pea_error ignored = {0};
+        stop_unit(bus, u->name, &ignored);
         return NULL;
+    }
     char *path = cgroup_of(pid, err);
     if (path && strcmp(path, u->path) != 0)
         log_debug("cgroup: systemd placed %s in %s (expected %s)", u->name, path, u->path);
@@ -425,7 +457,7 @@ int cgroup_systemd_update_scope(const char *unit, json_t *resources, struct pea_
         r = sd.sd_bus_message_open_container(m, 'a', "(sv)");
     if (r < 0)
         return fail_call(err, r, NULL, "encode SetUnitProperties");
-    if (append_resource_properties(m, resources, err) < 0)
+    if (append_resource_properties(m, resources, false, err) < 0)
         return -1;
     r = sd.sd_bus_message_close_container(m);
     if (r < 0)
@@ -440,27 +472,5 @@ int cgroup_systemd_update_scope(const char *unit, json_t *resources, struct pea_
 int cgroup_systemd_stop_scope(const char *unit, struct pea_error *err)
 {
     AUTO_BUS sd_bus *bus = bus_connect(err);
-    if (!bus)
-        return -1;
-    struct job_wait w = {0};
-    AUTO_SLOT sd_bus_slot *slot = NULL;
-    if (match_job_removed(bus, &slot, &w, err) < 0)
-        return -1;
-    AUTO_BUS_ERROR sd_bus_error e = SD_BUS_ERROR_NULL;
-    AUTO_MESSAGE sd_bus_message *reply = NULL;
-    AUTO_FREE char *what = xasprintf("stop %s", unit);
-    int r = sd.sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "StopUnit", &e, &reply, "ss",
-                                  unit, "replace");
-    /* A scope goes by itself once its last process is gone (and an unloaded unit is no longer known). */
-    if (r < 0 && sd.sd_bus_error_has_name(&e, "org.freedesktop.systemd1.NoSuchUnit"))
-        return 0;
-    if (r < 0)
-        return fail_call(err, r, &e, what);
-    if (wait_for_job(bus, reply, &w, what, err) < 0)
-        return -1;
-    /* A scope whose processes were killed may stay loaded as "failed": let it go. */
-    AUTO_BUS_ERROR sd_bus_error ignored = SD_BUS_ERROR_NULL;
-    sd.sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit", &ignored, NULL,
-                          "s", unit);
-    return 0;
+    return bus ? stop_unit(bus, unit, err) : -1;
 }

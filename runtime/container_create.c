@@ -57,7 +57,9 @@ static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *
 }
 
 /* --systemd-cgroup: systemd makes the scope around the init, just cloned and waiting, and pea configures its cgroup
- * before the init goes on. The state records the cgroup systemd chose (saved next, in create_on_namespaces_ready). */
+ * before the init goes on. The records name the scope and its cgroup only once systemd made them for this init
+ * (saved next, in create_on_namespaces_ready): a unit of that name may exist already, and is another's. Killed before
+ * that, pea leaves an init that exits as its sync socket closes, and a scope systemd removes once it is empty. */
 static int create_place_in_scope(struct pea_launch *l, struct pea_error *err)
 {
     struct create_context *ctx = l->context;
@@ -74,8 +76,8 @@ static int create_place_in_scope(struct pea_launch *l, struct pea_error *err)
     char *path = cgroup_systemd_start_scope(ctx->scope, description, l->pid, ctx->spec->resources, err);
     if (!path)
         return -1;
-    free(st->cgroup_path);
     st->cgroup_path = path;
+    st->cgroup_unit = xstrdup(ctx->scope->name);
     l->cgroup_path = path;
     return cgroup_configure(path, ctx->spec->resources, err);
 }
@@ -292,8 +294,6 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
         /* systemd makes the scope and any slice it needs, and removes them: nothing of it is pea's to remove. */
         if (cgroup_systemd_unit_for(spec->cgroups_path, o->id, &job->scope, err) < 0)
             return job_fail(job, err);
-        st->cgroup_path = xstrdup(job->scope.path);
-        st->cgroup_unit = xstrdup(job->scope.name);
     } else {
         st->cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
         if (!st->cgroup_path || cgroup_check_placement(spec->cgroups_path, st->cgroup_path, err) < 0)

@@ -148,6 +148,39 @@ Test(cgroup, path_for)
     cr_assert_str_eq(err.msg, "linux.cgroupsPath: \"..\" is not allowed");
 }
 
+Test(cgroup, systemd_unit_for)
+{
+    const struct {
+        const char *cgroups_path, *name, *slice, *path;
+    } cases[] = {
+        {"system.slice:docker:abc", "docker-abc.scope", "system.slice", "/system.slice/docker-abc.scope"},
+        {"kubepods-besteffort.slice:cri-containerd:abc", "cri-containerd-abc.scope", "kubepods-besteffort.slice",
+         "/kubepods.slice/kubepods-besteffort.slice/cri-containerd-abc.scope"},
+        {":p:abc", "p-abc.scope", "system.slice", "/system.slice/p-abc.scope"},
+        {"-.slice:p:abc", "p-abc.scope", "-.slice", "/p-abc.scope"},
+        {NULL, "pea-c1.scope", "system.slice", "/system.slice/pea-c1.scope"},
+        {"", "pea-c1.scope", "system.slice", "/system.slice/pea-c1.scope"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct pea_error err = {0};
+        struct cgroup_systemd_unit u;
+        cr_assert_eq(cgroup_systemd_unit_for(cases[i].cgroups_path, "c1", &u, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(u.name, cases[i].name);
+        cr_assert_str_eq(u.slice, cases[i].slice);
+        cr_assert_str_eq(u.path, cases[i].path);
+        cgroup_systemd_unit_clear(&u);
+    }
+    struct pea_error err = {0};
+    struct cgroup_systemd_unit u;
+    cr_assert_eq(cgroup_systemd_unit_for("/kubepods/c1", "c1", &u, &err), -1);
+    cr_assert_str_eq(err.msg, "linux.cgroupsPath \"/kubepods/c1\": --systemd-cgroup needs the form slice:prefix:name");
+    cr_assert_eq(cgroup_systemd_unit_for("a.slice:p:b:c", "c1", &u, &err), -1);
+    cr_assert_eq(cgroup_systemd_unit_for("a.slice:p:x.slice", "c1", &u, &err), -1);
+    cr_assert(strstr(err.msg, "a slice of its own for the container is not supported") != NULL, "%s", err.msg);
+    cr_assert_eq(cgroup_systemd_unit_for("a--b.slice:p:x", "c1", &u, &err), -1);
+    cr_assert(strstr(err.msg, "is not a systemd slice name") != NULL, "%s", err.msg);
+}
+
 /* Live tests on this machine's cgroup2 hierarchy, in a cgroup of our own. */
 static char test_path[64];
 
