@@ -227,6 +227,8 @@ static int container_destroy(struct pea_container *c, const char *id, struct pea
         kill_everything(c);
     else if (c->state.cgroup_path)
         cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL); /* what the init left (no PID namespace of its own) */
+    if (c->state.cgroup_unit && cgroup_systemd_stop_scope(c->state.cgroup_unit, err) < 0)
+        return -1;
     if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return -1;
     if (c->state.is_created) {
@@ -286,6 +288,8 @@ static int destroy_unreadable(struct pea_container *c, const char *id, const str
     log_debug("delete %s: %s; killing what cleanup.json or the id names (cgroup %s, init %d)", id, state_err->msg,
               c->state.cgroup_path ? c->state.cgroup_path : "none", (int)c->state.pid);
     kill_everything(c);
+    if (c->state.cgroup_unit && cgroup_systemd_stop_scope(c->state.cgroup_unit, err) < 0)
+        return pea_wrap(err, "delete %s: its state is kept", id);
     if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return pea_wrap(err, "delete %s: its state is kept", id);
     bool is_zombie;
@@ -455,6 +459,9 @@ int container_update(const char *root, const char *id, json_t *resources, struct
     if (container_open(root, id, true, &c, err) < 0)
         return -1;
     int r = require_cgroup(&c, err);
+    /* systemd first: it writes its view of the unit's limits, which pea's files then complete. */
+    if (r == 0 && c.state.cgroup_unit)
+        r = cgroup_systemd_update_scope(c.state.cgroup_unit, resources, err);
     if (r == 0)
         r = cgroup_apply_resources(c.state.cgroup_path, resources, err);
     container_close(&c);

@@ -511,7 +511,8 @@ static int parent_expect(struct pea_launch *l, enum sync_step want, struct pea_e
 
 static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_error *err)
 {
-    if (!used_into_cgroup && l->cgroup_path && cgroup_enter(l->cgroup_path, l->pid, err) < 0)
+    if (l->place_child ? l->place_child(l, err) < 0
+                       : !used_into_cgroup && l->cgroup_path && cgroup_enter(l->cgroup_path, l->pid, err) < 0)
         return -1;
     const struct pea_process *proc = l->spec->process;
     if (!l->is_exec) {

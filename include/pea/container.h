@@ -27,6 +27,7 @@ struct pea_create_options {
     const char *pidfd_socket; /* send a pidfd of the init there once it exists (runc's --pidfd-socket) */
     bool no_pivot;
     bool no_new_keyring;
+    bool use_systemd_cgroup; /* --systemd-cgroup: the cgroup is a transient scope systemd makes */
     int preserve_fds;
     bool is_detached; /* nobody stays to proxy a terminal: then a terminal needs a console socket */
     int stdio_fds[3]; /* the container's stdin/stdout/stderr; -1 = ours (zero-initialised options: see below) */

@@ -76,7 +76,7 @@ static int parse_create_options(const char *command, int argc, char **argv, stru
 
 int cmd_create(const struct cli_globals *g, int argc, char **argv)
 {
-    struct pea_create_options o = {.root = g->root, .is_detached = true};
+    struct pea_create_options o = {.root = g->root, .is_detached = true, .use_systemd_cgroup = g->systemd_cgroup};
     if (parse_create_options("create", argc, argv, &o, NULL, NULL) < 0)
         return 1;
     struct pea_error err = {0};
@@ -85,7 +85,7 @@ int cmd_create(const struct cli_globals *g, int argc, char **argv)
 
 int cmd_run(const struct cli_globals *g, int argc, char **argv)
 {
-    struct pea_create_options o = {.root = g->root};
+    struct pea_create_options o = {.root = g->root, .use_systemd_cgroup = g->systemd_cgroup};
     bool detach = false, keep = false;
     if (parse_create_options("run", argc, argv, &o, &detach, &keep) < 0)
         return 1;

@@ -155,7 +155,7 @@ static void print_usage(FILE *f)
                "  --log FILE             also log to FILE (appended)\n"
                "  --log-format text|json format of the --log lines\n"
                "  --debug                log debug messages\n"
-               "  --systemd-cgroup       accepted for runc (slice:prefix:name is mapped either way)\n"
+               "  --systemd-cgroup       the cgroup is a systemd scope (cgroupsPath slice:prefix:name)\n"
                "  --criu PATH            accepted for runc compatibility (no checkpoint/restore)\n"
                "  --rootless true|false|auto  accepted for runc compatibility (pea detects it)\n"
                "  -h, --help             show this help\n"
