@@ -312,3 +312,16 @@ def test_dry_run_validates_and_creates_nothing(pods):
     code, out, err = pods.cli("pod", "rm", name)
     assert code == 0, err
     assert pods.leftovers() == []
+
+
+def test_a_killed_foreground_client_has_its_supervisor_stop_the_pod(pods):
+    """SIGKILL reaches only the client; its supervisor (in a session of its own) gets SIGTERM at the client's death
+    and stops and removes the pod, rather than go on with nobody to stop it."""
+    name = pods.name()
+    run = pods.start(pods.manifest([container("a", pods.rootfs, "trap 'echo got TERM; exit 0' TERM; echo up; "
+                                              "while true; do sleep 0.2; done")], name=name))
+    run.wait_for_line("[a] up")
+    run.proc.kill()
+    run.stop()
+    helpers.wait_until(lambda: not os.path.exists(os.path.join(pods.root, "pods", name)), 20, "the pod removed")
+    assert pods.leftovers() == []
