@@ -70,6 +70,8 @@ json_t *supervisor_member_json(const struct member *m)
         json_object_set_new(j, "reason", json_string("unknown: it exited while no supervisor watched it"));
     if (m->started_at_text[0])
         json_object_set_new(j, "startedAt", json_string(m->started_at_text));
+    if (m->start_error[0])
+        json_object_set_new(j, "startError", json_string(m->start_error));
     if (m->finished_at_text[0] && m->phase != PHASE_RUNNING)
         json_object_set_new(j, "finishedAt", json_string(m->finished_at_text));
     return j;
@@ -218,10 +220,12 @@ static void finish_member(struct pod_supervisor *sup, struct member *m, struct p
             close(m->pidfd);
         }
         m->pidfd = -1;
+        snprintf(m->start_error, sizeof m->start_error, "%s", err->msg);
         supervisor_emit(sup, m->c->name, "failed to start: %s", err->msg);
         member_exited(sup, m, 128);
         return;
     }
+    m->start_error[0] = '\0';
     m->exit_watch.fd = m->pidfd;
     struct pea_error watch_err = {0};
     if (watch_add(sup, &m->exit_watch, &watch_err) < 0)
@@ -633,7 +637,7 @@ static bool stop_running_members(struct pod_supervisor *sup)
     if (!sup->has_stop_deadline) {
         sup->has_stop_deadline = true;
         sup->stop_deadline = now;
-        add_ms(&sup->stop_deadline, sup->pod->manifest->termination_grace_seconds * 1000 + POD_STOP_SETTLE_MS);
+        add_ms(&sup->stop_deadline, supervisor_stop_grace_seconds(sup) * 1000 + POD_STOP_SETTLE_MS);
     }
     /* One that outlives its SIGKILL this long (its state gone under it, say) is the teardown's to kill. */
     if (ms_between(&now, &sup->stop_deadline) <= 0)
@@ -645,7 +649,7 @@ static bool stop_running_members(struct pod_supervisor *sup)
             continue;
         is_any_running = true;
         if (!m->is_stopping)
-            supervisor_stop_member(sup, m, sup->pod->manifest->termination_grace_seconds);
+            supervisor_stop_member(sup, m, supervisor_stop_grace_seconds(sup));
     }
     return is_any_running;
 }
@@ -745,7 +749,7 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
         handle_deadlines(sup);
     }
     struct pea_error teardown = {0};
-    int r = pod_remove(sup->pod->root, sup->pod->name, sup->pod->manifest->termination_grace_seconds, &teardown);
+    int r = pod_remove(sup->pod->root, sup->pod->name, supervisor_stop_grace_seconds(sup), &teardown);
     drain_and_reap(sup);
     *exit_code = sup->exit_code;
     if (err->msg[0])

@@ -49,6 +49,7 @@ struct member {
     long long backoff_ms;
     struct timespec started_at, restart_at;
     char started_at_text[64], finished_at_text[64];
+    char start_error[sizeof ((struct pea_error *)0)->msg]; /* why its last start failed ("" once one succeeds): ps -o json, apply, exec say it */
     /* A stop in progress: SIGKILL at kill_at if still running; then hold it, or start it again. */
     bool is_stopping, start_after_stop, remove_after_stop;
     struct timespec kill_at;
@@ -66,6 +67,9 @@ struct pod_supervisor {
      * then POD_STOP_SETTLE_MS) before the teardown. */
     bool has_stop_deadline;
     struct timespec stop_deadline;
+    /* The grace period a shutdown asked for (pod rm --force, --grace-period) instead of the manifest's. */
+    bool has_stop_grace;
+    long long stop_grace_seconds;
     int exit_code;
     int epoll_fd, signal_fd;
     struct watch signal_watch, infra_watch;
@@ -79,6 +83,8 @@ void supervisor_start_member(struct pod_supervisor *sup, struct member *m);
 /* SIGTERM now, SIGKILL at the deadline; then hold, start again, or drop, as the flags say. */
 void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds);
 void supervisor_advance(struct pod_supervisor *sup);
+/* The grace period of the pod's stop: the one a shutdown asked for, else the manifest's. */
+long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup);
 struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);
 void supervisor_emit(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

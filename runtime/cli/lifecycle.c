@@ -118,6 +118,15 @@ int cmd_start(const struct cli_globals *g, int argc, char **argv)
 
 int cmd_state(const struct cli_globals *g, int argc, char **argv)
 {
+    /* runc's state prints JSON and takes no options; --format json and -o json (the pod commands' words) are accepted
+     * for the one format there is. */
+    if (argc == 4 && (strcmp(argv[1], "--format") == 0 || strcmp(argv[1], "-f") == 0 || strcmp(argv[1], "-o") == 0 ||
+                      strcmp(argv[1], "--output") == 0)) {
+        if (strcmp(argv[2], "json") != 0)
+            return cli_usage_error("state", "%s: unknown format \"%s\" (json)", argv[1], argv[2]);
+        argc -= 2;
+        argv += 2;
+    }
     const char *id = single_id("state", argc, argv);
     if (!id)
         return 1;
@@ -246,14 +255,16 @@ static void print_table(json_t *sorted)
 
 int cmd_list(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, NULL, 'f'}, {"quiet", no_argument, NULL, 'q'},
-                                         {0}};
+    /* -o/--output: the pod commands' word for --format, accepted here too. */
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"output", required_argument, NULL, 'f'},
+                                         {"quiet", no_argument, NULL, 'q'}, {0}};
     const char *format = "table";
     bool quiet = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long_only(argc, argv, "+f:q", opts, NULL)) != -1) {
-        if (c == 'f')
+    while ((c = getopt_long_only(argc, argv, "+f:o:q", opts, NULL)) != -1) {
+        if (c == 'f' || c == 'o')
             format = optarg;
         else if (c == 'q')
             quiet = true;

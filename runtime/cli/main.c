@@ -42,7 +42,7 @@ static const struct cli_command commands[] = {
     {"delete", cmd_delete, "delete [options] ID", "delete a stopped container and everything it held",
      "  -f, --force             kill it first if it still runs\n"},
     {"list", cmd_list, "list [options]", "list the containers under --root",
-     "  -f, --format table|json output format (default table)\n"
+     "  -f, --format table|json output format (default table); -o, --output: the same\n"
      "  -q, --quiet             print the ids only\n"},
     {"exec", cmd_exec, "exec [options] ID [COMMAND [ARG...]]", "run a new process inside a running container",
      "  -p, --process FILE      the process as OCI process JSON\n"
@@ -65,7 +65,7 @@ static const struct cli_command commands[] = {
     {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
     {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
     {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
-     "  -f, --format table|json output format (default table; json prints host PIDs)\n"},
+     "  -f, --format table|json output format (default table; json prints host PIDs); -o, --output: the same\n"},
     {"update", cmd_update, "update [options] ID", "change the resource limits of a running container",
      "  -r, --resources FILE    linux.resources JSON ('-' for stdin)\n"
      "      --memory BYTES, --memory-reservation BYTES, --memory-swap BYTES\n"
@@ -89,16 +89,17 @@ static const struct cli_command commands[] = {
      "      --manage-cgroups-mode MODE, --empty-ns NS, --auto-dedup, --lazy-pages, --lsm-profile P,\n"
      "      --lsm-mount-context C runc's flags, accepted; the command always fails with \"not supported\"\n"},
     {"pod", cmd_pod, "pod COMMAND [options]", "run and manage pods from Kubernetes Pod manifests",
-     "  run [--detach] -f FILE [--data-root DIR] [--pause PATH]  run a pod (in the foreground)\n"
-     "  apply -f FILE [--data-root DIR] [--recreate]   start a pod under pea-shim, or update it\n"
-     "  rm [--force] NAME...                           tear pods down\n"
-     "  stop NAME...                                   shut a shim's pod down\n"
-     "  ls [--output table|json]                       list pods\n"
-     "  ps [--output table|json] NAME                  list a pod's containers\n"
-     "  logs [-c C] [--tail N] [--previous] [-f] NAME  print a container's output\n"
-     "  exec [-c C] [-i] [-t] NAME -- CMD...           run a command in a container\n"
-     "  wait [-c C] [--for exit|running] NAME          wait for a condition\n"
-     "  events [--output table|json] NAME             print the pod's events\n"},
+     "  run [-d] -f FILE [--data-root DIR] [--pause PATH] [--dry-run]  run a pod (in the foreground)\n"
+     "  apply -f FILE [--data-root DIR] [--recreate] [--dry-run]  start a pod under pea-shim, or update it\n"
+     "  rm [--force] [--grace-period N] NAME...        tear pods down\n"
+     "  stop [--grace-period N] NAME...                shut a shim's pod down\n"
+     "  ls [-o table|wide|json|name]                   list pods\n"
+     "  ps [-o table|wide|json|name] NAME              list a pod's containers\n"
+     "  logs [-c C] [--tail N] [-p] [-f] NAME          print a container's output\n"
+     "  exec [-c C] [-i] [-t] NAME [--] CMD...         run a command in a container\n"
+     "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
+     "  events [-o table|json] NAME                    print the pod's events\n"
+     "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
 };
 
 int cli_fail(const struct pea_error *err)

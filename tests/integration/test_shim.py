@@ -273,12 +273,13 @@ def test_apply_waits_for_added_containers(pods):
 
 
 def test_apply_of_a_new_pod_returns_once_its_containers_have_started(pods):
-    """Without --no-wait, apply of a new pod answers once each container has started, failed to start, or waits
-    behind the init containers; with --no-wait, once the sandbox exists."""
+    """Without --no-wait, apply of a new pod answers once each container has started, failed to start (then it
+    fails, naming it), or waits behind the init containers; with --no-wait, once the sandbox exists."""
     name = pods.name()
     path = pods.manifest([sleeper(pods, "a"), {"name": "bad", "image": pods.rootfs, "command": ["/no/such/binary"]},
                           sleeper(pods, "b")], name=name)
-    applied(pods, path)
+    code, out, err = pods.apply(path)
+    assert code == 1 and f"pod {name}: container bad failed to start" in err, (out, err)
     got = ps(pods, name)
     assert (got["a"]["state"], got["b"]["state"]) == ("running", "running"), got
     assert got["bad"]["state"] == "exited" and got["bad"]["exitCode"] == 128, got["bad"]
