@@ -294,29 +294,39 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
         }
         AUTO_JSON json_t *shim_status = pod_shim_status(pod);
         AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
-        json_int_t restarts = 0;
+        json_int_t restarts = 0, ready = 0, counted = 0;
         size_t i;
         json_t *record;
-        json_array_foreach(containers, i, record)
+        json_array_foreach(containers, i, record) {
             restarts += json_integer_value(json_object_get(record, "restarts"));
+            /* READY as kubectl counts it: app containers and sidecars. */
+            if (json_is_true(json_object_get(record, "init")) && !json_is_true(json_object_get(record, "sidecar")))
+                continue;
+            counted++;
+            ready += json_is_true(json_object_get(record, "ready"));
+        }
+        char ready_text[48];
+        snprintf(ready_text, sizeof ready_text, "%lld/%lld", (long long)ready, (long long)counted);
         json_t *created = json_object_get(pod->state, "created");
-        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I, s:O?}", "name", *n, "status",
-                                              pod_status(pod, shim_status), "restarts", restarts, "containers",
-                                              (json_int_t)pod->manifest->n_containers, "created", created));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:O?}", "name", *n, "status",
+                                              pod_status(pod, shim_status), "ready", ready_text, "restarts", restarts,
+                                              "containers", (json_int_t)pod->manifest->n_containers, "created",
+                                              created));
     }
     if (is_json) {
         AUTO_FREE char *text = json_dumps(list, JSON_COMPACT);
         puts(text);
         return 0;
     }
-    printf("%-24s %-10s %-10s %-8s %s\n", "NAME", "STATUS", "CONTAINERS", "RESTARTS", "AGE");
+    printf("%-24s %-10s %-6s %-10s %-8s %s\n", "NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE");
     size_t i;
     json_t *p;
     json_array_foreach(list, i, p) {
         char age[32];
         format_age(json_string_value(json_object_get(p, "created")), age, sizeof age);
-        printf("%-24s %-10s %-10lld %-8lld %s\n", json_string_value(json_object_get(p, "name")),
-               json_string_value(json_object_get(p, "status")),
+        const char *ready = json_string_value(json_object_get(p, "ready"));
+        printf("%-24s %-10s %-6s %-10lld %-8lld %s\n", json_string_value(json_object_get(p, "name")),
+               json_string_value(json_object_get(p, "status")), ready ? ready : "-",
                (long long)json_integer_value(json_object_get(p, "containers")),
                (long long)json_integer_value(json_object_get(p, "restarts")), age);
     }
@@ -342,7 +352,7 @@ static int pod_ps(const struct cli_globals *g, int argc, char **argv)
         puts(text);
         return 0;
     }
-    printf("%-24s %-8s %-8s %-9s %s\n", "CONTAINER", "STATE", "PID", "EXITCODE", "RESTARTS");
+    printf("%-24s %-8s %-6s %-8s %-9s %s\n", "CONTAINER", "STATE", "READY", "PID", "EXITCODE", "RESTARTS");
     size_t i;
     json_t *c;
     json_array_foreach(containers, i, c) {
@@ -350,8 +360,9 @@ static int pod_ps(const struct cli_globals *g, int argc, char **argv)
         char code_text[16] = "-";
         if (code)
             snprintf(code_text, sizeof code_text, "%lld", (long long)json_integer_value(code));
-        printf("%-24s %-8s %-8lld %-9s %lld\n", json_string_value(json_object_get(c, "name")),
+        printf("%-24s %-8s %-6s %-8lld %-9s %lld\n", json_string_value(json_object_get(c, "name")),
                json_string_value(json_object_get(c, "state")),
+               json_is_true(json_object_get(c, "ready")) ? "true" : "false",
                (long long)json_integer_value(json_object_get(c, "pid")), code_text,
                (long long)json_integer_value(json_object_get(c, "restarts")));
     }
