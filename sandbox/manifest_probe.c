@@ -204,7 +204,7 @@ static int parse_probe(json_t *container, const char *parent, const char *key, e
     static const char *const fields[] = {
         "exec", "httpGet", "tcpSocket", "grpc", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
         "successThreshold", "failureThreshold", "terminationGracePeriodSeconds", NULL};
-    static const bool allowed[] = {[PEA_HANDLER_EXEC] = true, [PEA_HANDLER_HTTP_GET] = true,
+    static const bool allowed[PEA_HANDLER_SLEEP + 1] = {[PEA_HANDLER_EXEC] = true, [PEA_HANDLER_HTTP_GET] = true,
                                    [PEA_HANDLER_TCP_SOCKET] = true, [PEA_HANDLER_GRPC] = true};
     json_t *probe;
     char path[FIELD_PATH_MAX];
@@ -244,7 +244,7 @@ static int parse_lifecycle(json_t *container, const char *parent, struct pea_pod
 {
     static const char *const fields[] = {"postStart", "preStop", "stopSignal", NULL};
     /* tcpSocket is in the API for old manifests only: the kubelet runs nothing for it. */
-    static const bool allowed[] = {[PEA_HANDLER_EXEC] = true, [PEA_HANDLER_HTTP_GET] = true,
+    static const bool allowed[PEA_HANDLER_SLEEP + 1] = {[PEA_HANDLER_EXEC] = true, [PEA_HANDLER_HTTP_GET] = true,
                                    [PEA_HANDLER_SLEEP] = true};
     json_t *lifecycle, *hook;
     char path[FIELD_PATH_MAX], hook_path[FIELD_PATH_MAX];
