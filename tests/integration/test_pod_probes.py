@@ -285,3 +285,132 @@ def test_pre_stop_cut_off_at_the_grace_deadline(pods):
     assert took < 10, f"stop took {took:.1f}s"
     assert "FailedPreStopHook" in run.err, run.err
     assert pods.leftovers() == []
+
+
+# ---- HTTPS and gRPC: servers the test runs in the pod's network namespace (busybox has neither) ----
+
+GRPC_SERVER = r'''
+import socket, struct, sys
+# A gRPC health server over HTTP/2 cleartext, enough for one Check per connection: service "" is SERVING, "down"
+# NOT_SERVING, any other is unknown (a trailers-only answer with grpc-status 5, NOT_FOUND).
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def literal(name, value):  # HPACK: literal without indexing, new name, no Huffman
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+print("listening", flush=True)
+while True:
+    conn, _ = listener.accept()
+    data = b""
+    with conn:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            body, pos, request = data[24:], 0, None
+            while pos + 9 <= len(body):
+                length = int.from_bytes(body[pos:pos + 3], "big")
+                if pos + 9 + length > len(body):
+                    break
+                if body[pos + 3] == 0:  # DATA
+                    request = body[pos + 9:pos + 9 + length]
+                pos += 9 + length
+            if request is not None:
+                break
+        if request is None:
+            continue
+        message = request[5:]
+        service = message[2:2 + message[1]].decode() if message else ""
+        out = frame(4, 0, 0)
+        if service in ("", "down"):
+            status = 1 if service == "" else 2
+            out += frame(1, 4, 1, b"\x88" + literal(b"content-type", b"application/grpc"))
+            out += frame(0, 0, 1, b"\x00\x00\x00\x00\x02\x08" + bytes([status]))
+            out += frame(1, 5, 1, literal(b"grpc-status", b"0"))
+        else:
+            out += frame(1, 5, 1, b"\x88" + literal(b"grpc-status", b"5"))
+        conn.sendall(out)
+'''
+
+
+class NetnsServer:
+    """A server process in the pod's network namespace (joined through its infra process), stopped on close."""
+
+    def __init__(self, pods, name, argv, ready_text=None, env=None):
+        infra = pods.state(name)["infra"]["pid"]
+        self.proc = subprocess.Popen(["nsenter", f"--net=/proc/{infra}/ns/net"] + argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env)
+        if ready_text:
+            line = self.proc.stdout.readline()
+            assert ready_text in line, line
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def sleeper(pods, name, **extra):
+    return container(name, pods.rootfs, "exec sleep 300", **extra)
+
+
+def test_https_probe_skips_certificate_verification(pods, work_dir):
+    name = pods.name()
+    key, cert = os.path.join(work_dir, "key.pem"), os.path.join(work_dir, "cert.pem")
+    # A configuration of its own: the machine may have none.
+    config = os.path.join(work_dir, "openssl.cnf")
+    with open(config, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\n[dn]\n")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=self-signed"], check=True,
+                   capture_output=True, env=dict(os.environ, OPENSSL_CONF=config))
+    probe = {"httpGet": {"port": 8443, "scheme": "HTTPS", "path": "/"}, "periodSeconds": 1, "failureThreshold": 1}
+    applied(pods, pods.manifest([sleeper(pods, "a", readinessProbe=probe)], name=name))
+    wait_for(pods, name, "running", lambda p: p["a"]["state"] == "running")
+    time.sleep(1.5)
+    assert not ps(pods, name)["a"]["ready"], "ready with nothing listening"
+    # s_server -www answers any GET with a 200 status page.
+    server = NetnsServer(pods, name, ["openssl", "s_server", "-quiet", "-accept", "127.0.0.1:8443", "-www",
+                                      "-cert", cert, "-key", key], env=dict(os.environ, OPENSSL_CONF=config))
+    try:
+        wait_for(pods, name, "ready over HTTPS", lambda p: p["a"]["ready"])
+    finally:
+        server.close()
+    wait_for(pods, name, "not ready once the server is gone", lambda p: not p["a"]["ready"])
+    removed(pods, name)
+
+
+def test_grpc_probe_asks_the_standard_health_service(pods, work_dir):
+    name = pods.name()
+    script = os.path.join(work_dir, "grpc_health.py")
+    with open(script, "w") as f:
+        f.write(GRPC_SERVER)
+
+    def probe(service):
+        return {"grpc": {"port": 9090, "service": service}, "periodSeconds": 1, "failureThreshold": 1}
+    containers = [sleeper(pods, "serving", readinessProbe=probe("")),
+                  sleeper(pods, "down", readinessProbe=probe("down")),
+                  sleeper(pods, "unknown", readinessProbe=probe("nosuch"))]
+    applied(pods, pods.manifest(containers, name=name))
+    server = NetnsServer(pods, name, ["/usr/bin/python3", script, "9090"], ready_text="listening")
+    events = Events(pods, name)
+    try:
+        wait_for(pods, name, "serving ready", lambda p: p["serving"]["ready"])
+        helpers.wait_until(lambda: any("NOT_SERVING" in m for m in events.reasons("Unhealthy")) and
+                           any("no status" in m for m in events.reasons("Unhealthy")), 15, "both failures")
+        by_container = {}
+        for e in list(events.events):
+            if e.get("reason") == "Unhealthy":
+                by_container.setdefault(e["container"], e["message"])
+        assert by_container["down"] == 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")'
+        assert by_container["unknown"].startswith("Readiness probe failed: health rpc to \"127.0.0.1:9090\" failed")
+        assert "serving" not in by_container
+        got = ps(pods, name)
+        assert (got["down"]["ready"], got["unknown"]["ready"]) == (False, False)
+    finally:
+        events.close()
+        server.close()
+    removed(pods, name)
