@@ -284,6 +284,11 @@ static bool check_grpc(struct conn *c, const struct pea_pod_handler *h, const ch
 {
     char where[300];
     host_port(host, h->port, where, sizeof where);
+    /* :authority goes out as one short HPACK string (a one-byte length). */
+    if (strlen(where) > 126) {
+        say(msg, len, "host \"%s\" is too long for a gRPC check", host);
+        return false;
+    }
     if (dial(c, host, h->port, msg, len) < 0) {
         char reason[512];
         snprintf(reason, sizeof reason, "%s", msg);
