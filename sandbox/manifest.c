@@ -277,7 +277,8 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     if (m->n_containers == 0)
         return pea_fail(err, 0, "spec.containers: must hold at least one element");
-    if (check_container_names(m, err) < 0 || parse_pod_security(spec, m, &pod_identity, err) < 0 ||
+    if (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0 ||
+        parse_pod_security(spec, m, &pod_identity, err) < 0 ||
         parse_dns(spec, m, err) < 0)
         return -1;
     apply_pod_identity(m, &pod_identity);

@@ -28,6 +28,7 @@ void manifest_container_free(struct pea_pod_container *c)
     free(c->security.seccomp_localhost_profile);
     free(c->identity);
     free(c->resources_json);
+    manifest_probes_free(c);
 }
 
 /* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
@@ -315,7 +316,8 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
 {
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources", "securityContext",
-        "restartPolicy", "imagePullPolicy", "ports", NULL};
+        "restartPolicy", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
+        NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
     if (field_check_known(obj, path, container_fields, err) < 0 ||
@@ -336,6 +338,8 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     if (restart && strcmp(restart, "Always") != 0)
         return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
     c->is_sidecar = restart != NULL;
+    if (manifest_parse_probes(obj, path, is_init, c, err) < 0)
+        return -1;
     /* A shallow copy without resources: the values are shared, not copied. */
     AUTO_JSON json_t *rest = json_object();
     json_object_update(rest, obj);

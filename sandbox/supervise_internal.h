@@ -22,6 +22,8 @@ enum member_phase {
 enum watch_kind { WATCH_SIGNAL = 1, WATCH_INFRA, WATCH_EXIT, WATCH_OUTPUT, WATCH_CALLER };
 
 struct member;
+struct member_probes; /* probe.c */
+struct member_hooks;  /* lifecycle.c */
 
 /* One fd in the epoll set; epoll's data points here, so members and watches never move once made. */
 struct watch {
@@ -53,6 +55,12 @@ struct member {
     /* A stop in progress: SIGKILL at kill_at if still running; then hold it, or start it again. */
     bool is_stopping, start_after_stop, remove_after_stop;
     struct timespec kill_at;
+    /* Probes and lifecycle hooks (probe.c, lifecycle.c); NULL while none runs. */
+    struct member_probes *probes;
+    struct member_hooks *hooks;
+    bool is_started;    /* postStart done and the startup probe passed (or there is none) */
+    bool is_ready;      /* started and the readiness probe passing (or there is none) */
+    bool is_probe_kill; /* killed as unhealthy: the restart policy decides what follows, not the stop */
 };
 
 struct pod_supervisor {
@@ -88,5 +96,8 @@ long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup);
 struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);
 void supervisor_emit(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An event with a kubelet-like reason (Unhealthy, Killing, FailedPostStartHook, FailedPreStopHook). */
+void supervisor_emit_reason(struct pod_supervisor *sup, const char *container, const char *reason, const char *fmt,
+                            ...) __attribute__((format(printf, 4, 5)));
 
 #endif

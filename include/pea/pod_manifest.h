@@ -54,6 +54,43 @@ struct pea_pod_security {
     char *seccomp_localhost_profile; /* LOCALHOST only */
 };
 
+/* A probe's or a lifecycle hook's action (Kubernetes' ProbeHandler and LifecycleHandler). */
+enum pea_pod_handler_type {
+    PEA_HANDLER_NONE, /* not set */
+    PEA_HANDLER_EXEC,
+    PEA_HANDLER_HTTP_GET,
+    PEA_HANDLER_TCP_SOCKET, /* probes only */
+    PEA_HANDLER_GRPC,       /* probes only */
+    PEA_HANDLER_SLEEP,      /* lifecycle hooks only */
+};
+
+struct pea_pod_http_header {
+    char *name, *value;
+};
+
+struct pea_pod_handler {
+    enum pea_pod_handler_type type;
+    char **command;        /* EXEC: run in the container, without a shell */
+    char *host;            /* HTTP_GET, TCP_SOCKET: an IP address; NULL = the pod's address */
+    int port;              /* HTTP_GET, TCP_SOCKET, GRPC: a number (a port name is resolved by the parser) */
+    char *path;            /* HTTP_GET: never NULL ("/" by default) */
+    bool is_https;         /* HTTP_GET: scheme HTTPS (no certificate verification, as the kubelet) */
+    struct pea_pod_http_header *headers; /* HTTP_GET */
+    size_t n_headers;
+    char *grpc_service;    /* GRPC: never NULL ("" by default: the server's overall health) */
+    long long sleep_seconds; /* SLEEP */
+};
+
+struct pea_pod_probe {
+    struct pea_pod_handler handler; /* type NONE: no probe */
+    int initial_delay_seconds;
+    int period_seconds;    /* default 10 */
+    int timeout_seconds;   /* default 1 */
+    int success_threshold; /* default 1, always 1 for liveness and startup */
+    int failure_threshold; /* default 3 */
+    long long termination_grace_seconds; /* -1: the pod's (liveness and startup only) */
+};
+
 struct pea_pod_container {
     char *name;           /* DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 */
     char **image_layers;  /* NULL-terminated, at least one: `image: DIR` is one plain root directory; `image: [a, b]`
@@ -69,6 +106,9 @@ struct pea_pod_container {
     struct pea_pod_resources resources;
     struct pea_pod_security security;
     bool is_sidecar;      /* an init container with restartPolicy: Always */
+    struct pea_pod_probe liveness_probe, readiness_probe, startup_probe;
+    struct pea_pod_handler post_start, pre_stop; /* lifecycle hooks; type NONE when absent */
+    int stop_signal;      /* lifecycle.stopSignal; SIGTERM by default */
     /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
      * (compact, keys sorted) without its resources, and its resources alone (NULL when absent). */
     char *identity;

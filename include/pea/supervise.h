@@ -27,6 +27,9 @@ struct pod_supervisor_ops {
     /* A container is about to get a new instance (a restart or a recreate): the shim rotates its log to
      * "previous". May be NULL. */
     void (*on_new_instance)(void *ctx, const char *container);
+    /* An event with a kubelet-like reason ("Unhealthy", "Killing", "FailedPostStartHook", "FailedPreStopHook") and
+     * its message. May be NULL: on_event then gets "REASON: MESSAGE". */
+    void (*on_event_reason)(void *ctx, const char *container, const char *reason, const char *what);
 };
 
 /* Back-off before restarting a container that exited: 1 s, doubled per restart up to 5 minutes; reset once it has
@@ -61,7 +64,8 @@ void supervisor_unwatch(struct pod_supervisor *sup, int fd);
 
 /* Every container in manifest order (init containers first), each
  *   {"name", "init": bool, "sidecar": bool, "state": "waiting|running|backoff|exited|stopped",
- *    "pid": N (0 unless running), "restarts": N, "exitCode": N (once it has exited), "startedAt", "finishedAt"}
+ *    "pid": N (0 unless running), "restarts": N, "started": bool and "ready": bool (running, its postStart done and
+ *    its startup probe passed; and its readiness probe passing), "exitCode": N (once it has exited), "startedAt", "finishedAt"}
  * ("stopped": held by a stop request, not restarted until start/restart/apply). */
 json_t *supervisor_containers(const struct pod_supervisor *sup);
 /* {"name", "status": "starting|running|finished|stopping", "infraPid", "created", "restarts" (sum),

@@ -572,9 +572,10 @@ static void print_event(json_t *event, bool is_json)
     } else {
         json_t *record = json_object_get(event, "record");
         const char *what = json_string_value(json_object_get(event, "message"));
-        printf("%s %s %s%s\n", json_string_value(json_object_get(event, "time")),
-               json_string_value(json_object_get(event, "container")), what ? what : "state ",
-               what ? "" : json_string_value(json_object_get(record, "state")));
+        const char *reason = json_string_value(json_object_get(event, "reason"));
+        printf("%s %s %s%s%s%s\n", json_string_value(json_object_get(event, "time")),
+               json_string_value(json_object_get(event, "container")), reason ? reason : "", reason ? ": " : "",
+               what ? what : "state ", what ? "" : json_string_value(json_object_get(record, "state")));
     }
     fflush(stdout);
 }

@@ -382,19 +382,27 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
         }
         AUTO_JSON json_t *shim_status = pod_shim_status(pod);
         AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
-        json_int_t restarts = 0;
+        json_int_t restarts = 0, ready = 0, counted = 0;
         size_t i;
         json_t *record;
-        json_array_foreach(containers, i, record)
+        json_array_foreach(containers, i, record) {
             restarts += json_integer_value(json_object_get(record, "restarts"));
+            /* READY as kubectl counts it: app containers and sidecars. */
+            if (json_is_true(json_object_get(record, "init")) && !json_is_true(json_object_get(record, "sidecar")))
+                continue;
+            counted++;
+            ready += json_is_true(json_object_get(record, "ready"));
+        }
+        char ready_text[48];
+        snprintf(ready_text, sizeof ready_text, "%lld/%lld", (long long)ready, (long long)counted);
         json_t *created = json_object_get(pod->state, "created");
         char address[64];
         format_address(pod->manifest, address, sizeof address);
         json_t *shim = json_object_get(json_object_get(pod->state, "shim"), "pid");
-        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I, s:O?, s:s, s:O?}", "name", *n, "status",
-                                              pod_status(pod, shim_status), "restarts", restarts, "containers",
-                                              (json_int_t)pod->manifest->n_containers, "created", created, "ip",
-                                              address, "shimPid", shim));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:O?, s:s, s:O?}", "name", *n, "status",
+                                              pod_status(pod, shim_status), "ready", ready_text, "restarts",
+                                              restarts, "containers", (json_int_t)pod->manifest->n_containers,
+                                              "created", created, "ip", address, "shimPid", shim));
     }
     if (strcmp(output, "json") == 0) {
         AUTO_FREE char *text = json_dumps(list, JSON_COMPACT);
@@ -402,7 +410,8 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
         return 0;
     }
     bool is_wide = strcmp(output, "wide") == 0;
-    printf("%-24s %-10s %-10s %-8s %-*s", "NAME", "STATUS", "CONTAINERS", "RESTARTS", is_wide ? 5 : 0, "AGE");
+    printf("%-24s %-10s %-6s %-10s %-8s %-*s", "NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", is_wide ? 5 : 0,
+           "AGE");
     if (is_wide)
         printf(" %-16s %s", "IP", "SHIM");
     printf("\n");
@@ -413,8 +422,9 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
         format_age(json_string_value(json_object_get(p, "created")), age, sizeof age);
         if (json_object_get(p, "shimPid"))
             snprintf(shim, sizeof shim, "%lld", (long long)json_integer_value(json_object_get(p, "shimPid")));
-        printf("%-24s %-10s %-10lld %-8lld %-*s", json_string_value(json_object_get(p, "name")),
-               json_string_value(json_object_get(p, "status")),
+        const char *ready = json_string_value(json_object_get(p, "ready"));
+        printf("%-24s %-10s %-6s %-10lld %-8lld %-*s", json_string_value(json_object_get(p, "name")),
+               json_string_value(json_object_get(p, "status")), ready ? ready : "-",
                (long long)json_integer_value(json_object_get(p, "containers")),
                (long long)json_integer_value(json_object_get(p, "restarts")), is_wide ? 5 : 0, age);
         if (is_wide)
@@ -453,7 +463,8 @@ static int pod_ps(const struct cli_globals *g, int argc, char **argv)
     }
     /* wide adds when each started and why the last start failed. */
     bool is_wide = strcmp(output, "wide") == 0;
-    printf("%-24s %-8s %-8s %-9s %-*s", "CONTAINER", "STATE", "PID", "EXITCODE", is_wide ? 8 : 0, "RESTARTS");
+    printf("%-24s %-8s %-6s %-8s %-9s %-*s", "CONTAINER", "STATE", "READY", "PID", "EXITCODE", is_wide ? 8 : 0,
+           "RESTARTS");
     if (is_wide)
         printf(" %-30s %s", "STARTED", "REASON");
     printf("\n");
@@ -462,8 +473,9 @@ static int pod_ps(const struct cli_globals *g, int argc, char **argv)
         char code_text[16] = "-";
         if (code)
             snprintf(code_text, sizeof code_text, "%lld", (long long)json_integer_value(code));
-        printf("%-24s %-8s %-8lld %-9s %-*lld", json_string_value(json_object_get(c, "name")),
+        printf("%-24s %-8s %-6s %-8lld %-9s %-*lld", json_string_value(json_object_get(c, "name")),
                json_string_value(json_object_get(c, "state")),
+               json_is_true(json_object_get(c, "ready")) ? "true" : "false",
                (long long)json_integer_value(json_object_get(c, "pid")), code_text,
                is_wide ? 8 : 0, (long long)json_integer_value(json_object_get(c, "restarts")));
         const char *reason = json_string_value(json_object_get(c, "startError"));
