@@ -454,9 +454,11 @@ static int pod_await_started(const struct cli_globals *g, const char *name, stru
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv)
 {
-    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE, OPT_NO_WAIT };
+    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE, OPT_NO_WAIT, OPT_CONFIGMAP, OPT_SECRET };
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'},
+        {"configmap", required_argument, NULL, OPT_CONFIGMAP},
+        {"secret", required_argument, NULL, OPT_SECRET},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
         {"recreate", no_argument, NULL, OPT_RECREATE},
@@ -465,10 +467,13 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
     };
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
     bool recreate = false, no_wait = false;
+    AUTO_STRV char **configmaps = xcalloc(1, sizeof(char *)), **secrets = xcalloc(1, sizeof(char *));
     int c;
     while ((c = getopt_long(argc, argv, "+f:", opts, NULL)) != -1) {
         switch (c) {
         case 'f': file = optarg; break;
+        case OPT_CONFIGMAP: strv_append(&configmaps, optarg); break;
+        case OPT_SECRET: strv_append(&secrets, optarg); break;
         case OPT_DATA_ROOT: data_root = optarg; break;
         case OPT_PAUSE: pause = optarg; break;
         case OPT_RECREATE: recreate = true; break;
@@ -480,7 +485,7 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
         return cli_usage_error("pod apply", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
     AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    struct pea_pod_manifest *m = pause_path ? manifest_load(file, &err) : NULL;
+    struct pea_pod_manifest *m = pause_path ? manifest_load_with_configs(file, configmaps, secrets, &err) : NULL;
     if (!m)
         return cli_fail(&err);
     /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it

@@ -22,12 +22,13 @@
 static const struct {
     const char *name, *usage, *summary;
 } pod_commands[] = {
-    {"run", "pod run [--detach] -f FILE [--data-root DIR] [--pause PATH]",
+    {"run", "pod run [--detach] -f FILE [--configmap FILE]... [--secret FILE]... [--data-root DIR] [--pause PATH]",
      "run a pod in the foreground until it finishes or is interrupted, then tear it down; --detach: under pea-shim"},
     {"rm", "pod rm [--force] NAME...", "stop a pod's containers (grace period, then SIGKILL) and remove all of it"},
     {"ls", "pod ls [--output table|json]", "list the pods under --root"},
     {"ps", "pod ps [--output table|json] NAME", "list a pod's containers with state, exit code and restarts"},
-    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate] [--no-wait]",
+    {"apply", "pod apply -f FILE [--configmap FILE]... [--secret FILE]... [--data-root DIR] [--pause PATH] "
+              "[--recreate] [--no-wait]",
      "make the pod what FILE says: start it under pea-shim, or change only what changed (and wait until the "
      "changed containers run; --no-wait: not)"},
     {"logs", "pod logs [-c C] [--tail N] [--previous] [-f] NAME", "print a container's output (from its log files)"},
@@ -93,21 +94,26 @@ static void run_on_event(void *ctx, const char *container, const char *what)
 
 static int pod_run(const struct cli_globals *g, int argc, char **argv)
 {
-    enum { OPT_DATA_ROOT = 256, OPT_PAUSE };
+    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_CONFIGMAP, OPT_SECRET };
     static const struct option opts[] = {
         {"detach", no_argument, NULL, 'd'},
         {"file", required_argument, NULL, 'f'},
+        {"configmap", required_argument, NULL, OPT_CONFIGMAP},
+        {"secret", required_argument, NULL, OPT_SECRET},
         {"data-root", required_argument, NULL, OPT_DATA_ROOT},
         {"pause", required_argument, NULL, OPT_PAUSE},
         {0},
     };
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
     bool is_detached = false;
+    AUTO_STRV char **configmaps = xcalloc(1, sizeof(char *)), **secrets = xcalloc(1, sizeof(char *));
     int c;
     while ((c = getopt_long(argc, argv, "+df:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': is_detached = true; break;
         case 'f': file = optarg; break;
+        case OPT_CONFIGMAP: strv_append(&configmaps, optarg); break;
+        case OPT_SECRET: strv_append(&secrets, optarg); break;
         case OPT_DATA_ROOT: data_root = optarg; break;
         case OPT_PAUSE: pause = optarg; break;
         default: return cli_usage_error("pod run", "unknown option %s", argv[optind - 1]);
@@ -120,14 +126,14 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (!pause_path)
         return cli_fail(&err);
     if (is_detached) {
-        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load(file, &err);
+        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load_with_configs(file, configmaps, secrets, &err);
         AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
         if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
             return cli_fail(&err);
         printf("pod %s started\n", detached->name);
         return 0;
     }
-    struct pea_pod_manifest *m = manifest_load(file, &err);
+    struct pea_pod_manifest *m = manifest_load_with_configs(file, configmaps, secrets, &err);
     if (!m)
         return cli_fail(&err);
     struct pea_pod_options o = {.root = g->root, .data_root = data_root, .pause_path = pause_path};
