@@ -149,6 +149,15 @@ const struct pea_config_entry *manifest_config_entry(const struct pea_config_obj
     return o ? bsearch(&wanted, o->entries, o->n_entries, sizeof wanted, compare_entries) : NULL;
 }
 
+/* A key given again replaces the earlier value (a Secret's stringData over its data). */
+static bool has_key(const struct pea_config_object *o, const char *key)
+{
+    for (size_t i = 0; i < o->n_entries; i++)
+        if (strcmp(o->entries[i].key, key) == 0)
+            return true;
+    return false;
+}
+
 static void add_entry(struct pea_config_object *o, const char *key, char *value, size_t len, bool is_binary)
 {
     for (size_t i = 0; i < o->n_entries; i++)
@@ -180,6 +189,8 @@ static int read_entries(json_t *doc, const char *where, const char *field, bool 
                             "or starting with \"..\"", where, field, key);
         if (!json_is_string(value))
             return pea_fail(err, 0, "%s: %s.%s: must be a string", where, field, key);
+        if (is_binary && has_key(o, key))
+            return pea_fail(err, 0, "%s: key %s is in both data and binaryData", where, key);
         char *bytes;
         size_t len;
         if (is_base64) {
@@ -232,14 +243,8 @@ int manifest_parse_config(json_t *doc, const char *where, bool is_secret, struct
         /* stringData is merged into data, its values winning. */
         if (read_entries(doc, path, "stringData", false, false, o, err) < 0)
             return -1;
-    } else {
-        size_t n_data = o->n_entries;
-        if (read_entries(doc, path, "binaryData", true, true, o, err) < 0)
-            return -1;
-        for (size_t i = n_data; i < o->n_entries; i++)
-            for (size_t j = 0; j < n_data; j++)
-                if (strcmp(o->entries[i].key, o->entries[j].key) == 0)
-                    return pea_fail(err, 0, "%s: key %s is in both data and binaryData", path, o->entries[i].key);
+    } else if (read_entries(doc, path, "binaryData", true, true, o, err) < 0) {
+        return -1;
     }
     size_t total = 0;
     for (size_t i = 0; i < o->n_entries; i++)
