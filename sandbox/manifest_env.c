@@ -85,7 +85,8 @@ int manifest_parse_field_ref(json_t *obj, const char *parent, bool is_volume, st
     char path[FIELD_PATH_MAX];
     field_path(path, sizeof path, parent, "fieldRef");
     AUTO_FREE char *api_version = NULL;
-    if (field_get_object(obj, parent, "fieldRef", true, &ref, err) < 0 || field_check_known(ref, path, fields, err) < 0 ||
+    if (field_get_object(obj, parent, "fieldRef", true, &ref, err) < 0 ||
+        field_check_known(ref, path, fields, err) < 0 ||
         field_get_string(ref, path, "apiVersion", false, &api_version, err) < 0 ||
         field_get_string(ref, path, "fieldPath", true, &r->key, err) < 0)
         return -1;
@@ -239,7 +240,8 @@ static int parse_env_list(json_t *obj, const char *path, struct pea_pod_containe
         if (!e->value)
             e->value = xstrdup("");
         if (strlen(e->name) + 1 + strlen(e->value) >= env_entry_max())
-            return pea_fail(err, 0, "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
+            return pea_fail(err, 0,
+                            "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
                             item, env_entry_max() - 1);
     }
     return 0;

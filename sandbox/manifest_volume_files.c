@@ -89,7 +89,9 @@ static int parse_object_source(json_t *source, const char *path, enum pea_projec
     static const char *const config_map_volume[] = {"name", "items", "defaultMode", "optional", NULL};
     static const char *const secret_volume[] = {"secretName", "items", "defaultMode", "optional", NULL};
     static const char *const projection[] = {"name", "items", "optional", NULL};
-    const char *const *fields = !is_volume ? projection : kind == PEA_PROJECT_SECRET ? secret_volume : config_map_volume;
+    const char *const *fields = !is_volume                  ? projection
+                                : kind == PEA_PROJECT_SECRET ? secret_volume
+                                                             : config_map_volume;
     proj->kind = kind;
     if (field_check_known(source, path, fields, err) < 0 ||
         field_get_string(source, path, name_key, true, &proj->name, err) < 0 ||

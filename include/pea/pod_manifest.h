@@ -245,7 +245,8 @@ static inline bool manifest_network_namespace_is_pea_made(const struct pea_pod_m
 #define PEA_MANIFEST_LIMIT_TEXT "1.5 MiB, Kubernetes' object size limit"
 
 /* Parse a manifest from text: JSON values (each starting with '{'), then YAML documents (no aliases); one of them
- * the Pod, the others its ConfigMaps and Secrets, and every one the Pod names without optional: true must be there. Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
+ * the Pod, the others its ConfigMaps and Secrets, and every one the Pod names without optional: true must be there.
+ * Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);
 /* Read a file (regular, at most PEA_MANIFEST_MAX_SIZE; "-" is stdin) and parse it; errors are prefixed with the file
  * name. */
@@ -283,7 +284,8 @@ static inline void manifest_free_p(struct pea_pod_manifest **m) { manifest_free(
 #define AUTO_MANIFEST __attribute__((cleanup(manifest_free_p)))
 
 /* YAML text to JSON (exposed for tests): plain scalars become null/true/false/integers/reals where YAML 1.2's core
- * schema says so (a leading 0 makes an integer octal, as in Kubernetes), quoted scalars stay strings; anchors, aliases, tags other than the core ones and more than one
+ * schema says so (a leading 0 makes an integer octal, as in Kubernetes),
+ * quoted scalars stay strings; anchors, aliases, tags other than the core ones and more than one
  * document are errors. */
 json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err);
 
