@@ -10,6 +10,7 @@
 #include "pea/container.h"
 #include "pea/log.h"
 #include "pea/util.h"
+#include "pea/volume.h"
 #include "supervise_internal.h"
 
 json_t *supervisor_containers(const struct pod_supervisor *sup)
@@ -225,6 +226,8 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     const char *sandbox_change = manifest_sandbox_change(old, manifest);
     if (sandbox_change)
         return pea_fail(err, 0, "%s: changing it needs a new sandbox (apply --recreate)", sandbox_change);
+    if (manifest_check_immutable(old, manifest, err) < 0)
+        return -1;
     AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),
                      *removed = json_array(), *unchanged = json_array();
     /* Live resource updates first (the pod cgroup before its children): if the cgroup refuses one, nothing else has
@@ -251,6 +254,10 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     struct pea_error save_err = {0};
     if (pod_save_manifest(sup->pod, &save_err) < 0)
         log_warn("%s", save_err.msg);
+    /* ConfigMap, Secret and downward API files change under running containers, as the kubelet's do. */
+    struct pea_error volume_err = {0};
+    if (volume_update_written(sup->pod, old, &volume_err) < 0)
+        supervisor_emit(sup, sup->pod->name, "volume update failed: %s", volume_err.msg);
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
         if (m->is_removed)

@@ -45,8 +45,10 @@ static int take_value(const char *command, const struct cli_option *o, const cha
     case CLI_OPT_STRING: *(const char **)o->value = value; return 0;
     case CLI_OPT_LIST: {
         struct cli_list *list = o->value;
-        list->items = xrealloc(list->items, (list->n + 1) * sizeof *list->items);
+        /* NULL-terminated as well, for the functions that take a string vector. */
+        list->items = xrealloc(list->items, (list->n + 2) * sizeof *list->items);
         list->items[list->n++] = value;
+        list->items[list->n] = NULL;
         return 0;
     }
     case CLI_OPT_COUNT:

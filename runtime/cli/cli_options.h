@@ -38,7 +38,7 @@ struct cli_option {
 
 /* A repeatable option's values; they point into argv. Free items only. */
 struct cli_list {
-    const char **items;
+    const char **items; /* NULL-terminated, or NULL when empty */
     size_t n;
 };
 

@@ -132,7 +132,10 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
 {
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL, *output = NULL;
     bool recreate = false, no_wait = false, is_dry_run = false;
+    struct cli_list configmaps = {0}, secrets = {0};
     const struct cli_option opts[] = {
+        CLI_LIST("configmap", 0, &configmaps),
+        CLI_LIST("secret", 0, &secrets),
         CLI_STRING("file", 'f', &file),
         CLI_STRING("data-root", 0, &data_root),
         CLI_STRING("pause", 0, &pause),
@@ -146,15 +149,18 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
     if (cli_parse_options("pod apply", argc, argv, opts, 0, &args) != 0)
         return 1;
     free(args.items);
+    /* The options' values stay in argv: only the vectors are ours. */
+    AUTO_FREE char **config_files = (char **)configmaps.items, **secret_files = (char **)secrets.items;
     if (!file || args.n != 0)
         return cli_usage_error("pod apply", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
     if (is_dry_run) {
-        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load(file, &err);
+        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load_with_configs(file, config_files,
+                secret_files, &err);
         return checked ? apply_dry_run(g, checked, recreate) : cli_fail(&err);
     }
     AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    struct pea_pod_manifest *m = pause_path ? manifest_load(file, &err) : NULL;
+    struct pea_pod_manifest *m = pause_path ? manifest_load_with_configs(file, config_files, secret_files, &err) : NULL;
     if (!m)
         return cli_fail(&err);
     /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it

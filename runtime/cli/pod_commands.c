@@ -182,7 +182,10 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
 {
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
     bool is_detached = false, is_dry_run = false;
+    struct cli_list configmaps = {0}, secrets = {0};
     const struct cli_option opts[] = {
+        CLI_LIST("configmap", 0, &configmaps),
+        CLI_LIST("secret", 0, &secrets),
         CLI_FLAG("detach", 'd', &is_detached),
         CLI_STRING("file", 'f', &file),
         CLI_STRING("data-root", 0, &data_root),
@@ -194,11 +197,14 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (cli_parse_options("pod run", argc, argv, opts, 0, &args) != 0)
         return 1;
     free(args.items);
+    /* The options' values stay in argv: only the vectors are ours. */
+    AUTO_FREE char **config_files = (char **)configmaps.items, **secret_files = (char **)secrets.items;
     if (!file || args.n != 0)
         return cli_usage_error("pod run", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
     if (is_dry_run) {
-        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load(file, &err);
+        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load_with_configs(file, config_files,
+                secret_files, &err);
         if (!checked)
             return cli_fail(&err);
         printf("pod/%s created (dry run)\n", checked->name);
@@ -208,14 +214,15 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (!pause_path)
         return cli_fail(&err);
     if (is_detached) {
-        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load(file, &err);
+        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load_with_configs(file, config_files,
+                secret_files, &err);
         AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
         if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
             return cli_fail(&err);
         printf("pod %s started\n", detached->name);
         return 0;
     }
-    struct pea_pod_manifest *m = manifest_load(file, &err);
+    struct pea_pod_manifest *m = manifest_load_with_configs(file, config_files, secret_files, &err);
     if (!m)
         return cli_fail(&err);
     return run_in_own_session(g, m, data_root, pause_path);
