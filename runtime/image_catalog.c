@@ -110,7 +110,7 @@ json_t *catalog_find(json_t *catalog, const char *what, struct pea_error *err)
     if (pea_digest_is_valid(what)) {
         json_t *img = find_by_digest(images, what);
         if (!img)
-            pea_fail(err, ENOENT, "image %s not known", what);
+            store_fail(err, ENOENT, "image %s not known", what);
         return img;
     }
     struct pea_image_ref ref;
@@ -145,7 +145,7 @@ json_t *catalog_find(json_t *catalog, const char *what, struct pea_error *err)
     if (ref_err.msg[0] && !is_hex(what))
         *err = ref_err;
     else
-        pea_fail(err, ENOENT, "image %s not known", what);
+        store_fail(err, ENOENT, "image %s not known", what);
     err->errnum = ENOENT;
     return NULL;
 }

@@ -93,7 +93,7 @@ static int open_blob(struct import_job *j, const char *digest, struct pea_error 
     AUTO_FREE char *path = xasprintf("blobs/sha256/%s", pea_digest_hex(digest));
     int fd = j->src->open(j->src->ctx, path, err);
     if (fd < 0 && err->errnum == ENOENT)
-        return pea_fail(err, ENOENT, "%s: blob %s is missing", j->src->shown, digest);
+        return store_fail(err, ENOENT, "%s: blob %s is missing", j->src->shown, digest);
     return fd;
 }
 
@@ -321,7 +321,7 @@ int import_layout_source(struct pea_image_store *s, const struct layout_source *
             json_array_append(chosen, desc);
     }
     if (json_array_size(chosen) == 0)
-        return pea_fail(err, ENOENT, "%s: %s", src->shown,
+        return store_fail(err, ENOENT, "%s: %s", src->shown,
                         o->layout_ref ? "no image with that ref.name in index.json" : "index.json lists no image");
     if (o->name && json_array_size(chosen) > 1)
         return pea_fail(err, 0, "%s holds %zu images: choose one (by its ref.name) to give it a name", src->shown,

@@ -21,6 +21,14 @@ struct pea_image_store {
     bool is_privileged; /* root in the initial user namespace: file owners and device nodes as the image says */
 };
 
+/* pea_fail with errnum kept for callers to test (ENOENT: not known, EBUSY: in use) but not spelt in the text. */
+#define store_fail(err, code, ...)                                                                               \
+    ({                                                                                                         \
+        pea_fail((err), 0, __VA_ARGS__);                                                                       \
+        (err)->errnum = (code);                                                                                \
+        -1;                                                                                                    \
+    })
+
 enum store_lock { STORE_LOCK_GC, STORE_LOCK_META };
 
 /* flock(LOCK_SH or LOCK_EX) one of the store's lock files; the returned fd holds it until closed. */

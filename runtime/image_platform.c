@@ -107,6 +107,6 @@ int image_platform_pick(json_t *manifests, const struct image_platform *p, struc
                          variant ? variant : "");
         n = w < 0 ? n : n + (size_t)w;
     }
-    return pea_fail(err, ENOENT, "no image for %s/%s%s%s in the index (it has: %s)", p->os, p->architecture,
+    return store_fail(err, ENOENT, "no image for %s/%s%s%s in the index (it has: %s)", p->os, p->architecture,
                     p->variant[0] ? "/" : "", p->variant, n ? seen : "nothing with a platform");
 }

@@ -67,7 +67,7 @@ int pea_image_hold(struct pea_image_store *s, const char *holder, const char *ma
     json_t *img = pea_digest_is_valid(manifest_digest) ? catalog_find(catalog, manifest_digest, err) : NULL;
     const char *m = json_string_value(json_object_get(img, "manifest"));
     if (!m || strcmp(m, manifest_digest) != 0)
-        return pea_fail(err, ENOENT, "hold image %s for %s: no such image in the store", manifest_digest, holder);
+        return store_fail(err, ENOENT, "hold image %s for %s: no such image in the store", manifest_digest, holder);
     AUTO_FD int holds = open_holds(s, err);
     if (holds < 0)
         return -1;
@@ -259,7 +259,7 @@ int pea_image_remove(struct pea_image_store *s, const char *what, bool force, ch
     const char *manifest = json_string_value(json_object_get(img, "manifest"));
     AUTO_FREE char *holders = removes_image ? holders_of(s, manifest) : NULL;
     if (holders)
-        return pea_fail(err, EBUSY, "image %s is in use by %s: refused", what, holders);
+        return store_fail(err, EBUSY, "image %s is in use by %s: refused", what, holders);
     for (size_t i = json_array_size(names); i-- > 0;) {
         const char *n = json_string_value(json_array_get(names, i));
         if (name[0] && strcmp(n, name) != 0)

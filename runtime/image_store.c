@@ -157,6 +157,8 @@ int store_work_dir(struct pea_image_store *s, struct pea_error *err)
             return pea_fail(err, errno, "create a work directory in %s/tmp", s->path);
         }
         AUTO_FD int fd = openat(s->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue; /* swept before we could lock it */
         if (fd < 0 || flock(fd, LOCK_EX) < 0)
             return pea_fail(err, errno, "lock work directory %s/tmp/%s", s->path, name);
         /* A sweeper may have taken the directory between mkdir and flock: then it is gone, and we start over. */

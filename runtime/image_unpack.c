@@ -269,13 +269,14 @@ static int write_hard_link(struct unpacker *u, struct archive_entry *e, int pare
     if (slash)
         *slash = '\0';
     AUTO_FD int target_parent = open_in_layer(u->root_fd, slash ? target : "", O_PATH | O_DIRECTORY);
-    if (target_parent < 0)
-        return entry_fail(u, err, errno == ELOOP ? 0 : errno,
-                          errno == ELOOP ? "hard link target is reached through a symlink: refused"
-                                         : "hard link target");
+    if (target_parent < 0) {
+        if (errno == ELOOP || errno == ENOTDIR)
+            return entry_fail(u, err, 0, "hard link target is reached through a symlink: refused");
+        return entry_fail(u, err, errno == ENOENT ? 0 : errno, "hard link target is not in the layer");
+    }
     struct stat st;
     if (fstatat(target_parent, target_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return entry_fail(u, err, errno, "hard link target is not in the layer");
+        return entry_fail(u, err, errno == ENOENT ? 0 : errno, "hard link target is not in the layer");
     if (make_room(u, parent, name, false, err) < 0)
         return -1;
     /* Flags 0: a symlink is linked as itself, never followed. */
