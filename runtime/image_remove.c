@@ -115,28 +115,39 @@ int pea_image_release(struct pea_image_store *s, const char *holder, const char 
     return 0;
 }
 
-/* Who holds the image: "pod-a, pod-b", or NULL when nobody. */
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Who holds the image: "pod-a, pod-b" (sorted), or NULL when nobody. */
 static char *holders_of(struct pea_image_store *s, const char *manifest_digest)
 {
     AUTO_FD int holds = openat(s->dir_fd, HOLDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR *dir = holds >= 0 ? fdopendir(dup(holds)) : NULL;
     if (!dir)
         return NULL;
-    char *who = NULL;
+    AUTO_STRV char **who = NULL;
     struct dirent *de;
     while ((de = readdir(dir))) {
         if (de->d_name[0] == '.')
             continue;
         struct pea_error ignored;
         AUTO_FREE char *text = store_read_file(holds, de->d_name, HOLD_FILE_MAX, NULL, &ignored);
-        if (!text || !holds_digest(text, manifest_digest))
-            continue;
-        char *next = who ? xasprintf("%s, %s", who, de->d_name) : xstrdup(de->d_name);
-        free(who);
-        who = next;
+        if (text && holds_digest(text, manifest_digest))
+            strv_push(&who, de->d_name);
     }
     closedir(dir);
-    return who;
+    if (!who)
+        return NULL;
+    qsort(who, strv_len(who), sizeof *who, compare_names);
+    char *joined = xstrdup(who[0]);
+    for (size_t i = 1; who[i]; i++) {
+        char *next = xasprintf("%s, %s", joined, who[i]);
+        free(joined);
+        joined = next;
+    }
+    return joined;
 }
 
 static void collect(json_t *set, json_t *v)
