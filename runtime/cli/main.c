@@ -100,6 +100,15 @@ static const struct cli_command commands[] = {
      "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
+    {"image", cmd_image, "image COMMAND [options]", "load, import, list, inspect, tag and remove OCI images",
+     "  load [-i FILE] [-q] [--name NAME]   load a docker-archive or oci-archive tar\n"
+     "  import [--ref REF] DIR [NAME]       import an OCI image layout directory\n"
+     "  ls [-q] [-o table|json]             list images\n"
+     "  inspect IMAGE...                    print images as JSON\n"
+     "  tag IMAGE NAME...                   give an image more names\n"
+     "  rm [-f] IMAGE...                    remove images (never one a pod holds)\n"
+     "  prune [-a]                          remove unnamed (-a: unused) images and unused layers\n"
+     "  every command takes --data-root DIR (default /var/lib/pea; the store is DIR/images)\n"},
 };
 
 int cli_fail(const struct pea_error *err)
