@@ -72,15 +72,15 @@ def test_output_formats_of_the_listing_commands(pods):
 
     assert ok(pods, "pod", "ls", "-o", "name") == f"pod/{name}\n"
     table = ok(pods, "pod", "ls").splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "CONTAINERS", "RESTARTS", "AGE"]
+    assert table[0].split() == ["NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE"]
     wide = ok(pods, "pod", "ls", "-o", "wide").splitlines()
-    assert wide[0].split() == ["NAME", "STATUS", "CONTAINERS", "RESTARTS", "AGE", "IP", "SHIM"]
+    assert wide[0].split() == ["NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE", "IP", "SHIM"]
     assert wide[1].split()[0] == name and wide[1].split()[-1] == str(pods.state(name)["shim"]["pid"])
     listed = json.loads(ok(pods, "pod", "ls", "-o", "json"))
     assert [(p["name"], p["status"]) for p in listed] == [(name, "running")]
 
     assert ok(pods, "pod", "ps", name, "-o", "name") == "a\n"
-    assert ok(pods, "pod", "ps", name).splitlines()[0].split() == ["CONTAINER", "STATE", "PID", "EXITCODE",
+    assert ok(pods, "pod", "ps", name).splitlines()[0].split() == ["CONTAINER", "STATE", "READY", "PID", "EXITCODE",
                                                                    "RESTARTS"]
     assert ok(pods, "pod", "ps", "-o", "wide", name).splitlines()[0].split()[-2:] == ["STARTED", "REASON"]
     assert json.loads(ok(pods, "pod", "ps", name, "-o", "json"))[0]["state"] == "running"
