@@ -8,11 +8,43 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pod_client.h"
 #include "pea/log.h"
 #include "pea/seccomp.h"
 #include "pea/spec.h"
 #include "pea/sys.h"
 #include "pea/util.h"
+
+#ifdef PEA_IMAGE_COMMANDS
+#define PEA_IMAGE_COMMAND cmd_image
+#else
+#define PEA_IMAGE_COMMAND image_in_pea_image
+/* The image commands run in pea-image, the one binary that links the image store's libraries: pea itself, the
+ * binary every container start executes, maps none of them. The global options go along. */
+static int image_in_pea_image(const struct cli_globals *g, int argc, char **argv)
+{
+    struct pea_error err = {0};
+    AUTO_FREE char *path = pod_find_helper(g->argv0, "pea-image", "runtime", &err);
+    if (!path)
+        return cli_fail(&err);
+    AUTO_FREE char **args = xcalloc((size_t)argc + 8, sizeof *args);
+    size_t n = 0;
+    args[n++] = path;
+    if (g->log_path) {
+        args[n++] = "--log";
+        args[n++] = (char *)g->log_path;
+    }
+    args[n++] = "--log-format";
+    args[n++] = (char *)g->log_format;
+    if (g->debug)
+        args[n++] = "--debug";
+    for (int i = 0; i < argc; i++)
+        args[n++] = argv[i];
+    execv(path, args);
+    pea_fail(&err, errno, "execute %s", path);
+    return cli_fail(&err);
+}
+#endif
 
 static const struct cli_command commands[] = {
     {"create", cmd_create, "create [options] ID", "create a container from a bundle; it waits for `start`",
@@ -100,7 +132,7 @@ static const struct cli_command commands[] = {
      "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
-    {"image", cmd_image, "image COMMAND [options]", "load, import, list, inspect, tag and remove OCI images",
+    {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]", "load, import, list, inspect, tag and remove OCI images",
      "  load [-i FILE] [-q] [--name NAME]   load a docker-archive or oci-archive tar\n"
      "  import [--ref REF] DIR [NAME]       import an OCI image layout directory\n"
      "  ls [-q] [-o table|json]             list images\n"
