@@ -44,6 +44,12 @@ json_t *catalog_load(struct pea_image_store *s, struct pea_error *err)
     return catalog;
 }
 
+json_t *catalog_load_locked(struct pea_image_store *s, int *lock, struct pea_error *err)
+{
+    *lock = store_lock(s, STORE_LOCK_META, true, err);
+    return *lock < 0 ? NULL : catalog_load(s, err);
+}
+
 int catalog_save(struct pea_image_store *s, json_t *catalog, struct pea_error *err)
 {
     AUTO_FREE char *text = json_dumps(catalog, JSON_INDENT(1) | JSON_SORT_KEYS);
@@ -171,10 +177,8 @@ static void take_name(json_t *images, json_t *owner, const char *name)
 
 int catalog_commit(struct pea_image_store *s, const struct image_commit *c, char ***loaded, struct pea_error *err)
 {
-    AUTO_FD int lock = store_lock(s, STORE_LOCK_META, true, err);
-    if (lock < 0)
-        return -1;
-    AUTO_JSON json_t *catalog = catalog_load(s, err);
+    AUTO_FD int lock = -1;
+    AUTO_JSON json_t *catalog = catalog_load_locked(s, &lock, err);
     if (!catalog)
         return -1;
     json_t *images = json_object_get(catalog, "images");
@@ -326,10 +330,8 @@ int pea_image_tag(struct pea_image_store *s, const char *what, const char *dst, 
     if (ref.digest[0])
         return pea_fail(err, 0, "tag %s: a new name cannot carry a digest", dst);
     pea_image_ref_format(&ref, name, sizeof name);
-    AUTO_FD int lock = store_lock(s, STORE_LOCK_META, true, err);
-    if (lock < 0)
-        return -1;
-    AUTO_JSON json_t *catalog = catalog_load(s, err);
+    AUTO_FD int lock = -1;
+    AUTO_JSON json_t *catalog = catalog_load_locked(s, &lock, err);
     if (!catalog)
         return -1;
     json_t *img = catalog_find(catalog, what, err);

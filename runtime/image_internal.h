@@ -90,6 +90,8 @@ struct image_commit {
 int catalog_commit(struct pea_image_store *s, const struct image_commit *c, char ***loaded, struct pea_error *err);
 /* images.json, parsed ({"images": [...]}); a missing file is an empty catalogue. */
 json_t *catalog_load(struct pea_image_store *s, struct pea_error *err);
+/* catalog_load under the metadata lock, which *lock holds (the caller closes it) for a change to be saved. */
+json_t *catalog_load_locked(struct pea_image_store *s, int *lock, struct pea_error *err);
 int catalog_save(struct pea_image_store *s, json_t *catalog, struct pea_error *err);
 /* The record in catalog matching WHAT (see pea_image_resolve); NULL with err (ENOENT when unknown). */
 json_t *catalog_find(json_t *catalog, const char *what, struct pea_error *err);

@@ -58,10 +58,8 @@ int pea_image_hold(struct pea_image_store *s, const char *holder, const char *ma
 {
     if (check_holder(holder, err) < 0)
         return -1;
-    AUTO_FD int lock = store_lock(s, STORE_LOCK_META, true, err);
-    if (lock < 0)
-        return -1;
-    AUTO_JSON json_t *catalog = catalog_load(s, err);
+    AUTO_FD int lock = -1;
+    AUTO_JSON json_t *catalog = catalog_load_locked(s, &lock, err);
     if (!catalog)
         return -1;
     json_t *img = pea_digest_is_valid(manifest_digest) ? catalog_find(catalog, manifest_digest, err) : NULL;
