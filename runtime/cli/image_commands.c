@@ -2,7 +2,6 @@
  * habits (its words for what was done: "Loaded image:", "Untagged:", "Deleted:"). */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "pod_client.h"
 #include "pea/image_ref.h"
 #include "pea/image_store.h"
@@ -43,52 +43,39 @@ struct image_cli {
     const char *data_root;
     const char *input, *name, *ref, *output;
     bool is_quiet, is_forced, is_all;
+    struct cli_args args; /* the positional arguments */
 };
 
-/* One option set for every image command; each says which it takes. */
+static void image_cli_clear(struct image_cli *o) { free(o->args.items); }
+#define AUTO_IMAGE_CLI __attribute__((cleanup(image_cli_clear)))
+
+/* One option set for every image command, parsed as the pod commands' (options anywhere, "--" ends them); takes
+ * names the ones a command has: i(nput), q(uiet), n(ame), r(ef), o(utput), f(orce), a(ll). */
 static int parse(int argc, char **argv, const char *command, const char *takes, struct image_cli *o)
 {
-    enum { OPT_DATA_ROOT = 256, OPT_NAME, OPT_REF, OPT_FORMAT };
-    static const struct option opts[] = {
-        {"data-root", required_argument, NULL, OPT_DATA_ROOT},
-        {"input", required_argument, NULL, 'i'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"name", required_argument, NULL, OPT_NAME},
-        {"ref", required_argument, NULL, OPT_REF},
-        {"output", required_argument, NULL, 'o'},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"force", no_argument, NULL, 'f'},
-        {"all", no_argument, NULL, 'a'},
-        {0},
-    };
     *o = (struct image_cli){.data_root = POD_DEFAULT_DATA_ROOT, .output = "table"};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "+i:qo:fa", opts, NULL)) != -1) {
-        const char *flag = argv[optind - 1];
-        bool is_taken = c == OPT_DATA_ROOT || (c == 'i' && strchr(takes, 'i')) || (c == 'q' && strchr(takes, 'q')) ||
-                        (c == OPT_NAME && strchr(takes, 'n')) || (c == OPT_REF && strchr(takes, 'r')) ||
-                        ((c == 'o' || c == OPT_FORMAT) && strchr(takes, 'o')) || (c == 'f' && strchr(takes, 'f')) ||
-                        (c == 'a' && strchr(takes, 'a'));
-        if (!is_taken)
-            return cli_usage_error(command, "unknown option %s", flag);
-        switch (c) {
-        case OPT_DATA_ROOT: o->data_root = optarg; break;
-        case 'i': o->input = optarg; break;
-        case 'q': o->is_quiet = true; break;
-        case OPT_NAME: o->name = optarg; break;
-        case OPT_REF: o->ref = optarg; break;
-        case 'o':
-        case OPT_FORMAT:
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)
-                return cli_usage_error(command, "%s takes table or json", c == 'o' ? "--output" : "--format");
-            o->output = optarg;
-            break;
-        case 'f': o->is_forced = true; break;
-        case 'a': o->is_all = true; break;
-        }
+    struct cli_option opts[10];
+    size_t n = 0;
+    opts[n++] = (struct cli_option)CLI_STRING("data-root", 0, &o->data_root);
+    if (strchr(takes, 'i'))
+        opts[n++] = (struct cli_option)CLI_STRING("input", 'i', &o->input);
+    if (strchr(takes, 'q'))
+        opts[n++] = (struct cli_option)CLI_FLAG("quiet", 'q', &o->is_quiet);
+    if (strchr(takes, 'n'))
+        opts[n++] = (struct cli_option)CLI_STRING("name", 0, &o->name);
+    if (strchr(takes, 'r'))
+        opts[n++] = (struct cli_option)CLI_STRING("ref", 0, &o->ref);
+    if (strchr(takes, 'o')) {
+        opts[n++] = (struct cli_option)CLI_CHOICE("output", 'o', &o->output, "table|json");
+        opts[n++] = (struct cli_option)CLI_CHOICE("format", 0, &o->output, "table|json");
     }
-    return 0;
+    /* prune -f: podman's "do not ask"; pea never asks. */
+    if (strchr(takes, 'f'))
+        opts[n++] = (struct cli_option)CLI_FLAG("force", 'f', &o->is_forced);
+    if (strchr(takes, 'a'))
+        opts[n++] = (struct cli_option)CLI_FLAG("all", 'a', &o->is_all);
+    opts[n] = (struct cli_option)CLI_END;
+    return cli_parse_options(command, argc, argv, opts, 0, &o->args);
 }
 
 static struct pea_image_store *open_store(const struct image_cli *o, struct pea_error *err)
@@ -130,10 +117,10 @@ static int print_loaded(const char *verb, char **loaded)
 
 static int image_load(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image load", "iqn", &o) != 0)
         return 1;
-    if (optind != argc)
+    if (o.args.n != 0)
         return cli_usage_error("image load", "takes no arguments (the archive is -i FILE, or stdin)");
     struct pea_error err = {0};
     AUTO_FD int fd = o.input && strcmp(o.input, "-") != 0 ? open(o.input, O_RDONLY | O_CLOEXEC) : dup(0);
@@ -153,19 +140,19 @@ static int image_load(int argc, char **argv)
 
 static int image_import(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image import", "qr", &o) != 0)
         return 1;
-    if (optind != argc - 1 && optind != argc - 2)
+    if (o.args.n != 1 && o.args.n != 2)
         return cli_usage_error("image import", "takes the layout directory and, optionally, a name");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
     if (!s)
         return cli_fail(&err);
-    struct pea_image_import_options io = {.name = optind == argc - 2 ? argv[optind + 1] : NULL, .layout_ref = o.ref,
+    struct pea_image_import_options io = {.name = o.args.n == 2 ? o.args.items[1] : NULL, .layout_ref = o.ref,
                                           .on_layer = o.is_quiet ? NULL : on_layer};
     char **loaded = NULL;
-    int r = pea_image_import_layout(s, argv[optind], &io, &loaded, &err);
+    int r = pea_image_import_layout(s, o.args.items[0], &io, &loaded, &err);
     pea_image_store_close(s);
     if (r < 0)
         return cli_fail(&err);
@@ -251,10 +238,10 @@ static int print_json(json_t *doc)
 
 static int image_ls(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image ls", "qo", &o) != 0)
         return 1;
-    if (optind != argc)
+    if (o.args.n != 0)
         return cli_usage_error("image ls", "takes no arguments");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
@@ -318,10 +305,10 @@ static json_t *image_details(const struct pea_image *img)
 
 static int image_inspect(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image inspect", "", &o) != 0)
         return 1;
-    if (optind >= argc)
+    if (o.args.n == 0)
         return cli_usage_error("image inspect", "names no image");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
@@ -329,9 +316,9 @@ static int image_inspect(int argc, char **argv)
         return cli_fail(&err);
     json_t *all = json_array();
     int status = 0;
-    for (int i = optind; i < argc; i++) {
+    for (size_t i = 0; i < o.args.n; i++) {
         struct pea_image *img = NULL;
-        if (pea_image_resolve(s, argv[i], &img, &err) < 0) {
+        if (pea_image_resolve(s, o.args.items[i], &img, &err) < 0) {
             cli_fail(&err);
             status = 1;
             continue;
@@ -346,18 +333,18 @@ static int image_inspect(int argc, char **argv)
 
 static int image_tag(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image tag", "", &o) != 0)
         return 1;
-    if (argc - optind < 2)
+    if (o.args.n < 2)
         return cli_usage_error("image tag", "takes an image and at least one new name");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
     if (!s)
         return cli_fail(&err);
     int status = 0;
-    for (int i = optind + 1; i < argc && status == 0; i++)
-        if (pea_image_tag(s, argv[optind], argv[i], &err) < 0)
+    for (size_t i = 1; i < o.args.n && status == 0; i++)
+        if (pea_image_tag(s, o.args.items[0], o.args.items[i], &err) < 0)
             status = cli_fail(&err);
     pea_image_store_close(s);
     return status;
@@ -365,19 +352,19 @@ static int image_tag(int argc, char **argv)
 
 static int image_rm(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image rm", "f", &o) != 0)
         return 1;
-    if (optind >= argc)
+    if (o.args.n == 0)
         return cli_usage_error("image rm", "names no image");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
     if (!s)
         return cli_fail(&err);
     int status = 0;
-    for (int i = optind; i < argc; i++) {
+    for (size_t i = 0; i < o.args.n; i++) {
         char **report = NULL;
-        if (pea_image_remove(s, argv[i], o.is_forced, &report, &err) < 0)
+        if (pea_image_remove(s, o.args.items[i], o.is_forced, &report, &err) < 0)
             status = cli_fail(&err);
         for (size_t k = 0; report && report[k]; k++)
             printf("%s\n", report[k]);
@@ -389,10 +376,10 @@ static int image_rm(int argc, char **argv)
 
 static int image_prune(int argc, char **argv)
 {
-    struct image_cli o;
+    AUTO_IMAGE_CLI struct image_cli o;
     if (parse(argc, argv, "image prune", "af", &o) != 0)
         return 1;
-    if (optind != argc)
+    if (o.args.n != 0)
         return cli_usage_error("image prune", "takes no arguments");
     struct pea_error err = {0};
     struct pea_image_store *s = open_store(&o, &err);
@@ -435,7 +422,6 @@ int cmd_image(const struct cli_globals *g, int argc, char **argv)
                 print_image_usage(stdout);
                 return 0;
             }
-        optind = 1;
         return table[i].run(argc - 1, argv + 1);
     }
     print_image_usage(stderr);
