@@ -12,7 +12,7 @@ import time
 import pytest
 
 import helpers
-from pods import container
+from pods import container, ps, ls
 
 pytestmark = pytest.mark.pea_only
 
@@ -23,18 +23,6 @@ MOUNT = [{"name": "w", "mountPath": "/w"}]
 def applied(pods, manifest):
     code, out, err = pods.apply(manifest)
     assert code == 0, err
-
-
-def ps(pods, name):
-    code, out, err = pods.cli("pod", "ps", "--output", "json", name)
-    assert code == 0, err
-    return {c["name"]: c for c in json.loads(out)}
-
-
-def ls(pods):
-    code, out, err = pods.cli("pod", "ls", "--output", "json")
-    assert code == 0, err
-    return {p["name"]: p for p in json.loads(out)}
 
 
 def wait_for(pods, name, what, predicate, timeout=20):

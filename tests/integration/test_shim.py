@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 import helpers
-from pods import container
+from pods import container, ps, ls
 
 pytestmark = pytest.mark.pea_only
 
@@ -31,18 +31,6 @@ def applied(pods, manifest, *extra, **kw):
     code, out, err = pods.apply(manifest, *extra, **kw)
     assert code == 0, err
     return out
-
-
-def ps(pods, name):
-    code, out, err = pods.cli("pod", "ps", "--output", "json", name)
-    assert code == 0, err
-    return {c["name"]: c for c in json.loads(out)}
-
-
-def ls(pods):
-    code, out, err = pods.cli("pod", "ls", "--output", "json")
-    assert code == 0, err
-    return {p["name"]: p for p in json.loads(out)}
 
 
 def wait_running(pods, name, containers=("a",), timeout=15):
