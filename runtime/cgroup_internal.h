@@ -13,8 +13,10 @@
 #define CGROUP_LEAF_NAME "pea-leaf"
 
 struct cgroup_setting {
-    char *file;  /* "memory.max" */
-    char *value; /* "1073741824" */
+    char *file;    /* "memory.max" */
+    char *value;   /* "1073741824" */
+    bool is_unset; /* the request is the kernel's default (shares 1024, pids.limit 0, memory.limit -1): callers
+                    * send these when they ask for nothing, so they need no controller */
 };
 
 struct cgroup_settings {

@@ -10,15 +10,19 @@
 
 #include "cgroup_internal.h"
 #include "pea/cgroup.h"
+#include "pea/log.h"
 #include "pea/util.h"
 
-static void add(struct cgroup_settings *s, const char *file, char *value)
+static void add_setting(struct cgroup_settings *s, const char *file, char *value, bool is_unset)
 {
     s->items = xrealloc(s->items, (s->n + 1) * sizeof *s->items);
     s->items[s->n].file = xstrdup(file);
     s->items[s->n].value = value;
+    s->items[s->n].is_unset = is_unset;
     s->n++;
 }
+
+static void add(struct cgroup_settings *s, const char *file, char *value) { add_setting(s, file, value, false); }
 
 void cgroup_settings_clear(struct cgroup_settings *s)
 {
@@ -53,14 +57,15 @@ static int memory_settings(json_t *m, struct cgroup_settings *s, struct pea_erro
     int has_swap = get_int(m, "memory", "swap", &swap, err);
     if (has_limit < 0 || has_reservation < 0 || has_swap < 0)
         return -1;
-    if (has_limit)
-        add(s, "memory.max", limit_text(limit));
+    /* 0 asks for nothing, as runc reads it: neither an instant OOM nor a swap limit below the memory limit. */
+    if (has_limit && limit != 0)
+        add_setting(s, "memory.max", limit_text(limit), limit < 0);
     if (has_reservation)
-        add(s, "memory.low", limit_text(reservation));
-    if (has_swap) {
+        add_setting(s, "memory.low", limit_text(reservation), reservation == 0);
+    if (has_swap && swap != 0) {
         /* OCI swap is memory+swap; v2 memory.swap.max is swap alone. */
         if (swap < 0)
-            add(s, "memory.swap.max", xstrdup("max"));
+            add_setting(s, "memory.swap.max", xstrdup("max"), true);
         else if (!has_limit || limit < 0)
             return pea_fail(err, 0, "linux.resources.memory.swap: needs memory.limit");
         else if (swap < limit)
@@ -68,8 +73,9 @@ static int memory_settings(json_t *m, struct cgroup_settings *s, struct pea_erro
         else
             add(s, "memory.swap.max", xasprintf("%lld", swap - limit));
     }
+    /* cgroup v2 has no knob for it (v1's memory.oom_control is gone); runc ignores it there, pea says so. */
     if (json_is_true(json_object_get(m, "disableOOMKiller")))
-        return pea_fail(err, 0, "linux.resources.memory.disableOOMKiller: not supported on cgroup v2");
+        log_warn("linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer; ignored");
     return 0;
 }
 
@@ -92,18 +98,19 @@ static int cpu_settings(json_t *c, struct cgroup_settings *s, struct pea_error *
     int has_idle = get_int(c, "cpu", "idle", &idle, err);
     if (has_shares < 0 || has_quota < 0 || has_period < 0 || has_burst < 0 || has_idle < 0)
         return -1;
+    /* 1024 is cgroup v1's default share, what callers such as ctr send when given no --cpu-shares. */
     if (has_shares && shares > 0)
-        add(s, "cpu.weight", xasprintf("%llu", cgroup_shares_to_weight((unsigned long long)shares)));
-    if (has_quota || has_period)
-        add(s, "cpu.max", xasprintf("%s %lld", quota > 0 ? "" : "max", period > 0 ? period : 100000));
-    if (has_quota && quota > 0) {
-        free(s->items[s->n - 1].value);
-        s->items[s->n - 1].value = xasprintf("%lld %lld", quota, period > 0 ? period : 100000);
-    }
+        add_setting(s, "cpu.weight", xasprintf("%llu", cgroup_shares_to_weight((unsigned long long)shares)),
+                    shares == 1024);
+    long long used_period = period > 0 ? period : 100000;
+    if (has_quota && quota > 0)
+        add(s, "cpu.max", xasprintf("%lld %lld", quota, used_period));
+    else if (has_quota || has_period)
+        add_setting(s, "cpu.max", xasprintf("max %lld", used_period), used_period == 100000);
     if (has_burst)
-        add(s, "cpu.max.burst", xasprintf("%lld", burst));
+        add_setting(s, "cpu.max.burst", xasprintf("%lld", burst), burst == 0);
     if (has_idle)
-        add(s, "cpu.idle", xasprintf("%lld", idle));
+        add_setting(s, "cpu.idle", xasprintf("%lld", idle), idle == 0);
     json_t *cpus = json_object_get(c, "cpus"), *mems = json_object_get(c, "mems");
     if (json_is_string(cpus) && *json_string_value(cpus))
         add(s, "cpuset.cpus", xstrdup(json_string_value(cpus)));
@@ -190,7 +197,7 @@ int cgroup_settings_from_resources(json_t *resources, struct cgroup_settings *ou
         if (has < 0)
             r = -1;
         else if (has)
-            add(out, "pids.max", limit > 0 ? xasprintf("%lld", limit) : xstrdup("max"));
+            add_setting(out, "pids.max", limit > 0 ? xasprintf("%lld", limit) : xstrdup("max"), limit <= 0);
     }
     if (r == 0 && json_is_object(v = json_object_get(resources, "blockIO")))
         r = block_io_settings(v, out, err);
@@ -311,6 +318,29 @@ static int write_settings(int dir_fd, const struct cgroup_settings *s, struct pe
     return 0;
 }
 
+/* A request for the kernel's default is no request where its controller is missing (a hybrid host's cgroup2, or a
+ * parent that does not delegate it): dropped there, so that `ctr run`'s shares 1024 works where no limit could.
+ * Where the controller exists it is written, as an update back to the default must be. */
+static void drop_unset_without_controller(const char *root, struct cgroup_settings *s)
+{
+    AUTO_FD int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    AUTO_FREE char *available = root_fd < 0 ? NULL : cgroup_read(root_fd, "cgroup.controllers");
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        char c[64];
+        controller_of(s->items[i].file, c, sizeof c);
+        if (s->items[i].is_unset && (!available || !is_listed(available, c))) {
+            log_debug("cgroup: %s=%s is the kernel's default and the \"%s\" controller is not available: nothing "
+                      "to apply", s->items[i].file, s->items[i].value, c);
+            free(s->items[i].file);
+            free(s->items[i].value);
+            continue;
+        }
+        s->items[kept++] = s->items[i];
+    }
+    s->n = kept;
+}
+
 /* Enable what the resources need, write them, and (at create time) attach the device filter. Returns an fd of
  * the cgroup directory. */
 static int apply_resources(const char *root, const char *path, json_t *resources, bool with_devices,
@@ -319,6 +349,7 @@ static int apply_resources(const char *root, const char *path, json_t *resources
     struct cgroup_settings s;
     if (cgroup_settings_from_resources(resources, &s, err) < 0)
         return -1;
+    drop_unset_without_controller(root, &s);
     AUTO_FD int fd = -1;
     int r = enable_controllers(root, path, &s, err);
     if (r == 0 && (fd = cgroup_open_dir(path, err)) < 0)
@@ -379,6 +410,18 @@ fail:
         }
     }
     return -1;
+}
+
+int cgroup_configure(const char *path, json_t *resources, struct pea_error *err)
+{
+    const char *root = cgroup_root(err);
+    if (!root)
+        return -1;
+    int fd = apply_resources(root, path, resources, true, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
 }
 
 /* Live update: the device filter is only set at create (runc's update does not take device rules either). */

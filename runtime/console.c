@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -20,7 +21,22 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
-int console_setup_in_container(unsigned height, unsigned width, bool bind_dev_console, struct pea_error *err)
+/* The process's user owns its terminal, as with runc and login(1): it can then reopen it (/dev/tty, /proc/self/fd/0),
+ * change its modes, and tools that check the owner accept it. Only the uid: the group stays the one devpts gave
+ * (its gid= option, tty's 5 in the usual config). As runc, a terminal that cannot change hands stays as it is
+ * rather than failing the container: an id the user namespace does not map (EINVAL), an owner outside it (EPERM). */
+static int give_terminal_to(int slave, uid_t uid, struct pea_error *err)
+{
+    struct stat st;
+    if (fstat(slave, &st) < 0)
+        return pea_fail(err, errno, "stat pty slave");
+    if (st.st_uid == uid || fchown(slave, uid, (gid_t)-1) == 0 || errno == EINVAL || errno == EPERM)
+        return 0;
+    return pea_fail(err, errno, "give the terminal to uid %u", (unsigned)uid);
+}
+
+int console_setup_in_container(unsigned height, unsigned width, bool bind_dev_console, uid_t owner,
+                               struct pea_error *err)
 {
     AUTO_FD int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -34,6 +50,8 @@ int console_setup_in_container(unsigned height, unsigned width, bool bind_dev_co
     AUTO_FD int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (slave < 0)
         return pea_fail(err, errno, "open pty slave");
+    if (give_terminal_to(slave, owner, err) < 0)
+        return -1;
     if (height || width) {
         struct winsize ws = {.ws_row = (unsigned short)height, .ws_col = (unsigned short)width};
         if (ioctl(slave, TIOCSWINSZ, &ws) < 0)

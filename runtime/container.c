@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
@@ -226,6 +227,8 @@ static int container_destroy(struct pea_container *c, const char *id, struct pea
         kill_everything(c);
     else if (c->state.cgroup_path)
         cgroup_kill_all(c->state.cgroup_path, SIGKILL, NULL); /* what the init left (no PID namespace of its own) */
+    if (c->state.cgroup_unit && cgroup_systemd_stop_scope(c->state.cgroup_unit, err) < 0)
+        return -1;
     if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return -1;
     if (c->state.is_created) {
@@ -285,6 +288,8 @@ static int destroy_unreadable(struct pea_container *c, const char *id, const str
     log_debug("delete %s: %s; killing what cleanup.json or the id names (cgroup %s, init %d)", id, state_err->msg,
               c->state.cgroup_path ? c->state.cgroup_path : "none", (int)c->state.pid);
     kill_everything(c);
+    if (c->state.cgroup_unit && cgroup_systemd_stop_scope(c->state.cgroup_unit, err) < 0)
+        return pea_wrap(err, "delete %s: its state is kept", id);
     if (c->state.cgroup_path && cgroup_destroy_made(c->state.cgroup_path, c->state.cgroup_made_from, err) < 0)
         return pea_wrap(err, "delete %s: its state is kept", id);
     bool is_zombie;
@@ -347,6 +352,21 @@ static json_t *unknown_entry(const struct pea_container *c, const char *id)
     return state_to_json(&st, PEA_STATUS_UNKNOWN);
 }
 
+/* As runc's list: the owner is the user owning the container's state directory, by name, or "#UID" when the
+ * user database does not know it. */
+static void set_owner(json_t *entry, int dir_fd)
+{
+    struct stat st;
+    if (fstat(dir_fd, &st) < 0)
+        return;
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwuid_r(st.st_uid, &pw, buf, sizeof buf, &found) == 0 && found)
+        json_object_set_new(entry, "owner", json_string(found->pw_name));
+    else
+        json_object_set_new(entry, "owner", json_sprintf("#%u", (unsigned)st.st_uid));
+}
+
 json_t *container_list(const char *root, struct pea_error *err)
 {
     json_t *out = json_array();
@@ -367,12 +387,17 @@ json_t *container_list(const char *root, struct pea_error *err)
         bool is_missing;
         if (container_open_dir(root, de->d_name, false, &c, &is_missing, &problem) < 0)
             continue; /* deleted meanwhile, or not a container's directory */
+        json_t *entry = NULL;
         if (state_load(c.dir_fd, c.dir_path, &c.state, &problem) == 0) {
-            json_array_append_new(out, state_to_json(&c.state, state_status(c.dir_fd, &c.state)));
+            entry = state_to_json(&c.state, state_status(c.dir_fd, &c.state));
         } else if (problem.errnum != ENOENT || !is_being_created(c.dir_fd)) {
             /* Never skipped: a container nothing lists is one nothing will ever stop. */
             log_warn("%s (listed as unknown; delete --force kills what belongs to it and removes it)", problem.msg);
-            json_array_append_new(out, unknown_entry(&c, de->d_name));
+            entry = unknown_entry(&c, de->d_name);
+        }
+        if (entry) {
+            set_owner(entry, c.dir_fd);
+            json_array_append_new(out, entry);
         }
         container_close(&c);
     }
@@ -410,9 +435,20 @@ int container_pids(const char *root, const char *id, pid_t **pids, size_t *n, st
     struct pea_container c;
     if (container_open(root, id, false, &c, err) < 0)
         return -1;
-    int r = require_cgroup(&c, err);
-    if (r == 0)
-        r = cgroup_pids(c.state.cgroup_path, pids, n, err);
+    int r;
+    *pids = NULL;
+    *n = 0;
+    if (c.status == PEA_STATUS_STOPPED) {
+        /* As runc: a stopped container lists what its init left in its cgroup (without a PID namespace of its own,
+         * its children live on), and nothing once that cgroup is gone. */
+        r = c.state.cgroup_path ? cgroup_pids(c.state.cgroup_path, pids, n, err) : 0;
+        if (r < 0 && err->errnum == ENOENT)
+            r = 0;
+    } else {
+        r = require_cgroup(&c, err);
+        if (r == 0)
+            r = cgroup_pids(c.state.cgroup_path, pids, n, err);
+    }
     container_close(&c);
     return r;
 }
@@ -423,6 +459,9 @@ int container_update(const char *root, const char *id, json_t *resources, struct
     if (container_open(root, id, true, &c, err) < 0)
         return -1;
     int r = require_cgroup(&c, err);
+    /* systemd first: it writes its view of the unit's limits, which pea's files then complete. */
+    if (r == 0 && c.state.cgroup_unit)
+        r = cgroup_systemd_update_scope(c.state.cgroup_unit, resources, err);
     if (r == 0)
         r = cgroup_apply_resources(c.state.cgroup_path, resources, err);
     container_close(&c);

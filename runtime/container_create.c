@@ -26,6 +26,7 @@ struct create_context {
     int dir_fd;
     const struct pea_spec *spec;
     int host_sources_sender; /* -1, or where the bind sources go (rootfs_host_sources_send) */
+    const struct cgroup_systemd_unit *scope; /* --systemd-cgroup: the scope systemd makes around the init */
 };
 
 struct pea_create_job {
@@ -33,6 +34,7 @@ struct pea_create_job {
     char bundle_abs[PATH_MAX], rootfs_abs[PATH_MAX];
     struct pea_spec *spec;
     int root_fd, dir_fd, lock_fd, cgroup_fd, host_sources_sender;
+    struct cgroup_systemd_unit scope;
     struct pea_state st;
     struct create_context ctx;
     struct pea_launch l;
@@ -48,16 +50,44 @@ static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *
         return NULL;
     ctx->state->pid = l->pid;
     ctx->state->start_time = sys_process_start_time(l->pid, NULL);
+    log_debug("create %s: init %d has its namespaces (cgroup %s)", ctx->state->id, (int)l->pid,
+              ctx->state->cgroup_path ? ctx->state->cgroup_path : "none");
     state_boot_id(ctx->state->boot_id);
     if (state_save_record(ctx->dir_fd, ctx->state, err) < 0 || state_save(ctx->dir_fd, ctx->state, err) < 0)
         return NULL;
     char *text = container_state_json_text(ctx->state, PEA_STATUS_CREATING);
-    if (hooks_run(ctx->spec, PEA_HOOK_PRESTART, text, err) < 0 ||
-        hooks_run(ctx->spec, PEA_HOOK_CREATE_RUNTIME, text, err) < 0) {
+    if (hooks_run_in_dir(ctx->spec, PEA_HOOK_PRESTART, text, ctx->state->bundle, err) < 0 ||
+        hooks_run_in_dir(ctx->spec, PEA_HOOK_CREATE_RUNTIME, text, ctx->state->bundle, err) < 0) {
         free(text);
         return NULL;
     }
     return text;
+}
+
+/* --systemd-cgroup: systemd makes the scope around the init, just cloned and waiting, and pea configures its cgroup
+ * before the init goes on. The records name the scope and its cgroup only once systemd made them for this init
+ * (saved next, in create_on_namespaces_ready): a unit of that name may exist already, and is another's. Killed before
+ * that, pea leaves an init that exits as its sync socket closes, and a scope systemd removes once it is empty. */
+static int create_place_in_scope(struct pea_launch *l, struct pea_error *err)
+{
+    struct create_context *ctx = l->context;
+    struct pea_state *st = ctx->state;
+    const char *key;
+    json_t *value;
+    json_object_foreach(ctx->spec->annotations, key, value)
+    {
+        if (strncmp(key, "org.systemd.property.", strlen("org.systemd.property.")) == 0)
+            log_warn("create %s: annotation %s: pea does not set systemd unit properties from annotations", st->id,
+                     key);
+    }
+    AUTO_FREE char *description = xasprintf("pea container %s", st->id);
+    char *path = cgroup_systemd_start_scope(ctx->scope, description, l->pid, ctx->spec->resources, err);
+    if (!path)
+        return -1;
+    st->cgroup_path = path;
+    st->cgroup_unit = xstrdup(ctx->scope->name);
+    l->cgroup_path = path;
+    return cgroup_configure(path, ctx->spec->resources, err);
 }
 
 /* Resolve the bundle and its rootfs to absolute paths and load config.json. */
@@ -204,6 +234,7 @@ static void job_free(struct pea_create_job *job)
 {
     close_fdp(&job->cgroup_fd);
     close_fdp(&job->host_sources_sender);
+    cgroup_systemd_unit_clear(&job->scope);
     close_fdp(&job->lock_fd);
     close_fdp(&job->dir_fd);
     close_fdp(&job->root_fd);
@@ -226,6 +257,8 @@ static int job_discard(struct pea_create_job *job)
 /* Undo what the job made (the child, when there is one, is already gone) and free it. */
 static int job_fail(struct pea_create_job *job, struct pea_error *err)
 {
+    if (job->st.cgroup_unit)
+        cgroup_systemd_stop_scope(job->st.cgroup_unit, NULL);
     if (job->st.cgroup_path)
         cgroup_destroy_made(job->st.cgroup_path, job->st.cgroup_made_from, NULL);
     state_dir_remove(job->root_fd, job->id, NULL);
@@ -274,17 +307,24 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
     format_rfc3339_nano(&now, st->created, sizeof st->created);
     if (job->lock_fd < 0)
         return job_fail(job, err);
-    st->cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
-    if (!st->cgroup_path || cgroup_check_placement(spec->cgroups_path, st->cgroup_path, err) < 0)
-        return job_fail(job, err);
-    /* Killed at any point from here on, `delete --force` must find everything made for the id: the cgroup and the
-     * parents made for it are in both records before they exist. */
-    st->cgroup_made_from = cgroup_topmost_missing_parent(st->cgroup_path);
+    if (o->use_systemd_cgroup) {
+        /* systemd makes the scope and any slice it needs, and removes them: nothing of it is pea's to remove. */
+        if (cgroup_systemd_unit_for(spec->cgroups_path, o->id, &job->scope, err) < 0)
+            return job_fail(job, err);
+    } else {
+        st->cgroup_path = cgroup_path_for(spec->cgroups_path, o->id, err);
+        if (!st->cgroup_path || cgroup_check_placement(spec->cgroups_path, st->cgroup_path, err) < 0)
+            return job_fail(job, err);
+        /* Killed at any point from here on, `delete --force` must find everything made for the id: the cgroup and
+         * the parents made for it are in both records before they exist. */
+        st->cgroup_made_from = cgroup_topmost_missing_parent(st->cgroup_path);
+    }
     if (state_save_record(job->dir_fd, st, err) < 0 || save_config_copy(job->dir_fd, job->bundle_abs, err) < 0 ||
         state_save(job->dir_fd, st, err) < 0)
         return job_fail(job, err);
-    job->cgroup_fd = cgroup_create(st->cgroup_path, spec->resources, err);
-    if (job->cgroup_fd < 0) {
+    if (!o->use_systemd_cgroup)
+        job->cgroup_fd = cgroup_create(st->cgroup_path, spec->resources, err);
+    if (!o->use_systemd_cgroup && job->cgroup_fd < 0) {
         /* cgroup_create left nothing behind; the records name the cgroup until the init is recorded. */
         free(st->cgroup_path);
         free(st->cgroup_made_from);
@@ -310,12 +350,16 @@ static int create_begin(const struct pea_create_options *o, struct pea_create_jo
         pea_fail(err, errno, "open exec fifo");
         return job_fail(job, err);
     }
-    job->ctx = (struct create_context){
-        .state = st, .dir_fd = job->dir_fd, .spec = spec, .host_sources_sender = job->host_sources_sender};
+    job->ctx = (struct create_context){.state = st,
+                                       .dir_fd = job->dir_fd,
+                                       .spec = spec,
+                                       .host_sources_sender = job->host_sources_sender,
+                                       .scope = &job->scope};
     l->spec = spec;
     l->rootfs = job->rootfs_abs;
     l->cgroup_fd = job->cgroup_fd;
     l->cgroup_path = st->cgroup_path;
+    l->place_child = o->use_systemd_cgroup ? create_place_in_scope : NULL;
     l->console_socket = job->console_socket; /* the child may send its console while finish waits */
     l->preserve_fds = o->preserve_fds;
     for (int i = 0; o->has_stdio_fds && i < 3; i++)

@@ -2,16 +2,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "container_internal.h"
 #include "pea/cgroup.h"
 #include "pea/console.h"
+#include "pea/log.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 
@@ -175,10 +178,18 @@ json_t *container_exec_process_from_flags(const char *root, const char *id, char
             pea_fail(err, 0, "--user %s: expected UID[:GID]", user);
             return NULL;
         }
-        json_t *u = json_object();
+        /* As runc: the ids given replace the container's, and the rest of its user (the group when only a uid is
+         * given, additionalGids, umask) stays. */
+        json_t *u = json_object_get(p, "user");
+        if (!json_is_object(u)) {
+            u = json_object();
+            json_object_set_new(p, "user", u);
+        }
         json_object_set_new(u, "uid", json_integer(uid));
-        json_object_set_new(u, "gid", json_integer(colon ? gid : 0));
-        json_object_set_new(p, "user", u);
+        if (colon)
+            json_object_set_new(u, "gid", json_integer(gid));
+        else if (!json_object_get(u, "gid"))
+            json_object_set_new(u, "gid", json_integer(0));
     }
     return take_ptr(&p);
 }
@@ -209,6 +220,33 @@ static bool is_init_gone(int pidfd, pid_t pid)
     return readlink(path, target, sizeof target) < 0 && errno == ENOENT;
 }
 
+/* exec --cgroup: an existing cgroup below the container's, opened from the container's own (*cgroup_fd, replaced
+ * by the sub-cgroup's) without leaving it, so that the process goes where the name was checked. As runc's path.Join,
+ * a leading "/" is still relative to the container's cgroup. *path gets the sub-cgroup's cgroup path. */
+static int open_sub_cgroup(const char *container_path, const char *sub, int *cgroup_fd, char **path,
+                           struct pea_error *err)
+{
+    if (*cgroup_fd < 0)
+        return pea_fail(err, 0, "--cgroup %s: the container has no cgroup of its own", sub);
+    const char *relative = sub;
+    while (*relative == '/')
+        relative++;
+    int fd = sys_open_beneath(*cgroup_fd, *relative ? relative : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == EXDEV)
+        return pea_fail(err, 0, "--cgroup %s: not below the container's cgroup", sub);
+    if (fd < 0)
+        return pea_fail(err, errno, "--cgroup %s: open the sub-cgroup", sub);
+    struct statfs fs;
+    if (fstatfs(fd, &fs) < 0 || fs.f_type != CGROUP2_SUPER_MAGIC) {
+        close(fd);
+        return pea_fail(err, 0, "--cgroup %s: not a cgroup", sub);
+    }
+    close(*cgroup_fd);
+    *cgroup_fd = fd;
+    *path = xasprintf("%s/%s", container_path, relative);
+    return 0;
+}
+
 /* Launch the exec'd process and release it; the launch keeps its pidfd and console master for the caller. */
 static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, struct pea_error *err)
 {
@@ -218,13 +256,14 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     AUTO_SPEC struct pea_spec *spec = NULL;
     AUTO_FD int init_pidfd = -1, cgroup_fd = -1;
     AUTO_FREE char *state_json = NULL;
+    AUTO_FREE char *sub_cgroup_path = NULL;
     int r = -1;
     if (c.status == PEA_STATUS_STOPPED) {
         pea_fail(err, 0, "cannot exec in a stopped container");
         goto out;
     }
-    if (c.status == PEA_STATUS_PAUSED) {
-        pea_fail(err, 0, "cannot exec in a paused container");
+    if (c.status == PEA_STATUS_PAUSED && !o->ignore_paused) {
+        pea_fail(err, 0, "cannot exec in a paused container (use --ignore-paused to override)");
         goto out;
     }
     spec = exec_spec(&c, o->process, err);
@@ -244,6 +283,8 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     }
     if (c.state.cgroup_path && (cgroup_fd = cgroup_open_dir(c.state.cgroup_path, err)) < 0)
         goto out;
+    if (o->sub_cgroup && open_sub_cgroup(c.state.cgroup_path, o->sub_cgroup, &cgroup_fd, &sub_cgroup_path, err) < 0)
+        goto out;
     /* A seccomp agent gets the state with each exec'd process's listener, as with runc. */
     state_json = container_state_json_text(&c.state, PEA_STATUS_RUNNING);
     l->container_state_json = state_json;
@@ -251,13 +292,16 @@ static int exec_launch(const struct pea_exec_options *o, struct pea_launch *l, s
     l->is_exec = true;
     l->init_pidfd = init_pidfd;
     l->cgroup_fd = cgroup_fd;
-    l->cgroup_path = c.state.cgroup_path;
+    l->cgroup_path = sub_cgroup_path ? sub_cgroup_path : c.state.cgroup_path;
     l->console_socket = o->console_socket;
     l->preserve_fds = o->preserve_fds;
     for (int i = 0; o->has_stdio_fds && i < 3; i++)
         l->stdio_fds[i] = o->stdio_fds[i];
+    log_debug("exec %s: joining init %d (cgroup %s)", o->id, (int)c.state.pid,
+              l->cgroup_path ? l->cgroup_path : "none");
     if (process_launch(l, err) < 0)
         goto out;
+    log_debug("exec %s: process %d set up", o->id, (int)l->pid);
     if (container_write_pid_file(o->pid_file, l->pid, err) < 0 ||
         (o->pidfd_socket && console_send_fd_to_socket(o->pidfd_socket, "pidfd socket", l->pidfd, "pidfd", err) < 0) ||
         process_release(l, err) < 0) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pea/hooks.h"
+#include "pea/log.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 
@@ -42,7 +43,8 @@ static int hook_wait(pid_t pid, int pidfd, int timeout)
     return status;
 }
 
-static int hook_run_one(const struct pea_hook *hook, const char *kind_name, const char *state_json,
+/* cwd_fd: the directory the hook starts in, or -1 for ours. */
+static int hook_run_one(const struct pea_hook *hook, const char *kind_name, const char *state_json, int cwd_fd,
                         struct pea_error *err)
 {
     int pipefd[2];
@@ -63,6 +65,8 @@ static int hook_run_one(const struct pea_hook *hook, const char *kind_name, cons
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         signal(SIGPIPE, SIG_DFL);
+        if (cwd_fd >= 0 && fchdir(cwd_fd) < 0)
+            _exit(127);
         char *default_args[] = {hook->path, NULL};
         char *empty_env[] = {NULL};
         execve(hook->path, hook->args && hook->args[0] ? hook->args : default_args,
@@ -85,11 +89,30 @@ static int hook_run_one(const struct pea_hook *hook, const char *kind_name, cons
     return pea_fail(err, 0, "%s hook %s: killed by signal %d", kind_name, hook->path, WTERMSIG(status));
 }
 
-int hooks_run(const struct pea_spec *spec, enum pea_hook_kind kind, const char *state_json, struct pea_error *err)
+static int run_list(const struct pea_spec *spec, enum pea_hook_kind kind, const char *state_json, int cwd_fd,
+                    struct pea_error *err)
 {
     const struct pea_hook_list *list = &spec->hooks[kind];
-    for (size_t i = 0; i < list->n; i++)
-        if (hook_run_one(&list->hooks[i], spec_hook_kind_name(kind), state_json, err) < 0)
+    for (size_t i = 0; i < list->n; i++) {
+        log_debug("%s hook %s: run", spec_hook_kind_name(kind), list->hooks[i].path);
+        if (hook_run_one(&list->hooks[i], spec_hook_kind_name(kind), state_json, cwd_fd, err) < 0)
             return -1;
+    }
     return 0;
+}
+
+int hooks_run(const struct pea_spec *spec, enum pea_hook_kind kind, const char *state_json, struct pea_error *err)
+{
+    return run_list(spec, kind, state_json, -1, err);
+}
+
+int hooks_run_in_dir(const struct pea_spec *spec, enum pea_hook_kind kind, const char *state_json, const char *dir,
+                     struct pea_error *err)
+{
+    if (spec->hooks[kind].n == 0)
+        return 0;
+    AUTO_FD int cwd_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd_fd < 0)
+        return pea_fail(err, errno, "%s hooks: open their working directory %s", spec_hook_kind_name(kind), dir);
+    return run_list(spec, kind, state_json, cwd_fd, err);
 }

@@ -4,12 +4,17 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pea/log.h"
 #include "pea/util.h"
 
 static int log_fd = -1;
+static dev_t log_dev;
+static ino_t log_ino;
+static pid_t log_owner; /* the process that opened the log: ours, not a container's setup child */
 static enum pea_log_format log_format = PEA_LOG_TEXT;
 static bool log_debug_enabled;
 
@@ -28,13 +33,22 @@ int log_open(const char *path, enum pea_log_format format, bool debug)
 {
     log_format = format;
     log_debug_enabled = debug;
+    log_owner = getpid();
     if (!path || !*path)
         return 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-    if (fd < 0)
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
         return -1;
+    }
     log_close();
     log_fd = fd;
+    log_dev = st.st_dev;
+    log_ino = st.st_ino;
     return 0;
 }
 
@@ -45,8 +59,18 @@ void log_close(void)
     log_fd = -1;
 }
 
+/* A container's setup child logs too, and closes every fd it does not hand to the container before it execs: the
+ * number of the log may by then name another file (a hook's stdin pipe). Only the file opened is written. */
+static bool is_log_still_open(void)
+{
+    struct stat st;
+    return fstat(log_fd, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino;
+}
+
 static void log_write_file(enum pea_log_level level, const char *msg)
 {
+    if (!is_log_still_open())
+        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char when[64];
@@ -95,8 +119,11 @@ void log_msg(enum pea_log_level level, const char *fmt, ...)
     escape_controls(raw, msg, sizeof msg);
     if (log_fd >= 0)
         log_write_file(level, msg);
-    /* People and conmon read stderr; callers that set --log parse the file. Errors go to both. */
-    if (level >= PEA_LOG_WARN || (level == PEA_LOG_DEBUG && log_fd < 0)) {
+    /* People and conmon read stderr; callers that set --log parse the file. Errors go to both. Debug lines go to
+     * stderr only without a log file, and only from our own process: a container's setup child has the
+     * container's stderr by then. */
+    bool is_debug_for_stderr = level == PEA_LOG_DEBUG && log_fd < 0 && getpid() == log_owner;
+    if (level >= PEA_LOG_WARN || is_debug_for_stderr) {
         AUTO_FREE char *line = xasprintf("pea: %s%s\n", level == PEA_LOG_WARN ? "warning: " : "", msg);
         (void)write_all(STDERR_FILENO, line, strlen(line));
     }

@@ -323,13 +323,14 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
     if (!l->is_exec) {
         if (rootfs_prepare(spec, l->rootfs, err) < 0)
             return -1;
-        if (hooks_run(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, err) < 0)
+        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, l->rootfs, err) < 0)
             return -1;
         if (rootfs_enter(spec, l->rootfs, l->no_pivot, err) < 0)
             return -1;
     }
     if (proc->terminal) {
-        AUTO_FD int master = console_setup_in_container(proc->console_height, proc->console_width, !l->is_exec, err);
+        AUTO_FD int master =
+            console_setup_in_container(proc->console_height, proc->console_width, !l->is_exec, proc->user.uid, err);
         if (master < 0)
             return -1;
         if (sync_send(sock, SYNC_CONSOLE, 0, NULL, master) < 0)
@@ -510,7 +511,8 @@ static int parent_expect(struct pea_launch *l, enum sync_step want, struct pea_e
 
 static int parent_drive(struct pea_launch *l, bool used_into_cgroup, struct pea_error *err)
 {
-    if (!used_into_cgroup && l->cgroup_path && cgroup_enter(l->cgroup_path, l->pid, err) < 0)
+    if (l->place_child ? l->place_child(l, err) < 0
+                       : !used_into_cgroup && l->cgroup_path && cgroup_enter(l->cgroup_path, l->pid, err) < 0)
         return -1;
     const struct pea_process *proc = l->spec->process;
     if (!l->is_exec) {

@@ -172,6 +172,8 @@ int state_save(int dir_fd, const struct pea_state *st, struct pea_error *err)
         json_object_set_new(j, "cgroup_path", json_string(st->cgroup_path));
     if (st->cgroup_made_from)
         json_object_set_new(j, "cgroup_made_from", json_string(st->cgroup_made_from));
+    if (st->cgroup_unit)
+        json_object_set_new(j, "cgroup_unit", json_string(st->cgroup_unit));
     json_object_set_new(j, "format", json_integer(1));
     AUTO_FREE char *text = json_dumps(j, JSON_COMPACT);
     if (!text || write_file_atomic_at(dir_fd, PEA_STATE_FILE, text, strlen(text), 0600) < 0)
@@ -186,6 +188,7 @@ void state_clear(struct pea_state *st)
     free(st->rootfs);
     free(st->cgroup_path);
     free(st->cgroup_made_from);
+    free(st->cgroup_unit);
     json_decref(st->annotations);
     memset(st, 0, sizeof *st);
 }
@@ -273,7 +276,24 @@ static int get_cgroup_member(json_t *j, const char *key, char **out, const char 
     return 0;
 }
 
-/* The members state.json and the cleanup record share: the init's pid and start time, and the cgroup made for it. */
+/* A systemd unit pea stops on delete: a scope's name, nothing that could name a path. */
+static int get_unit_member(json_t *j, char **out, const char *dir, const char *file, struct pea_error *err)
+{
+    json_t *v;
+    if (get_member(j, "cgroup_unit", JSON_STRING, true, &v, dir, file, err) < 0)
+        return -1;
+    if (!v)
+        return 0;
+    const char *name = json_string_value(v);
+    size_t len = strlen(name);
+    if (len <= 6 || len > 255 || strcmp(name + len - 6, ".scope") != 0 || strchr(name, '/'))
+        return pea_fail(err, 0, "%s/%s: \"cgroup_unit\" is not the name of a systemd scope", dir, file);
+    *out = xstrdup(name);
+    return 0;
+}
+
+/* The members state.json and the cleanup record share: the init's pid and start time, the cgroup made for it and
+ * its systemd unit. */
 static int get_process_members(json_t *j, struct pea_state *st, const char *dir, const char *file,
                                struct pea_error *err)
 {
@@ -284,7 +304,8 @@ static int get_process_members(json_t *j, struct pea_state *st, const char *dir,
     if (json_integer_value(pid) > INT_MAX)
         return pea_fail(err, 0, "%s/%s: \"pid\" is out of range", dir, file);
     if (get_cgroup_member(j, "cgroup_path", &st->cgroup_path, dir, file, err) < 0 ||
-        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0) {
+        get_cgroup_member(j, "cgroup_made_from", &st->cgroup_made_from, dir, file, err) < 0 ||
+        get_unit_member(j, &st->cgroup_unit, dir, file, err) < 0) {
         state_clear(st);
         return -1;
     }
@@ -337,6 +358,8 @@ int state_save_record(int dir_fd, const struct pea_state *st, struct pea_error *
         json_object_set_new(j, "cgroup_path", json_string(st->cgroup_path));
     if (st->cgroup_made_from)
         json_object_set_new(j, "cgroup_made_from", json_string(st->cgroup_made_from));
+    if (st->cgroup_unit)
+        json_object_set_new(j, "cgroup_unit", json_string(st->cgroup_unit));
     AUTO_FREE char *text = json_dumps(j, JSON_COMPACT);
     if (!text || write_file_atomic_at(dir_fd, PEA_CLEANUP_RECORD, text, strlen(text), 0600) < 0)
         return pea_fail(err, errno, "write %s", PEA_CLEANUP_RECORD);

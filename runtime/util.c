@@ -78,6 +78,14 @@ size_t strv_len(char *const *v)
     return n;
 }
 
+void strv_append(char ***v, const char *s)
+{
+    size_t n = strv_len(*v);
+    *v = xrealloc(*v, (n + 2) * sizeof **v);
+    (*v)[n] = xstrdup(s);
+    (*v)[n + 1] = NULL;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "manifest_internal.h"
+#include "manifest_sources.h"
 #include "pea/util.h"
 
 /* ---- volumes ---- */
@@ -18,6 +19,7 @@ static void volume_free(struct pea_pod_volume *v)
 {
     free(v->name);
     free(v->host_path);
+    manifest_file_volume_free(v);
 }
 
 static int parse_empty_dir(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
@@ -60,7 +62,9 @@ static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volu
 /* volume_names: each volume's name (to its index), for the containers' volumeMounts. */
 static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volume_names, struct pea_error *err)
 {
-    static const char *const fields[] = {"name", "emptyDir", "hostPath", NULL};
+    static const char *const fields[] = {"name",   "emptyDir",    "hostPath",  "configMap",
+                                         "secret", "downwardAPI", "projected", NULL};
+    static const char *const file_kinds[] = {"configMap", "secret", "downwardAPI", "projected"};
     json_t *list;
     if (field_get_array(spec, "spec", "volumes", &list, err) < 0)
         return -1;
@@ -86,9 +90,21 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volum
         if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
             field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
             return -1;
-        if (!empty_dir == !host_path)
-            return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath", item);
-        if (empty_dir ? parse_empty_dir(j, item, v, err) < 0 : parse_host_path(j, item, v, err) < 0)
+        const char *file_kind = NULL;
+        size_t n_kinds = (empty_dir != NULL) + (host_path != NULL);
+        for (size_t k = 0; k < ARRAY_SIZE(file_kinds); k++) {
+            json_t *source = json_object_get(j, file_kinds[k]);
+            if (source && !json_is_null(source)) {
+                file_kind = file_kinds[k];
+                n_kinds++;
+            }
+        }
+        if (n_kinds != 1)
+            return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, "
+                            "projected", item);
+        if (file_kind ? manifest_parse_file_volume(j, item, file_kind, v, err) < 0
+            : empty_dir ? parse_empty_dir(j, item, v, err) < 0
+                        : parse_host_path(j, item, v, err) < 0)
             return -1;
     }
     return 0;
@@ -250,7 +266,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
         "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
-        NULL};
+        "serviceAccountName", NULL};
     static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
     json_t *spec;
     bool is_host_network = false, has_grace;
@@ -269,6 +285,11 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     m->restart_policy = (enum pea_restart_policy)restart;
     m->termination_grace_seconds = grace;
+    /* Read through the downward API (spec.serviceAccountName); "default" is what a cluster's admission sets. */
+    if (field_get_string(spec, "spec", "serviceAccountName", false, &m->service_account_name, err) < 0)
+        return -1;
+    if (!m->service_account_name)
+        m->service_account_name = xstrdup("default");
     AUTO_JSON json_t *volume_names = json_object();
     if (parse_volumes(spec, m, volume_names, err) < 0 ||
         parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
@@ -277,7 +298,8 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return -1;
     if (m->n_containers == 0)
         return pea_fail(err, 0, "spec.containers: must hold at least one element");
-    if (check_container_names(m, err) < 0 || parse_pod_security(spec, m, &pod_identity, err) < 0 ||
+    if (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0 ||
+        parse_pod_security(spec, m, &pod_identity, err) < 0 ||
         parse_dns(spec, m, err) < 0)
         return -1;
     apply_pod_identity(m, &pod_identity);
@@ -327,12 +349,13 @@ static int parse_metadata(json_t *root, struct pea_pod_manifest *m, struct pea_e
         return field_fail(err, "metadata", "name",
                           "must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 63), not \"%s\"",
                           m->name);
-    AUTO_FREE char *namespace = NULL;
-    if (field_get_string(meta, "metadata", "namespace", false, &namespace, err) < 0)
+    if (field_get_string(meta, "metadata", "namespace", false, &m->namespace, err) < 0)
         return -1;
-    if (namespace && !name_is_dns_label(namespace))
+    if (m->namespace && !name_is_dns_label(m->namespace))
         return field_fail(err, "metadata", "namespace", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
-                          namespace);
+                          m->namespace);
+    if (!m->namespace)
+        m->namespace = xstrdup("default");
     if (field_get_string_map(meta, "metadata", "labels", &m->labels, err) < 0 ||
         field_get_string_map(meta, "metadata", "annotations", &m->annotations, err) < 0)
         return -1;
@@ -419,7 +442,7 @@ bool manifest_container_same_resources(const struct pea_pod_container *a, const 
 
 /* ---- the whole manifest ---- */
 
-static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_error *err)
+struct pea_pod_manifest *manifest_from_pod_json(json_t *root, struct pea_error *err)
 {
     static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", "pea", NULL};
     if (!json_is_object(root)) {
@@ -437,14 +460,6 @@ static struct pea_pod_manifest *manifest_from_json(json_t *root, struct pea_erro
 
 /* ---- entry points ---- */
 
-static bool looks_like_json(const char *text, size_t len)
-{
-    size_t i = 0;
-    while (i < len && memchr(" \t\r\n", text[i], 4))
-        i++;
-    return i < len && text[i] == '{';
-}
-
 static bool is_too_large(size_t len, struct pea_error *err)
 {
     if (len <= PEA_MANIFEST_MAX_SIZE)
@@ -455,25 +470,15 @@ static bool is_too_large(size_t len, struct pea_error *err)
 
 /* Parse text (len bytes and a NUL), which becomes the manifest's source: one copy of it, not two. The parse tree
  * lives only as long as this call. */
-static struct pea_pod_manifest *parse_taking(char *text, size_t len, struct pea_error *err)
+struct pea_pod_manifest *manifest_parse_owned(char *text, size_t len, struct pea_error *err)
 {
     AUTO_FREE char *owned = text;
     if (is_too_large(len, err))
         return NULL;
-    AUTO_JSON json_t *root = NULL;
-    if (looks_like_json(text, len)) {
-        json_error_t jerr;
-        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root) {
-            pea_fail(err, 0, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-            return NULL;
-        }
-    } else {
-        root = manifest_yaml_to_json(text, len, err);
-        if (!root)
-            return NULL;
-    }
-    struct pea_pod_manifest *m = manifest_from_json(root, err);
+    AUTO_JSON json_t *docs = manifest_documents(text, len, err);
+    if (!docs)
+        return NULL;
+    struct pea_pod_manifest *m = manifest_from_documents(docs, true, err);
     if (m) {
         m->source = take_ptr(&owned);
         m->source_len = len;
@@ -488,7 +493,7 @@ struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea
     char *copy = xmalloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
-    return parse_taking(copy, len, err);
+    return manifest_parse_owned(copy, len, err);
 }
 
 /* stdin may also be a pipe; a named file must be a regular file, so that a FIFO, a device or a directory given by
@@ -498,7 +503,7 @@ static bool is_readable_kind(mode_t mode, bool is_stdin)
     return S_ISREG(mode) || (is_stdin && (S_ISFIFO(mode) || S_ISSOCK(mode)));
 }
 
-struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
+char *manifest_read_file(const char *path, size_t *len_out, struct pea_error *err)
 {
     bool is_stdin = strcmp(path, "-") == 0;
     const char *name = is_stdin ? "stdin" : path;
@@ -532,8 +537,19 @@ struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
             pea_fail(err, errno, "read %s", name);
         return NULL;
     }
+    *len_out = len;
     /* read_fd_all doubles its buffer as it reads: give back the slack of the copy that stays. */
-    struct pea_pod_manifest *m = parse_taking(xrealloc(text, len + 1), len, err);
+    return xrealloc(text, len + 1);
+}
+
+struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err)
+{
+    const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
+    size_t len;
+    char *text = manifest_read_file(path, &len, err);
+    if (!text)
+        return NULL;
+    struct pea_pod_manifest *m = manifest_parse_owned(text, len, err);
     if (!m)
         pea_wrap(err, "%s", name);
     return m;
@@ -578,7 +594,7 @@ struct pea_pod_manifest *manifest_load_sealed(int fd, const char *name, struct p
         done += (size_t)n;
     }
     text[len] = '\0';
-    struct pea_pod_manifest *m = parse_taking(take_ptr(&text), len, err);
+    struct pea_pod_manifest *m = manifest_parse_owned(take_ptr(&text), len, err);
     if (!m)
         pea_wrap(err, "%s", name);
     return m;
@@ -589,6 +605,11 @@ void manifest_free(struct pea_pod_manifest *m)
     if (!m)
         return;
     free(m->name);
+    free(m->namespace);
+    free(m->service_account_name);
+    for (size_t i = 0; i < m->n_configs; i++)
+        manifest_config_free(&m->configs[i]);
+    free(m->configs);
     json_decref(m->labels);
     json_decref(m->annotations);
     free(m->hostname);

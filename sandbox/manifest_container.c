@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "manifest_internal.h"
+#include "manifest_sources.h"
 #include "pea/util.h"
 
 void manifest_container_free(struct pea_pod_container *c)
@@ -11,11 +12,7 @@ void manifest_container_free(struct pea_pod_container *c)
     strv_free(c->image_layers);
     strv_free(c->command);
     strv_free(c->args);
-    for (size_t i = 0; i < c->n_env; i++) {
-        free(c->env[i].name);
-        free(c->env[i].value);
-    }
-    free(c->env);
+    manifest_env_free(c);
     free(c->working_dir);
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         free(c->volume_mounts[i].name);
@@ -28,6 +25,7 @@ void manifest_container_free(struct pea_pod_container *c)
     free(c->security.seccomp_localhost_profile);
     free(c->identity);
     free(c->resources_json);
+    manifest_probes_free(c);
 }
 
 /* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
@@ -58,18 +56,6 @@ static int parse_image(json_t *obj, const char *path, struct pea_pod_container *
             return pea_fail(err, 0, "%s[%zu]: must be an absolute path", field, i);
         }
     return 0;
-}
-
-/* Kubernetes' rule for env names (IsRelaxedEnvVarName, the default since 1.32): printable ASCII but '='. It sets no
- * length limit: the kernel's for the whole entry is checked with the value. */
-static bool env_name_is_valid(const char *name)
-{
-    if (!*name)
-        return false;
-    for (const char *p = name; *p; p++)
-        if (*p < 0x20 || *p > 0x7e || *p == '=')
-            return false;
-    return true;
 }
 
 /* execve refuses any one argument or environment string of 32 pages or more with its NUL (MAX_ARG_STRLEN): say so
@@ -104,33 +90,7 @@ static int parse_process(json_t *obj, const char *path, struct pea_pod_container
         return -1;
     if (c->working_dir && c->working_dir[0] != '/')
         return field_fail(err, path, "workingDir", "must be an absolute path");
-    json_t *env;
-    if (field_get_array(obj, path, "env", &env, err) < 0)
-        return -1;
-    if (!env)
-        return 0;
-    c->n_env = json_array_size(env);
-    c->env = xcalloc(c->n_env, sizeof *c->env);
-    static const char *const env_fields[] = {"name", "value", NULL};
-    for (size_t i = 0; i < c->n_env; i++) {
-        char item[FIELD_PATH_MAX];
-        snprintf(item, sizeof item, "%s.env[%zu]", path, i);
-        json_t *e = json_array_get(env, i);
-        if (!json_is_object(e))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(e, item, env_fields, err) < 0 ||
-            field_get_string(e, item, "name", true, &c->env[i].name, err) < 0 ||
-            field_get_string(e, item, "value", false, &c->env[i].value, err) < 0)
-            return -1;
-        if (!env_name_is_valid(c->env[i].name))
-            return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
-        if (!c->env[i].value)
-            c->env[i].value = xstrdup("");
-        if (strlen(c->env[i].name) + 1 + strlen(c->env[i].value) >= exec_string_max())
-            return pea_fail(err, 0, "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
-                            item, exec_string_max() - 1);
-    }
-    return 0;
+    return manifest_parse_env(obj, path, c, err);
 }
 
 static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
@@ -314,8 +274,9 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
                              struct pea_pod_container *c, struct pea_error *err)
 {
     static const char *const container_fields[] = {
-        "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources", "securityContext",
-        "restartPolicy", "imagePullPolicy", "ports", NULL};
+        "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
+        "securityContext", "restartPolicy", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe",
+        "startupProbe", "lifecycle", NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
     if (field_check_known(obj, path, container_fields, err) < 0 ||
@@ -336,6 +297,8 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     if (restart && strcmp(restart, "Always") != 0)
         return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
     c->is_sidecar = restart != NULL;
+    if (manifest_parse_probes(obj, path, is_init, c, err) < 0)
+        return -1;
     /* A shallow copy without resources: the values are shared, not copied. */
     AUTO_JSON json_t *rest = json_object();
     json_object_update(rest, obj);

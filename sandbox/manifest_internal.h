@@ -67,6 +67,13 @@ void manifest_container_free(struct pea_pod_container *c);
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
                              struct pea_pod_container *c, struct pea_error *err);
 
+/* livenessProbe, readinessProbe, startupProbe and lifecycle of one container (c->is_sidecar already read);
+ * manifest_check_lifecycle checks the hooks against the pod's grace period, once both are read. */
+int manifest_parse_probes(json_t *obj, const char *path, bool is_init, struct pea_pod_container *c,
+                          struct pea_error *err);
+void manifest_probes_free(struct pea_pod_container *c);
+int manifest_check_lifecycle(const struct pea_pod_manifest *m, struct pea_error *err);
+
 /* pea.network, with spec.hostNetwork already read. */
 int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err);
 

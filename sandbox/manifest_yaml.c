@@ -1,5 +1,6 @@
 /* YAML → JSON for pod manifests, from libyaml's event stream. Plain scalars are typed by YAML 1.2's core schema
- * (so "yes" and "on" stay strings, unlike YAML 1.1); quoted and block scalars stay strings. Anchors and aliases are
+ * (so "yes" and "on" stay strings, unlike YAML 1.1), but for integers with a leading 0, octal as Kubernetes reads
+ * them; quoted and block scalars stay strings. Anchors and aliases are
  * refused: a manifest has no use for them and aliases are how small documents become huge trees. */
 #include <errno.h>
 #include <math.h>
@@ -24,6 +25,8 @@ struct yaml_builder {
     struct yaml_frame stack[YAML_MAX_DEPTH];
     size_t depth;
     int documents;
+    json_t *all;        /* every document's root, when the stream may hold several; else NULL */
+    size_t line_offset; /* lines of the text before the one given to libyaml */
 };
 
 static void builder_release(struct yaml_builder *b)
@@ -31,9 +34,13 @@ static void builder_release(struct yaml_builder *b)
     for (size_t i = 0; i < b->depth; i++)
         free(b->stack[i].key);
     json_decref(b->root);
+    json_decref(b->all);
 }
 
-static size_t event_line(const yaml_event_t *ev) { return ev->start_mark.line + 1; }
+static size_t line_of(const struct yaml_builder *b, const yaml_event_t *ev)
+{
+    return b->line_offset + ev->start_mark.line + 1;
+}
 
 /* ---- scalar resolution (YAML 1.2 core schema) ---- */
 
@@ -104,6 +111,10 @@ static json_t *int_from_text(const char *s, size_t line, struct pea_error *err)
 {
     bool has_prefix = s[0] == '0' && (s[1] == 'o' || s[1] == 'x');
     int base = has_prefix ? (s[1] == 'o' ? 8 : 16) : 10;
+    /* A leading 0 is octal, as Kubernetes reads YAML (YAML 1.1's integers): `defaultMode: 0400` is r-------- there,
+     * and a decimal 400 would give another mode without a word. */
+    if (s[0] == '0' && all_chars_in(s + 1, "01234567"))
+        base = 8;
     errno = 0;
     long long v = strtoll(has_prefix ? s + 2 : s, NULL, base);
     if (errno == ERANGE) {
@@ -160,10 +171,10 @@ static int scalar_kind_of_tag(const char *tag)
     return -1;
 }
 
-static json_t *scalar_to_json(const yaml_event_t *ev, struct pea_error *err)
+static json_t *scalar_to_json(const yaml_event_t *ev, size_t line, struct pea_error *err)
 {
     const char *text = (const char *)ev->data.scalar.value;
-    size_t len = ev->data.scalar.length, line = event_line(ev);
+    size_t len = ev->data.scalar.length;
     const char *tag = (const char *)ev->data.scalar.tag;
     if (tag) {
         int wanted = scalar_kind_of_tag(tag);
@@ -211,7 +222,7 @@ static bool builder_wants_key(const struct yaml_builder *b)
 
 static int builder_take_key(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
 {
-    size_t line = event_line(ev);
+    size_t line = line_of(b, ev);
     const char *text = (const char *)ev->data.scalar.value;
     bool is_plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev->data.scalar.tag;
     const char *tag = (const char *)ev->data.scalar.tag;
@@ -229,7 +240,7 @@ static int builder_take_key(struct yaml_builder *b, const yaml_event_t *ev, stru
 
 static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
 {
-    size_t line = event_line(ev);
+    size_t line = line_of(b, ev);
     bool is_mapping = ev->type == YAML_MAPPING_START_EVENT;
     const char *tag = (const char *)(is_mapping ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
     if (builder_wants_key(b))
@@ -247,11 +258,16 @@ static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct p
 
 static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
 {
-    size_t line = event_line(ev);
+    size_t line = line_of(b, ev);
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
-        if (++b->documents > 1)
+        if (++b->documents > 1 && !b->all)
             return pea_fail(err, 0, "line %zu: more than one YAML document", line);
+        return 0;
+    case YAML_DOCUMENT_END_EVENT:
+        /* A document without content is null, as YAML says. */
+        if (b->all)
+            json_array_append_new(b->all, b->root ? take_ptr(&b->root) : json_null());
         return 0;
     case YAML_ALIAS_EVENT:
         return pea_fail(err, 0, "line %zu: YAML aliases are not supported", line);
@@ -260,7 +276,7 @@ static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct
             return pea_fail(err, 0, "line %zu: YAML anchors are not supported", line);
         if (builder_wants_key(b))
             return builder_take_key(b, ev, err);
-        json_t *value = scalar_to_json(ev, err);
+        json_t *value = scalar_to_json(ev, line, err);
         if (!value)
             return -1;
         return builder_add(b, value, line, err);
@@ -281,7 +297,8 @@ static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct
 
 static void yaml_parser_delete_p(yaml_parser_t *p) { yaml_parser_delete(p); }
 
-json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err)
+/* Build one document (all NULL) or every document into all; line_offset counts the lines before text. */
+static json_t *yaml_build(const char *text, size_t len, json_t *all, size_t line_offset, struct pea_error *err)
 {
     if (len > PEA_MANIFEST_MAX_SIZE) {
         pea_fail(err, 0, "YAML larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", PEA_MANIFEST_MAX_SIZE);
@@ -293,11 +310,11 @@ json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *er
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    struct yaml_builder b = {0};
+    struct yaml_builder b = {.all = all, .line_offset = line_offset};
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            pea_fail(err, 0, "line %zu: %s", parser.problem_mark.line + 1,
+            pea_fail(err, 0, "line %zu: %s", line_offset + parser.problem_mark.line + 1,
                      parser.problem ? parser.problem : "invalid YAML");
             builder_release(&b);
             return NULL;
@@ -312,6 +329,18 @@ json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *er
         if (is_end)
             break;
     }
+    if (all)
+        return all;
     /* An empty stream is an empty document: null, as YAML says. */
     return b.root ? b.root : json_null();
+}
+
+json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err)
+{
+    return yaml_build(text, len, NULL, 0, err);
+}
+
+json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct pea_error *err)
+{
+    return yaml_build(text, len, json_array(), line_offset, err);
 }

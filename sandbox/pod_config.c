@@ -6,6 +6,7 @@
 #include <sys/capability.h>
 
 #include "pea/pod.h"
+#include "pea/pod_env.h"
 #include "pea/spec.h"
 #include "pea/util.h"
 #include "pea/volume.h"
@@ -106,43 +107,21 @@ static json_t *capability_set(const struct pea_pod_container *c, const char *fie
     return caps;
 }
 
-/* PATH and HOSTNAME, then the manifest's entries. Of several entries of one name the last wins, at its own place: the
- * list reads as if each entry replaced the earlier ones of its name and went to the end, as in Kubernetes. One pass
- * records each name's last entry in a hash, one emits: linear in the number of entries, which a manifest at the
- * size limit has by the ten thousand. */
-static json_t *environment(const struct pea_pod_manifest *m, const struct pea_pod_container *c)
+static json_t *expanded_string(const char *text, const json_t *vars)
 {
-    size_t n = c->n_env + 2;
-    AUTO_FREE const char **names = xcalloc(n, sizeof *names);
-    AUTO_FREE const char **values = xcalloc(n, sizeof *values);
-    names[0] = "PATH";
-    values[0] = &DEFAULT_PATH[strlen("PATH=")];
-    names[1] = "HOSTNAME";
-    values[1] = m->hostname ? m->hostname : m->name;
-    for (size_t i = 0; i < c->n_env; i++) {
-        names[i + 2] = c->env[i].name;
-        values[i + 2] = c->env[i].value ? c->env[i].value : "";
-    }
-    AUTO_JSON json_t *last = json_object();
-    for (size_t i = 0; i < n; i++)
-        json_object_set_new_nocheck(last, names[i], json_integer((json_int_t)i));
-    json_t *env = json_array();
-    for (size_t i = 0; i < n; i++) {
-        if (json_integer_value(json_object_get(last, names[i])) != (json_int_t)i)
-            continue;
-        AUTO_FREE char *entry = xasprintf("%s=%s", names[i], values[i]);
-        json_array_append_new(env, json_string(entry));
-    }
-    return env;
+    AUTO_FREE char *expanded = pod_env_expand(text, vars);
+    return json_string(expanded);
 }
 
-static json_t *arguments(const struct pea_pod_container *c, const char *field, struct pea_error *err)
+/* command then args, each with $(VAR) expanded from the container's variables, as the kubelet does. */
+static json_t *arguments(const struct pea_pod_container *c, const json_t *vars, const char *field,
+                         struct pea_error *err)
 {
     json_t *args = json_array();
     for (char *const *a = c->command; a && *a; a++)
-        json_array_append_new(args, json_string(*a));
+        json_array_append_new(args, expanded_string(*a, vars));
     for (char *const *a = c->args; a && *a; a++)
-        json_array_append_new(args, json_string(*a));
+        json_array_append_new(args, expanded_string(*a, vars));
     if (json_array_size(args) == 0) {
         json_decref(args);
         pea_fail(err, 0, "%s: command or args must be given (pea's images carry no entrypoint)", field);
@@ -214,7 +193,8 @@ static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_con
             return pea_fail(err, 0, "container %s: volumeMounts[%zu]: no volume \"%s\"", c->name, i, vm->name);
         AUTO_FREE char *base = volume_host_path(pod, v);
         AUTO_FREE char *source = vm->sub_path ? xasprintf("%s/%s", base, vm->sub_path) : xstrdup(base);
-        json_array_append_new(mounts, bind_mount(vm->mount_path, source, vm->read_only));
+        /* The kubelet mounts volumes of files it writes read-only, whatever readOnly says. */
+        json_array_append_new(mounts, bind_mount(vm->mount_path, source, vm->read_only || volume_is_written(v)));
     }
     return 0;
 }
@@ -277,7 +257,13 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     AUTO_JSON json_t *cfg = spec_default_json(false);
     json_t *process = json_object_get(cfg, "process");
     json_t *linux = json_object_get(cfg, "linux");
-    json_t *args = arguments(c, field, err);
+    AUTO_JSON json_t *env = NULL, *vars = NULL;
+    if (pod_env_build(pod, c, &DEFAULT_PATH[strlen("PATH=")], m->hostname ? m->hostname : m->name, &env, &vars,
+                      err) < 0) {
+        pea_wrap(err, "%s", field);
+        return NULL;
+    }
+    json_t *args = arguments(c, vars, field, err);
     json_t *caps = args ? capability_set(c, field, err) : NULL;
     if (!caps) {
         json_decref(args);
@@ -285,7 +271,7 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     }
     json_object_set_new(process, "args", args);
     json_object_set_new(process, "terminal", json_false());
-    json_object_set_new(process, "env", environment(m, c));
+    json_object_set_new(process, "env", json_incref(env));
     json_object_set_new(process, "cwd", json_string(c->working_dir ? c->working_dir : "/"));
     json_object_set_new(process, "user", json_pack("{s:I, s:I}", "uid", (json_int_t)c->security.run_as_user, "gid",
                                                    (json_int_t)c->security.run_as_group));

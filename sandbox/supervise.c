@@ -16,6 +16,7 @@
 #include "pea/log.h"
 #include "pea/sys.h"
 #include "pea/util.h"
+#include "lifecycle_internal.h"
 #include "supervise_internal.h"
 
 static long long ms_between(const struct timespec *a, const struct timespec *b)
@@ -53,6 +54,20 @@ void supervisor_emit(struct pod_supervisor *sup, const char *container, const ch
         sup->ops->on_event(sup->ctx, container, what);
 }
 
+void supervisor_emit_reason(struct pod_supervisor *sup, const char *container, const char *reason, const char *fmt,
+                            ...)
+{
+    char what[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (sup->ops->on_event_reason)
+        sup->ops->on_event_reason(sup->ctx, container, reason, what);
+    else if (sup->ops->on_event)
+        supervisor_emit(sup, container, "%s: %s", reason, what);
+}
+
 static const char *phase_name(enum member_phase p)
 {
     static const char *const names[] = {"waiting", "running", "backoff", "exited", "stopped"};
@@ -64,12 +79,17 @@ json_t *supervisor_member_json(const struct member *m)
     json_t *j = json_pack("{s:s, s:b, s:b, s:s, s:i, s:i}", "name", m->c->name, "init", m->is_init, "sidecar",
                           m->c->is_sidecar, "state", phase_name(m->phase), "pid",
                           m->phase == PHASE_RUNNING ? (int)m->pid : 0, "restarts", (int)m->restarts);
+    bool is_running = m->phase == PHASE_RUNNING;
+    json_object_set_new(j, "started", json_boolean(is_running && m->is_started));
+    json_object_set_new(j, "ready", json_boolean(is_running && m->is_ready));
     if (m->has_exited && m->last_exit >= 0)
         json_object_set_new(j, "exitCode", json_integer(m->last_exit));
     else if (m->has_exited)
         json_object_set_new(j, "reason", json_string("unknown: it exited while no supervisor watched it"));
     if (m->started_at_text[0])
         json_object_set_new(j, "startedAt", json_string(m->started_at_text));
+    if (m->start_error[0])
+        json_object_set_new(j, "startError", json_string(m->start_error));
     if (m->finished_at_text[0] && m->phase != PHASE_RUNNING)
         json_object_set_new(j, "finishedAt", json_string(m->finished_at_text));
     return j;
@@ -218,16 +238,19 @@ static void finish_member(struct pod_supervisor *sup, struct member *m, struct p
             close(m->pidfd);
         }
         m->pidfd = -1;
+        snprintf(m->start_error, sizeof m->start_error, "%s", err->msg);
         supervisor_emit(sup, m->c->name, "failed to start: %s", err->msg);
         member_exited(sup, m, 128);
         return;
     }
+    m->start_error[0] = '\0';
     m->exit_watch.fd = m->pidfd;
     struct pea_error watch_err = {0};
     if (watch_add(sup, &m->exit_watch, &watch_err) < 0)
         log_warn("%s", watch_err.msg);
     supervisor_record(sup, m);
     supervisor_emit(sup, m->c->name, "started (pid %d)", (int)m->pid);
+    lifecycle_after_start(sup, m);
 }
 
 void supervisor_start_member(struct pod_supervisor *sup, struct member *m)
@@ -259,7 +282,9 @@ void supervisor_advance(struct pod_supervisor *sup)
         struct member *m = sup->members[sup->next_init];
         if (m->phase == PHASE_WAITING)
             supervisor_start_member(sup, m);
-        if ((m->phase == PHASE_EXITED && m->last_exit == 0) || (m->c->is_sidecar && m->phase == PHASE_RUNNING))
+        /* A sidecar lets the next one start once it has started (its postStart and startup probe passed). */
+        if ((m->phase == PHASE_EXITED && m->last_exit == 0) ||
+            (m->c->is_sidecar && m->phase == PHASE_RUNNING && m->is_started))
             sup->next_init++;
         else
             return;
@@ -348,8 +373,20 @@ static void finish_stop(struct pod_supervisor *sup, struct member *m)
     supervisor_record(sup, m);
 }
 
+/* A container killed as unhealthy (a probe, its postStart hook) starts again unless the policy is Never, whatever
+ * it exited with, as the kubelet does. */
+static bool should_restart_after_kill(const struct pod_supervisor *sup, const struct member *m)
+{
+    return m->c->is_sidecar || sup->pod->manifest->restart_policy != PEA_RESTART_NEVER;
+}
+
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code)
 {
+    lifecycle_member_gone(sup, m);
+    bool was_probe_kill = m->is_probe_kill;
+    m->is_probe_kill = false;
+    if (was_probe_kill)
+        m->is_stopping = false;
     m->has_exited = true;
     m->last_exit = code;
     now_text(m->finished_at_text, sizeof m->finished_at_text);
@@ -366,7 +403,7 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
         supervisor_record(sup, m);
         return;
     }
-    if (should_restart(sup, m, code)) {
+    if (was_probe_kill ? should_restart_after_kill(sup, m) : should_restart(sup, m, code)) {
         schedule_restart(sup, m);
         supervisor_record(sup, m);
         return;
@@ -390,13 +427,9 @@ void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long l
         finish_stop(sup, m);
         return;
     }
-    m->is_stopping = true;
-    now_monotonic(&m->kill_at);
-    add_ms(&m->kill_at, timeout_seconds * 1000);
-    struct pea_error err = {0};
-    if (container_kill(sup->pod->oci_root, m->c->name, SIGTERM, false, &err) < 0)
-        log_debug("stop %s: %s", m->c->name, err.msg);
-    supervisor_emit(sup, m->c->name, "stopping (SIGKILL in %llds)", timeout_seconds);
+    /* Asked for: what follows is the stop's (held, started again, removed), not the restart policy's. */
+    m->is_probe_kill = false;
+    lifecycle_begin_stop(sup, m, timeout_seconds);
 }
 
 static void reap_member(struct pod_supervisor *sup, struct member *m)
@@ -433,6 +466,9 @@ static int next_timeout_ms(const struct pod_supervisor *sup)
         const struct timespec *due = m->phase == PHASE_BACKOFF                     ? &m->restart_at
                                      : m->is_stopping && m->phase == PHASE_RUNNING ? &m->kill_at
                                                                                    : NULL;
+        struct timespec hook_due;
+        if (lifecycle_due(m, &hook_due) && (!due || ms_between(&hook_due, due) > 0))
+            due = &hook_due;
         if (!due)
             continue;
         long long left = ms_between(&now, due);
@@ -455,6 +491,7 @@ static void handle_deadlines(struct pod_supervisor *sup)
     now_monotonic(&now);
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
+        lifecycle_tick(sup, m, &now);
         if (!sup->is_stopping && m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0) {
             start_new_instance(sup, m);
         } else if (m->is_stopping && m->phase == PHASE_RUNNING && ms_between(&now, &m->kill_at) <= 0) {
@@ -633,7 +670,7 @@ static bool stop_running_members(struct pod_supervisor *sup)
     if (!sup->has_stop_deadline) {
         sup->has_stop_deadline = true;
         sup->stop_deadline = now;
-        add_ms(&sup->stop_deadline, sup->pod->manifest->termination_grace_seconds * 1000 + POD_STOP_SETTLE_MS);
+        add_ms(&sup->stop_deadline, supervisor_stop_grace_seconds(sup) * 1000 + POD_STOP_SETTLE_MS);
     }
     /* One that outlives its SIGKILL this long (its state gone under it, say) is the teardown's to kill. */
     if (ms_between(&now, &sup->stop_deadline) <= 0)
@@ -645,7 +682,7 @@ static bool stop_running_members(struct pod_supervisor *sup)
             continue;
         is_any_running = true;
         if (!m->is_stopping)
-            supervisor_stop_member(sup, m, sup->pod->manifest->termination_grace_seconds);
+            supervisor_stop_member(sup, m, supervisor_stop_grace_seconds(sup));
     }
     return is_any_running;
 }
@@ -672,6 +709,8 @@ static void adopt_member(struct pod_supervisor *sup, struct member *m, json_t *r
                (m->pidfd = pod_open_member_pidfd(sup->pod->oci_root, m->c->name, &pid)) >= 0) {
         m->phase = PHASE_RUNNING;
         m->pid = pid;
+        /* Its postStart hook ran under the supervisor before: the probes start over. */
+        probes_start(sup, m);
         m->exit_watch.fd = m->pidfd;
         struct pea_error err = {0};
         if (watch_add(sup, &m->exit_watch, &err) < 0)
@@ -745,7 +784,7 @@ int supervisor_run(struct pod_supervisor *sup, int *exit_code, struct pea_error 
         handle_deadlines(sup);
     }
     struct pea_error teardown = {0};
-    int r = pod_remove(sup->pod->root, sup->pod->name, sup->pod->manifest->termination_grace_seconds, &teardown);
+    int r = pod_remove(sup->pod->root, sup->pod->name, supervisor_stop_grace_seconds(sup), &teardown);
     drain_and_reap(sup);
     *exit_code = sup->exit_code;
     if (err->msg[0])

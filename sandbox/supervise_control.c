@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pea/cgroup.h"
 #include "pea/container.h"
 #include "pea/log.h"
 #include "pea/util.h"
+#include "pea/volume.h"
 #include "supervise_internal.h"
 
 json_t *supervisor_containers(const struct pod_supervisor *sup)
@@ -52,6 +54,41 @@ static int fail_if_stopping(const struct pod_supervisor *sup, struct pea_error *
 }
 
 bool supervisor_is_stopping(const struct pod_supervisor *sup) { return sup->is_stopping; }
+
+long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup)
+{
+    return sup->has_stop_grace ? sup->stop_grace_seconds : sup->pod->manifest->termination_grace_seconds;
+}
+
+/* *deadline = the earlier of itself and ms from now. */
+static void hurry_deadline(struct timespec *deadline, long long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += ms % 1000 * 1000000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    if (t.tv_sec < deadline->tv_sec || (t.tv_sec == deadline->tv_sec && t.tv_nsec < deadline->tv_nsec))
+        *deadline = t;
+}
+
+void supervisor_request_stop_within(struct pod_supervisor *sup, long long grace_seconds)
+{
+    if (!sup->has_stop_grace || grace_seconds < sup->stop_grace_seconds) {
+        sup->has_stop_grace = true;
+        sup->stop_grace_seconds = grace_seconds;
+    }
+    sup->is_stopping = true;
+    /* Members already given a longer grace period (a pod stop before this rm --force) get this one. */
+    for (size_t i = 0; i < sup->n_members; i++)
+        if (sup->members[i]->is_stopping && sup->members[i]->phase == PHASE_RUNNING)
+            hurry_deadline(&sup->members[i]->kill_at, sup->stop_grace_seconds * 1000);
+    if (sup->has_stop_deadline)
+        hurry_deadline(&sup->stop_deadline, sup->stop_grace_seconds * 1000 + POD_STOP_SETTLE_MS);
+}
 
 bool supervisor_container_is_ending(const struct pod_supervisor *sup, const char *name)
 {
@@ -108,16 +145,25 @@ int supervisor_container_kill(struct pod_supervisor *sup, const char *name, int 
     return container_kill(sup->pod->oci_root, name, sig, false, err);
 }
 
-int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *process, const int stdio[3], pid_t *pid,
-                    int *pidfd, int *console_master, struct pea_error *err)
+int supervisor_exec_check(const struct pod_supervisor *sup, const char *name, struct pea_error *err)
 {
     struct member *m = find_or_fail(sup, name, err);
     if (!m || fail_if_stopping(sup, err) < 0)
         return -1;
+    if (m->phase != PHASE_RUNNING && m->start_error[0])
+        return pea_fail(err, 0, "container %s failed to start: %s", name, m->start_error);
     if (m->phase != PHASE_RUNNING)
         return pea_fail(err, 0, "container %s is not running", name);
     if (m->is_stopping)
         return pea_fail(err, 0, "container %s is being stopped", name);
+    return 0;
+}
+
+int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *process, const int stdio[3], pid_t *pid,
+                    int *pidfd, int *console_master, struct pea_error *err)
+{
+    if (supervisor_exec_check(sup, name, err) < 0)
+        return -1;
     AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return pea_fail(err, errno, "open /dev/null");
@@ -180,6 +226,8 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     const char *sandbox_change = manifest_sandbox_change(old, manifest);
     if (sandbox_change)
         return pea_fail(err, 0, "%s: changing it needs a new sandbox (apply --recreate)", sandbox_change);
+    if (manifest_check_immutable(old, manifest, err) < 0)
+        return -1;
     AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),
                      *removed = json_array(), *unchanged = json_array();
     /* Live resource updates first (the pod cgroup before its children): if the cgroup refuses one, nothing else has
@@ -206,6 +254,10 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     struct pea_error save_err = {0};
     if (pod_save_manifest(sup->pod, &save_err) < 0)
         log_warn("%s", save_err.msg);
+    /* ConfigMap, Secret and downward API files change under running containers, as the kubelet's do. */
+    struct pea_error volume_err = {0};
+    if (volume_update_written(sup->pod, old, &volume_err) < 0)
+        supervisor_emit(sup, sup->pod->name, "volume update failed: %s", volume_err.msg);
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
         if (m->is_removed)

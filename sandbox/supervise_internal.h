@@ -22,6 +22,8 @@ enum member_phase {
 enum watch_kind { WATCH_SIGNAL = 1, WATCH_INFRA, WATCH_EXIT, WATCH_OUTPUT, WATCH_CALLER };
 
 struct member;
+struct member_probes; /* probe.c */
+struct member_hooks;  /* lifecycle.c */
 
 /* One fd in the epoll set; epoll's data points here, so members and watches never move once made. */
 struct watch {
@@ -49,9 +51,16 @@ struct member {
     long long backoff_ms;
     struct timespec started_at, restart_at;
     char started_at_text[64], finished_at_text[64];
+    char start_error[sizeof ((struct pea_error *)0)->msg]; /* why its last start failed ("" once one succeeds): ps -o json, apply, exec say it */
     /* A stop in progress: SIGKILL at kill_at if still running; then hold it, or start it again. */
     bool is_stopping, start_after_stop, remove_after_stop;
     struct timespec kill_at;
+    /* Probes and lifecycle hooks (probe.c, lifecycle.c); NULL while none runs. */
+    struct member_probes *probes;
+    struct member_hooks *hooks;
+    bool is_started;    /* postStart done and the startup probe passed (or there is none) */
+    bool is_ready;      /* started and the readiness probe passing (or there is none) */
+    bool is_probe_kill; /* killed as unhealthy: the restart policy decides what follows, not the stop */
 };
 
 struct pod_supervisor {
@@ -66,6 +75,9 @@ struct pod_supervisor {
      * then POD_STOP_SETTLE_MS) before the teardown. */
     bool has_stop_deadline;
     struct timespec stop_deadline;
+    /* The grace period a shutdown asked for (pod rm --force, --grace-period) instead of the manifest's. */
+    bool has_stop_grace;
+    long long stop_grace_seconds;
     int exit_code;
     int epoll_fd, signal_fd;
     struct watch signal_watch, infra_watch;
@@ -79,8 +91,13 @@ void supervisor_start_member(struct pod_supervisor *sup, struct member *m);
 /* SIGTERM now, SIGKILL at the deadline; then hold, start again, or drop, as the flags say. */
 void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds);
 void supervisor_advance(struct pod_supervisor *sup);
+/* The grace period of the pod's stop: the one a shutdown asked for, else the manifest's. */
+long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup);
 struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);
 void supervisor_emit(struct pod_supervisor *sup, const char *container, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An event with a kubelet-like reason (Unhealthy, Killing, FailedPostStartHook, FailedPreStopHook). */
+void supervisor_emit_reason(struct pod_supervisor *sup, const char *container, const char *reason, const char *fmt,
+                            ...) __attribute__((format(printf, 4, 5)));
 
 #endif

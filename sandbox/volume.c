@@ -110,7 +110,7 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
             continue;
         }
         AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
-        if (prepare_empty_dir(path, v, err) < 0)
+        if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0 : prepare_empty_dir(path, v, err) < 0)
             return -1;
     }
     return 0;

@@ -62,7 +62,7 @@ static const struct op_rule {
     [PROTO_OP_APPLY] = {"apply",
                         {{"noWait", ARG_BOOL, false, FIELD(no_wait)}}},
     [PROTO_OP_EVENTS] = {"events", {{0}}},
-    [PROTO_OP_SHUTDOWN] = {"shutdown", {{0}}},
+    [PROTO_OP_SHUTDOWN] = {"shutdown", {{"timeout", ARG_TIMEOUT, false, FIELD(timeout_seconds)}}},
 };
 
 static int arg_fail(struct pea_error *err, const struct op_rule *op, const char *arg, const char *what)

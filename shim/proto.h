@@ -32,7 +32,7 @@ enum proto_op {
     PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running" | "started"} */
     PROTO_OP_APPLY,    /* {noWait?} + one fd: the manifest as a sealed memfd (larger than a datagram may be) */
     PROTO_OP_EVENTS,   /* {} */
-    PROTO_OP_SHUTDOWN, /* {} */
+    PROTO_OP_SHUTDOWN, /* {timeout?: seconds, the grace period instead of the manifest's (0: SIGKILL at once)} */
 };
 
 /* started: each container has started once (or failed to), or waits for its turn behind the init containers. */
@@ -45,7 +45,7 @@ struct proto_request {
     enum proto_op op;
     char *container; /* NULL for wait on the whole pod */
     bool has_timeout;
-    uint64_t timeout_seconds; /* stop */
+    uint64_t timeout_seconds; /* stop, shutdown */
     int signal;               /* kill */
     char **args;              /* exec: NULL-terminated, at least one */
     char **env;               /* exec: NULL-terminated KEY=VALUE, NULL when absent */

@@ -322,6 +322,17 @@ static void on_event(void *ctx, const char *container, const char *what)
     sweep(s);
 }
 
+static void on_event_reason(void *ctx, const char *container, const char *reason, const char *what)
+{
+    struct shim_server *s = ctx;
+    log_msg(PEA_LOG_INFO, "%s: %s: %s", container, reason, what);
+    json_t *event = event_base(container);
+    json_object_set_new(event, "reason", json_string(reason));
+    json_object_set_new(event, "message", json_string(what));
+    broadcast(s, event);
+    sweep(s);
+}
+
 static void on_change(void *ctx, const char *container, const json_t *record)
 {
     struct shim_server *s = ctx;
@@ -348,7 +359,8 @@ static void on_new_instance(void *ctx, const char *container)
 const struct pod_supervisor_ops *server_supervisor_ops(void)
 {
     static const struct pod_supervisor_ops ops = {
-        .on_output = on_output, .on_event = on_event, .on_change = on_change, .on_new_instance = on_new_instance};
+        .on_output = on_output, .on_event = on_event, .on_change = on_change, .on_new_instance = on_new_instance,
+        .on_event_reason = on_event_reason};
     return &ops;
 }
 

@@ -165,6 +165,11 @@ static void handle_exec(struct client *c, const struct proto_request *req, int *
                                                 : "exec: pass stdin, stdout and stderr, or no descriptor");
         return;
     }
+    /* Checked before the process is built from the container's state, which one that failed to start has not. */
+    if (supervisor_exec_check(s->sup, req->container, &err) < 0) {
+        client_reply_error(c, req->id, err.msg);
+        return;
+    }
     AUTO_JSON json_t *process = container_exec_process_from_flags(
         s->pod->oci_root, req->container, req->args, req->env, req->cwd, req->user, req->tty, 1, &err);
     if (!process) {
@@ -292,7 +297,10 @@ void server_handle(struct client *c, struct proto_request *req, int *fds, size_t
         break;
     case PROTO_OP_SHUTDOWN:
         reply_ok(c, req->id, NULL);
-        supervisor_request_stop(s->sup);
+        if (req->has_timeout)
+            supervisor_request_stop_within(s->sup, (long long)req->timeout_seconds);
+        else
+            supervisor_request_stop(s->sup);
         break;
     }
 }

@@ -64,6 +64,32 @@ json_t *cgroup_stats(const char *path, struct pea_error *err);
 /* Count of oom_kill events from memory.events, or -1 when not available. */
 long long cgroup_oom_kill_count(const char *path);
 
+/* As cgroup_create for a cgroup that exists already (systemd made it): enable what the resources need, write them and
+ * attach the device filter. */
+int cgroup_configure(const char *path, json_t *resources, struct pea_error *err);
+
+/* The systemd driver (--systemd-cgroup, cgroup_systemd.c): a transient scope per container, asked of systemd over
+ * D-Bus. */
+struct cgroup_systemd_unit {
+    char *name;  /* "prefix-name.scope" */
+    char *slice; /* "kubepods-besteffort.slice"; "system.slice" when the form leaves it empty */
+    char *path;  /* the cgroup systemd gives the scope ("/kubepods.slice/kubepods-besteffort.slice/p-n.scope") */
+};
+/* The scope for linux.cgroupsPath "slice:prefix:name" (NULL or empty: ":pea:ID"); any other form, or a name that is
+ * itself a slice, is an error. */
+int cgroup_systemd_unit_for(const char *cgroups_path, const char *id, struct cgroup_systemd_unit *out,
+                            struct pea_error *err);
+void cgroup_systemd_unit_clear(struct cgroup_systemd_unit *u);
+/* Ask systemd to start the scope holding pid (Delegate=yes, accounting on, the resources it has properties for),
+ * wait until the start job is done, and return the cgroup pid is in now (relative to the cgroup2 root; caller
+ * frees). A clear error where systemd does not run the host, the unit exists already or the job fails. */
+char *cgroup_systemd_start_scope(const struct cgroup_systemd_unit *u, const char *description, pid_t pid,
+                                 json_t *resources, struct pea_error *err);
+/* Tell systemd the scope's new resources (SetUnitProperties, runtime), so that it keeps them. */
+int cgroup_systemd_update_scope(const char *unit, json_t *resources, struct pea_error *err);
+/* Stop the scope and wait for it to go; a unit systemd no longer knows is gone already. */
+int cgroup_systemd_stop_scope(const char *unit, struct pea_error *err);
+
 /* Teardown of a whole subtree (cgroup_teardown.c). Kill every process in the cgroup and its descendants
  * (cgroup.kill, else SIGKILL through pidfds of what cgroup.procs lists, repeated) and wait until none lives; an
  * error naming the cgroup when some still do after timeout_ms. A missing cgroup is empty. */

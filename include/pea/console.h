@@ -11,9 +11,10 @@
 #include "pea/error.h"
 
 /* In the container, after pivot_root: open /dev/pts/ptmx (verified devpts), get the peer slave race-free
- * (TIOCGPTPEER), set the window size, optionally bind the slave onto /dev/console, make it the controlling
- * terminal and stdin/stdout/stderr. Returns the master fd. */
-int console_setup_in_container(unsigned height, unsigned width, bool bind_dev_console, struct pea_error *err);
+ * (TIOCGPTPEER), give it to owner (the process's uid), set the window size, optionally bind the slave onto
+ * /dev/console, make it the controlling terminal and stdin/stdout/stderr. Returns the master fd. */
+int console_setup_in_container(unsigned height, unsigned width, bool bind_dev_console, uid_t owner,
+                               struct pea_error *err);
 
 /* Send one fd with a payload over a unix socket (SCM_RIGHTS). */
 int console_send_fd(int sock, int fd, const void *payload, size_t len);

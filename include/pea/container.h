@@ -27,6 +27,7 @@ struct pea_create_options {
     const char *pidfd_socket; /* send a pidfd of the init there once it exists (runc's --pidfd-socket) */
     bool no_pivot;
     bool no_new_keyring;
+    bool use_systemd_cgroup; /* --systemd-cgroup: the cgroup is a transient scope systemd makes */
     int preserve_fds;
     bool is_detached; /* nobody stays to proxy a terminal: then a terminal needs a console socket */
     int stdio_fds[3]; /* the container's stdin/stdout/stderr; -1 = ours (zero-initialised options: see below) */
@@ -69,6 +70,8 @@ struct pea_exec_options {
     const char *console_socket;
     const char *pidfd_socket; /* send a pidfd of the new process there once it exists */
     bool detach;
+    bool ignore_paused;       /* exec into a paused container: the process starts frozen, runs on resume */
+    const char *sub_cgroup;   /* run it in this existing cgroup below the container's (relative), or NULL */
     int preserve_fds;
     int stdio_fds[3];   /* the process's stdin/stdout/stderr when has_stdio_fds; otherwise ours */
     bool has_stdio_fds;

@@ -20,8 +20,34 @@ enum pea_seccomp_profile_type {
     PEA_SECCOMP_PROFILE_LOCALHOST, /* localhost_profile: path of an OCI linux.seccomp JSON file */
 };
 
+/* Where a value comes from: written in the manifest, or looked up when the container is made (env valueFrom,
+ * downwardAPI items). */
+enum pea_value_source {
+    PEA_VALUE_LITERAL,
+    PEA_VALUE_FIELD,          /* key: a fieldPath ("metadata.name", "metadata.labels['app']") */
+    PEA_VALUE_RESOURCE,       /* key: "limits.cpu" ...; name: containerName (NULL: the container itself) */
+    PEA_VALUE_CONFIG_MAP_KEY, /* name: the ConfigMap; key: its key */
+    PEA_VALUE_SECRET_KEY,     /* name: the Secret; key: its key */
+};
+
+struct pea_value_ref {
+    enum pea_value_source source;
+    char *name, *key;
+    uint64_t divisor; /* RESOURCE: in millicores for cpu, bytes for memory and ephemeral-storage */
+    bool is_optional; /* CONFIG_MAP_KEY, SECRET_KEY */
+};
+
 struct pea_pod_env {
-    char *name, *value;
+    char *name, *value; /* value: LITERAL only (may hold $(VAR) references), else NULL */
+    struct pea_value_ref from;
+};
+
+/* envFrom: every key of a ConfigMap's data or a Secret's data, prefixed. */
+struct pea_pod_env_from {
+    char *name;
+    bool is_secret;
+    char *prefix; /* NULL when absent */
+    bool is_optional;
 };
 
 struct pea_pod_volume_mount {
@@ -54,6 +80,43 @@ struct pea_pod_security {
     char *seccomp_localhost_profile; /* LOCALHOST only */
 };
 
+/* A probe's or a lifecycle hook's action (Kubernetes' ProbeHandler and LifecycleHandler). */
+enum pea_pod_handler_type {
+    PEA_HANDLER_NONE, /* not set */
+    PEA_HANDLER_EXEC,
+    PEA_HANDLER_HTTP_GET,
+    PEA_HANDLER_TCP_SOCKET, /* probes only */
+    PEA_HANDLER_GRPC,       /* probes only */
+    PEA_HANDLER_SLEEP,      /* lifecycle hooks only */
+};
+
+struct pea_pod_http_header {
+    char *name, *value;
+};
+
+struct pea_pod_handler {
+    enum pea_pod_handler_type type;
+    char **command;        /* EXEC: run in the container, without a shell */
+    char *host;            /* HTTP_GET, TCP_SOCKET: an IP address; NULL = the pod's address */
+    int port;              /* HTTP_GET, TCP_SOCKET, GRPC: a number (a port name is resolved by the parser) */
+    char *path;            /* HTTP_GET: never NULL ("/" by default) */
+    bool is_https;         /* HTTP_GET: scheme HTTPS (no certificate verification, as the kubelet) */
+    struct pea_pod_http_header *headers; /* HTTP_GET */
+    size_t n_headers;
+    char *grpc_service;    /* GRPC: never NULL ("" by default: the server's overall health) */
+    long long sleep_seconds; /* SLEEP */
+};
+
+struct pea_pod_probe {
+    struct pea_pod_handler handler; /* type NONE: no probe */
+    int initial_delay_seconds;
+    int period_seconds;    /* default 10 */
+    int timeout_seconds;   /* default 1 */
+    int success_threshold; /* default 1, always 1 for liveness and startup */
+    int failure_threshold; /* default 3 */
+    long long termination_grace_seconds; /* -1: the pod's (liveness and startup only) */
+};
+
 struct pea_pod_container {
     char *name;           /* DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 */
     char **image_layers;  /* NULL-terminated, at least one: `image: DIR` is one plain root directory; `image: [a, b]`
@@ -63,19 +126,52 @@ struct pea_pod_container {
     char **args;          /* NULL when absent */
     struct pea_pod_env *env;
     size_t n_env;
+    struct pea_pod_env_from *env_from;
+    size_t n_env_from;
     char *working_dir;    /* NULL when absent */
     struct pea_pod_volume_mount *volume_mounts;
     size_t n_volume_mounts;
     struct pea_pod_resources resources;
     struct pea_pod_security security;
     bool is_sidecar;      /* an init container with restartPolicy: Always */
+    struct pea_pod_probe liveness_probe, readiness_probe, startup_probe;
+    struct pea_pod_handler post_start, pre_stop; /* lifecycle hooks; type NONE when absent */
+    int stop_signal;      /* lifecycle.stopSignal; SIGTERM by default */
     /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
      * (compact, keys sorted) without its resources, and its resources alone (NULL when absent). */
     char *identity;
     char *resources_json;
 };
 
-enum pea_pod_volume_type { PEA_VOLUME_EMPTY_DIR, PEA_VOLUME_HOST_PATH };
+enum pea_pod_volume_type {
+    PEA_VOLUME_EMPTY_DIR,
+    PEA_VOLUME_HOST_PATH,
+    /* Files pea writes from the manifest (configMap, secret, downwardAPI, projected): each a list of projections,
+     * written as the kubelet's atomic writer does and mounted read-only. */
+    PEA_VOLUME_CONFIG_MAP,
+    PEA_VOLUME_SECRET,
+    PEA_VOLUME_DOWNWARD_API,
+    PEA_VOLUME_PROJECTED,
+};
+
+enum pea_projection_kind { PEA_PROJECT_CONFIG_MAP, PEA_PROJECT_SECRET, PEA_PROJECT_DOWNWARD_API };
+
+struct pea_projection_item {
+    char *key;  /* CONFIG_MAP, SECRET: the key */
+    char *path; /* relative, without ".." */
+    bool has_mode;
+    uint32_t mode;
+    struct pea_value_ref ref; /* DOWNWARD_API: FIELD or RESOURCE */
+};
+
+struct pea_projection {
+    enum pea_projection_kind kind;
+    char *name; /* CONFIG_MAP, SECRET */
+    bool is_optional;
+    bool has_items; /* CONFIG_MAP, SECRET: only the items' keys, else every key as a file of its name */
+    struct pea_projection_item *items;
+    size_t n_items;
+};
 
 enum pea_host_path_type {
     PEA_HOST_PATH_ANY, /* "" or absent: no check */
@@ -98,6 +194,27 @@ struct pea_pod_volume {
     /* hostPath */
     char *host_path; /* absolute */
     enum pea_host_path_type host_path_type;
+    /* configMap, secret, downwardAPI, projected */
+    struct pea_projection *projections;
+    size_t n_projections;
+    uint32_t default_mode; /* 0644 unless defaultMode */
+};
+
+/* A key of a ConfigMap or Secret: bytes, since binaryData and Secret data may hold any. */
+struct pea_config_entry {
+    char *key;
+    char *value;    /* NUL-terminated as well */
+    size_t len;
+    bool is_binary; /* ConfigMap binaryData: a file, never an environment variable */
+};
+
+/* A ConfigMap or Secret given beside the Pod (in its file, or with --configmap / --secret). */
+struct pea_config_object {
+    char *name;
+    bool is_secret;
+    bool is_immutable;
+    struct pea_config_entry *entries; /* sorted by key */
+    size_t n_entries;
 };
 
 enum pea_network_mode {
@@ -118,6 +235,8 @@ struct pea_pod_manifest {
     char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
     json_t *labels;      /* object of strings, never NULL */
     json_t *annotations; /* object of strings, never NULL */
+    char *namespace;     /* metadata.namespace, "default" when absent */
+    char *service_account_name; /* spec.serviceAccountName, "default" when absent (as the admission plugin sets) */
     char *hostname;      /* spec.hostname, NULL = the pod's name */
     bool share_process_namespace;
     enum pea_restart_policy restart_policy; /* default Always */
@@ -142,6 +261,9 @@ struct pea_pod_manifest {
     bool adopt_bridge; /* BRIDGE: use `bridge` even when pea did not create it (pea.network.adoptBridge) */
     /* What only a new sandbox can change (see manifest_sandbox_change), each as canonical JSON, NULL when absent. */
     char *sandbox_json[PEA_MANIFEST_SANDBOX_FIELDS];
+    /* The ConfigMaps and Secrets beside the Pod (documents of its file, --configmap, --secret). */
+    struct pea_config_object *configs;
+    size_t n_configs;
     /* The text parsed, as given (YAML or JSON): kept until the pod stores it (manifest_release_source), so that
      * what stays in memory for the pod's life is the structure above, not the text or a parse tree. */
     char *source;
@@ -162,12 +284,27 @@ static inline bool manifest_network_namespace_is_pea_made(const struct pea_pod_m
 #define PEA_MANIFEST_MAX_SIZE (3 << 19)
 #define PEA_MANIFEST_LIMIT_TEXT "1.5 MiB, Kubernetes' object size limit"
 
-/* Parse a manifest from text: JSON when it starts with '{' (after white space), YAML otherwise (one document; no
- * aliases). Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
+/* Parse a manifest from text: JSON values (each starting with '{'), then YAML documents (no aliases); one of them
+ * the Pod, the others its ConfigMaps and Secrets, and every one the Pod names without optional: true must be there.
+ * Every error names the field: "spec.containers[1].volumeMounts[0].mountpath: unknown field". */
 struct pea_pod_manifest *manifest_parse(const char *text, size_t len, struct pea_error *err);
 /* Read a file (regular, at most PEA_MANIFEST_MAX_SIZE; "-" is stdin) and parse it; errors are prefixed with the file
  * name. */
 struct pea_pod_manifest *manifest_load(const char *path, struct pea_error *err);
+/* Also the ConfigMaps in configmap_files and the Secrets in secret_files (NULL-terminated lists, each may be NULL;
+ * every document of such a file must be of that kind): they join the manifest's source as further documents, so
+ * that the shim and a re-opened pod see them too. */
+struct pea_pod_manifest *manifest_load_with_configs(const char *path, char *const *configmap_files,
+                                                    char *const *secret_files, struct pea_error *err);
+/* The ConfigMap (is_secret false) or Secret of that name beside the Pod, NULL when there is none. */
+const struct pea_config_object *manifest_config_find(const struct pea_pod_manifest *m, const char *name,
+                                                     bool is_secret);
+const struct pea_config_entry *manifest_config_entry(const struct pea_config_object *o, const char *key);
+/* Refuse a change of an immutable ConfigMap or Secret between what a pod runs (old) and what is applied (new). */
+int manifest_check_immutable(const struct pea_pod_manifest *old, const struct pea_pod_manifest *new,
+                             struct pea_error *err);
+/* Standard base64 with padding, as Kubernetes reads Secret data (line breaks ignored); *out NUL-terminated. */
+int manifest_base64_decode(const char *text, size_t len, char **out, size_t *out_len);
 /* How the pod commands hand a manifest to pea-shim: exactly the text they checked (m->source), in a sealed memfd
  * (close-on-exec, at any offset), and read back from one, refused unless sealed against writing, shrinking and
  * growing (name prefixes the errors). */
@@ -187,7 +324,8 @@ static inline void manifest_free_p(struct pea_pod_manifest **m) { manifest_free(
 #define AUTO_MANIFEST __attribute__((cleanup(manifest_free_p)))
 
 /* YAML text to JSON (exposed for tests): plain scalars become null/true/false/integers/reals where YAML 1.2's core
- * schema says so, quoted scalars stay strings; anchors, aliases, tags other than the core ones and more than one
+ * schema says so (a leading 0 makes an integer octal, as in Kubernetes),
+ * quoted scalars stay strings; anchors, aliases, tags other than the core ones and more than one
  * document are errors. */
 json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err);
 

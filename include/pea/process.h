@@ -17,6 +17,9 @@ struct pea_launch;
  * the container layer saves state and runs prestart/createRuntime hooks here. It returns the state JSON text the
  * child passes to createContainer/startContainer hooks (malloc'd), or NULL with *err to abort. */
 typedef char *(*pea_namespaces_ready_fn)(struct pea_launch *launch, struct pea_error *err);
+/* Called in the parent right after the clone, before the child does anything, in place of the move into
+ * cgroup_path: for a cgroup another manager makes around the child (systemd's scope for its pid). */
+typedef int (*pea_place_child_fn)(struct pea_launch *launch, struct pea_error *err);
 
 struct pea_launch {
     /* What to run */
@@ -26,6 +29,7 @@ struct pea_launch {
     int init_pidfd;                    /* exec: pidfd of the init, checked against its recorded start time */
     int cgroup_fd;                     /* -1 = stay in ours */
     const char *cgroup_path;           /* for the fallback move when clone3 cannot place the child */
+    pea_place_child_fn place_child;    /* NULL = cgroup_fd/cgroup_path place it; uses context */
     int exec_fifo_fd;                  /* create: the child blocks reading it until `start`; -1 = exec at once */
     const char *console_socket;        /* send the pty master there; NULL = keep it in console_master */
     int preserve_fds;

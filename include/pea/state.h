@@ -32,6 +32,7 @@ struct pea_state {
     uid_t owner;
     char *cgroup_path;             /* relative to the cgroup2 root, NULL when none */
     char *cgroup_made_from;        /* the topmost of cgroup_path's ancestors that create made for it, NULL when none */
+    char *cgroup_unit;             /* the systemd scope holding cgroup_path (--systemd-cgroup), NULL when none */
     char boot_id[40];              /* of the boot the init ran in (cleanup.json only): pid and start_time hold in it */
     bool is_created;               /* false while `create` is still setting up */
     bool has_terminal;
@@ -68,7 +69,7 @@ int state_save(int dir_fd, const struct pea_state *st, struct pea_error *err);
 int state_load(int dir_fd, const char *dir_path, struct pea_state *st, struct pea_error *err);
 void state_clear(struct pea_state *st);
 
-/* cleanup.json: st's cgroup_path, cgroup_made_from, pid, start_time and boot_id. */
+/* cleanup.json: st's cgroup_path, cgroup_made_from, cgroup_unit, pid, start_time and boot_id. */
 int state_save_record(int dir_fd, const struct pea_state *st, struct pea_error *err);
 /* Fill only the fields state_save_record writes (the rest zero); errors as state_load's. */
 int state_load_record(int dir_fd, const char *dir_path, struct pea_state *st, struct pea_error *err);

@@ -27,6 +27,9 @@ struct pod_supervisor_ops {
     /* A container is about to get a new instance (a restart or a recreate): the shim rotates its log to
      * "previous". May be NULL. */
     void (*on_new_instance)(void *ctx, const char *container);
+    /* An event with a kubelet-like reason ("Unhealthy", "Killing", "FailedPostStartHook", "FailedPreStopHook") and
+     * its message. May be NULL: on_event then gets "REASON: MESSAGE". */
+    void (*on_event_reason)(void *ctx, const char *container, const char *reason, const char *what);
 };
 
 /* Back-off before restarting a container that exited: 1 s, doubled per restart up to 5 minutes; reset once it has
@@ -61,7 +64,8 @@ void supervisor_unwatch(struct pod_supervisor *sup, int fd);
 
 /* Every container in manifest order (init containers first), each
  *   {"name", "init": bool, "sidecar": bool, "state": "waiting|running|backoff|exited|stopped",
- *    "pid": N (0 unless running), "restarts": N, "exitCode": N (once it has exited), "startedAt", "finishedAt"}
+ *    "pid": N (0 unless running), "restarts": N, "started": bool and "ready": bool (running, its postStart done and
+ *    its startup probe passed; and its readiness probe passing), "exitCode": N (once it has exited), "startedAt", "finishedAt"}
  * ("stopped": held by a stop request, not restarted until start/restart/apply). */
 json_t *supervisor_containers(const struct pod_supervisor *sup);
 /* {"name", "status": "starting|running|finished|stopping", "infraPid", "created", "restarts" (sum),
@@ -89,6 +93,10 @@ int supervisor_container_kill(struct pod_supervisor *sup, const char *name, int 
 int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manifest, json_t **summary,
                      struct pea_error *err);
 
+/* Whether a process can be exec'd in container name now; else why not: no such container, it failed to start (and
+ * the reason), it is not running, or it or the pod is being stopped. */
+int supervisor_exec_check(const struct pod_supervisor *sup, const char *name, struct pea_error *err);
+
 /* Start a process in a running container (OCI process JSON, as `pea exec --process`), with stdio fds given (-1 =
  * /dev/null) or, when process.terminal is set, a pty whose master goes to *console_master. The process is our child:
  * the caller watches *pidfd (supervisor_watch) and reaps it with waitid(P_PIDFD). */
@@ -108,6 +116,9 @@ int supervisor_adopt(struct pod_supervisor *sup, struct pea_error *err);
 /* Stop the pod: each running member gets the stop signal, the grace period and SIGKILL while the loop goes on (its
  * watches served, as before), then the loop ends and the pod is torn down (as a stop signal does). */
 void supervisor_request_stop(struct pod_supervisor *sup);
+/* The same with grace_seconds instead of the manifest's grace period (0: SIGKILL at once, as kubectl delete --force
+ * --grace-period=0); a stop already under way is hurried to it, never slowed. */
+void supervisor_request_stop_within(struct pod_supervisor *sup, long long grace_seconds);
 
 /* Whether the pod is being stopped (a stop signal, shutdown, or its infra gone): start, restart, apply and exec are
  * refused from then on. */

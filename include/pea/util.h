@@ -56,6 +56,8 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 size_t strv_len(char *const *v);
+/* Append a copy of s to *v (NULL-terminated, never NULL). */
+void strv_append(char ***v, const char *s);
 
 /* write(2)/read(2) until done, retrying EINTR. Return 0 or -1 with errno. */
 int write_all(int fd, const void *buf, size_t len);

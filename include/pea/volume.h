@@ -25,6 +25,15 @@ int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_containe
                         struct pea_mount_source **sources, size_t *n, struct pea_error *err);
 void volume_close_sources(struct pea_mount_source *sources, size_t n);
 
+/* Volumes of files pea writes (configMap, secret, downwardAPI, projected), in the kubelet's atomic writer's layout
+ * (a timestamped directory per version, ..data linking to it, one symlink per name): whether v is one; make and
+ * write it at path (on a tmpfs unless a configMap); after an apply (pod->manifest the new one, old what ran
+ * before), write a new version of each whose files changed, swapping ..data in one rename. */
+bool volume_is_written(const struct pea_pod_volume *v);
+int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *path,
+                           struct pea_error *err);
+int volume_update_written(const struct pea_pod *pod, const struct pea_pod_manifest *old, struct pea_error *err);
+
 /* Unmount the tmpfs of Memory emptyDirs under data_dir/volumes (the manifest may be gone: every mount point found
  * there is unmounted) and remove the volumes. */
 int volume_release_all(const char *data_dir, struct pea_error *err);

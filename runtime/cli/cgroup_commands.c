@@ -87,12 +87,15 @@ static int ps_table(const pid_t *pids, size_t n, char **ps_args)
 
 int cmd_ps(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, NULL, 'f'}, {0}};
+    /* -o/--output: the pod commands' word for --format, accepted here too. */
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"output", required_argument, NULL, 'f'},
+                                         {0}};
     const char *format = "table";
     int c;
     opterr = 0;
-    while ((c = getopt_long_only(argc, argv, "+f:", opts, NULL)) != -1) {
-        if (c != 'f')
+    while ((c = getopt_long_only(argc, argv, "+f:o:", opts, NULL)) != -1) {
+        if (c != 'f' && c != 'o')
             return cli_usage_error("ps", "unknown option %s", argv[optind - 1]);
         format = optarg;
     }
@@ -106,6 +109,11 @@ int cmd_ps(const struct cli_globals *g, int argc, char **argv)
     if (container_pids(g->root, argv[optind], &pids, &n, &err) < 0)
         return cli_fail(&err);
     if (strcmp(format, "json") == 0) {
+        /* runc prints no processes (a stopped container) as JSON null, its nil slice; go-runc reads either. */
+        if (n == 0) {
+            puts("null");
+            return 0;
+        }
         putchar('[');
         for (size_t i = 0; i < n; i++)
             printf("%s%d", i ? "," : "", (int)pids[i]);

@@ -8,11 +8,43 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pod_client.h"
 #include "pea/log.h"
 #include "pea/seccomp.h"
 #include "pea/spec.h"
 #include "pea/sys.h"
 #include "pea/util.h"
+
+#ifdef PEA_IMAGE_COMMANDS
+#define PEA_IMAGE_COMMAND cmd_image
+#else
+#define PEA_IMAGE_COMMAND image_in_pea_image
+/* The image commands run in pea-image, the one binary that links the image store's libraries: pea itself, the
+ * binary every container start executes, maps none of them. The global options go along. */
+static int image_in_pea_image(const struct cli_globals *g, int argc, char **argv)
+{
+    struct pea_error err = {0};
+    AUTO_FREE char *path = pod_find_helper(g->argv0, "pea-image", "runtime", &err);
+    if (!path)
+        return cli_fail(&err);
+    AUTO_FREE char **args = xcalloc((size_t)argc + 8, sizeof *args);
+    size_t n = 0;
+    args[n++] = path;
+    if (g->log_path) {
+        args[n++] = "--log";
+        args[n++] = (char *)g->log_path;
+    }
+    args[n++] = "--log-format";
+    args[n++] = (char *)g->log_format;
+    if (g->debug)
+        args[n++] = "--debug";
+    for (int i = 0; i < argc; i++)
+        args[n++] = argv[i];
+    execv(path, args);
+    pea_fail(&err, errno, "execute %s", path);
+    return cli_fail(&err);
+}
+#endif
 
 static const struct cli_command commands[] = {
     {"create", cmd_create, "create [options] ID", "create a container from a bundle; it waits for `start`",
@@ -42,7 +74,7 @@ static const struct cli_command commands[] = {
     {"delete", cmd_delete, "delete [options] ID", "delete a stopped container and everything it held",
      "  -f, --force             kill it first if it still runs\n"},
     {"list", cmd_list, "list [options]", "list the containers under --root",
-     "  -f, --format table|json output format (default table)\n"
+     "  -f, --format table|json output format (default table); -o, --output: the same\n"
      "  -q, --quiet             print the ids only\n"},
     {"exec", cmd_exec, "exec [options] ID [COMMAND [ARG...]]", "run a new process inside a running container",
      "  -p, --process FILE      the process as OCI process JSON\n"
@@ -57,11 +89,15 @@ static const struct cli_command commands[] = {
      "      --preserve-fds N    pass N extra fds (from 3) to the process\n"
      "      --process-label L   the process's SELinux label\n"
      "      --apparmor P        the process's AppArmor profile\n"
-     "      --no-new-privs      set no_new_privs for the process\n"},
+     "      --no-new-privs      set no_new_privs for the process\n"
+     "  -g, --additional-gids G add a supplementary group (repeatable)\n"
+     "  -c, --cap CAP           add a capability to the process's sets (repeatable)\n"
+     "      --cgroup PATH       run it in this existing cgroup below the container's\n"
+     "      --ignore-paused     exec into a paused container (the process runs on resume)\n"},
     {"pause", cmd_pause, "pause ID", "freeze every process of the container (cgroup.freeze)", ""},
     {"resume", cmd_resume, "resume ID", "thaw a paused container", ""},
     {"ps", cmd_ps, "ps [options] ID [PS-ARGS...]", "list the processes of a container",
-     "  -f, --format table|json output format (default table; json prints host PIDs)\n"},
+     "  -f, --format table|json output format (default table; json prints host PIDs); -o, --output: the same\n"},
     {"update", cmd_update, "update [options] ID", "change the resource limits of a running container",
      "  -r, --resources FILE    linux.resources JSON ('-' for stdin)\n"
      "      --memory BYTES, --memory-reservation BYTES, --memory-swap BYTES\n"
@@ -85,16 +121,26 @@ static const struct cli_command commands[] = {
      "      --manage-cgroups-mode MODE, --empty-ns NS, --auto-dedup, --lazy-pages, --lsm-profile P,\n"
      "      --lsm-mount-context C runc's flags, accepted; the command always fails with \"not supported\"\n"},
     {"pod", cmd_pod, "pod COMMAND [options]", "run and manage pods from Kubernetes Pod manifests",
-     "  run [--detach] -f FILE [--data-root DIR] [--pause PATH]  run a pod (in the foreground)\n"
-     "  apply -f FILE [--data-root DIR] [--recreate]   start a pod under pea-shim, or update it\n"
-     "  rm [--force] NAME...                           tear pods down\n"
-     "  stop NAME...                                   shut a shim's pod down\n"
-     "  ls [--output table|json]                       list pods\n"
-     "  ps [--output table|json] NAME                  list a pod's containers\n"
-     "  logs [-c C] [--tail N] [--previous] [-f] NAME  print a container's output\n"
-     "  exec [-c C] [-i] [-t] NAME -- CMD...           run a command in a container\n"
-     "  wait [-c C] [--for exit|running] NAME          wait for a condition\n"
-     "  events [--output table|json] NAME             print the pod's events\n"},
+     "  run [-d] -f FILE [--data-root DIR] [--pause PATH] [--dry-run]  run a pod (in the foreground)\n"
+     "  apply -f FILE [--data-root DIR] [--recreate] [--dry-run]  start a pod under pea-shim, or update it\n"
+     "  rm [--force] [--grace-period N] NAME...        tear pods down\n"
+     "  stop [--grace-period N] NAME...                shut a shim's pod down\n"
+     "  ls [-o table|wide|json|name]                   list pods\n"
+     "  ps [-o table|wide|json|name] NAME              list a pod's containers\n"
+     "  logs [-c C] [--tail N] [-p] [-f] NAME          print a container's output\n"
+     "  exec [-c C] [-i] [-t] NAME [--] CMD...         run a command in a container\n"
+     "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
+     "  events [-o table|json] NAME                    print the pod's events\n"
+     "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
+    {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]", "load, import, list, inspect, tag and remove OCI images",
+     "  load [-i FILE] [-q] [--name NAME]   load a docker-archive or oci-archive tar\n"
+     "  import [--ref REF] DIR [NAME]       import an OCI image layout directory\n"
+     "  ls [-q] [-o table|json]             list images\n"
+     "  inspect IMAGE...                    print images as JSON\n"
+     "  tag IMAGE NAME...                   give an image more names\n"
+     "  rm [-f] IMAGE...                    remove images (never one a pod holds)\n"
+     "  prune [-a]                          remove unnamed (-a: unused) images and unused layers\n"
+     "  every command takes --data-root DIR (default /var/lib/pea; the store is DIR/images)\n"},
 };
 
 int cli_fail(const struct pea_error *err)
@@ -151,7 +197,7 @@ static void print_usage(FILE *f)
                "  --log FILE             also log to FILE (appended)\n"
                "  --log-format text|json format of the --log lines\n"
                "  --debug                log debug messages\n"
-               "  --systemd-cgroup       accepted for runc (slice:prefix:name is mapped either way)\n"
+               "  --systemd-cgroup       the cgroup is a systemd scope (cgroupsPath slice:prefix:name)\n"
                "  --criu PATH            accepted for runc compatibility (no checkpoint/restore)\n"
                "  --rootless true|false|auto  accepted for runc compatibility (pea detects it)\n"
                "  -h, --help             show this help\n"
@@ -245,7 +291,9 @@ int main(int argc, char **argv)
             return 1;
         }
         optind = 0; /* reset getopt for the command's own options */
+        log_debug("pea %s: %s (root %s, pid %d)", PEA_VERSION, name, g.root, (int)getpid());
         int r = commands[i].run(&g, sub_argc, sub_argv);
+        log_debug("%s: exit status %d", name, r);
         log_close();
         return r;
     }

@@ -1,7 +1,6 @@
-/* pea pod apply/exec/stop/wait/events: the clients of pea-shim, and what every pod command needs to reach it. */
+/* pea pod stop/wait/events: clients of pea-shim, and what every pod command needs to find and reach it. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_options.h"
 #include "pod_client.h"
 #include "pea/log.h"
 #include "pea/pod_manifest.h"
@@ -43,27 +43,100 @@ static void format_duration(int ms, char *buf, size_t len)
         snprintf(buf, len, "%d.%ds", ms / 1000, ms % 1000 / 100);
 }
 
+/* The directory of a program: its real path, symlinks resolved; NULL when it cannot be resolved. */
+static char *real_directory(const char *path)
+{
+    char resolved[PATH_MAX];
+    if (!realpath(path, resolved))
+        return NULL;
+    *strrchr(resolved, '/') = '\0';
+    return xstrdup(resolved[0] ? resolved : "/");
+}
+
+/* Where the shell found argv0 when it has no "/": the first executable of that name in $PATH, as execvp looks. */
+static char *search_path(const char *argv0)
+{
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : ""; p && *p;) {
+        size_t n = strcspn(p, ":");
+        AUTO_FREE char *candidate = xasprintf("%.*s/%s", (int)n, n ? p : ".", argv0);
+        if (access(candidate, X_OK) == 0)
+            return take_ptr(&candidate);
+        p += n + (p[n] == ':');
+    }
+    return NULL;
+}
+
+/* The directory of the pea binary running: /proc/self/exe, unless that is the sealed copy pea re-executed from (a
+ * memfd: realpath fails on it), then argv0 as the shell resolved it. */
+static char *own_directory(const char *argv0)
+{
+    char *dir = real_directory("/proc/self/exe");
+    if (dir || !argv0)
+        return dir;
+    if (strchr(argv0, '/'))
+        return real_directory(argv0);
+    AUTO_FREE char *found = search_path(argv0);
+    return found ? real_directory(found) : NULL;
+}
+
+/* prefix/<libexecdir>/pea for an install under another prefix than the one built for: bin_dir less as many
+ * components as the install's sbindir has (sbin: one), then the libexec directory. NULL when either is absolute. */
+static char *relocated_libexec(const char *bin_dir)
+{
+    if (PEA_INSTALL_SBINDIR[0] == '/' || PEA_INSTALL_LIBEXECDIR[0] == '/')
+        return NULL;
+    AUTO_FREE char *prefix = xstrdup(bin_dir);
+    for (const char *c = PEA_INSTALL_SBINDIR; c && *c; c = strchr(c, '/') ? strchr(c, '/') + 1 : NULL) {
+        char *slash = strrchr(prefix, '/');
+        if (!slash)
+            return NULL;
+        *slash = '\0';
+    }
+    return xasprintf("%s/%s/pea", prefix, PEA_INSTALL_LIBEXECDIR);
+}
+
 char *pod_find_helper(const char *argv0, const char *name, const char *build_subdir, struct pea_error *err)
 {
-    char self[PATH_MAX];
-    if (argv0 && strchr(argv0, '/') && realpath(argv0, self)) {
-        *strrchr(self, '/') = '\0';
-        char *candidates[] = {xasprintf("%s/%s", self, name), xasprintf("%s/../%s/%s", self, build_subdir, name),
-                              xasprintf("%s/../libexec/pea/%s", self, name)};
-        char *found = NULL;
-        for (size_t i = 0; i < ARRAY_SIZE(candidates); i++) {
-            if (!found && access(candidates[i], X_OK) == 0)
-                found = take_ptr(&candidates[i]);
-            free(candidates[i]);
-        }
-        if (found)
-            return found;
+    AUTO_FREE char *dir = own_directory(argv0);
+    AUTO_FREE char *relocated = dir ? relocated_libexec(dir) : NULL;
+    /* Beside pea; its directory of a build tree (pea is build/runtime/pea); the install's libexec directory,
+     * relocated with pea and as configured. */
+    char *candidates[] = {dir ? xasprintf("%s/%s", dir, name) : NULL,
+                          dir ? xasprintf("%s/../%s/%s", dir, build_subdir, name) : NULL,
+                          relocated ? xasprintf("%s/%s", relocated, name) : NULL,
+                          xasprintf("%s/%s", PEA_LIBEXEC_DIR, name)};
+    char *found = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(candidates); i++) {
+        if (!found && candidates[i] && access(candidates[i], X_OK) == 0)
+            found = take_ptr(&candidates[i]);
+        free(candidates[i]);
     }
-    AUTO_FREE char *installed = xasprintf("%s/%s", PEA_LIBEXEC_DIR, name);
-    if (access(installed, X_OK) == 0)
-        return take_ptr(&installed);
-    pea_fail(err, ENOENT, "find %s (beside pea, or %s)", name, installed);
+    if (found)
+        return found;
+    const char *hint = strcmp(name, "pea-pause") == 0 ? "; give its path with --pause" : "";
+    if (dir)
+        pea_fail(err, ENOENT, "find %s (beside pea in %s, in %s/../%s, or in %s%s%s)%s", name, dir, dir,
+                 build_subdir, relocated ? relocated : "", relocated ? " or " : "", PEA_LIBEXEC_DIR, hint);
+    else
+        pea_fail(err, ENOENT, "find %s (pea's own path cannot be resolved; not in %s)%s", name, PEA_LIBEXEC_DIR,
+                 hint);
     return NULL;
+}
+
+int pod_stop_grace_seconds(const char *command, bool force, bool now, long long grace_seconds, long long *out)
+{
+    if (now && grace_seconds >= 0)
+        return cli_usage_error(command, "--now and --grace-period cannot be given together");
+    if (now)
+        grace_seconds = 1;
+    /* kubectl's rule: 0 means "at once" only with --force; without, it is 1. */
+    if (grace_seconds == 0 && !force)
+        grace_seconds = 1;
+    if (force && grace_seconds < 0)
+        grace_seconds = 0;
+    *out = grace_seconds < 0 ? -1 : grace_seconds;
+    return 0;
 }
 
 /* The shim runs from /: every path it gets must be absolute. */
@@ -338,9 +411,8 @@ json_t *pod_shim_status(const struct pea_pod *pod)
 
 /* Wait until the connection ends (the shim closes it only when the pod is gone) and the shim has exited: the
  * teardown takes the grace period and then some; a shim that has not finished a minute after that is stuck. */
-static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct pea_error *err)
+static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, long long grace, struct pea_error *err)
 {
-    long long grace = pod->manifest->termination_grace_seconds;
     int timeout_ms = (int)((grace + 60) * 1000);
     char within[32];
     format_duration(timeout_ms, within, sizeof within);
@@ -373,10 +445,11 @@ static int await_shim_exit(const struct pea_pod *pod, int fd, int pidfd, struct 
 
 int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err)
 {
-    return pod_shim_shutdown_within(pod, POD_SHIM_ANSWER_TIMEOUT_MS, err);
+    return pod_shim_shutdown_within(pod, POD_SHIM_ANSWER_TIMEOUT_MS, -1, err);
 }
 
-int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err)
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, long long grace_seconds,
+                             struct pea_error *err)
 {
     json_t *shim = json_object_get(pod->state, "shim");
     AUTO_FD int pidfd = sys_pidfd_open((pid_t)json_integer_value(json_object_get(shim, "pid")), 0);
@@ -385,9 +458,14 @@ int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, s
     AUTO_FD int fd = pod_shim_connect(pod, answer_timeout_ms, err);
     if (fd < 0)
         return -1;
-    if (pod_shim_call(fd, pod_shim_request("shutdown"), NULL, 0, answer_timeout_ms, NULL, NULL, err) < 0)
+    json_t *req = pod_shim_request("shutdown");
+    /* Sent only when asked: a shim older than the argument refuses it. */
+    if (grace_seconds >= 0)
+        json_object_set_new(req, "timeout", json_integer(grace_seconds));
+    if (pod_shim_call(fd, req, NULL, 0, answer_timeout_ms, NULL, NULL, err) < 0)
         return pea_wrap(err, "pod %s: shut down", pod->name);
-    return await_shim_exit(pod, fd, pidfd, err);
+    long long grace = grace_seconds >= 0 ? grace_seconds : pod->manifest->termination_grace_seconds;
+    return await_shim_exit(pod, fd, pidfd, grace, err);
 }
 
 const char *pod_default_container(const struct pea_pod *pod, struct pea_error *err)
@@ -416,137 +494,32 @@ int pod_open_served(const struct cli_globals *g, const char *name, struct pea_po
     return 0;
 }
 
-/* ---- apply ---- */
-
-static void print_summary(const char *name, json_t *summary)
-{
-    static const char *const kinds[] = {"recreated", "updated", "added", "removed"};
-    bool changed = false;
-    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
-        json_t *list = json_object_get(summary, kinds[i]);
-        if (json_array_size(list) == 0)
-            continue;
-        changed = true;
-        printf("%s:", kinds[i]);
-        size_t j;
-        json_t *c;
-        json_array_foreach(list, j, c)
-            printf("%s %s", j ? "," : "", json_string_value(c));
-        printf("\n");
-    }
-    if (!changed)
-        printf("pod %s unchanged\n", name);
-}
-
-/* A new pod's shim answers once each container has started (or failed to) or waits behind the init containers,
- * as an apply to a running pod does for the containers it changed. */
-static int pod_await_started(const struct cli_globals *g, const char *name, struct pea_error *err)
-{
-    AUTO_POD struct pea_pod *pod = NULL;
-    AUTO_FD int fd = -1;
-    if (pod_open_served(g, name, &pod, &fd, err) < 0)
-        return -1;
-    json_t *req = pod_shim_request("wait");
-    json_object_set_new(req, "for", json_string("started"));
-    AUTO_JSON json_t *result = NULL;
-    return pod_shim_call(fd, req, NULL, 0, POD_SHIM_REQUEST_TIMEOUT_MS, &result, NULL, err);
-}
-
-int pod_apply(const struct cli_globals *g, int argc, char **argv)
-{
-    enum { OPT_DATA_ROOT = 256, OPT_PAUSE, OPT_RECREATE, OPT_NO_WAIT };
-    static const struct option opts[] = {
-        {"file", required_argument, NULL, 'f'},
-        {"data-root", required_argument, NULL, OPT_DATA_ROOT},
-        {"pause", required_argument, NULL, OPT_PAUSE},
-        {"recreate", no_argument, NULL, OPT_RECREATE},
-        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
-        {0},
-    };
-    const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
-    bool recreate = false, no_wait = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "+f:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': file = optarg; break;
-        case OPT_DATA_ROOT: data_root = optarg; break;
-        case OPT_PAUSE: pause = optarg; break;
-        case OPT_RECREATE: recreate = true; break;
-        case OPT_NO_WAIT: no_wait = true; break;
-        default: return cli_usage_error("pod apply", "unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (!file || optind != argc)
-        return cli_usage_error("pod apply", "-f FILE is required, and nothing else");
-    struct pea_error err = {0};
-    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    struct pea_pod_manifest *m = pause_path ? manifest_load(file, &err) : NULL;
-    if (!m)
-        return cli_fail(&err);
-    /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it
-     * needs, so that its own parse is gone before it reads the pod's state. */
-    AUTO_FREE char *name = xstrdup(m->name);
-    long long grace_seconds = m->termination_grace_seconds;
-    AUTO_FD int manifest_fd = manifest_source_memfd(m, &err);
-    manifest_free(m);
-    if (manifest_fd < 0)
-        return cli_fail(&err);
-    AUTO_POD struct pea_pod *pod = NULL;
-    AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
-    if (access(dir, F_OK) == 0) {
-        if (pod_open(g->root, name, &pod, &err) < 0)
-            return cli_fail(&err);
-        if (!recreate) {
-            AUTO_FD int fd = -1;
-            /* The shim died but the pod lives: a new shim takes it over, then applies what changed. */
-            if (json_object_get(pod->state, "shim") && !pod_shim_is_alive(pod) && pod_infra_alive(pod)) {
-                if (pod_adopt(g, name, &err) < 0)
-                    return cli_fail(&err);
-                printf("pod %s adopted by a new pea-shim\n", name);
-            }
-            pod_free(take_ptr(&pod));
-            if (pod_open_served(g, name, &pod, &fd, &err) < 0)
-                return cli_fail(&err);
-            json_t *req = pod_shim_request("apply");
-            /* Sent only when asked: a shim older than the argument refuses it (and answers at once without it). */
-            if (no_wait)
-                json_object_set_new(req, "noWait", json_true());
-            /* The answer comes once recreated containers have been stopped (the new grace period) and started. */
-            long long timeout_ms = POD_SHIM_REQUEST_TIMEOUT_MS + (no_wait ? 0 : grace_seconds * 1000);
-            AUTO_JSON json_t *summary = NULL;
-            if (pod_shim_call(fd, req, &manifest_fd, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms, &summary,
-                              NULL, &err) < 0)
-                return cli_fail(&err);
-            print_summary(name, summary);
-            return 0;
-        }
-        int r = pod_shim_is_alive(pod) ? pod_shim_shutdown(pod, &err) : 0;
-        if (r == 0 && access(dir, F_OK) == 0)
-            r = pod_remove(g->root, name, pod->manifest->termination_grace_seconds, &err);
-        if (r < 0)
-            return cli_fail(&err);
-    }
-    /* In the memfd: a manifest may be larger than one datagram of the protocol. */
-    if (pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
-        return cli_fail(&err);
-    if (!no_wait && pod_await_started(g, name, &err) < 0)
-        return cli_fail(&err);
-    printf("pod %s applied\n", name);
-    return 0;
-}
-
 /* ---- stop, wait, events ---- */
 
 int pod_stop(const struct cli_globals *g, int argc, char **argv)
 {
-    if (argc < 2)
+    bool force = false;
+    long long grace_given = -1, grace_seconds;
+    const struct cli_option opts[] = {
+        CLI_INT("grace-period", 0, &grace_given),
+        CLI_FLAG("force", 0, &force),
+        CLI_END,
+    };
+    struct cli_args args;
+    if (cli_parse_options("pod stop", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **names = args.items;
+    if (pod_stop_grace_seconds("pod stop", force, false, grace_given, &grace_seconds) != 0)
+        return 1;
+    if (args.n == 0)
         return cli_usage_error("pod stop", "a pod name is required");
     int status = 0;
-    for (int i = 1; i < argc; i++) {
+    for (size_t i = 0; i < args.n; i++) {
         struct pea_error err = {0};
         AUTO_POD struct pea_pod *pod = NULL;
         AUTO_FD int fd = -1;
-        if (pod_open_served(g, argv[i], &pod, &fd, &err) < 0 || pod_shim_shutdown(pod, &err) < 0)
+        if (pod_open_served(g, cli_pod_name(names[i]), &pod, &fd, &err) < 0 ||
+            pod_shim_shutdown_within(pod, POD_SHIM_ANSWER_TIMEOUT_MS, grace_seconds, &err) < 0)
             status = cli_fail(&err);
     }
     return status;
@@ -554,24 +527,24 @@ int pod_stop(const struct cli_globals *g, int argc, char **argv)
 
 int pod_wait(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"container", required_argument, NULL, 'c'}, {"for", required_argument, NULL, 'F'}, {0}};
     const char *container = NULL, *condition = "exit";
-    int c;
-    while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': container = optarg; break;
-        case 'F': condition = optarg; break;
-        default: return cli_usage_error("pod wait", "unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (optind + 1 != argc)
+    const struct cli_option opts[] = {
+        CLI_STRING("container", 'c', &container),
+        CLI_CHOICE("for", 0, &condition, "exit|running|started"),
+        CLI_END,
+    };
+    struct cli_args args;
+    if (cli_parse_options("pod wait", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    if (args.n != 1)
         return cli_usage_error("pod wait", "one pod name is required");
+    const char *name = cli_pod_name(positional[0]);
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int fd = -1;
-    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0) {
-        pea_wrap(&err, "pod wait %s", argv[optind]);
+    if (pod_open_served(g, name, &pod, &fd, &err) < 0) {
+        pea_wrap(&err, "pod wait %s", name);
         return cli_fail(&err);
     }
     json_t *req = pod_shim_request("wait");
@@ -582,7 +555,7 @@ int pod_wait(const struct cli_globals *g, int argc, char **argv)
     /* The answer comes when the condition holds, however long that is: the shim has answered just now (in
      * pod_open_served), its death closes the connection, and Ctrl-C ends the wait. */
     if (pod_shim_call(fd, req, NULL, 0, -1, &result, NULL, &err) < 0) {
-        pea_wrap(&err, "pod wait %s", argv[optind]);
+        pea_wrap(&err, "pod wait %s", name);
         return cli_fail(&err);
     }
     json_t *code = json_object_get(result, "exitCode");
@@ -599,30 +572,31 @@ static void print_event(json_t *event, bool is_json)
     } else {
         json_t *record = json_object_get(event, "record");
         const char *what = json_string_value(json_object_get(event, "message"));
-        printf("%s %s %s%s\n", json_string_value(json_object_get(event, "time")),
-               json_string_value(json_object_get(event, "container")), what ? what : "state ",
-               what ? "" : json_string_value(json_object_get(record, "state")));
+        const char *reason = json_string_value(json_object_get(event, "reason"));
+        printf("%s %s %s%s%s%s\n", json_string_value(json_object_get(event, "time")),
+               json_string_value(json_object_get(event, "container")), reason ? reason : "", reason ? ": " : "",
+               what ? what : "state ", what ? "" : json_string_value(json_object_get(record, "state")));
     }
     fflush(stdout);
 }
 
 int pod_events(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {{"output", required_argument, NULL, 'o'}, {0}};
-    bool is_json = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "+o:", opts, NULL)) != -1) {
-        if (c != 'o' || (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0))
-            return cli_usage_error("pod events", "--output takes table or json");
-        is_json = strcmp(optarg, "json") == 0;
-    }
-    if (optind + 1 != argc)
+    const char *output = "table";
+    const struct cli_option opts[] = {CLI_CHOICE("output", 'o', &output, "table|json"), CLI_END};
+    struct cli_args args;
+    if (cli_parse_options("pod events", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    if (args.n != 1)
         return cli_usage_error("pod events", "one pod name is required");
+    bool is_json = strcmp(output, "json") == 0;
+    const char *name = cli_pod_name(positional[0]);
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int fd = -1;
-    if (pod_open_served(g, argv[optind], &pod, &fd, &err) < 0) {
-        pea_wrap(&err, "pod events %s", argv[optind]);
+    if (pod_open_served(g, name, &pod, &fd, &err) < 0) {
+        pea_wrap(&err, "pod events %s", name);
         return cli_fail(&err);
     }
     AUTO_JSON json_t *req = pod_shim_request("events");

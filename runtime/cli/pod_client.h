@@ -23,8 +23,10 @@
 /* `pea pod ls` asks each shim; one that does not answer this fast counts as not answering. */
 #define POD_SHIM_STATUS_TIMEOUT_MS 2000
 
-/* A helper binary of pea (pea-pause, pea-shim): beside pea when installed in libexec/pea, in its directory of a
- * build tree (sandbox/, shim/), or the compiled-in libexec directory. */
+/* A helper binary of pea (pea-pause, pea-shim), found from the real pea binary (/proc/self/exe, or argv0 through
+ * $PATH when pea runs from its sealed copy; symlinks resolved): beside it, in its directory of a build tree
+ * (sandbox/, shim/), in the install's libexec directory relative to it, or in the compiled-in libexec directory.
+ * The error lists where it looked (and names --pause for pea-pause). */
 char *pod_find_helper(const char *argv0, const char *name, const char *build_subdir, struct pea_error *err);
 
 /* Start pea-shim for the manifest in manifest_fd (manifest_source_memfd: the very text checked, not the file read
@@ -62,8 +64,14 @@ int pod_open_served(const struct cli_globals *g, const char *name, struct pea_po
 json_t *pod_shim_status(const struct pea_pod *pod);
 /* Ask the shim to shut the pod down and wait until it has exited (the pod torn down). */
 int pod_shim_shutdown(const struct pea_pod *pod, struct pea_error *err);
-/* The same, the shim given answer_timeout_ms (not POD_SHIM_ANSWER_TIMEOUT_MS) to take the request. */
-int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, struct pea_error *err);
+/* The same, the shim given answer_timeout_ms (not POD_SHIM_ANSWER_TIMEOUT_MS) to take the request, and the pod
+ * grace_seconds (when >= 0) instead of its manifest's grace period. */
+int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, long long grace_seconds,
+                             struct pea_error *err);
+/* The grace period of pod rm and pod stop from their options, as kubectl delete reads them: --now is 1 s,
+ * --grace-period 0 only with --force (else 1), --force alone 0, negative or none: the manifest's (*out -1). 1 after
+ * a usage error. */
+int pod_stop_grace_seconds(const char *command, bool force, bool now, long long grace_seconds, long long *out);
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv);
 int pod_exec(const struct cli_globals *g, int argc, char **argv);

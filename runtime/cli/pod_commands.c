@@ -1,16 +1,19 @@
 /* pea pod: run a pod from a Kubernetes Pod manifest, and look at or remove the pods under --root. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "pod_client.h"
 #include "pea/log.h"
 #include "pea/pod.h"
@@ -22,21 +25,26 @@
 static const struct {
     const char *name, *usage, *summary;
 } pod_commands[] = {
-    {"run", "pod run [--detach] -f FILE [--data-root DIR] [--pause PATH]",
-     "run a pod in the foreground until it finishes or is interrupted, then tear it down; --detach: under pea-shim"},
-    {"rm", "pod rm [--force] NAME...", "stop a pod's containers (grace period, then SIGKILL) and remove all of it"},
-    {"ls", "pod ls [--output table|json]", "list the pods under --root"},
-    {"ps", "pod ps [--output table|json] NAME", "list a pod's containers with state, exit code and restarts"},
-    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate] [--no-wait]",
+    {"run", "pod run [-d] -f FILE [--data-root DIR] [--pause PATH] [--dry-run]",
+     "run a pod in the foreground until it finishes or is interrupted (Ctrl-C stops it in order), then tear it "
+     "down; -d/--detach: under pea-shim; --dry-run: check FILE and create nothing"},
+    {"rm", "pod rm [--force] [--grace-period N] [--now] NAME...",
+     "stop a pod's containers (grace period, then SIGKILL) and remove all of it; --force without --grace-period: "
+     "SIGKILL at once"},
+    {"ls", "pod ls [-o table|wide|json|name]", "list the pods under --root"},
+    {"ps", "pod ps [-o table|wide|json|name] NAME", "list a pod's containers with state, exit code and restarts"},
+    {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate] [--no-wait] [--dry-run] [-o name]",
      "make the pod what FILE says: start it under pea-shim, or change only what changed (and wait until the "
-     "changed containers run; --no-wait: not)"},
-    {"logs", "pod logs [-c C] [--tail N] [--previous] [-f] NAME", "print a container's output (from its log files)"},
-    {"exec", "pod exec [-c C] [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME -- CMD...",
+     "changed containers run, failing when one cannot start; --no-wait: not); --dry-run: check FILE, say what "
+     "would change and change nothing"},
+    {"logs", "pod logs [-c C] [--tail N] [-p] [-f] NAME", "print a container's output (from its log files)"},
+    {"exec", "pod exec [-c C] [-i] [-t] [-e K=V] [-w DIR] [-u UID[:GID]] NAME [--] CMD...",
      "run a command in a container; its exit code is ours"},
-    {"stop", "pod stop NAME...", "shut a pod down through its shim (which tears it down) and wait for it"},
+    {"stop", "pod stop [--grace-period N] [--force] NAME...",
+     "shut a pod down through its shim (which tears it down) and wait for it"},
     {"wait", "pod wait [-c C] [--for exit|running|started] NAME",
      "wait until the pod (or a container) has exited, runs, or has started once (or failed to)"},
-    {"events", "pod events [--output table|json] NAME", "print the pod's events as they come"},
+    {"events", "pod events [-o table|json] NAME", "print the pod's events as they come"},
 };
 
 static void print_pod_usage(FILE *f)
@@ -91,48 +99,13 @@ static void run_on_event(void *ctx, const char *container, const char *what)
     fprintf(stderr, "pea: pod: %s: %s\n", container, what);
 }
 
-static int pod_run(const struct cli_globals *g, int argc, char **argv)
+/* The foreground supervisor (in the child of run_in_own_session): create the pod, run it, tear it down. */
+static int supervise_in_foreground(const struct cli_globals *g, struct pea_pod_manifest *m, const char *data_root,
+                                   const char *pause_path)
 {
-    enum { OPT_DATA_ROOT = 256, OPT_PAUSE };
-    static const struct option opts[] = {
-        {"detach", no_argument, NULL, 'd'},
-        {"file", required_argument, NULL, 'f'},
-        {"data-root", required_argument, NULL, OPT_DATA_ROOT},
-        {"pause", required_argument, NULL, OPT_PAUSE},
-        {0},
-    };
-    const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
-    bool is_detached = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "+df:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': is_detached = true; break;
-        case 'f': file = optarg; break;
-        case OPT_DATA_ROOT: data_root = optarg; break;
-        case OPT_PAUSE: pause = optarg; break;
-        default: return cli_usage_error("pod run", "unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (!file || optind != argc)
-        return cli_usage_error("pod run", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
-    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    if (!pause_path)
-        return cli_fail(&err);
-    if (is_detached) {
-        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load(file, &err);
-        AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
-        if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
-            return cli_fail(&err);
-        printf("pod %s started\n", detached->name);
-        return 0;
-    }
-    struct pea_pod_manifest *m = manifest_load(file, &err);
-    if (!m)
-        return cli_fail(&err);
     struct pea_pod_options o = {.root = g->root, .data_root = data_root, .pause_path = pause_path};
     AUTO_POD struct pea_pod *pod = NULL;
-    supervisor_block_stop_signals();
     if (pod_create(&o, m, &pod, &err) < 0)
         return cli_fail(&err);
     static struct run_output output;
@@ -151,14 +124,119 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     return exit_code;
 }
 
-/* A live shim tears its pod down itself; one that does not answer (within 5 s with --force) is killed first, so that
- * it does not go on supervising what pod_remove takes apart. */
-static int rm_through_shim(const struct pea_pod *pod, bool force, struct pea_error *err)
+/* The supervisor runs in a child in a session of its own, and so does everything it starts: a terminal's Ctrl-C
+ * (SIGINT to its foreground process group) reaches only us, never the pod's processes (the infra would exit on it,
+ * the containers get it instead of their stop signal, before any preStop hook). Each stop signal we get (SIGINT,
+ * SIGTERM, SIGHUP) goes on to the supervisor, which stops the pod in order; should we die, it is sent SIGTERM. Our
+ * exit status is the supervisor's (128+N had it died of signal N). */
+static int run_in_own_session(const struct cli_globals *g, struct pea_pod_manifest *m, const char *data_root,
+                              const char *pause_path)
+{
+    supervisor_block_stop_signals();
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        struct pea_error err = {0};
+        pea_fail(&err, errno, "pod run: fork the supervisor");
+        return cli_fail(&err);
+    }
+    if (pid == 0) {
+        if (setsid() < 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+            log_warn("pod run: the supervisor's own session: %s", strerror(errno));
+        if (getppid() != parent)
+            raise(SIGTERM); /* we were gone before PR_SET_PDEATHSIG took: stop at once (the signal is pending) */
+        int r = supervise_in_foreground(g, m, data_root, pause_path);
+        fflush(NULL);
+        _exit(r);
+    }
+    AUTO_FD int pidfd = sys_pidfd_open(pid, 0);
+    sigset_t forwarded;
+    sigemptyset(&forwarded);
+    sigaddset(&forwarded, SIGINT);
+    sigaddset(&forwarded, SIGTERM);
+    sigaddset(&forwarded, SIGHUP);
+    AUTO_FD int signal_fd = signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK);
+    while (pidfd >= 0 && signal_fd >= 0) {
+        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = signal_fd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            break;
+        struct signalfd_siginfo si;
+        while (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
+            sys_pidfd_send_signal(pidfd, (int)si.ssi_signo, NULL, 0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            struct pea_error err = {0};
+            pea_fail(&err, errno, "pod run: wait for the supervisor");
+            return cli_fail(&err);
+        }
+    }
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static int pod_run(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
+    bool is_detached = false, is_dry_run = false;
+    struct cli_list configmaps = {0}, secrets = {0};
+    const struct cli_option opts[] = {
+        CLI_LIST("configmap", 0, &configmaps),
+        CLI_LIST("secret", 0, &secrets),
+        CLI_FLAG("detach", 'd', &is_detached),
+        CLI_STRING("file", 'f', &file),
+        CLI_STRING("data-root", 0, &data_root),
+        CLI_STRING("pause", 0, &pause),
+        CLI_FLAG("dry-run", 0, &is_dry_run),
+        CLI_END,
+    };
+    struct cli_args args;
+    if (cli_parse_options("pod run", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    free(args.items);
+    /* The options' values stay in argv: only the vectors are ours. */
+    AUTO_FREE char **config_files = (char **)configmaps.items, **secret_files = (char **)secrets.items;
+    if (!file || args.n != 0)
+        return cli_usage_error("pod run", "-f FILE is required, and nothing else");
+    struct pea_error err = {0};
+    if (is_dry_run) {
+        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load_with_configs(file, config_files,
+                secret_files, &err);
+        if (!checked)
+            return cli_fail(&err);
+        printf("pod/%s created (dry run)\n", checked->name);
+        return 0;
+    }
+    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
+    if (!pause_path)
+        return cli_fail(&err);
+    if (is_detached) {
+        AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load_with_configs(file, config_files,
+                secret_files, &err);
+        AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
+        if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
+            return cli_fail(&err);
+        printf("pod %s started\n", detached->name);
+        return 0;
+    }
+    struct pea_pod_manifest *m = manifest_load_with_configs(file, config_files, secret_files, &err);
+    if (!m)
+        return cli_fail(&err);
+    return run_in_own_session(g, m, data_root, pause_path);
+}
+
+/* A live shim tears its pod down itself (within grace_seconds when >= 0); one that does not answer (within 5 s with
+ * --force) is killed first, so that it does not go on supervising what pod_remove takes apart. */
+static int rm_through_shim(const struct pea_pod *pod, bool force, long long grace_seconds, struct pea_error *err)
 {
     if (!pod_shim_is_alive(pod))
         return 0;
     struct pea_error why = {0};
-    if (pod_shim_shutdown_within(pod, force ? POD_SHIM_FORCE_TIMEOUT_MS : POD_SHIM_ANSWER_TIMEOUT_MS, &why) == 0)
+    if (pod_shim_shutdown_within(pod, force ? POD_SHIM_FORCE_TIMEOUT_MS : POD_SHIM_ANSWER_TIMEOUT_MS, grace_seconds,
+                                 &why) == 0)
         return 0;
     /* Opened first, then checked against the recorded start time: the pidfd is the shim, or nothing is killed. */
     json_t *shim = json_object_get(pod->state, "shim");
@@ -176,48 +254,42 @@ static int rm_through_shim(const struct pea_pod *pod, bool force, struct pea_err
 
 static int pod_rm(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {0}};
-    bool force = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "+f", opts, NULL)) != -1) {
-        if (c != 'f')
-            return cli_usage_error("pod rm", "unknown option %s", argv[optind - 1]);
-        force = true;
-    }
-    if (optind >= argc)
+    bool force = false, now = false;
+    long long grace_given = -1;
+    const struct cli_option opts[] = {
+        CLI_FLAG("force", 'f', &force),
+        CLI_INT("grace-period", 0, &grace_given),
+        CLI_FLAG("now", 0, &now),
+        CLI_END,
+    };
+    struct cli_args args;
+    long long grace_seconds;
+    if (cli_parse_options("pod rm", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **names = args.items;
+    if (pod_stop_grace_seconds("pod rm", force, now, grace_given, &grace_seconds) != 0)
+        return 1;
+    if (args.n == 0)
         return cli_usage_error("pod rm", "a pod name is required");
     int status = 0;
-    for (int i = optind; i < argc; i++) {
+    for (size_t i = 0; i < args.n; i++) {
+        const char *name = cli_pod_name(names[i]);
         struct pea_error err = {0};
         AUTO_POD struct pea_pod *pod = NULL;
-        long long grace = 30;
-        if (pod_open(g->root, argv[i], &pod, &err) == 0) {
-            grace = pod->manifest->termination_grace_seconds;
-            if (rm_through_shim(pod, force, &err) < 0) {
+        long long grace = grace_seconds >= 0 ? grace_seconds : 30;
+        if (pod_open(g->root, name, &pod, &err) == 0) {
+            if (grace_seconds < 0)
+                grace = pod->manifest->termination_grace_seconds;
+            if (rm_through_shim(pod, force, grace_seconds, &err) < 0) {
                 status = cli_fail(&err);
                 continue;
             }
         }
-        AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, argv[i]);
-        if ((!pod || access(dir, F_OK) == 0) && pod_remove(g->root, argv[i], force ? 0 : grace, &err) < 0)
+        AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
+        if ((!pod || access(dir, F_OK) == 0) && pod_remove(g->root, name, grace, &err) < 0)
             status = cli_fail(&err);
     }
     return status;
-}
-
-static bool parse_output_flag(int argc, char **argv, const char *command, bool *is_json, int *status)
-{
-    static const struct option opts[] = {{"output", required_argument, NULL, 'o'}, {0}};
-    int c;
-    *is_json = false;
-    while ((c = getopt_long(argc, argv, "+o:", opts, NULL)) != -1) {
-        if (c != 'o' || (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)) {
-            *status = cli_usage_error(command, "--output takes table or json");
-            return false;
-        }
-        *is_json = strcmp(optarg, "json") == 0;
-    }
-    return true;
 }
 
 /* "gone": stale state from before a reboot. A shim's pod: what the shim says, "degraded" when the shim is gone but
@@ -275,16 +347,39 @@ static void format_age(const char *created, char *out, size_t len)
         snprintf(out, len, "%lldd", age / 86400);
 }
 
+/* "-" for a value that is absent. */
+static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
+
+/* The pod's address as kubectl -o wide shows it: without the prefix length; "host" on the host's network. */
+static void format_address(const struct pea_pod_manifest *m, char *out, size_t len)
+{
+    if (m->network_mode == PEA_NETWORK_HOST)
+        snprintf(out, len, "host");
+    else if (m->address)
+        snprintf(out, len, "%.*s", (int)strcspn(m->address, "/"), m->address);
+    else
+        snprintf(out, len, "-");
+}
+
 static int pod_ls(const struct cli_globals *g, int argc, char **argv)
 {
-    bool is_json;
-    int status = 0;
-    if (!parse_output_flag(argc, argv, "pod ls", &is_json, &status))
-        return status;
+    const char *output = "table";
+    const struct cli_option opts[] = {CLI_CHOICE("output", 'o', &output, "table|wide|json|name"), CLI_END};
+    struct cli_args args;
+    if (cli_parse_options("pod ls", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    free(args.items);
+    if (args.n != 0)
+        return cli_usage_error("pod ls", "takes no arguments");
     struct pea_error err = {0};
     AUTO_STRV char **names = pod_list_names(g->root, &err);
     if (!names)
         return cli_fail(&err);
+    if (strcmp(output, "name") == 0) {
+        for (char **n = names; *n; n++)
+            printf("pod/%s\n", *n);
+        return 0;
+    }
     AUTO_JSON json_t *list = json_array();
     for (char **n = names; *n; n++) {
         AUTO_POD struct pea_pod *pod = NULL;
@@ -294,66 +389,108 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
         }
         AUTO_JSON json_t *shim_status = pod_shim_status(pod);
         AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
-        json_int_t restarts = 0;
+        json_int_t restarts = 0, ready = 0, counted = 0;
         size_t i;
         json_t *record;
-        json_array_foreach(containers, i, record)
+        json_array_foreach(containers, i, record) {
             restarts += json_integer_value(json_object_get(record, "restarts"));
+            /* READY as kubectl counts it: app containers and sidecars. */
+            if (json_is_true(json_object_get(record, "init")) && !json_is_true(json_object_get(record, "sidecar")))
+                continue;
+            counted++;
+            ready += json_is_true(json_object_get(record, "ready"));
+        }
+        char ready_text[48];
+        snprintf(ready_text, sizeof ready_text, "%lld/%lld", (long long)ready, (long long)counted);
         json_t *created = json_object_get(pod->state, "created");
-        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I, s:O?}", "name", *n, "status",
-                                              pod_status(pod, shim_status), "restarts", restarts, "containers",
-                                              (json_int_t)pod->manifest->n_containers, "created", created));
+        char address[64];
+        format_address(pod->manifest, address, sizeof address);
+        json_t *shim = json_object_get(json_object_get(pod->state, "shim"), "pid");
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:O?, s:s, s:O?}", "name", *n, "status",
+                                              pod_status(pod, shim_status), "ready", ready_text, "restarts",
+                                              restarts, "containers", (json_int_t)pod->manifest->n_containers,
+                                              "created", created, "ip", address, "shimPid", shim));
     }
-    if (is_json) {
+    if (strcmp(output, "json") == 0) {
         AUTO_FREE char *text = json_dumps(list, JSON_COMPACT);
         puts(text);
         return 0;
     }
-    printf("%-24s %-10s %-10s %-8s %s\n", "NAME", "STATUS", "CONTAINERS", "RESTARTS", "AGE");
+    bool is_wide = strcmp(output, "wide") == 0;
+    printf("%-24s %-10s %-6s %-10s %-8s %-*s", "NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", is_wide ? 5 : 0,
+           "AGE");
+    if (is_wide)
+        printf(" %-16s %s", "IP", "SHIM");
+    printf("\n");
     size_t i;
     json_t *p;
     json_array_foreach(list, i, p) {
-        char age[32];
+        char age[32], shim[32] = "-";
         format_age(json_string_value(json_object_get(p, "created")), age, sizeof age);
-        printf("%-24s %-10s %-10lld %-8lld %s\n", json_string_value(json_object_get(p, "name")),
-               json_string_value(json_object_get(p, "status")),
+        if (json_object_get(p, "shimPid"))
+            snprintf(shim, sizeof shim, "%lld", (long long)json_integer_value(json_object_get(p, "shimPid")));
+        const char *ready = json_string_value(json_object_get(p, "ready"));
+        printf("%-24s %-10s %-6s %-10lld %-8lld %-*s", json_string_value(json_object_get(p, "name")),
+               json_string_value(json_object_get(p, "status")), ready ? ready : "-",
                (long long)json_integer_value(json_object_get(p, "containers")),
-               (long long)json_integer_value(json_object_get(p, "restarts")), age);
+               (long long)json_integer_value(json_object_get(p, "restarts")), is_wide ? 5 : 0, age);
+        if (is_wide)
+            printf(" %-16s %s", or_dash(json_string_value(json_object_get(p, "ip"))), shim);
+        printf("\n");
     }
     return 0;
 }
 
 static int pod_ps(const struct cli_globals *g, int argc, char **argv)
 {
-    bool is_json;
-    int status = 0;
-    if (!parse_output_flag(argc, argv, "pod ps", &is_json, &status))
-        return status;
-    if (optind + 1 != argc)
+    const char *output = "table";
+    const struct cli_option opts[] = {CLI_CHOICE("output", 'o', &output, "table|wide|json|name"), CLI_END};
+    struct cli_args args;
+    if (cli_parse_options("pod ps", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    if (args.n != 1)
         return cli_usage_error("pod ps", "one pod name is required");
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
-    if (pod_open(g->root, argv[optind], &pod, &err) < 0)
+    if (pod_open(g->root, cli_pod_name(positional[0]), &pod, &err) < 0)
         return cli_fail(&err);
     AUTO_JSON json_t *shim_status = pod_shim_status(pod);
     AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
-    if (is_json) {
+    size_t i;
+    json_t *c;
+    if (strcmp(output, "json") == 0) {
         AUTO_FREE char *text = json_dumps(containers, JSON_COMPACT | JSON_SORT_KEYS);
         puts(text);
         return 0;
     }
-    printf("%-24s %-8s %-8s %-9s %s\n", "CONTAINER", "STATE", "PID", "EXITCODE", "RESTARTS");
-    size_t i;
-    json_t *c;
+    if (strcmp(output, "name") == 0) {
+        json_array_foreach(containers, i, c) printf("%s\n", json_string_value(json_object_get(c, "name")));
+        return 0;
+    }
+    /* wide adds when each started and why the last start failed. */
+    bool is_wide = strcmp(output, "wide") == 0;
+    printf("%-24s %-8s %-6s %-8s %-9s %-*s", "CONTAINER", "STATE", "READY", "PID", "EXITCODE", is_wide ? 8 : 0,
+           "RESTARTS");
+    if (is_wide)
+        printf(" %-30s %s", "STARTED", "REASON");
+    printf("\n");
     json_array_foreach(containers, i, c) {
         json_t *code = json_object_get(c, "exitCode");
         char code_text[16] = "-";
         if (code)
             snprintf(code_text, sizeof code_text, "%lld", (long long)json_integer_value(code));
-        printf("%-24s %-8s %-8lld %-9s %lld\n", json_string_value(json_object_get(c, "name")),
+        printf("%-24s %-8s %-6s %-8lld %-9s %-*lld", json_string_value(json_object_get(c, "name")),
                json_string_value(json_object_get(c, "state")),
+               json_is_true(json_object_get(c, "ready")) ? "true" : "false",
                (long long)json_integer_value(json_object_get(c, "pid")), code_text,
-               (long long)json_integer_value(json_object_get(c, "restarts")));
+               is_wide ? 8 : 0, (long long)json_integer_value(json_object_get(c, "restarts")));
+        const char *reason = json_string_value(json_object_get(c, "startError"));
+        if (!reason)
+            reason = json_string_value(json_object_get(c, "reason"));
+        if (is_wide)
+            printf(" %-30s %s", or_dash(json_string_value(json_object_get(c, "startedAt"))), or_dash(reason));
+        printf("\n");
     }
     return 0;
 }
@@ -378,7 +515,6 @@ int cmd_pod(const struct cli_globals *g, int argc, char **argv)
                 printf("Usage: pea %s\n\n%s\n", pod_commands[i].usage, pod_commands[i].summary);
                 return 0;
             }
-        optind = 0;
         return handlers[i].run(g, argc - 1, argv + 1);
     }
     return cli_usage_error(NULL, "pod: unknown command \"%s\" (see pea pod --help)", argv[1]);

@@ -3,7 +3,6 @@
  * process's exit code is ours. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_options.h"
 #include "pod_client.h"
 #include "pea/util.h"
 #include "proto.h"
@@ -175,39 +175,30 @@ static int await_exit(int sock, struct exec_outcome *o, struct pea_error *err)
 
 int pod_exec(const struct cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"container", required_argument, NULL, 'c'}, {"stdin", no_argument, NULL, 'i'},
-        {"tty", no_argument, NULL, 't'},             {"env", required_argument, NULL, 'e'},
-        {"workdir", required_argument, NULL, 'w'},   {"user", required_argument, NULL, 'u'},
-        {0}};
     const char *container = NULL, *cwd = NULL, *user = NULL;
     bool is_interactive = false, has_tty = false;
-    AUTO_JSON json_t *env = json_array();
-    const char *name = NULL;
-    int c;
-    /* Options go before or after NAME; the command follows NAME, after "--" or not. */
-    for (;;) {
-        while ((c = getopt_long(argc, argv, "+c:ite:w:u:", opts, NULL)) != -1) {
-            switch (c) {
-            case 'c': container = optarg; break;
-            case 'i': is_interactive = true; break;
-            case 't': has_tty = true; break;
-            case 'e': json_array_append_new(env, json_string(optarg)); break;
-            case 'w': cwd = optarg; break;
-            case 'u': user = optarg; break;
-            default: return cli_usage_error("pod exec", "unknown option %s", argv[optind - 1]);
-            }
-        }
-        bool saw_dashes = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
-        if (name || saw_dashes || optind >= argc)
-            break;
-        name = argv[optind++];
-    }
-    if (!name && optind < argc)
-        name = argv[optind++];
-    if (!name || optind >= argc)
+    struct cli_list env_given = {0};
+    const struct cli_option opts[] = {
+        CLI_STRING("container", 'c', &container),
+        CLI_FLAG("stdin", 'i', &is_interactive),
+        CLI_FLAG("tty", 't', &has_tty),
+        CLI_LIST("env", 'e', &env_given),
+        CLI_STRING("workdir", 'w', &cwd),
+        CLI_STRING("user", 'u', &user),
+        CLI_END,
+    };
+    /* Options go before or after NAME; the command follows NAME, after "--" or not, and its own options are its. */
+    struct cli_args args;
+    if (cli_parse_options("pod exec", argc, argv, opts, 1, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    AUTO_FREE const char **env_items = env_given.items;
+    if (args.n < 2)
         return cli_usage_error("pod exec", "a pod name and a command are required");
-    int first = optind;
+    const char *name = cli_pod_name(positional[0]);
+    AUTO_JSON json_t *env = json_array();
+    for (size_t i = 0; i < env_given.n; i++)
+        json_array_append_new(env, json_string(env_items[i]));
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FD int sock = -1;
@@ -218,11 +209,11 @@ int pod_exec(const struct cli_globals *g, int argc, char **argv)
     if (!container && !(container = pod_default_container(pod, &err)))
         return cli_fail(&err);
     json_t *req = pod_shim_request("exec");
-    json_t *args = json_array();
-    for (int i = first; i < argc; i++)
-        json_array_append_new(args, json_string(argv[i]));
+    json_t *command = json_array();
+    for (size_t i = 1; i < args.n; i++)
+        json_array_append_new(command, json_string(positional[i]));
     json_object_set_new(req, "container", json_string(container));
-    json_object_set_new(req, "args", args);
+    json_object_set_new(req, "args", command);
     if (json_array_size(env) > 0)
         json_object_set(req, "env", env);
     if (cwd)

@@ -4,7 +4,6 @@
  * took away before it could be read is one "pea: pod logs: ..." line on stderr (cri_log_reader.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "cri_log.h"
 #include "cri_log_reader.h"
 #include "logs.h"
+#include "cli_options.h"
 #include "pod_client.h"
 #include "pea/util.h"
 
@@ -114,35 +114,29 @@ static int read_logs(const struct pea_pod *pod, const char *container, int dir_f
 
 int pod_logs(const struct cli_globals *g, int argc, char **argv)
 {
-    enum { OPT_TAIL = 256, OPT_PREVIOUS };
-    static const struct option opts[] = {
-        {"container", required_argument, NULL, 'c'}, {"follow", no_argument, NULL, 'f'},
-        {"tail", required_argument, NULL, OPT_TAIL}, {"previous", no_argument, NULL, OPT_PREVIOUS},
-        {0}};
     const char *container = NULL;
     bool is_following = false, is_previous = false;
     long long tail = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "+c:fp", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': container = optarg; break;
-        case 'f': is_following = true; break;
-        case 'p':
-        case OPT_PREVIOUS: is_previous = true; break;
-        case OPT_TAIL:
-            if (parse_int64(optarg, &tail) < 0 || tail < 0)
-                return cli_usage_error("pod logs", "--tail takes a number of lines");
-            break;
-        default: return cli_usage_error("pod logs", "unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (optind + 1 != argc)
+    const struct cli_option opts[] = {
+        CLI_STRING("container", 'c', &container),
+        CLI_FLAG("follow", 'f', &is_following),
+        CLI_INT("tail", 0, &tail),
+        CLI_FLAG("previous", 'p', &is_previous),
+        CLI_END,
+    };
+    struct cli_args args;
+    if (cli_parse_options("pod logs", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    if (args.n != 1)
         return cli_usage_error("pod logs", "one pod name is required");
+    if (tail < 0)
+        tail = 0; /* kubectl's --tail=-1: all of it */
     if (is_following && is_previous)
         return cli_usage_error("pod logs", "--previous cannot be followed");
     struct pea_error err = {0};
     AUTO_POD struct pea_pod *pod = NULL;
-    if (pod_open(g->root, argv[optind], &pod, &err) < 0)
+    if (pod_open(g->root, cli_pod_name(positional[0]), &pod, &err) < 0)
         return cli_fail(&err);
     if (!container && !(container = pod_default_container(pod, &err)))
         return cli_fail(&err);

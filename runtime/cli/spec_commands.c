@@ -88,7 +88,7 @@ int cmd_features(const struct cli_globals *g, int argc, char **argv)
         "ociVersionMin", "1.0.0", "ociVersionMax", PEA_OCI_VERSION, "hooks", string_array(hooks, ARRAY_SIZE(hooks)),
         "mountOptions", string_array(mount_options, ARRAY_SIZE(mount_options)), "linux", "namespaces",
         string_array(namespaces, ARRAY_SIZE(namespaces)), "capabilities", caps, "cgroup", "v1", 0, "v2", 1,
-        "systemd", 0, "systemdUser", 0, "rdma", 1, "seccomp", "enabled", 1, "actions",
+        "systemd", 1, "systemdUser", 0, "rdma", 1, "seccomp", "enabled", 1, "actions",
         string_array(actions, ARRAY_SIZE(actions)), "operators", string_array(operators, ARRAY_SIZE(operators)),
         "archs", string_array(archs, ARRAY_SIZE(archs)), "knownFlags", string_array(flags, ARRAY_SIZE(flags)),
         "supportedFlags", string_array(flags, ARRAY_SIZE(flags)), "apparmor", "enabled", 0, "selinux", "enabled",

@@ -17,6 +17,20 @@ def build_rootfs(path):
     return path
 
 
+def ps(pods, name):
+    """`pea pod ps -o json NAME` of a running Pods session, by container name."""
+    code, out, err = pods.cli("pod", "ps", "--output", "json", name)
+    assert code == 0, err
+    return {c["name"]: c for c in json.loads(out)}
+
+
+def ls(pods):
+    """`pea pod ls -o json`, by pod name."""
+    code, out, err = pods.cli("pod", "ls", "--output", "json")
+    assert code == 0, err
+    return {p["name"]: p for p in json.loads(out)}
+
+
 def container(name, image, command, **extra):
     """A container entry of a manifest: COMMAND is a shell script run by sh -c."""
     entry = {"name": name, "image": image, "command": ["sh", "-c", command]}

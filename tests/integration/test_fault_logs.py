@@ -1,7 +1,6 @@
 """`pea pod logs -f` against a writer that outruns rotation: every line the container wrote is printed once, in
 order and whole, or the lines rotation took before the follower could read them are announced by exactly one marker
 line each time, whose count is what is missing. A stopped follower never slows the container."""
-import json
 import os
 import re
 import signal
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import helpers
-from pods import container
+from pods import container, ps
 
 pytestmark = pytest.mark.pea_only
 
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.pea_only
 ROTATION = {"PEA_SHIM_LOG_MAX_BYTES": "65536"}
 MARKER = re.compile(r"^pea: pod logs: (\d+) lines \((\d+) bytes\) of a's output were rotated away before they could "
                     r"be read$")
-
-
-def ps(pods, name):
-    code, out, err = pods.cli("pod", "ps", "--output", "json", name)
-    assert code == 0, err
-    return {c["name"]: c for c in json.loads(out)}
 
 
 def follower(pods, name):

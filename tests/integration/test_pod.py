@@ -2,6 +2,7 @@
 bridge networking in test namespaces, teardown that leaves nothing, manifest errors."""
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -267,8 +268,11 @@ def test_pod_rm_cleans_a_pod_whose_supervisor_was_killed(pods):
     name = pods.name()
     run = pods.start(pods.manifest([container("a", pods.rootfs, "echo up; exec sleep 60")], name=name))
     run.wait_for_line("[a] up")
-    run.proc.kill()
-    run.stop()
+    # The supervisor is the client's child, in a session of its own (a client killed instead has it stop the pod).
+    with open(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children") as f:
+        supervisor = int(f.read().split()[0])
+    os.kill(supervisor, signal.SIGKILL)
+    assert run.stop() == 128 + signal.SIGKILL
     code, out, err = pods.cli("pod", "ls")
     assert name in out and "degraded" not in out  # the infra still runs: the pod is up without its supervisor
     code, out, err = pods.cli("pod", "rm", "--force", name)

@@ -162,7 +162,7 @@ def test_systemd_cgroups_path_maps_to_systemds_path(run, bundle, cid, slice_of):
     bundle.config["linux"]["cgroupsPath"] = f"{slice_name}:docker:{cid}"
     bundle.args("peatest", "sleep", "100")
     try:
-        r = run.ok("create", "--bundle", bundle, cid, global_args=("--systemd-cgroup", "--debug"))
+        r = run.ok("create", "--bundle", bundle, cid, global_args=("--debug",))
         assert f"maps to {expected}; systemd does not manage this host" in r.err
         assert container_cgroup(run.state(cid)["pid"]) == expected
         run.ok("delete", "--force", cid)

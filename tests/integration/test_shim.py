@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 import helpers
-from pods import container
+from pods import container, ps, ls
 
 pytestmark = pytest.mark.pea_only
 
@@ -31,18 +31,6 @@ def applied(pods, manifest, *extra, **kw):
     code, out, err = pods.apply(manifest, *extra, **kw)
     assert code == 0, err
     return out
-
-
-def ps(pods, name):
-    code, out, err = pods.cli("pod", "ps", "--output", "json", name)
-    assert code == 0, err
-    return {c["name"]: c for c in json.loads(out)}
-
-
-def ls(pods):
-    code, out, err = pods.cli("pod", "ls", "--output", "json")
-    assert code == 0, err
-    return {p["name"]: p for p in json.loads(out)}
 
 
 def wait_running(pods, name, containers=("a",), timeout=15):
@@ -273,12 +261,13 @@ def test_apply_waits_for_added_containers(pods):
 
 
 def test_apply_of_a_new_pod_returns_once_its_containers_have_started(pods):
-    """Without --no-wait, apply of a new pod answers once each container has started, failed to start, or waits
-    behind the init containers; with --no-wait, once the sandbox exists."""
+    """Without --no-wait, apply of a new pod answers once each container has started, failed to start (then it
+    fails, naming it), or waits behind the init containers; with --no-wait, once the sandbox exists."""
     name = pods.name()
     path = pods.manifest([sleeper(pods, "a"), {"name": "bad", "image": pods.rootfs, "command": ["/no/such/binary"]},
                           sleeper(pods, "b")], name=name)
-    applied(pods, path)
+    code, out, err = pods.apply(path)
+    assert code == 1 and f"pod {name}: container bad failed to start" in err, (out, err)
     got = ps(pods, name)
     assert (got["a"]["state"], got["b"]["state"]) == ("running", "running"), got
     assert got["bad"]["state"] == "exited" and got["bad"]["exitCode"] == 128, got["bad"]

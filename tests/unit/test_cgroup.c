@@ -74,6 +74,49 @@ Test(cgroup, resource_conversions)
     expect_settings("{\"hugepageLimits\":[{\"pageSize\":\"2MB\",\"limit\":4194304}]}", "hugetlb.2MB.max=4194304;");
     expect_settings("{\"unified\":{\"memory.high\":\"512M\"}}", "memory.high=512M;");
     expect_settings("{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}", "");
+    /* 0 asks for nothing, as runc reads it: no instant OOM, no "swap below the limit" error. */
+    expect_settings("{\"memory\":{\"limit\":0,\"swap\":0}}", "");
+}
+
+/* Which settings are the kernel's defaults, that need no controller (cgroup_resources.c). */
+static char *unset_settings_of(const char *resources_json)
+{
+    json_t *r = json_loads(resources_json, 0, NULL);
+    struct pea_error err = {0};
+    struct cgroup_settings s;
+    cr_assert_eq(cgroup_settings_from_resources(r, &s, &err), 0, "%s", err.msg);
+    json_decref(r);
+    char *out = xstrdup("");
+    for (size_t i = 0; i < s.n; i++) {
+        char *next = xasprintf("%s%s%s;", out, s.items[i].is_unset ? "" : "!", s.items[i].file);
+        free(out);
+        out = next;
+    }
+    cgroup_settings_clear(&s);
+    return out;
+}
+
+Test(cgroup, requests_for_the_defaults_are_marked_unset)
+{
+    const struct {
+        const char *resources, *expected; /* "!" marks a real limit */
+    } cases[] = {
+        {"{\"cpu\":{\"shares\":1024,\"quota\":-1,\"period\":100000,\"burst\":0,\"idle\":0}}",
+         "cpu.weight;cpu.max;cpu.max.burst;cpu.idle;"},
+        {"{\"cpu\":{\"shares\":512,\"quota\":-1,\"period\":50000}}", "!cpu.weight;!cpu.max;"},
+        {"{\"cpu\":{\"quota\":50000}}", "!cpu.max;"},
+        {"{\"pids\":{\"limit\":-1}}", "pids.max;"},
+        {"{\"pids\":{\"limit\":0}}", "pids.max;"},
+        {"{\"pids\":{\"limit\":1}}", "!pids.max;"},
+        {"{\"memory\":{\"limit\":-1,\"swap\":-1,\"reservation\":0}}", "memory.max;memory.low;memory.swap.max;"},
+        {"{\"memory\":{\"limit\":1048576,\"reservation\":-1}}", "!memory.max;!memory.low;"},
+        {"{\"unified\":{\"cpu.weight\":\"100\"}}", "!cpu.weight;"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *got = unset_settings_of(cases[i].resources);
+        cr_assert_str_eq(got, cases[i].expected, "%s", cases[i].resources);
+        free(got);
+    }
 }
 
 Test(cgroup, resource_errors)
@@ -103,6 +146,39 @@ Test(cgroup, path_for)
     free(p);
     cr_assert_null(cgroup_path_for("/a/../../etc", "c1", &err));
     cr_assert_str_eq(err.msg, "linux.cgroupsPath: \"..\" is not allowed");
+}
+
+Test(cgroup, systemd_unit_for)
+{
+    const struct {
+        const char *cgroups_path, *name, *slice, *path;
+    } cases[] = {
+        {"system.slice:docker:abc", "docker-abc.scope", "system.slice", "/system.slice/docker-abc.scope"},
+        {"kubepods-besteffort.slice:cri-containerd:abc", "cri-containerd-abc.scope", "kubepods-besteffort.slice",
+         "/kubepods.slice/kubepods-besteffort.slice/cri-containerd-abc.scope"},
+        {":p:abc", "p-abc.scope", "system.slice", "/system.slice/p-abc.scope"},
+        {"-.slice:p:abc", "p-abc.scope", "-.slice", "/p-abc.scope"},
+        {NULL, "pea-c1.scope", "system.slice", "/system.slice/pea-c1.scope"},
+        {"", "pea-c1.scope", "system.slice", "/system.slice/pea-c1.scope"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct pea_error err = {0};
+        struct cgroup_systemd_unit u;
+        cr_assert_eq(cgroup_systemd_unit_for(cases[i].cgroups_path, "c1", &u, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(u.name, cases[i].name);
+        cr_assert_str_eq(u.slice, cases[i].slice);
+        cr_assert_str_eq(u.path, cases[i].path);
+        cgroup_systemd_unit_clear(&u);
+    }
+    struct pea_error err = {0};
+    struct cgroup_systemd_unit u;
+    cr_assert_eq(cgroup_systemd_unit_for("/kubepods/c1", "c1", &u, &err), -1);
+    cr_assert_str_eq(err.msg, "linux.cgroupsPath \"/kubepods/c1\": --systemd-cgroup needs the form slice:prefix:name");
+    cr_assert_eq(cgroup_systemd_unit_for("a.slice:p:b:c", "c1", &u, &err), -1);
+    cr_assert_eq(cgroup_systemd_unit_for("a.slice:p:x.slice", "c1", &u, &err), -1);
+    cr_assert(strstr(err.msg, "a slice of its own for the container is not supported") != NULL, "%s", err.msg);
+    cr_assert_eq(cgroup_systemd_unit_for("a--b.slice:p:x", "c1", &u, &err), -1);
+    cr_assert(strstr(err.msg, "is not a systemd slice name") != NULL, "%s", err.msg);
 }
 
 /* Live tests on this machine's cgroup2 hierarchy, in a cgroup of our own. */

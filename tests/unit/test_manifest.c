@@ -330,7 +330,7 @@ static const struct error_case error_cases[] = {
      "[{name: v, mountPath: /v, subPath: a/../..}]}\n",
      "spec.containers[0].volumeMounts[0].subPath: must be a relative path without \"..\""},
     {"spec:\n  volumes: [{name: v}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
-     "spec.volumes[0]: needs exactly one of emptyDir, hostPath"},
+     "spec.volumes[0]: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, projected"},
     {"spec:\n  volumes: [{name: v, hostPath: {path: rel}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0].hostPath.path: must be an absolute path"},
     {"spec:\n  containers:\n  - {name: c, image: [/a, b], args: [x]}\n",
@@ -442,7 +442,7 @@ static const struct error_case document_cases[] = {
     {"", "manifest: must be an object (a mapping)"},
     {"a: &x 1\n", "line 1: YAML anchors are not supported"},
     {"a: 1\nb: *x\n", "line 2: YAML aliases are not supported"},
-    {"a: 1\n---\nb: 2\n", "line 2: more than one YAML document"},
+    {"a: 1\n---\nb: 2\n", "document 1: must be an object with a kind"},
     {"a: 1\na: 2\n", "line 2: duplicate key \"a\""},
     {"1: a\n", "line 1: mapping key 1 is not a string"},
     {"? [a]\n: b\n", "line 1: mapping keys must be strings"},
@@ -487,8 +487,9 @@ Test(manifest, yaml_scalars_follow_the_core_schema)
     AUTO_JSON json_t *got = manifest_yaml_to_json(text, strlen(text), &err);
     cr_assert_not_null(got, "%s", err.msg);
     json_error_t jerr;
+    /* 012 is octal (10), as Kubernetes reads YAML integers: modes are written so. */
     AUTO_JSON json_t *want = json_loads(
-        JSON_TEXT({"a": [null, null, "", true, false, "true", "yes", "on", 12, -3, 31, 15, 12, 1.5, 1000.0, "7",
+        JSON_TEXT({"a": [null, null, "", true, false, "true", "yes", "on", 12, -3, 31, 15, 10, 1.5, 1000.0, "7",
                           "8", "0.5.1", "0x", 7],
                    "b": "x\ny\n", "c": "x y\n", "d": null}),
         0, &jerr);

@@ -1,0 +1,291 @@
+/* A container's env (value, or valueFrom fieldRef / resourceFieldRef / configMapKeyRef / secretKeyRef) and envFrom,
+ * and the fieldRef and resourceFieldRef that downwardAPI volume items share, validated as the API server does. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "manifest_internal.h"
+#include "manifest_sources.h"
+#include "pea/util.h"
+
+void manifest_value_ref_free(struct pea_value_ref *r)
+{
+    free(r->name);
+    free(r->key);
+}
+
+void manifest_env_free(struct pea_pod_container *c)
+{
+    for (size_t i = 0; i < c->n_env; i++) {
+        free(c->env[i].name);
+        free(c->env[i].value);
+        manifest_value_ref_free(&c->env[i].from);
+    }
+    free(c->env);
+    for (size_t i = 0; i < c->n_env_from; i++) {
+        free(c->env_from[i].name);
+        free(c->env_from[i].prefix);
+    }
+    free(c->env_from);
+}
+
+/* Kubernetes' rule for env names (IsRelaxedEnvVarName, the default since 1.32): printable ASCII but '='. It sets no
+ * length limit: the kernel's for the whole entry is checked with the value. */
+static bool env_name_is_valid(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (*p < 0x20 || *p > 0x7e || *p == '=')
+            return false;
+    return true;
+}
+
+/* execve refuses an environment string of 32 pages or more with its NUL (MAX_ARG_STRLEN). */
+static size_t env_entry_max(void) { return (size_t)sysconf(_SC_PAGESIZE) * 32; }
+
+/* ---- fieldRef ---- */
+
+/* "metadata.labels['key']" → key (malloc'd) when path is prefix['key'], else NULL. */
+static char *subscript_of(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix), len = strlen(path);
+    if (strncmp(path, prefix, n) != 0 || strncmp(path + n, "['", 2) != 0 || len < n + 4 ||
+        strcmp(path + len - 2, "']") != 0)
+        return NULL;
+    return xasprintf("%.*s", (int)(len - n - 4), path + n + 2);
+}
+
+static bool field_path_is_supported(const char *path, bool is_volume)
+{
+    static const char *const both[] = {"metadata.name", "metadata.namespace", "metadata.uid", NULL};
+    static const char *const env_only[] = {"spec.nodeName", "status.hostIP",  "status.hostIPs", "status.podIP",
+                                           "status.podIPs", "spec.serviceAccountName", NULL};
+    static const char *const volume_only[] = {"metadata.labels", "metadata.annotations", NULL};
+    for (const char *const *p = both; *p; p++)
+        if (strcmp(path, *p) == 0)
+            return true;
+    for (const char *const *p = is_volume ? volume_only : env_only; *p; p++)
+        if (strcmp(path, *p) == 0)
+            return true;
+    static const char *const maps[] = {"metadata.labels", "metadata.annotations"};
+    for (size_t i = 0; i < ARRAY_SIZE(maps); i++) {
+        AUTO_FREE char *key = subscript_of(path, maps[i]);
+        if (key)
+            return name_is_qualified(key);
+    }
+    return false;
+}
+
+int manifest_parse_field_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                             struct pea_error *err)
+{
+    static const char *const fields[] = {"apiVersion", "fieldPath", NULL};
+    json_t *ref;
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, parent, "fieldRef");
+    AUTO_FREE char *api_version = NULL;
+    if (field_get_object(obj, parent, "fieldRef", true, &ref, err) < 0 ||
+        field_check_known(ref, path, fields, err) < 0 ||
+        field_get_string(ref, path, "apiVersion", false, &api_version, err) < 0 ||
+        field_get_string(ref, path, "fieldPath", true, &r->key, err) < 0)
+        return -1;
+    r->source = PEA_VALUE_FIELD;
+    if (api_version && strcmp(api_version, "v1") != 0)
+        return field_fail(err, path, "apiVersion", "must be \"v1\", not \"%s\"", api_version);
+    if (!field_path_is_supported(r->key, is_volume))
+        return field_fail(err, path, "fieldPath",
+                          is_volume ? "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
+                                      "metadata.labels, metadata.annotations, metadata.labels['KEY'], "
+                                      "metadata.annotations['KEY'])"
+                                    : "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
+                                      "metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, "
+                                      "spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, "
+                                      "status.podIPs)",
+                          r->key);
+    return 0;
+}
+
+/* ---- resourceFieldRef ---- */
+
+static bool divisor_is_valid(uint64_t divisor, bool is_cpu)
+{
+    if (is_cpu)
+        return divisor == 1 || divisor == 1000;
+    /* 1, then k M G T P E and Ki Mi Gi Ti Pi Ei. */
+    uint64_t decimal = 1;
+    for (unsigned power = 0; power <= 6; power++, decimal *= 1000)
+        if (divisor == decimal || (power > 0 && divisor == 1ULL << (10 * power)))
+            return true;
+    return false;
+}
+
+int manifest_parse_resource_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                                struct pea_error *err)
+{
+    static const char *const fields[] = {"containerName", "resource", "divisor", NULL};
+    static const char *const resources[] = {"limits.cpu",    "limits.memory",   "limits.ephemeral-storage",
+                                            "requests.cpu", "requests.memory", "requests.ephemeral-storage",
+                                            NULL};
+    json_t *ref;
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, parent, "resourceFieldRef");
+    int which = -1;
+    if (field_get_object(obj, parent, "resourceFieldRef", true, &ref, err) < 0 ||
+        field_check_known(ref, path, fields, err) < 0 ||
+        field_get_string(ref, path, "containerName", false, &r->name, err) < 0)
+        return -1;
+    r->source = PEA_VALUE_RESOURCE;
+    if (!json_object_get(ref, "resource") || json_is_null(json_object_get(ref, "resource")))
+        return field_fail(err, path, "resource", "missing");
+    if (field_get_enum(ref, path, "resource", resources, &which, err) < 0)
+        return -1;
+    r->key = xstrdup(resources[which]);
+    if (is_volume && !r->name)
+        return field_fail(err, path, "containerName", "missing (a volume's resourceFieldRef must name a container)");
+    bool is_cpu = strstr(r->key, ".cpu") != NULL, has_divisor;
+    if (field_get_quantity(ref, path, "divisor", is_cpu, &has_divisor, &r->divisor, err) < 0)
+        return -1;
+    /* An absent or zero divisor is 1 (one core, one byte), as the kubelet takes it. */
+    if (!has_divisor || r->divisor == 0)
+        r->divisor = is_cpu ? 1000 : 1;
+    else if (!divisor_is_valid(r->divisor, is_cpu))
+        return field_fail(err, path, "divisor",
+                          is_cpu ? "must be 1m or 1 for cpu"
+                                 : "must be one of 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei");
+    return 0;
+}
+
+/* ---- env ---- */
+
+/* configMapKeyRef / secretKeyRef: {name, key, optional}. */
+static int parse_key_ref(json_t *from, const char *parent, const char *key, struct pea_value_ref *r,
+                         struct pea_error *err)
+{
+    static const char *const fields[] = {"name", "key", "optional", NULL};
+    json_t *ref;
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, parent, key);
+    if (field_get_object(from, parent, key, true, &ref, err) < 0 || field_check_known(ref, path, fields, err) < 0 ||
+        field_get_string(ref, path, "name", true, &r->name, err) < 0 ||
+        field_get_string(ref, path, "key", true, &r->key, err) < 0 ||
+        field_get_bool(ref, path, "optional", &r->is_optional, err) < 0)
+        return -1;
+    r->source = strcmp(key, "secretKeyRef") == 0 ? PEA_VALUE_SECRET_KEY : PEA_VALUE_CONFIG_MAP_KEY;
+    return 0;
+}
+
+static int parse_value_from(json_t *e, const char *item, struct pea_value_ref *r, struct pea_error *err)
+{
+    static const char *const kinds[] = {"fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", NULL};
+    json_t *from;
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, item, "valueFrom");
+    if (field_get_object(e, item, "valueFrom", true, &from, err) < 0 || field_check_known(from, path, kinds, err) < 0)
+        return -1;
+    const char *kind = NULL;
+    for (size_t i = 0; kinds[i]; i++) {
+        json_t *k = json_object_get(from, kinds[i]);
+        if (!k || json_is_null(k))
+            continue;
+        if (kind)
+            return pea_fail(err, 0, "%s: may not have more than one of fieldRef, resourceFieldRef, configMapKeyRef, "
+                            "secretKeyRef", path);
+        kind = kinds[i];
+    }
+    if (!kind)
+        return pea_fail(err, 0, "%s: must have one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef",
+                        path);
+    if (strcmp(kind, "fieldRef") == 0)
+        return manifest_parse_field_ref(from, path, false, r, err);
+    if (strcmp(kind, "resourceFieldRef") == 0)
+        return manifest_parse_resource_ref(from, path, false, r, err);
+    return parse_key_ref(from, path, kind, r, err);
+}
+
+static int parse_env_list(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    static const char *const env_fields[] = {"name", "value", "valueFrom", NULL};
+    json_t *env;
+    if (field_get_array(obj, path, "env", &env, err) < 0)
+        return -1;
+    if (!env)
+        return 0;
+    c->n_env = json_array_size(env);
+    c->env = xcalloc(c->n_env, sizeof *c->env);
+    for (size_t i = 0; i < c->n_env; i++) {
+        struct pea_pod_env *e = &c->env[i];
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.env[%zu]", path, i);
+        json_t *j = json_array_get(env, i);
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, env_fields, err) < 0 ||
+            field_get_string(j, item, "name", true, &e->name, err) < 0 ||
+            field_get_string(j, item, "value", false, &e->value, err) < 0)
+            return -1;
+        if (!env_name_is_valid(e->name))
+            return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
+        json_t *from = json_object_get(j, "valueFrom");
+        bool has_from = from && !json_is_null(from);
+        /* As Kubernetes: valueFrom only with an empty value, which it then replaces. */
+        if (has_from && e->value && e->value[0])
+            return field_fail(err, item, "valueFrom", "may not be given when value is not empty");
+        if (has_from) {
+            free(take_ptr(&e->value));
+            if (parse_value_from(j, item, &e->from, err) < 0)
+                return -1;
+            continue;
+        }
+        if (!e->value)
+            e->value = xstrdup("");
+        if (strlen(e->name) + 1 + strlen(e->value) >= env_entry_max())
+            return pea_fail(err, 0,
+                            "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
+                            item, env_entry_max() - 1);
+    }
+    return 0;
+}
+
+static int parse_env_from(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    static const char *const fields[] = {"prefix", "configMapRef", "secretRef", NULL};
+    static const char *const ref_fields[] = {"name", "optional", NULL};
+    json_t *list;
+    if (field_get_array(obj, path, "envFrom", &list, err) < 0)
+        return -1;
+    if (!list)
+        return 0;
+    c->n_env_from = json_array_size(list);
+    c->env_from = xcalloc(c->n_env_from, sizeof *c->env_from);
+    for (size_t i = 0; i < c->n_env_from; i++) {
+        struct pea_pod_env_from *f = &c->env_from[i];
+        char item[FIELD_PATH_MAX], ref_path[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.envFrom[%zu]", path, i);
+        json_t *j = json_array_get(list, i), *config_map, *secret;
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, fields, err) < 0 ||
+            field_get_string(j, item, "prefix", false, &f->prefix, err) < 0 ||
+            field_get_object(j, item, "configMapRef", false, &config_map, err) < 0 ||
+            field_get_object(j, item, "secretRef", false, &secret, err) < 0)
+            return -1;
+        if (!config_map == !secret)
+            return pea_fail(err, 0, "%s: needs exactly one of configMapRef, secretRef", item);
+        if (f->prefix && f->prefix[0] && !env_name_is_valid(f->prefix))
+            return field_fail(err, item, "prefix", "must be printable ASCII characters other than '='");
+        f->is_secret = secret != NULL;
+        json_t *ref = secret ? secret : config_map;
+        field_path(ref_path, sizeof ref_path, item, secret ? "secretRef" : "configMapRef");
+        if (field_check_known(ref, ref_path, ref_fields, err) < 0 ||
+            field_get_string(ref, ref_path, "name", true, &f->name, err) < 0 ||
+            field_get_bool(ref, ref_path, "optional", &f->is_optional, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    return parse_env_from(obj, path, c, err) < 0 ? -1 : parse_env_list(obj, path, c, err);
+}

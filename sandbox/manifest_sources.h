@@ -1,0 +1,49 @@
+/* The manifest parser's parts for where values come from: documents of a file, ConfigMaps and Secrets, env
+ * valueFrom and envFrom, and the volumes made of files (configMap, secret, downwardAPI, projected). */
+#ifndef PEA_MANIFEST_SOURCES_H
+#define PEA_MANIFEST_SOURCES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "pea/error.h"
+#include "pea/pod_manifest.h"
+
+/* Every YAML document of text, as a JSON array (an empty document is null); line_offset counts lines before text. */
+json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct pea_error *err);
+/* The documents of a file: JSON values one after another, then YAML documents ("---" between them). */
+json_t *manifest_documents(const char *text, size_t len, struct pea_error *err);
+
+/* The Pod document alone (manifest.c), and a file's documents: the Pod and its ConfigMaps and Secrets, with
+ * manifest_check_references when asked. */
+struct pea_pod_manifest *manifest_from_pod_json(json_t *root, struct pea_error *err);
+struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_references, struct pea_error *err);
+/* A manifest file's text (regular file or stdin, size-limited), and the parse of text that becomes the source. */
+char *manifest_read_file(const char *path, size_t *len, struct pea_error *err);
+struct pea_pod_manifest *manifest_parse_owned(char *text, size_t len, struct pea_error *err);
+
+/* A ConfigMap or Secret document (its kind already read); where names it in errors ("document 2"). */
+int manifest_parse_config(json_t *doc, const char *where, bool is_secret, struct pea_config_object *o,
+                          struct pea_error *err);
+void manifest_config_free(struct pea_config_object *o);
+/* Every ConfigMap, Secret and key the pod names without optional: true exists; containerName of resource
+ * references names a container. */
+int manifest_check_references(const struct pea_pod_manifest *m, struct pea_error *err);
+
+/* env (with valueFrom) and envFrom of a container. */
+int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err);
+void manifest_env_free(struct pea_pod_container *c);
+void manifest_value_ref_free(struct pea_value_ref *r);
+/* fieldRef / resourceFieldRef (ref_key is "fieldRef" or "resourceFieldRef") at parent.ref_key; for a volume the
+ * fieldPaths a volume may hold, and containerName is required. */
+int manifest_parse_field_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                             struct pea_error *err);
+int manifest_parse_resource_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                                struct pea_error *err);
+
+/* A volume whose key (configMap, secret, downwardAPI, projected) is set. */
+int manifest_parse_file_volume(json_t *volume, const char *item, const char *key, struct pea_pod_volume *v,
+                               struct pea_error *err);
+void manifest_file_volume_free(struct pea_pod_volume *v);
+
+#endif
