@@ -59,9 +59,10 @@ int import_layer_from_fd(struct pea_image_store *s, int fd, const struct layer_e
                          const struct pea_image_import_options *o, struct pea_error *err)
 {
     struct layer_source src = {.read = fd_read, .ctx = &fd};
-    if (store_unpack_layer(s, &src, expect, tar_size, err) < 0)
+    int r = store_unpack_layer(s, &src, expect, tar_size, err);
+    if (r < 0)
         return -1;
-    if (o && o->on_layer)
+    if (r == 0 && o && o->on_layer)
         o->on_layer(o->ctx, expect->diff_id, *tar_size);
     return 0;
 }
@@ -329,6 +330,12 @@ int import_layout_source(struct pea_image_store *s, const struct layout_source *
     json_array_foreach(chosen, i, desc) {
         AUTO_STRV char **names = NULL, **index_chain = NULL;
         char normal[PEA_IMAGE_REF_TEXT_MAX];
+        if (o->index_digest) {
+            if (!pea_digest_is_valid(o->index_digest))
+                return pea_fail(err, 0, "index digest \"%s\": not sha256: and 64 lowercase hex digits",
+                                o->index_digest);
+            strv_push(&index_chain, o->index_digest);
+        }
         if (o->name) {
             if (catalog_normalise_name(o->name, normal, sizeof normal, err) < 0)
                 return -1;

@@ -62,9 +62,14 @@ bool store_has_layer(struct pea_image_store *s, const char *diff_id);
 /* The uncompressed size recorded for a stored layer. */
 int store_layer_size(struct pea_image_store *s, const char *diff_id, uint64_t *size, struct pea_error *err);
 /* Unpack a layer (tar, gzip or zstd) into the work directory, verify it, and publish it as layers/sha256/HEX.
- * When another process published the same layer meanwhile, theirs is kept and ours discarded. */
+ * Imports of one layer take turns: 1 (without reading src) when the store has it by the time our turn comes,
+ * 0 when we unpacked it. */
 int store_unpack_layer(struct pea_image_store *s, const struct layer_source *src, const struct layer_expect *expect,
                        uint64_t *tar_size, struct pea_error *err);
+/* Remove the per-layer lock files (locks/); only with gc.lock held alone. */
+void store_remove_layer_locks(struct pea_image_store *s);
+/* {blob digest: diff ID} of the stored layers that recorded the blob they were unpacked from. */
+json_t *store_layer_blobs(struct pea_image_store *s);
 /* Unpack the tar stream of `archive` (libarchive, positioned before the first header) into dir_fd, applying the
  * store's limits; for image_layer.c. */
 struct archive;

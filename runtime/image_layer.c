@@ -2,12 +2,14 @@
  * the work directory and published under its diff ID by one rename. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "pea/util.h"
 
 #define LAYER_BUFFER (128 * 1024)
+#define LAYER_LOCKS_DIR "locks"
 
 bool store_has_layer(struct pea_image_store *s, const char *diff_id)
 {
@@ -187,8 +190,9 @@ static int verify(struct layer_job *j, struct pea_error *err)
 
 static int write_layer_info(int layer_fd, const struct layer_job *j, struct pea_error *err)
 {
-    AUTO_JSON json_t *info = json_pack("{s:s, s:I, s:I}", "diffID", j->diff_id, "size", (json_int_t)j->tar.bytes,
-                                       "entries", (json_int_t)j->stats.entries);
+    /* The blob's digest too: a pull skips fetching a blob whose layer the store has (store_layer_blobs). */
+    AUTO_JSON json_t *info = json_pack("{s:s, s:s, s:I, s:I}", "diffID", j->diff_id, "blob", j->blob_digest, "size",
+                                       (json_int_t)j->tar.bytes, "entries", (json_int_t)j->stats.entries);
     AUTO_FREE char *text = json_dumps(info, JSON_COMPACT);
     if (!text || write_file_atomic_at(layer_fd, "layer.json", text, strlen(text), 0644) < 0)
         return pea_fail(err, errno, "write layer.json");
@@ -227,6 +231,62 @@ static int unpack_and_publish(struct layer_job *j, int work, const char *name, s
     return 0;
 }
 
+/* Imports of one layer take turns (flock on locks/HEX), so that it is unpacked once: the one that waited finds it
+ * published. The lock files are removed only under gc.lock held alone (store_remove_layer_locks), and every importer
+ * holds gc.lock shared before it opens one, so nobody can be holding a lock file that goes. */
+static int lock_layer(struct pea_image_store *s, const char *diff_id, struct pea_error *err)
+{
+    if (mkdirat(s->dir_fd, LAYER_LOCKS_DIR, 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s/" LAYER_LOCKS_DIR, s->path);
+    AUTO_FD int dir = openat(s->dir_fd, LAYER_LOCKS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return pea_fail(err, errno, "open %s/" LAYER_LOCKS_DIR, s->path);
+    AUTO_FD int fd = openat(dir, pea_digest_hex(diff_id), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return pea_fail(err, errno, "open the lock of layer %s", diff_id);
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            return pea_fail(err, errno, "lock layer %s", diff_id);
+    return take_fd(&fd);
+}
+
+void store_remove_layer_locks(struct pea_image_store *s)
+{
+    AUTO_FD int dir_fd = openat(s->dir_fd, LAYER_LOCKS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dir = dir_fd >= 0 ? fdopendir(dup(dir_fd)) : NULL;
+    if (!dir)
+        return;
+    struct dirent *de;
+    while ((de = readdir(dir)))
+        if (de->d_name[0] != '.')
+            unlinkat(dir_fd, de->d_name, 0);
+    closedir(dir);
+}
+
+json_t *store_layer_blobs(struct pea_image_store *s)
+{
+    json_t *map = json_object();
+    DIR *dir = fdopendir(dup(s->layers_fd));
+    if (!dir)
+        return map;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (de->d_name[0] == '.')
+            continue;
+        AUTO_FREE char *name = xasprintf("%s/layer.json", de->d_name);
+        struct pea_error ignored;
+        AUTO_FREE char *text = store_read_file(s->layers_fd, name, 4096, NULL, &ignored);
+        AUTO_JSON json_t *info = text ? json_loads(text, 0, NULL) : NULL;
+        const char *blob = json_string_value(json_object_get(info, "blob"));
+        const char *diff_id = json_string_value(json_object_get(info, "diffID"));
+        if (pea_digest_is_valid(blob) && pea_digest_is_valid(diff_id) &&
+            strcmp(pea_digest_hex(diff_id), de->d_name) == 0)
+            json_object_set_new(map, blob, json_string(diff_id));
+    }
+    closedir(dir);
+    return map;
+}
+
 int store_unpack_layer(struct pea_image_store *s, const struct layer_source *src, const struct layer_expect *expect,
                        uint64_t *tar_size, struct pea_error *err)
 {
@@ -234,6 +294,17 @@ int store_unpack_layer(struct pea_image_store *s, const struct layer_source *src
         return pea_fail(err, 0, "layer diff ID \"%s\": not sha256: and 64 lowercase hex digits", expect->diff_id);
     if (store_hold_gc_shared(s, err) < 0)
         return -1;
+    AUTO_FD int lock = lock_layer(s, expect->diff_id, err);
+    if (lock < 0)
+        return -1;
+    if (store_has_layer(s, expect->diff_id)) {
+        uint64_t size = 0;
+        if (store_layer_size(s, expect->diff_id, &size, err) < 0)
+            return -1;
+        if (tar_size)
+            *tar_size = size;
+        return 1;
+    }
     int work = store_work_dir(s, err);
     if (work < 0)
         return -1;

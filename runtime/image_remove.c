@@ -208,6 +208,7 @@ static int collect_garbage(struct pea_image_store *s, json_t *catalog, struct pe
         collect_garbage_in(s, s->layers_fd, layers, true, err) < 0)
         return -1;
     store_sweep_work_dirs(s);
+    store_remove_layer_locks(s);
     return 0;
 }
 

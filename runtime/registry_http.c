@@ -221,6 +221,11 @@ int registry_session_open(struct registry_session *s, const struct registry_pull
     s->is_insecure = is_named_insecure(req->insecure_registries, req->registry);
     s->may_use_plain_http = s->is_insecure || is_loopback_name(req->registry);
     s->auth_files = req->auth_files;
+    if (req->username) {
+        s->credentials.username = xstrdup(req->username);
+        s->credentials.password = xstrdup(req->password ? req->password : "");
+        s->credentials_loaded = true;
+    }
     s->max_blob_size = req->max_blob_size ? req->max_blob_size : (64ull << 30);
     s->share = curl_share_init();
     if (!s->share)

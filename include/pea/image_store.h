@@ -76,6 +76,9 @@ struct pea_image_import_options {
     const char *layout_ref;
     /* "os/arch[/variant]" to pick from image indexes; NULL for the host's (linux/amd64 here). */
     const char *platform;
+    /* An index outside the layout (a registry's) that the layout's manifests were chosen from: recorded with the
+     * image, which can then be found by its digest too. NULL: none. */
+    const char *index_digest;
     /* Called once per layer that was unpacked (not for those the store already had); may be NULL. */
     void (*on_layer)(void *ctx, const char *diff_id, uint64_t bytes);
     void *ctx;

@@ -36,6 +36,8 @@ struct registry_pull_request {
     /* Credential files to search, in order; the first one with an entry for the registry wins. NULL: the
      * default list (registry_default_auth_files). Entries are "auths" maps of base64 "user:password". */
     const char *const *auth_files;
+    /* Credentials given outright (podman's --creds): used instead of the files' when username is set. */
+    const char *username, *password;
     /* Extra trust, as skopeo's --cert-dir: *.crt files are CAs added to the system's, one NAME.cert with
      * NAME.key is a client certificate. NULL: /etc/containers/certs.d/HOST[:PORT], then
      * /etc/docker/certs.d/HOST[:PORT], when present. */

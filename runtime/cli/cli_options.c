@@ -42,6 +42,11 @@ static int take_value(const char *command, const struct cli_option *o, const cha
     long long number;
     switch (o->kind) {
     case CLI_OPT_FLAG: *(bool *)o->value = true; return 0;
+    case CLI_OPT_BOOL:
+        if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+            return cli_usage_error(command, "%s takes true or false, not \"%s\"", spelled, value);
+        *(bool *)o->value = !value || strcmp(value, "true") == 0;
+        return 0;
     case CLI_OPT_STRING: *(const char **)o->value = value; return 0;
     case CLI_OPT_LIST: {
         struct cli_list *list = o->value;
@@ -99,6 +104,10 @@ int cli_parse_options(const char *command, int argc, char **argv, const struct c
             } else if (o->kind == CLI_OPT_FLAG) {
                 status = eq ? cli_usage_error(command, "--%s takes no value", o->name)
                             : take_value(command, o, a, NULL);
+            } else if (o->kind == CLI_OPT_BOOL) { /* its value only after "=": "--tls-verify false" is two words */
+                char spelled[64];
+                snprintf(spelled, sizeof spelled, "--%s", o->name);
+                status = take_value(command, o, spelled, eq ? eq + 1 : NULL);
             } else if (eq) {
                 status = take_value(command, o, o->name, eq + 1);
             } else if (i + 1 >= argc) {
@@ -114,7 +123,7 @@ int cli_parse_options(const char *command, int argc, char **argv, const struct c
             char spelled[3] = {'-', *p, '\0'};
             if (!o) {
                 status = cli_usage_error(command, "unknown option %s", spelled);
-            } else if (o->kind == CLI_OPT_FLAG) {
+            } else if (o->kind == CLI_OPT_FLAG || o->kind == CLI_OPT_BOOL) {
                 status = take_value(command, o, spelled, NULL);
             } else if (p[1]) {
                 status = take_value(command, o, spelled, p + 1);

@@ -17,6 +17,7 @@ enum cli_option_kind {
     CLI_OPT_COUNT,  /* long long *: a non-negative integer */
     CLI_OPT_INT,    /* long long *: an integer, negative allowed */
     CLI_OPT_CHOICE, /* const char **: one of the words in choices ("table|json|name") */
+    CLI_OPT_BOOL,   /* bool *: "--name" or "--name=true" sets it, "--name=false" clears it (podman's habit) */
 };
 
 struct cli_option {
@@ -34,6 +35,7 @@ struct cli_option {
 #define CLI_COUNT(name, short_name, value) {name, short_name, CLI_OPT_COUNT, value, NULL}
 #define CLI_INT(name, short_name, value) {name, short_name, CLI_OPT_INT, value, NULL}
 #define CLI_CHOICE(name, short_name, value, choices) {name, short_name, CLI_OPT_CHOICE, value, choices}
+#define CLI_BOOL(name, short_name, value) {name, short_name, CLI_OPT_BOOL, value, NULL}
 #define CLI_END {NULL, 0, CLI_OPT_FLAG, NULL, NULL}
 
 /* A repeatable option's values; they point into argv. Free items only. */

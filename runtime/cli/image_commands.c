@@ -1,4 +1,4 @@
-/* pea image: load, import, list, inspect, tag and remove images in the store under the data root, in podman's
+/* pea image: pull, load, import, list, inspect, tag and remove images in the store under the data root, in podman's
  * habits (its words for what was done: "Loaded image:", "Untagged:", "Deleted:"). */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "pod_client.h"
+#include "pea/image_pull.h"
 #include "pea/image_ref.h"
 #include "pea/image_store.h"
 #include "pea/util.h"
@@ -18,6 +19,7 @@
 static const struct {
     const char *name, *usage, *summary;
 } image_commands[] = {
+    {"pull", "image pull [-q] [options] REF", "fetch an image from a registry (options below)"},
     {"load", "image load [-i FILE] [-q] [--name NAME]",
      "load a docker-archive or oci-archive tar (gzip and zstd too; stdin without -i)"},
     {"import", "image import [--ref REF] [-q] DIR [NAME]", "import the images of an OCI image layout directory"},
@@ -33,6 +35,16 @@ static void print_image_usage(FILE *f)
     fprintf(f, "Usage: pea image COMMAND [--data-root DIR] [options]\n\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(image_commands); i++)
         fprintf(f, "  %-44s %s\n", image_commands[i].usage, image_commands[i].summary);
+    fprintf(f, "\nimage pull options, as podman pull takes them:\n"
+               "  --platform OS/ARCH[/VARIANT]  the image to pick from an index (default: this host's)\n"
+               "  --authfile FILE               credentials (default: $REGISTRY_AUTH_FILE,\n"
+               "                                ${XDG_RUNTIME_DIR}/containers/auth.json,\n"
+               "                                ~/.config/containers/auth.json, ~/.docker/config.json)\n"
+               "  --creds USER:PASSWORD         credentials given outright\n"
+               "  --cert-dir DIR                CAs (*.crt) and a client certificate (NAME.cert, NAME.key)\n"
+               "                                (default: /etc/containers/certs.d/HOST:PORT, /etc/docker/certs.d/...)\n"
+               "  --tls-verify=false            plain HTTP and unverified certificates for this registry\n"
+               "                                (plain HTTP is allowed anyway for localhost, 127.0.0.0/8 and [::1])\n");
     fprintf(f, "\nThe store is DIR/images (--data-root, default %s, as for pods).\n"
                "Limits per layer: PEA_IMAGE_MAX_LAYER_BYTES (default 32 GiB uncompressed) and\n"
                "PEA_IMAGE_MAX_LAYER_ENTRIES (default 2000000).\n",
@@ -42,6 +54,8 @@ static void print_image_usage(FILE *f)
 struct image_cli {
     const char *data_root;
     const char *input, *name, *ref, *output;
+    const char *platform, *authfile, *creds, *cert_dir; /* pull */
+    bool does_tls_verify;                               /* pull */
     bool is_quiet, is_forced, is_all;
     struct cli_args args; /* the positional arguments */
 };
@@ -50,11 +64,11 @@ static void image_cli_clear(struct image_cli *o) { free(o->args.items); }
 #define AUTO_IMAGE_CLI __attribute__((cleanup(image_cli_clear)))
 
 /* One option set for every image command, parsed as the pod commands' (options anywhere, "--" ends them); takes
- * names the ones a command has: i(nput), q(uiet), n(ame), r(ef), o(utput), f(orce), a(ll). */
+ * names the ones a command has: i(nput), q(uiet), n(ame), r(ef), o(utput), f(orce), a(ll), p(ull's options). */
 static int parse(int argc, char **argv, const char *command, const char *takes, struct image_cli *o)
 {
-    *o = (struct image_cli){.data_root = POD_DEFAULT_DATA_ROOT, .output = "table"};
-    struct cli_option opts[10];
+    *o = (struct image_cli){.data_root = POD_DEFAULT_DATA_ROOT, .output = "table", .does_tls_verify = true};
+    struct cli_option opts[16];
     size_t n = 0;
     opts[n++] = (struct cli_option)CLI_STRING("data-root", 0, &o->data_root);
     if (strchr(takes, 'i'))
@@ -74,6 +88,13 @@ static int parse(int argc, char **argv, const char *command, const char *takes, 
         opts[n++] = (struct cli_option)CLI_FLAG("force", 'f', &o->is_forced);
     if (strchr(takes, 'a'))
         opts[n++] = (struct cli_option)CLI_FLAG("all", 'a', &o->is_all);
+    if (strchr(takes, 'p')) {
+        opts[n++] = (struct cli_option)CLI_STRING("platform", 0, &o->platform);
+        opts[n++] = (struct cli_option)CLI_STRING("authfile", 0, &o->authfile);
+        opts[n++] = (struct cli_option)CLI_STRING("creds", 0, &o->creds);
+        opts[n++] = (struct cli_option)CLI_STRING("cert-dir", 0, &o->cert_dir);
+        opts[n++] = (struct cli_option)CLI_BOOL("tls-verify", 0, &o->does_tls_verify);
+    }
     opts[n] = (struct cli_option)CLI_END;
     return cli_parse_options(command, argc, argv, opts, 0, &o->args);
 }
@@ -112,6 +133,46 @@ static int print_loaded(const char *verb, char **loaded)
     for (size_t i = 0; loaded && loaded[i]; i++)
         printf("%s image: %s\n", verb, loaded[i]);
     strv_free(loaded);
+    return 0;
+}
+
+static int image_pull(int argc, char **argv)
+{
+    AUTO_IMAGE_CLI struct image_cli o;
+    if (parse(argc, argv, "image pull", "qp", &o) != 0)
+        return 1;
+    if (o.args.n != 1)
+        return cli_usage_error("image pull", "takes one image reference");
+    struct pea_image_pull_options po = {
+        .reference = o.args.items[0],
+        .platform = o.platform,
+        .skips_tls_verify = !o.does_tls_verify,
+        .cert_dir = o.cert_dir,
+        .shows_progress = !o.is_quiet && isatty(STDERR_FILENO),
+    };
+    const char *auth_files[] = {o.authfile, NULL};
+    if (o.authfile)
+        po.auth_files = auth_files;
+    AUTO_FREE char *user = NULL;
+    if (o.creds) {
+        const char *colon = strchr(o.creds, ':');
+        if (!colon || colon == o.creds)
+            return cli_usage_error("image pull", "--creds takes USER:PASSWORD");
+        user = xasprintf("%.*s", (int)(colon - o.creds), o.creds);
+        po.username = user;
+        po.password = colon + 1;
+    }
+    struct pea_error err = {0};
+    struct pea_image_store *s = open_store(&o, &err);
+    if (!s)
+        return cli_fail(&err);
+    struct pea_image_pull_result result;
+    int r = pea_image_pull(s, &po, &result, &err);
+    pea_image_store_close(s);
+    if (r < 0)
+        return cli_fail(&err);
+    /* podman's habit: the image ID on stdout, progress (on a terminal) on stderr. */
+    printf("%s\n", pea_digest_hex(result.config_digest));
     return 0;
 }
 
@@ -212,12 +273,17 @@ static json_t *image_summary(const struct pea_image *img)
         json_array_append_new(names, json_string(img->names[i]));
         if (strcmp(tag, "<none>") != 0)
             json_array_append_new(tags, json_string(img->names[i]));
-        AUTO_FREE char *pinned = xasprintf("%s@%s", repo, img->manifest_digest);
-        bool seen = false;
-        for (size_t k = 0; k < json_array_size(digests); k++)
-            seen = seen || strcmp(json_string_value(json_array_get(digests, k)), pinned) == 0;
-        if (!seen)
-            json_array_append_new(digests, json_string(pinned));
+        /* The manifest's digest, and those of the indexes it was chosen from (a pull's manifest list), as podman
+         * lists them. */
+        for (size_t d = 0; d == 0 || img->index_digests[d - 1]; d++) {
+            const char *digest = d == 0 ? img->manifest_digest : img->index_digests[d - 1];
+            AUTO_FREE char *pinned = xasprintf("%s@%s", repo, digest);
+            bool seen = false;
+            for (size_t k = 0; k < json_array_size(digests); k++)
+                seen = seen || strcmp(json_string_value(json_array_get(digests, k)), pinned) == 0;
+            if (!seen)
+                json_array_append_new(digests, json_string(pinned));
+        }
     }
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I}", "Id", pea_digest_hex(img->config_digest), "Digest",
                      img->manifest_digest, "Names", names, "RepoTags", tags, "RepoDigests", digests, "Size",
@@ -410,7 +476,7 @@ int cmd_image(const struct cli_globals *g, int argc, char **argv)
         const char *name;
         int (*run)(int argc, char **argv);
     } table[] = {
-        {"load", image_load}, {"import", image_import}, {"ls", image_ls},       {"list", image_ls},
+        {"pull", image_pull}, {"load", image_load}, {"import", image_import}, {"ls", image_ls}, {"list", image_ls},
         {"inspect", image_inspect}, {"tag", image_tag}, {"rm", image_rm},       {"remove", image_rm},
         {"prune", image_prune},
     };

@@ -132,7 +132,9 @@ static const struct cli_command commands[] = {
      "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
-    {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]", "load, import, list, inspect, tag and remove OCI images",
+    {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]",
+     "pull, load, import, list, inspect, tag and remove OCI images",
+     "  pull [-q] [--platform P] REF        fetch an image from a registry (pea image pull --help)\n"
      "  load [-i FILE] [-q] [--name NAME]   load a docker-archive or oci-archive tar\n"
      "  import [--ref REF] DIR [NAME]       import an OCI image layout directory\n"
      "  ls [-q] [-o table|json]             list images\n"
