@@ -341,11 +341,14 @@ def token_server(certs, service, issuer, users, field="token"):
     return server
 
 
-def fake_registry(layout, tamper=None, redirect_host=None, basic=None, oversize=None):
+def fake_registry(layout, tamper=None, redirect_host=None, basic=None, oversize=None, barrier=None, stall=None):
     """Plain HTTP registry serving an OCI layout. tamper: a digest whose content is altered (same size);
     oversize: a digest served with extra bytes; redirect_host: blobs redirect to http://HOST:PORT/storage/;
-    basic: (user, password) the registry (not the storage) requires. server.requests records (path, auth)."""
+    basic: (user, password) the registry (not the storage) requires; barrier: a threading.Barrier every manifest
+    request waits at (so that clients go on together); stall: a digest of which half is sent, the rest only once
+    server.release is set. server.requests records (path, auth); server.stalled is set once the half is sent."""
     requests = []
+    release, stalled = threading.Event(), threading.Event()
 
     def read_blob(digest):
         with open(os.path.join(layout, "blobs", "sha256", digest[7:]), "rb") as f:
@@ -364,6 +367,8 @@ def fake_registry(layout, tamper=None, redirect_host=None, basic=None, oversize=
             if self.path == "/v2/":
                 return self.reply(200, b"{}")
             if len(parts) >= 5 and parts[-2] == "manifests":
+                if barrier:
+                    barrier.wait(30)
                 with open(os.path.join(layout, "index.json")) as f:
                     index = json.load(f)
                 for entry in index["manifests"]:
@@ -380,13 +385,29 @@ def fake_registry(layout, tamper=None, redirect_host=None, basic=None, oversize=
                     data = data[:-1] + bytes([data[-1] ^ 0xff])
                 if digest == oversize:
                     data += b"\0" * 4096
+                if digest == stall:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    stalled.set()
+                    release.wait(60)
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(data[len(data) // 2:])
+                    return None
                 return self.reply(200, data)
             self.reply(404)
 
     ctx = serve(Handler)
     server = ctx.__enter__()
-    server.requests = requests
-    server.close = lambda: ctx.__exit__(None, None, None)
+    server.requests, server.release, server.stalled = requests, release, stalled
+
+    def close():
+        release.set()
+        ctx.__exit__(None, None, None)
+
+    server.close = close
     return server
 
 
