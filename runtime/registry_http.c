@@ -70,7 +70,8 @@ static bool is_named_insecure(const char *const *insecure, const char *hostport)
 
 static bool is_valid_host(const char *s)
 {
-    if (!*s || strlen(s) > 255)
+    /* No leading dot: the name becomes a directory under /etc/containers/certs.d, and ".." must not climb. */
+    if (!*s || *s == '.' || strlen(s) > 255)
         return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||

@@ -304,3 +304,9 @@ def test_blobs_the_caller_holds_are_not_fetched(world, out):
         assert base not in blobs and len(blobs) == 3  # manifest, config, the other layer
     finally:
         server.close()
+
+
+def test_registry_names_that_would_climb_out_of_certs_d_are_refused(out):
+    for name in ("..", ".", ".hidden:5000"):
+        r, _ = fetch(out, name, "pea/single", tag="1")
+        assert_fails(r, out, f'registry "{name}": not a host name with an optional port')
