@@ -4,7 +4,8 @@
  *   blobs/sha256/HEX           manifests, configs and indexes, each verified against its digest
  *   layers/sha256/HEX/diff     a layer unpacked by its diff ID: an overlay lower dir (whiteouts as 0/0 character
  *                              devices, opaque directories with trusted.overlay.opaque=y), shared by every image
- *   layers/sha256/HEX/layer.json  its size and entry count
+ *   layers/sha256/HEX/layer.json  its size, entry count and the blob it was unpacked from
+ *   locks/HEX                  flock per layer: imports of one layer take turns, so it is unpacked once
  *   images.json                the images (manifest digest, config digest, layers, names), replaced atomically
  *   holds/HOLDER               manifest digests a holder (a pod) uses: rm and prune keep them
  *   tmp/                       work directories, each locked by the process that writes it; swept when dead
