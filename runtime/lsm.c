@@ -10,7 +10,7 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 
-static bool is_apparmor_enabled(void)
+bool lsm_apparmor_is_enabled(void)
 {
     AUTO_FREE char *enabled = read_file_at(AT_FDCWD, "/sys/module/apparmor/parameters/enabled", 16, NULL);
     return enabled && enabled[0] == 'Y' && access("/sys/kernel/security/apparmor", F_OK) == 0;
@@ -24,7 +24,7 @@ int lsm_plan(const struct pea_spec *spec, struct pea_lsm_plan *plan, struct pea_
     plan->apparmor_profile = NULL;
     plan->selinux_label = NULL;
     if (proc->apparmor_profile && *proc->apparmor_profile) {
-        if (is_apparmor_enabled())
+        if (lsm_apparmor_is_enabled())
             plan->apparmor_profile = proc->apparmor_profile;
         else
             log_warn("apparmorProfile \"%s\" ignored: AppArmor is not enabled on this host", proc->apparmor_profile);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "manifest_internal.h"
+#include "manifest_security.h"
 #include "manifest_sources.h"
 #include "pea/util.h"
 
@@ -174,7 +175,8 @@ static void apply_pod_identity(struct pea_pod_manifest *m, const struct pea_pod_
 static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct pea_pod_security *pod,
                               struct pea_error *err)
 {
-    static const char *const fields[] = {"sysctls", "runAsUser", "runAsGroup", NULL};
+    static const char *const fields[] = {"sysctls", "runAsUser", "runAsGroup", MANIFEST_POD_SECURITY_EXTRA_FIELDS,
+                                         NULL};
     static const char *const sysctl_fields[] = {"name", "value", NULL};
     json_t *security, *sysctls;
     const char *path = "spec.securityContext";
@@ -190,7 +192,8 @@ static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct p
     if (field_get_id(security, path, "runAsGroup", &pod->has_run_as_group, &id, err) < 0)
         return -1;
     pod->run_as_group = id;
-    if (field_get_array(security, path, "sysctls", &sysctls, err) < 0)
+    if (manifest_parse_pod_security_extras(security, path, m, pod, err) < 0 ||
+        field_get_array(security, path, "sysctls", &sysctls, err) < 0)
         return -1;
     if (!sysctls)
         return 0;
@@ -266,13 +269,13 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
         "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
-        "serviceAccountName", NULL};
+        "serviceAccountName", "hostUsers", NULL};
     static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
     json_t *spec;
     bool is_host_network = false, has_grace;
     long long grace = 30;
     int restart = PEA_RESTART_ALWAYS;
-    struct pea_pod_security pod_identity = {0};
+    AUTO_POD_SECURITY struct pea_pod_security pod_identity = {0};
     if (field_get_object(root, "", "spec", true, &spec, err) < 0 || field_check_known(spec, "spec", fields, err) < 0 ||
         field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0)
         return -1;
@@ -300,10 +303,12 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
         return pea_fail(err, 0, "spec.containers: must hold at least one element");
     if (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0 ||
         parse_pod_security(spec, m, &pod_identity, err) < 0 ||
-        parse_dns(spec, m, err) < 0)
+        parse_dns(spec, m, err) < 0 || manifest_parse_host_users(spec, m, err) < 0)
         return -1;
     apply_pod_identity(m, &pod_identity);
-    return manifest_parse_network(root, is_host_network, m, err);
+    if (manifest_parse_network(root, is_host_network, m, err) < 0)
+        return -1;
+    return manifest_apply_pod_security(m, &pod_identity, err);
 }
 
 /* Kubernetes' limit on the sum of every annotation's key and value (TotalAnnotationSizeLimitB). */
@@ -388,6 +393,7 @@ static const struct {
     {"spec", "securityContext", "spec.securityContext"},
     {"spec", "dnsConfig", "spec.dnsConfig"},
     {"pea", NULL, "pea"},
+    {"spec", "hostUsers", "spec.hostUsers"},
 };
 #define SANDBOX_FIELD_BEFORE_INIT_CONTAINERS 5
 
@@ -627,6 +633,7 @@ void manifest_free(struct pea_pod_manifest *m)
         free(m->sysctls[i].value);
     }
     free(m->sysctls);
+    manifest_pod_security_free(m);
     strv_free(m->dns_nameservers);
     strv_free(m->dns_searches);
     free(m->netns_path);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "manifest_internal.h"
+#include "manifest_security.h"
 #include "manifest_sources.h"
 #include "pea/util.h"
 
@@ -23,6 +24,7 @@ void manifest_container_free(struct pea_pod_container *c)
     strv_free(c->security.capabilities_add);
     strv_free(c->security.capabilities_drop);
     free(c->security.seccomp_localhost_profile);
+    free(c->security.apparmor_localhost_profile);
     free(c->identity);
     free(c->resources_json);
     manifest_probes_free(c);
@@ -175,8 +177,8 @@ static int parse_resources(json_t *obj, const char *path, struct pea_pod_resourc
     return 0;
 }
 
-static int parse_seccomp_profile(json_t *security, const char *path, struct pea_pod_security *s,
-                                 struct pea_error *err)
+int manifest_parse_seccomp_profile(json_t *security, const char *path, struct pea_pod_security *s,
+                                   struct pea_error *err)
 {
     static const char *const profile_fields[] = {"type", "localhostProfile", NULL};
     static const char *const profile_types[] = {"RuntimeDefault", "Unconfined", "Localhost", NULL};
@@ -209,7 +211,7 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
 {
     static const char *const security_fields[] = {
         "runAsUser",    "runAsGroup",     "readOnlyRootFilesystem", "privileged", "allowPrivilegeEscalation",
-        "capabilities", "seccompProfile", NULL};
+        "capabilities", "seccompProfile", MANIFEST_CONTAINER_SECURITY_EXTRA_FIELDS, NULL};
     static const char *const capability_fields[] = {"add", "drop", NULL};
     json_t *security, *caps;
     char sec_path[FIELD_PATH_MAX], caps_path[FIELD_PATH_MAX];
@@ -236,7 +238,8 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
             (caps && (field_check_known(caps, caps_path, capability_fields, err) < 0 ||
                       field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
                       field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0)) ||
-            parse_seccomp_profile(security, sec_path, s, err) < 0)
+            manifest_parse_seccomp_profile(security, sec_path, s, err) < 0 ||
+            manifest_parse_security_extras(security, sec_path, true, s, err) < 0)
             return -1;
     }
     if (!s->capabilities_add)

@@ -25,6 +25,7 @@
 #include "pea/util.h"
 #include "pea/volume.h"
 #include "pod_internal.h"
+#include "pod_security.h"
 
 #define POD_MANIFEST_FILE "manifest"
 
@@ -450,6 +451,8 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
                struct pea_error *err)
 {
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest;
+    if (pod_security_check(m, err) < 0)
+        return pea_wrap(err, "pod %s", m->name);
     AUTO_FREE char *pods = pods_dir(o->root);
     /* Absolute from here on: the paths end up in config.json files, read from other working directories. */
     char root[PATH_MAX], data_root[PATH_MAX];

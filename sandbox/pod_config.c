@@ -10,6 +10,7 @@
 #include "pea/spec.h"
 #include "pea/util.h"
 #include "pea/volume.h"
+#include "pod_security.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -230,22 +231,13 @@ static int set_root(const struct pea_pod *pod, const struct pea_pod_container *c
     return 0;
 }
 
-static json_t *seccomp_profile(const struct pea_pod_container *c, struct pea_error *err)
+static json_t *seccomp_profile(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
 {
     if (c->security.privileged || (c->security.has_seccomp_profile &&
                                    c->security.seccomp_profile == PEA_SECCOMP_PROFILE_UNCONFINED))
         return json_null();
-    if (c->security.has_seccomp_profile && c->security.seccomp_profile == PEA_SECCOMP_PROFILE_LOCALHOST) {
-        json_error_t jerr;
-        json_t *profile = json_load_file(c->security.seccomp_localhost_profile, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(profile)) {
-            json_decref(profile);
-            pea_fail(err, 0, "container %s: seccompProfile %s: %s", c->name, c->security.seccomp_localhost_profile,
-                     profile ? "not a JSON object" : jerr.text);
-            return NULL;
-        }
-        return profile;
-    }
+    if (c->security.has_seccomp_profile && c->security.seccomp_profile == PEA_SECCOMP_PROFILE_LOCALHOST)
+        return pod_security_localhost_seccomp(pod, c, err);
     return spec_default_seccomp_json();
 }
 
@@ -320,7 +312,7 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     json_t *res = pod_config_resources(&c->resources);
     json_object_set_new(res, "devices", json_pack("[{s:b, s:s}]", "allow", 0, "access", "rwm"));
     json_object_set_new(linux, "resources", res);
-    json_t *seccomp = seccomp_profile(c, err);
+    json_t *seccomp = seccomp_profile(pod, c, err);
     if (!seccomp)
         return NULL;
     if (json_is_null(seccomp))
@@ -334,6 +326,8 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     }
     json_object_set_new(cfg, "annotations", json_pack("{s:s, s:s}", "run.pea.pod", m->name, "run.pea.container",
                                                       c->name));
+    if (pod_security_configure(pod, c, cfg, err) < 0)
+        return NULL;
     return take_ptr(&cfg);
 }
 

@@ -12,8 +12,20 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
+#include "pod_security.h"
 
-static int prepare_empty_dir(const char *path, const struct pea_pod_volume *v, struct pea_error *err)
+/* fsGroup: the emptyDir's group, and setgid so that what the containers make in it gets that group too. */
+static int own_empty_dir(const char *path, const struct pea_pod_volume *v, const struct pea_pod_groups *groups,
+                         struct pea_error *err)
+{
+    AUTO_FD int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return pea_fail(err, errno, "volume %s: open %s", v->name, path);
+    return pod_security_own_volume(fd, groups, false, err) < 0 ? pea_wrap(err, "volume %s", v->name) : 0;
+}
+
+static int prepare_empty_dir(const char *path, const struct pea_pod_volume *v, const struct pea_pod_groups *groups,
+                             struct pea_error *err)
 {
     if (mkdir(path, 0777) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "volume %s: create %s", v->name, path);
@@ -21,13 +33,13 @@ static int prepare_empty_dir(const char *path, const struct pea_pod_volume *v, s
     if (chmod(path, 0777) < 0)
         return pea_fail(err, errno, "volume %s: chmod %s", v->name, path);
     if (!v->is_memory)
-        return 0;
+        return own_empty_dir(path, v, groups, err);
     char options[64] = "mode=0777";
     if (v->has_size_limit)
         snprintf(options, sizeof options, "mode=0777,size=%llu", (unsigned long long)v->size_limit_bytes);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
         return pea_fail(err, errno, "volume %s: mount tmpfs on %s", v->name, path);
-    return 0;
+    return own_empty_dir(path, v, groups, err);
 }
 
 static const char *host_path_type_name(enum pea_host_path_type t)
@@ -110,7 +122,8 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
             continue;
         }
         AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
-        if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0 : prepare_empty_dir(path, v, err) < 0)
+        if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0
+                                  : prepare_empty_dir(path, v, &pod->manifest->groups, err) < 0)
             return -1;
     }
     return 0;

@@ -21,6 +21,7 @@
 #include "pea/pod_env.h"
 #include "pea/util.h"
 #include "pea/volume.h"
+#include "pod_security.h"
 
 #define DATA_LINK "..data"
 #define DATA_LINK_NEW "..data_tmp"
@@ -253,7 +254,9 @@ static int relink(const char *dir_path, int dir_fd, const char *current, const s
     return r;
 }
 
-static int write_payload(const char *dir_path, const struct payload *p, struct pea_error *err)
+/* groups: fsGroup, applied to the new version before it is switched to, as the kubelet after its atomic writer. */
+static int write_payload(const char *dir_path, const struct payload *p, const struct pea_pod_groups *groups,
+                         struct pea_error *err)
 {
     AUTO_FD int dir_fd = open(dir_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir_fd < 0)
@@ -268,6 +271,8 @@ static int write_payload(const char *dir_path, const struct payload *p, struct p
     for (size_t i = 0; i < p->n; i++)
         if (write_one(version_fd, &p->files[i], err) < 0)
             return pea_wrap(err, "%s/%s", dir_path, version);
+    if (pod_security_own_volume(version_fd, groups, true, err) < 0)
+        return pea_wrap(err, "%s/%s", dir_path, version);
     /* The swap: a new link renamed over the old, one atomic step for a reader. */
     if ((unlinkat(dir_fd, DATA_LINK_NEW, 0) < 0 && errno != ENOENT) ||
         symlinkat(version, dir_fd, DATA_LINK_NEW) < 0 || renameat(dir_fd, DATA_LINK_NEW, dir_fd, DATA_LINK) < 0)
@@ -289,7 +294,7 @@ int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volum
     struct payload p;
     if (payload_build(pod, pod->manifest, v, &p, err) < 0)
         return -1;
-    int r = write_payload(path, &p, err);
+    int r = write_payload(path, &p, &pod->manifest->groups, err);
     payload_free(&p);
     return r < 0 ? pea_wrap(err, "volume %s", v->name) : 0;
 }
@@ -307,7 +312,7 @@ int volume_update_written(const struct pea_pod *pod, const struct pea_pod_manife
         struct pea_error ignored = {0};
         bool is_same = before && payload_build(pod, old, before, &then, &ignored) == 0 && payload_equal(&now, &then);
         AUTO_FREE char *path = volume_host_path(pod, v);
-        int r = is_same ? 0 : write_payload(path, &now, err);
+        int r = is_same ? 0 : write_payload(path, &now, &pod->manifest->groups, err);
         payload_free(&now);
         payload_free(&then);
         if (r < 0)

@@ -13,6 +13,9 @@ struct pea_lsm_plan {
     const char *selinux_label;    /* NULL: none asked, or SELinux is off on this host */
 };
 
+/* Whether AppArmor is enabled on this host (and its securityfs is there to load profiles). */
+bool lsm_apparmor_is_enabled(void);
+
 /* Fill *plan for SPEC's process. A label whose LSM is not enabled on this host is dropped with one warning, as runc
  * does; a mount label on a host with SELinux is refused, since pea cannot apply it yet. */
 int lsm_plan(const struct pea_spec *spec, struct pea_lsm_plan *plan, struct pea_error *err);

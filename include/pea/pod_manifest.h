@@ -20,6 +20,12 @@ enum pea_seccomp_profile_type {
     PEA_SECCOMP_PROFILE_LOCALHOST, /* localhost_profile: path of an OCI linux.seccomp JSON file */
 };
 
+enum pea_apparmor_profile_type {
+    PEA_APPARMOR_PROFILE_RUNTIME_DEFAULT,
+    PEA_APPARMOR_PROFILE_UNCONFINED,
+    PEA_APPARMOR_PROFILE_LOCALHOST,
+};
+
 /* Where a value comes from: written in the manifest, or looked up when the container is made (env valueFrom,
  * downwardAPI items). */
 enum pea_value_source {
@@ -78,6 +84,13 @@ struct pea_pod_security {
     bool has_seccomp_profile;
     enum pea_seccomp_profile_type seccomp_profile;
     char *seccomp_localhost_profile; /* LOCALHOST only */
+    /* runAsNonRoot, appArmorProfile, procMount (manifest_security.c); pod-level values already applied where the
+     * container sets none. */
+    bool has_run_as_non_root, run_as_non_root;
+    bool has_apparmor_profile;
+    enum pea_apparmor_profile_type apparmor_profile;
+    char *apparmor_localhost_profile; /* LOCALHOST only: the name of a loaded profile */
+    bool is_proc_mount_unmasked;      /* procMount: Unmasked (only with hostUsers: false) */
 };
 
 /* A probe's or a lifecycle hook's action (Kubernetes' ProbeHandler and LifecycleHandler). */
@@ -228,8 +241,19 @@ struct pea_pod_sysctl {
     char *name, *value;
 };
 
-/* metadata.name, spec.hostname, .shareProcessNamespace, .hostNetwork, .volumes, .securityContext, .dnsConfig, pea */
-#define PEA_MANIFEST_SANDBOX_FIELDS 8
+/* What spec.securityContext says about the pod as a whole (manifest_security.c): groups and volume ownership. */
+struct pea_pod_groups {
+    bool has_fs_group;
+    gid_t fs_group;
+    bool is_fs_group_change_on_root_mismatch; /* fsGroupChangePolicy: OnRootMismatch (default Always) */
+    gid_t *supplemental_groups;               /* in manifest order */
+    size_t n_supplemental_groups;
+    bool is_supplemental_groups_strict;       /* supplementalGroupsPolicy: Strict (default Merge) */
+};
+
+/* metadata.name, spec.hostname, .shareProcessNamespace, .hostNetwork, .volumes, .securityContext, .dnsConfig, pea,
+ * spec.hostUsers */
+#define PEA_MANIFEST_SANDBOX_FIELDS 9
 
 struct pea_pod_manifest {
     char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
@@ -249,6 +273,8 @@ struct pea_pod_manifest {
     size_t n_volumes;
     struct pea_pod_sysctl *sysctls; /* spec.securityContext.sysctls */
     size_t n_sysctls;
+    struct pea_pod_groups groups; /* spec.securityContext: fsGroup, supplementalGroups and their policies */
+    bool has_own_users;           /* spec.hostUsers: false: a user namespace of the pod's own (pod_userns.c) */
     char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
     char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
     /* pea.network */
