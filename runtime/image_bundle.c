@@ -63,7 +63,8 @@ static int write_config(int work_fd, int rootfs_fd, const struct pea_image *img,
     const char *user_text = json_string_value(json_object_get(json_is_object(config) ? config : NULL, "User"));
     AUTO_FREE char *passwd = NULL;
     AUTO_FREE char *group = NULL;
-    if (read_user_db(rootfs_fd, "/etc/passwd", &passwd, err) < 0 || read_user_db(rootfs_fd, "/etc/group", &group, err) < 0)
+    if (read_user_db(rootfs_fd, "/etc/passwd", &passwd, err) < 0 ||
+        read_user_db(rootfs_fd, "/etc/group", &group, err) < 0)
         return -1;
     struct pea_image_user user;
     if (pea_image_user_resolve(user_text ? user_text : "", passwd, group, &user, err) < 0)

@@ -8,7 +8,6 @@ examples/make-rootfs as the base, small tar layers above it.
 import json
 import os
 import stat
-import subprocess
 import tarfile
 
 import pytest
@@ -231,3 +230,23 @@ def test_a_user_database_symlinked_out_of_the_root_is_read_inside(store, tmp_pat
         assert "user evil not found in the image's /etc/passwd (it has none)" in result.stderr
     finally:
         (host_target / "passwd").unlink()
+
+
+def test_rootless_bundle_runs_in_a_user_namespace(store, tmp_path, base_layer, run, work_dir, cid, test_mark):
+    load_image(store, tmp_path, "rl:1", [base_layer], {"Cmd": ["cat", "/proc/self/uid_map"]})
+    out = tmp_path / "b"
+    bundle(store, "rl:1", out, "--rootless")
+    with open(out / "config.json") as f:
+        config = json.load(f)
+    assert {"type": "user"} in config["linux"]["namespaces"]
+    assert {"type": "network"} not in config["linux"]["namespaces"]
+    assert config["linux"]["uidMappings"][0] == {"containerID": 0, "hostID": os.getuid(), "size": 1}
+    by_pea = run_in(run, str(out), cid, test_mark)
+    assert by_pea.code == 0, by_pea.err
+    assert by_pea.out.split()[:3] == ["0", str(os.getuid()), "1"]
+    runc = helpers.Runner(RUNC, os.path.join(work_dir, "runc-root"), work_dir, test_mark)
+    try:
+        by_runc = run_in(runc, str(out), cid + "-runc", test_mark)
+    finally:
+        runc("delete", "--force", cid + "-runc")
+    assert by_runc.code == 0 and by_runc.out == by_pea.out, by_runc.err

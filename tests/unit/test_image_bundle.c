@@ -168,7 +168,8 @@ Test(image_config, labels_win_over_implicit_annotations)
                                   "\"org.opencontainers.image.author\":\"me\",\"org.opencontainers.image.os.features\":"
                                   "\"a,b\",\"org.opencontainers.image.stopSignal\":\"SIGINT\"}");
     AUTO_FREE char *env = dumped(json_object_get(json_object_get(spec, "process"), "env"));
-    cr_assert_str_eq(env, "[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\",\"HOME=/home/five\"]");
+    cr_assert_str_eq(env,
+                     "[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\",\"HOME=/home/five\"]");
 }
 
 Test(image_config, nothing_to_run_keeps_the_default_with_a_notice)
