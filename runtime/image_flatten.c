@@ -244,6 +244,12 @@ static int link_to_copy(struct flattener *f, const char *target, int dst, const 
     return 0;
 }
 
+static bool is_opaque(int dir_fd)
+{
+    char value[2];
+    return fgetxattr(dir_fd, OPAQUE_XATTR, value, sizeof value) == 1 && value[0] == 'y';
+}
+
 static int apply_tree(struct flattener *f, int src, int dst, const char *rel, struct pea_error *err);
 
 static int apply_directory(struct flattener *f, int src, int dst, const char *name, const struct stat *st,
@@ -252,10 +258,9 @@ static int apply_directory(struct flattener *f, int src, int dst, const char *na
     AUTO_FD int src_dir = openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (src_dir < 0)
         return pea_fail(err, errno, "%s: open in the layer", path);
-    char opaque[2];
-    bool is_opaque = fgetxattr(src_dir, OPAQUE_XATTR, opaque, sizeof opaque) == 1 && opaque[0] == 'y';
     struct stat below;
-    bool is_kept = !is_opaque && fstatat(dst, name, &below, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(below.st_mode);
+    bool is_kept =
+        !is_opaque(src_dir) && fstatat(dst, name, &below, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(below.st_mode);
     if (!is_kept) {
         if (remove_tree_at(dst, name, path, err) < 0)
             return -1;
@@ -348,6 +353,18 @@ static int apply_tree(struct flattener *f, int src, int dst, const char *rel, st
     return 0;
 }
 
+/* A layer whose root is opaque (".wh..wh..opq" at its top) hides every lower layer. */
+static int remove_all_below(int rootfs_fd, struct pea_error *err)
+{
+    AUTO_STRV char **names = list_names(rootfs_fd, "", err);
+    if (!names)
+        return -1;
+    for (size_t i = 0; names[i]; i++)
+        if (remove_tree_at(rootfs_fd, names[i], names[i], err) < 0)
+            return -1;
+    return 0;
+}
+
 int bundle_apply_layers(int rootfs_fd, char *const *layer_dirs, char *const *diff_ids, struct pea_error *err)
 {
     struct flattener f = {.rootfs_fd = rootfs_fd, .is_root = geteuid() == 0};
@@ -355,6 +372,8 @@ int bundle_apply_layers(int rootfs_fd, char *const *layer_dirs, char *const *dif
         AUTO_FD int layer = open(layer_dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
         int r = layer < 0 || fstat(layer, &st) < 0 ? pea_fail(err, errno, "open %s", layer_dirs[i]) : 0;
+        if (r == 0 && is_opaque(layer))
+            r = remove_all_below(rootfs_fd, err);
         if (r == 0)
             r = apply_tree(&f, layer, rootfs_fd, "", err);
         if (r == 0)

@@ -250,3 +250,10 @@ def test_rootless_bundle_runs_in_a_user_namespace(store, tmp_path, base_layer, r
     finally:
         runc("delete", "--force", cid + "-runc")
     assert by_runc.code == 0 and by_runc.out == by_pea.out, by_runc.err
+
+
+def test_an_opaque_layer_root_hides_every_layer_below(store, tmp_path, base_layer):
+    top = tar_bytes([entry(".wh..wh..opq"), entry("only", data=b"x")])
+    load_image(store, tmp_path, "opaque:1", [base_layer, top], {"Cmd": ["/only"]})
+    bundle(store, "opaque:1", tmp_path / "b")
+    assert os.listdir(tmp_path / "b" / "rootfs") == ["only"]
