@@ -269,6 +269,27 @@ int remove_tree(const char *path, struct pea_error *err)
     return 0;
 }
 
+int remove_tree_at(int dir_fd, const char *name, const char *shown, struct pea_error *err)
+{
+    struct stat st;
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : pea_fail(err, errno, "stat %s", shown);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
+            return pea_fail(err, errno, "remove %s", shown);
+        return 0;
+    }
+    AUTO_FD int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat opened;
+    if (fd < 0 || fstat(fd, &opened) < 0)
+        return pea_fail(err, errno, "open %s", shown);
+    if (remove_tree_below(fd, opened.st_dev, shown, err) < 0)
+        return -1;
+    if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return pea_fail(err, errno, "remove %s", shown);
+    return 0;
+}
+
 int mkdir_p(const char *path, mode_t mode)
 {
     AUTO_FREE char *copy = xstrdup(path);

@@ -72,6 +72,8 @@ int write_file_atomic_at(int dirfd, const char *name, const char *buf, size_t le
 
 /* rm -rf of path: never follows symlinks, refuses to cross into another filesystem. Missing is not an error. */
 int remove_tree(const char *path, struct pea_error *err);
+/* The same for NAME in dir_fd (a file, a symlink or a tree; shown in messages). */
+int remove_tree_at(int dir_fd, const char *name, const char *shown, struct pea_error *err);
 /* mkdir -p; existing directories are fine. 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
 

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "cli_options.h"
 #include "pod_client.h"
 #include "pea/image_pull.h"
+#include "pea/image_bundle.h"
 #include "pea/image_ref.h"
 #include "pea/image_store.h"
 #include "pea/util.h"
@@ -28,6 +30,8 @@ static const struct {
     {"tag", "image tag IMAGE NAME...", "give an image more names"},
     {"rm", "image rm [-f] IMAGE...", "remove names, and images left without one (never one a pod holds)"},
     {"prune", "image prune [-a]", "remove images without a name (-a: every image no pod holds) and unused layers"},
+    {"bundle", "image bundle [-f] [-t] [--rootless] IMAGE DIR",
+     "write an OCI runtime bundle (rootfs, config.json) for pea run or runc"},
 };
 
 static void print_image_usage(FILE *f)
@@ -460,6 +464,38 @@ static int image_prune(int argc, char **argv)
     return 0;
 }
 
+/* Options of its own (parse() is shared by the store's commands): --force replaces DIR's rootfs and config.json,
+ * --rootless writes the rootless default spec, -t gives the process a terminal. */
+static int image_bundle(int argc, char **argv)
+{
+    const char *data_root = POD_DEFAULT_DATA_ROOT;
+    struct pea_image_bundle_options bo = {0};
+    struct cli_args args = {0};
+    const struct cli_option opts[] = {
+        CLI_STRING("data-root", 0, &data_root), CLI_FLAG("force", 'f', &bo.is_forced),
+        CLI_FLAG("rootless", 0, &bo.is_rootless), CLI_FLAG("tty", 't', &bo.has_terminal), CLI_END,
+    };
+    if (cli_parse_options("image bundle", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    AUTO_FREE char **positional = args.items;
+    if (args.n != 2)
+        return cli_usage_error("image bundle", "takes an image and the bundle directory");
+    /* The copy holds two directory fds per level of the deepest path: lift the soft limit to the hard one. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    struct pea_error err = {0};
+    struct image_cli store_options = {.data_root = data_root};
+    struct pea_image_store *s = open_store(&store_options, &err);
+    if (!s)
+        return cli_fail(&err);
+    int r = pea_image_bundle_write(s, positional[0], positional[1], &bo, &err);
+    pea_image_store_close(s);
+    return r < 0 ? cli_fail(&err) : 0;
+}
+
 int cmd_image(const struct cli_globals *g, int argc, char **argv)
 {
     (void)g;
@@ -478,7 +514,7 @@ int cmd_image(const struct cli_globals *g, int argc, char **argv)
     } table[] = {
         {"pull", image_pull}, {"load", image_load}, {"import", image_import}, {"ls", image_ls}, {"list", image_ls},
         {"inspect", image_inspect}, {"tag", image_tag}, {"rm", image_rm},       {"remove", image_rm},
-        {"prune", image_prune},
+        {"prune", image_prune}, {"bundle", image_bundle},
     };
     for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
         if (strcmp(table[i].name, sub) != 0)

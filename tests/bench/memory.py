@@ -156,13 +156,13 @@ def _umount_under(prefix):
         quiet(["umount", "-l", point])
 
 
-def containerd_shim_rss(work):
-    """A private containerd (own config, root, state, socket under a temp dir; CRI off), the image imported from
-    our own archive, `ctr run -d` of one sleeping container; VmRSS/PSS (KiB) of its containerd-shim-runc-v2."""
+def start_private_containerd(d, cleanup, namespace):
+    """A containerd of our own in D (config, root, state, socket; CRI off), never the system one; its undo actions
+    go on CLEANUP. Returns the ctr argv for it (namespace NAMESPACE) and the daemon's Popen, or (None, None) when
+    containerd is not installed."""
     containerd, ctr = shutil.which("containerd"), shutil.which("ctr")
-    if not containerd or not ctr or not shutil.which("containerd-shim-runc-v2"):
-        return None
-    d = tempfile.mkdtemp(prefix="ctrd-", dir=work)
+    if not containerd or not ctr:
+        return None, None
     sock = os.path.join(d, "containerd.sock")
     cfg = os.path.join(d, "config.toml")
     with open(cfg, "w") as f:
@@ -173,22 +173,33 @@ def containerd_shim_rss(work):
                 f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n'
                 f'[debug]\n  address = ""\n[metrics]\n  address = ""\n'
                 f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{d}/opt"\n')
+    ctr_argv = [ctr, "--address", sock, "--namespace", namespace]
+    # The shims' sockets go to /run/containerd/s whatever the config says: remove what we made there.
+    if not os.path.exists("/run/containerd"):
+        cleanup.push(_remove_empty_tree, "/run/containerd")
+    # containerd puts a namespace's containers under /<namespace>/ of every cgroup hierarchy, the v1 ones too.
+    cleanup.push(_remove_cgroups, namespace)
+    cleanup.push(shutil.rmtree, d, ignore_errors=True)
+    cleanup.push(_umount_under, d + "/")
+    log = open(os.path.join(d, "containerd.log"), "w")
+    daemon = subprocess.Popen([containerd, "--config", cfg], stdout=log, stderr=log)
+    cleanup.push(_stop_daemon, daemon)
+    if not wait_until(lambda: os.path.exists(sock) and quiet(ctr_argv + ["version"]).returncode == 0, 20, 0.05):
+        raise RuntimeError("containerd did not come up: " + open(os.path.join(d, "containerd.log")).read()[-500:])
+    return ctr_argv, daemon
+
+
+def containerd_shim_rss(work):
+    """A private containerd (own config, root, state, socket under a temp dir; CRI off), the image imported from
+    our own archive, `ctr run -d` of one sleeping container; VmRSS/PSS (KiB) of its containerd-shim-runc-v2."""
+    if not shutil.which("containerd-shim-runc-v2"):
+        return None
+    d = tempfile.mkdtemp(prefix="ctrd-", dir=work)
     cleanup = Cleanup()
-    ctr_argv = [ctr, "--address", sock, "--namespace", "pea-bench"]
     try:
-        # The shims' sockets go to /run/containerd/s whatever the config says: remove what we made there.
-        if not os.path.exists("/run/containerd"):
-            cleanup.push(_remove_empty_tree, "/run/containerd")
-        # containerd puts a namespace's containers under /<namespace>/ of every cgroup hierarchy, the v1 ones too.
-        cleanup.push(_remove_cgroups, "pea-bench")
-        cleanup.push(shutil.rmtree, d, ignore_errors=True)
-        cleanup.push(_umount_under, d + "/")
-        log = open(os.path.join(d, "containerd.log"), "w")
-        daemon = subprocess.Popen([containerd, "--config", cfg], stdout=log, stderr=log)
-        cleanup.push(_stop_daemon, daemon)
-        if not wait_until(lambda: os.path.exists(sock) and quiet(ctr_argv + ["version"]).returncode == 0, 20,
-                          0.05):
-            raise RuntimeError("containerd did not come up: " + open(os.path.join(d, "containerd.log")).read()[-500:])
+        ctr_argv, daemon = start_private_containerd(d, cleanup, "pea-bench")
+        if not ctr_argv:
+            return None
         archive = os.path.join(d, "image.tar")
         build_oci_archive(archive, d)
         subprocess.run(ctr_argv + ["images", "import", "--snapshotter", "overlayfs", archive], check=True,
