@@ -320,8 +320,11 @@ static int parse_controller(json_t *doc, struct pea_workload *w, struct parse_co
     json_t *labels = json_object_get(json_object_get(template, "metadata"), "labels");
     if (selector && check_selector(selector, json_is_object(labels) ? labels : NULL, &matches, err) < 0)
         return -1;
-    if (!matches)
-        return pea_fail(err, 0, "spec.template.metadata.labels: `selector` does not match template `labels`");
+    /* Kubernetes' words; the template is checked all the same. */
+    if (!matches) {
+        pea_fail(err, 0, "spec.template.metadata.labels: `selector` does not match template `labels`");
+        manifest_collect(ctx->c, err);
+    }
     for (const char *const *f = k->without_effect; *f; f++)
         if (json_object_get(spec, *f)) {
             char path[FIELD_PATH_MAX];

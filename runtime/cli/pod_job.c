@@ -160,6 +160,7 @@ static void finish(struct job_run *run, const char *status, const char *reason)
         if (pod_rm_one(run->g, name, false, -1, &err) < 0)
             log_warn("job %s: remove pod %s: %s", run->w->name, name, err.msg);
         json_object_set_new(pods, name, json_string("Failed"));
+        set_count(run->record, "failed", json_integer_value(json_object_get(run->record, "failed")) + 1);
     }
     char when[32];
     now_rfc3339(when, sizeof when);
@@ -319,7 +320,9 @@ static int spawn_controller(struct job_run *run, struct pea_error *err)
         if (write(ready[1], "1", 1) != 1)
             _exit(1);
         close(ready[1]);
-        _exit(job_control(run));
+        int code = job_control(run);
+        fflush(NULL);
+        _exit(code);
     }
     close(ready[1]);
     int status;
