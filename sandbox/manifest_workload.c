@@ -484,28 +484,18 @@ void manifest_objects_free(struct pea_manifest_objects *o)
     free(o);
 }
 
-struct pea_manifest_objects *manifest_load_objects(const char *path, char *const *configmap_files,
-                                                   char *const *secret_files, struct pea_manifest_errors *errors,
-                                                   struct pea_error *err)
+/* Parse o->text (read from name) with the ConfigMaps and Secrets already in configs and o->configs. */
+static struct pea_manifest_objects *parse_objects(struct pea_manifest_objects *o, struct pea_pod_manifest *configs,
+                                                  const char *name, struct pea_manifest_errors *errors,
+                                                  struct pea_error *err)
 {
-    *errors = (struct pea_manifest_errors){0};
-    const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
-    AUTO_MANIFEST_OBJECTS struct pea_manifest_objects *o = xcalloc(1, sizeof *o);
-    AUTO_MANIFEST struct pea_pod_manifest *configs = xcalloc(1, sizeof *configs);
-    o->notices = xcalloc(1, sizeof *o->notices);
-    o->configs = xstrdup("");
-    for (size_t k = 0; k < 2; k++) {
-        char *const *files = k ? secret_files : configmap_files;
-        for (size_t i = 0; files && files[i]; i++)
-            if (manifest_read_config_file(files[i], k == 1, configs, &o->configs, &o->configs_len, err) < 0)
-                return NULL;
-    }
+    AUTO_MANIFEST_OBJECTS struct pea_manifest_objects *owned = o;
     size_t files_configs_len = o->configs_len;
-    o->text = manifest_read_file(path, &o->text_len, err);
-    if (!o->text)
-        return NULL;
     struct objects_builder b = {.o = o, .configs = configs};
-    AUTO_JSON json_t *docs = manifest_documents(o->text, o->text_len, err);
+    AUTO_JSON json_t *docs = o->text_len > PEA_MANIFEST_MAX_SIZE ? NULL : manifest_documents(o->text, o->text_len, err);
+    if (o->text_len > PEA_MANIFEST_MAX_SIZE)
+        pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", o->text_len,
+                 PEA_MANIFEST_MAX_SIZE);
     if (!docs) {
         manifest_collect_text(&b.c, err->msg);
     } else {
@@ -531,12 +521,53 @@ struct pea_manifest_objects *manifest_load_objects(const char *path, char *const
         return NULL;
     }
     /* One Pod alone, with its ConfigMaps and Secrets in separate documents: applied as written, as before. */
+    json_t *first = json_array_get(docs, 0);
     o->is_single_pod = o->n == 1 && o->items[0].kind == PEA_WORKLOAD_POD &&
-                       !(json_is_object(json_array_get(docs, 0)) && kind_of(json_array_get(docs, 0)) &&
-                         strcmp(kind_of(json_array_get(docs, 0)), "List") == 0);
+                       !(kind_of(first) && strcmp(kind_of(first), "List") == 0);
     if (o->is_single_pod)
         o->configs[o->configs_len = files_configs_len] = '\0';
-    return take_ptr(&o);
+    return take_ptr(&owned);
+}
+
+static struct pea_manifest_objects *objects_new(void)
+{
+    struct pea_manifest_objects *o = xcalloc(1, sizeof *o);
+    o->notices = xcalloc(1, sizeof *o->notices);
+    o->configs = xstrdup("");
+    return o;
+}
+
+struct pea_manifest_objects *manifest_parse_objects(const char *text, size_t len, struct pea_manifest_errors *errors,
+                                                    struct pea_error *err)
+{
+    *errors = (struct pea_manifest_errors){0};
+    AUTO_MANIFEST struct pea_pod_manifest *configs = xcalloc(1, sizeof *configs);
+    struct pea_manifest_objects *o = objects_new();
+    o->text = xmalloc(len + 1);
+    memcpy(o->text, text, len);
+    o->text[len] = '\0';
+    o->text_len = len;
+    return parse_objects(o, configs, "manifest", errors, err);
+}
+
+struct pea_manifest_objects *manifest_load_objects(const char *path, char *const *configmap_files,
+                                                   char *const *secret_files, struct pea_manifest_errors *errors,
+                                                   struct pea_error *err)
+{
+    *errors = (struct pea_manifest_errors){0};
+    const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
+    AUTO_MANIFEST_OBJECTS struct pea_manifest_objects *o = objects_new();
+    AUTO_MANIFEST struct pea_pod_manifest *configs = xcalloc(1, sizeof *configs);
+    for (size_t k = 0; k < 2; k++) {
+        char *const *files = k ? secret_files : configmap_files;
+        for (size_t i = 0; files && files[i]; i++)
+            if (manifest_read_config_file(files[i], k == 1, configs, &o->configs, &o->configs_len, err) < 0)
+                return NULL;
+    }
+    o->text = manifest_read_file(path, &o->text_len, err);
+    if (!o->text)
+        return NULL;
+    return parse_objects(take_ptr(&o), configs, name, errors, err);
 }
 
 struct pea_pod_manifest *manifest_workload_pod(const struct pea_manifest_objects *o, const struct pea_workload *w,

@@ -65,6 +65,9 @@ struct pea_manifest_objects {
 struct pea_manifest_objects *manifest_load_objects(const char *path, char *const *configmap_files,
                                                    char *const *secret_files, struct pea_manifest_errors *errors,
                                                    struct pea_error *err);
+/* The same from text (named "manifest" in the messages). */
+struct pea_manifest_objects *manifest_parse_objects(const char *text, size_t len, struct pea_manifest_errors *errors,
+                                                    struct pea_error *err);
 /* Pod number index (from 0) of w, as a manifest of its own: named NAME-index (NAME for a Pod), labelled as
  * Kubernetes' controllers label theirs, with PEA_OWNER_ANNOTATION. */
 struct pea_pod_manifest *manifest_workload_pod(const struct pea_manifest_objects *o, const struct pea_workload *w,
