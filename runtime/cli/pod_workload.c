@@ -159,13 +159,15 @@ int pod_rm_owner(const struct cli_globals *g, int kind, const char *name, bool f
     if (!pods[0] && !had_job)
         return pea_fail(err, 0, "%s \"%s\" does not exist (no pod belongs to it)",
                         pod_workload_resource((enum pea_workload_kind)kind), name);
-    int status = 0;
+    size_t n_failed = 0;
     for (size_t i = strv_len(pods); i-- > 0;) {
         struct pea_error one = {0};
         if (pod_rm_one(g, pods[i], force, grace_seconds, &one) < 0) {
-            *err = one;
-            status = -1;
+            cli_fail(&one);
+            n_failed++;
         }
     }
-    return status;
+    if (n_failed)
+        return pea_fail(err, 0, "%s: %zu of its %zu pods could not be removed", owner, n_failed, strv_len(pods));
+    return 0;
 }
