@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "manifest_errors.h"
 #include "manifest_internal.h"
 #include "manifest_security.h"
 #include "manifest_sources.h"
@@ -60,12 +61,49 @@ static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volu
     return 0;
 }
 
-/* volume_names: each volume's name (to its index), for the containers' volumeMounts. */
-static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volume_names, struct pea_error *err)
+static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, json_t *volume_names, size_t i,
+                        struct pea_error *err)
 {
     static const char *const fields[] = {"name",   "emptyDir",    "hostPath",  "configMap",
                                          "secret", "downwardAPI", "projected", NULL};
     static const char *const file_kinds[] = {"configMap", "secret", "downwardAPI", "projected"};
+    json_t *empty_dir, *host_path;
+    if (!json_is_object(j))
+        return pea_fail(err, 0, "%s: must be an object", item);
+    if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "name", true, &v->name, err) < 0)
+        return -1;
+    if (!name_is_dns_label(v->name))
+        return field_fail(err, item, "name", "must be a DNS label, not \"%s\"", v->name);
+    if (json_object_get(volume_names, v->name))
+        return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
+    json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
+    if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
+        field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
+        return -1;
+    const char *file_kind = NULL;
+    size_t n_kinds = (empty_dir != NULL) + (host_path != NULL);
+    for (size_t k = 0; k < ARRAY_SIZE(file_kinds); k++) {
+        json_t *source = json_object_get(j, file_kinds[k]);
+        if (source && !json_is_null(source)) {
+            file_kind = file_kinds[k];
+            n_kinds++;
+        }
+    }
+    if (n_kinds != 1)
+        return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, "
+                        "projected", item);
+    if (file_kind ? manifest_parse_file_volume(j, item, file_kind, v, err) < 0
+        : empty_dir ? parse_empty_dir(j, item, v, err) < 0
+                    : parse_host_path(j, item, v, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* volume_names: each volume's name (to its index), for the containers' volumeMounts. Each volume's error is kept
+ * by the collector c (when given) and the next volume read. */
+static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volume_names,
+                         struct manifest_collector *c, struct pea_error *err)
+{
     json_t *list;
     if (field_get_array(spec, "spec", "volumes", &list, err) < 0)
         return -1;
@@ -74,38 +112,10 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volum
     m->n_volumes = json_array_size(list);
     m->volumes = xcalloc(m->n_volumes, sizeof *m->volumes);
     for (size_t i = 0; i < m->n_volumes; i++) {
-        struct pea_pod_volume *v = &m->volumes[i];
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.volumes[%zu]", i);
-        json_t *j = json_array_get(list, i);
-        json_t *empty_dir, *host_path;
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "name", true, &v->name, err) < 0)
-            return -1;
-        if (!name_is_dns_label(v->name))
-            return field_fail(err, item, "name", "must be a DNS label, not \"%s\"", v->name);
-        if (json_object_get(volume_names, v->name))
-            return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
-        json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
-        if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
-            field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
-            return -1;
-        const char *file_kind = NULL;
-        size_t n_kinds = (empty_dir != NULL) + (host_path != NULL);
-        for (size_t k = 0; k < ARRAY_SIZE(file_kinds); k++) {
-            json_t *source = json_object_get(j, file_kinds[k]);
-            if (source && !json_is_null(source)) {
-                file_kind = file_kinds[k];
-                n_kinds++;
-            }
-        }
-        if (n_kinds != 1)
-            return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, "
-                            "projected", item);
-        if (file_kind ? manifest_parse_file_volume(j, item, file_kind, v, err) < 0
-            : empty_dir ? parse_empty_dir(j, item, v, err) < 0
-                        : parse_host_path(j, item, v, err) < 0)
+        if (parse_volume(json_array_get(list, i), item, &m->volumes[i], volume_names, i, err) < 0 &&
+            manifest_collect(c, err) < 0)
             return -1;
     }
     return 0;
@@ -114,7 +124,8 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volum
 /* ---- containers ---- */
 
 static int parse_container_list(json_t *spec, const char *key, bool is_init, json_t *volume_names,
-                                struct pea_pod_container **out, size_t *n_out, struct pea_error *err)
+                                struct pea_pod_container **out, size_t *n_out, struct manifest_collector *c,
+                                struct pea_error *err)
 {
     json_t *list;
     if (field_get_array(spec, "spec", key, &list, err) < 0)
@@ -126,7 +137,8 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, jso
     for (size_t i = 0; i < *n_out; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
-        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0)
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0 &&
+            manifest_collect(c, err) < 0)
             return -1;
     }
     return 0;
@@ -264,7 +276,9 @@ static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error 
     return 0;
 }
 
-static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error *err)
+/* Each part of the spec that can be read on its own is: its error is kept by the collector c (when given) and the
+ * next part read. What compares the containers with each other runs only when every container could be read. */
+static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_collector *c, struct pea_error *err)
 {
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
@@ -276,34 +290,52 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct pea_error
     long long grace = 30;
     int restart = PEA_RESTART_ALWAYS;
     AUTO_POD_SECURITY struct pea_pod_security pod_identity = {0};
-    if (field_get_object(root, "", "spec", true, &spec, err) < 0 || field_check_known(spec, "spec", fields, err) < 0 ||
-        field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0)
+    if (field_get_object(root, "", "spec", true, &spec, err) < 0)
         return -1;
-    if (m->hostname && !name_is_dns_label(m->hostname))
-        return field_fail(err, "spec", "hostname", "must be a DNS label, not \"%s\"", m->hostname);
-    if (field_get_bool(spec, "spec", "shareProcessNamespace", &m->share_process_namespace, err) < 0 ||
-        field_get_bool(spec, "spec", "hostNetwork", &is_host_network, err) < 0 ||
-        field_get_enum(spec, "spec", "restartPolicy", restart_policies, &restart, err) < 0 ||
-        field_get_int(spec, "spec", "terminationGracePeriodSeconds", 0, INT32_MAX, &has_grace, &grace, err) < 0)
+    if (field_check_known(spec, "spec", fields, err) < 0 && manifest_collect(c, err) < 0)
+        return -1;
+    if ((field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0 ||
+         (m->hostname && !name_is_dns_label(m->hostname) &&
+          field_fail(err, "spec", "hostname", "must be a DNS label, not \"%s\"", m->hostname) < 0)) &&
+        manifest_collect(c, err) < 0)
+        return -1;
+    if ((field_get_bool(spec, "spec", "shareProcessNamespace", &m->share_process_namespace, err) < 0 &&
+         manifest_collect(c, err) < 0) ||
+        (field_get_bool(spec, "spec", "hostNetwork", &is_host_network, err) < 0 && manifest_collect(c, err) < 0) ||
+        (field_get_enum(spec, "spec", "restartPolicy", restart_policies, &restart, err) < 0 &&
+         manifest_collect(c, err) < 0) ||
+        (field_get_int(spec, "spec", "terminationGracePeriodSeconds", 0, INT32_MAX, &has_grace, &grace, err) < 0 &&
+         manifest_collect(c, err) < 0))
         return -1;
     m->restart_policy = (enum pea_restart_policy)restart;
     m->termination_grace_seconds = grace;
     /* Read through the downward API (spec.serviceAccountName); "default" is what a cluster's admission sets. */
-    if (field_get_string(spec, "spec", "serviceAccountName", false, &m->service_account_name, err) < 0)
+    if (field_get_string(spec, "spec", "serviceAccountName", false, &m->service_account_name, err) < 0 &&
+        manifest_collect(c, err) < 0)
         return -1;
     if (!m->service_account_name)
         m->service_account_name = xstrdup("default");
     AUTO_JSON json_t *volume_names = json_object();
-    if (parse_volumes(spec, m, volume_names, err) < 0 ||
-        parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
-                             &m->n_init_containers, err) < 0 ||
-        parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers, err) < 0)
+    size_t errors_before = c ? c->n : 0;
+    if ((parse_volumes(spec, m, volume_names, c, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
+                              &m->n_init_containers, c, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers, c,
+                              err) < 0 && manifest_collect(c, err) < 0))
         return -1;
-    if (m->n_containers == 0)
-        return pea_fail(err, 0, "spec.containers: must hold at least one element");
-    if (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0 ||
-        parse_pod_security(spec, m, &pod_identity, err) < 0 ||
-        parse_dns(spec, m, err) < 0 || manifest_parse_host_users(spec, m, err) < 0)
+    bool are_containers_read = !c || c->n == errors_before;
+    /* A containers field of the wrong type has had its error. */
+    json_t *containers = json_object_get(spec, "containers");
+    bool is_wrong_type = containers && !json_is_null(containers) && !json_is_array(containers);
+    if (m->n_containers == 0 && !is_wrong_type &&
+        pea_fail(err, 0, "spec.containers: must hold at least one element") < 0 && manifest_collect(c, err) < 0)
+        return -1;
+    if (are_containers_read && m->n_containers > 0 &&
+        (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0) && manifest_collect(c, err) < 0)
+        return -1;
+    if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
+        (manifest_parse_host_users(spec, m, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
     apply_pod_identity(m, &pod_identity);
     if (manifest_parse_network(root, is_host_network, m, err) < 0)
@@ -448,20 +480,32 @@ bool manifest_container_same_resources(const struct pea_pod_container *a, const 
 
 /* ---- the whole manifest ---- */
 
-struct pea_pod_manifest *manifest_from_pod_json(json_t *root, struct pea_error *err)
+struct pea_pod_manifest *manifest_from_pod_json_collecting(json_t *root, struct manifest_collector *c,
+                                                           struct pea_error *err)
 {
     static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", "pea", NULL};
     if (!json_is_object(root)) {
         pea_fail(err, 0, "manifest: must be an object (a mapping)");
+        manifest_collect(c, err);
         return NULL;
     }
+    size_t errors_before = c ? c->n : 0;
     AUTO_MANIFEST struct pea_pod_manifest *m = xcalloc(1, sizeof *m);
-    if (field_check_known(root, "", fields, err) < 0 || check_constant(root, "apiVersion", "v1", err) < 0 ||
-        check_constant(root, "kind", "Pod", err) < 0 || parse_metadata(root, m, err) < 0 ||
-        parse_spec(root, m, err) < 0)
+    if ((field_check_known(root, "", fields, err) < 0 && manifest_collect(c, err) < 0) ||
+        (check_constant(root, "apiVersion", "v1", err) < 0 && manifest_collect(c, err) < 0) ||
+        (check_constant(root, "kind", "Pod", err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_metadata(root, m, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_spec(root, m, c, err) < 0 && manifest_collect(c, err) < 0))
+        return NULL;
+    if (c && c->n != errors_before)
         return NULL;
     record_sandbox_fields(root, m);
     return take_ptr(&m);
+}
+
+struct pea_pod_manifest *manifest_from_pod_json(json_t *root, struct pea_error *err)
+{
+    return manifest_from_pod_json_collecting(root, NULL, err);
 }
 
 /* ---- entry points ---- */

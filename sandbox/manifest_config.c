@@ -401,8 +401,8 @@ int manifest_check_references(const struct pea_pod_manifest *m, struct pea_error
 static const char *doc_kind(json_t *doc) { return json_string_value(json_object_get(doc, "kind")); }
 
 /* Add a ConfigMap or Secret document to m; where names it ("document 3", "cm.yaml: document 1"). */
-static int add_config(struct pea_pod_manifest *m, json_t *doc, const char *where, bool is_secret,
-                      struct pea_error *err)
+int manifest_add_config(struct pea_pod_manifest *m, json_t *doc, const char *where, bool is_secret,
+                        struct pea_error *err)
 {
     struct pea_config_object o = {0};
     if (manifest_parse_config(doc, where, is_secret, &o, err) < 0) {
@@ -463,7 +463,7 @@ struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_refere
             continue;
         char where[64];
         snprintf(where, sizeof where, "document %zu", i + 1);
-        if (add_config(m, doc, where, strcmp(doc_kind(doc), "Secret") == 0, err) < 0)
+        if (manifest_add_config(m, doc, where, strcmp(doc_kind(doc), "Secret") == 0, err) < 0)
             return NULL;
     }
     if (check_references && manifest_check_references(m, err) < 0)
@@ -472,8 +472,8 @@ struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_refere
 }
 
 /* A --configmap or --secret file, checked on its own (errors name it and its lines), as compact JSON lines. */
-static int read_config_file(const char *path, bool is_secret, struct pea_pod_manifest *scratch, char **lines,
-                            size_t *lines_len, struct pea_error *err)
+int manifest_read_config_file(const char *path, bool is_secret, struct pea_pod_manifest *scratch, char **lines,
+                              size_t *lines_len, struct pea_error *err)
 {
     size_t len;
     AUTO_FREE char *text = manifest_read_file(path, &len, err);
@@ -493,7 +493,7 @@ static int read_config_file(const char *path, bool is_secret, struct pea_pod_man
         if (!kind || strcmp(kind, kind_name(is_secret)) != 0)
             return pea_fail(err, 0, "%s: %s: kind must be %s (given with --%s)", path, where, kind_name(is_secret),
                             is_secret ? "secret" : "configmap");
-        if (add_config(scratch, doc, where, is_secret, err) < 0)
+        if (manifest_add_config(scratch, doc, where, is_secret, err) < 0)
             return pea_wrap(err, "%s", path);
         AUTO_FREE char *line = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
         size_t n = strlen(line);
@@ -530,7 +530,7 @@ struct pea_pod_manifest *manifest_load_with_configs(const char *path, char *cons
     for (size_t k = 0; k < 2; k++) {
         char *const *files = k ? secret_files : configmap_files;
         for (size_t i = 0; files && files[i]; i++)
-            if (read_config_file(files[i], k == 1, alone, &lines, &lines_len, err) < 0)
+            if (manifest_read_config_file(files[i], k == 1, alone, &lines, &lines_len, err) < 0)
                 return NULL;
     }
     if (lines_len + pod_len > PEA_MANIFEST_MAX_SIZE) {

@@ -29,6 +29,12 @@ void manifest_config_free(struct pea_config_object *o);
 /* Every ConfigMap, Secret and key the pod names without optional: true exists; containerName of resource
  * references names a container. */
 int manifest_check_references(const struct pea_pod_manifest *m, struct pea_error *err);
+/* Add a ConfigMap or Secret document to m (refused when m has one of that name); where names it ("document 3"). */
+int manifest_add_config(struct pea_pod_manifest *m, json_t *doc, const char *where, bool is_secret,
+                        struct pea_error *err);
+/* A --configmap or --secret file: each document added to scratch and appended to *lines as one JSON line. */
+int manifest_read_config_file(const char *path, bool is_secret, struct pea_pod_manifest *scratch, char **lines,
+                              size_t *lines_len, struct pea_error *err);
 
 /* env (with valueFrom) and envFrom of a container. */
 int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err);

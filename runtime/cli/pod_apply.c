@@ -76,7 +76,7 @@ static int report_start_failures(const char *pod, json_t *containers, json_t *na
 }
 
 /* What apply would do, from the pod's stored manifest and the new one, said as kubectl says it with --dry-run. */
-static int apply_dry_run(const struct cli_globals *g, const struct pea_pod_manifest *m, bool recreate)
+int pod_apply_dry_run(const struct cli_globals *g, const struct pea_pod_manifest *m, bool recreate)
 {
     AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, m->name);
     if (access(dir, F_OK) != 0) {
@@ -154,15 +154,29 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
     if (!file || args.n != 0)
         return cli_usage_error("pod apply", "-f FILE is required, and nothing else");
     struct pea_error err = {0};
-    if (is_dry_run) {
-        AUTO_MANIFEST struct pea_pod_manifest *checked = manifest_load_with_configs(file, config_files,
-                secret_files, &err);
-        return checked ? apply_dry_run(g, checked, recreate) : cli_fail(&err);
+    struct pod_apply_options o = {.data_root = data_root, .recreate = recreate, .no_wait = no_wait,
+                                  .is_dry_run = is_dry_run, .is_name_only = output != NULL};
+    AUTO_FREE char *pause_path = NULL;
+    if (!is_dry_run) {
+        pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
+        if (!pause_path)
+            return cli_fail(&err);
+        o.pause_path = pause_path;
     }
-    AUTO_FREE char *pause_path = pause ? xstrdup(pause) : pod_find_helper(g->argv0, "pea-pause", "sandbox", &err);
-    struct pea_pod_manifest *m = pause_path ? manifest_load_with_configs(file, config_files, secret_files, &err) : NULL;
-    if (!m)
-        return cli_fail(&err);
+    return pod_apply_file(g, file, config_files, secret_files, &o);
+}
+
+/* One pod: made, or changed to what m says (m is consumed). */
+int pod_apply_manifest(const struct cli_globals *g, struct pea_pod_manifest *m, const struct pod_apply_options *o)
+{
+    const char *data_root = o->data_root, *pause_path = o->pause_path;
+    bool recreate = o->recreate, no_wait = o->no_wait;
+    struct pea_error err = {0};
+    if (o->is_dry_run) {
+        int r = pod_apply_dry_run(g, m, recreate);
+        manifest_free(m);
+        return r;
+    }
     /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it
      * needs, so that its own parse is gone before it reads the pod's state. */
     AUTO_FREE char *name = xstrdup(m->name);
@@ -171,7 +185,7 @@ int pod_apply(const struct cli_globals *g, int argc, char **argv)
     manifest_free(m);
     if (manifest_fd < 0)
         return cli_fail(&err);
-    bool is_name_only = output != NULL;
+    bool is_name_only = o->is_name_only;
     AUTO_POD struct pea_pod *pod = NULL;
     AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
     if (access(dir, F_OK) == 0) {

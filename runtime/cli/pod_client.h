@@ -74,6 +74,37 @@ int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, l
 int pod_stop_grace_seconds(const char *command, bool force, bool now, long long grace_seconds, long long *out);
 
 int pod_apply(const struct cli_globals *g, int argc, char **argv);
+
+/* How `pea pod apply` applies: its options. */
+struct pod_apply_options {
+    const char *data_root, *pause_path; /* pause_path: NULL on a dry run */
+    bool recreate, no_wait, is_dry_run, is_name_only;
+};
+/* Every object of a file (pod_workload.c): its errors all printed, else each Pod, and each controller's pods (made,
+ * changed, or removed when there are more than its replicas), in document order. 0, or 1 after a failure. */
+int pod_apply_file(const struct cli_globals *g, const char *file, char *const *configmap_files,
+                   char *const *secret_files, const struct pod_apply_options *o);
+/* One pod (pod_apply.c): made, or changed to what m says; m is consumed. 0, or 1 once the failure is printed. */
+int pod_apply_manifest(const struct cli_globals *g, struct pea_pod_manifest *m, const struct pod_apply_options *o);
+int pod_apply_dry_run(const struct cli_globals *g, const struct pea_pod_manifest *m, bool recreate);
+/* Stop and remove one pod, as `pea pod rm` does (grace_seconds < 0: the manifest's). */
+int pod_rm_one(const struct cli_globals *g, const char *name, bool force, long long grace_seconds,
+               struct pea_error *err);
+/* `pea pod rm TYPE/NAME` of a controller (kind from manifest_workload_kind_from_type): all its pods, and a Job's
+ * controller and record. */
+int pod_rm_owner(const struct cli_globals *g, int kind, const char *name, bool force, long long grace_seconds,
+                 struct pea_error *err);
+/* The pods whose owner annotation is owner ("Deployment/web"), by name, NULL-terminated. */
+char **pod_owned_by(const struct cli_globals *g, const char *owner);
+int pod_get(const struct cli_globals *g, int argc, char **argv);
+/* One pod as `pea pod ls` shows it (name, status, ready, restarts, containers, created, ip, shimPid, owner,
+ * labels), and a list of them printed as output says (table, wide, json, yaml, name). */
+json_t *pod_summary(const struct cli_globals *g, const char *name);
+int pod_print_summaries(json_t *list, const char *output);
+/* Whether labels match kubectl's equality selector ("app=web,tier!=db,release"). */
+bool pod_labels_match(json_t *labels, const char *selector);
+/* A JSON value as a YAML document on stdout (block style; strings quoted where YAML would read them otherwise). */
+int cli_print_yaml(json_t *value);
 int pod_exec(const struct cli_globals *g, int argc, char **argv);
 int pod_stop(const struct cli_globals *g, int argc, char **argv);
 int pod_wait(const struct cli_globals *g, int argc, char **argv);

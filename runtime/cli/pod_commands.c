@@ -18,6 +18,7 @@
 #include "pea/log.h"
 #include "pea/pod.h"
 #include "pea/pod_manifest.h"
+#include "pea/pod_workload.h"
 #include "pea/supervise.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -28,10 +29,11 @@ static const struct {
     {"run", "pod run [-d] -f FILE [--data-root DIR] [--pause PATH] [--dry-run]",
      "run a pod in the foreground until it finishes or is interrupted (Ctrl-C stops it in order), then tear it "
      "down; -d/--detach: under pea-shim; --dry-run: check FILE and create nothing"},
-    {"rm", "pod rm [--force] [--grace-period N] [--now] NAME...",
+    {"rm", "pod rm [--force] [--grace-period N] [--now] [TYPE/]NAME...",
      "stop a pod's containers (grace period, then SIGKILL) and remove all of it; --force without --grace-period: "
-     "SIGKILL at once"},
-    {"ls", "pod ls [-o table|wide|json|name]", "list the pods under --root"},
+     "SIGKILL at once; TYPE/NAME (deployment/web, job/migrate): every pod of that controller"},
+    {"ls", "pod ls [-o table|wide|json|yaml|name] [-l KEY=VALUE,...]",
+     "list the pods under --root (-l: those whose labels match)"},
     {"ps", "pod ps [-o table|wide|json|name] NAME", "list a pod's containers with state, exit code and restarts"},
     {"apply", "pod apply -f FILE [--data-root DIR] [--pause PATH] [--recreate] [--no-wait] [--dry-run] [-o name]",
      "make the pod what FILE says: start it under pea-shim, or change only what changed (and wait until the "
@@ -45,6 +47,9 @@ static const struct {
     {"wait", "pod wait [-c C] [--for exit|running|started] NAME",
      "wait until the pod (or a container) has exited, runs, or has started once (or failed to)"},
     {"events", "pod events [-o table|json] NAME", "print the pod's events as they come"},
+    {"get", "pod get [-o table|wide|json|yaml|name] [TYPE/]NAME...",
+     "show pods, or what a Deployment, ReplicaSet, StatefulSet, DaemonSet or Job (TYPE/NAME) runs: its pods, a "
+     "Job's succeeded and failed counts"},
 };
 
 static void print_pod_usage(FILE *f)
@@ -273,23 +278,37 @@ static int pod_rm(const struct cli_globals *g, int argc, char **argv)
         return cli_usage_error("pod rm", "a pod name is required");
     int status = 0;
     for (size_t i = 0; i < args.n; i++) {
-        const char *name = cli_pod_name(names[i]);
         struct pea_error err = {0};
-        AUTO_POD struct pea_pod *pod = NULL;
-        long long grace = grace_seconds >= 0 ? grace_seconds : 30;
-        if (pod_open(g->root, name, &pod, &err) == 0) {
-            if (grace_seconds < 0)
-                grace = pod->manifest->termination_grace_seconds;
-            if (rm_through_shim(pod, force, grace_seconds, &err) < 0) {
+        /* TYPE/NAME of a controller, as kubectl delete takes it: all its pods. */
+        const char *slash = strchr(names[i], '/');
+        AUTO_FREE char *type = slash ? strndup(names[i], (size_t)(slash - names[i])) : NULL;
+        int kind = type ? manifest_workload_kind_from_type(type) : PEA_WORKLOAD_POD;
+        if (kind > PEA_WORKLOAD_POD) {
+            if (pod_rm_owner(g, kind, slash + 1, force, grace_seconds, &err) < 0)
                 status = cli_fail(&err);
-                continue;
-            }
+            continue;
         }
-        AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
-        if ((!pod || access(dir, F_OK) == 0) && pod_remove(g->root, name, grace, &err) < 0)
+        if (pod_rm_one(g, cli_pod_name(names[i]), force, grace_seconds, &err) < 0)
             status = cli_fail(&err);
     }
     return status;
+}
+
+int pod_rm_one(const struct cli_globals *g, const char *name, bool force, long long grace_seconds,
+               struct pea_error *err)
+{
+    AUTO_POD struct pea_pod *pod = NULL;
+    long long grace = grace_seconds >= 0 ? grace_seconds : 30;
+    if (pod_open(g->root, name, &pod, err) == 0) {
+        if (grace_seconds < 0)
+            grace = pod->manifest->termination_grace_seconds;
+        if (rm_through_shim(pod, force, grace_seconds, err) < 0)
+            return -1;
+    }
+    AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, name);
+    if ((!pod || access(dir, F_OK) == 0) && pod_remove(g->root, name, grace, err) < 0)
+        return -1;
+    return 0;
 }
 
 /* "gone": stale state from before a reboot. A shim's pod: what the shim says, "degraded" when the shim is gone but
@@ -361,69 +380,60 @@ static void format_address(const struct pea_pod_manifest *m, char *out, size_t l
         snprintf(out, len, "-");
 }
 
-static int pod_ls(const struct cli_globals *g, int argc, char **argv)
+json_t *pod_summary(const struct cli_globals *g, const char *name)
 {
-    const char *output = "table";
-    const struct cli_option opts[] = {CLI_CHOICE("output", 'o', &output, "table|wide|json|name"), CLI_END};
-    struct cli_args args;
-    if (cli_parse_options("pod ls", argc, argv, opts, 0, &args) != 0)
-        return 1;
-    free(args.items);
-    if (args.n != 0)
-        return cli_usage_error("pod ls", "takes no arguments");
     struct pea_error err = {0};
-    AUTO_STRV char **names = pod_list_names(g->root, &err);
-    if (!names)
-        return cli_fail(&err);
-    if (strcmp(output, "name") == 0) {
-        for (char **n = names; *n; n++)
-            printf("pod/%s\n", *n);
-        return 0;
-    }
-    AUTO_JSON json_t *list = json_array();
-    for (char **n = names; *n; n++) {
-        AUTO_POD struct pea_pod *pod = NULL;
-        if (pod_open(g->root, *n, &pod, &err) < 0) {
-            json_array_append_new(list, json_pack("{s:s, s:s}", "name", *n, "status", "broken"));
+    AUTO_POD struct pea_pod *pod = NULL;
+    if (pod_open(g->root, name, &pod, &err) < 0)
+        return json_pack("{s:s, s:s}", "name", name, "status", "broken");
+    AUTO_JSON json_t *shim_status = pod_shim_status(pod);
+    AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
+    json_int_t restarts = 0, ready = 0, counted = 0;
+    size_t i;
+    json_t *record;
+    json_array_foreach(containers, i, record) {
+        restarts += json_integer_value(json_object_get(record, "restarts"));
+        /* READY as kubectl counts it: app containers and sidecars. */
+        if (json_is_true(json_object_get(record, "init")) && !json_is_true(json_object_get(record, "sidecar")))
             continue;
-        }
-        AUTO_JSON json_t *shim_status = pod_shim_status(pod);
-        AUTO_JSON json_t *containers = pod_containers(pod, shim_status);
-        json_int_t restarts = 0, ready = 0, counted = 0;
-        size_t i;
-        json_t *record;
-        json_array_foreach(containers, i, record) {
-            restarts += json_integer_value(json_object_get(record, "restarts"));
-            /* READY as kubectl counts it: app containers and sidecars. */
-            if (json_is_true(json_object_get(record, "init")) && !json_is_true(json_object_get(record, "sidecar")))
-                continue;
-            counted++;
-            ready += json_is_true(json_object_get(record, "ready"));
-        }
-        char ready_text[48];
-        snprintf(ready_text, sizeof ready_text, "%lld/%lld", (long long)ready, (long long)counted);
-        json_t *created = json_object_get(pod->state, "created");
-        char address[64];
-        format_address(pod->manifest, address, sizeof address);
-        json_t *shim = json_object_get(json_object_get(pod->state, "shim"), "pid");
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:O?, s:s, s:O?}", "name", *n, "status",
-                                              pod_status(pod, shim_status), "ready", ready_text, "restarts",
-                                              restarts, "containers", (json_int_t)pod->manifest->n_containers,
-                                              "created", created, "ip", address, "shimPid", shim));
+        counted++;
+        ready += json_is_true(json_object_get(record, "ready"));
+    }
+    char ready_text[48];
+    snprintf(ready_text, sizeof ready_text, "%lld/%lld", (long long)ready, (long long)counted);
+    json_t *created = json_object_get(pod->state, "created");
+    char address[64];
+    format_address(pod->manifest, address, sizeof address);
+    json_t *shim = json_object_get(json_object_get(pod->state, "shim"), "pid");
+    json_t *owner = json_object_get(pod->manifest->annotations, PEA_OWNER_ANNOTATION);
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:O?, s:s, s:O?, s:O?, s:O}", "name", name, "status",
+                     pod_status(pod, shim_status), "ready", ready_text, "restarts", restarts, "containers",
+                     (json_int_t)pod->manifest->n_containers, "created", created, "ip", address, "shimPid", shim,
+                     "owner", owner, "labels", pod->manifest->labels);
+}
+
+int pod_print_summaries(json_t *list, const char *output)
+{
+    size_t i;
+    json_t *p;
+    if (strcmp(output, "name") == 0) {
+        json_array_foreach(list, i, p)
+            printf("pod/%s\n", json_string_value(json_object_get(p, "name")));
+        return 0;
     }
     if (strcmp(output, "json") == 0) {
         AUTO_FREE char *text = json_dumps(list, JSON_COMPACT);
         puts(text);
         return 0;
     }
+    if (strcmp(output, "yaml") == 0)
+        return cli_print_yaml(list);
     bool is_wide = strcmp(output, "wide") == 0;
     printf("%-24s %-10s %-6s %-10s %-8s %-*s", "NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", is_wide ? 5 : 0,
            "AGE");
     if (is_wide)
-        printf(" %-16s %s", "IP", "SHIM");
+        printf(" %-16s %-8s %s", "IP", "SHIM", "OWNER");
     printf("\n");
-    size_t i;
-    json_t *p;
     json_array_foreach(list, i, p) {
         char age[32], shim[32] = "-";
         format_age(json_string_value(json_object_get(p, "created")), age, sizeof age);
@@ -435,10 +445,62 @@ static int pod_ls(const struct cli_globals *g, int argc, char **argv)
                (long long)json_integer_value(json_object_get(p, "containers")),
                (long long)json_integer_value(json_object_get(p, "restarts")), is_wide ? 5 : 0, age);
         if (is_wide)
-            printf(" %-16s %s", or_dash(json_string_value(json_object_get(p, "ip"))), shim);
+            printf(" %-16s %-8s %s", or_dash(json_string_value(json_object_get(p, "ip"))), shim,
+                   or_dash(json_string_value(json_object_get(p, "owner"))));
         printf("\n");
     }
     return 0;
+}
+
+/* kubectl's equality selector: KEY=VALUE (or KEY==VALUE, KEY!=VALUE, KEY alone) joined by commas. */
+bool pod_labels_match(json_t *labels, const char *selector)
+{
+    AUTO_FREE char *copy = xstrdup(selector);
+    char *save = NULL;
+    for (char *term = strtok_r(copy, ",", &save); term; term = strtok_r(NULL, ",", &save)) {
+        char *op = strpbrk(term, "!=");
+        bool is_not = op && *op == '!';
+        if (op) {
+            *op = '\0';
+            op += op[1] == '=' ? 2 : 1;
+        }
+        json_t *have = json_object_get(labels, term);
+        bool is_equal = have && op && strcmp(json_string_value(have), op) == 0;
+        if (op ? is_equal == is_not : !have)
+            return false;
+    }
+    return true;
+}
+
+static int pod_ls(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *output = "table", *selector = NULL;
+    const struct cli_option opts[] = {CLI_CHOICE("output", 'o', &output, "table|wide|json|yaml|name"),
+                                      CLI_STRING("selector", 'l', &selector), CLI_END};
+    struct cli_args args;
+    if (cli_parse_options("pod ls", argc, argv, opts, 0, &args) != 0)
+        return 1;
+    free(args.items);
+    if (args.n != 0)
+        return cli_usage_error("pod ls", "takes no arguments");
+    struct pea_error err = {0};
+    AUTO_STRV char **names = pod_list_names(g->root, &err);
+    if (!names)
+        return cli_fail(&err);
+    if (strcmp(output, "name") == 0 && !selector) {
+        for (char **n = names; *n; n++)
+            printf("pod/%s\n", *n);
+        return 0;
+    }
+    AUTO_JSON json_t *list = json_array();
+    for (char **n = names; *n; n++) {
+        json_t *summary = pod_summary(g, *n);
+        if (selector && !pod_labels_match(json_object_get(summary, "labels"), selector))
+            json_decref(summary);
+        else
+            json_array_append_new(list, summary);
+    }
+    return pod_print_summaries(list, output);
 }
 
 static int pod_ps(const struct cli_globals *g, int argc, char **argv)
@@ -506,7 +568,7 @@ int cmd_pod(const struct cli_globals *g, int argc, char **argv)
         int (*run)(const struct cli_globals *, int, char **);
     } handlers[] = {{"run", pod_run},     {"rm", pod_rm},     {"ls", pod_ls},     {"ps", pod_ps},
                     {"apply", pod_apply}, {"logs", pod_logs}, {"exec", pod_exec}, {"stop", pod_stop},
-                    {"wait", pod_wait},   {"events", pod_events}};
+                    {"wait", pod_wait},   {"events", pod_events}, {"get", pod_get}};
     for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
         if (strcmp(argv[1], handlers[i].name) != 0)
             continue;

@@ -74,8 +74,8 @@ def test_output_formats_of_the_listing_commands(pods):
     table = ok(pods, "pod", "ls").splitlines()
     assert table[0].split() == ["NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE"]
     wide = ok(pods, "pod", "ls", "-o", "wide").splitlines()
-    assert wide[0].split() == ["NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE", "IP", "SHIM"]
-    assert wide[1].split()[0] == name and wide[1].split()[-1] == str(pods.state(name)["shim"]["pid"])
+    assert wide[0].split() == ["NAME", "STATUS", "READY", "CONTAINERS", "RESTARTS", "AGE", "IP", "SHIM", "OWNER"]
+    assert wide[1].split()[0] == name and wide[1].split()[-2:] == [str(pods.state(name)["shim"]["pid"]), "-"]
     listed = json.loads(ok(pods, "pod", "ls", "-o", "json"))
     assert [(p["name"], p["status"]) for p in listed] == [(name, "running")]
 
@@ -85,8 +85,10 @@ def test_output_formats_of_the_listing_commands(pods):
     assert ok(pods, "pod", "ps", "-o", "wide", name).splitlines()[0].split()[-2:] == ["STARTED", "REASON"]
     assert json.loads(ok(pods, "pod", "ps", name, "-o", "json"))[0]["state"] == "running"
 
-    code, out, err = pods.cli("pod", "ls", "-o", "yaml")
-    assert code == 1 and 'pod ls: -o takes table|wide|json|name, not "yaml"' in err, err
+    # YAML as kubectl writes it: block style, strings that would read as something else quoted.
+    assert f"- name: {name}\n  status: running\n" in ok(pods, "pod", "ls", "-o", "yaml")
+    code, out, err = pods.cli("pod", "ls", "-o", "xml")
+    assert code == 1 and 'pod ls: -o takes table|wide|json|yaml|name, not "xml"' in err, err
     code, out, err = pods.cli("pod", "events", name, "-o", "name")
     assert code == 1 and "-o takes table|json" in err, err
 
