@@ -54,9 +54,4 @@ bool rootfs_is_host_source(const struct pea_spec *spec, size_t i);
 int rootfs_host_source_receive(const struct pea_spec *spec, const struct pea_mount *m, int *tree,
                                struct pea_error *err);
 
-/* mount(2) of an overlay at target; options longer than a page get their lowerdirs as /proc/self/fd/N of
- * directories opened first (rootfs_overlay.c). destination names the mount in errors. */
-int rootfs_mount_overlay(const char *source, const char *target, unsigned long flags, const char *data,
-                         const char *destination, struct pea_error *err);
-
 #endif

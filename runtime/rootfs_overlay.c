@@ -10,8 +10,8 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "pea/rootfs.h"
 #include "pea/util.h"
-#include "rootfs_internal.h"
 
 /* Overlayfs stacks at most 500 lower layers. */
 #define OVERLAY_LOWER_MAX 500

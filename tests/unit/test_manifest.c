@@ -338,7 +338,7 @@ static const struct error_case error_cases[] = {
     {"spec:\n  containers:\n  - {name: c, image: [], args: [x]}\n",
      "spec.containers[0].image: must hold at least one element"},
     {"spec:\n  containers:\n  - {name: c, image: /i}\n",
-     "spec.containers[0].command: missing (pea images have no entrypoint: give command or args)"},
+     "spec.containers[0].command: missing (a directory image has no entrypoint: give command or args)"},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Always}\n",
      "spec.containers[0].restartPolicy: only init containers may set it"},
     {"spec:\n  containers:\n  - {name: Web, image: /i, args: [x]}\n",
