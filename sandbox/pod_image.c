@@ -1,6 +1,7 @@
 /* Images of the store for a pod's containers: resolved, held for the pod, recorded in its state, released; their
  * configuration (Entrypoint, Cmd, Env, WorkingDir, User, StopSignal) read for pod_config.c. */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -60,7 +61,7 @@ static int open_store(const struct pea_pod *pod, struct pea_image_store **store,
     return pea_image_store_open(data_root, NULL, store, err);
 }
 
-/* ---- the image configuration -------------------------------------------------------------------------------------- */
+/* ---- the image configuration ------------------------------------------------------------------------------------- */
 
 /* A list of strings of the config, NULL when absent or null; *is_bad when it is something else. */
 static char **config_strv(json_t *config, const char *key, bool *is_bad)
@@ -126,7 +127,7 @@ static int read_config(const char *reference, const struct pea_image *stored, st
     return 0;
 }
 
-/* ---- the image's user, looked up in its own /etc/passwd and /etc/group ------------------------------------------ */
+/* ---- the image's user, looked up in its own /etc/passwd and /etc/group ------------------------------------------- */
 
 /* In a child with a mount namespace of its own: the image's root as an overlay of its layers (read-only, no upper),
  * opened O_PATH and sent back; the mount lives while the fd does, and nothing of it is ever mounted on the host. */
@@ -245,51 +246,55 @@ static bool find_account(const char *text, const char *name, bool by_id, unsigne
     return false;
 }
 
-/* User as images give it: "uid", "name", "uid:gid", "name:group" (and the mixes). A name is looked up in the image's
- * own /etc/passwd or /etc/group, resolved inside its root, never the host's; a uid alone takes its group from
- * /etc/passwd when listed there, else 0, as containerd does. */
-static int resolve_user(const struct pea_pod *pod, const char *container, struct pea_pod_image *img,
-                        struct pea_error *err)
+int pod_image_user_ids(const char *spec, const char *passwd, const char *groups, uid_t *uid_out, gid_t *gid_out,
+                       struct pea_error *err)
 {
-    AUTO_FREE char *user = xstrdup(img->user);
+    AUTO_FREE char *user = xstrdup(spec);
     char *group = strchr(user, ':');
     if (group)
         *group++ = '\0';
-    unsigned uid = 0, gid = 0;
+    unsigned uid = 0, gid = 0, passwd_gid = 0;
     bool has_uid = parse_id(user, &uid), has_gid = group && parse_id(group, &gid);
-    if (!user[0] || (group && !group[0]))
-        return pea_fail(err, 0, "container %s: image user \"%s\" is not USER[:GROUP]", container, img->user);
-    if (!has_uid || !group || !has_gid) {
-        AUTO_FD int root = open_image_root(pod, img, err);
-        if (root < 0)
-            return pea_wrap(err, "container %s: image user \"%s\"", container, img->user);
-        AUTO_FREE char *passwd = read_account_file(root, "/etc/passwd", err);
-        if (!passwd && errno != ENOENT)
-            return pea_wrap(err, "container %s", container);
-        unsigned passwd_gid = 0;
-        if (!has_uid && !(passwd && find_account(passwd, user, false, 0, &uid, &passwd_gid)))
-            return pea_fail(err, 0, "container %s: image user \"%s\": no user %s in the image's /etc/passwd",
-                            container, img->user, user);
-        if (has_uid && passwd)
-            find_account(passwd, NULL, true, uid, &uid, &passwd_gid);
-        if (!group) {
-            gid = passwd_gid;
-        } else if (!has_gid) {
-            AUTO_FREE char *groups = read_account_file(root, "/etc/group", err);
-            if (!groups && errno != ENOENT)
-                return pea_wrap(err, "container %s", container);
-            if (!(groups && find_account(groups, group, false, 0, &gid, NULL)))
-                return pea_fail(err, 0, "container %s: image user \"%s\": no group %s in the image's /etc/group",
-                                container, img->user, group);
-        }
-    }
-    img->has_ids = true;
-    img->uid = uid;
-    img->gid = gid;
+    if (!user[0] || (group && (!group[0] || strchr(group, ':'))))
+        return pea_fail(err, 0, "image user \"%s\" is not USER[:GROUP]", spec);
+    if (!has_uid && !(passwd && find_account(passwd, user, false, 0, &uid, &passwd_gid)))
+        return pea_fail(err, 0, "image user \"%s\": no user %s in the image's /etc/passwd", spec, user);
+    if (has_uid && passwd)
+        find_account(passwd, NULL, true, uid, &uid, &passwd_gid);
+    if (!group)
+        gid = passwd_gid;
+    else if (!has_gid && !(groups && find_account(groups, group, false, 0, &gid, NULL)))
+        return pea_fail(err, 0, "image user \"%s\": no group %s in the image's /etc/group", spec, group);
+    *uid_out = uid;
+    *gid_out = gid;
     return 0;
 }
 
-/* ---- resolving and holding ---------------------------------------------------------------------------------------- */
+/* The image's user as ids; its /etc/passwd and /etc/group read only when a name or a missing group needs them. */
+static int resolve_user(const struct pea_pod *pod, const char *container, struct pea_pod_image *img,
+                        struct pea_error *err)
+{
+    const char *colon = strchr(img->user, ':');
+    unsigned id = 0;
+    AUTO_FREE char *user = xasprintf("%.*s", (int)(colon ? colon - img->user : (ptrdiff_t)strlen(img->user)),
+                                     img->user);
+    bool is_numeric = parse_id(user, &id) && colon && parse_id(colon + 1, &id);
+    AUTO_FREE char *passwd = NULL, *groups = NULL;
+    if (!is_numeric) {
+        AUTO_FD int root = open_image_root(pod, img, err);
+        if (root < 0)
+            return pea_wrap(err, "container %s: image user \"%s\"", container, img->user);
+        if ((!(passwd = read_account_file(root, "/etc/passwd", err)) && errno != ENOENT) ||
+            (!(groups = read_account_file(root, "/etc/group", err)) && errno != ENOENT))
+            return pea_wrap(err, "container %s", container);
+    }
+    if (pod_image_user_ids(img->user, passwd, groups, &img->uid, &img->gid, err) < 0)
+        return pea_wrap(err, "container %s", container);
+    img->has_ids = true;
+    return 0;
+}
+
+/* ---- resolving and holding --------------------------------------------------------------------------------------- */
 
 /* WHAT (a reference, or the digest recorded) in the store, held for the pod, read into an image of ours. */
 static struct pea_pod_image *take_image(struct pea_pod *pod, struct pea_image_store *store,
@@ -441,7 +446,7 @@ int pod_images_release_all(const char *data_dir, const char *name, struct pea_er
     return r;
 }
 
-/* ---- the process ---------------------------------------------------------------------------------------------------- */
+/* ---- the process ------------------------------------------------------------------------------------------------- */
 
 static void append_expanded(json_t *args, char *const *list, const json_t *vars)
 {

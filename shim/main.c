@@ -214,7 +214,8 @@ int main(int argc, char **argv)
     AUTO_POD struct pea_pod *pod = NULL;
     if (a.adopt) {
         /* Each container keeps the image recorded for it. */
-        if (pod_open(a.root, a.adopt, &pod, &err) < 0 || pod_images_attach(pod, pod->manifest, pod->manifest, &err) < 0) {
+        if (pod_open(a.root, a.adopt, &pod, &err) < 0 ||
+            pod_images_attach(pod, pod->manifest, pod->manifest, &err) < 0) {
             report_ready(&ready_fd, err.msg);
             return 1;
         }

@@ -60,6 +60,11 @@ json_t *pod_image_args(const struct pea_pod_container *c, const json_t *vars, st
 /* The image's Env first, each overridden by the container's variable of that name (vars); then env, the
  * container's list (its default PATH dropped when the image sets PATH). */
 json_t *pod_image_env(const struct pea_pod_image *image, const json_t *env, const json_t *vars);
+/* An image's User ("uid", "name", "uid:gid", "name:group", mixes) as ids, names looked up in the text of the
+ * image's /etc/passwd and /etc/group (either NULL when the image has none): a uid alone takes its group from
+ * passwd when listed there, else 0, as containerd does. */
+int pod_image_user_ids(const char *spec, const char *passwd, const char *groups, uid_t *uid, gid_t *gid,
+                       struct pea_error *err);
 /* runAsNonRoot against the image's user, for a container that gives no runAsUser (the kubelet's rules and words):
  * refused when the image runs as uid 0 (no user is root), or names a user that is not numeric. */
 int pod_image_check_non_root(const char *pod, const struct pea_pod_container *c, struct pea_error *err);
