@@ -66,7 +66,9 @@ int store_layer_size(struct pea_image_store *s, const char *diff_id, uint64_t *s
  * 0 when we unpacked it. */
 int store_unpack_layer(struct pea_image_store *s, const struct layer_source *src, const struct layer_expect *expect,
                        uint64_t *tar_size, struct pea_error *err);
-/* Remove the per-layer lock files (locks/); only with gc.lock held alone. */
+/* The per-layer lock files: imports of one layer take turns on locks/HEX. */
+#define LAYER_LOCKS_DIR "locks"
+/* Remove the per-layer lock files; only with gc.lock held alone. */
 void store_remove_layer_locks(struct pea_image_store *s);
 /* {blob digest: diff ID} of the stored layers that recorded the blob they were unpacked from. */
 json_t *store_layer_blobs(struct pea_image_store *s);

@@ -18,30 +18,6 @@
 #include "pea/util.h"
 
 #define LAYER_BUFFER (128 * 1024)
-#define LAYER_LOCKS_DIR "locks"
-
-bool store_has_layer(struct pea_image_store *s, const char *diff_id)
-{
-    if (!pea_digest_is_valid(diff_id))
-        return false;
-    AUTO_FREE char *info = xasprintf("%s/layer.json", pea_digest_hex(diff_id));
-    struct stat st;
-    return fstatat(s->layers_fd, info, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-}
-
-int store_layer_size(struct pea_image_store *s, const char *diff_id, uint64_t *size, struct pea_error *err)
-{
-    AUTO_FREE char *name = xasprintf("%s/layer.json", pea_digest_hex(diff_id));
-    AUTO_FREE char *text = store_read_file(s->layers_fd, name, 4096, NULL, err);
-    if (!text)
-        return errno == ENOENT ? pea_fail(err, ENOENT, "layer %s", diff_id) : pea_wrap(err, "layer %s", diff_id);
-    AUTO_JSON json_t *info = json_loads(text, 0, NULL);
-    json_t *bytes = json_object_get(info, "size");
-    if (!json_is_integer(bytes) || json_integer_value(bytes) < 0)
-        return pea_fail(err, 0, "layer %s: layer.json has no size", diff_id);
-    *size = (uint64_t)json_integer_value(bytes);
-    return 0;
-}
 
 /* The compressed side: bytes from the source, hashed as they pass. */
 struct blob_reader {
@@ -248,19 +224,6 @@ static int lock_layer(struct pea_image_store *s, const char *diff_id, struct pea
         if (errno != EINTR)
             return pea_fail(err, errno, "lock layer %s", diff_id);
     return take_fd(&fd);
-}
-
-void store_remove_layer_locks(struct pea_image_store *s)
-{
-    AUTO_FD int dir_fd = openat(s->dir_fd, LAYER_LOCKS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *dir = dir_fd >= 0 ? fdopendir(dup(dir_fd)) : NULL;
-    if (!dir)
-        return;
-    struct dirent *de;
-    while ((de = readdir(dir)))
-        if (de->d_name[0] != '.')
-            unlinkat(dir_fd, de->d_name, 0);
-    closedir(dir);
 }
 
 json_t *store_layer_blobs(struct pea_image_store *s)

@@ -159,6 +159,19 @@ static void collect(json_t *set, json_t *v)
             collect(set, each);
 }
 
+void store_remove_layer_locks(struct pea_image_store *s)
+{
+    AUTO_FD int dir_fd = openat(s->dir_fd, LAYER_LOCKS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dir = dir_fd >= 0 ? fdopendir(dup(dir_fd)) : NULL;
+    if (!dir)
+        return;
+    struct dirent *de;
+    while ((de = readdir(dir)))
+        if (de->d_name[0] != '.')
+            unlinkat(dir_fd, de->d_name, 0);
+    closedir(dir);
+}
+
 /* Remove every entry of dir_fd named by a digest hex that the catalogue does not use. Layers go by rename into
  * the work directory first, so that no half-removed layer is ever visible under its name. */
 static int collect_garbage_in(struct pea_image_store *s, int dir_fd, json_t *used, bool is_layers,

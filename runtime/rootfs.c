@@ -478,9 +478,15 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
                                              : NULL;
     if (root_mount) {
         const char *type = root_mount->type ? root_mount->type : "none";
-        if (mount(root_mount->source ? root_mount->source : type, rootfs, type,
-                  root_mount->flags & ~(unsigned long)MS_REMOUNT, root_mount->data) < 0)
+        unsigned long flags = root_mount->flags & ~(unsigned long)MS_REMOUNT;
+        const char *source = root_mount->source ? root_mount->source : type;
+        if (strcmp(type, "overlay") == 0) {
+            AUTO_FREE char *shown = xasprintf("/ (%s)", rootfs);
+            if (rootfs_mount_overlay(source, rootfs, flags, root_mount->data, shown, err) < 0)
+                return -1;
+        } else if (mount(source, rootfs, type, flags, root_mount->data) < 0) {
             return pea_fail(err, errno, "mount %s on / (%s)", type, rootfs);
+        }
     } else if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         return pea_fail(err, errno, "bind rootfs %s", rootfs);
     }

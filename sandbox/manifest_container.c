@@ -5,12 +5,16 @@
 #include "manifest_internal.h"
 #include "manifest_security.h"
 #include "manifest_sources.h"
+#include "pea/image_ref.h"
+#include "pea/pod_image.h"
 #include "pea/util.h"
 
 void manifest_container_free(struct pea_pod_container *c)
 {
     free(c->name);
     strv_free(c->image_layers);
+    free(c->image_ref);
+    pod_image_free(c->image);
     strv_free(c->command);
     strv_free(c->args);
     manifest_env_free(c);
@@ -30,12 +34,40 @@ void manifest_container_free(struct pea_pod_container *c)
     manifest_probes_free(c);
 }
 
-/* `image: DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path. */
+/* An image reference and its pull policy; the default as Kubernetes sets it: Always when the tag is "latest",
+ * written or implied ("busybox", "busybox:latest"), else IfNotPresent (another tag, or only a digest). */
+static int parse_image_ref(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
+    struct pea_image_ref ref;
+    struct pea_error why = {0};
+    if (field_get_string(obj, path, "image", true, &c->image_ref, err) < 0)
+        return -1;
+    if (pea_image_ref_parse(c->image_ref, &ref, &why) < 0)
+        return field_fail(err, path, "image", "%s (a directory must be an absolute path)", why.msg);
+    static const char *const policies[] = {"Always", "IfNotPresent", "Never", NULL};
+    int policy = strcmp(ref.tag, "latest") == 0 ? PEA_PULL_ALWAYS : PEA_PULL_IF_NOT_PRESENT;
+    if (field_get_enum(obj, path, "imagePullPolicy", policies, &policy, err) < 0)
+        return -1;
+    c->pull_policy = (enum pea_pull_policy)policy;
+    return 0;
+}
+
+/* `image: /DIR` or `image: [LOWER, ..., UPPER]`, every one an absolute path; any other string is an image of the
+ * store. "./dir" and "../dir" are neither (no reference starts with a dot): refused, naming the rule. */
 static int parse_image(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
 {
     json_t *image = json_object_get(obj, "image");
     if (!image || json_is_null(image))
         return field_fail(err, path, "image", "missing");
+    const char *text = json_string_value(image);
+    if (text && text[0] == '.')
+        return field_fail(err, path, "image", "\"%s\": a directory must be an absolute path", text);
+    if (text && text[0] != '/')
+        return parse_image_ref(obj, path, c, err);
+    static const char *const policies[] = {"Always", "IfNotPresent", "Never", NULL};
+    int policy = 0; /* validated; a directory has nothing to pull */
+    if (field_get_enum(obj, path, "imagePullPolicy", policies, &policy, err) < 0)
+        return -1;
     if (json_is_string(image)) {
         c->image_layers = xcalloc(2, sizeof(char *));
         if (field_get_string(obj, path, "image", true, &c->image_layers[0], err) < 0)
@@ -81,13 +113,13 @@ static int parse_process(json_t *obj, const char *path, struct pea_pod_container
     if (field_get_strv(obj, path, "command", &c->command, err) < 0 ||
         field_get_strv(obj, path, "args", &c->args, err) < 0)
         return -1;
-    /* pea's images are plain directories without an entrypoint: something must name the program. */
     if (c->command && !c->command[0])
         return field_fail(err, path, "command", "must hold at least one element");
     if (check_exec_strings(c->command, path, "command", err) < 0 || check_exec_strings(c->args, path, "args", err) < 0)
         return -1;
-    if (!c->command && (!c->args || !c->args[0]))
-        return field_fail(err, path, "command", "missing (pea images have no entrypoint: give command or args)");
+    /* A directory has no entrypoint: something must name the program. An image's comes from its config. */
+    if (!c->image_ref && !c->command && (!c->args || !c->args[0]))
+        return field_fail(err, path, "command", "missing (a directory image has no entrypoint: give command or args)");
     if (field_get_string(obj, path, "workingDir", false, &c->working_dir, err) < 0)
         return -1;
     if (c->working_dir && c->working_dir[0] != '/')
@@ -292,7 +324,6 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
         parse_volume_mounts(obj, path, volume_names, c, err) < 0 || parse_resources(obj, path, &c->resources, err) < 0 ||
         parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
-        field_get_string(obj, path, "imagePullPolicy", false, NULL, err) < 0 ||
         field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
         return -1;
     if (restart && !is_init)

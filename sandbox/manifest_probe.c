@@ -279,6 +279,7 @@ static int parse_lifecycle(json_t *container, const char *parent, struct pea_pod
             return field_fail(err, path, "stopSignal", "must be a signal name like SIGTERM or SIGUSR1, not \"%s\"",
                               stop_signal);
         c->stop_signal = sig;
+        c->has_stop_signal = true;
     }
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "pea/log.h"
 #include "pea/net.h"
 #include "pea/pod.h"
+#include "pea/pod_image.h"
 #include "pea/state.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -508,7 +509,9 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
                     ? -1
                     : 0;
     close(take_fd(&birth_lock));
-    if (saved < 0 || make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
+    /* Images first: a pod whose image is missing fails before anything is made for it. */
+    if (saved < 0 || pod_images_attach(pod, pod->manifest, NULL, err) < 0 || pod_save(pod, err) < 0 ||
+        make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
         write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
         (cgroup_fd = cgroup_create(pod->cgroup, limits, err)) < 0 || start_infra(pod, err) < 0 ||
         pin_namespaces(pod, err) < 0 || setup_network(pod, err) < 0)
@@ -585,7 +588,7 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
         return pea_fail(err, 0, "pod %s: the infra process is gone", pod->name);
     if (container_delete(pod->oci_root, c->name, true, err) < 0)
         return -1;
-    if (c->n_image_layers > 1) {
+    if (c->n_image_layers > 1 || c->image_ref) {
         /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
         AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
         if (remove_tree(dir, err) < 0)

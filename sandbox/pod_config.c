@@ -7,6 +7,7 @@
 
 #include "pea/pod.h"
 #include "pea/pod_env.h"
+#include "pea/pod_image.h"
 #include "pea/spec.h"
 #include "pea/util.h"
 #include "pea/volume.h"
@@ -125,7 +126,7 @@ static json_t *arguments(const struct pea_pod_container *c, const json_t *vars, 
         json_array_append_new(args, expanded_string(*a, vars));
     if (json_array_size(args) == 0) {
         json_decref(args);
-        pea_fail(err, 0, "%s: command or args must be given (pea's images carry no entrypoint)", field);
+        pea_fail(err, 0, "%s: command or args must be given (a directory image has no entrypoint)", field);
         return NULL;
     }
     return args;
@@ -207,13 +208,16 @@ static int set_root(const struct pea_pod *pod, const struct pea_pod_container *c
 {
     json_t *root = json_object_get(cfg, "root");
     json_object_set_new(root, "readonly", json_boolean(c->security.read_only_root_filesystem));
-    if (c->n_image_layers == 1) {
-        json_object_set_new(root, "path", json_string(c->image_layers[0]));
+    /* An image of the store is always an overlay: its layers are shared and read-only. */
+    char *const *layers = c->image ? c->image->layer_dirs : c->image_layers;
+    size_t n_layers = c->image ? c->image->n_layers : c->n_image_layers;
+    if (!c->image && n_layers == 1) {
+        json_object_set_new(root, "path", json_string(layers[0]));
         return 0;
     }
     AUTO_FREE char *lower = xstrdup("");
-    for (size_t i = c->n_image_layers; i-- > 0;) {
-        const char *layer = c->image_layers[i];
+    for (size_t i = n_layers; i-- > 0;) {
+        const char *layer = layers[i];
         if (strpbrk(layer, ":,"))
             return pea_fail(err, 0, "container %s: image layer %s: ':' and ',' cannot be used in overlay paths",
                             c->name, layer);
@@ -255,7 +259,11 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
         pea_wrap(err, "%s", field);
         return NULL;
     }
-    json_t *args = arguments(c, vars, field, err);
+    if (c->image_ref && !c->image) {
+        pea_fail(err, 0, "%s: image %s was not resolved in the store", field, c->image_ref);
+        return NULL;
+    }
+    json_t *args = c->image ? pod_image_args(c, vars, err) : arguments(c, vars, field, err);
     json_t *caps = args ? capability_set(c, field, err) : NULL;
     if (!caps) {
         json_decref(args);
@@ -263,10 +271,14 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     }
     json_object_set_new(process, "args", args);
     json_object_set_new(process, "terminal", json_false());
-    json_object_set_new(process, "env", json_incref(env));
-    json_object_set_new(process, "cwd", json_string(c->working_dir ? c->working_dir : "/"));
-    json_object_set_new(process, "user", json_pack("{s:I, s:I}", "uid", (json_int_t)c->security.run_as_user, "gid",
-                                                   (json_int_t)c->security.run_as_group));
+    json_object_set_new(process, "env", c->image ? pod_image_env(c->image, env, vars) : json_incref(env));
+    const char *cwd = c->working_dir ? c->working_dir : c->image && c->image->working_dir ? c->image->working_dir : "/";
+    json_object_set_new(process, "cwd", json_string(cwd));
+    /* The image's user stands in for what securityContext leaves out. */
+    bool is_image_user = !c->security.has_run_as_user && c->image && c->image->has_ids;
+    uid_t uid = is_image_user ? c->image->uid : c->security.run_as_user;
+    gid_t gid = is_image_user && !c->security.has_run_as_group ? c->image->gid : c->security.run_as_group;
+    json_object_set_new(process, "user", json_pack("{s:I, s:I}", "uid", (json_int_t)uid, "gid", (json_int_t)gid));
     json_object_set_new(process, "capabilities",
                         json_pack("{s:O, s:O, s:O}", "bounding", caps, "effective", caps, "permitted", caps));
     json_decref(caps);

@@ -11,6 +11,7 @@
 
 #include "pea/log.h"
 #include "pea/lsm.h"
+#include "pea/pod_image.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pod_security.h"
@@ -164,6 +165,8 @@ static int check_non_root(const struct pea_pod *pod, const struct pea_pod_contai
                                     c->name);
     if (s->has_run_as_user && s->run_as_user == 0)
         return pea_fail(err, 0, "container's runAsUser breaks non-root policy (%s)", who);
+    if (!s->has_run_as_user && c->image)
+        return pod_image_check_non_root(who, c, err);
     if (!s->has_run_as_user)
         return pea_fail(err, 0, "container has runAsNonRoot and image will run as root (%s)", who);
     return 0;

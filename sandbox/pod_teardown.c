@@ -17,6 +17,7 @@
 #include "pea/log.h"
 #include "pea/net.h"
 #include "pea/pod.h"
+#include "pea/pod_image.h"
 #include "pea/state.h"
 #include "pea/sys.h"
 #include "pea/util.h"
@@ -341,6 +342,9 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
         if (r == 0)
             note_failure(remove_tree(plan.data_dir, &one), &first, &one);
     }
+    /* The pod's images go free once nothing of it runs. */
+    if (!first.msg[0] && plan.data_dir)
+        note_failure(pod_images_release_all(plan.data_dir, name, &one), &first, &one);
     if (!first.msg[0])
         note_failure(remove_tree(dir, &one), &first, &one);
     free_records(records);

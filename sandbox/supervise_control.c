@@ -9,6 +9,7 @@
 #include "pea/cgroup.h"
 #include "pea/container.h"
 #include "pea/log.h"
+#include "pea/pod_image.h"
 #include "pea/util.h"
 #include "pea/volume.h"
 #include "supervise_internal.h"
@@ -230,10 +231,17 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
         return -1;
     AUTO_JSON json_t *recreated = json_array(), *updated = json_array(), *added = json_array(),
                      *removed = json_array(), *unchanged = json_array();
+    /* The images of new and changed containers, resolved and held before anything changes; an unchanged one keeps
+     * the image it runs. */
+    AUTO_JSON json_t *images_before = pod_images_record(sup->pod);
+    if (pod_images_attach(sup->pod, manifest, old, err) < 0)
+        return -1;
     /* Live resource updates first (the pod cgroup before its children): if the cgroup refuses one, nothing else has
      * changed yet. */
-    if (update_pod_limits(sup, manifest, err) < 0)
+    if (update_pod_limits(sup, manifest, err) < 0) {
+        pod_images_restore(sup->pod, images_before);
         return -1;
+    }
     for (size_t i = 0; i < manifest->n_containers; i++) {
         const struct pea_pod_container *c = &manifest->containers[i];
         const struct pea_pod_container *before = find_container(old, c->name);
@@ -244,8 +252,10 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
             continue;
         }
         AUTO_JSON json_t *res = resources_update(&before->resources, &c->resources);
-        if (container_update(sup->pod->oci_root, c->name, res, err) < 0)
+        if (container_update(sup->pod->oci_root, c->name, res, err) < 0) {
+            pod_images_restore(sup->pod, images_before);
             return pea_wrap(err, "container %s: update resources", c->name);
+        }
         json_array_append_new(updated, json_string(c->name));
     }
 
@@ -299,6 +309,8 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
     manifest_free(old);
     if (pod_save(sup->pod, &save_err) < 0)
         log_warn("%s", save_err.msg);
+    /* Images no container of the pod names any more go free (a replaced container may still be stopping). */
+    pod_images_release_dropped(sup->pod, images_before);
     *summary = json_pack("{s:O, s:O, s:O, s:O, s:O}", "recreated", recreated, "updated", updated, "added", added,
                          "removed", removed, "unchanged", unchanged);
     return 0;

@@ -18,6 +18,7 @@
 #include "logs.h"
 #include "pea/log.h"
 #include "pea/pod.h"
+#include "pea/pod_image.h"
 #include "pea/pod_manifest.h"
 #include "pea/seccomp.h"
 #include "pea/state.h"
@@ -212,7 +213,9 @@ int main(int argc, char **argv)
     supervisor_block_stop_signals();
     AUTO_POD struct pea_pod *pod = NULL;
     if (a.adopt) {
-        if (pod_open(a.root, a.adopt, &pod, &err) < 0) {
+        /* Each container keeps the image recorded for it. */
+        if (pod_open(a.root, a.adopt, &pod, &err) < 0 ||
+            pod_images_attach(pod, pod->manifest, pod->manifest, &err) < 0) {
             report_ready(&ready_fd, err.msg);
             return 1;
         }

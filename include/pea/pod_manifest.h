@@ -130,12 +130,22 @@ struct pea_pod_probe {
     long long termination_grace_seconds; /* -1: the pod's (liveness and startup only) */
 };
 
+/* imagePullPolicy, in the order of Kubernetes' names. */
+enum pea_pull_policy { PEA_PULL_ALWAYS, PEA_PULL_IF_NOT_PRESENT, PEA_PULL_NEVER };
+
+struct pea_pod_image; /* an image of the store, resolved for a container (pod_image.h) */
+
 struct pea_pod_container {
     char *name;           /* DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 */
-    char **image_layers;  /* NULL-terminated, at least one: `image: DIR` is one plain root directory; `image: [a, b]`
-                             is an overlay whose lowest layer is a and b lies on top of it */
+    char **image_layers;  /* `image: /DIR` (an absolute path) is one plain root directory; `image: [a, b]` is an
+                             overlay whose lowest layer is a and b lies on top of it. NULL for an image reference. */
     size_t n_image_layers;
-    char **command;       /* NULL when absent (then the image has no entrypoint for pea: args must be given) */
+    char *image_ref;      /* any other `image:` ("nginx:1.27"): an image of the store, as written; else NULL */
+    enum pea_pull_policy pull_policy; /* image_ref: imagePullPolicy, default Always for :latest or no tag, else
+                                         IfNotPresent */
+    struct pea_pod_image *image; /* image_ref: the image resolved in the store for the pod (pod_image.c), NULL
+                                    until then; owned by the container */
+    char **command;       /* NULL when absent (an image reference's Entrypoint then; a directory needs args) */
     char **args;          /* NULL when absent */
     struct pea_pod_env *env;
     size_t n_env;
@@ -149,7 +159,8 @@ struct pea_pod_container {
     bool is_sidecar;      /* an init container with restartPolicy: Always */
     struct pea_pod_probe liveness_probe, readiness_probe, startup_probe;
     struct pea_pod_handler post_start, pre_stop; /* lifecycle hooks; type NONE when absent */
-    int stop_signal;      /* lifecycle.stopSignal; SIGTERM by default */
+    int stop_signal;      /* lifecycle.stopSignal, else the image's StopSignal, else SIGTERM */
+    bool has_stop_signal; /* lifecycle.stopSignal was given */
     /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
      * (compact, keys sorted) without its resources, and its resources alone (NULL when absent). */
     char *identity;

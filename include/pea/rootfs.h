@@ -56,4 +56,10 @@ void rootfs_close_host_sources(struct pea_spec *spec);
  * Called after rootfs_enter. */
 int rootfs_bind_console(int pty_slave_fd, struct pea_error *err);
 
+/* mount(2) of an overlay on target (a path); options longer than a page (many layers with long paths) get their
+ * lowerdirs as /proc/self/fd/N of the directories, opened first (rootfs_overlay.c). destination names the mount in
+ * errors. */
+int rootfs_mount_overlay(const char *source, const char *target, unsigned long flags, const char *data,
+                         const char *destination, struct pea_error *err);
+
 #endif

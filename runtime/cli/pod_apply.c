@@ -7,6 +7,7 @@
 
 #include "cli_options.h"
 #include "pod_client.h"
+#include "pea/pod_image.h"
 #include "pea/pod_manifest.h"
 #include "pea/util.h"
 
@@ -128,6 +129,28 @@ int pod_apply_dry_run(const struct cli_globals *g, const struct pea_pod_manifest
     return 0;
 }
 
+/* The images of the containers this apply starts: all of a new pod's (under --data-root); for a pod that exists,
+ * those of its added and changed containers, in the store of the pod's own data root. */
+static int pull_for_apply(const struct cli_globals *g, const struct pea_pod_manifest *m, const char *data_root,
+                          bool recreate, struct pea_error *err)
+{
+    bool has_image_ref = false;
+    for (size_t i = 0; i < m->n_containers; i++)
+        has_image_ref |= m->containers[i].image_ref != NULL;
+    for (size_t i = 0; i < m->n_init_containers; i++)
+        has_image_ref |= m->init_containers[i].image_ref != NULL;
+    if (!has_image_ref)
+        return 0;
+    AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, m->name);
+    AUTO_POD struct pea_pod *pod = NULL;
+    if (!recreate && access(dir, F_OK) == 0 && pod_open(g->root, m->name, &pod, err) < 0)
+        return -1;
+    AUTO_FREE char *pod_data_root = pod && pod->data_dir[0] ? pod_images_data_root(pod->data_dir) : NULL;
+    if (pod_pull_images(g, m, pod ? pod->manifest : NULL, pod_data_root ? pod_data_root : data_root, err) < 0)
+        return pea_wrap(err, "pod %s", m->name);
+    return 0;
+}
+
 int pod_apply(const struct cli_globals *g, int argc, char **argv)
 {
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL, *output = NULL;
@@ -176,6 +199,10 @@ int pod_apply_manifest(const struct cli_globals *g, struct pea_pod_manifest *m, 
         int r = pod_apply_dry_run(g, m, recreate);
         manifest_free(m);
         return r;
+    }
+    if (pull_for_apply(g, m, data_root, recreate, &err) < 0) {
+        manifest_free(m);
+        return cli_fail(&err);
     }
     /* The shim parses the manifest for itself, from exactly this text in a memfd: the client keeps only what it
      * needs, so that its own parse is gone before it reads the pod's state. */

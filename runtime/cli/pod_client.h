@@ -73,6 +73,11 @@ int pod_shim_shutdown_within(const struct pea_pod *pod, int answer_timeout_ms, l
  * a usage error. */
 int pod_stop_grace_seconds(const char *command, bool force, bool now, long long grace_seconds, long long *out);
 
+/* Make present in the store under data_root the images of m's containers that start anew (every one, or those old
+ * does not have unchanged), as each one's imagePullPolicy says; pulls run `pea-image image pull` (pod_pull.c). */
+int pod_pull_images(const struct cli_globals *g, const struct pea_pod_manifest *m, const struct pea_pod_manifest *old,
+                    const char *data_root, struct pea_error *err);
+
 int pod_apply(const struct cli_globals *g, int argc, char **argv);
 
 /* How `pea pod apply` applies: its options. */

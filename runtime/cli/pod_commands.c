@@ -221,7 +221,9 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (is_detached) {
         AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load_with_configs(file, config_files,
                 secret_files, &err);
-        AUTO_FD int manifest_fd = detached ? manifest_source_memfd(detached, &err) : -1;
+        if (detached && pod_pull_images(g, detached, NULL, data_root, &err) < 0)
+            pea_wrap(&err, "pod %s", detached->name);
+        AUTO_FD int manifest_fd = detached && !err.msg[0] ? manifest_source_memfd(detached, &err) : -1;
         if (manifest_fd < 0 || pod_spawn_shim(g, manifest_fd, data_root, pause_path, &err) < 0)
             return cli_fail(&err);
         printf("pod %s started\n", detached->name);
@@ -230,6 +232,11 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     struct pea_pod_manifest *m = manifest_load_with_configs(file, config_files, secret_files, &err);
     if (!m)
         return cli_fail(&err);
+    if (pod_pull_images(g, m, NULL, data_root, &err) < 0) {
+        pea_wrap(&err, "pod %s", m->name);
+        manifest_free(m);
+        return cli_fail(&err);
+    }
     return run_in_own_session(g, m, data_root, pause_path);
 }
 

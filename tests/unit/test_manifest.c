@@ -338,7 +338,7 @@ static const struct error_case error_cases[] = {
     {"spec:\n  containers:\n  - {name: c, image: [], args: [x]}\n",
      "spec.containers[0].image: must hold at least one element"},
     {"spec:\n  containers:\n  - {name: c, image: /i}\n",
-     "spec.containers[0].command: missing (pea images have no entrypoint: give command or args)"},
+     "spec.containers[0].command: missing (a directory image has no entrypoint: give command or args)"},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Always}\n",
      "spec.containers[0].restartPolicy: only init containers may set it"},
     {"spec:\n  containers:\n  - {name: Web, image: /i, args: [x]}\n",
@@ -773,4 +773,43 @@ Test(manifest, comparisons)
     cr_assert_not_null(with_init, "%s", err.msg);
     cr_assert_str_eq(manifest_sandbox_change(a, with_init), "spec.initContainers");
 #undef C_WITH
+}
+
+/* `image:` is a directory when it is an absolute path, else an image of the store, whose imagePullPolicy defaults as
+ * Kubernetes': Always for :latest written or implied, IfNotPresent for another tag or a digest alone. */
+Test(manifest, image_references_and_their_pull_policy_defaults)
+{
+    static const struct {
+        const char *image, *policy;
+        enum pea_pull_policy expected;
+    } cases[] = {
+        {"busybox", NULL, PEA_PULL_ALWAYS},
+        {"busybox:latest", NULL, PEA_PULL_ALWAYS},
+        {"localhost:5000/app", NULL, PEA_PULL_ALWAYS},
+        {"busybox:1.36", NULL, PEA_PULL_IF_NOT_PRESENT},
+        {"busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", NULL,
+         PEA_PULL_IF_NOT_PRESENT},
+        {"busybox", "Never", PEA_PULL_NEVER},
+        {"busybox:1.36", "Always", PEA_PULL_ALWAYS},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: \"%s\"%s%s}\n", cases[i].image,
+                 cases[i].policy ? ", imagePullPolicy: " : "", cases[i].policy ? cases[i].policy : "");
+        struct pea_error err = {0};
+        struct pea_pod_manifest *m = parse_text(text, &err);
+        cr_assert_not_null(m, "%s: %s", cases[i].image, err.msg);
+        cr_assert_str_eq(m->containers[0].image_ref, cases[i].image);
+        cr_assert_null(m->containers[0].image_layers);
+        cr_assert_null(m->containers[0].command, "no command needed: the image has its Entrypoint");
+        cr_assert_eq(m->containers[0].pull_policy, cases[i].expected, "%s %s", cases[i].image,
+                     cases[i].policy ? cases[i].policy : "");
+        manifest_free(m);
+    }
+    struct pea_error err = {0};
+    cr_assert_null(parse_text(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: ./root, args: [x]}\n", &err));
+    cr_assert_str_eq(err.msg, "spec.containers[0].image: \"./root\": a directory must be an absolute path");
+    cr_assert_null(parse_text(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: busybox, imagePullPolicy: Sometimes}\n",
+                              &err));
+    cr_assert(strstr(err.msg, "spec.containers[0].imagePullPolicy"), "%s", err.msg);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pea/pod.h"
+#include "pea/pod_image.h"
 #include "pea/pod_manifest.h"
 #include "pea/util.h"
 
@@ -257,4 +258,38 @@ Test(pod_config, env_later_entries_of_a_name_win)
     AUTO_FREE char *env = json_dumps(json_object_get(json_object_get(cfg, "process"), "env"), JSON_COMPACT);
     cr_assert_str_eq(env, "[\"HOSTNAME=web\",\"PATH=/bin\",\"B=2\",\"A=3\",\"C=\"]");
     manifest_free(pod.manifest);
+}
+
+/* An image's User against its own /etc/passwd and /etc/group texts. */
+Test(pod_image, user_forms_resolve_as_containerd_does)
+{
+    const char *passwd = "# comment\nroot:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\nbad:x:notanumber:1\n";
+    const char *groups = "root:x:0:\nstaff:x:2345:\ncrew:x:3456:app\n";
+    static const struct {
+        const char *spec;
+        uid_t uid;
+        gid_t gid;
+    } ok[] = {{"app", 1234, 2345}, {"1234", 1234, 2345}, {"4000", 4000, 0}, {"app:crew", 1234, 3456},
+              {"app:77", 1234, 77}, {"5:6", 5, 6}, {"root", 0, 0}};
+    for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+        uid_t uid = 99;
+        gid_t gid = 99;
+        struct pea_error err = {0};
+        cr_assert_eq(pod_image_user_ids(ok[i].spec, passwd, groups, &uid, &gid, &err), 0, "%s: %s", ok[i].spec,
+                     err.msg);
+        cr_assert(uid == ok[i].uid && gid == ok[i].gid, "%s: %u:%u", ok[i].spec, uid, gid);
+    }
+    uid_t uid;
+    gid_t gid;
+    struct pea_error err = {0};
+    cr_assert_eq(pod_image_user_ids("ghost", passwd, groups, &uid, &gid, &err), -1);
+    cr_assert_str_eq(err.msg, "image user \"ghost\": no user ghost in the image's /etc/passwd");
+    cr_assert_eq(pod_image_user_ids("app:nogroup", passwd, groups, &uid, &gid, &err), -1);
+    cr_assert_str_eq(err.msg, "image user \"app:nogroup\": no group nogroup in the image's /etc/group");
+    cr_assert_eq(pod_image_user_ids("bad", passwd, groups, &uid, &gid, &err), -1);
+    cr_assert_eq(pod_image_user_ids("app", NULL, NULL, &uid, &gid, &err), -1);
+    cr_assert_eq(pod_image_user_ids("1:", passwd, groups, &uid, &gid, &err), -1);
+    cr_assert_str_eq(err.msg, "image user \"1:\" is not USER[:GROUP]");
+    cr_assert_eq(pod_image_user_ids("7", NULL, NULL, &uid, &gid, &err), 0);
+    cr_assert(uid == 7 && gid == 0);
 }
