@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -155,6 +156,15 @@ static int output_target(const char *uri, const char **path, bool *is_file, stru
     return 0;
 }
 
+/* The file open as fd, opened again (the other end of a fifo): through /proc/self/fd, so it is the file just
+ * checked, not whatever the path names by now. */
+static int reopen_same_file(int fd, int flags)
+{
+    char self[32];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    return open(self, flags | O_CLOEXEC | O_NOCTTY);
+}
+
 /* An output: the fd the process (or the pty copy) writes, and the reader the shim holds open on a fifo. */
 static int open_output(const char *uri, int *writer, int *keep_reader, struct pea_error *err)
 {
@@ -178,11 +188,11 @@ static int open_output(const char *uri, int *writer, int *keep_reader, struct pe
     if (fstat(reader, &st) < 0)
         return pea_fail(err, errno, "stat %s", path);
     if (!S_ISFIFO(st.st_mode)) {
-        *writer = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+        *writer = reopen_same_file(reader, O_WRONLY | O_APPEND);
         return *writer < 0 ? pea_fail(err, errno, "open %s", path) : 0;
     }
     /* A fifo with a reader opens for writing at once; the reader is ours and stays. */
-    AUTO_FD int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    AUTO_FD int fd = reopen_same_file(reader, O_WRONLY | O_NONBLOCK);
     if (fd < 0 || set_blocking(fd) < 0)
         return pea_fail(err, errno, "open %s for writing", path);
     *writer = take_fd(&fd);
@@ -205,7 +215,7 @@ static int open_input(const char *path, int *reader, int *keep_writer, struct pe
     if (fstat(fd, &st) < 0)
         return pea_fail(err, errno, "stat %s", path);
     if (S_ISFIFO(st.st_mode)) {
-        *keep_writer = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        *keep_writer = reopen_same_file(fd, O_WRONLY | O_NONBLOCK);
         if (*keep_writer < 0)
             return pea_fail(err, errno, "open %s for writing", path);
     }
