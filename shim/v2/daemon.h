@@ -1,0 +1,22 @@
+/* The long-lived shim: serves the Task service on the socket `start` made (fd 3), reaps as the subreaper of its
+ * containers, and exits after Shutdown once no task is left (or on SIGTERM/SIGINT, leaving containers running). */
+#ifndef PEA_SHIM_V2_DAEMON_H
+#define PEA_SHIM_V2_DAEMON_H
+
+#include <stdbool.h>
+
+struct daemon_config {
+    const char *namespace;
+    const char *id;
+    const char *address;         /* containerd's gRPC socket, for the publisher */
+    const char *publish_binary;
+    const char *pea_binary;
+    const char *pea_root;
+    bool debug;
+    int listener;
+};
+
+/* Returns the process's exit status. */
+int daemon_serve(const struct daemon_config *config);
+
+#endif

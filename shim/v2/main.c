@@ -1,0 +1,328 @@
+/* containerd-shim-pea-v2: containerd's runtime v2 shim for pea (runtime_type "io.containerd.pea.v2").
+ *
+ * containerd runs it three ways, always in the task's bundle directory, with Go-style flags:
+ *   ... -namespace NS -address ADDR -publish-binary CONTAINERD -id ID [-debug] start
+ *       make the socket (/run/containerd/s/<sha256 of ADDR/NS/ID>), write it to BUNDLE/address, start the daemon
+ *       (this binary again, no action, the socket as fd 3, a new session) and print "unix://SOCKET";
+ *   ... -id ID -bundle BUNDLE delete
+ *       clean up after a daemon that died: pea delete --force, unmount the rootfs, print a DeleteResponse;
+ *   ... (no action): the daemon itself (daemon.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "daemon.h"
+#include "google_shapes.pb-c.h"
+#include "pea/util.h"
+#include "rootfs_mount.h"
+#include "sha256.h"
+#include "task.pb-c.h"
+
+#define SOCKET_DIR "/run/containerd/s"
+#define PEA_STATE_PARENT "/run/containerd/pea"
+#define LISTENER_FD 3
+
+extern char **environ;
+
+struct shim_flags {
+    const char *namespace, *address, *publish_binary, *id, *bundle, *socket;
+    bool debug, version;
+    const char *action;
+};
+
+/* Go's flag package: -name value, -name=value, --name; booleans take no value; the first other word is the action. */
+static int parse_flags(int argc, char **argv, struct shim_flags *f)
+{
+    static const char *const value_flags[] = {"namespace", "address", "publish-binary", "id", "bundle", "socket"};
+    *f = (struct shim_flags){.publish_binary = "containerd", .action = ""};
+    const char **slots[] = {&f->namespace, &f->address, &f->publish_binary, &f->id, &f->bundle, &f->socket};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-') {
+            f->action = arg;
+            return i + 1 == argc ? 0 : (fprintf(stderr, "unexpected argument after %s: %s\n", arg, argv[i + 1]), -1);
+        }
+        arg += arg[1] == '-' ? 2 : 1;
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (strncmp(arg, "debug", name_len) == 0 && name_len == 5) {
+            f->debug = !eq || strcmp(eq + 1, "true") == 0;
+            continue;
+        }
+        if (strncmp(arg, "v", name_len) == 0 && name_len == 1) {
+            f->version = true;
+            continue;
+        }
+        bool known = false;
+        for (size_t k = 0; k < ARRAY_SIZE(value_flags); k++) {
+            if (strlen(value_flags[k]) == name_len && strncmp(arg, value_flags[k], name_len) == 0) {
+                if (!eq && i + 1 >= argc) {
+                    fprintf(stderr, "flag needs an argument: -%s\n", value_flags[k]);
+                    return -1;
+                }
+                *slots[k] = eq ? eq + 1 : argv[++i];
+                known = true;
+                break;
+            }
+        }
+        if (!known) {
+            fprintf(stderr, "flag provided but not defined: %s\n", argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* pea from PATH (containerd passes its own environment), else where meson installed it. */
+static char *find_pea(void)
+{
+    const char *path = getenv("PATH");
+    if (path) {
+        AUTO_FREE char *copy = xstrdup(path);
+        char *save = NULL;
+        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+            char *candidate = xasprintf("%s/pea", dir);
+            if (*dir == '/' && access(candidate, X_OK) == 0)
+                return candidate;
+            free(candidate);
+        }
+    }
+    return xstrdup(PEA_INSTALLED_BINARY);
+}
+
+static char *pea_root_of(const char *namespace) { return xasprintf("%s/%s", PEA_STATE_PARENT, namespace); }
+
+/* unix:///run/containerd/s/<sha256("ADDRESS/NAMESPACE/ID")>, the name containerd's runc shim gives its socket. */
+static char *socket_path_of(const struct shim_flags *f)
+{
+    AUTO_FREE char *key = xasprintf("%s/%s/%s", f->address, f->namespace, f->id);
+    char hex[2 * SHA256_DIGEST_SIZE + 1];
+    sha256_hex(key, strlen(key), hex);
+    return xasprintf("%s/%s", SOCKET_DIR, hex);
+}
+
+static int listen_on(const char *path, struct pea_error *err)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path)
+        return pea_fail(err, 0, "socket path %s is too long", path);
+    strcpy(addr.sun_path, path);
+    AUTO_FD int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return pea_fail(err, errno, "create a socket");
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        if (errno != EADDRINUSE)
+            return pea_fail(err, errno, "bind %s", path);
+        /* A shim that died left its socket; one that answers is a bug in the caller (the same task twice). */
+        AUTO_FD int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof addr) == 0)
+            return pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
+        if (unlink(path) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+            return pea_fail(err, errno, "bind %s", path);
+    }
+    if (chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+        int e = errno;
+        unlink(path);
+        return pea_fail(err, e, "listen on %s", path);
+    }
+    return take_fd(&fd);
+}
+
+/* The shim's OOM score: one above containerd's, so the kernel picks the shim before the daemon. */
+static void adjust_oom_score(pid_t shim)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)getppid());
+    AUTO_FREE char *text = read_file_at(AT_FDCWD, path, 32, NULL);
+    long long score;
+    if (!text || parse_int64(strtok(text, "\n"), &score) < 0)
+        return;
+    char value[32];
+    int n = snprintf(value, sizeof value, "%lld", score < 1000 ? score + 1 : 1000);
+    snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)shim);
+    AUTO_FD int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0)
+        (void)!write(fd, value, (size_t)n);
+}
+
+static int spawn_daemon(const struct shim_flags *f, int listener, pid_t *pid, struct pea_error *err)
+{
+    const char *argv[12];
+    size_t n = 0;
+    argv[n++] = "containerd-shim-pea-v2";
+    argv[n++] = "-namespace";
+    argv[n++] = f->namespace;
+    argv[n++] = "-id";
+    argv[n++] = f->id;
+    argv[n++] = "-address";
+    argv[n++] = f->address;
+    argv[n++] = "-publish-binary";
+    argv[n++] = f->publish_binary;
+    if (f->debug)
+        argv[n++] = "-debug";
+    argv[n] = NULL;
+    AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return pea_fail(err, errno, "open /dev/null");
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    /* Not containerd's pipes: `start` ends when they close, and the daemon outlives it. */
+    for (int i = 0; i < 3; i++)
+        posix_spawn_file_actions_adddup2(&actions, null_fd, i);
+    posix_spawn_file_actions_adddup2(&actions, listener, LISTENER_FD);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    int rc = posix_spawn(pid, "/proc/self/exe", &actions, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0)
+        return pea_fail(err, rc, "start the shim daemon");
+    return 0;
+}
+
+static int command_start(const struct shim_flags *f)
+{
+    struct pea_error err = {0};
+    /* Runtime options arrive on stdin as a protobuf Any; this shim takes none. */
+    AUTO_FREE char *options = NULL;
+    size_t options_len = 0;
+    if (!isatty(STDIN_FILENO))
+        options = read_fd_all(STDIN_FILENO, 1 << 20, &options_len);
+    if (options_len) {
+        Google__Protobuf__Any *any = google__protobuf__any__unpack(NULL, options_len, (uint8_t *)options);
+        bool has_options = !any || any->value.len;
+        fprintf(stderr, "runtime options%s%s are not supported by io.containerd.pea.v2\n", any ? " of type " : "",
+                any ? any->type_url : "");
+        if (any)
+            google__protobuf__any__free_unpacked(any, NULL);
+        if (has_options)
+            return 1;
+    }
+    if (!f->id || !f->address) {
+        fprintf(stderr, "start: -id and -address are required\n");
+        return 1;
+    }
+    AUTO_FREE char *path = socket_path_of(f);
+    if (mkdir_p(SOCKET_DIR, 0711) < 0) {
+        fprintf(stderr, "create %s: %s\n", SOCKET_DIR, strerror(errno));
+        return 1;
+    }
+    AUTO_FD int listener = listen_on(path, &err);
+    if (listener < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    AUTO_FREE char *address = xasprintf("unix://%s", path);
+    pid_t daemon;
+    if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
+        pea_fail(&err, errno, "write the address file");
+    } else if (spawn_daemon(f, listener, &daemon, &err) == 0) {
+        adjust_oom_score(daemon);
+        fputs(address, stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    unlink(path);
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+}
+
+static int command_delete(const struct shim_flags *f)
+{
+    struct pea_error err = {0};
+    AUTO_FREE char *cwd = getcwd(NULL, 0);
+    const char *bundle = f->bundle && *f->bundle ? f->bundle : cwd;
+    if (!f->id || !bundle) {
+        fprintf(stderr, "delete: -id and a bundle are required\n");
+        return 1;
+    }
+    AUTO_FREE char *pea = find_pea();
+    AUTO_FREE char *root = pea_root_of(f->namespace);
+    backend_configure(pea, root);
+    /* Warnings on stderr are logged by containerd; the cleanup goes on regardless. */
+    if (backend_delete(f->id, bundle, true, &err) < 0)
+        fprintf(stderr, "delete %s: %s\n", f->id, err.msg);
+    rootfs_unmount_all(bundle);
+    AUTO_FREE char *pid_path = xasprintf("%s/init.pid", bundle);
+    AUTO_FREE char *pid_text = read_file_at(AT_FDCWD, pid_path, 32, NULL);
+    long long pid = 0;
+    if (pid_text)
+        parse_int64(pid_text, &pid);
+    AUTO_FREE char *address_path = xasprintf("%s/address", bundle);
+    AUTO_FREE char *address = read_file_at(AT_FDCWD, address_path, 4096, NULL);
+    if (address && strncmp(address, "unix://", 7) == 0)
+        unlink(address + 7);
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    at.seconds = now.tv_sec;
+    at.nanos = (int32_t)now.tv_nsec;
+    Containerd__Task__V2__DeleteResponse resp = CONTAINERD__TASK__V2__DELETE_RESPONSE__INIT;
+    resp.pid = (uint32_t)pid;
+    resp.exit_status = 128 + SIGKILL;
+    resp.exited_at = &at;
+    uint8_t out[128];
+    size_t len = containerd__task__v2__delete_response__pack(&resp, out);
+    return write_all(STDOUT_FILENO, out, len) == 0 ? 0 : 1;
+}
+
+static int command_serve(const struct shim_flags *f)
+{
+    AUTO_FREE char *pea = find_pea();
+    AUTO_FREE char *root = pea_root_of(f->namespace);
+    struct daemon_config config = {
+        .namespace = f->namespace,
+        .id = f->id,
+        .address = f->address,
+        .publish_binary = f->publish_binary,
+        .pea_binary = pea,
+        .pea_root = root,
+        .debug = f->debug,
+        .listener = LISTENER_FD,
+    };
+    int rc = daemon_serve(&config);
+    /* The socket goes with the daemon: containerd finds a dead shim by its missing socket. */
+    AUTO_FREE char *address = read_file_at(AT_FDCWD, "address", 4096, NULL);
+    if (address && strncmp(address, "unix://", 7) == 0)
+        unlink(address + 7);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct shim_flags f;
+    if (parse_flags(argc, argv, &f) < 0)
+        return 2;
+    if (f.version) {
+        printf("%s:\n  Version:  %s\n", argv[0], PEA_VERSION);
+        return 0;
+    }
+    if (!f.namespace || !*f.namespace) {
+        fprintf(stderr, "shim namespace cannot be empty\n");
+        return 1;
+    }
+    if (strchr(f.namespace, '/') || (f.id && strchr(f.id, '/'))) {
+        fprintf(stderr, "invalid namespace %s or id %s\n", f.namespace, f.id ? f.id : "");
+        return 1;
+    }
+    if (strcmp(f.action, "start") == 0)
+        return command_start(&f);
+    if (strcmp(f.action, "delete") == 0)
+        return command_delete(&f);
+    if (f.action[0]) {
+        fprintf(stderr, "unknown action %s (start, delete, or none for the daemon)\n", f.action);
+        return 2;
+    }
+    return command_serve(&f);
+}

@@ -1,0 +1,16 @@
+/* containerd.task.v2.Task over ttrpc: decode each request, act through the backend, answer, publish events. */
+#ifndef PEA_SHIM_V2_TASK_SERVICE_H
+#define PEA_SHIM_V2_TASK_SERVICE_H
+
+#include <stdbool.h>
+
+#include "ttrpc.h"
+
+#define TASK_SERVICE_NAME "containerd.task.v2.Task"
+
+/* The ttrpc_request_handler of every connection. */
+void task_service_handle(struct ttrpc_conn *conn, const struct ttrpc_request *req, void *ctx);
+/* Shutdown was asked for and no task is left: the daemon exits once its answers are out. */
+bool task_service_should_exit(void);
+
+#endif

@@ -1,0 +1,330 @@
+"""containerd 1.6 with pea's own shim, containerd-shim-pea-v2 (runtime io.containerd.pea.v2), driven by ctr.
+
+A private containerd (own root, state, sockets, namespace) started with a PATH whose first directory holds the built
+shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim runs
+that pea. The shim's pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import e2e
+from conftest import BUILD_DIR, MARK, fail_on_problems, require_containerd
+from e2e import IMAGE, wait_until
+from test_podman import _pty_run
+
+RUNTIME = "io.containerd.pea.v2"
+SHIM = os.path.join(BUILD_DIR, "shim", "v2", "containerd-shim-pea-v2")
+
+
+class ShimContainerd(e2e.Containerd):
+    """A private containerd whose PATH starts with a directory holding containerd-shim-pea-v2 and pea."""
+
+    def __init__(self, directory, pea, mark):
+        super().__init__(directory, pea, mark + "-shim")
+        self.bin = os.path.join(directory, "bin")
+        os.makedirs(self.bin)
+        os.symlink(os.path.abspath(SHIM), os.path.join(self.bin, "containerd-shim-pea-v2"))
+        os.symlink(pea, os.path.join(self.bin, "pea"))
+        self.pea_root = os.path.join("/run/containerd/pea", self.ns)
+
+    def start(self):
+        self.runc_root = os.path.join("/run/containerd/runc", self.ns)
+        self.runc_root_existed = True  # runc's shim never runs here
+        self.log = open(os.path.join(self.dir, "containerd.log"), "a")
+        env = dict(os.environ, PATH=self.bin + ":" + os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
+        self.proc = subprocess.Popen(["containerd", "--config", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"containerd exited {self.proc.returncode}: {self.log_text()[-3000:]}")
+            return os.path.exists(self.address) and self("version").code == 0
+        wait_until(up, 30, "containerd to answer")
+
+    def kill_daemon(self):
+        """kill -9 containerd (not its shims) and wait for it to be gone."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def run_args(self, *args):
+        return ["run", "--runtime", RUNTIME, *args]
+
+    def pea_state(self):
+        return sorted(os.listdir(self.pea_root)) if os.path.isdir(self.pea_root) else []
+
+    def shims(self):
+        return [(pid, cmd) for pid, cmd in e2e.processes_with(self.address) if "containerd-shim-pea-v2" in cmd]
+
+    def stop(self):
+        problems = super().stop()
+        if self.pea_state():
+            problems.append(f"pea state left behind in {self.pea_root}: {self.pea_state()}")
+        elif os.path.isdir(self.pea_root):
+            os.rmdir(self.pea_root)
+        return problems
+
+
+@pytest.fixture(scope="module")
+def shim_session(session_dir, pea, rootfs_tar):
+    require_containerd()
+    if not os.access(SHIM, os.X_OK):
+        pytest.fail(f"{SHIM} is not built (ninja -C {BUILD_DIR})", pytrace=False)
+    c = ShimContainerd(os.path.join(session_dir, "ctrd-shim"), pea, MARK)
+    try:
+        c.start()
+        c.import_image(rootfs_tar)
+        yield c
+    finally:
+        problems = c.stop()
+    fail_on_problems(problems, "containerd (pea shim) teardown found leaks")
+
+
+@pytest.fixture
+def ctr(shim_session):
+    yield shim_session
+    problems = shim_session.remove_all()
+    if shim_session.pea_state():
+        problems.append(f"pea state left behind: {shim_session.pea_state()}")
+    fail_on_problems(problems, "test left behind")
+
+
+def task_status(ctr, name):
+    for line in ctr.ok("tasks", "ls").out.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == name:
+            return fields[2]
+    return None
+
+
+def test_run_output_and_exit_code(ctr, name):
+    r = ctr.ok(*ctr.run_args("--rm", IMAGE, name, "echo", "hello from the pea shim"))
+    assert r.out == "hello from the pea shim\n"
+    r = ctr(*ctr.run_args("--rm", IMAGE, name, "sh", "-c", "echo to-stderr >&2; exit 7"))
+    assert (r.code, r.err) == (7, "to-stderr\n"), r
+    # One shim per task, gone with it; pea's state too.
+    wait_until(lambda: not ctr.shims(), 10, "the shim to exit")
+    assert not ctr.pea_state()
+
+
+def test_stdin(ctr, name):
+    r = ctr.ok(*ctr.run_args("--rm", IMAGE, name, "sh", "-c", "head -n 1 | tr a-z A-Z"), input="piped\n")
+    assert r.out == "PIPED\n"
+
+
+def test_tty(ctr, name):
+    code, out = _pty_run(ctr.argv(*ctr.run_args("--rm", "-t", IMAGE, name, "sh", "-c", "tty; exit 4")), None)
+    assert code == 4, out
+    assert "/dev/pts/0" in out, out
+
+
+def test_detached_exec_kill_status(ctr, name):
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sh", "-c", "trap 'exit 5' TERM; while :; do sleep 0.1; done"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    r = ctr.ok("tasks", "exec", "--exec-id", "e1", "--cwd", "/tmp", name, "sh", "-c", "pwd; id -u")
+    assert r.out.splitlines() == ["/tmp", "0"]
+    assert ctr("tasks", "exec", "--exec-id", "e2", name, "sh", "-c", "exit 6").code == 6
+    code, out = _pty_run(ctr.argv("tasks", "exec", "-t", "--exec-id", "e3", name, "sh", "-c", "tty; exit 2"), None)
+    assert code == 2 and "/dev/pts/" in out, out
+    pids = [int(line.split()[0]) for line in ctr.ok("tasks", "ps", name).out.splitlines()[1:] if line.strip()]
+    assert pids, "no processes listed"
+    if e2e.cgroup2_root():
+        assert "cpu.usage_usec" in ctr.ok("tasks", "metrics", name).out  # Stats, from the cgroup v2 files
+    ctr.ok("tasks", "kill", name)  # SIGTERM: the trap exits 5
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    r = ctr.ok("tasks", "delete", name)
+    assert "exit status 5" in r.out or r.out == "", r  # ctr 1.6 prints nothing on a plain delete
+    ctr.ok("containers", "delete", name)
+
+
+def test_delete_reports_exit_status(ctr, name):
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sh", "-c", "sleep 0.3; exit 9"))
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    r = ctr.ok("tasks", "delete", name)  # ctr warns with the DeleteResponse's exit status
+    assert "exit code 9" in r.err, r
+    ctr.ok("containers", "delete", name)
+
+
+def test_events_reach_containerd(ctr, name):
+    """The shim publishes each task event through containerd's publish binary, in order."""
+    events = ctr.popen("events", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(events.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        time.sleep(0.5)  # subscribed
+        ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+        wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+        ctr.ok("tasks", "exec", "--exec-id", "x1", name, "true")
+        ctr.ok("tasks", "pause", name)
+        ctr.ok("tasks", "resume", name)
+        ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+        wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+        ctr.ok("tasks", "delete", name)
+        ctr.ok("containers", "delete", name)
+        # Publishers run one after another, the last one after Delete has been answered.
+        wait_until(lambda: any(" /tasks/delete " in line for line in seen), 20, "the delete event")
+    finally:
+        events.terminate()
+        events.wait(10)
+        reader.join(10)
+    out = "".join(seen)
+    # "DATE TIME +0000 UTC NAMESPACE TOPIC EVENT-JSON"
+    lines = [line.split(maxsplit=6) for line in out.splitlines() if " /tasks/" in line]
+    topics = [fields[5] for fields in lines]
+    want = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+            "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"]
+    assert [t for t in topics if t in want] == want, out
+    init_exit = json.loads([fields[6] for fields in lines if fields[5] == "/tasks/exit"][-1])
+    assert (init_exit["container_id"], init_exit["id"], init_exit["exit_status"]) == (name, name, 137), init_exit
+
+
+def test_pause_resume(ctr, name):
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    ctr.ok("tasks", "pause", name)
+    assert task_status(ctr, name) == "PAUSED"
+    ctr.ok("tasks", "resume", name)
+    assert task_status(ctr, name) == "RUNNING"
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_checkpoint_is_refused(ctr, name):
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    r = ctr("tasks", "checkpoint", name)
+    assert r.code != 0 and "not supported" in r.err, r
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_create_error_reaches_ctr(ctr, name):
+    r = ctr(*ctr.run_args("--rm", IMAGE, name, "/no/such/binary"))
+    assert r.code != 0
+    assert 'exec: "/no/such/binary"' in r.err, r
+
+
+def test_containerd_killed_and_restarted(ctr, name):
+    """kill -9 containerd while a task runs: the shim and the task live on; a new containerd reconnects through the
+    bundle's address file, lists the task, and kills it; the exit status of a task that ended meanwhile is kept."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    ctr.ok(*ctr.run_args("-d", IMAGE, name + "-short", "sh", "-c", "sleep 1; exit 3"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    shims = ctr.shims()
+    assert len(shims) == 2, shims
+    ctr.kill_daemon()
+    time.sleep(1.5)  # the short task exits while containerd is away
+    assert all(os.path.exists(f"/proc/{pid}") for pid, _ in shims)
+    ctr.start()
+    assert task_status(ctr, name) == "RUNNING"
+    wait_until(lambda: task_status(ctr, name + "-short") == "STOPPED", 10, "the short task to be stopped")
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    assert "exit code 137" in ctr.ok("tasks", "delete", name).err
+    assert "exit code 3" in ctr.ok("tasks", "delete", name + "-short").err  # kept while containerd was away
+    for n in (name, name + "-short"):
+        ctr.ok("containers", "delete", n)
+
+
+# ---- the shim's ttrpc socket, spoken to directly ------------------------------------------------------------------
+
+def _field(number, data):
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _varint(n):
+    out = b""
+    while True:
+        out += bytes([(n & 0x7f) | (0x80 if n > 0x7f else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
+def _parse(data):
+    """{field number: [values]} of a protobuf message (varints and length-delimited fields)."""
+    fields, i = {}, 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        if key & 7 == 0:
+            value, i = _read_varint(data, i)
+        else:
+            size, i = _read_varint(data, i)
+            value, i = data[i:i + size], i + size
+        fields.setdefault(key >> 3, []).append(value)
+    return fields
+
+
+def _read_varint(data, i):
+    n, shift = 0, 0
+    while True:
+        b = data[i]
+        n |= (b & 0x7f) << shift
+        i, shift = i + 1, shift + 7
+        if not b & 0x80:
+            return n, i
+
+
+def _request(stream, method, payload):
+    body = _field(1, b"containerd.task.v2.Task") + _field(2, method.encode()) + _field(3, payload)
+    return struct.pack(">IIBB", len(body), stream, 1, 0) + body
+
+
+def _response(sock):
+    """(stream id, status code, status message, payload) of the next response."""
+    head = b""
+    while len(head) < 10:
+        head += sock.recv(10 - len(head))
+    length, stream, kind, _ = struct.unpack(">IIBB", head)
+    assert kind == 2
+    body = b""
+    while len(body) < length:
+        body += sock.recv(length - len(body))
+    fields = _parse(body)
+    status = _parse(fields.get(1, [b""])[0])
+    return stream, status.get(1, [0])[0], status.get(2, [b""])[0].decode(), fields.get(2, [b""])[0]
+
+
+def test_ttrpc_pipelining_and_unknown_methods(ctr, name):
+    """On one connection: a Wait stays parked while later requests are answered; an unknown method is
+    Unimplemented; the Wait is answered when the task exits."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    assert address.startswith("unix:///run/containerd/s/"), address
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        task_id = _field(1, name.encode())
+        sock.sendall(_request(1, "Wait", task_id) + _request(3, "NoSuchMethod", b"") + _request(5, "Connect", task_id))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code, message) == (3, 12, "method NoSuchMethod")
+        stream, code, _, payload = _response(sock)
+        assert (stream, code) == (5, 0)
+        connect = _parse(payload)
+        assert connect[1][0] in [pid for pid, _ in ctr.shims()]  # shim_pid
+        sock.sendall(_request(7, "Kill", task_id + bytes([3 << 3, 9])))  # signal 9
+        answers = {}
+        while len(answers) < 2:
+            stream, code, message, payload = _response(sock)
+            answers[stream] = (code, message, payload)
+        assert answers[7][0] == 0, answers
+        assert answers[1][0] == 0 and _parse(answers[1][2])[1] == [137], answers  # WaitResponse.exit_status
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
