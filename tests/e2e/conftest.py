@@ -53,7 +53,16 @@ def session_dir():
     # host's /run/pea-seccomp-cache. Set before any daemon starts, so each passes it down to pea.
     os.environ["PEA_SECCOMP_CACHE_DIR"] = os.path.join(path, "seccomp-cache")
     mounts_before = e2e.mount_points()
+    # containerd 1.6 and its shims make these fixed directories whatever their configured state dirs are: the ones
+    # this session made go when it ends, if empty (a system containerd's stay).
+    fixed_dirs = [d for d in ("/run/containerd/pea", "/run/containerd/runc", "/run/containerd/s",
+                              "/run/containerd/fifo", "/run/containerd") if not os.path.exists(d)]
     yield path
+    for d in fixed_dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
     problems = [f"mount left behind: {m}" for m in sorted(e2e.mount_points() - mounts_before) if m.startswith(path)]
     e2e.detach_mounts([m for m in e2e.mount_points() if m.startswith(path)])
     shutil.rmtree(path, ignore_errors=True)
