@@ -133,7 +133,7 @@ static const struct cli_command commands[] = {
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
     {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]",
-     "pull, load, import, list, inspect, tag and remove OCI images",
+     "pull, load, import, list, inspect, tag, remove and bundle OCI images",
      "  pull [-q] [--platform P] REF        fetch an image from a registry (pea image pull --help)\n"
      "  load [-i FILE] [-q] [--name NAME]   load a docker-archive or oci-archive tar\n"
      "  import [--ref REF] DIR [NAME]       import an OCI image layout directory\n"
@@ -142,6 +142,7 @@ static const struct cli_command commands[] = {
      "  tag IMAGE NAME...                   give an image more names\n"
      "  rm [-f] IMAGE...                    remove images (never one a pod holds)\n"
      "  prune [-a]                          remove unnamed (-a: unused) images and unused layers\n"
+     "  bundle [-f] [-t] [--rootless] IMAGE DIR  write an OCI runtime bundle (rootfs, config.json)\n"
      "  every command takes --data-root DIR (default /var/lib/pea; the store is DIR/images)\n"},
 };
 
