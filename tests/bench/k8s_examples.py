@@ -143,6 +143,52 @@ def normalise(line):
     return line
 
 
+def drop_field(docs, line):
+    """Remove from DOCS the field an `unknown field` or `not supported` error line names; False if it cannot."""
+    m = re.match(r"^(?:pea: )?(?:\S+\.(?:yaml|yml|json): )?(spec\.[^ :]+)(?: \([^)]*\))?: "
+                 r"(unknown field|not supported)", line)
+    if not m:
+        return False
+    tokens = []
+    for part in m.group(1).split("."):
+        name, _, rest = part.partition("[")
+        tokens.append(name)
+        tokens += [int(i) for i in re.findall(r"(\d+)\]", "[" + rest)] if rest else []
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "Pod":
+            node, i = doc, 0
+            while i < len(tokens) - 1:
+                t = tokens[i]
+                if isinstance(node, dict) and t not in node:
+                    break                                          # a key with dots in it: the rest is the key
+                node = node[t] if isinstance(node, dict) else node[t] if isinstance(t, int) else None
+                i += 1
+            key = tokens[i] if i == len(tokens) - 1 else ".".join(str(t) for t in tokens[i:])
+            if isinstance(node, dict) and key in node:
+                del node[key]
+                return True
+            if isinstance(node, list) and isinstance(key, int) and key < len(node):
+                del node[key]
+                return True
+    return False
+
+
+def all_refusals(pea, docs, path, first, limit=30):
+    """Every field pea refuses in the file, not only the first: drop each refused field and validate again."""
+    import copy
+    docs = copy.deepcopy(docs)
+    found, line = [], first
+    while line and len(found) < limit:
+        found.append(line)
+        if not drop_field(docs, line):
+            break
+        with open(path, "w") as f:
+            yaml.safe_dump_all(docs, f, sort_keys=False)
+        code, _, err = pea.cli("pod", "apply", "--dry-run", "-f", path, "--data-root", pea.data)
+        line = "" if code == 0 else first_error(err)
+    return found
+
+
 def run(argv, timeout, env=None):
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
@@ -297,9 +343,37 @@ class Podman:
                                         tar, PODMAN_IMAGE], 300, env=self.env)
         if code != 0:
             raise RuntimeError(f"podman import: {first_error(err)}")
+        self.cgroups_before = self.podman_cgroups()
+
+    @staticmethod
+    def podman_cgroups():
+        """The cgroup directories podman's cgroupfs manager makes (under libpod_parent in every hierarchy)."""
+        found = set()
+        for top in os.listdir("/sys/fs/cgroup"):
+            base = os.path.join("/sys/fs/cgroup", top, "libpod_parent")
+            for dirpath, dirnames, _ in os.walk(base):
+                found.add(dirpath)
+        return found
+
+    def processes(self):
+        """Processes started for this harness's podman (conmon names our directory) with their children."""
+        pids = {int(p.split()[0]) for p in processes_naming(self.dir)}
+        parents = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        grown = True
+        while grown:
+            more = {pid for pid, ppid in parents.items() if ppid in pids} - pids
+            grown = bool(more)
+            pids |= more
+        return pids
 
     def measure(self, manifest, wait):
-        r = {"started": False, "error": "", "containers": {}}
+        r = {"started": False, "error": "", "containers": {}, "leaks": []}
         out = os.path.join(self.dir, "out")
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
@@ -338,10 +412,23 @@ class Podman:
             # "Error: failed to start N containers" says less than the bracketed line before it, which names why.
             detail = [ln.strip("[] ") for ln in play_err.splitlines() if "starting container" in ln]
             r["error"] = detail[0] if detail else (first_error(play_err) or f"exit {play}")
+        r["leaks"] = [f"process left: {p}" for p in sorted(self.processes())]
         return r
 
     def close(self):
+        """Everything podman made goes: containers it failed to stop (an interrupted run), then its cgroups."""
         run(self.base + ["system", "reset", "--force"], 300, env=self.env)
+        for pid in sorted(self.processes(), reverse=True):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(1)
+        for path in sorted(self.podman_cgroups() - self.cgroups_before, key=len, reverse=True):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def collect(directory, templates):
@@ -377,6 +464,8 @@ def main():
     ap.add_argument("--image-cmd", metavar="CMD",
                     help="the substituted image's CMD, e.g. 'sleep 3600': containers with neither command nor args "
                          "run it, as they would run their real image's entrypoint")
+    ap.add_argument("--all-refusals", action="store_true",
+                    help="list every field pea refuses in a file (drop each refused field, validate again)")
     ap.add_argument("--templates", action="store_true",
                     help="also run files whose objects carry a pod template (Deployment, Job, ...)")
     ap.add_argument("--podman", action="store_true", help="the same files through podman kube play")
@@ -427,6 +516,8 @@ def main():
                 with open(path, "w") as f:
                     yaml.safe_dump_all(docs, f, sort_keys=False)
                 r["pea"] = pea.measure(path, names, a.wait)
+                if a.all_refusals and not r["pea"]["validated"]:
+                    r["pea"]["refusals"] = all_refusals(pea, docs, path + ".all.yaml", r["pea"]["error"])
             if podman:
                 substitute_images(docs, None if a.images_in_store else PODMAN_IMAGE)
                 path = os.path.join(work, "podman", rel)
