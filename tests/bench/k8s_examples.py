@@ -18,7 +18,8 @@ relies on its image's entrypoint, like nginx without a command, cannot run other
 wait of --wait seconds and `pea pod ps -o json` (started? which containers run or exited how), then `pea pod rm
 --force` of every pod of the file and a check that nothing is left: no pod state or data, mount, process naming
 the scratch directory, or cgroup named after the pod. The first error line of a refusal is recorded; the report
-groups them by the refused field.
+groups them by the refused field; --all-refusals lists every field pea refuses in a file, not only the first (it
+drops each refused field and validates again).
 
 With --podman the same substituted files (image: localhost/pea-k8s-busybox, imported from the same rootfs with
 `podman import`) go through `podman kube play --network none` and `podman kube play --down`, with private storage
