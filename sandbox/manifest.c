@@ -124,8 +124,8 @@ static int parse_volumes(json_t *spec, struct pea_pod_manifest *m, json_t *volum
 /* ---- containers ---- */
 
 static int parse_container_list(json_t *spec, const char *key, bool is_init, json_t *volume_names,
-                                struct pea_pod_container **out, size_t *n_out, struct manifest_collector *c,
-                                struct pea_error *err)
+                                struct pea_pod_container **out, size_t *n_out, char ***notices,
+                                struct manifest_collector *c, struct pea_error *err)
 {
     json_t *list;
     if (field_get_array(spec, "spec", key, &list, err) < 0)
@@ -140,6 +140,8 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, jso
         if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0 &&
             manifest_collect(c, err) < 0)
             return -1;
+        if (json_is_object(json_array_get(list, i)))
+            manifest_note_cluster_container_fields(json_array_get(list, i), item, notices);
     }
     return 0;
 }
@@ -232,9 +234,19 @@ static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct p
 static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
 {
     static const char *const fields[] = {"nameservers", "searches", NULL};
+    /* There is no cluster DNS on one node: the ClusterFirst policies get what Default gets, the host's
+     * resolv.conf (or dnsConfig's); None takes dnsConfig alone, which Kubernetes then requires. */
+    static const char *const policies[] = {"ClusterFirst", "ClusterFirstWithHostNet", "Default", "None", NULL};
+    int policy = 0;
     json_t *dns;
-    if (field_get_object(spec, "spec", "dnsConfig", false, &dns, err) < 0)
+    if (field_get_object(spec, "spec", "dnsConfig", false, &dns, err) < 0 ||
+        field_get_enum(spec, "spec", "dnsPolicy", policies, &policy, err) < 0)
         return -1;
+    if (policy == 3 && !dns)
+        return pea_fail(err, 0, "spec.dnsConfig: must be given when spec.dnsPolicy is None");
+    if (policy <= 1 && json_object_get(spec, "dnsPolicy"))
+        strv_append(&m->notices, "spec.dnsPolicy: there is no cluster DNS on a single node: the pod gets the "
+                                 "host's resolv.conf, or dnsConfig's");
     if (dns && (field_check_known(dns, "spec.dnsConfig", fields, err) < 0 ||
                 field_get_strv(dns, "spec.dnsConfig", "nameservers", &m->dns_nameservers, err) < 0 ||
                 field_get_strv(dns, "spec.dnsConfig", "searches", &m->dns_searches, err) < 0))
@@ -283,7 +295,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
         "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
-        "serviceAccountName", "hostUsers", NULL};
+        "serviceAccountName", "hostUsers", "dnsPolicy", MANIFEST_CLUSTER_POD_FIELDS, NULL};
     static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
     json_t *spec;
     bool is_host_network = false, has_grace;
@@ -294,6 +306,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
         return -1;
     if (field_check_known(spec, "spec", fields, err) < 0 && manifest_collect(c, err) < 0)
         return -1;
+    manifest_note_cluster_pod_fields(spec, &m->notices);
     if ((field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0 ||
          (m->hostname && !name_is_dns_label(m->hostname) &&
           field_fail(err, "spec", "hostname", "must be a DNS label, not \"%s\"", m->hostname) < 0)) &&
@@ -319,9 +332,9 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     size_t errors_before = c ? c->n : 0;
     if ((parse_volumes(spec, m, volume_names, c, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_container_list(spec, "initContainers", true, volume_names, &m->init_containers,
-                              &m->n_init_containers, c, err) < 0 && manifest_collect(c, err) < 0) ||
-        (parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers, c,
-                              err) < 0 && manifest_collect(c, err) < 0))
+                              &m->n_init_containers, &m->notices, c, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_container_list(spec, "containers", false, volume_names, &m->containers, &m->n_containers,
+                              &m->notices, c, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
     bool are_containers_read = !c || c->n == errors_before;
     /* A containers field of the wrong type has had its error. */
@@ -680,6 +693,7 @@ void manifest_free(struct pea_pod_manifest *m)
     manifest_pod_security_free(m);
     strv_free(m->dns_nameservers);
     strv_free(m->dns_searches);
+    strv_free(m->notices);
     free(m->netns_path);
     free(m->bridge);
     free(m->address);

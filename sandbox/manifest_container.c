@@ -311,7 +311,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
         "securityContext", "restartPolicy", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe",
-        "startupProbe", "lifecycle", NULL};
+        "startupProbe", "lifecycle", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
     if (field_check_known(obj, path, container_fields, err) < 0 ||

@@ -18,6 +18,16 @@ void field_path(char *buf, size_t len, const char *parent, const char *key);
 int field_fail(struct pea_error *err, const char *parent, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The keys manifest_cluster.c accepts with a notice, for the known lists of the pod spec and of a container. */
+#define MANIFEST_CLUSTER_POD_FIELDS                                                                                  \
+    "affinity", "nodeSelector", "tolerations", "topologySpreadConstraints", "schedulerName", "schedulingGates",    \
+        "nodeName", "priorityClassName", "priority", "preemptionPolicy", "readinessGates", "enableServiceLinks",    \
+        "automountServiceAccountToken", "imagePullSecrets", "overhead"
+#define MANIFEST_CLUSTER_CONTAINER_FIELDS "terminationMessagePath", "terminationMessagePolicy", "resizePolicy"
+/* One line per such field present in spec (or a container at path), appended to *notices. */
+void manifest_note_cluster_pod_fields(json_t *spec, char ***notices);
+void manifest_note_cluster_container_fields(json_t *container, const char *path, char ***notices);
+
 /* Every key of obj must be in known (NULL-terminated): "<path>.<key>: unknown field". */
 int field_check_known(json_t *obj, const char *path, const char *const *known, struct pea_error *err);
 

@@ -376,6 +376,10 @@ static void add_pod_maker(struct objects_builder *b, json_t *doc, int kind, stru
     }
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest_from_pod_json_collecting(w.pod, &b->c, err);
     if (m) {
+        for (char **n = m->notices; n && *n; n++) {
+            AUTO_FREE char *line = xasprintf("%s%s%s", ctx->label, b->c.prefix, *n);
+            strv_append(ctx->notices, line);
+        }
         /* The references are to the file's ConfigMaps and Secrets, wherever they stand in it. */
         m->configs = b->configs->configs;
         m->n_configs = b->configs->n_configs;

@@ -288,6 +288,7 @@ struct pea_pod_manifest {
     bool has_own_users;           /* spec.hostUsers: false: a user namespace of the pod's own (pod_userns.c) */
     char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
     char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
+    char **notices;         /* fields accepted without effect on one node, a line each; NULL when none */
     /* pea.network */
     enum pea_network_mode network_mode;
     char *netns_path;  /* NETNS */

@@ -183,6 +183,13 @@ static int run_in_own_session(const struct cli_globals *g, struct pea_pod_manife
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+/* Fields accepted without effect on one node: said once, by the command the user ran. */
+static void print_notices(const struct pea_pod_manifest *m)
+{
+    for (char **n = m->notices; n && *n; n++)
+        log_warn("%s", *n);
+}
+
 static int pod_run(const struct cli_globals *g, int argc, char **argv)
 {
     const char *file = NULL, *data_root = POD_DEFAULT_DATA_ROOT, *pause = NULL;
@@ -212,6 +219,7 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
                 secret_files, &err);
         if (!checked)
             return cli_fail(&err);
+        print_notices(checked);
         printf("pod/%s created (dry run)\n", checked->name);
         return 0;
     }
@@ -221,6 +229,8 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     if (is_detached) {
         AUTO_MANIFEST struct pea_pod_manifest *detached = manifest_load_with_configs(file, config_files,
                 secret_files, &err);
+        if (detached)
+            print_notices(detached);
         if (detached && pod_pull_images(g, detached, NULL, data_root, &err) < 0)
             pea_wrap(&err, "pod %s", detached->name);
         AUTO_FD int manifest_fd = detached && !err.msg[0] ? manifest_source_memfd(detached, &err) : -1;
@@ -232,6 +242,7 @@ static int pod_run(const struct cli_globals *g, int argc, char **argv)
     struct pea_pod_manifest *m = manifest_load_with_configs(file, config_files, secret_files, &err);
     if (!m)
         return cli_fail(&err);
+    print_notices(m);
     if (pod_pull_images(g, m, NULL, data_root, &err) < 0) {
         pea_wrap(&err, "pod %s", m->name);
         manifest_free(m);
