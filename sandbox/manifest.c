@@ -295,7 +295,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
         "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
-        "serviceAccountName", "hostUsers", "dnsPolicy", MANIFEST_CLUSTER_POD_FIELDS, NULL};
+        "serviceAccountName", "hostUsers", "dnsPolicy", "resources", MANIFEST_CLUSTER_POD_FIELDS, NULL};
     static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
     json_t *spec;
     bool is_host_network = false, has_grace;
@@ -348,6 +348,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
         return -1;
     if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
+        (manifest_parse_resources(spec, "spec", true, &m->resources, err) < 0 && manifest_collect(c, err) < 0) ||
         (manifest_parse_host_users(spec, m, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
     apply_pod_identity(m, &pod_identity);
@@ -439,6 +440,8 @@ static const struct {
     {"spec", "dnsConfig", "spec.dnsConfig"},
     {"pea", NULL, "pea"},
     {"spec", "hostUsers", "spec.hostUsers"},
+    {"spec", "dnsPolicy", "spec.dnsPolicy"},
+    {"spec", "resources", "spec.resources"},
 };
 #define SANDBOX_FIELD_BEFORE_INIT_CONTAINERS 5
 

@@ -168,25 +168,32 @@ static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_nam
     return 0;
 }
 
+/* has_pids: NULL where pids is not a resource (a container's). */
 static int parse_resource_set(json_t *resources, const char *path, const char *key, bool *has_cpu, uint64_t *cpu,
-                              bool *has_memory, uint64_t *memory, struct pea_error *err)
+                              bool *has_memory, uint64_t *memory, bool *has_pids, uint64_t *pids,
+                              struct pea_error *err)
 {
     json_t *set;
     char set_path[FIELD_PATH_MAX];
     field_path(set_path, sizeof set_path, path, key);
     static const char *const quantity_fields[] = {"cpu", "memory", NULL};
+    static const char *const pod_quantity_fields[] = {"cpu", "memory", "pids", NULL};
     if (field_get_object(resources, path, key, false, &set, err) < 0)
         return -1;
     if (!set)
         return 0;
-    if (field_check_known(set, set_path, quantity_fields, err) < 0 ||
+    if (field_check_known(set, set_path, has_pids ? pod_quantity_fields : quantity_fields, err) < 0 ||
         field_get_quantity(set, set_path, "cpu", true, has_cpu, cpu, err) < 0 ||
-        field_get_quantity(set, set_path, "memory", false, has_memory, memory, err) < 0)
+        field_get_quantity(set, set_path, "memory", false, has_memory, memory, err) < 0 ||
+        (has_pids && field_get_quantity(set, set_path, "pids", false, has_pids, pids, err) < 0))
         return -1;
+    if (has_pids && *has_pids && *pids == 0)
+        return pea_fail(err, 0, "%s.pids: must be at least 1", set_path);
     return 0;
 }
 
-static int parse_resources(json_t *obj, const char *path, struct pea_pod_resources *r, struct pea_error *err)
+int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,
+                             struct pea_error *err)
 {
     json_t *resources;
     char res_path[FIELD_PATH_MAX];
@@ -198,9 +205,10 @@ static int parse_resources(json_t *obj, const char *path, struct pea_pod_resourc
         return 0;
     if (field_check_known(resources, res_path, resource_fields, err) < 0 ||
         parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
-                           &r->has_memory_limit, &r->memory_limit_bytes, err) < 0 ||
+                           &r->has_memory_limit, &r->memory_limit_bytes, is_pod ? &r->has_pids_limit : NULL,
+                           &r->pids_limit, err) < 0 ||
         parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
-                           &r->has_memory_request, &r->memory_request_bytes, err) < 0)
+                           &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err) < 0)
         return -1;
     if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis)
         return pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path);
@@ -322,7 +330,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
                           "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
     AUTO_FREE char *restart = NULL;
     if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
-        parse_volume_mounts(obj, path, volume_names, c, err) < 0 || parse_resources(obj, path, &c->resources, err) < 0 ||
+        parse_volume_mounts(obj, path, volume_names, c, err) < 0 || manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
         parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
         field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
         return -1;

@@ -28,6 +28,10 @@ int field_fail(struct pea_error *err, const char *parent, const char *key, const
 void manifest_note_cluster_pod_fields(json_t *spec, char ***notices);
 void manifest_note_cluster_container_fields(json_t *container, const char *path, char ***notices);
 
+/* obj's resources (limits and requests of cpu and memory; a pod's also limits.pids), at path.resources. */
+int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,
+                             struct pea_error *err);
+
 /* Every key of obj must be in known (NULL-terminated): "<path>.<key>: unknown field". */
 int field_check_known(json_t *obj, const char *path, const char *const *known, struct pea_error *err);
 

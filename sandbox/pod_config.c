@@ -155,33 +155,36 @@ json_t *pod_config_resources(const struct pea_pod_resources *r)
     return res;
 }
 
-/* Pod-level limits as the kubelet computes them: the sum over app containers when every one has a limit, and at
- * least the largest init container's. */
+/* Pod-level limits as the kubelet computes them: spec.resources where the pod gives them (pod-level resources),
+ * else the sum over app containers when every one has a limit, and at least the largest init container's. */
 json_t *pod_config_limits(const struct pea_pod_manifest *m)
 {
-    uint64_t memory = 0, cpu = 0;
-    bool has_memory = true, has_cpu = true;
+    struct pea_pod_resources r = {.has_memory_limit = m->n_containers > 0, .has_cpu_limit = m->n_containers > 0};
     for (size_t i = 0; i < m->n_containers; i++) {
-        has_memory &= m->containers[i].resources.has_memory_limit;
-        has_cpu &= m->containers[i].resources.has_cpu_limit;
-        memory += m->containers[i].resources.memory_limit_bytes;
-        cpu += m->containers[i].resources.cpu_limit_millis;
+        r.has_memory_limit &= m->containers[i].resources.has_memory_limit;
+        r.has_cpu_limit &= m->containers[i].resources.has_cpu_limit;
+        r.memory_limit_bytes += m->containers[i].resources.memory_limit_bytes;
+        r.cpu_limit_millis += m->containers[i].resources.cpu_limit_millis;
     }
     for (size_t i = 0; i < m->n_init_containers; i++) {
-        const struct pea_pod_resources *r = &m->init_containers[i].resources;
-        if (r->has_memory_limit && r->memory_limit_bytes > memory)
-            memory = r->memory_limit_bytes;
-        if (r->has_cpu_limit && r->cpu_limit_millis > cpu)
-            cpu = r->cpu_limit_millis;
+        const struct pea_pod_resources *init = &m->init_containers[i].resources;
+        if (init->has_memory_limit && init->memory_limit_bytes > r.memory_limit_bytes)
+            r.memory_limit_bytes = init->memory_limit_bytes;
+        if (init->has_cpu_limit && init->cpu_limit_millis > r.cpu_limit_millis)
+            r.cpu_limit_millis = init->cpu_limit_millis;
     }
-    if (!has_memory && !has_cpu)
+    const struct pea_pod_resources *pod = &m->resources;
+    if (pod->has_memory_limit)
+        r.has_memory_limit = true, r.memory_limit_bytes = pod->memory_limit_bytes;
+    if (pod->has_cpu_limit)
+        r.has_cpu_limit = true, r.cpu_limit_millis = pod->cpu_limit_millis;
+    r.has_cpu_request = pod->has_cpu_request;
+    r.cpu_request_millis = pod->cpu_request_millis;
+    if (!r.has_memory_limit && !r.has_cpu_limit && !r.has_cpu_request && !pod->has_pids_limit)
         return NULL;
-    json_t *res = json_object();
-    if (has_memory)
-        json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)memory));
-    if (has_cpu)
-        json_object_set_new(res, "cpu", json_pack("{s:I, s:I}", "quota", (json_int_t)(cpu * 100), "period",
-                                                  (json_int_t)100000));
+    json_t *res = pod_config_resources(&r);
+    if (pod->has_pids_limit)
+        json_object_set_new(res, "pids", json_pack("{s:I}", "limit", (json_int_t)pod->pids_limit));
     return res;
 }
 

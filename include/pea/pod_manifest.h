@@ -69,6 +69,8 @@ struct pea_pod_resources {
     bool has_cpu_limit, has_cpu_request, has_memory_limit, has_memory_request;
     uint64_t cpu_limit_millis, cpu_request_millis;
     uint64_t memory_limit_bytes, memory_request_bytes;
+    bool has_pids_limit; /* pod level only: spec.resources.limits.pids */
+    uint64_t pids_limit;
 };
 
 struct pea_pod_security {
@@ -264,7 +266,7 @@ struct pea_pod_groups {
 
 /* metadata.name, spec.hostname, .shareProcessNamespace, .hostNetwork, .volumes, .securityContext, .dnsConfig, pea,
  * spec.hostUsers */
-#define PEA_MANIFEST_SANDBOX_FIELDS 9
+#define PEA_MANIFEST_SANDBOX_FIELDS 11
 
 struct pea_pod_manifest {
     char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
@@ -289,6 +291,7 @@ struct pea_pod_manifest {
     char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
     char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
     char **notices;         /* fields accepted without effect on one node, a line each; NULL when none */
+    struct pea_pod_resources resources; /* spec.resources: the pod cgroup's own limits (pod-level resources) */
     /* pea.network */
     enum pea_network_mode network_mode;
     char *netns_path;  /* NETNS */

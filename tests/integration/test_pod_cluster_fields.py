@@ -83,3 +83,19 @@ def test_dns_policy_none_needs_dns_config_and_unknown_policies_are_refused(pods)
     code, _, err = pods.apply(write(pods, name, pod_doc(pods, name, dnsPolicy="None",
                                                         dnsConfig={"nameservers": ["198.18.0.53"]})), "--dry-run")
     assert code == 0 and "dnsPolicy" not in err, err
+
+
+def test_pod_level_resources_are_read_and_checked(pods):
+    name = pods.name()
+    good = pod_doc(pods, name, resources={"limits": {"cpu": "1", "memory": "200Mi", "pids": "2048"},
+                                          "requests": {"cpu": "500m", "memory": "100Mi"}})
+    code, _, err = pods.apply(write(pods, name, good), "--dry-run")
+    assert code == 0, err
+    for resources, message in [
+            ({"limits": {"pids": "0"}}, "spec.resources.limits.pids: must be at least 1"),
+            ({"limits": {"hugepages-2Mi": "10Mi"}}, "spec.resources.limits.hugepages-2Mi: unknown field"),
+            ({"requests": {"pids": "10"}}, "spec.resources.requests.pids: unknown field"),
+            ({"limits": {"memory": "100Mi"}, "requests": {"memory": "200Mi"}},
+             "spec.resources.requests.memory: must not exceed limits.memory")]:
+        code, _, err = pods.apply(write(pods, name, pod_doc(pods, name, resources=resources)), "--dry-run")
+        assert code == 1 and message in err, (resources, err)

@@ -148,6 +148,26 @@ fi
 stop_pod oom
 gone oom
 
+# 3. Pod-level resources (spec.resources) set the pod cgroup's limits instead of the containers' sum, pids included,
+# and requests.cpu its cpu.weight.
+cat > "$work/podlevel.json" <<JSON
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "podlevel"},
+ "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+  "resources": {"limits": {"memory": "200Mi", "cpu": "1", "pids": "64"}, "requests": {"cpu": "500m"}},
+  "containers": [$(container only 'echo started; exec sleep 60' '{"limits": {"memory": "100Mi", "cpu": "500m"}}')]}}
+JSON
+start_pod podlevel
+if wait_for "$work/podlevel.out" "[only] started"; then
+    got="$(cg podlevel memory.max) $(cg podlevel cpu.max) $(cg podlevel pids.max) $(cg podlevel cpu.weight)"
+    want="209715200 100000 100000 64 $(weight_for 500)"
+    if [ "$got" = "$want" ]; then pass "pod-level resources: pod cgroup memory.max, cpu.max, pids.max, cpu.weight $got"
+    else fail "pod-level resources" "want '$want', got '$got'"; fi
+else
+    fail "pod-level resources" "the container did not start; err: $(cat $work/podlevel.err)"
+fi
+stop_pod podlevel
+gone podlevel
+
 # Nothing else of the pods either: no /pea/pod-* cgroup, no pod state or data, no mount under them.
 left="$(ls -d /sys/fs/cgroup/pea/pod-* 2>/dev/null) $(ls -A $root/pods 2>/dev/null) $(ls -A $data/pods 2>/dev/null)"
 mounts=$(grep -E " ($root|$data)" /proc/mounts)
