@@ -1,0 +1,173 @@
+/* Env lists that the YAML parse reads entry by entry instead of into the tree: the same model, the same first error
+ * and the same comparisons as the parse of the same manifest written as JSON, whose env stays in the tree. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "pea/pod_manifest.h"
+#include "pea/util.h"
+
+#define POD "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n"
+
+/* The same manifest as JSON (its env lists are parsed from the tree): YAML → tree → JSON text. */
+static char *as_json(const char *yaml)
+{
+    struct pea_error err = {0};
+    AUTO_JSON json_t *tree = manifest_yaml_to_json(yaml, strlen(yaml), &err);
+    cr_assert_not_null(tree, "%s", err.msg);
+    return json_dumps(tree, JSON_COMPACT);
+}
+
+/* Both parses fail, with exactly want. */
+static void expect_error(const char *yaml, const char *want)
+{
+    AUTO_FREE char *json = as_json(yaml);
+    struct pea_error from_yaml = {0}, from_json = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *a = manifest_parse(yaml, strlen(yaml), &from_yaml);
+    AUTO_MANIFEST struct pea_pod_manifest *b = manifest_parse(json, strlen(json), &from_json);
+    cr_assert_null(a, "expected a failure for:\n%s", yaml);
+    cr_assert_null(b, "expected a failure for:\n%s", json);
+    cr_expect_str_eq(from_yaml.msg, want, "YAML:\n%s", yaml);
+    cr_expect_str_eq(from_json.msg, want, "JSON:\n%s", json);
+}
+
+Test(manifest_env, the_first_error_is_the_one_the_tree_parse_finds_first)
+{
+    /* In the list. */
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A}, x]}\n",
+                 "spec.containers[0].env[1]: must be an object");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A}, {name: B, valu: x},"
+                     " {name: 'C=D'}]}\n",
+                 "spec.containers[0].env[1].valu: unknown field");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A, value: x, valueFrom: "
+                     "{fieldRef: {fieldPath: metadata.name}}}]}\n",
+                 "spec.containers[0].env[0].valueFrom: may not be given when value is not empty");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A, valueFrom: "
+                     "{fieldRef: {fieldPath: status.phase}}}]}\n",
+                 "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: \"status.phase\" is not supported "
+                 "(metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], "
+                 "metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.hostIP, "
+                 "status.hostIPs, status.podIP, status.podIPs)");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A, value: 1}]}\n",
+                 "spec.containers[0].env[0].value: must be a string");
+    /* Before the list: the pod's fields, the containers before it, its own fields read first, envFrom. */
+    expect_error("apiVersion: v1\nkind: Pod\nmetadata: {}\nspec:\n  containers:\n  - {name: c, image: /i, args: [x], "
+                 "env: [x]}\n",
+                 "metadata.name: missing");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [x]}\nstatus: {}\n",
+                 "status: unknown field");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [x]}\n"
+                     "  initContainers:\n  - {name: I, image: /i, args: [x]}\n",
+                 "spec.initContainers[0].name: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), "
+                 "not \"I\"");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: i, args: [x]}\n  - {name: d, image: /i, args: [x], "
+                     "env: [x]}\n",
+                 "spec.containers[0].image: must be an absolute path");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [x], envFrom: [{}]}\n",
+                 "spec.containers[0].envFrom[0]: needs exactly one of configMapRef, secretRef");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, env: [x]}\n",
+                 "spec.containers[0].command: missing (pea images have no entrypoint: give command or args)");
+    /* After it: the next containers, then the references checked across documents. */
+    expect_error(POD "spec:\n  initContainers:\n  - {name: i, image: /i, args: [x], env: [{name: A, valueFrom: {}}]}\n"
+                     "  containers:\n  - {name: C, image: /i, args: [x]}\n",
+                 "spec.initContainers[0].env[0].valueFrom: must have one of fieldRef, resourceFieldRef, "
+                 "configMapKeyRef, secretKeyRef");
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [{name: A, valueFrom: "
+                     "{configMapKeyRef: {name: cm, key: k}}}]}\n",
+                 "spec.containers[0].env[0].valueFrom: ConfigMap \"cm\" not found (the kubelet would keep the "
+                 "container waiting (CreateContainerConfigError); pea fails at once)");
+}
+
+/* Entries of every kind, and a list given twice in one container, as YAML and as JSON. */
+Test(manifest_env, yaml_and_json_give_the_same_entries)
+{
+    static const char yaml[] =
+        POD "spec:\n"
+            "  containers:\n"
+            "  - name: c\n"
+            "    image: /i\n"
+            "    args: [x]\n"
+            "    env:\n"
+            "    - name: PLAIN\n"
+            "      value: v\n"
+            "    - {name: ABSENT}\n"
+            "    - {name: 'NULL', value: null}\n"
+            "    - {name: FIELD, valueFrom: {fieldRef: {apiVersion: v1, fieldPath: metadata.name}}}\n"
+            "    - {name: CM, valueFrom: {configMapKeyRef: {name: cm, key: k, optional: true}}}\n"
+            "    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}\n"
+            "  - {name: d, image: /i, args: [x], env: []}\n"
+            "  - {name: e, image: /i, args: [x], env: null}\n";
+    AUTO_FREE char *json = as_json(yaml);
+    struct pea_error err = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *a = manifest_parse(yaml, strlen(yaml), &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    AUTO_MANIFEST struct pea_pod_manifest *b = manifest_parse(json, strlen(json), &err);
+    cr_assert_not_null(b, "%s", err.msg);
+    const struct pea_pod_container *c = &a->containers[0];
+    cr_assert_eq(c->n_env, 6);
+    cr_assert_str_eq(c->env[0].name, "PLAIN");
+    cr_assert_str_eq(c->env[0].value, "v");
+    cr_assert_null(c->env[0].entry_json);
+    cr_assert_str_eq(c->env[1].value, "");
+    cr_assert_str_eq(c->env[1].entry_json, "{\"name\":\"ABSENT\"}");
+    cr_assert_str_eq(c->env[2].value, "");
+    cr_assert_str_eq(c->env[2].entry_json, "{\"name\":\"NULL\",\"value\":null}");
+    cr_assert_null(c->env[3].value);
+    cr_assert_eq(c->env[3].from.source, PEA_VALUE_FIELD);
+    cr_assert_str_eq(c->env[3].from.key, "metadata.name");
+    cr_assert_eq(c->env[4].from.source, PEA_VALUE_CONFIG_MAP_KEY);
+    cr_assert(c->env[4].from.is_optional);
+    cr_assert_eq(c->env[5].from.divisor, 1 << 20);
+    for (size_t i = 0; i < a->n_containers; i++) {
+        const struct pea_pod_container *x = &a->containers[i], *y = &b->containers[i];
+        cr_assert_eq(x->n_env, y->n_env);
+        cr_assert_str_eq(x->identity, y->identity);
+        for (size_t k = 0; k < x->n_env; k++) {
+            cr_assert_str_eq(x->env[k].name, y->env[k].name);
+            cr_assert_eq(!x->env[k].value, !y->env[k].value);
+            if (x->env[k].value)
+                cr_assert_str_eq(x->env[k].value, y->env[k].value);
+            cr_assert_eq(!x->env[k].entry_json, !y->env[k].entry_json);
+            if (x->env[k].entry_json)
+                cr_assert_str_eq(x->env[k].entry_json, y->env[k].entry_json);
+        }
+        cr_assert(manifest_container_same_but_resources(x, y), "container %zu", i);
+    }
+    /* `env: []`, `env: null` and no env at all are told apart, as their canonical JSON does. */
+    cr_assert_eq(a->containers[1].n_env, 0);
+    cr_assert_eq(a->containers[2].n_env, 0);
+    cr_assert_not(manifest_container_same_but_resources(&a->containers[1], &a->containers[2]));
+}
+
+/* Two containers differ exactly when their canonical JSON (with env) would. */
+Test(manifest_env, containers_compare_as_their_canonical_json)
+{
+    static const char *const envs[] = {
+        "[{name: A, value: v}]",
+        "[{name: A, value: w}]",
+        "[{name: B, value: v}]",
+        "[{name: A}]",
+        "[{name: A, value: ''}]",
+        "[{name: A, value: null}]",
+        "[{name: A, value: v}, {name: A, value: v}]",
+        "[{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]",
+        "[{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name, apiVersion: v1}}}]",
+        "[{name: A, valueFrom: {secretKeyRef: {name: s, key: k, optional: true}}}]",
+        "[{name: A, valueFrom: {secretKeyRef: {name: s, key: k, optional: false}}}]",
+        "[]",
+        "null",
+    };
+    struct pea_pod_manifest *parsed[ARRAY_SIZE(envs)];
+    for (size_t i = 0; i < ARRAY_SIZE(envs); i++) {
+        struct pea_error err = {0};
+        AUTO_FREE char *text = xasprintf(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: %s}\n"
+                                         "---\n{kind: Secret, apiVersion: v1, metadata: {name: s}, data: {k: dg==}}\n", envs[i]);
+        parsed[i] = manifest_parse(text, strlen(text), &err);
+        cr_assert_not_null(parsed[i], "%s: %s", envs[i], err.msg);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(envs); i++)
+        for (size_t k = 0; k < ARRAY_SIZE(envs); k++)
+            cr_expect_eq(manifest_container_same_but_resources(&parsed[i]->containers[0], &parsed[k]->containers[0]),
+                         i == k, "%s against %s", envs[i], envs[k]);
+    for (size_t i = 0; i < ARRAY_SIZE(envs); i++)
+        manifest_free(parsed[i]);
+}
