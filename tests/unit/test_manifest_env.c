@@ -169,7 +169,8 @@ Test(manifest_env, containers_compare_as_their_canonical_json)
     for (size_t i = 0; i < ARRAY_SIZE(envs); i++) {
         struct pea_error err = {0};
         AUTO_FREE char *text = xasprintf(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: %s}\n"
-                                         "---\n{kind: Secret, apiVersion: v1, metadata: {name: s}, data: {k: dg==}}\n", envs[i]);
+                                         "---\n{kind: Secret, apiVersion: v1, metadata: {name: s}, data: {k: dg==}}\n",
+                                         envs[i]);
         parsed[i] = manifest_parse(text, strlen(text), &err);
         cr_assert_not_null(parsed[i], "%s: %s", envs[i], err.msg);
     }
