@@ -11,8 +11,8 @@
 
 /* A container's env list, read entry by entry as the YAML parser meets it (spec.containers[N].env and
  * spec.initContainers[N].env of a document): a manifest at the size limit is mostly env, and as a parse tree an
- * entry of 37 bytes takes 530. The tree keeps the list's array, empty, and the container's parse finds the entries
- * by it. */
+ * entry of 37 bytes takes 530. The tree keeps the list's array, holding a null alone, and the container's parse
+ * finds the entries by it. */
 struct manifest_env_list {
     json_t *placeholder;
     struct pea_pod_env *env;

@@ -309,6 +309,10 @@ static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct p
         .role = role,
         .env_list = role == ROLE_ENV_LIST ? manifest_env_lists_add(b->env_lists, node) : NULL,
     };
+    /* The list's array holds a null in the tree: read without its lists (say, dumped and parsed again), the tree
+     * fails with "env[0]: must be an object" instead of giving the container no env at all. */
+    if (role == ROLE_ENV_LIST)
+        json_array_append_new(node, json_null());
     return 0;
 }
 

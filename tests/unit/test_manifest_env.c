@@ -10,6 +10,7 @@
 
 #include "pea/pod_manifest.h"
 #include "pea/util.h"
+#include "../../sandbox/manifest_sources.h"
 
 #ifndef __has_feature
 #define __has_feature(x) 0
@@ -180,6 +181,24 @@ Test(manifest_env, containers_compare_as_their_canonical_json)
                          i == k, "%s against %s", envs[i], envs[k]);
     for (size_t i = 0; i < ARRAY_SIZE(envs); i++)
         manifest_free(parsed[i]);
+}
+
+/* A tree whose env lists the YAML parse took is no manifest by itself: dumped and parsed again without them, it
+ * fails, where an empty list would have run the container without its env. */
+Test(manifest_env, a_tree_without_its_lists_fails_loudly)
+{
+    static const char yaml[] = POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], "
+                                   "env: [{name: A, value: v}]}\n";
+    struct pea_error err = {0};
+    __attribute__((cleanup(manifest_env_lists_free))) struct manifest_env_lists lists = {0};
+    AUTO_JSON json_t *docs = manifest_documents(yaml, strlen(yaml), &lists, &err);
+    cr_assert_not_null(docs, "%s", err.msg);
+    cr_assert_eq(lists.n, 1);
+    cr_assert_eq(lists.lists[0]->n_env, 1);
+    AUTO_FREE char *text = json_dumps(json_array_get(docs, 0), JSON_COMPACT);
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(text, strlen(text), &err);
+    cr_assert_null(m, "%s", text);
+    cr_assert_str_eq(err.msg, "spec.containers[0].env[0]: must be an object");
 }
 
 /* ---- memory ---- */
