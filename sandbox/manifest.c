@@ -484,9 +484,24 @@ const char *manifest_sandbox_change(const struct pea_pod_manifest *a, const stru
     return NULL;
 }
 
+/* Entry by entry, as canonical JSON would compare them: a {name, value} pair of strings by the two, anything else
+ * by its text. */
+static bool same_env(const struct pea_pod_container *a, const struct pea_pod_container *b)
+{
+    if (a->n_env != b->n_env)
+        return false;
+    for (size_t i = 0; i < a->n_env; i++) {
+        const struct pea_pod_env *x = &a->env[i], *y = &b->env[i];
+        if (!same_text(x->entry_json, y->entry_json) ||
+            (!x->entry_json && (strcmp(x->name, y->name) != 0 || strcmp(x->value, y->value) != 0)))
+            return false;
+    }
+    return true;
+}
+
 bool manifest_container_same_but_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
 {
-    return same_text(a->identity, b->identity);
+    return same_text(a->identity, b->identity) && same_env(a, b);
 }
 
 bool manifest_container_same_resources(const struct pea_pod_container *a, const struct pea_pod_container *b)
@@ -541,10 +556,7 @@ struct pea_pod_manifest *manifest_parse_owned(char *text, size_t len, struct pea
     AUTO_FREE char *owned = text;
     if (is_too_large(len, err))
         return NULL;
-    AUTO_JSON json_t *docs = manifest_documents(text, len, err);
-    if (!docs)
-        return NULL;
-    struct pea_pod_manifest *m = manifest_from_documents(docs, true, err);
+    struct pea_pod_manifest *m = manifest_from_text(text, len, true, err);
     if (m) {
         m->source = take_ptr(&owned);
         m->source_len = len;

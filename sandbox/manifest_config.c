@@ -14,7 +14,7 @@
 
 /* ---- documents ---- */
 
-json_t *manifest_documents(const char *text, size_t len, struct pea_error *err)
+json_t *manifest_documents(const char *text, size_t len, struct manifest_env_lists *env_lists, struct pea_error *err)
 {
     AUTO_JSON json_t *docs = json_array();
     size_t pos = 0, line = 0, line_start = 0;
@@ -45,12 +45,25 @@ json_t *manifest_documents(const char *text, size_t len, struct pea_error *err)
         line_start = pos > line_start ? pos : line_start;
     }
     /* From the start of the line: a YAML document's indentation counts. */
-    json_t *rest = manifest_yaml_documents(text + line_start, len - line_start, line, err);
+    json_t *rest = manifest_yaml_documents(text + line_start, len - line_start, line, env_lists, err);
     if (!rest)
         return NULL;
     json_array_extend(docs, rest);
     json_decref(rest);
     return take_ptr(&docs);
+}
+
+struct pea_pod_manifest *manifest_from_text(const char *text, size_t len, bool check_references,
+                                            struct pea_error *err)
+{
+    __attribute__((cleanup(manifest_env_lists_free))) struct manifest_env_lists env_lists = {0};
+    AUTO_JSON json_t *docs = manifest_documents(text, len, &env_lists, err);
+    if (!docs)
+        return NULL;
+    manifest_env_lists_use(&env_lists);
+    struct pea_pod_manifest *m = manifest_from_documents(docs, check_references, err);
+    manifest_env_lists_use(NULL);
+    return m;
 }
 
 /* ---- base64 ---- */
@@ -479,7 +492,7 @@ int manifest_read_config_file(const char *path, bool is_secret, struct pea_pod_m
     AUTO_FREE char *text = manifest_read_file(path, &len, err);
     if (!text)
         return -1;
-    AUTO_JSON json_t *docs = manifest_documents(text, len, err);
+    AUTO_JSON json_t *docs = manifest_documents(text, len, NULL, err);
     if (!docs)
         return pea_wrap(err, "%s", path);
     size_t i;
@@ -517,8 +530,7 @@ struct pea_pod_manifest *manifest_load_with_configs(const char *path, char *cons
     AUTO_FREE char *pod_text = manifest_read_file(path, &pod_len, err);
     if (!pod_text)
         return NULL;
-    AUTO_JSON json_t *pod_docs = manifest_documents(pod_text, pod_len, err);
-    AUTO_MANIFEST struct pea_pod_manifest *alone = pod_docs ? manifest_from_documents(pod_docs, false, err) : NULL;
+    AUTO_MANIFEST struct pea_pod_manifest *alone = manifest_from_text(pod_text, pod_len, false, err);
     if (!alone) {
         pea_wrap(err, "%s", name);
         return NULL;

@@ -341,9 +341,12 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     c->is_sidecar = restart != NULL;
     if (manifest_parse_probes(obj, path, is_init, c, err) < 0)
         return -1;
-    /* A shallow copy without resources: the values are shared, not copied. */
+    /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
+     * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */
     AUTO_JSON json_t *rest = json_object();
     json_object_update(rest, obj);
+    if (json_is_array(json_object_get(rest, "env")))
+        json_object_set_new(rest, "env", json_array());
     json_t *resources = json_object_get(obj, "resources");
     if (resources) {
         c->resources_json = manifest_canonical_json(resources);

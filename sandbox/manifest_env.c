@@ -14,13 +14,18 @@ void manifest_value_ref_free(struct pea_value_ref *r)
     free(r->key);
 }
 
+/* e->value, when set, lives in e->name's allocation. */
+static void env_entry_free(struct pea_pod_env *e)
+{
+    free(e->name);
+    free(e->entry_json);
+    manifest_value_ref_free(&e->from);
+}
+
 void manifest_env_free(struct pea_pod_container *c)
 {
-    for (size_t i = 0; i < c->n_env; i++) {
-        free(c->env[i].name);
-        free(c->env[i].value);
-        manifest_value_ref_free(&c->env[i].from);
-    }
+    for (size_t i = 0; i < c->n_env; i++)
+        env_entry_free(&c->env[i]);
     free(c->env);
     for (size_t i = 0; i < c->n_env_from; i++) {
         free(c->env_from[i].name);
@@ -203,46 +208,144 @@ static int parse_value_from(json_t *e, const char *item, struct pea_value_ref *r
     return parse_key_ref(from, path, kind, r, err);
 }
 
-static int parse_env_list(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+/* The name and the value in one allocation: a manifest of many small entries is mostly these. */
+static void env_entry_pack(struct pea_pod_env *e, const char *value)
+{
+    size_t name_len = strlen(e->name), value_len = strlen(value);
+    char *both = xmalloc(name_len + value_len + 2);
+    memcpy(both, e->name, name_len + 1);
+    memcpy(both + name_len + 1, value, value_len + 1);
+    free(e->name);
+    e->name = both;
+    e->value = both + name_len + 1;
+}
+
+/* An entry of env, at item ("spec.containers[0].env[3]", or "env[3]" while the YAML is read). */
+static int parse_env_entry(json_t *j, const char *item, struct pea_pod_env *e, struct pea_error *err)
 {
     static const char *const env_fields[] = {"name", "value", "valueFrom", NULL};
+    AUTO_FREE char *value = NULL;
+    if (!json_is_object(j))
+        return pea_fail(err, 0, "%s: must be an object", item);
+    if (field_check_known(j, item, env_fields, err) < 0 ||
+        field_get_string(j, item, "name", true, &e->name, err) < 0 ||
+        field_get_string(j, item, "value", false, &value, err) < 0)
+        return -1;
+    if (!env_name_is_valid(e->name))
+        return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
+    json_t *from = json_object_get(j, "valueFrom");
+    bool has_from = from && !json_is_null(from);
+    /* As Kubernetes: valueFrom only with an empty value, which it then replaces. */
+    if (has_from && value && value[0])
+        return field_fail(err, item, "valueFrom", "may not be given when value is not empty");
+    if (has_from && parse_value_from(j, item, &e->from, err) < 0)
+        return -1;
+    if (!has_from) {
+        if (strlen(e->name) + 1 + (value ? strlen(value) : 0) >= env_entry_max())
+            return pea_fail(err, 0,
+                            "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
+                            item, env_entry_max() - 1);
+        env_entry_pack(e, value ? value : "");
+    }
+    /* {name, value} as two strings is all there is to compare; anything else is compared as written. */
+    if (json_object_size(j) != 2 || !json_is_string(json_object_get(j, "value")))
+        e->entry_json = manifest_canonical_json(j);
+    return 0;
+}
+
+/* ---- env lists read as the YAML is parsed ---- */
+
+/* The lists the parse of one manifest may take (manifest_env_lists_use): pea parses on one thread, but a second
+ * thread would have its own. */
+static _Thread_local const struct manifest_env_lists *lists_in_use;
+
+void manifest_env_lists_use(const struct manifest_env_lists *lists) { lists_in_use = lists; }
+
+struct manifest_env_list *manifest_env_lists_add(struct manifest_env_lists *lists, json_t *placeholder)
+{
+    lists->lists = xrealloc(lists->lists, (lists->n + 1) * sizeof *lists->lists);
+    struct manifest_env_list *l = xcalloc(1, sizeof *l);
+    l->placeholder = placeholder;
+    lists->lists[lists->n++] = l;
+    return l;
+}
+
+void manifest_env_list_read(struct manifest_env_list *l, json_t *entry)
+{
+    size_t index = l->n_read++;
+    if (!l->has_error) {
+        if (l->n_env == l->capacity) {
+            l->capacity = l->capacity ? 2 * l->capacity : 16;
+            l->env = xrealloc(l->env, l->capacity * sizeof *l->env);
+        }
+        struct pea_pod_env *e = &l->env[l->n_env];
+        *e = (struct pea_pod_env){0};
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "env[%zu]", index);
+        if (parse_env_entry(entry, item, e, &l->error) < 0) {
+            env_entry_free(e);
+            l->has_error = true;
+        } else {
+            l->n_env++;
+        }
+    }
+    json_decref(entry);
+}
+
+void manifest_env_lists_free(struct manifest_env_lists *lists)
+{
+    for (size_t i = 0; i < lists->n; i++) {
+        struct manifest_env_list *l = lists->lists[i];
+        for (size_t k = 0; k < l->n_env; k++)
+            env_entry_free(&l->env[k]);
+        free(l->env);
+        free(l);
+    }
+    free(lists->lists);
+    *lists = (struct manifest_env_lists){0};
+}
+
+static struct manifest_env_list *env_list_read_for(json_t *env)
+{
+    for (size_t i = 0; lists_in_use && i < lists_in_use->n; i++)
+        if (lists_in_use->lists[i]->placeholder == env)
+            return lists_in_use->lists[i];
+    return NULL;
+}
+
+/* The list read as the YAML was parsed: its first bad entry's error, named from path, as the loop below would
+ * have said it; else its entries, moved to c. */
+static int env_list_take(struct manifest_env_list *l, const char *path, struct pea_pod_container *c,
+                         struct pea_error *err)
+{
+    if (l->has_error) {
+        pea_fail(err, 0, "%s.%s", path, l->error.msg);
+        err->errnum = l->error.errnum;
+        return -1;
+    }
+    c->n_env = l->n_env;
+    c->env = l->n_env ? xrealloc(take_ptr(&l->env), l->n_env * sizeof *c->env) : xcalloc(0, sizeof *c->env);
+    l->n_env = l->capacity = 0;
+    return 0;
+}
+
+static int parse_env_list(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+{
     json_t *env;
     if (field_get_array(obj, path, "env", &env, err) < 0)
         return -1;
     if (!env)
         return 0;
+    struct manifest_env_list *read = env_list_read_for(env);
+    if (read)
+        return env_list_take(read, path, c, err);
     c->n_env = json_array_size(env);
     c->env = xcalloc(c->n_env, sizeof *c->env);
     for (size_t i = 0; i < c->n_env; i++) {
-        struct pea_pod_env *e = &c->env[i];
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.env[%zu]", path, i);
-        json_t *j = json_array_get(env, i);
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, env_fields, err) < 0 ||
-            field_get_string(j, item, "name", true, &e->name, err) < 0 ||
-            field_get_string(j, item, "value", false, &e->value, err) < 0)
+        if (parse_env_entry(json_array_get(env, i), item, &c->env[i], err) < 0)
             return -1;
-        if (!env_name_is_valid(e->name))
-            return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
-        json_t *from = json_object_get(j, "valueFrom");
-        bool has_from = from && !json_is_null(from);
-        /* As Kubernetes: valueFrom only with an empty value, which it then replaces. */
-        if (has_from && e->value && e->value[0])
-            return field_fail(err, item, "valueFrom", "may not be given when value is not empty");
-        if (has_from) {
-            free(take_ptr(&e->value));
-            if (parse_value_from(j, item, &e->from, err) < 0)
-                return -1;
-            continue;
-        }
-        if (!e->value)
-            e->value = xstrdup("");
-        if (strlen(e->name) + 1 + strlen(e->value) >= env_entry_max())
-            return pea_fail(err, 0,
-                            "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
-                            item, env_entry_max() - 1);
     }
     return 0;
 }

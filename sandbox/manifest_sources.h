@@ -9,15 +9,47 @@
 #include "pea/error.h"
 #include "pea/pod_manifest.h"
 
-/* Every YAML document of text, as a JSON array (an empty document is null); line_offset counts lines before text. */
-json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct pea_error *err);
-/* The documents of a file: JSON values one after another, then YAML documents ("---" between them). */
-json_t *manifest_documents(const char *text, size_t len, struct pea_error *err);
+/* A container's env list, read entry by entry as the YAML parser meets it (spec.containers[N].env and
+ * spec.initContainers[N].env of a document): a manifest at the size limit is mostly env, and as a parse tree an
+ * entry of 37 bytes takes 530. The tree keeps the list's array, holding a null alone, and the container's parse
+ * finds the entries by it. */
+struct manifest_env_list {
+    json_t *placeholder;
+    struct pea_pod_env *env;
+    size_t n_env, capacity;
+    size_t n_read;          /* entries met, good or not */
+    bool has_error;
+    struct pea_error error; /* the first bad entry's, its path from "env[N]"; the entries after it are dropped */
+};
+
+struct manifest_env_lists {
+    struct manifest_env_list **lists;
+    size_t n;
+};
+
+struct manifest_env_list *manifest_env_lists_add(struct manifest_env_lists *lists, json_t *placeholder);
+/* Parse one entry (a new reference, stolen) into l. */
+void manifest_env_list_read(struct manifest_env_list *l, json_t *entry);
+void manifest_env_lists_free(struct manifest_env_lists *lists);
+/* The lists the container parses on this thread take their env from, until called again with NULL. */
+void manifest_env_lists_use(const struct manifest_env_lists *lists);
+
+/* Every YAML document of text, as a JSON array (an empty document is null); line_offset counts lines before text.
+ * With env_lists, the containers' env lists go there instead of into the tree (see above); NULL keeps them. */
+json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct manifest_env_lists *env_lists,
+                                struct pea_error *err);
+/* The documents of a file: JSON values one after another, then YAML documents ("---" between them); env_lists as
+ * for manifest_yaml_documents (a JSON document keeps its env in the tree). */
+json_t *manifest_documents(const char *text, size_t len, struct manifest_env_lists *env_lists, struct pea_error *err);
 
 /* The Pod document alone (manifest.c), and a file's documents: the Pod and its ConfigMaps and Secrets, with
  * manifest_check_references when asked. */
 struct pea_pod_manifest *manifest_from_pod_json(json_t *root, struct pea_error *err);
 struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_references, struct pea_error *err);
+/* manifest_from_documents of text's documents, whose parse tree lives only as long as this call and never holds
+ * the containers' env lists (manifest_env_list). */
+struct pea_pod_manifest *manifest_from_text(const char *text, size_t len, bool check_references,
+                                            struct pea_error *err);
 /* A manifest file's text (regular file or stdin, size-limited), and the parse of text that becomes the source. */
 char *manifest_read_file(const char *path, size_t *len, struct pea_error *err);
 struct pea_pod_manifest *manifest_parse_owned(char *text, size_t len, struct pea_error *err);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "manifest_sources.h"
 #include "pea/pod_manifest.h"
 #include "pea/util.h"
 
@@ -15,9 +16,24 @@
 
 #define TAG_PREFIX "tag:yaml.org,2002:"
 
+/* Where a node sits, as far as the path spec.containers[N].env (or initContainers) of a document goes: when the
+ * builder has env_lists, that list's entries are parsed there one by one (manifest_env_list) and never join the
+ * tree. */
+enum frame_role {
+    ROLE_OTHER,
+    ROLE_DOCUMENT,
+    ROLE_POD_SPEC,
+    ROLE_CONTAINER_LIST,
+    ROLE_CONTAINER,
+    ROLE_ENV_LIST,
+    ROLE_ENV_ENTRY,
+};
+
 struct yaml_frame {
-    json_t *node; /* borrowed: owned by its parent, or by the builder's root */
+    json_t *node; /* borrowed: owned by its parent, or by the builder's root; an ENV_ENTRY's is the frame's own */
     char *key;    /* a mapping's key waiting for its value; NULL when the next scalar is a key */
+    enum frame_role role;
+    struct manifest_env_list *env_list; /* ENV_LIST */
 };
 
 struct yaml_builder {
@@ -27,12 +43,16 @@ struct yaml_builder {
     int documents;
     json_t *all;        /* every document's root, when the stream may hold several; else NULL */
     size_t line_offset; /* lines of the text before the one given to libyaml */
+    struct manifest_env_lists *env_lists; /* NULL: env lists stay in the tree */
 };
 
 static void builder_release(struct yaml_builder *b)
 {
-    for (size_t i = 0; i < b->depth; i++)
+    for (size_t i = 0; i < b->depth; i++) {
         free(b->stack[i].key);
+        if (b->stack[i].role == ROLE_ENV_ENTRY)
+            json_decref(b->stack[i].node);
+    }
     json_decref(b->root);
     json_decref(b->all);
 }
@@ -197,8 +217,8 @@ static json_t *scalar_to_json(const yaml_event_t *ev, size_t line, struct pea_er
 
 /* ---- tree building ---- */
 
-/* Put value (a new reference, stolen) where the stack says: the document's root, the next array element, or the
- * value of the pending key. */
+/* Put value (a new reference, stolen) where the stack says: the document's root, the next array element (or the
+ * env list's parse), or the value of the pending key. */
 static int builder_add(struct yaml_builder *b, json_t *value, size_t line, struct pea_error *err)
 {
     if (b->depth == 0) {
@@ -206,6 +226,10 @@ static int builder_add(struct yaml_builder *b, json_t *value, size_t line, struc
         return 0;
     }
     struct yaml_frame *top = &b->stack[b->depth - 1];
+    if (top->role == ROLE_ENV_LIST) {
+        manifest_env_list_read(top->env_list, value);
+        return 0;
+    }
     if (json_is_array(top->node))
         return json_array_append_new(top->node, value) == 0 ? 0 : pea_fail(err, 0, "line %zu: out of memory", line);
     AUTO_FREE char *key = take_ptr(&top->key);
@@ -238,6 +262,32 @@ static int builder_take_key(struct yaml_builder *b, const yaml_event_t *ev, stru
     return 0;
 }
 
+/* The role of a mapping or sequence about to open under the top of the stack (whose pending key is its key). */
+static enum frame_role role_of(const struct yaml_builder *b, bool is_mapping)
+{
+    if (!b->env_lists)
+        return ROLE_OTHER;
+    if (b->depth == 0)
+        return is_mapping ? ROLE_DOCUMENT : ROLE_OTHER;
+    const struct yaml_frame *top = &b->stack[b->depth - 1];
+    switch (top->role) {
+    case ROLE_DOCUMENT:
+        return is_mapping && strcmp(top->key, "spec") == 0 ? ROLE_POD_SPEC : ROLE_OTHER;
+    case ROLE_POD_SPEC:
+        return !is_mapping && (strcmp(top->key, "containers") == 0 || strcmp(top->key, "initContainers") == 0)
+                   ? ROLE_CONTAINER_LIST
+                   : ROLE_OTHER;
+    case ROLE_CONTAINER_LIST:
+        return is_mapping ? ROLE_CONTAINER : ROLE_OTHER;
+    case ROLE_CONTAINER:
+        return !is_mapping && strcmp(top->key, "env") == 0 ? ROLE_ENV_LIST : ROLE_OTHER;
+    case ROLE_ENV_LIST:
+        return ROLE_ENV_ENTRY;
+    default:
+        return ROLE_OTHER;
+    }
+}
+
 static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
 {
     size_t line = line_of(b, ev);
@@ -250,10 +300,27 @@ static int builder_open(struct yaml_builder *b, const yaml_event_t *ev, struct p
     if (b->depth == YAML_MAX_DEPTH)
         return pea_fail(err, 0, "line %zu: nested deeper than %d levels", line, YAML_MAX_DEPTH);
     json_t *node = is_mapping ? json_object() : json_array();
-    if (builder_add(b, node, line, err) < 0)
+    enum frame_role role = role_of(b, is_mapping);
+    /* An env entry joins its list's parse once complete, not the tree now. */
+    if (role != ROLE_ENV_ENTRY && builder_add(b, node, line, err) < 0)
         return -1;
-    b->stack[b->depth++] = (struct yaml_frame){.node = node, .key = NULL};
+    b->stack[b->depth++] = (struct yaml_frame){
+        .node = node,
+        .role = role,
+        .env_list = role == ROLE_ENV_LIST ? manifest_env_lists_add(b->env_lists, node) : NULL,
+    };
+    /* The list's array holds a null in the tree: read without its lists (say, dumped and parsed again), the tree
+     * fails with "env[0]: must be an object" instead of giving the container no env at all. */
+    if (role == ROLE_ENV_LIST)
+        json_array_append_new(node, json_null());
     return 0;
+}
+
+static void builder_close(struct yaml_builder *b)
+{
+    struct yaml_frame *closed = &b->stack[--b->depth];
+    if (closed->role == ROLE_ENV_ENTRY)
+        manifest_env_list_read(b->stack[b->depth - 1].env_list, closed->node);
 }
 
 static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct pea_error *err)
@@ -288,7 +355,7 @@ static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct
         return builder_open(b, ev, err);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
-        b->depth--;
+        builder_close(b);
         return 0;
     default:
         return 0;
@@ -298,7 +365,8 @@ static int builder_handle(struct yaml_builder *b, const yaml_event_t *ev, struct
 static void yaml_parser_delete_p(yaml_parser_t *p) { yaml_parser_delete(p); }
 
 /* Build one document (all NULL) or every document into all; line_offset counts the lines before text. */
-static json_t *yaml_build(const char *text, size_t len, json_t *all, size_t line_offset, struct pea_error *err)
+static json_t *yaml_build(const char *text, size_t len, json_t *all, size_t line_offset,
+                          struct manifest_env_lists *env_lists, struct pea_error *err)
 {
     if (len > PEA_MANIFEST_MAX_SIZE) {
         pea_fail(err, 0, "YAML larger than %d bytes (" PEA_MANIFEST_LIMIT_TEXT ")", PEA_MANIFEST_MAX_SIZE);
@@ -310,7 +378,7 @@ static json_t *yaml_build(const char *text, size_t len, json_t *all, size_t line
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    struct yaml_builder b = {.all = all, .line_offset = line_offset};
+    struct yaml_builder b = {.all = all, .line_offset = line_offset, .env_lists = env_lists};
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
@@ -337,10 +405,11 @@ static json_t *yaml_build(const char *text, size_t len, json_t *all, size_t line
 
 json_t *manifest_yaml_to_json(const char *text, size_t len, struct pea_error *err)
 {
-    return yaml_build(text, len, NULL, 0, err);
+    return yaml_build(text, len, NULL, 0, NULL, err);
 }
 
-json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct pea_error *err)
+json_t *manifest_yaml_documents(const char *text, size_t len, size_t line_offset, struct manifest_env_lists *env_lists,
+                                struct pea_error *err)
 {
-    return yaml_build(text, len, json_array(), line_offset, err);
+    return yaml_build(text, len, json_array(), line_offset, env_lists, err);
 }

@@ -44,8 +44,11 @@ struct pea_value_ref {
 };
 
 struct pea_pod_env {
-    char *name, *value; /* value: LITERAL only (may hold $(VAR) references), else NULL */
+    char *name, *value; /* value: LITERAL only (may hold $(VAR) references), else NULL; it lives in name's allocation */
     struct pea_value_ref from;
+    /* The entry as canonical JSON when it is more than a string name and a string value, else NULL: with name and
+     * value, what tells two manifests' entries apart (see pea_pod_container.identity). */
+    char *entry_json;
 };
 
 /* envFrom: every key of a ConfigMap's data or a Secret's data, prefixed. */
@@ -164,7 +167,8 @@ struct pea_pod_container {
     int stop_signal;      /* lifecycle.stopSignal, else the image's StopSignal, else SIGTERM */
     bool has_stop_signal; /* lifecycle.stopSignal was given */
     /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
-     * (compact, keys sorted) without its resources, and its resources alone (NULL when absent). */
+     * (compact, keys sorted) without its resources and with an env list written empty (the entries are compared
+     * from env), and its resources alone (NULL when absent). */
     char *identity;
     char *resources_json;
 };
