@@ -374,7 +374,9 @@ static void add_pod_maker(struct objects_builder *b, json_t *doc, int kind, stru
         json_object_set_new(json_object_get(w.pod, "metadata"), "name",
                             json_sprintf("%s-%lld", w.name, w.first_index));
     }
-    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_from_pod_json_collecting(w.pod, &b->c, err);
+    /* A Pod is read from its document, whose env lists (placeholders) are the ones env_lists knows, not a copy. */
+    AUTO_MANIFEST struct pea_pod_manifest *m =
+        manifest_from_pod_json_collecting(kind == PEA_WORKLOAD_POD ? doc : w.pod, &b->c, err);
     if (m) {
         for (char **n = m->notices; n && *n; n++) {
             AUTO_FREE char *line = xasprintf("%s%s%s", ctx->label, b->c.prefix, *n);
@@ -488,6 +490,21 @@ void manifest_objects_free(struct pea_manifest_objects *o)
     free(o);
 }
 
+/* Whether docs hold one Pod (and perhaps ConfigMaps and Secrets): then it is applied from its own text. */
+static bool is_one_pod(json_t *docs)
+{
+    size_t i, n_pods = 0, n_others = 0;
+    json_t *doc;
+    json_array_foreach(docs, i, doc) {
+        const char *kind = json_is_null(doc) ? NULL : kind_of(doc);
+        if (kind && strcmp(kind, "Pod") == 0)
+            n_pods++;
+        else if (!json_is_null(doc) && !is_config_kind(kind))
+            n_others++;
+    }
+    return n_pods == 1 && n_others == 0;
+}
+
 /* Parse o->text (read from name) with the ConfigMaps and Secrets already in configs and o->configs. */
 static struct pea_manifest_objects *parse_objects(struct pea_manifest_objects *o, struct pea_pod_manifest *configs,
                                                   const char *name, struct pea_manifest_errors *errors,
@@ -496,10 +513,23 @@ static struct pea_manifest_objects *parse_objects(struct pea_manifest_objects *o
     AUTO_MANIFEST_OBJECTS struct pea_manifest_objects *owned = o;
     size_t files_configs_len = o->configs_len;
     struct objects_builder b = {.o = o, .configs = configs};
-    AUTO_JSON json_t *docs = o->text_len > PEA_MANIFEST_MAX_SIZE ? NULL : manifest_documents(o->text, o->text_len, err);
+    /* A Pod's containers' env lists go to env_lists, not into the tree (manifest_sources.h): the tree of a large
+     * manifest then stays small. Only a file that is one Pod can be read so, since everything else is later dumped
+     * from its tree and parsed again: such a file is read a second time, whole. */
+    __attribute__((cleanup(manifest_env_lists_free))) struct manifest_env_lists env_lists = {0};
+    AUTO_JSON json_t *docs = o->text_len > PEA_MANIFEST_MAX_SIZE
+                                 ? NULL
+                                 : manifest_documents(o->text, o->text_len, &env_lists, err);
     if (o->text_len > PEA_MANIFEST_MAX_SIZE)
         pea_fail(err, 0, "manifest: %zu bytes, larger than %d (" PEA_MANIFEST_LIMIT_TEXT ")", o->text_len,
                  PEA_MANIFEST_MAX_SIZE);
+    if (docs && !is_one_pod(docs)) {
+        json_decref(docs);
+        manifest_env_lists_free(&env_lists);
+        env_lists = (struct manifest_env_lists){0};
+        docs = manifest_documents(o->text, o->text_len, NULL, err);
+    }
+    manifest_env_lists_use(&env_lists);
     if (!docs) {
         manifest_collect_text(&b.c, err->msg);
     } else {
@@ -518,6 +548,7 @@ static struct pea_manifest_objects *parse_objects(struct pea_manifest_objects *o
         if (b.n_documents == 0)
             manifest_collect_text(&b.c, "no object in the file");
     }
+    manifest_env_lists_use(NULL);
     size_t n_errors = b.c.n;
     manifest_collector_finish(&b.c, errors);
     if (n_errors) {
@@ -578,12 +609,9 @@ struct pea_pod_manifest *manifest_workload_pod(const struct pea_manifest_objects
                                                long long index, struct pea_error *err)
 {
     AUTO_FREE char *pod_text = NULL;
-    size_t pod_len;
-    if (o->is_single_pod) {
-        pod_text = xmalloc(o->text_len + 1);
-        memcpy(pod_text, o->text, o->text_len + 1);
-        pod_len = o->text_len;
-    } else {
+    const char *source = o->text; /* a single Pod: its own text, not a copy (it may be 1.5 MiB) */
+    size_t pod_len = o->text_len;
+    if (!o->is_single_pod) {
         AUTO_JSON json_t *pod = json_deep_copy(w->pod);
         json_t *meta = json_object_get(pod, "metadata");
         if (w->kind != PEA_WORKLOAD_POD)
@@ -596,11 +624,12 @@ struct pea_pod_manifest *manifest_workload_pod(const struct pea_manifest_objects
             json_object_set_new(labels, "apps.kubernetes.io/pod-index", json_sprintf("%lld", index));
         }
         pod_text = json_dumps(pod, JSON_COMPACT);
+        source = pod_text;
         pod_len = strlen(pod_text);
     }
     size_t len = o->configs_len + pod_len;
     char *text = xmalloc(len + 1);
     memcpy(text, o->configs, o->configs_len);
-    memcpy(text + o->configs_len, pod_text, pod_len + 1);
+    memcpy(text + o->configs_len, source, pod_len + 1);
     return manifest_parse_owned(text, len, err);
 }

@@ -69,13 +69,13 @@ Test(manifest_env, the_first_error_is_the_one_the_tree_parse_finds_first)
                      "  initContainers:\n  - {name: I, image: /i, args: [x]}\n",
                  "spec.initContainers[0].name: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), "
                  "not \"I\"");
-    expect_error(POD "spec:\n  containers:\n  - {name: c, image: i, args: [x]}\n  - {name: d, image: /i, args: [x], "
+    expect_error(POD "spec:\n  containers:\n  - {name: c, image: ./i, args: [x]}\n  - {name: d, image: /i, args: [x], "
                      "env: [x]}\n",
-                 "spec.containers[0].image: must be an absolute path");
+                 "spec.containers[0].image: \"./i\": a directory must be an absolute path");
     expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, args: [x], env: [x], envFrom: [{}]}\n",
                  "spec.containers[0].envFrom[0]: needs exactly one of configMapRef, secretRef");
     expect_error(POD "spec:\n  containers:\n  - {name: c, image: /i, env: [x]}\n",
-                 "spec.containers[0].command: missing (pea images have no entrypoint: give command or args)");
+                 "spec.containers[0].command: missing (a directory image has no entrypoint: give command or args)");
     /* After it: the next containers, then the references checked across documents. */
     expect_error(POD "spec:\n  initContainers:\n  - {name: i, image: /i, args: [x], env: [{name: A, valueFrom: {}}]}\n"
                      "  containers:\n  - {name: C, image: /i, args: [x]}\n",
