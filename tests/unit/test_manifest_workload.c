@@ -97,7 +97,7 @@ Test(manifest_workload, every_error_in_document_order)
         "document 2: spec.replicas: must be between 0 and 2147483647",
         "document 3: spec.template.spec.restartPolicy: must be \"Always\" for a DaemonSet, not \"Never\"",
         "document 4: kind: \"Service\" is not supported (pea applies Pod, Deployment, ReplicaSet, StatefulSet, "
-        "DaemonSet, Job, List, ConfigMap and Secret)",
+        "DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)",
     };
     struct pea_manifest_errors errors;
     cr_assert_null(parse(text, &errors));
