@@ -147,16 +147,8 @@ char *volume_host_path(const struct pea_pod *pod, const struct pea_pod_volume *v
 {
     if (v->type == PEA_VOLUME_HOST_PATH)
         return xstrdup(v->host_path);
-    if (v->type == PEA_VOLUME_PERSISTENT_CLAIM) {
-        AUTO_FREE char *pods = xstrdup(pod->data_dir);
-        char *slash = strrchr(pods, '/');
-        if (slash)
-            *slash = '\0'; /* <data root>/pods */
-        slash = strrchr(pods, '/');
-        if (slash)
-            *slash = '\0';
-        return volume_named_data_path(pods, v->claim_name);
-    }
+    if (v->type == PEA_VOLUME_PERSISTENT_CLAIM)
+        return volume_named_data_path(pod, v);
     return xasprintf("%s/volumes/%s", pod->data_dir, v->name);
 }
 

@@ -36,9 +36,10 @@ static char *data_root_of(const struct pea_pod *pod)
     return root;
 }
 
-char *volume_named_data_path(const char *data_root, const char *name)
+char *volume_named_data_path(const struct pea_pod *pod, const struct pea_pod_volume *v)
 {
-    return xasprintf("%s/" VOLUME_NAMED_DIR "/%s/data", data_root, name);
+    AUTO_FREE char *data_root = data_root_of(pod);
+    return xasprintf("%s/" VOLUME_NAMED_DIR "/%s/data", data_root, v->claim_name);
 }
 
 /* path below dir_fd without any symlink (nor "..", nor a magic link) on the way: what is planted below the data root

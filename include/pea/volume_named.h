@@ -18,8 +18,9 @@
 
 /* A DNS subdomain of at most 253 characters, as Kubernetes names a PersistentVolumeClaim. */
 bool volume_named_name_is_valid(const char *name);
-/* <data root>/volumes-named/<name>/data (malloc'd): for config.json, which only shows it. */
-char *volume_named_data_path(const char *data_root, const char *name);
+/* <data root>/volumes-named/<claim>/data (malloc'd): for config.json, which only shows it (the bind's source is the
+ * fd of volume_named_open). */
+char *volume_named_data_path(const struct pea_pod *pod, const struct pea_pod_volume *v);
 /* Make the pod's claim v ready (its volume made when missing) and mark the pod as its user. */
 int volume_named_prepare(const struct pea_pod *pod, const struct pea_pod_volume *v, struct pea_error *err);
 /* An O_PATH fd of the volume's data directory, the very one bound. */
