@@ -310,7 +310,8 @@ static int parse_controller(json_t *doc, struct pea_workload *w, struct parse_co
     for (const char *const *f = k->unsupported; *f; f++)
         if (json_object_get(spec, *f) && !json_is_null(json_object_get(spec, *f)))
             return field_fail(err, "spec", *f, "not supported by pea%s", w->kind == PEA_WORKLOAD_STATEFUL_SET
-                              ? " (it has no persistent volume claims: use a hostPath or emptyDir volume)" : "");
+                              ? " (a pod's own claims are not made from templates: name a claim in a "
+                                "persistentVolumeClaim volume, which every replica then shares)" : "");
     if (parse_template(spec, w, ctx, &template) < 0)
         return -1;
     json_t *selector;
