@@ -241,6 +241,14 @@ int volume_named_remove(const char *data_root, const char *name, bool is_missing
     if (users[0])
         return pea_fail(err, 0, "volume %s is in use by pod %s%s", name, users[0],
                         users[1] ? " and others" : "");
+    /* What is removed by name must be the directory locked and checked (nothing but the data root's owner can
+     * change names below volumes-named, and remove_tree_at follows no symlink, but a swap is refused all the
+     * same). */
+    struct stat locked, named;
+    if (fstat(claim_fd, &locked) < 0 || fstatat(named_fd, name, &named, AT_SYMLINK_NOFOLLOW) < 0)
+        return pea_fail(err, errno, "volume %s", name);
+    if (locked.st_dev != named.st_dev || locked.st_ino != named.st_ino)
+        return pea_fail(err, 0, "volume %s: replaced while it was being removed: refused", name);
     /* Still holding the lock: a pod that waits for it finds the directory unlinked. */
     return remove_tree_at(named_fd, name, name, err) < 0 ? pea_wrap(err, "remove volume %s", name) : 0;
 }
