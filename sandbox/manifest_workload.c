@@ -484,7 +484,8 @@ static void add_document(struct objects_builder *b, json_t *doc, size_t index, b
                 pea_fail(&err, 0, "must be an object with a kind");
             else
                 pea_fail(&err, 0, "kind: \"%s\" is not supported (pea applies Pod, Deployment, ReplicaSet, "
-                         "StatefulSet, DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)", object_kind);
+                         "StatefulSet, DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)",
+                         object_kind);
             manifest_collect(&b->c, &err);
             continue;
         }

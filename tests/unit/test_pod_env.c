@@ -113,7 +113,8 @@ Test(pod_env, claim_document_beside_the_pod_is_accepted)
         POD_HEAD "  volumes: [{name: v, persistentVolumeClaim: {claimName: db.data, readOnly: true}}]\n"
                  "  containers: [{name: c, image: /i, args: [x], volumeMounts: [{name: v, mountPath: /d}]}]\n---\n"
                  "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: db.data, namespace: x}\n"
-                 "spec: {accessModes: [ReadWriteOnce], storageClassName: fast, resources: {requests: {storage: 1Gi}}}\n",
+                 "spec: {accessModes: [ReadWriteOnce], storageClassName: fast,\n"
+                 "       resources: {requests: {storage: 1Gi}}}\n",
         &err);
     cr_assert_not_null(m, "%s", err.msg);
     cr_assert_eq(m->volumes[0].type, PEA_VOLUME_PERSISTENT_CLAIM);
