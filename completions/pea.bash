@@ -56,7 +56,7 @@ _pea() {
         [[ ${COMP_WORDS[i]} == -* ]] || nargs=$((nargs + 1))
     done
     case $command in
-    create | run | spec | features | list | pod) ;;
+    create | run | spec | features | list | pod | volume) ;;
     kill)
         if [ "$nargs" -eq 0 ]; then
             COMPREPLY=($(compgen -W "$("$pea" "${root[@]}" list -q 2>/dev/null)" -- "$cur"))

@@ -21,6 +21,7 @@ static void volume_free(struct pea_pod_volume *v)
 {
     free(v->name);
     free(v->host_path);
+    free(v->claim_name);
     manifest_file_volume_free(v);
 }
 
@@ -61,13 +62,30 @@ static int parse_host_path(json_t *volume, const char *item, struct pea_pod_volu
     return 0;
 }
 
+/* Kubernetes' PersistentVolumeClaim names are DNS subdomains; here the name is also a directory's. */
+static int parse_claim(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
+{
+    static const char *const fields[] = {"claimName", "readOnly", NULL};
+    json_t *claim = json_object_get(volume, "persistentVolumeClaim");
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, item, "persistentVolumeClaim");
+    v->type = PEA_VOLUME_PERSISTENT_CLAIM;
+    if (field_check_known(claim, path, fields, err) < 0 ||
+        field_get_string(claim, path, "claimName", true, &v->claim_name, err) < 0 ||
+        field_get_bool(claim, path, "readOnly", &v->is_read_only, err) < 0)
+        return -1;
+    if (!name_is_dns_subdomain(v->claim_name, 253))
+        return field_fail(err, path, "claimName", "must be a DNS subdomain, not \"%s\"", v->claim_name);
+    return 0;
+}
+
 static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, json_t *volume_names, size_t i,
                         struct pea_error *err)
 {
     static const char *const fields[] = {"name",   "emptyDir",    "hostPath",  "configMap",
-                                         "secret", "downwardAPI", "projected", NULL};
+                                         "secret", "downwardAPI", "projected", "persistentVolumeClaim", NULL};
     static const char *const file_kinds[] = {"configMap", "secret", "downwardAPI", "projected"};
-    json_t *empty_dir, *host_path;
+    json_t *empty_dir, *host_path, *claim;
     if (!json_is_object(j))
         return pea_fail(err, 0, "%s: must be an object", item);
     if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "name", true, &v->name, err) < 0)
@@ -78,10 +96,11 @@ static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, j
         return field_fail(err, item, "name", "duplicate volume name \"%s\"", v->name);
     json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
     if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
-        field_get_object(j, item, "hostPath", false, &host_path, err) < 0)
+        field_get_object(j, item, "hostPath", false, &host_path, err) < 0 ||
+        field_get_object(j, item, "persistentVolumeClaim", false, &claim, err) < 0)
         return -1;
     const char *file_kind = NULL;
-    size_t n_kinds = (empty_dir != NULL) + (host_path != NULL);
+    size_t n_kinds = (empty_dir != NULL) + (host_path != NULL) + (claim != NULL);
     for (size_t k = 0; k < ARRAY_SIZE(file_kinds); k++) {
         json_t *source = json_object_get(j, file_kinds[k]);
         if (source && !json_is_null(source)) {
@@ -91,8 +110,9 @@ static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, j
     }
     if (n_kinds != 1)
         return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, "
-                        "projected", item);
+                        "projected, persistentVolumeClaim", item);
     if (file_kind ? manifest_parse_file_volume(j, item, file_kind, v, err) < 0
+        : claim     ? parse_claim(j, item, v, err) < 0
         : empty_dir ? parse_empty_dir(j, item, v, err) < 0
                     : parse_host_path(j, item, v, err) < 0)
         return -1;

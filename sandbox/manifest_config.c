@@ -457,9 +457,9 @@ struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_refere
             }
             pod_doc = doc;
             pod_index = i;
-        } else if (strcmp(kind, "ConfigMap") != 0 && strcmp(kind, "Secret") != 0) {
-            pea_fail(err, 0, "document %zu: kind \"%s\" is not supported beside a Pod (ConfigMap and Secret are)",
-                     i + 1, kind);
+        } else if (strcmp(kind, "ConfigMap") != 0 && strcmp(kind, "Secret") != 0 && !manifest_is_claim_kind(kind)) {
+            pea_fail(err, 0, "document %zu: kind \"%s\" is not supported beside a Pod (ConfigMap, Secret and "
+                     "PersistentVolumeClaim are)", i + 1, kind);
             return NULL;
         }
     }
@@ -476,6 +476,13 @@ struct pea_pod_manifest *manifest_from_documents(json_t *docs, bool check_refere
             continue;
         char where[64];
         snprintf(where, sizeof where, "document %zu", i + 1);
+        if (manifest_is_claim_kind(doc_kind(doc))) {
+            bool has_storage;
+            AUTO_FREE char *claim = NULL;
+            if (manifest_check_claim(doc, where, &has_storage, &claim, err) < 0)
+                return NULL;
+            continue;
+        }
         if (manifest_add_config(m, doc, where, strcmp(doc_kind(doc), "Secret") == 0, err) < 0)
             return NULL;
     }

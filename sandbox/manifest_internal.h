@@ -88,6 +88,12 @@ int manifest_parse_probes(json_t *obj, const char *path, bool is_init, struct pe
 void manifest_probes_free(struct pea_pod_container *c);
 int manifest_check_lifecycle(const struct pea_pod_manifest *m, struct pea_error *err);
 
+/* A document of kind PersistentVolumeClaim beside the Pod (manifest_claim.c), checked; *name (malloc'd) is the
+ * claim's, *has_storage whether it requests or limits storage (which pea does not enforce). where names the
+ * document in errors ("document 2"). */
+bool manifest_is_claim_kind(const char *kind);
+int manifest_check_claim(json_t *doc, const char *where, bool *has_storage, char **name, struct pea_error *err);
+
 /* pea.network, with spec.hostNetwork already read. */
 int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err);
 

@@ -310,7 +310,8 @@ static int parse_controller(json_t *doc, struct pea_workload *w, struct parse_co
     for (const char *const *f = k->unsupported; *f; f++)
         if (json_object_get(spec, *f) && !json_is_null(json_object_get(spec, *f)))
             return field_fail(err, "spec", *f, "not supported by pea%s", w->kind == PEA_WORKLOAD_STATEFUL_SET
-                              ? " (it has no persistent volume claims: use a hostPath or emptyDir volume)" : "");
+                              ? " (a pod's own claims are not made from templates: name a claim in a "
+                                "persistentVolumeClaim volume, which every replica then shares)" : "");
     if (parse_template(spec, w, ctx, &template) < 0)
         return -1;
     json_t *selector;
@@ -407,6 +408,22 @@ static bool is_config_kind(const char *kind)
     return kind && (strcmp(kind, "ConfigMap") == 0 || strcmp(kind, "Secret") == 0);
 }
 
+/* A PersistentVolumeClaim declares a named volume, made on first use by the pod that names it. */
+static void add_claim(struct parse_context *ctx, json_t *object, bool is_list)
+{
+    bool has_storage;
+    AUTO_FREE char *name = NULL;
+    AUTO_FREE char *where = xasprintf("document %zu%s%.*s", ctx->c->doc_index + 1, is_list ? ": " : "",
+                                      is_list ? (int)strlen(ctx->c->prefix) - 1 : 0, ctx->c->prefix);
+    if (manifest_check_claim(object, where, &has_storage, &name, ctx->err) < 0) {
+        manifest_collect_text(ctx->c, ctx->err->msg);
+        return;
+    }
+    if (has_storage)
+        notice(ctx, "spec.resources", "PersistentVolumeClaim", name,
+               "accepted; pea does not enforce a named volume's size");
+}
+
 /* Every object of one document (a List's items, or itself), configs (is_configs) or the rest. */
 static void add_document(struct objects_builder *b, json_t *doc, size_t index, bool is_configs, const char *file)
 {
@@ -463,13 +480,18 @@ static void add_document(struct objects_builder *b, json_t *doc, size_t index, b
             b->o->configs[b->o->configs_len] = '\0';
             continue;
         }
+        if (manifest_is_claim_kind(object_kind)) {
+            add_claim(&ctx, object, is_list);
+            continue;
+        }
         int k = object_kind ? kind_from_name(object_kind) : -1;
         if (k < 0) {
             if (!json_is_object(object) || !object_kind)
                 pea_fail(&err, 0, "must be an object with a kind");
             else
                 pea_fail(&err, 0, "kind: \"%s\" is not supported (pea applies Pod, Deployment, ReplicaSet, "
-                         "StatefulSet, DaemonSet, Job, List, ConfigMap and Secret)", object_kind);
+                         "StatefulSet, DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)",
+                         object_kind);
             manifest_collect(&b->c, &err);
             continue;
         }

@@ -199,7 +199,8 @@ static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_con
         AUTO_FREE char *base = volume_host_path(pod, v);
         AUTO_FREE char *source = vm->sub_path ? xasprintf("%s/%s", base, vm->sub_path) : xstrdup(base);
         /* The kubelet mounts volumes of files it writes read-only, whatever readOnly says. */
-        json_array_append_new(mounts, bind_mount(vm->mount_path, source, vm->read_only || volume_is_written(v)));
+        json_array_append_new(mounts, bind_mount(vm->mount_path, source,
+                                                  vm->read_only || v->is_read_only || volume_is_written(v)));
     }
     return 0;
 }

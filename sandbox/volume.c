@@ -12,6 +12,7 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
+#include "pea/volume_named.h"
 #include "pod_security.h"
 
 /* fsGroup: the emptyDir's group, and setgid so that what the containers make in it gets that group too. */
@@ -121,6 +122,11 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
                 return -1;
             continue;
         }
+        if (v->type == PEA_VOLUME_PERSISTENT_CLAIM) {
+            if (volume_named_prepare(pod, v, err) < 0)
+                return -1;
+            continue;
+        }
         AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
         if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0
                                   : prepare_empty_dir(path, v, &pod->manifest->groups, err) < 0)
@@ -141,6 +147,8 @@ char *volume_host_path(const struct pea_pod *pod, const struct pea_pod_volume *v
 {
     if (v->type == PEA_VOLUME_HOST_PATH)
         return xstrdup(v->host_path);
+    if (v->type == PEA_VOLUME_PERSISTENT_CLAIM)
+        return volume_named_data_path(pod, v);
     return xasprintf("%s/volumes/%s", pod->data_dir, v->name);
 }
 
@@ -176,12 +184,16 @@ static int open_sub_path(int volume_fd, const char *sub_path)
 }
 
 /* The volume's own object: an emptyDir's directory is pea's and opened by its path; a hostPath is opened and
- * type-checked. */
+ * type-checked; a named volume is opened below the data root without following any symlink. */
 static int open_volume(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *container,
                        struct pea_error *err)
 {
     if (v->type == PEA_VOLUME_HOST_PATH) {
         int fd = open_host_path(v, err);
+        return fd < 0 ? pea_wrap(err, "container %s", container) : fd;
+    }
+    if (v->type == PEA_VOLUME_PERSISTENT_CLAIM) {
+        int fd = volume_named_open(pod, v, err);
         return fd < 0 ? pea_wrap(err, "container %s", container) : fd;
     }
     AUTO_FREE char *path = volume_host_path(pod, v);

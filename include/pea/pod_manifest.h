@@ -182,6 +182,8 @@ enum pea_pod_volume_type {
     PEA_VOLUME_SECRET,
     PEA_VOLUME_DOWNWARD_API,
     PEA_VOLUME_PROJECTED,
+    /* A named volume under the data root that outlives the pod (volume_named.c). */
+    PEA_VOLUME_PERSISTENT_CLAIM,
 };
 
 enum pea_projection_kind { PEA_PROJECT_CONFIG_MAP, PEA_PROJECT_SECRET, PEA_PROJECT_DOWNWARD_API };
@@ -228,6 +230,9 @@ struct pea_pod_volume {
     struct pea_projection *projections;
     size_t n_projections;
     uint32_t default_mode; /* 0644 unless defaultMode */
+    /* persistentVolumeClaim */
+    char *claim_name; /* a DNS subdomain: the named volume's name */
+    bool is_read_only;
 };
 
 /* A key of a ConfigMap or Secret: bytes, since binaryData and Secret data may hold any. */

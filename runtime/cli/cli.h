@@ -51,5 +51,6 @@ int cmd_checkpoint(const struct cli_globals *g, int argc, char **argv);
 int cmd_restore(const struct cli_globals *g, int argc, char **argv);
 int cmd_pod(const struct cli_globals *g, int argc, char **argv);
 int cmd_image(const struct cli_globals *g, int argc, char **argv);
+int cmd_volume(const struct cli_globals *g, int argc, char **argv);
 
 #endif

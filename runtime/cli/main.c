@@ -132,6 +132,10 @@ static const struct cli_command commands[] = {
      "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},
+    {"volume", cmd_volume, "volume COMMAND [options]", "list and remove the named volumes of pods' volume claims",
+     "  ls [-o table|json]                  list named volumes, the pods using each, when each was made\n"
+     "  rm [-f] NAME...                     remove named volumes (never one a pod uses; -f: missing is fine)\n"
+     "  every command takes --data-root DIR (default /var/lib/pea; volumes are DIR/volumes-named)\n"},
     {"image", PEA_IMAGE_COMMAND, "image COMMAND [options]",
      "pull, load, import, list, inspect, tag, remove and bundle OCI images",
      "  pull [-q] [--platform P] REF        fetch an image from a registry (pea image pull --help)\n"

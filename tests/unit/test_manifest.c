@@ -330,7 +330,17 @@ static const struct error_case error_cases[] = {
      "[{name: v, mountPath: /v, subPath: a/../..}]}\n",
      "spec.containers[0].volumeMounts[0].subPath: must be a relative path without \"..\""},
     {"spec:\n  volumes: [{name: v}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
-     "spec.volumes[0]: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, projected"},
+     "spec.volumes[0]: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, projected, "
+     "persistentVolumeClaim"},
+    {"spec:\n  volumes: [{name: v, persistentVolumeClaim: {claimName: ../x}}]\n  containers: [{name: c, image: /i, "
+     "args: [x]}]\n",
+     "spec.volumes[0].persistentVolumeClaim.claimName: must be a DNS subdomain, not \"../x\""},
+    {"spec:\n  volumes: [{name: v, persistentVolumeClaim: {claimName: a/b}}]\n  containers: [{name: c, image: /i, "
+     "args: [x]}]\n",
+     "spec.volumes[0].persistentVolumeClaim.claimName: must be a DNS subdomain, not \"a/b\""},
+    {"spec:\n  volumes: [{name: v, persistentVolumeClaim: {readOnly: yes}}]\n  containers: [{name: c, image: /i, "
+     "args: [x]}]\n",
+     "spec.volumes[0].persistentVolumeClaim.claimName: missing"},
     {"spec:\n  volumes: [{name: v, hostPath: {path: rel}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0].hostPath.path: must be an absolute path"},
     {"spec:\n  containers:\n  - {name: c, image: [/a, b], args: [x]}\n",

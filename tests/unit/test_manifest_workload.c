@@ -97,7 +97,7 @@ Test(manifest_workload, every_error_in_document_order)
         "document 2: spec.replicas: must be between 0 and 2147483647",
         "document 3: spec.template.spec.restartPolicy: must be \"Always\" for a DaemonSet, not \"Never\"",
         "document 4: kind: \"Service\" is not supported (pea applies Pod, Deployment, ReplicaSet, StatefulSet, "
-        "DaemonSet, Job, List, ConfigMap and Secret)",
+        "DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)",
     };
     struct pea_manifest_errors errors;
     cr_assert_null(parse(text, &errors));
@@ -127,8 +127,8 @@ Test(manifest_workload, kubernetes_checks)
          "spec.selector: given without manualSelector: true (a Job's selector is made from its template)"},
         {"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\nspec:\n  volumeClaimTemplates: []\n"
          "  selector: {matchLabels: {app: w}}\n" TEMPLATE(""),
-         "spec.volumeClaimTemplates: not supported by pea (it has no persistent volume claims: use a hostPath or "
-         "emptyDir volume)"},
+         "spec.volumeClaimTemplates: not supported by pea (a pod's own claims are not made from templates: name a "
+         "claim in a persistentVolumeClaim volume, which every replica then shares)"},
         {"apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n",
          "apiVersion: must be \"apps/v1\" for a Deployment, not \"v1\""},
         {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1000\n"

@@ -106,6 +106,23 @@ Test(pod_env, documents_json_then_yaml)
     cr_expect_str_eq(m->service_account_name, "default");
 }
 
+Test(pod_env, claim_document_beside_the_pod_is_accepted)
+{
+    struct pea_error err = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *m = parse(
+        POD_HEAD "  volumes: [{name: v, persistentVolumeClaim: {claimName: db.data, readOnly: true}}]\n"
+                 "  containers: [{name: c, image: /i, args: [x], volumeMounts: [{name: v, mountPath: /d}]}]\n---\n"
+                 "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: db.data, namespace: x}\n"
+                 "spec: {accessModes: [ReadWriteOnce], storageClassName: fast,\n"
+                 "       resources: {requests: {storage: 1Gi}}}\n",
+        &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_eq(m->volumes[0].type, PEA_VOLUME_PERSISTENT_CLAIM);
+    cr_expect_str_eq(m->volumes[0].claim_name, "db.data");
+    cr_expect(m->volumes[0].is_read_only);
+    cr_expect_eq(m->n_configs, 0);
+}
+
 Test(pod_env, document_and_reference_errors)
 {
     static const struct {
@@ -115,7 +132,8 @@ Test(pod_env, document_and_reference_errors)
                   "  containers: [{name: c, image: /i, args: [x]}]\n",
          "document 2: a second Pod (documents 1 and 2); pea runs one Pod per file"},
         {"kind: Deployment\n---\n" POD_HEAD "  containers: [{name: c, image: /i, args: [x]}]\n",
-         "document 1: kind \"Deployment\" is not supported beside a Pod (ConfigMap and Secret are)"},
+         "document 1: kind \"Deployment\" is not supported beside a Pod (ConfigMap, Secret and "
+         "PersistentVolumeClaim are)"},
         {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
          "no Pod among the 2 documents"},
         {"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: 'not base64'}\n---\n" POD_HEAD
@@ -127,6 +145,19 @@ Test(pod_env, document_and_reference_errors)
         {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: x}\nbinaryData: {k: AAEC}\n---\n" POD_HEAD
          "  containers: [{name: c, image: /i, args: [x]}]\n",
          "ConfigMap a: key k is in both data and binaryData"},
+        {POD_HEAD "  containers: [{name: c, image: /i, args: [x]}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\n"
+                  "metadata: {name: data}\nspec: {accessModes: [ReadWriteSometimes]}\n",
+         "document 2: spec.accessModes[0]: must be one of ReadWriteOnce, ReadOnlyMany, ReadWriteMany, "
+         "ReadWriteOncePod"},
+        {POD_HEAD "  containers: [{name: c, image: /i, args: [x]}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\n"
+                  "metadata: {name: ../x}\n",
+         "document 2: metadata.name: must be a DNS subdomain, not \"../x\""},
+        {POD_HEAD "  containers: [{name: c, image: /i, args: [x]}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\n"
+                  "metadata: {name: d}\nspec: {volumeMode: Block}\n",
+         "document 2: spec.volumeMode: must be one of \"Filesystem\", not \"Block\""},
+        {POD_HEAD "  containers: [{name: c, image: /i, args: [x]}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\n"
+                  "metadata: {name: d}\nspec: {resources: {requests: {storage: 1Gi, cpu: 1}}}\n",
+         "document 2: spec.resources.requests.cpu: unknown field"},
         {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, uid: x}\n---\n" POD_HEAD
          "  containers: [{name: c, image: /i, args: [x]}]\n",
          "document 1: metadata.uid: unknown field"},
