@@ -286,6 +286,7 @@ static int command_serve(const struct shim_flags *f)
         .id = f->id,
         .address = f->address,
         .publish_binary = f->publish_binary,
+        .ttrpc_address = getenv("TTRPC_ADDRESS"),
         .pea_binary = pea,
         .pea_root = root,
         .debug = f->debug,
