@@ -85,6 +85,7 @@ class CriContainerd(e2e.Containerd):
         return sorted(os.listdir(self.shim_pea_root)) if os.path.isdir(self.shim_pea_root) else []
 
     def start(self, gen_dir):
+        self.shim_pea_root_existed = os.path.isdir(self.shim_pea_root)
         super().start()
         pb2, grpc_mod = cri_client.compile_api(gen_dir)
         self.cri = cri_client.Client(self.address, pb2, grpc_mod)
@@ -135,6 +136,12 @@ class CriContainerd(e2e.Containerd):
                 self.cri.close()
                 self.cri = None
             problems += super().stop()
+        # The pea shim's state directory for k8s.io, when this session made it (the runc root is handled alike).
+        if not getattr(self, "shim_pea_root_existed", True) and os.path.isdir(self.shim_pea_root):
+            if self.shim_pea_state():
+                problems.append(f"pea state left behind in {self.shim_pea_root}: {self.shim_pea_state()}")
+            else:
+                os.rmdir(self.shim_pea_root)
         for root in e2e.cgroup_hierarchies():
             p = os.path.join(root, self.cgroup_parent.lstrip("/"))
             if os.path.isdir(p):
