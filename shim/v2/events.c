@@ -153,31 +153,30 @@ static int forward_flush(void)
     return loop_modify(&forward_conn, EPOLLIN);
 }
 
-/* The answer to the Forward in flight; answers to other stream ids (none are expected) are skipped. */
-static void forward_on_response(const struct ttrpc_header *h, const uint8_t *body)
+/* The answer to the Forward in flight; answers to other stream ids (none are expected) are skipped. False when the
+ * connection was given up. */
+static bool forward_on_response(uint32_t stream_id, int code, const char *message, const uint8_t *payload,
+                                size_t payload_len, void *ctx)
 {
-    if (h->type != TTRPC_TYPE_RESPONSE || h->stream_id != forward_stream_id || !forward_in_flight)
-        return;
-    Ttrpc__Response *r = ttrpc__response__unpack(NULL, h->length, body);
-    if (!r) {
-        forward_failed("malformed response");
-        return;
-    }
+    (void)payload;
+    (void)payload_len;
+    (void)ctx;
+    if (stream_id != forward_stream_id || !forward_in_flight)
+        return true;
+    unsigned generation = forward_generation;
     forward_in_flight = false;
     arm_timer(0);
-    if (r->status && r->status->code != TTRPC_OK) {
-        shim_log("publish %s: containerd refused it: %s (code %d)", head->topic, r->status->message,
-                 r->status->code);
+    if (code != TTRPC_OK) {
+        shim_log("publish %s: containerd refused it: %s (code %d)", head->topic, message, code);
         attempt_failed();
     } else {
         attempt_succeeded();
     }
-    ttrpc__response__free_unpacked(r, NULL);
+    return forward_generation == generation;
 }
 
 static void forward_on_readable(void)
 {
-    unsigned generation = forward_generation;
     for (;;) {
         ssize_t n = recv(forward_conn.fd, forward_in + forward_in_len, sizeof forward_in - forward_in_len,
                          MSG_DONTWAIT);
@@ -194,28 +193,16 @@ static void forward_on_readable(void)
             return;
         }
         forward_in_len += (size_t)n;
-        size_t off = 0;
-        while (forward_in_len - off >= TTRPC_HEADER_SIZE) {
-            struct ttrpc_header h;
-            ttrpc_header_decode(forward_in + off, &h);
-            if (h.length > RESPONSE_MAX) {
-                forward_in_len = 0;
-                if (forward_in_flight)
-                    forward_failed("oversized message");
-                else
-                    forward_disconnect();
-                return;
-            }
-            if (forward_in_len - off < TTRPC_HEADER_SIZE + (size_t)h.length)
-                break;
-            const uint8_t *body = forward_in + off + TTRPC_HEADER_SIZE;
-            off += TTRPC_HEADER_SIZE + h.length;
-            forward_on_response(&h, body);
-            if (forward_generation != generation)
-                return; /* the handler gave the connection up */
+        unsigned generation = forward_generation;
+        if (ttrpc_take_responses(forward_in, &forward_in_len, sizeof forward_in, forward_on_response, NULL) < 0) {
+            if (forward_in_flight)
+                forward_failed("oversized message");
+            else
+                forward_disconnect();
+            return;
         }
-        memmove(forward_in, forward_in + off, forward_in_len - off);
-        forward_in_len -= off;
+        if (forward_generation != generation)
+            return; /* a handler gave the connection up */
     }
 }
 
