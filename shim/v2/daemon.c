@@ -153,7 +153,7 @@ int daemon_serve(const struct daemon_config *config)
     if (signals.fd < 0 || loop_init() < 0 || loop_add(&signals, EPOLLIN) < 0 ||
         fcntl(listener.fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(listener.fd, F_SETFL, O_NONBLOCK) < 0 ||
         loop_add(&listener, EPOLLIN) < 0 ||
-        events_init(config->publish_binary, config->address, config->namespace) < 0) {
+        events_init(config->ttrpc_address, config->publish_binary, config->address, config->namespace) < 0) {
         shim_log("set up the event loop: %s", strerror(errno));
         return 1;
     }

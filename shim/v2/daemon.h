@@ -10,6 +10,7 @@ struct daemon_config {
     const char *id;
     const char *address;         /* containerd's gRPC socket, for the publisher */
     const char *publish_binary;
+    const char *ttrpc_address;   /* containerd's ttrpc socket for events, NULL: run publish_binary */
     const char *pea_binary;
     const char *pea_root;
     bool debug;

@@ -8,6 +8,7 @@
  *       clean up after a daemon that died: pea delete --force, unmount the rootfs, print a DeleteResponse;
  *   ... (no action): the daemon itself (daemon.c). */
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -102,15 +103,47 @@ static char *find_pea(void)
 
 static char *pea_root_of(const char *namespace) { return xasprintf("%s/%s", PEA_STATE_PARENT, namespace); }
 
-/* unix:///run/containerd/s/<sha256("ADDRESS/NAMESPACE/ID")>, the name containerd's runc shim gives its socket. */
-static char *socket_path_of(const struct shim_flags *f)
+/* /run/containerd/s/<sha256("ADDRESS/NAMESPACE/GROUP")>, the name containerd's runc shim gives its socket; GROUP is
+ * the task's id, or its pod's sandbox id (grouping_id_of). */
+static char *socket_path_of(const struct shim_flags *f, const char *group)
 {
-    AUTO_FREE char *key = xasprintf("%s/%s/%s", f->address, f->namespace, f->id);
+    AUTO_FREE char *key = xasprintf("%s/%s/%s", f->address, f->namespace, group);
     char hex[2 * SHA256_DIGEST_SIZE + 1];
     sha256_hex(key, strlen(key), hex);
     return xasprintf("%s/%s", SOCKET_DIR, hex);
 }
 
+/* The CRI plugin marks a pod's app containers with the annotations io.kubernetes.cri.container-type "container"
+ * and io.kubernetes.cri.sandbox-id: they join the shim of that sandbox, one shim per pod. Any other task (the
+ * sandbox itself, a task from ctr) has a shim of its own, named after its id. The caller frees the result. */
+static char *grouping_id_of(const char *task_id, struct pea_error *err)
+{
+    json_error_t parse_error;
+    AUTO_JSON json_t *config = json_load_file("config.json", JSON_REJECT_DUPLICATES, &parse_error);
+    if (!config) {
+        pea_fail(err, 0, "read the bundle's config.json: %s", parse_error.text);
+        return NULL;
+    }
+    json_t *annotations = json_object_get(config, "annotations");
+    const char *type = json_string_value(json_object_get(annotations, "io.kubernetes.cri.container-type"));
+    const char *sandbox = json_string_value(json_object_get(annotations, "io.kubernetes.cri.sandbox-id"));
+    if (type && strcmp(type, "container") == 0 && sandbox && *sandbox) {
+        if (strchr(sandbox, '/')) {
+            pea_fail(err, 0, "invalid sandbox id %s in io.kubernetes.cri.sandbox-id", sandbox);
+            return NULL;
+        }
+        return xstrdup(sandbox);
+    }
+    return xstrdup(task_id);
+}
+
+static bool shim_answers_at(const struct sockaddr_un *addr)
+{
+    AUTO_FD int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return probe >= 0 && connect(probe, (const struct sockaddr *)addr, sizeof *addr) == 0;
+}
+
+/* A listening socket at path; -1 with errno EADDRINUSE when a live shim already serves it. */
 static int listen_on(const char *path, struct pea_error *err)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -123,10 +156,12 @@ static int listen_on(const char *path, struct pea_error *err)
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
         if (errno != EADDRINUSE)
             return pea_fail(err, errno, "bind %s", path);
-        /* A shim that died left its socket; one that answers is a bug in the caller (the same task twice). */
-        AUTO_FD int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof addr) == 0)
-            return pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
+        /* A shim that died left its socket; one that answers serves the pod this task joins. */
+        if (shim_answers_at(&addr)) {
+            pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
+            errno = EADDRINUSE;
+            return -1;
+        }
         if (unlink(path) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
             return pea_fail(err, errno, "bind %s", path);
     }
@@ -155,9 +190,10 @@ static void adjust_oom_score(pid_t shim)
         (void)!write(fd, value, (size_t)n);
 }
 
-static int spawn_daemon(const struct shim_flags *f, int listener, pid_t *pid, struct pea_error *err)
+static int spawn_daemon(const struct shim_flags *f, const char *socket_path, int listener, pid_t *pid,
+                        struct pea_error *err)
 {
-    const char *argv[12];
+    const char *argv[14];
     size_t n = 0;
     argv[n++] = "containerd-shim-pea-v2";
     argv[n++] = "-namespace";
@@ -168,6 +204,8 @@ static int spawn_daemon(const struct shim_flags *f, int listener, pid_t *pid, st
     argv[n++] = f->address;
     argv[n++] = "-publish-binary";
     argv[n++] = f->publish_binary;
+    argv[n++] = "-socket";
+    argv[n++] = socket_path;
     if (f->debug)
         argv[n++] = "-debug";
     argv[n] = NULL;
@@ -213,21 +251,36 @@ static int command_start(const struct shim_flags *f)
         fprintf(stderr, "start: -id and -address are required\n");
         return 1;
     }
-    AUTO_FREE char *path = socket_path_of(f);
+    AUTO_FREE char *group = grouping_id_of(f->id, &err);
+    if (!group) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    AUTO_FREE char *path = socket_path_of(f, group);
+    AUTO_FREE char *address = xasprintf("unix://%s", path);
     if (mkdir_p(SOCKET_DIR, 0711) < 0) {
         fprintf(stderr, "create %s: %s\n", SOCKET_DIR, strerror(errno));
         return 1;
     }
     AUTO_FD int listener = listen_on(path, &err);
+    if (listener < 0 && errno == EADDRINUSE && strcmp(group, f->id) != 0) {
+        /* The pod's shim: containerd sends this task's Create there. The address file lets a restarted
+         * containerd find it again. */
+        if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
+            fprintf(stderr, "write the address file: %s\n", strerror(errno));
+            return 1;
+        }
+        fputs(address, stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (listener < 0) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    AUTO_FREE char *address = xasprintf("unix://%s", path);
     pid_t daemon;
     if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
         pea_fail(&err, errno, "write the address file");
-    } else if (spawn_daemon(f, listener, &daemon, &err) == 0) {
+    } else if (spawn_daemon(f, path, listener, &daemon, &err) == 0) {
         adjust_oom_score(daemon);
         fputs(address, stdout);
         return fflush(stdout) == 0 ? 0 : 1;
@@ -260,8 +313,13 @@ static int command_delete(const struct shim_flags *f)
         parse_int64(pid_text, &pid);
     AUTO_FREE char *address_path = xasprintf("%s/address", bundle);
     AUTO_FREE char *address = read_file_at(AT_FDCWD, address_path, 4096, NULL);
-    if (address && strncmp(address, "unix://", 7) == 0)
-        unlink(address + 7);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    /* The socket of a shim that is gone; a live one serves the other tasks of the pod and keeps it. */
+    if (address && strncmp(address, "unix://", 7) == 0 && strlen(address + 7) < sizeof addr.sun_path) {
+        strcpy(addr.sun_path, address + 7);
+        if (!shim_answers_at(&addr))
+            unlink(addr.sun_path);
+    }
 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -286,6 +344,7 @@ static int command_serve(const struct shim_flags *f)
         .id = f->id,
         .address = f->address,
         .publish_binary = f->publish_binary,
+        .ttrpc_address = getenv("TTRPC_ADDRESS"),
         .pea_binary = pea,
         .pea_root = root,
         .debug = f->debug,
@@ -293,9 +352,8 @@ static int command_serve(const struct shim_flags *f)
     };
     int rc = daemon_serve(&config);
     /* The socket goes with the daemon: containerd finds a dead shim by its missing socket. */
-    AUTO_FREE char *address = read_file_at(AT_FDCWD, "address", 4096, NULL);
-    if (address && strncmp(address, "unix://", 7) == 0)
-        unlink(address + 7);
+    if (f->socket)
+        unlink(f->socket);
     return rc;
 }
 

@@ -99,7 +99,7 @@ static char *cgroup2_mount_point(struct pea_error *err)
     return NULL;
 }
 
-static int open_cgroup_of(pid_t pid, struct pea_error *err)
+int stats_open_cgroup(pid_t pid, struct pea_error *err)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
@@ -125,7 +125,7 @@ static int open_cgroup_of(pid_t pid, struct pea_error *err)
 
 int stats_collect(pid_t pid, uint8_t **packed, size_t *len, struct pea_error *err)
 {
-    AUTO_FD int dir = open_cgroup_of(pid, err);
+    AUTO_FD int dir = stats_open_cgroup(pid, err);
     if (dir < 0)
         return -1;
     Io__Containerd__Cgroups__V2__Metrics metrics = IO__CONTAINERD__CGROUPS__V2__METRICS__INIT;

@@ -11,6 +11,8 @@
 
 #define STATS_TYPE_URL "io.containerd.cgroups.v2.Metrics"
 
+/* The directory of the cgroup v2 the process is in, opened O_DIRECTORY. */
+int stats_open_cgroup(pid_t pid, struct pea_error *err);
 /* The packed Metrics of the cgroup the process is in (the shim's child: its PID names it until reaped). */
 int stats_collect(pid_t pid, uint8_t **packed, size_t *len, struct pea_error *err);
 

@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "events.h"
 #include "events.pb-c.h"
+#include "oom.h"
 #include "pea/util.h"
 #include "shim_log.h"
 #include "task.pb-c.h"
@@ -144,6 +145,7 @@ void task_remove(struct shim_task *task)
             break;
         }
     }
+    oom_unwatch(task->id);
     while (task->execs)
         task_remove_exec(task->execs);
     release_process(&task->init);
@@ -192,6 +194,8 @@ void task_set_exited(struct shim_process *process, uint32_t exit_status)
         if (backend_kill(task->id, task->bundle, SIGKILL, true, &err) < 0)
             shim_log_debug("kill what is left of %s: %s", task->id, err.msg);
     }
+    if (process == &task->init)
+        oom_check(task->id);
     Containerd__Events__TaskExit e = CONTAINERD__EVENTS__TASK_EXIT__INIT;
     Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     timestamp_of(&process->exited_at, &at);

@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "events.h"
 #include "events.pb-c.h"
+#include "oom.h"
 #include "pea/util.h"
 #include "rootfs_mount.h"
 #include "shim_log.h"
@@ -179,6 +180,7 @@ static void handle_create(struct ttrpc_conn *conn, const struct ttrpc_request *r
         ttrpc_respond_error(conn, req->stream_id, TTRPC_UNKNOWN, "create %s: %s", r->id, err.msg);
         return;
     }
+    oom_watch(t->id, t->init.pid);
 
     Containerd__Events__TaskIO io = CONTAINERD__EVENTS__TASK_IO__INIT;
     io.stdin = r->stdin;

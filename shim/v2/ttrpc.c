@@ -251,3 +251,38 @@ int ttrpc_conn_on_readable(struct ttrpc_conn *conn)
         consume_buffer(conn);
     }
 }
+
+int ttrpc_take_responses(uint8_t *buf, size_t *len, size_t capacity, ttrpc_response_handler handler, void *ctx)
+{
+    size_t off = 0;
+    while (*len - off >= TTRPC_HEADER_SIZE) {
+        struct ttrpc_header h;
+        ttrpc_header_decode(buf + off, &h);
+        if (h.length > capacity - TTRPC_HEADER_SIZE)
+            return -1;
+        if (*len - off < TTRPC_HEADER_SIZE + (size_t)h.length)
+            break;
+        const uint8_t *body = buf + off + TTRPC_HEADER_SIZE;
+        off += TTRPC_HEADER_SIZE + h.length;
+        if (h.type != TTRPC_TYPE_RESPONSE)
+            continue;
+        Ttrpc__Response *r = ttrpc__response__unpack(NULL, h.length, body);
+        bool keep_going;
+        if (!r)
+            keep_going = handler(h.stream_id, TTRPC_INTERNAL, "malformed response", NULL, 0, ctx);
+        else if (r->status && r->status->code != TTRPC_OK)
+            keep_going = handler(h.stream_id, r->status->code, r->status->message ? r->status->message : "", NULL, 0,
+                                 ctx);
+        else
+            keep_going = handler(h.stream_id, TTRPC_OK, NULL, r->payload.data, r->payload.len, ctx);
+        if (r)
+            ttrpc__response__free_unpacked(r, NULL);
+        if (!keep_going) {
+            *len = 0;
+            return 0;
+        }
+    }
+    memmove(buf, buf + off, *len - off);
+    *len -= off;
+    return 0;
+}

@@ -79,4 +79,13 @@ void ttrpc_respond_message(struct ttrpc_conn *conn, uint32_t stream_id, const Pr
 void ttrpc_respond_error(struct ttrpc_conn *conn, uint32_t stream_id, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The client end's receive side (the shim calls containerd's events service). BUF holds *LEN bytes read from the
+ * socket, out of a buffer of CAPACITY: every whole frame is taken off the front, and each response handed to the
+ * handler with its status code (TTRPC_OK, the code containerd answered, or TTRPC_INTERNAL for an undecodable body)
+ * and payload; other frame types are skipped. A handler returning false stops the walk (it gave the connection
+ * up; what is left is dropped). Returns -1 when a frame cannot fit in CAPACITY (break the connection), else 0. */
+typedef bool (*ttrpc_response_handler)(uint32_t stream_id, int code, const char *message, const uint8_t *payload,
+                                       size_t payload_len, void *ctx);
+int ttrpc_take_responses(uint8_t *buf, size_t *len, size_t capacity, ttrpc_response_handler handler, void *ctx);
+
 #endif

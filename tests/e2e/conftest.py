@@ -130,7 +130,9 @@ def cri_session(session_dir, pea, rootfs_tar):
     if not os.access(pause, os.X_OK):
         pytest.fail(f"{pause} is not built (ninja -C {BUILD_DIR})", pytrace=False)
     from cri.harness import CriContainerd
-    c = CriContainerd(os.path.join(session_dir, "cri"), pea, MARK, pause)
+    shim = os.path.join(BUILD_DIR, "shim", "v2", "containerd-shim-pea-v2")
+    c = CriContainerd(os.path.join(session_dir, "cri"), pea, MARK, pause,
+                      shim_binary=shim if os.access(shim, os.X_OK) else None)
     try:
         c.start(os.path.join(session_dir, "cri-api"))
         c.import_images(rootfs_tar)

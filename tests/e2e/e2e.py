@@ -374,7 +374,8 @@ class Containerd:
         self.runc_root_existed = os.path.isdir(self.runc_root)
         self.log = open(os.path.join(self.dir, "containerd.log"), "w")
         self.proc = subprocess.Popen(["containerd", "--config", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=getattr(self, "env", None))
 
         def up():
             if self.proc.poll() is not None:

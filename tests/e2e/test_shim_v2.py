@@ -6,6 +6,7 @@ that pea. The shim's pea state is /run/containerd/pea/NAMESPACE; it must be empt
 """
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -27,11 +28,17 @@ SHIM = os.path.join(BUILD_DIR, "shim", "v2", "containerd-shim-pea-v2")
 class ShimContainerd(e2e.Containerd):
     """A private containerd whose PATH starts with a directory holding containerd-shim-pea-v2 and pea."""
 
-    def __init__(self, directory, pea, mark):
+    def __init__(self, directory, pea, mark, forward_events=True):
         super().__init__(directory, pea, mark + "-shim")
         self.bin = os.path.join(directory, "bin")
         os.makedirs(self.bin)
-        os.symlink(os.path.abspath(SHIM), os.path.join(self.bin, "containerd-shim-pea-v2"))
+        if forward_events:
+            os.symlink(os.path.abspath(SHIM), os.path.join(self.bin, "containerd-shim-pea-v2"))
+        else:
+            # Without TTRPC_ADDRESS (containerd before 1.4 set none) the shim runs the publish binary per event.
+            with open(os.path.join(self.bin, "containerd-shim-pea-v2"), "w") as f:
+                f.write(f"#!/bin/sh\nunset TTRPC_ADDRESS\nexec {os.path.abspath(SHIM)} \"$@\"\n")
+            os.chmod(os.path.join(self.bin, "containerd-shim-pea-v2"), 0o755)
         os.symlink(pea, os.path.join(self.bin, "pea"))
         self.pea_root = os.path.join("/run/containerd/pea", self.ns)
 
@@ -63,6 +70,20 @@ class ShimContainerd(e2e.Containerd):
 
     def shims(self):
         return [(pid, cmd) for pid, cmd in e2e.processes_with(self.address) if "containerd-shim-pea-v2" in cmd]
+
+    def shims_forwarding_events(self):
+        """PIDs of this containerd's shims holding a connection to its ttrpc socket (the events Forward client)."""
+        ttrpc = os.path.join(self.dir, "ttrpc.sock")
+        lines = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True).stdout.splitlines()
+        # "u_str ESTAB 0 0 LOCAL-PATH-OR-* INODE PEER-PATH-OR-* PEER-INODE users:((...))": containerd's end names
+        # the socket path; the shim's end is the peer inode.
+        peers = {fields[7] for fields in (line.split() for line in lines) if len(fields) > 7 and fields[4] == ttrpc}
+        shim_pids = {pid for pid, _ in self.shims()}
+        found = set()
+        for fields in (line.split() for line in lines):
+            if len(fields) > 7 and fields[5] in peers:
+                found |= {int(p) for p in re.findall(r"pid=(\d+)", " ".join(fields[8:]))} & shim_pids
+        return found
 
     def stop(self):
         problems = super().stop()
@@ -154,7 +175,34 @@ def test_delete_reports_exit_status(ctr, name):
 
 
 def test_events_reach_containerd(ctr, name):
-    """The shim publishes each task event through containerd's publish binary, in order."""
+    """The shim forwards each task event over containerd's ttrpc socket, in order."""
+    _check_events_in_order(ctr, name)
+
+
+@pytest.fixture(scope="module")
+def publish_binary_session(session_dir, pea, rootfs_tar):
+    require_containerd()
+    c = ShimContainerd(os.path.join(session_dir, "ctrd-pub"), pea, MARK + "-pub", forward_events=False)
+    try:
+        c.start()
+        c.import_image(rootfs_tar)
+        yield c
+    finally:
+        problems = c.stop()
+    fail_on_problems(problems, "containerd (pea shim, publish binary) teardown found leaks")
+
+
+def test_events_fall_back_to_publish_binary(publish_binary_session, name):
+    """Without TTRPC_ADDRESS the same events, in the same order, go through containerd's publish binary."""
+    ctr = publish_binary_session
+    try:
+        _check_events_in_order(ctr, name, forwards=False)
+    finally:
+        problems = ctr.remove_all()
+    fail_on_problems(problems, "test left behind")
+
+
+def _check_events_in_order(ctr, name, forwards=True):
     events = ctr.popen("events", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     reader = threading.Thread(target=lambda: seen.extend(iter(events.stdout.readline, "")), daemon=True)
@@ -163,6 +211,8 @@ def test_events_reach_containerd(ctr, name):
         time.sleep(0.5)  # subscribed
         ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
         wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+        (shim,) = [pid for pid, _ in ctr.shims()]
+        assert (shim in ctr.shims_forwarding_events()) == forwards
         ctr.ok("tasks", "exec", "--exec-id", "x1", name, "true")
         ctr.ok("tasks", "pause", name)
         ctr.ok("tasks", "resume", name)
@@ -170,7 +220,7 @@ def test_events_reach_containerd(ctr, name):
         wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
         ctr.ok("tasks", "delete", name)
         ctr.ok("containers", "delete", name)
-        # Publishers run one after another, the last one after Delete has been answered.
+        # Events go one after another, the last one after Delete has been answered.
         wait_until(lambda: any(" /tasks/delete " in line for line in seen), 20, "the delete event")
     finally:
         events.terminate()
@@ -231,8 +281,21 @@ def test_containerd_killed_and_restarted(ctr, name):
     ctr.start()
     assert task_status(ctr, name) == "RUNNING"
     wait_until(lambda: task_status(ctr, name + "-short") == "STOPPED", 10, "the short task to be stopped")
-    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
-    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    events = ctr.popen("events", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(events.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        time.sleep(0.5)  # subscribed
+        ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+        wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+        # The shim's events connection broke with the old containerd; the exit goes over a new one.
+        wait_until(lambda: any(" /tasks/exit " in line and name in line for line in seen), 10, "the exit event")
+        assert [pid for pid, _ in shims if pid in ctr.shims_forwarding_events()]
+    finally:
+        events.terminate()
+        events.wait(10)
+        reader.join(10)
     assert "exit code 137" in ctr.ok("tasks", "delete", name).err
     assert "exit code 3" in ctr.ok("tasks", "delete", name + "-short").err  # kept while containerd was away
     for n in (name, name + "-short"):

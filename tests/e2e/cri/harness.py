@@ -7,6 +7,10 @@ import tarfile
 import e2e
 from cri import client as cri_client
 
+# pea's own containerd shim (shim/v2), the CRI runtime handler "pea-shim".
+SHIM_RUNTIME_HANDLER = "pea-shim"
+SHIM_BINARY = "containerd-shim-pea-v2"
+
 PAUSE_IMAGE = "localhost/pea-e2e/pause:latest"
 CRI_NAMESPACE = "k8s.io"  # containerd's CRI plugin keeps its containers and images there
 
@@ -32,7 +36,7 @@ class CriContainerd(e2e.Containerd):
     """containerd whose CRI plugin runs pods on pea: default_runtime_name "pea" (README), sandbox_image the local
     pea-pause image, no CNI configuration (host-network pods only), CRI state under the private root."""
 
-    def __init__(self, directory, pea, mark, pause_binary):
+    def __init__(self, directory, pea, mark, pause_binary, shim_binary=None):
         super().__init__(directory, pea, mark)
         self.ns = CRI_NAMESPACE
         self.pause_binary = pause_binary
@@ -58,10 +62,30 @@ class CriContainerd(e2e.Containerd):
             cri += ['  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
                     '[plugins."io.containerd.grpc.v1.cri".cni]',
                     f'  conf_dir = "{self.cni_conf}"', f'  bin_dir = "{self.cni_bin}"']
+            # containerd-shim-pea-v2 and the pea it runs, found on containerd's PATH (containerd resolves
+            # io.containerd.pea.v2 to the binary of that name).
+            if shim_binary:
+                cri += [f'[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SHIM_RUNTIME_HANDLER}]',
+                        '  runtime_type = "io.containerd.pea.v2"']
             f.write("\n" + "\n".join(cri) + "\n")
+        if shim_binary:
+            self.bin = os.path.join(directory, "bin")
+            os.makedirs(self.bin)
+            os.symlink(os.path.abspath(shim_binary), os.path.join(self.bin, SHIM_BINARY))
+            os.symlink(pea, os.path.join(self.bin, "pea"))
+            self.env = dict(os.environ, PATH=self.bin + ":" + os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
+        self.shim_pea_root = os.path.join("/run/containerd/pea", self.ns)
         self.cri = None
 
+    def pea_shims(self):
+        """[(pid, cmdline)] of this containerd's containerd-shim-pea-v2 daemons."""
+        return [(pid, cmd) for pid, cmd in e2e.processes_with(self.address) if SHIM_BINARY in cmd]
+
+    def shim_pea_state(self):
+        return sorted(os.listdir(self.shim_pea_root)) if os.path.isdir(self.shim_pea_root) else []
+
     def start(self, gen_dir):
+        self.shim_pea_root_existed = os.path.isdir(self.shim_pea_root)
         super().start()
         pb2, grpc_mod = cri_client.compile_api(gen_dir)
         self.cri = cri_client.Client(self.address, pb2, grpc_mod)
@@ -92,6 +116,7 @@ class CriContainerd(e2e.Containerd):
             except self.cri.grpc.RpcError as e:
                 problems.append(f"CRI cleanup failed: {e.code()}: {e.details()}")
         problems += super().remove_all()
+        problems += [f"pea state of the pea shim left: {self.shim_pea_root}/{c}" for c in self.shim_pea_state()]
         for root in e2e.cgroup_hierarchies():
             problems += e2e.cgroups_left_in(os.path.join(root, self.cgroup_parent.lstrip("/")))
         return problems
@@ -111,6 +136,12 @@ class CriContainerd(e2e.Containerd):
                 self.cri.close()
                 self.cri = None
             problems += super().stop()
+        # The pea shim's state directory for k8s.io, when this session made it (the runc root is handled alike).
+        if not getattr(self, "shim_pea_root_existed", True) and os.path.isdir(self.shim_pea_root):
+            if self.shim_pea_state():
+                problems.append(f"pea state left behind in {self.shim_pea_root}: {self.shim_pea_state()}")
+            else:
+                os.rmdir(self.shim_pea_root)
         for root in e2e.cgroup_hierarchies():
             p = os.path.join(root, self.cgroup_parent.lstrip("/"))
             if os.path.isdir(p):
