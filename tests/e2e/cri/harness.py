@@ -62,12 +62,11 @@ class CriContainerd(e2e.Containerd):
             cri += ['  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
                     '[plugins."io.containerd.grpc.v1.cri".cni]',
                     f'  conf_dir = "{self.cni_conf}"', f'  bin_dir = "{self.cni_bin}"']
-            # containerd-shim-pea-v2 and the pea it runs, found on containerd's PATH (containerd resolves
-            # io.containerd.pea.v2 to the binary of that name).
-            if shim_binary:
-                cri += [f'[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SHIM_RUNTIME_HANDLER}]',
-                        '  runtime_type = "io.containerd.pea.v2"']
             f.write("\n" + "\n".join(cri) + "\n")
+            # containerd-shim-pea-v2 and the pea it runs, found on containerd's PATH (containerd resolves
+            # io.containerd.pea.v2 to the binary of that name), configured with the README's snippet.
+            if shim_binary:
+                f.write("\n" + e2e.readme_snippet("containerd-pea-shim.toml", self.pea))
         if shim_binary:
             self.bin = os.path.join(directory, "bin")
             os.makedirs(self.bin)
