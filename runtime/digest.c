@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pea/digest.h"
+#include "pea/error.h"
 
 static const uint32_t round_constants[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -95,13 +96,35 @@ void pea_digest_buffer(const void *buf, size_t len, char out[PEA_DIGEST_SIZE])
     pea_digest_format(md, out);
 }
 
+/* True when s is exactly n lowercase hex digits. */
+static bool is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[n] == '\0';
+}
+
 bool pea_digest_is_valid(const char *digest)
 {
-    if (!digest || strncmp(digest, PEA_DIGEST_PREFIX, sizeof PEA_DIGEST_PREFIX - 1) != 0)
-        return false;
-    const char *hex = pea_digest_hex(digest);
-    for (int i = 0; i < 64; i++)
-        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
-            return false;
-    return hex[64] == '\0';
+    return digest && strncmp(digest, PEA_DIGEST_PREFIX, sizeof PEA_DIGEST_PREFIX - 1) == 0 &&
+           is_lower_hex(pea_digest_hex(digest), 64);
+}
+
+int pea_digest_check(const char *digest, enum pea_digest_algorithm *algorithm, struct pea_error *err)
+{
+    enum pea_digest_algorithm alg;
+    size_t hex_len;
+    if (strncmp(digest, "sha256:", 7) == 0)
+        alg = PEA_DIGEST_SHA256, hex_len = 64;
+    else if (strncmp(digest, "sha512:", 7) == 0)
+        alg = PEA_DIGEST_SHA512, hex_len = 128;
+    else
+        return pea_fail(err, 0, "digest \"%.80s\": unsupported algorithm (sha256 and sha512 are)", digest);
+    /* strnlen first: is_lower_hex reads hex_len bytes, which a shorter string does not have. */
+    if (strnlen(digest + 7, hex_len + 1) != hex_len || !is_lower_hex(digest + 7, hex_len))
+        return pea_fail(err, 0, "digest \"%.80s\": not %zu lowercase hex digits", digest, hex_len);
+    if (algorithm)
+        *algorithm = alg;
+    return 0;
 }

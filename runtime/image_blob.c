@@ -42,7 +42,7 @@ int pea_blob_begin(struct pea_image_store *s, const char *expected_digest, int64
         free(w);
         return -1;
     }
-    w->hasher = pea_hasher_new();
+    w->hasher = pea_hasher_new(PEA_DIGEST_SHA256);
     snprintf(w->expected, sizeof w->expected, "%s", expected_digest ? expected_digest : "");
     w->expected_size = expected_size;
     *out = w;

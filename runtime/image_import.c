@@ -349,18 +349,22 @@ int import_layout_source(struct pea_image_store *s, const struct layout_source *
     return 0;
 }
 
-static int dir_open(void *ctx, const char *path, struct pea_error *err)
+int import_take_regular_file(int fd_in, const char *path, struct pea_error *err)
 {
-    /* Non-blocking so that a FIFO planted as a blob cannot hang us; only regular files are read. */
-    AUTO_FD int fd = sys_open_in_root(*(int *)ctx, path, O_RDONLY | O_NONBLOCK, 0);
-    struct stat st;
-    if (fd < 0)
+    if (fd_in < 0)
         return pea_fail(err, errno, "open %s", path);
+    AUTO_FD int fd = fd_in;
+    struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return pea_fail(err, 0, "%s is not a regular file", path);
     if (fcntl(fd, F_SETFL, 0) < 0)
         return pea_fail(err, errno, "open %s", path);
     return take_fd(&fd);
+}
+
+static int dir_open(void *ctx, const char *path, struct pea_error *err)
+{
+    return import_take_regular_file(sys_open_in_root(*(int *)ctx, path, O_RDONLY | O_NONBLOCK, 0), path, err);
 }
 
 int pea_image_import_layout(struct pea_image_store *s, const char *dir, const struct pea_image_import_options *o,

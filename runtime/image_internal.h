@@ -127,6 +127,9 @@ struct layout_source {
 };
 int import_layout_source(struct pea_image_store *s, const struct layout_source *src,
                          const struct pea_image_import_options *o, char ***loaded, struct pea_error *err);
+/* A layout_source's open() for fd, just opened O_RDONLY | O_NONBLOCK (so a FIFO planted as a blob cannot hang us):
+ * fd back in blocking mode when it is a regular file, else -1 (fd closed, errno of the open kept when fd < 0). */
+int import_take_regular_file(int fd, const char *path, struct pea_error *err);
 /* Read a document (manifest, index, config) of at most the store's limit from fd, checking digest and size when
  * given. */
 int import_read_document(struct pea_image_store *s, int fd, const char *what, const char *digest, int64_t size,

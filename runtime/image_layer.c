@@ -275,8 +275,8 @@ int store_unpack_layer(struct pea_image_store *s, const struct layer_source *src
     j->s = s;
     j->expect = expect;
     j->blob.src = src;
-    j->blob.hasher = pea_hasher_new();
-    j->tar.hasher = pea_hasher_new();
+    j->blob.hasher = pea_hasher_new(PEA_DIGEST_SHA256);
+    j->tar.hasher = pea_hasher_new(PEA_DIGEST_SHA256);
     j->tar.limit = s->limits.max_layer_bytes;
     AUTO_FREE char *name = store_new_work_name(s, "layer");
     int r = unpack_and_publish(j, work, name, err);

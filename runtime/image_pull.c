@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "image_internal.h"
@@ -34,17 +33,10 @@ static bool store_has_blob(void *ctx, const char *digest)
 static int open_fetched(void *ctx, const char *path, struct pea_error *err)
 {
     struct pull_job *j = ctx;
-    AUTO_FD int fd = sys_open_in_root(j->layout_fd, path, O_RDONLY | O_NONBLOCK, 0);
+    int fd = sys_open_in_root(j->layout_fd, path, O_RDONLY | O_NONBLOCK, 0);
     if (fd < 0 && errno == ENOENT && strncmp(path, "blobs/sha256/", 13) == 0 && !strchr(path + 13, '/'))
         fd = openat(j->store->blobs_fd, path + 13, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
-        return pea_fail(err, errno, "open %s", path);
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return pea_fail(err, 0, "%s is not a regular file", path);
-    if (fcntl(fd, F_SETFL, 0) < 0)
-        return pea_fail(err, errno, "open %s", path);
-    return take_fd(&fd);
+    return import_take_regular_file(fd, path, err);
 }
 
 static void show_unpacked(void *ctx, const char *diff_id, uint64_t bytes)

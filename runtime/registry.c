@@ -22,14 +22,14 @@ static int fetch_manifest(struct registry_session *s, const char *ref, const cha
     if (registry_get_small(s, suffix, MANIFEST_ACCEPT, REGISTRY_MAX_JSON, what, resp, err) < 0)
         return -1;
     if (expected_digest) {
-        if (registry_digest_verify(resp->body, resp->len, expected_digest, "manifest", err) < 0)
+        if (pea_digest_verify(resp->body, resp->len, expected_digest, "manifest", err) < 0)
             return pea_wrap(err, "%s", what);
         if (expected_size != UINT64_MAX && resp->len != expected_size)
             return pea_fail(err, 0, "%s: %zu bytes, the index gives %llu", what, resp->len,
                             (unsigned long long)expected_size);
         snprintf(digest_out, REGISTRY_DIGEST_MAX, "%s", expected_digest);
     } else {
-        registry_digest_sha256(resp->body, resp->len, digest_out);
+        pea_digest_buffer(resp->body, resp->len, digest_out);
     }
     if (registry_manifest_parse(resp->body, resp->len, resp->content_type, s->max_blob_size, m, err) < 0)
         return pea_wrap(err, "%s", what);

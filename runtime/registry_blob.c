@@ -14,11 +14,11 @@
 #define ERROR_BODY_MAX 4096
 #define MAX_ATTEMPTS 3
 
-static int blobs_dir(struct registry_layout *layout, enum registry_digest_algorithm alg, struct pea_error *err)
+static int blobs_dir(struct registry_layout *layout, enum pea_digest_algorithm alg, struct pea_error *err)
 {
     if (layout->blobs_fd[alg] >= 0)
         return layout->blobs_fd[alg];
-    const char *name = alg == REGISTRY_SHA512 ? "blobs/sha512" : "blobs/sha256";
+    const char *name = alg == PEA_DIGEST_SHA512 ? "blobs/sha512" : "blobs/sha256";
     if ((mkdirat(layout->dir_fd, "blobs", 0755) < 0 && errno != EEXIST) ||
         (mkdirat(layout->dir_fd, name, 0755) < 0 && errno != EEXIST))
         return pea_fail(err, errno, "create %s in the layout", name);
@@ -37,8 +37,8 @@ static const char *digest_hex(const char *digest)
 int registry_layout_put(struct registry_layout *layout, const char *digest, const void *data, size_t len,
                         struct pea_error *err)
 {
-    enum registry_digest_algorithm alg;
-    if (registry_digest_verify(data, len, digest, "blob", err) < 0 || registry_digest_check(digest, &alg, err) < 0)
+    enum pea_digest_algorithm alg;
+    if (pea_digest_verify(data, len, digest, "blob", err) < 0 || pea_digest_check(digest, &alg, err) < 0)
         return -1;
     int dir = blobs_dir(layout, alg, err);
     if (dir < 0)
@@ -60,10 +60,10 @@ int registry_layout_put(struct registry_layout *layout, const char *digest, cons
 struct blob_transfer {
     struct registry_request rq;
     const struct registry_descriptor *desc;
-    enum registry_digest_algorithm alg;
+    enum pea_digest_algorithm alg;
     int dir_fd; /* the layout's blobs/ALG (not owned) */
     int fd;     /* .partial-HEX, -1 when not open */
-    struct registry_hasher *hasher;
+    struct pea_hasher *hasher;
     uint64_t received;
     bool is_too_large, has_write_error, has_reauthenticated, is_done;
     int write_errno, attempts;
@@ -94,7 +94,7 @@ static size_t blob_write(char *data, size_t size, size_t n, void *userp)
         t->write_errno = errno;
         return 0;
     }
-    registry_hasher_update(t->hasher, data, len);
+    pea_hasher_update(t->hasher, data, len);
     t->received += len;
     return len;
 }
@@ -122,8 +122,8 @@ static int transfer_start(struct registry_session *s, CURLM *multi, struct blob_
     } else if (ftruncate(t->fd, 0) < 0 || lseek(t->fd, 0, SEEK_SET) < 0) {
         return pea_fail(err, errno, "truncate blob %s", t->desc->digest);
     }
-    registry_hasher_free(t->hasher);
-    t->hasher = registry_hasher_new(t->alg);
+    pea_hasher_free(t->hasher);
+    t->hasher = pea_hasher_new(t->alg);
     t->received = 0;
     t->is_too_large = t->has_write_error = false;
     registry_response_free(&t->reply);
@@ -191,7 +191,8 @@ static enum transfer_outcome transfer_finish(struct registry_session *s, struct 
         return TRANSFER_FAILED;
     }
     char actual[REGISTRY_DIGEST_MAX];
-    registry_hasher_final(t->hasher, actual);
+    pea_hasher_finish(t->hasher, actual);
+    t->hasher = NULL;
     if (strcmp(actual, digest) != 0) {
         pea_fail(err, 0, "blob %s: content has digest %s", digest, actual);
         return TRANSFER_FAILED;
@@ -270,7 +271,7 @@ int registry_fetch_blobs(struct registry_session *s, struct registry_layout *lay
     while (r == 0 && done < n) {
         while (active < max_active && next < n) {
             struct blob_transfer *t = &transfers[next++];
-            int dir = registry_digest_check(t->desc->digest, &t->alg, err) < 0 ? -1 : blobs_dir(layout, t->alg, err);
+            int dir = pea_digest_check(t->desc->digest, &t->alg, err) < 0 ? -1 : blobs_dir(layout, t->alg, err);
             if (dir < 0 || (t->dir_fd = dir, transfer_start(s, multi, t, err)) < 0) {
                 r = -1;
                 break;
@@ -324,7 +325,7 @@ int registry_fetch_blobs(struct registry_session *s, struct registry_layout *lay
             close(t->fd);
             unlinkat(t->dir_fd, tmp, 0);
         }
-        registry_hasher_free(t->hasher);
+        pea_hasher_free(t->hasher);
         registry_response_free(&t->reply);
     }
     curl_multi_cleanup(multi);

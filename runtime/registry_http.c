@@ -211,7 +211,7 @@ int registry_session_open(struct registry_session *s, const struct registry_pull
                         req->tag ? "both" : "neither");
     if (req->tag && !is_valid_tag(req->tag))
         return pea_fail(err, 0, "tag \"%.130s\": not a valid tag", req->tag);
-    if (req->digest && registry_digest_check(req->digest, NULL, err) < 0)
+    if (req->digest && pea_digest_check(req->digest, NULL, err) < 0)
         return -1;
 
     s->registry = xstrdup(req->registry);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pea/digest.h"
 #include "pea/registry.h"
 
 /* Manifests, indexes, token replies: nothing a registry sends as JSON may be larger. */
@@ -20,25 +21,6 @@
 #define MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-
-/* ---- registry_digest.c: digests and their verification ---- */
-
-enum registry_digest_algorithm { REGISTRY_SHA256, REGISTRY_SHA512 };
-
-/* "sha256:" + 64 lowercase hex, or "sha512:" + 128. Anything else is refused: a digest becomes a file name. */
-int registry_digest_check(const char *digest, enum registry_digest_algorithm *algorithm, struct pea_error *err);
-
-struct registry_hasher; /* opaque: an incremental sha256/sha512 */
-struct registry_hasher *registry_hasher_new(enum registry_digest_algorithm algorithm);
-void registry_hasher_update(struct registry_hasher *h, const void *data, size_t len);
-/* "ALG:HEX" of what was hashed, into out (REGISTRY_DIGEST_MAX); the hasher starts over. */
-void registry_hasher_final(struct registry_hasher *h, char *out);
-void registry_hasher_free(struct registry_hasher *h);
-/* Digest of a buffer with the algorithm of expected; 0 when equal, else -1 naming what (e.g. "manifest"). */
-int registry_digest_verify(const void *data, size_t len, const char *expected, const char *what,
-                           struct pea_error *err);
-/* Digest of a buffer, sha256. */
-void registry_digest_sha256(const void *data, size_t len, char *out);
 
 /* ---- registry_manifest.c: manifests, indexes, platforms ---- */
 

@@ -84,7 +84,7 @@ static int parse_descriptor(json_t *j, const char *where, uint64_t max_size, str
         return pea_fail(err, 0, "%s.digest: missing or not a string", where);
     if (!json_is_integer(size) || json_integer_value(size) < 0)
         return pea_fail(err, 0, "%s.size: missing or not a non-negative integer", where);
-    if (registry_digest_check(json_string_value(digest), NULL, err) < 0)
+    if (pea_digest_check(json_string_value(digest), NULL, err) < 0)
         return pea_wrap(err, "%s", where);
     if ((uint64_t)json_integer_value(size) > max_size)
         return pea_fail(err, 0, "%s: blob %s of %lld bytes exceeds the limit of %llu", where,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "pea/console.h"
+#include "pea/image_accounts.h"
 #include "pea/image_store.h"
 #include "pea/pod.h"
 #include "pea/pod_env.h"
@@ -209,43 +210,6 @@ static char *read_account_file(int root, const char *path, struct pea_error *err
     return text;
 }
 
-static bool parse_id(const char *text, unsigned *id)
-{
-    long long n;
-    if (!*text || strspn(text, "0123456789") != strlen(text) || parse_int64(text, &n) < 0 || n > 0xfffffffeLL)
-        return false;
-    *id = (unsigned)n;
-    return true;
-}
-
-/* The entry of a passwd or group file whose field 0 is name (or, when by_id, field 2 is id): its fields 2 and 3. */
-static bool find_account(const char *text, const char *name, bool by_id, unsigned id, unsigned *f2, unsigned *f3)
-{
-    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        size_t len = strcspn(line, "\n");
-        AUTO_FREE char *copy = xasprintf("%.*s", (int)len, line);
-        char *fields[4] = {0};
-        char *p = copy;
-        for (int i = 0; i < 4 && p; i++) {
-            fields[i] = p;
-            p = strchr(p, ':');
-            if (p)
-                *p++ = '\0';
-        }
-        unsigned a = 0, b = 0;
-        if (!fields[2] || !parse_id(fields[2], &a) || copy[0] == '#')
-            continue;
-        bool is_match = by_id ? a == id : strcmp(fields[0], name) == 0;
-        if (!is_match)
-            continue;
-        *f2 = a;
-        if (f3)
-            *f3 = fields[3] && parse_id(fields[3], &b) ? b : 0;
-        return true;
-    }
-    return false;
-}
-
 int pod_image_user_ids(const char *spec, const char *passwd, const char *groups, uid_t *uid_out, gid_t *gid_out,
                        struct pea_error *err)
 {
@@ -253,17 +217,21 @@ int pod_image_user_ids(const char *spec, const char *passwd, const char *groups,
     char *group = strchr(user, ':');
     if (group)
         *group++ = '\0';
-    unsigned uid = 0, gid = 0, passwd_gid = 0;
-    bool has_uid = parse_id(user, &uid), has_gid = group && parse_id(group, &gid);
+    uint32_t uid = 0, gid = 0;
+    bool has_uid = image_accounts_parse_id(user, &uid), has_gid = group && image_accounts_parse_id(group, &gid);
     if (!user[0] || (group && (!group[0] || strchr(group, ':'))))
         return pea_fail(err, 0, "image user \"%s\" is not USER[:GROUP]", spec);
-    if (!has_uid && !(passwd && find_account(passwd, user, false, 0, &uid, &passwd_gid)))
+    struct image_passwd_entry pw;
+    bool is_found = image_passwd_find(passwd, has_uid ? NULL : user, uid, &pw);
+    free(pw.name);
+    free(pw.home);
+    if (!has_uid && !is_found)
         return pea_fail(err, 0, "image user \"%s\": no user %s in the image's /etc/passwd", spec, user);
-    if (has_uid && passwd)
-        find_account(passwd, NULL, true, uid, &uid, &passwd_gid);
+    if (is_found)
+        uid = pw.uid;
     if (!group)
-        gid = passwd_gid;
-    else if (!has_gid && !(groups && find_account(groups, group, false, 0, &gid, NULL)))
+        gid = is_found ? pw.gid : 0;
+    else if (!has_gid && !image_group_find(groups, group, &gid))
         return pea_fail(err, 0, "image user \"%s\": no group %s in the image's /etc/group", spec, group);
     *uid_out = uid;
     *gid_out = gid;
@@ -275,10 +243,10 @@ static int resolve_user(const struct pea_pod *pod, const char *container, struct
                         struct pea_error *err)
 {
     const char *colon = strchr(img->user, ':');
-    unsigned id = 0;
+    uint32_t id = 0;
     AUTO_FREE char *user = xasprintf("%.*s", (int)(colon ? colon - img->user : (ptrdiff_t)strlen(img->user)),
                                      img->user);
-    bool is_numeric = parse_id(user, &id) && colon && parse_id(colon + 1, &id);
+    bool is_numeric = image_accounts_parse_id(user, &id) && colon && image_accounts_parse_id(colon + 1, &id);
     AUTO_FREE char *passwd = NULL, *groups = NULL;
     if (!is_numeric) {
         AUTO_FD int root = open_image_root(pod, img, err);
@@ -508,8 +476,8 @@ int pod_image_check_non_root(const char *who, const struct pea_pod_container *c,
         return 0;
     AUTO_FREE char *user = xstrdup(img->user ? img->user : "");
     user[strcspn(user, ":")] = '\0';
-    unsigned uid = 0;
-    if (user[0] && !parse_id(user, &uid))
+    uint32_t uid = 0;
+    if (user[0] && !image_accounts_parse_id(user, &uid))
         return pea_fail(err, 0, "container has runAsNonRoot and image has non-numeric user (%s), cannot verify user "
                         "is non-root (%s)", user, who);
     if (uid == 0)

@@ -7,10 +7,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pea/digest.h"
 #include "pea/error.h"
 
-/* "sha512:" and 128 hex digits, NUL. */
-#define REGISTRY_DIGEST_MAX 136
+/* A digest of either algorithm a registry names content by. */
+#define REGISTRY_DIGEST_MAX PEA_DIGEST_MAX
 
 /* A platform as the OCI image index spells it. NULL fields mean the host's. */
 struct registry_platform {

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "pea/util.h"
 
 extern char **environ;
@@ -91,14 +91,7 @@ static int spawn_pea(const struct pea_call *call, int in_fd, int out_fd, pid_t *
     for (int i = 0; i < 3; i++)
         if (fds[i] != i)
             posix_spawn_file_actions_adddup2(&actions, fds[i], i);
-    /* The shim blocks the signals its signalfd reads and ignores SIGPIPE; pea and the container start clean. */
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    daemon_spawn_with_clean_signals(&attr);
     int rc = posix_spawn(pid, pea_binary, &actions, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);

@@ -134,6 +134,17 @@ static void drain_before_exit(void)
     }
 }
 
+void daemon_spawn_with_clean_signals(posix_spawnattr_t *attr)
+{
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &defaults);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 int daemon_serve(const struct daemon_config *config)
 {
     shim_log_open(config->debug);

@@ -3,6 +3,7 @@
 #ifndef PEA_SHIM_V2_DAEMON_H
 #define PEA_SHIM_V2_DAEMON_H
 
+#include <spawn.h>
 #include <stdbool.h>
 
 struct daemon_config {
@@ -19,5 +20,10 @@ struct daemon_config {
 
 /* Returns the process's exit status. */
 int daemon_serve(const struct daemon_config *config);
+
+/* Undo in a process the shim spawns what daemon_serve did to the shim's signals (those its signalfd reads are
+ * blocked, SIGPIPE is ignored): pea, the publisher and the container start with none blocked and SIGPIPE at its
+ * default. Sets the attr's flags. */
+void daemon_spawn_with_clean_signals(posix_spawnattr_t *attr);
 
 #endif

@@ -24,9 +24,9 @@
 #include "backend.h"
 #include "daemon.h"
 #include "google_shapes.pb-c.h"
+#include "pea/digest.h"
 #include "pea/util.h"
 #include "rootfs_mount.h"
-#include "sha256.h"
 #include "task.pb-c.h"
 
 #define SOCKET_DIR "/run/containerd/s"
@@ -108,9 +108,9 @@ static char *pea_root_of(const char *namespace) { return xasprintf("%s/%s", PEA_
 static char *socket_path_of(const struct shim_flags *f, const char *group)
 {
     AUTO_FREE char *key = xasprintf("%s/%s/%s", f->address, f->namespace, group);
-    char hex[2 * SHA256_DIGEST_SIZE + 1];
-    sha256_hex(key, strlen(key), hex);
-    return xasprintf("%s/%s", SOCKET_DIR, hex);
+    char digest[PEA_DIGEST_SIZE];
+    pea_digest_buffer(key, strlen(key), digest);
+    return xasprintf("%s/%s", SOCKET_DIR, pea_digest_hex(digest));
 }
 
 /* The CRI plugin marks a pod's app containers with the annotations io.kubernetes.cri.container-type "container"

@@ -30,6 +30,18 @@ def require_containerd():
             pytest.skip(f"{tool} is not installed (tests/install-deps installs containerd)")
 
 
+def serve_containerd(c, rootfs_tar, what):
+    """The body of a containerd session fixture (`yield from`): start C with the test image imported, hand it out,
+    then stop it and fail on what its teardown found ("WHAT teardown found leaks")."""
+    try:
+        c.start()
+        c.import_image(rootfs_tar)
+        yield c
+    finally:
+        problems = c.stop()
+    fail_on_problems(problems, f"{what} teardown found leaks")
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="end-to-end tests run podman and containerd and need root")
@@ -100,13 +112,7 @@ def podman(podman_session):
 def containerd_session(session_dir, pea, rootfs_tar):
     require_containerd()
     c = e2e.Containerd(os.path.join(session_dir, "ctrd"), pea, MARK)
-    try:
-        c.start()
-        c.import_image(rootfs_tar)
-        yield c
-    finally:
-        problems = c.stop()
-    fail_on_problems(problems, "containerd teardown found leaks")
+    yield from serve_containerd(c, rootfs_tar, "containerd")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import e2e
-from conftest import BUILD_DIR, MARK, fail_on_problems, require_containerd
+from conftest import BUILD_DIR, MARK, fail_on_problems, require_containerd, serve_containerd
 from e2e import IMAGE, wait_until
 from test_podman import _pty_run
 
@@ -100,13 +100,7 @@ def shim_session(session_dir, pea, rootfs_tar):
     if not os.access(SHIM, os.X_OK):
         pytest.fail(f"{SHIM} is not built (ninja -C {BUILD_DIR})", pytrace=False)
     c = ShimContainerd(os.path.join(session_dir, "ctrd-shim"), pea, MARK)
-    try:
-        c.start()
-        c.import_image(rootfs_tar)
-        yield c
-    finally:
-        problems = c.stop()
-    fail_on_problems(problems, "containerd (pea shim) teardown found leaks")
+    yield from serve_containerd(c, rootfs_tar, "containerd (pea shim)")
 
 
 @pytest.fixture

@@ -238,6 +238,62 @@ class Registry:
         self.log.close()
 
 
+def seeded_registry(root, single_tag):
+    """Certificates, images, and an open TLS registry holding pea/multi:1 (an OCI index of linux/amd64 and
+    linux/arm64/v8), pea/single:SINGLE_TAG (an OCI image) and pea/docker:1 (the same, Docker schema 2). A generator
+    for a module fixture (`yield from`): the registry stops when the fixture ends."""
+    certs = make_certs(root)
+    images = build_images(os.path.join(root, "images"))
+    registry = Registry(root, "open", certs)
+    try:
+        dest = ["--dest-cert-dir", certs["certs"], "--preserve-digests"]
+        skopeo_copy(f"oci:{images['multi']}:multi", f"docker://{registry.host}/pea/multi:1", "--all", *dest)
+        skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/single:{single_tag}", *dest)
+        skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/docker:1",
+                    "--dest-cert-dir", certs["certs"], "--format", "v2s2")
+        yield {"root": root, "storage": os.path.join(root, "storage"), "certs": certs, "images": images,
+               "registry": registry, "cert_dir": ["--cert-dir", certs["certs"]]}
+    finally:
+        registry.stop()
+
+
+@contextlib.contextmanager
+def basic_auth_registry(world, root, users):
+    """A second registry over seeded_registry's storage, asking for HTTP basic auth (htpasswd of users)."""
+    path = os.path.join(root, "htpasswd")
+    htpasswd(path, users)
+    registry = Registry(root, "basic", world["certs"], auth={"htpasswd": {"realm": "pea-test", "path": path}},
+                        storage=world["storage"])
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@contextlib.contextmanager
+def token_auth_registry(world, root, users, field="token"):
+    """A second registry over seeded_registry's storage, with bearer tokens from token_server (service
+    "pea-registry"): yields the registry and the token server, whose requests the test may check."""
+    certs = world["certs"]
+    tokens = token_server(certs, "pea-registry", "pea-issuer", users, field=field)
+    try:
+        auth = {"token": {"realm": f"https://127.0.0.1:{tokens.server_port}/token", "service": "pea-registry",
+                          "issuer": "pea-issuer", "rootcertbundle": certs["token.crt"]}}
+        registry = Registry(root, "token", certs, auth=auth, storage=world["storage"])
+        try:
+            yield registry, tokens
+        finally:
+            registry.stop()
+    finally:
+        tokens.close()
+
+
+def single_top_layer(images):
+    """The digest of the top layer of build_images' single image (what the fake registry tampers with)."""
+    with open(os.path.join(images["single"], "blobs", "sha256", images["single_manifest"]["digest"][7:]), "rb") as f:
+        return json.load(f)["layers"][1]["digest"]
+
+
 def htpasswd(path, users):
     with warnings.catch_warnings():  # crypt is deprecated, and still the one bcrypt in the standard library
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -2,8 +2,8 @@
 way; layers applied as overlayfs stacks them (whiteouts, opaque directories), the image config converted as the OCI
 image spec's conversion document says, and no layer writes outside the bundle.
 
-Images are made offline as in test_image_store.py (its layer and layout writers): the busybox root of
-examples/make-rootfs as the base, small tar layers above it.
+Images are made offline by images.py (its layer and layout writers): the busybox root of examples/make-rootfs as the
+base, small tar layers above it.
 """
 import json
 import os
@@ -13,8 +13,8 @@ import tarfile
 import pytest
 
 import helpers
-import test_image_store as images
-from test_image_store import base_layer, entry, tar_bytes  # noqa: F401 (base_layer is a fixture)
+import images
+from images import base_layer, entry, host_target, tar_bytes  # noqa: F401 (fixtures)
 
 RUNC = "/usr/sbin/runc"
 
@@ -188,15 +188,6 @@ def test_bundle_outlives_the_store(store, tmp_path, base_layer, run, cid, test_m
     assert store.layers() == []
     result = run_in(run, str(out), cid, test_mark)
     assert result.code == 0 and result.out.startswith("root:x:0:"), result.err
-
-
-@pytest.fixture
-def host_target(tmp_path):
-    """A directory on the host that a hostile image aims at; it must stay empty."""
-    target = tmp_path / "host-target"
-    target.mkdir()
-    yield target
-    assert os.listdir(target) == [], "a layer wrote on the host"
 
 
 def test_a_symlink_a_later_layer_writes_through_stays_inside(store, tmp_path, host_target):

@@ -96,20 +96,7 @@ def assert_holds_busybox(image, arch):
 def world(tmp_path_factory):
     """Certificates, images, and an open TLS registry holding pea/multi:1 (an OCI index of linux/amd64 and
     linux/arm64/v8), pea/single:latest (an OCI image) and pea/docker:1 (the same, Docker schema 2)."""
-    root = str(tmp_path_factory.mktemp("pull"))
-    certs = reg.make_certs(root)
-    images = reg.build_images(os.path.join(root, "images"))
-    registry = reg.Registry(root, "open", certs)
-    try:
-        dest = ["--dest-cert-dir", certs["certs"], "--preserve-digests"]
-        reg.skopeo_copy(f"oci:{images['multi']}:multi", f"docker://{registry.host}/pea/multi:1", "--all", *dest)
-        reg.skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/single:latest", *dest)
-        reg.skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/docker:1",
-                        "--dest-cert-dir", certs["certs"], "--format", "v2s2")
-        yield {"root": root, "storage": os.path.join(root, "storage"), "certs": certs, "images": images,
-               "registry": registry, "cert_dir": ["--cert-dir", certs["certs"]]}
-    finally:
-        registry.stop()
+    yield from reg.seeded_registry(str(tmp_path_factory.mktemp("pull")), "latest")
 
 
 def test_index_resolves_to_the_host_platform_and_the_image_is_unpacked(world, store):
@@ -189,11 +176,7 @@ def test_plain_http_only_for_loopback_or_with_tls_verify_false(world, store):
 
 
 def test_htpasswd_auth_from_authfile_xdg_runtime_dir_and_creds(world, store, tmp_path):
-    path = str(tmp_path / "htpasswd")
-    reg.htpasswd(path, USERS)
-    registry = reg.Registry(str(tmp_path), "basic", world["certs"],
-                            auth={"htpasswd": {"realm": "pea-test", "path": path}}, storage=world["storage"])
-    try:
+    with reg.basic_auth_registry(world, str(tmp_path), USERS) as registry:
         ref = f"{registry.host}/pea/single"
         r = store.pull(*world["cert_dir"], ref, check=False)
         assert_fails(r, store, f"{registry.host} requires credentials and the credential files have none for it")
@@ -212,35 +195,22 @@ def test_htpasswd_auth_from_authfile_xdg_runtime_dir_and_creds(world, store, tmp
         store.run("rm", ref)
         store.pull(*world["cert_dir"], "--creds", f"alice:{USERS['alice']}", ref)
         assert store.images()[0]["Names"] == [f"{ref}:latest"]
-    finally:
-        registry.stop()
 
 
 def test_token_auth(world, store, tmp_path):
-    certs = world["certs"]
-    tokens = reg.token_server(certs, "pea-registry", "pea-issuer", USERS)
-    try:
-        auth = {"token": {"realm": f"https://127.0.0.1:{tokens.server_port}/token", "service": "pea-registry",
-                          "issuer": "pea-issuer", "rootcertbundle": certs["token.crt"]}}
-        registry = reg.Registry(str(tmp_path), "token", certs, auth=auth, storage=world["storage"])
-        try:
-            ref = f"{registry.host}/pea/multi:1"
-            r = store.pull(*world["cert_dir"], ref, check=False)
-            assert_fails(r, store, f"authenticate to {registry.host} anonymously", "401")
-            good = reg.write_auth_file(str(tmp_path / "auth.json"), {registry.host: ("alice", USERS["alice"])})
-            store.pull(*world["cert_dir"], "--authfile", good, ref)
-            assert store.inspect(ref)["Digest"] == world["images"]["amd64"]["digest"]
-            assert ("alice", ["repository:pea/multi:pull"], "pea-registry") in tokens.requests
-        finally:
-            registry.stop()
-    finally:
-        tokens.close()
+    with reg.token_auth_registry(world, str(tmp_path), USERS) as (registry, tokens):
+        ref = f"{registry.host}/pea/multi:1"
+        r = store.pull(*world["cert_dir"], ref, check=False)
+        assert_fails(r, store, f"authenticate to {registry.host} anonymously", "401")
+        good = reg.write_auth_file(str(tmp_path / "auth.json"), {registry.host: ("alice", USERS["alice"])})
+        store.pull(*world["cert_dir"], "--authfile", good, ref)
+        assert store.inspect(ref)["Digest"] == world["images"]["amd64"]["digest"]
+        assert ("alice", ["repository:pea/multi:pull"], "pea-registry") in tokens.requests
 
 
 def test_tampered_blob_fails_and_leaves_nothing(world, store):
     images = world["images"]
-    with open(os.path.join(images["single"], "blobs", "sha256", images["single_manifest"]["digest"][7:]), "rb") as f:
-        layer = json.load(f)["layers"][1]["digest"]
+    layer = reg.single_top_layer(images)
     server = reg.fake_registry(images["single"], tamper=layer)
     try:
         r = store.pull(f"127.0.0.1:{server.server_port}/pea/single:single", check=False)

@@ -1,145 +1,18 @@
 """The image store: importing OCI layouts and loading archives, layers shared between images, removal that keeps what
 is used, and unpacking that no hostile layer escapes.
 
-Every image is made here, offline: layers are tar files written with Python's tarfile (the base from
-examples/make-rootfs), layouts are written by hand as the OCI image spec describes them, archives by skopeo.
+Every image is made offline: layers and layouts by images.py (tarfile, the base from examples/make-rootfs, layouts
+written by hand as the OCI image spec describes them), archives by skopeo.
 """
 import gzip
-import hashlib
-import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
-import threading
-import time
 
 import pytest
 
-import helpers
-
-MAKE_ROOTFS = os.path.join(helpers.REPO, "examples", "make-rootfs")
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-def sha256(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def tar_bytes(entries):
-    """A tar of (TarInfo, data or None) pairs, in order."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in entries:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def entry(name, kind=tarfile.REGTYPE, data=b"", mode=0o644, linkname="", uid=0, gid=0, pax=None):
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.uid, info.gid = uid, gid
-    info.linkname = linkname
-    info.mtime = 1700000000
-    if pax:
-        info.pax_headers = pax
-    if kind == tarfile.REGTYPE:
-        info.size = len(data)
-        return info, data
-    return info, None
-
-
-def write_layout(path, images):
-    """An OCI image layout at PATH. images: [(ref name or None, [layer tar bytes], compress, config extra)]."""
-    blobs = os.path.join(path, "blobs", "sha256")
-    os.makedirs(blobs, exist_ok=True)
-
-    def blob(data):
-        digest = sha256(data)
-        with open(os.path.join(blobs, digest[7:]), "wb") as f:
-            f.write(data)
-        return {"digest": digest, "size": len(data)}
-
-    manifests = []
-    for ref, layers, compress, extra in images:
-        descs, diff_ids = [], []
-        for layer in layers:
-            diff_ids.append(sha256(layer))
-            data = gzip.compress(layer, mtime=0) if compress else layer
-            descs.append(dict(blob(data), mediaType=OCI_LAYER + ("+gzip" if compress else "")))
-        config = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-                  "config": dict({"Cmd": ["/bin/sh"]}, **extra),
-                  "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-        config_desc = dict(blob(json.dumps(config).encode()), mediaType="application/vnd.oci.image.config.v1+json")
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": config_desc, "layers": descs}
-        desc = dict(blob(json.dumps(manifest).encode()), mediaType="application/vnd.oci.image.manifest.v1+json")
-        if ref:
-            desc["annotations"] = {"org.opencontainers.image.ref.name": ref}
-        manifests.append(desc)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": manifests}, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    return path
-
-
-@pytest.fixture(scope="module")
-def base_layer(tmp_path_factory):
-    """The busybox rootfs of examples/make-rootfs as one uncompressed layer (bytes), made once."""
-    root = tmp_path_factory.mktemp("base") / "rootfs"
-    subprocess.run([MAKE_ROOTFS, str(root)], check=True, capture_output=True)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                info = tar.gettarinfo(full, os.path.relpath(full, root))
-                info.mtime = 1700000000
-                if info.isreg():
-                    with open(full, "rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    tar.addfile(info)
-    return buf.getvalue()
-
-
-class Store:
-    def __init__(self, runtime, data_root):
-        self.runtime = runtime
-        self.data_root = str(data_root)
-        self.path = os.path.join(self.data_root, "images")
-
-    def run(self, *args, env=None, check=True):
-        result = subprocess.run([self.runtime, "image", args[0], "--data-root", self.data_root, *args[1:]],
-                                capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    def images(self):
-        return json.loads(self.run("ls", "-o", "json").stdout)
-
-    def layers(self):
-        path = os.path.join(self.path, "layers", "sha256")
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-    def blobs(self):
-        path = os.path.join(self.path, "blobs", "sha256")
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-    def work_dirs(self):
-        path = os.path.join(self.path, "tmp")
-        return os.listdir(path) if os.path.isdir(path) else []
-
-    def layer_dir(self, diff_id):
-        return os.path.join(self.path, "layers", "sha256", diff_id[7:], "diff")
-
-    def inspect(self, what):
-        return json.loads(self.run("inspect", what).stdout)[0]
+from images import Store, base_layer, entry, host_target, sha256, tar_bytes, write_layout  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -341,15 +214,6 @@ def test_prune_removes_unnamed_images_and_dead_work_dirs(store, tmp_path):
 
 
 # ---- hostile layers -------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def host_target(tmp_path):
-    """A directory on the host that hostile layers aim at; it must stay empty."""
-    target = tmp_path / "host-target"
-    target.mkdir()
-    yield target
-    assert os.listdir(target) == [], "a layer wrote on the host"
-
 
 def import_hostile(store, tmp_path, layer, compress=False, env=None):
     layout = write_layout(str(tmp_path / "hostile"), [("v1", [layer], compress, {})])

@@ -2,10 +2,9 @@
 its Env merged under the container's, WorkingDir, User looked up in the image's own /etc/passwd, StopSignal,
 imagePullPolicy, holds that keep a used image from `pea image rm`, many-layer images, layers shared between pods.
 
-Images are made offline (test_image_store's OCI layout writer, the busybox rootfs of examples/make-rootfs) and
+Images are made offline (images.py's OCI layout writer, the pod tests' busybox rootfs) and
 imported with `pea image import`. No registry is involved: a pull is only ever asked of a loopback port where
 nothing listens."""
-import io
 import json
 import os
 import tarfile
@@ -14,7 +13,7 @@ import pytest
 
 import helpers
 from pods import container
-from test_image_store import Store, entry, tar_bytes, write_layout
+from images import Store, entry, tar_bytes, tar_tree, write_layout
 
 pytestmark = pytest.mark.pea_only
 
@@ -25,19 +24,7 @@ ACCOUNTS = (b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345:app:/home/app:/bin/
 @pytest.fixture(scope="module")
 def base_layer(pod_rootfs):
     """The pod tests' busybox rootfs as one layer (bytes)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for dirpath, dirnames, filenames in os.walk(pod_rootfs):
-            dirnames.sort()
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                info = tar.gettarinfo(full, os.path.relpath(full, pod_rootfs))
-                if info.isreg():
-                    with open(full, "rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    tar.addfile(info)
-    return buf.getvalue()
+    return tar_tree(pod_rootfs)
 
 
 def accounts_layer(passwd=ACCOUNTS[0], group=ACCOUNTS[1]):

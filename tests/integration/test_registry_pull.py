@@ -62,19 +62,7 @@ def world(tmp_path_factory):
     image) and pea/docker:1 (the same, Docker schema 2)."""
     if not os.access(FETCH, os.X_OK):
         pytest.fail(f"{FETCH} is not built", pytrace=False)
-    root = str(tmp_path_factory.mktemp("registry"))
-    certs = reg.make_certs(root)
-    images = reg.build_images(os.path.join(root, "images"))
-    registry = reg.Registry(root, "open", certs)
-    try:
-        dest = ["--dest-cert-dir", certs["certs"], "--preserve-digests"]
-        reg.skopeo_copy(f"oci:{images['multi']}:multi", f"docker://{registry.host}/pea/multi:1", "--all", *dest)
-        reg.skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/single:1", *dest)
-        reg.skopeo_copy(f"oci:{images['single']}:single", f"docker://{registry.host}/pea/docker:1",
-                        "--dest-cert-dir", certs["certs"], "--format", "v2s2")
-        yield {"root": root, "storage": os.path.join(root, "storage"), "certs": certs, "images": images, "registry": registry}
-    finally:
-        registry.stop()
+    yield from reg.seeded_registry(str(tmp_path_factory.mktemp("registry")), "1")
 
 
 @pytest.fixture
@@ -159,11 +147,7 @@ def test_tls_needs_the_ca_unless_insecure(world, out):
 
 
 def test_htpasswd_basic_auth(world, out, tmp_path):
-    path = str(tmp_path / "htpasswd")
-    reg.htpasswd(path, USERS)
-    registry = reg.Registry(str(tmp_path), "basic", world["certs"],
-                            auth={"htpasswd": {"realm": "pea-test", "path": path}}, storage=world["storage"])
-    try:
+    with reg.basic_auth_registry(world, str(tmp_path), USERS) as registry:
         certs = ["--cert-dir", world["certs"]["certs"]]
         r, _ = fetch(out, registry.host, "pea/single", *certs, "--auth-file", "", tag="1")
         assert_fails(r, out, "requires credentials")
@@ -179,37 +163,23 @@ def test_htpasswd_basic_auth(world, out, tmp_path):
                         "--auth-file", wrong, tag="1")
         assert r.returncode == 0, r.stderr
         assert info["manifest"] == world["images"]["single_manifest"]["digest"]
-    finally:
-        registry.stop()
 
 
 @pytest.mark.parametrize("field", ["token", "access_token"])
 def test_bearer_token_flow(world, out, tmp_path, field):
-    certs = world["certs"]
-    tokens = reg.token_server(certs, "pea-registry", "pea-issuer", USERS, field=field)
-    try:
-        auth = {"token": {"realm": f"https://127.0.0.1:{tokens.server_port}/token", "service": "pea-registry",
-                          "issuer": "pea-issuer", "rootcertbundle": certs["token.crt"]}}
-        registry = reg.Registry(str(tmp_path), "token", certs, auth=auth, storage=world["storage"])
-        try:
-            cert_dir = ["--cert-dir", certs["certs"]]
-            r, _ = fetch(out, registry.host, "pea/multi", *cert_dir, "--auth-file", "", tag="1")
-            assert_fails(r, out, "authenticate to", "anonymously", "401")
-            good = reg.write_auth_file(str(tmp_path / "auth.json"), {registry.host: ("alice", USERS["alice"])})
-            r, info = fetch(out, registry.host, "pea/multi", *cert_dir, "--auth-file", good, tag="1")
-            assert r.returncode == 0, r.stderr
-            assert info["manifest"] == world["images"]["amd64"]["digest"]
-            assert ("alice", ["repository:pea/multi:pull"], "pea-registry") in tokens.requests
-        finally:
-            registry.stop()
-    finally:
-        tokens.close()
+    with reg.token_auth_registry(world, str(tmp_path), USERS, field=field) as (registry, tokens):
+        r, _ = fetch(out, registry.host, "pea/multi", *world["cert_dir"], "--auth-file", "", tag="1")
+        assert_fails(r, out, "authenticate to", "anonymously", "401")
+        good = reg.write_auth_file(str(tmp_path / "auth.json"), {registry.host: ("alice", USERS["alice"])})
+        r, info = fetch(out, registry.host, "pea/multi", *world["cert_dir"], "--auth-file", good, tag="1")
+        assert r.returncode == 0, r.stderr
+        assert info["manifest"] == world["images"]["amd64"]["digest"]
+        assert ("alice", ["repository:pea/multi:pull"], "pea-registry") in tokens.requests
 
 
 def test_tampered_blob_fails_and_leaves_nothing(world, out):
     images = world["images"]
-    with open(os.path.join(images["single"], "blobs", "sha256", images["single_manifest"]["digest"][7:]), "rb") as f:
-        layer = json.load(f)["layers"][1]["digest"]
+    layer = reg.single_top_layer(images)
     server = reg.fake_registry(images["single"], tamper=layer)
     try:
         r, _ = fetch(out, f"127.0.0.1:{server.server_port}", "pea/single", tag="single")

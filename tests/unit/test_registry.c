@@ -207,14 +207,23 @@ Test(registry_auth, malformed_file_names_file_not_secret)
 Test(registry_digest, syntax)
 {
     struct pea_error err = {0};
-    cr_assert_eq(registry_digest_check(D1, NULL, &err), 0);
-    cr_assert_eq(registry_digest_check("sha256:ABCDEF1111111111111111111111111111111111111111111111111111111111", NULL,
-                                       &err), -1);
-    cr_assert_eq(registry_digest_check("md5:d41d8cd98f00b204e9800998ecf8427e", NULL, &err), -1);
+    cr_assert_eq(pea_digest_check(D1, NULL, &err), 0);
+    cr_assert_eq(pea_digest_check("sha256:ABCDEF1111111111111111111111111111111111111111111111111111111111", NULL,
+                                  &err), -1);
+    cr_assert_eq(pea_digest_check("md5:d41d8cd98f00b204e9800998ecf8427e", NULL, &err), -1);
     cr_assert_str_eq(err.msg, "digest \"md5:d41d8cd98f00b204e9800998ecf8427e\": unsupported algorithm (sha256 and "
                               "sha512 are)");
-    cr_assert_eq(registry_digest_verify("", 0, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                                        "blob", &err), 0);
-    cr_assert_eq(registry_digest_verify("x", 1, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                                        "blob", &err), -1);
+    cr_assert_eq(pea_digest_verify("", 0, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                                   "blob", &err), 0);
+    cr_assert_eq(pea_digest_verify("x", 1, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                                   "blob", &err), -1);
+    cr_assert_str_eq(err.msg, "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855: content "
+                              "has digest sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+    /* A registry may name blobs by sha512: the streaming hasher does both. */
+    const char *empty_sha512 = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8"
+                               "318d2877eec2f63b931bd47417a81a538327af927da3e";
+    enum pea_digest_algorithm alg = PEA_DIGEST_SHA256;
+    cr_assert_eq(pea_digest_check(empty_sha512, &alg, &err), 0);
+    cr_assert_eq(alg, PEA_DIGEST_SHA512);
+    cr_assert_eq(pea_digest_verify("", 0, empty_sha512, "blob", &err), 0, "%s", err.msg);
 }

@@ -10,7 +10,6 @@
 
 #include "pea/util.h"
 #include "rpc_status.pb-c.h"
-#include "sha256.h"
 #include "ttrpc.h"
 #include "ttrpc.pb-c.h"
 
@@ -276,18 +275,4 @@ Test(shim_ttrpc, peer_closing_ends_the_connection)
     close(p.client);
     cr_assert_eq(ttrpc_conn_on_readable(p.server), -1);
     ttrpc_conn_free(p.server);
-}
-
-/* ---- the socket name's hash ---- */
-
-Test(shim_ttrpc, sha256_matches_the_fips_180_examples)
-{
-    char hex[2 * SHA256_DIGEST_SIZE + 1];
-    sha256_hex("abc", 3, hex);
-    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    const char *two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    sha256_hex(two_blocks, strlen(two_blocks), hex);
-    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    sha256_hex("", 0, hex);
-    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
