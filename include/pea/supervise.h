@@ -97,6 +97,14 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
  * the reason), it is not running, or it or the pod is being stopped. */
 int supervisor_exec_check(const struct pod_supervisor *sup, const char *name, struct pea_error *err);
 
+/* Attach to a running container: whether it has a tty and, when wants_stdin, a new fd that writes its stdin (its
+ * stdin pipe or its pty's master); an error when it keeps no stdin (stdin: false) or closed it (stdinOnce). */
+int supervisor_attach(struct pod_supervisor *sup, const char *name, bool wants_stdin, bool *has_tty, int *input_fd,
+                      struct pea_error *err);
+/* An attach session with stdin to the instance of name started at instance (its startedAt) has ended: with
+ * stdinOnce, the container's stdin closes. */
+void supervisor_attach_ended(struct pod_supervisor *sup, const char *name, const char *instance);
+
 /* Start a process in a running container (OCI process JSON, as `pea exec --process`), with stdio fds given (-1 =
  * /dev/null) or, when process.terminal is set, a pty whose master goes to *console_master. The process is our child:
  * the caller watches *pidfd (supervisor_watch) and reaps it with waitid(P_PIDFD). */
