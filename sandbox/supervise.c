@@ -122,7 +122,7 @@ struct member *supervisor_find(const struct pod_supervisor *sup, const char *nam
 
 static int watch_add(struct pod_supervisor *sup, struct watch *w, struct pea_error *err)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    struct epoll_event ev = {.events = w->is_for_writing ? EPOLLOUT : EPOLLIN, .data.ptr = w};
     if (epoll_ctl(sup->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0)
         return pea_fail(err, errno, "watch fd %d", w->fd);
     return 0;
@@ -610,16 +610,29 @@ void supervisor_free(struct pod_supervisor *sup)
     free(sup);
 }
 
-int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err)
+static int watch_caller(struct pod_supervisor *sup, int fd, bool is_for_writing, supervisor_fd_fn fn, void *ctx,
+                        struct pea_error *err)
 {
     struct watch *w = xcalloc(1, sizeof *w);
-    *w = (struct watch){.kind = WATCH_CALLER, .fd = fd, .fn = fn, .ctx = ctx, .next = sup->caller_watches};
+    *w = (struct watch){.kind = WATCH_CALLER, .fd = fd, .fn = fn, .ctx = ctx, .next = sup->caller_watches,
+                        .is_for_writing = is_for_writing};
     if (watch_add(sup, w, err) < 0) {
         free(w);
         return -1;
     }
     sup->caller_watches = w;
     return 0;
+}
+
+int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err)
+{
+    return watch_caller(sup, fd, false, fn, ctx, err);
+}
+
+int supervisor_watch_writable(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx,
+                              struct pea_error *err)
+{
+    return watch_caller(sup, fd, true, fn, ctx, err);
 }
 
 void supervisor_unwatch(struct pod_supervisor *sup, int fd)

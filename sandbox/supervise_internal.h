@@ -35,6 +35,7 @@ struct watch {
     void *ctx;
     struct watch *next;    /* the supervisor's list of caller watches */
     bool is_dead;          /* unwatched during a dispatch batch: freed after it */
+    bool is_for_writing;   /* CALLER: EPOLLOUT, not EPOLLIN */
 };
 
 struct member {

@@ -187,9 +187,13 @@ void pending_remove(struct shim_server *s, struct pending *p)
         supervisor_unwatch(s->sup, p->pidfd);
         close(p->pidfd);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        if (p->is_waiting_room[i])
+            supervisor_unwatch(s->sup, p->out_fds[i]);
         if (p->out_fds[i] >= 0)
             close(p->out_fds[i]);
+        free(p->queued[i]);
+    }
     json_decref(p->result);
     json_decref(p->awaited);
     free(p->container);

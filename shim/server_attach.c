@@ -13,6 +13,20 @@
 
 /* Room for the client to fall behind a busy container before its session ends; the system's limit may refuse it. */
 #define ATTACH_PIPE_BYTES (1 << 20)
+/* What the shim keeps for a client whose pipe is full before it ends the session instead of waiting. */
+#define ATTACH_QUEUE_BYTES (4 << 20)
+
+/* Write what fd takes now from buf; the rest is left. -1 when the client has gone (EPIPE and the like). */
+static ssize_t write_some(int fd, const char *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = write(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    return n;
+}
 
 void server_end_attach(struct pending *p, int exit_code, const char *reason)
 {
@@ -26,6 +40,10 @@ void server_end_attach(struct pending *p, int exit_code, const char *reason)
         client_send(p->client, proto_event(p->id, event), NULL, 0);
         client_send(p->client, proto_end(p->id), NULL, 0);
     }
+    /* What is still queued goes as far as the pipe takes it now (the log has all of it). */
+    for (int i = POD_STDOUT; i <= POD_STDERR; i++)
+        if (p->queued_len[i] > 0 && p->out_fds[i] >= 0)
+            write_some(p->out_fds[i], p->queued[i], p->queued_len[i]);
     if (p->has_stdin && p->instance)
         supervisor_attach_ended(s->sup, p->container, p->instance);
     pending_remove(s, p);
@@ -54,22 +72,61 @@ void server_end_attaches(struct shim_server *s, const char *container, const jso
     }
 }
 
+static void attach_room(struct pod_supervisor *sup, int fd, uint32_t events, void *ctx)
+{
+    (void)sup;
+    (void)events;
+    struct pending *p = ctx;
+    int stream = fd == p->out_fds[POD_STDOUT] ? POD_STDOUT : POD_STDERR;
+    ssize_t n = write_some(fd, p->queued[stream], p->queued_len[stream]);
+    if (n < 0) {
+        server_end_attach(p, -1, NULL);
+        return;
+    }
+    memmove(p->queued[stream], p->queued[stream] + n, p->queued_len[stream] - (size_t)n);
+    p->queued_len[stream] -= (size_t)n;
+    if (p->queued_len[stream] == 0) {
+        supervisor_unwatch(p->server->sup, fd);
+        p->is_waiting_room[stream] = false;
+    }
+}
+
+/* Queue what the pipe has no room for, up to ATTACH_QUEUE_BYTES; false when that would be passed. */
+static bool queue_output(struct pending *p, int stream, const char *buf, size_t len)
+{
+    if (p->queued_len[stream] + len > ATTACH_QUEUE_BYTES)
+        return false;
+    p->queued[stream] = xrealloc(p->queued[stream], p->queued_len[stream] + len);
+    memcpy(p->queued[stream] + p->queued_len[stream], buf, len);
+    p->queued_len[stream] += len;
+    if (!p->is_waiting_room[stream]) {
+        struct pea_error err = {0};
+        if (supervisor_watch_writable(p->server->sup, p->out_fds[stream], attach_room, p, &err) < 0) {
+            log_warn("attach to %s: %s", p->container, err.msg);
+            return false;
+        }
+        p->is_waiting_room[stream] = true;
+    }
+    return true;
+}
+
 void server_attach_output(struct shim_server *s, const char *container, int stream, const char *buf, size_t len)
 {
     for (struct pending *p = s->pending, *next; p; p = next) {
         next = p->next;
         if (p->kind != PENDING_ATTACH || strcmp(p->container, container) != 0)
             continue;
-        int fd = p->out_fds[p->has_tty ? POD_STDOUT : stream];
-        if (fd < 0)
+        int to = p->has_tty ? POD_STDOUT : stream;
+        if (p->out_fds[to] < 0)
             continue;
-        ssize_t n;
-        do
-            n = write(fd, buf, len);
-        while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)len)
+        /* Behind what is queued, or written now as far as the pipe takes it. */
+        ssize_t n = p->queued_len[to] > 0 ? 0 : write_some(p->out_fds[to], buf, len);
+        if (n < 0) {
+            server_end_attach(p, -1, NULL);
             continue;
-        /* EAGAIN (or a short write: the pipe is full) or EPIPE: the client does not keep up or has gone. */
+        }
+        if ((size_t)n == len || queue_output(p, to, buf + n, len - (size_t)n))
+            continue;
         log_debug("attach to %s: the client does not read its output: ended", container);
         server_end_attach(p, -1, "the output came faster than this client read it (pea pod logs has it all)");
     }

@@ -41,6 +41,10 @@ struct pending {
     int out_fds[3];  /* attach: write ends (non-blocking) of the output pipes by stream; -1 when none */
     bool has_tty;    /* attach: the container's pty, one stream (out_fds[POD_STDOUT]) */
     bool has_stdin;  /* attach: the client was given the container's stdin */
+    /* attach: output the pipe had no room for, written when it has (watched for EPOLLOUT meanwhile) */
+    char *queued[3];
+    size_t queued_len[3];
+    bool is_waiting_room[3];
     json_t *result;  /* apply: the summary to answer with */
     json_t *awaited; /* apply, started: {container: its startedAt before, or null}; met once it differs */
 };

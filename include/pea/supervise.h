@@ -60,6 +60,9 @@ void supervisor_free(struct pod_supervisor *sup);
 /* Watch fd (EPOLLIN) in the loop; fn gets the epoll events. supervisor_unwatch does not close it. */
 typedef void (*supervisor_fd_fn)(struct pod_supervisor *sup, int fd, uint32_t events, void *ctx);
 int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err);
+/* The same for EPOLLOUT: fd has room to write. */
+int supervisor_watch_writable(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx,
+                              struct pea_error *err);
 void supervisor_unwatch(struct pod_supervisor *sup, int fd);
 
 /* Every container in manifest order (init containers first), each

@@ -200,3 +200,36 @@ def test_pod_rm_while_attached_ends_the_client_with_a_message(pods, attach):
     assert time.monotonic() - start < 15  # the grace period is 2 s
     assert client.wait(10) == 1, client.text
     assert "pea: pod attach " + name + ": the pod is being stopped" in client.text, client.text
+
+
+def test_a_client_that_does_not_read_never_holds_the_shim_up(pods, attach):
+    """A stopped client's pipe fills, then what the shim queues for it (1 MiB + 4 MiB); the shim ends that session
+    rather than wait, and the pod goes on."""
+    import signal
+    import subprocess
+    name = applied(pods, [container("flood", pods.rootfs,
+                                    "read go; head -c 8000000 /dev/zero | tr '\\0' x; echo; echo flood-done; "
+                                    "exec sleep 300", stdin=True)])
+    stuck = attach(name)
+    time.sleep(0.5)
+    os.kill(stuck.pid, signal.SIGSTOP)
+    writer = subprocess.Popen(pods.argv("pod", "attach", "-i", name), stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=pods.env)
+    try:
+        time.sleep(0.5)
+        writer.stdin.write(b"go\n")
+        writer.stdin.flush()
+        helpers.wait_until(lambda: "flood-done" in logs(pods, name, "flood"), 30, "the whole flood in the log")
+        assert state(pods, name, "flood") == "running"
+        code, out, err = pods.cli("pod", "ps", name, timeout=10)  # the shim answers at once
+        assert code == 0, err
+        # The writer may have kept up or been dropped too (that depends on the scheduler); either way it ends.
+        writer.stdin.close()
+        assert writer.wait(10) in (0, 1)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        os.kill(stuck.pid, signal.SIGCONT)
+    assert stuck.wait() == 1
+    assert "the output came faster than this client read it" in stuck.text, stuck.text[-500:]
