@@ -123,7 +123,11 @@ def test_stdin_reaches_the_container_and_its_output_every_client(pods, attach):
                           container("cat", pods.rootfs, "exec cat", stdin=True)])
     writer = attach(name, "-c", "cat", "-i")
     watcher = attach("-c", "cat", name)  # options after or before the name; output only
-    time.sleep(1)  # both sessions open before the line goes in
+    # The watcher sees output once its session is open: ping until it does.
+    for i in range(60):
+        writer.write(f"ping {i}\n".encode())
+        if watcher.read_until(lambda t: "ping" in t, 0.5):
+            break
     writer.write(b"hello from the terminal\n")
     writer.expect("hello from the terminal")
     watcher.expect("hello from the terminal")
@@ -208,10 +212,10 @@ def test_a_client_that_does_not_read_never_holds_the_shim_up(pods, attach):
     import signal
     import subprocess
     name = applied(pods, [container("flood", pods.rootfs,
-                                    "read go; head -c 8000000 /dev/zero | tr '\\0' x; echo; echo flood-done; "
+                                    "until read -t 0.3 go; do echo waiting; done; head -c 8000000 /dev/zero | tr '\\0' x; echo; echo flood-done; "
                                     "exec sleep 300", stdin=True)])
     stuck = attach(name)
-    time.sleep(0.5)
+    stuck.expect("waiting")
     os.kill(stuck.pid, signal.SIGSTOP)
     writer = subprocess.Popen(pods.argv("pod", "attach", "-i", name), stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=pods.env)
@@ -233,3 +237,13 @@ def test_a_client_that_does_not_read_never_holds_the_shim_up(pods, attach):
         os.kill(stuck.pid, signal.SIGCONT)
     assert stuck.wait() == 1
     assert "the output came faster than this client read it" in stuck.text, stuck.text[-500:]
+
+
+def test_the_session_ends_with_the_container_and_takes_its_exit_code(pods, attach):
+    name = applied(pods, [container("short", pods.rootfs, "read line; echo \"last words: $line\"; exit 7",
+                                    stdin=True)])
+    client = attach(name, "-i")
+    time.sleep(0.5)
+    client.write(b"bye\n")
+    assert client.wait() == 7, client.text
+    assert "last words: bye" in client.text, client.text
