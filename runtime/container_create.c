@@ -432,8 +432,11 @@ int container_create_begin(const struct pea_create_options *o, struct pea_create
     return create_begin(o, job, err);
 }
 
-int container_create_finish(struct pea_create_job *job, pid_t *pid, int *pidfd, struct pea_error *err)
+int container_create_finish_console(struct pea_create_job *job, pid_t *pid, int *pidfd, int *console_master,
+                                    struct pea_error *err)
 {
+    if (console_master)
+        *console_master = -1;
     if (create_finish(job, err) < 0)
         return -1;
     int r = process_release(&job->l, err);
@@ -441,9 +444,16 @@ int container_create_finish(struct pea_create_job *job, pid_t *pid, int *pidfd, 
         *pid = job->l.pid;
     if (r == 0 && pidfd)
         *pidfd = take_fd(&job->l.pidfd);
+    if (r == 0 && console_master)
+        *console_master = take_fd(&job->l.console_master);
     process_launch_close(&job->l);
     job_free(job);
     return r;
+}
+
+int container_create_finish(struct pea_create_job *job, pid_t *pid, int *pidfd, struct pea_error *err)
+{
+    return container_create_finish_console(job, pid, pidfd, NULL, err);
 }
 
 int container_create_child(const struct pea_create_options *o, pid_t *pid, int *pidfd, struct pea_error *err)

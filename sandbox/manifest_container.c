@@ -319,7 +319,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
         "securityContext", "restartPolicy", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe",
-        "startupProbe", "lifecycle", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
+        "startupProbe", "lifecycle", "stdin", "stdinOnce", "tty", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
     if (field_check_known(obj, path, container_fields, err) < 0 ||
@@ -330,9 +330,13 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
                           "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
     AUTO_FREE char *restart = NULL;
     if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
-        parse_volume_mounts(obj, path, volume_names, c, err) < 0 || manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
+        parse_volume_mounts(obj, path, volume_names, c, err) < 0 ||
+        manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
         parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
-        field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
+        field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0 ||
+        field_get_bool(obj, path, "stdin", &c->has_stdin, err) < 0 ||
+        field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err) < 0 ||
+        field_get_bool(obj, path, "tty", &c->has_tty, err) < 0)
         return -1;
     if (restart && !is_init)
         return field_fail(err, path, "restartPolicy", "only init containers may set it");

@@ -231,7 +231,9 @@ static int begin_member(struct pea_pod *pod, const char *id, json_t *config, con
     if (null_fd < 0)
         return pea_fail(err, errno, "open /dev/null");
     struct pea_create_options o = {
-        .root = pod->oci_root, .id = id, .bundle = bundle, .is_detached = true, .has_stdio_fds = true,
+        .root = pod->oci_root, .id = id, .bundle = bundle, .has_stdio_fds = true,
+        /* A terminal's master comes back to the caller (container_create_finish_console), who stays. */
+        .is_detached = !json_is_true(json_object_get(json_object_get(config, "process"), "terminal")),
         .mount_sources = sources, .n_mount_sources = n_sources};
     for (int i = 0; i < 3; i++)
         o.stdio_fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null_fd;

@@ -249,6 +249,19 @@ static json_t *seccomp_profile(const struct pea_pod *pod, const struct pea_pod_c
     return spec_default_seccomp_json();
 }
 
+/* Whether env (KEY=VALUE strings) sets TERM. */
+static bool env_has_term(json_t *env)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(env, i, item) {
+        const char *s = json_string_value(item);
+        if (s && strncmp(s, "TERM=", 5) == 0)
+            return true;
+    }
+    return false;
+}
+
 json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
 {
     const struct pea_pod_manifest *m = pod->manifest;
@@ -274,8 +287,11 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
         return NULL;
     }
     json_object_set_new(process, "args", args);
-    json_object_set_new(process, "terminal", json_false());
-    json_object_set_new(process, "env", c->image ? pod_image_env(c->image, env, vars) : json_incref(env));
+    json_object_set_new(process, "terminal", json_boolean(c->has_tty));
+    json_t *process_env = c->image ? pod_image_env(c->image, env, vars) : json_incref(env);
+    if (c->has_tty && !env_has_term(process_env))
+        json_array_append_new(process_env, json_string("TERM=xterm")); /* as containerd's CRI does for a tty */
+    json_object_set_new(process, "env", process_env);
     const char *cwd = c->working_dir ? c->working_dir : c->image && c->image->working_dir ? c->image->working_dir : "/";
     json_object_set_new(process, "cwd", json_string(cwd));
     /* The image's user stands in for what securityContext leaves out. */

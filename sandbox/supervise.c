@@ -122,7 +122,7 @@ struct member *supervisor_find(const struct pod_supervisor *sup, const char *nam
 
 static int watch_add(struct pod_supervisor *sup, struct watch *w, struct pea_error *err)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    struct epoll_event ev = {.events = w->is_for_writing ? EPOLLOUT : EPOLLIN, .data.ptr = w};
     if (epoll_ctl(sup->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0)
         return pea_fail(err, errno, "watch fd %d", w->fd);
     return 0;
@@ -164,6 +164,7 @@ struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_
     m->c = c;
     m->is_init = is_init;
     m->pidfd = -1;
+    m->stdin_fd = -1;
     m->exit_watch = (struct watch){.kind = WATCH_EXIT, .fd = -1, .member = m};
     for (int s = 0; s < 3; s++)
         m->out_watch[s] = (struct watch){.kind = WATCH_OUTPUT, .fd = -1, .member = m, .stream = s};
@@ -201,11 +202,30 @@ static struct pea_create_job *begin_member(struct pod_supervisor *sup, struct me
     int read_fd[3] = {-1, -1, -1}, write_fd[3] = {-1, -1, -1};
     struct pea_create_job *job = NULL;
     m->pidfd = -1;
+    supervisor_close_stdin(m);
+    m->is_stdin_closed = false;
+    if (m->c->has_tty) {
+        /* The pty is its stdio: its master, read as stdout, comes when the container is created. */
+        pod_container_create_begin(sup->pod, m->c, NULL, &job, err);
+        return job;
+    }
+    int stdin_pipe[2] = {-1, -1};
+    if (m->c->has_stdin && pipe2(stdin_pipe, O_CLOEXEC) < 0) {
+        pea_fail(err, errno, "%s: make the stdin pipe", m->c->name);
+        return NULL;
+    }
     if (open_output_fifo(sup->pod, m->c->name, POD_STDOUT, &read_fd[1], &write_fd[1], err) == 0 &&
         open_output_fifo(sup->pod, m->c->name, POD_STDERR, &read_fd[2], &write_fd[2], err) == 0) {
-        int stdio[3] = {-1, write_fd[1], write_fd[2]};
+        int stdio[3] = {stdin_pipe[0], write_fd[1], write_fd[2]};
         pod_container_create_begin(sup->pod, m->c, stdio, &job, err);
     }
+    /* The container holds the read end now; we keep the write end open (EOF only when stdinOnce says so). */
+    if (stdin_pipe[0] >= 0)
+        close(stdin_pipe[0]);
+    if (job)
+        m->stdin_fd = stdin_pipe[1];
+    else if (stdin_pipe[1] >= 0)
+        close(stdin_pipe[1]);
     for (int s = POD_STDOUT; s <= POD_STDERR; s++) {
         /* The container's init holds its own write ends now; ours would keep the FIFO from ever reaching EOF. */
         if (write_fd[s] >= 0)
@@ -218,11 +238,33 @@ static struct pea_create_job *begin_member(struct pod_supervisor *sup, struct me
     return job;
 }
 
+/* Read the pty's master as the container's stdout (the log gets its output; the pty joins stdout and stderr) and
+ * keep a copy for attached input when the container keeps stdin. */
+static int watch_terminal(struct pod_supervisor *sup, struct member *m, int *master, struct pea_error *err)
+{
+    int flags = fcntl(*master, F_GETFL);
+    if (flags < 0 || fcntl(*master, F_SETFL, flags | O_NONBLOCK) < 0)
+        return pea_fail(err, errno, "%s: make the pty master non-blocking", m->c->name);
+    if (m->c->has_stdin && (m->stdin_fd = fcntl(*master, F_DUPFD_CLOEXEC, 3)) < 0)
+        return pea_fail(err, errno, "%s: keep the pty master", m->c->name);
+    m->out_watch[POD_STDOUT].fd = take_fd(master);
+    if (watch_add(sup, &m->out_watch[POD_STDOUT], err) < 0) {
+        close_output(sup, m, POD_STDOUT);
+        return -1;
+    }
+    return 0;
+}
+
 /* Finish what begin_member began (job NULL: it failed, *err says why), start the container and record it. */
 static void finish_member(struct pod_supervisor *sup, struct member *m, struct pea_create_job *job,
                           struct pea_error *err)
 {
-    int r = job ? container_create_finish(job, &m->pid, &m->pidfd, err) : -1;
+    AUTO_FD int master = -1;
+    int r = job ? container_create_finish_console(job, &m->pid, &m->pidfd, &master, err) : -1;
+    if (r == 0 && m->c->has_tty && master < 0)
+        r = pea_fail(err, 0, "%s: no pty master came back", m->c->name);
+    if (r == 0 && master >= 0)
+        r = watch_terminal(sup, m, &master, err);
     if (r == 0 && (r = pod_container_start(sup->pod, m->c->name, err)) < 0) {
         struct pea_error ignored = {0};
         pod_container_stop(sup->pod, m->c->name, m->pidfd, 0, &ignored);
@@ -389,6 +431,7 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
         m->is_stopping = false;
     m->has_exited = true;
     m->last_exit = code;
+    supervisor_close_stdin(m);
     now_text(m->finished_at_text, sizeof m->finished_at_text);
     m->phase = PHASE_EXITED;
     if (code >= 0)
@@ -549,6 +592,7 @@ void supervisor_free(struct pod_supervisor *sup)
         struct member *m = sup->members[i];
         if (m->pidfd >= 0)
             close(m->pidfd);
+        supervisor_close_stdin(m);
         for (int s = POD_STDOUT; s <= POD_STDERR; s++)
             if (m->out_watch[s].fd >= 0)
                 close(m->out_watch[s].fd);
@@ -566,16 +610,29 @@ void supervisor_free(struct pod_supervisor *sup)
     free(sup);
 }
 
-int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err)
+static int watch_caller(struct pod_supervisor *sup, int fd, bool is_for_writing, supervisor_fd_fn fn, void *ctx,
+                        struct pea_error *err)
 {
     struct watch *w = xcalloc(1, sizeof *w);
-    *w = (struct watch){.kind = WATCH_CALLER, .fd = fd, .fn = fn, .ctx = ctx, .next = sup->caller_watches};
+    *w = (struct watch){.kind = WATCH_CALLER, .fd = fd, .fn = fn, .ctx = ctx, .next = sup->caller_watches,
+                        .is_for_writing = is_for_writing};
     if (watch_add(sup, w, err) < 0) {
         free(w);
         return -1;
     }
     sup->caller_watches = w;
     return 0;
+}
+
+int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err)
+{
+    return watch_caller(sup, fd, false, fn, ctx, err);
+}
+
+int supervisor_watch_writable(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx,
+                              struct pea_error *err)
+{
+    return watch_caller(sup, fd, true, fn, ctx, err);
 }
 
 void supervisor_unwatch(struct pod_supervisor *sup, int fd)

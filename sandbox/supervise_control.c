@@ -174,6 +174,44 @@ int supervisor_exec(struct pod_supervisor *sup, const char *name, json_t *proces
     return container_exec_child(&o, pid, pidfd, console_master, err);
 }
 
+/* ---- attach ---- */
+
+void supervisor_close_stdin(struct member *m)
+{
+    if (m->stdin_fd >= 0)
+        close(m->stdin_fd);
+    m->stdin_fd = -1;
+}
+
+int supervisor_attach(struct pod_supervisor *sup, const char *name, bool wants_stdin, bool *has_tty, int *input_fd,
+                      struct pea_error *err)
+{
+    *input_fd = -1;
+    if (supervisor_exec_check(sup, name, err) < 0)
+        return -1;
+    struct member *m = supervisor_find(sup, name);
+    *has_tty = m->c->has_tty;
+    if (!wants_stdin)
+        return 0;
+    if (!m->c->has_stdin)
+        return pea_fail(err, 0, "container %s does not keep stdin open (set stdin: true to attach with -i)", name);
+    if (m->is_stdin_closed || m->stdin_fd < 0)
+        return pea_fail(err, 0, "container %s closed its stdin after its first attach session (stdinOnce)", name);
+    if ((*input_fd = fcntl(m->stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        return pea_fail(err, errno, "attach to %s: copy its stdin", name);
+    return 0;
+}
+
+void supervisor_attach_ended(struct pod_supervisor *sup, const char *name, const char *instance)
+{
+    struct member *m = supervisor_find(sup, name);
+    if (!m || !m->c->is_stdin_once || m->phase != PHASE_RUNNING || strcmp(m->started_at_text, instance) != 0)
+        return;
+    /* The kubelet's stdinOnce: the first session's end is the container's EOF (a pty's input just stops). */
+    m->is_stdin_closed = true;
+    supervisor_close_stdin(m);
+}
+
 /* ---- apply ---- */
 
 static const struct pea_pod_container *find_container(const struct pea_pod_manifest *m, const char *name)

@@ -35,6 +35,7 @@ struct watch {
     void *ctx;
     struct watch *next;    /* the supervisor's list of caller watches */
     bool is_dead;          /* unwatched during a dispatch batch: freed after it */
+    bool is_for_writing;   /* CALLER: EPOLLOUT, not EPOLLIN */
 };
 
 struct member {
@@ -44,7 +45,9 @@ struct member {
     enum member_phase phase;
     pid_t pid;
     int pidfd;
-    struct watch exit_watch, out_watch[3];
+    struct watch exit_watch, out_watch[3]; /* with a tty, out_watch[POD_STDOUT] reads the pty's master */
+    int stdin_fd;          /* stdin: the write end of its stdin pipe, or its pty's master; -1 without or closed */
+    bool is_stdin_closed;  /* stdinOnce: closed after the first attach session with stdin (until it starts again) */
     unsigned restarts;
     bool has_exited;
     int last_exit;
@@ -85,6 +88,7 @@ struct pod_supervisor {
 };
 
 void supervisor_record(struct pod_supervisor *sup, struct member *m);
+void supervisor_close_stdin(struct member *m);
 json_t *supervisor_member_json(const struct member *m);
 struct member *supervisor_find(const struct pod_supervisor *sup, const char *name);
 void supervisor_start_member(struct pod_supervisor *sup, struct member *m);

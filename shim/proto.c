@@ -50,7 +50,7 @@ static const struct op_rule {
                         {"cwd", ARG_PATH, false, FIELD(cwd)},
                         {"tty", ARG_BOOL, false, FIELD(tty)},
                         {"user", ARG_STRING, false, FIELD(user)}}},
-    [PROTO_OP_ATTACH] = {"attach", {CONTAINER}},
+    [PROTO_OP_ATTACH] = {"attach", {CONTAINER, {"stdin", ARG_BOOL, false, FIELD(stdin_wanted)}}},
     [PROTO_OP_LOGS] = {"logs",
                        {CONTAINER,
                         {"follow", ARG_BOOL, false, FIELD(follow)},

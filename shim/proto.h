@@ -27,7 +27,9 @@ enum proto_op {
     PROTO_OP_KILL,     /* {container, signal: "TERM", "SIGTERM" or 15} */
     PROTO_OP_RESTART,  /* {container} */
     PROTO_OP_EXEC,     /* {container, args[], env[]?, cwd?, tty?, user?} */
-    PROTO_OP_ATTACH,   /* {container} */
+    PROTO_OP_ATTACH,   /* {container, stdin?}: reply {tty, stdin} with fds: the output pipe (the pty's, or stdout
+                          then stderr), then what writes the container's stdin when stdin was asked for; the
+                          session streams {exitCode?, reason?} then end when it ends */
     PROTO_OP_LOGS,     /* {container, follow?, tail?: lines, previous?} */
     PROTO_OP_WAIT,     /* {container?, for?: "exit" | "running" | "started"} */
     PROTO_OP_APPLY,    /* {noWait?} + one fd: the manifest as a sealed memfd (larger than a datagram may be) */
@@ -52,6 +54,7 @@ struct proto_request {
     char *cwd;                /* exec */
     char *user;               /* exec: as given, "uid[:gid]" or a name */
     bool tty;                 /* exec */
+    bool stdin_wanted;        /* attach: the client writes the container's stdin */
     bool follow, previous;    /* logs */
     uint64_t tail;            /* logs: last lines, 0 = all */
     enum proto_wait_for wait_for;

@@ -37,9 +37,12 @@ static void client_free(struct shim_server *s, struct client *c)
         next = p->next;
         if (p->client != c)
             continue;
-        if (p->kind == PENDING_EXEC)
+        if (p->kind == PENDING_EXEC) {
             p->client = NULL; /* the process runs on; its exit is still reaped */
-        else
+        } else if (p->kind == PENDING_ATTACH) {
+            p->client = NULL;
+            server_end_attach(p, -1, NULL);
+        } else
             pending_remove(s, p);
     }
     supervisor_unwatch(s->sup, c->fd);
@@ -167,6 +170,7 @@ struct pending *pending_add(struct shim_server *s, enum pending_kind kind, struc
     p->id = id;
     p->container = container ? xstrdup(container) : NULL;
     p->pidfd = -1;
+    p->out_fds[0] = p->out_fds[1] = p->out_fds[2] = -1;
     p->next = s->pending;
     s->pending = p;
     return p;
@@ -182,6 +186,13 @@ void pending_remove(struct shim_server *s, struct pending *p)
     if (p->pidfd >= 0) {
         supervisor_unwatch(s->sup, p->pidfd);
         close(p->pidfd);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (p->is_waiting_room[i])
+            supervisor_unwatch(s->sup, p->out_fds[i]);
+        if (p->out_fds[i] >= 0)
+            close(p->out_fds[i]);
+        free(p->queued[i]);
     }
     json_decref(p->result);
     json_decref(p->awaited);
@@ -262,7 +273,8 @@ static bool pending_is_met(const struct pending *p, json_t *containers, json_t *
         if (!applied_containers_started(p, containers))
             return false;
         break;
-    case PENDING_EXEC: return false;
+    case PENDING_EXEC:
+    case PENDING_ATTACH: return false;
     case PENDING_APPLY:
         if (!applied_containers_started(p, containers))
             return false;
@@ -310,6 +322,8 @@ static void on_output(void *ctx, const char *container, enum pod_stream stream, 
 {
     struct shim_server *s = ctx;
     shim_logs_write(s->logs, container, stream, buf, len);
+    server_attach_output(s, container, (int)stream, buf, len);
+    sweep(s);
 }
 
 static void on_event(void *ctx, const char *container, const char *what)
@@ -342,6 +356,7 @@ static void on_change(void *ctx, const char *container, const json_t *record)
     /* The loop may report a change before server_start, while the supervisor is being made. */
     if (s->sup) {
         server_end_execs(s, container, record);
+        server_end_attaches(s, container, record);
         pending_check(s);
     }
     sweep(s);
@@ -389,6 +404,9 @@ void server_finish(struct shim_server *s, int exit_code)
         next = p->next;
         if (p->client && p->kind == PENDING_POD_EXIT) {
             client_send(p->client, proto_reply_ok(p->id, json_pack("{s:i}", "exitCode", exit_code)), NULL, 0);
+        } else if (p->kind == PENDING_ATTACH) {
+            server_end_attach(p, -1, "the pod has stopped");
+            continue;
         } else if (p->client && p->kind == PENDING_EXEC) {
             /* Not reaped by now (server_end_execs could not): its exit code is not ours to report. */
             client_send(p->client, proto_event(p->id, json_pack("{s:s}", "reason", "the pod has stopped")), NULL, 0);

@@ -277,10 +277,7 @@ void server_handle(struct client *c, struct proto_request *req, int *fds, size_t
         for (size_t i = 0; i < n_fds; i++)
             close(fds[i]);
         break;
-    case PROTO_OP_ATTACH:
-        /* The shim keeps no container's stdin open and streams no output: the log files have it all. */
-        client_reply_error(c, req->id, "attach is not supported: follow the output with pea pod logs -f");
-        break;
+    case PROTO_OP_ATTACH: server_handle_attach(c, req); break;
     case PROTO_OP_LOGS:
         /* Reading files is the client's work: the shim never blocks on (or buffers for) a slow log reader. */
         client_reply_error(c, req->id, "logs are read from the files: use pea pod logs");

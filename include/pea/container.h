@@ -46,6 +46,9 @@ int container_create_child(const struct pea_create_options *o, pid_t *pid, int *
 struct pea_create_job;
 int container_create_begin(const struct pea_create_options *o, struct pea_create_job **job, struct pea_error *err);
 int container_create_finish(struct pea_create_job *job, pid_t *pid, int *pidfd, struct pea_error *err);
+/* The same, and with process.terminal and no console socket the pty's master goes to *console_master (else -1). */
+int container_create_finish_console(struct pea_create_job *job, pid_t *pid, int *pidfd, int *console_master,
+                                    struct pea_error *err);
 int container_start(const char *root, const char *id, struct pea_error *err);
 /* Foreground or detached run. *exit_code gets the container's status (128+N for a signal) when foreground. */
 int container_run(const struct pea_create_options *o, bool detach, bool keep, int *exit_code, struct pea_error *err);

@@ -166,6 +166,10 @@ struct pea_pod_container {
     struct pea_pod_handler post_start, pre_stop; /* lifecycle hooks; type NONE when absent */
     int stop_signal;      /* lifecycle.stopSignal, else the image's StopSignal, else SIGTERM */
     bool has_stop_signal; /* lifecycle.stopSignal was given */
+    /* stdin: the shim keeps the container's stdin open (a pipe, or the pty) for `pea pod attach -i`; without it,
+     * /dev/null. stdinOnce: closed after the first attach session with stdin ends. tty: a pty whose master the
+     * shim holds (its output still goes to the log). */
+    bool has_stdin, is_stdin_once, has_tty;
     /* For comparing two manifests without keeping either's parse tree: the container's object as canonical JSON
      * (compact, keys sorted) without its resources and with an env list written empty (the entries are compared
      * from env), and its resources alone (NULL when absent). */

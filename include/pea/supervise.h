@@ -60,6 +60,9 @@ void supervisor_free(struct pod_supervisor *sup);
 /* Watch fd (EPOLLIN) in the loop; fn gets the epoll events. supervisor_unwatch does not close it. */
 typedef void (*supervisor_fd_fn)(struct pod_supervisor *sup, int fd, uint32_t events, void *ctx);
 int supervisor_watch(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx, struct pea_error *err);
+/* The same for EPOLLOUT: fd has room to write. */
+int supervisor_watch_writable(struct pod_supervisor *sup, int fd, supervisor_fd_fn fn, void *ctx,
+                              struct pea_error *err);
 void supervisor_unwatch(struct pod_supervisor *sup, int fd);
 
 /* Every container in manifest order (init containers first), each
@@ -96,6 +99,14 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
 /* Whether a process can be exec'd in container name now; else why not: no such container, it failed to start (and
  * the reason), it is not running, or it or the pod is being stopped. */
 int supervisor_exec_check(const struct pod_supervisor *sup, const char *name, struct pea_error *err);
+
+/* Attach to a running container: whether it has a tty and, when wants_stdin, a new fd that writes its stdin (its
+ * stdin pipe or its pty's master); an error when it keeps no stdin (stdin: false) or closed it (stdinOnce). */
+int supervisor_attach(struct pod_supervisor *sup, const char *name, bool wants_stdin, bool *has_tty, int *input_fd,
+                      struct pea_error *err);
+/* An attach session with stdin to the instance of name started at instance (its startedAt) has ended: with
+ * stdinOnce, the container's stdin closes. */
+void supervisor_attach_ended(struct pod_supervisor *sup, const char *name, const char *instance);
 
 /* Start a process in a running container (OCI process JSON, as `pea exec --process`), with stdio fds given (-1 =
  * /dev/null) or, when process.terminal is set, a pty whose master goes to *console_master. The process is our child:

@@ -129,6 +129,7 @@ static const struct cli_command commands[] = {
      "  ps [-o table|wide|json|name] NAME              list a pod's containers\n"
      "  logs [-c C] [--tail N] [-p] [-f] NAME          print a container's output\n"
      "  exec [-c C] [-i] [-t] NAME [--] CMD...         run a command in a container\n"
+     "  attach [-c C] [-i] [-t] NAME                   connect to a running container's stdio\n"
      "  wait [-c C] [--for exit|running|started] NAME  wait for a condition\n"
      "  events [-o table|json] NAME                    print the pod's events\n"
      "  Options go before or after the arguments; -- ends them (see pea pod COMMAND --help).\n"},

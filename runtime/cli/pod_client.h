@@ -111,6 +111,7 @@ bool pod_labels_match(json_t *labels, const char *selector);
 /* A JSON value as a YAML document on stdout (block style; strings quoted where YAML would read them otherwise). */
 int cli_print_yaml(json_t *value);
 int pod_exec(const struct cli_globals *g, int argc, char **argv);
+int pod_attach(const struct cli_globals *g, int argc, char **argv);
 int pod_stop(const struct cli_globals *g, int argc, char **argv);
 int pod_wait(const struct cli_globals *g, int argc, char **argv);
 int pod_events(const struct cli_globals *g, int argc, char **argv);

@@ -50,6 +50,9 @@ static const struct {
     {"get", "pod get [-o table|wide|json|yaml|name] [TYPE/]NAME...",
      "show pods, or what a Deployment, ReplicaSet, StatefulSet, DaemonSet or Job (TYPE/NAME) runs: its pods, a "
      "Job's succeeded and failed counts"},
+    {"attach", "pod attach [-c C] [-i] [-t] NAME",
+     "connect to a running container's output (and, with -i, its stdin: true); ends at EOF, Ctrl-C, or with -t "
+     "Ctrl-P Ctrl-Q, and the container runs on"},
 };
 
 static void print_pod_usage(FILE *f)
@@ -586,7 +589,8 @@ int cmd_pod(const struct cli_globals *g, int argc, char **argv)
         int (*run)(const struct cli_globals *, int, char **);
     } handlers[] = {{"run", pod_run},     {"rm", pod_rm},     {"ls", pod_ls},     {"ps", pod_ps},
                     {"apply", pod_apply}, {"logs", pod_logs}, {"exec", pod_exec}, {"stop", pod_stop},
-                    {"wait", pod_wait},   {"events", pod_events}, {"get", pod_get}};
+                    {"wait", pod_wait},   {"events", pod_events}, {"get", pod_get},
+                    {"attach", pod_attach}};
     for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
         if (strcmp(argv[1], handlers[i].name) != 0)
             continue;

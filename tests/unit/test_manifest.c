@@ -308,7 +308,10 @@ static const struct error_case error_cases[] = {
     {"spec:\n  containers: []\n", "spec.containers: must hold at least one element"},
     {"spec: {}\n", "spec.containers: must hold at least one element"},
     {"spec:\n  containers:\n  - {image: /i, args: [x]}\n", "spec.containers[0].name: missing"},
-    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], tty: true}\n", "spec.containers[0].tty: unknown field"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], tty: yes please}\n",
+     "spec.containers[0].tty: must be a boolean"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], stdinOnce: 1}\n",
+     "spec.containers[0].stdinOnce: must be a boolean"},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], resources: {limits: {memory: 12Q}}}\n",
      "spec.containers[0].resources.limits.memory: invalid quantity \"12Q\""},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], resources: {requests: {cpu: -1}}}\n",
@@ -638,6 +641,18 @@ Test(manifest, load_reads_regular_files_only)
 }
 
 /* "-" reads stdin, which may be a pipe but not a device. */
+/* stdin, stdinOnce and tty as the kubelet reads them: each false unless set. */
+Test(manifest, container_stdin_and_tty)
+{
+    struct pea_error err = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *m =
+        parse_text(MINIMAL_POD "spec:\n  containers:\n  - {name: a, image: /i, args: [x], stdin: true, stdinOnce: true, "
+                               "tty: true}\n  - {name: b, image: /i, args: [x]}\n", &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert(m->containers[0].has_stdin && m->containers[0].is_stdin_once && m->containers[0].has_tty);
+    cr_assert(!m->containers[1].has_stdin && !m->containers[1].is_stdin_once && !m->containers[1].has_tty);
+}
+
 Test(manifest, load_from_stdin)
 {
     struct pea_error err = {0};
