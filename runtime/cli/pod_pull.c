@@ -17,8 +17,6 @@
 #include "pea/sys.h"
 #include "pea/util.h"
 
-static const char *const policy_names[] = {"Always", "IfNotPresent", "Never"};
-
 /* Run argv with stdin on /dev/null and stdout on our stderr; stderr too, or (stderr_pipe >= 0) into that pipe. */
 static pid_t spawn(char *const *argv, int stderr_pipe)
 {
@@ -40,17 +38,6 @@ static int wait_status(pid_t pid)
         if (errno != EINTR)
             return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* Whether this pea-image knows `image pull` (an older one, or a build without it, answers "unknown command"). */
-static bool has_pull_command(const char *pea_image)
-{
-    char *argv[] = {(char *)pea_image, "image", "pull", "--help", NULL};
-    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    pid_t pid = devnull >= 0 ? spawn(argv, devnull) : -1;
-    if (devnull >= 0)
-        close(devnull);
-    return pid > 0 && wait_status(pid) == 0;
 }
 
 /* The last line of text, without pea's "pea: " prefix. */
@@ -155,12 +142,6 @@ int pod_pull_images(const struct cli_globals *g, const struct pea_pod_manifest *
             }
             if (!pea_image && !(pea_image = pod_find_helper(g->argv0, "pea-image", "runtime", err))) {
                 r = pea_wrap(err, "container %s: pull image \"%s\"", c->name, c->image_ref);
-                break;
-            }
-            if (!has_pull_command(pea_image)) {
-                r = pea_fail(err, 0, "container %s: image \"%s\" must be pulled (imagePullPolicy %s), but %s has no "
-                             "pull command: load the image with `pea image load` and set imagePullPolicy: "
-                             "IfNotPresent", c->name, c->image_ref, policy_names[c->pull_policy], pea_image);
                 break;
             }
             if ((r = pull(g, pea_image, c->name, c->image_ref, data_root, err)) == 0)

@@ -3,8 +3,8 @@ its Env merged under the container's, WorkingDir, User looked up in the image's 
 imagePullPolicy, holds that keep a used image from `pea image rm`, many-layer images, layers shared between pods.
 
 Images are made offline (images.py's OCI layout writer, the pod tests' busybox rootfs) and
-imported with `pea image import`. No registry is involved: a pull is only ever asked of a loopback port where
-nothing listens."""
+imported with `pea image import`. Here a pull is only ever asked of a loopback port where nothing listens;
+test_pod_images_pull.py pulls from a registry."""
 import json
 import os
 import tarfile
@@ -190,7 +190,7 @@ def test_if_not_present_uses_the_loaded_image_without_pulling(pods, store, base_
 def test_a_needed_pull_that_cannot_happen_fails_naming_container_and_image(pods, store, base_layer, tmp_path,
                                                                           image, policy):
     """No tag or :latest default to Always: pulled even when present. Without a registry the apply fails with one
-    clear line: this pea-image has no pull command, or (with one) the pull fails (ErrImagePull)."""
+    clear line: the pull fails (ErrImagePull)."""
     load(store, tmp_path, "127.0.0.1:1/app:latest", [base_layer], {})
     c = pod_container("web", image, command=["true"])
     if policy:
@@ -198,7 +198,7 @@ def test_a_needed_pull_that_cannot_happen_fails_naming_container_and_image(pods,
     code, out, err = pods.apply(pods.manifest([c]))
     assert code != 0, out
     assert f'container web: ' in err and f'"{image}"' in err, err
-    assert "has no pull command" in err or "ErrImagePull" in err, err
+    assert "ErrImagePull" in err, err
     assert pods.leftovers() == []
 
 
