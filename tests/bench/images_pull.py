@@ -4,12 +4,14 @@ made here: `pea image pull` into an empty store, against `skopeo copy docker://.
 `umoci unpack` (a pull and an unpacked rootfs without a store of one's own). Every sample starts from nothing on the
 pulling side (a new store; a new layout and bundle); the registry's storage stays in the page cache after the
 warm-up. Also shown: pea pulling the image again into the store that has it (the manifest is fetched, nothing
-else)."""
+else), and `pea pod apply` of a pod of that just-pulled image until its container runs (apply returns once it has
+started; the pod is removed before the next sample)."""
+import json
 import os
 import shutil
 import sys
 
-from benchlib import REPO, Cleanup, median_ms, timed_checked
+from benchlib import REPO, Cleanup, median_ms, quiet, state_root, timed_checked
 
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import registries as reg  # noqa: E402
@@ -30,7 +32,6 @@ def make_image(root):
     layout.tag(manifest, "big")
     blobs = os.path.join(layout.path, "blobs", "sha256")
     with open(os.path.join(blobs, manifest["digest"][7:])) as f:
-        import json
         size = sum(layer["size"] for layer in json.load(f)["layers"])
     return layout.path, size
 
@@ -65,20 +66,38 @@ def bench_pull(pea, work, runs):
                 shutil.rmtree(oci, ignore_errors=True)
                 shutil.rmtree(bundle, ignore_errors=True)
 
-        pea_times, peer_times, again_times = [], [], []
+        pod_root = state_root(work, "pull-pods")
+
+        def pod_apply(data, n):
+            """A pod of the image just pulled (IfNotPresent: nothing is fetched): apply until its container runs."""
+            name = f"pull-bench-{n}"
+            manifest = os.path.join(root, f"{name}.json")
+            with open(manifest, "w") as f:
+                json.dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                           "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+                               {"name": "c", "image": ref, "imagePullPolicy": "IfNotPresent",
+                                "command": ["busybox", "sleep", "300"]}]}}, f)
+            try:
+                return timed_checked([pea, "--root", pod_root, "pod", "apply", "-f", manifest, "--data-root", data])
+            finally:
+                quiet([pea, "--root", pod_root, "pod", "rm", "--force", name])
+
+        pea_times, peer_times, again_times, pod_times = [], [], [], []
         for i in range(runs + 1):  # the first of each warms the caches and is not counted
             data = os.path.join(root, f"data{i}")
             try:
                 t = pea_pull(data)
                 again = pea_pull(data)
+                pod = pod_apply(data, i)
             finally:
                 shutil.rmtree(data, ignore_errors=True)
             p = peer_pull(i)
             if i > 0:
                 pea_times.append(t)
                 again_times.append(again)
+                pod_times.append(pod)
                 peer_times.append(p)
         return {"bytes": size, "layers": LAYERS + 1, "runs": runs, "pea": median_ms(pea_times),
-                "peer": median_ms(peer_times), "again": median_ms(again_times)}
+                "peer": median_ms(peer_times), "again": median_ms(again_times), "pod": median_ms(pod_times)}
     finally:
         cleanup.run()
