@@ -124,6 +124,21 @@ bool pod_recorded_process_alive(const struct pea_pod *pod, const char *key)
 
 bool pod_infra_alive(const struct pea_pod *pod) { return pod_recorded_process_alive(pod, "infra"); }
 
+char *pod_data_root_of(const char *data_dir)
+{
+    char *root = xstrdup(data_dir);
+    for (int i = 0; i < 2; i++) {
+        char *slash = strrchr(root, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    if (!root[0]) {
+        free(root);
+        return xstrdup("/");
+    }
+    return root;
+}
+
 /* ---- building the sandbox ---- */
 
 static int write_pod_file(const struct pea_pod *pod, const char *name, const char *text, struct pea_error *err)

@@ -41,24 +41,9 @@ void pod_image_free(struct pea_pod_image *image)
     free(image);
 }
 
-char *pod_images_data_root(const char *data_dir)
-{
-    char *root = xstrdup(data_dir);
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(root, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    if (!root[0]) {
-        free(root);
-        return xstrdup("/");
-    }
-    return root;
-}
-
 static int open_store(const struct pea_pod *pod, struct pea_image_store **store, struct pea_error *err)
 {
-    AUTO_FREE char *data_root = pod_images_data_root(pod->data_dir);
+    AUTO_FREE char *data_root = pod_data_root_of(pod->data_dir);
     return pea_image_store_open(data_root, NULL, store, err);
 }
 
@@ -402,7 +387,7 @@ int pod_images_attach(struct pea_pod *pod, struct pea_pod_manifest *m, const str
 
 int pod_images_release_all(const char *data_dir, const char *name, struct pea_error *err)
 {
-    AUTO_FREE char *data_root = pod_images_data_root(data_dir);
+    AUTO_FREE char *data_root = pod_data_root_of(data_dir);
     AUTO_FREE char *holds = xasprintf("%s/images/holds/%s", data_root, name);
     if (access(holds, F_OK) < 0)
         return 0;

@@ -192,23 +192,11 @@ int pod_security_configure(const struct pea_pod *pod, const struct pea_pod_conta
 
 /* ---- seccomp ---- */
 
-/* The data root of a pod: its data directory is <data root>/pods/<name>. */
-static char *data_root_of(const struct pea_pod *pod)
-{
-    char *root = xstrdup(pod->data_dir);
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(root, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    return root;
-}
-
 json_t *pod_security_localhost_seccomp(const struct pea_pod *pod, const struct pea_pod_container *c,
                                        struct pea_error *err)
 {
     const char *name = c->security.seccomp_localhost_profile;
-    AUTO_FREE char *data_root = data_root_of(pod);
+    AUTO_FREE char *data_root = pod_data_root_of(pod->data_dir);
     AUTO_FREE char *dir = xasprintf("%s/" POD_SECCOMP_PROFILE_DIR, data_root);
     AUTO_FD int fd = -1;
     if (name[0] == '/') {

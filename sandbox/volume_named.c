@@ -24,21 +24,9 @@
 
 bool volume_named_name_is_valid(const char *name) { return name_is_dns_subdomain(name, 253); }
 
-/* The data root of a pod: its data directory is <data root>/pods/<name>. */
-static char *data_root_of(const struct pea_pod *pod)
-{
-    char *root = xstrdup(pod->data_dir);
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(root, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    return root;
-}
-
 char *volume_named_data_path(const struct pea_pod *pod, const struct pea_pod_volume *v)
 {
-    AUTO_FREE char *data_root = data_root_of(pod);
+    AUTO_FREE char *data_root = pod_data_root_of(pod->data_dir);
     return xasprintf("%s/" VOLUME_NAMED_DIR "/%s/data", data_root, v->claim_name);
 }
 
@@ -120,7 +108,7 @@ static int mark_user(const struct pea_pod *pod, const char *name, struct pea_err
 int volume_named_prepare(const struct pea_pod *pod, const struct pea_pod_volume *v, struct pea_error *err)
 {
     const char *name = v->claim_name;
-    AUTO_FREE char *data_root = data_root_of(pod);
+    AUTO_FREE char *data_root = pod_data_root_of(pod->data_dir);
     AUTO_FD int root_fd = state_private_dir_open(data_root, "data root", err);
     if (root_fd < 0)
         return pea_wrap(err, "volume %s", v->name);
@@ -154,7 +142,7 @@ int volume_named_prepare(const struct pea_pod *pod, const struct pea_pod_volume 
 
 int volume_named_open(const struct pea_pod *pod, const struct pea_pod_volume *v, struct pea_error *err)
 {
-    AUTO_FREE char *data_root = data_root_of(pod);
+    AUTO_FREE char *data_root = pod_data_root_of(pod->data_dir);
     AUTO_FD int root_fd = open(data_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0)
         return pea_fail(err, errno, "volume %s: open data root %s", v->name, data_root);

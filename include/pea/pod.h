@@ -73,6 +73,8 @@ bool pod_state_is_from_an_earlier_boot(const json_t *state);
  * start time, not a zombie, and not a record from before a reboot. */
 bool pod_recorded_process_alive(const struct pea_pod *pod, const char *key);
 bool pod_infra_alive(const struct pea_pod *pod);
+/* The data root of a pod's data directory, <data root>/pods/<name> as pod_create makes it ("/" at the top). */
+char *pod_data_root_of(const char *data_dir);
 /* A member container's init as a pidfd (and its pid in *pid_out unless NULL); -1 when it does not run. */
 int pod_open_member_pidfd(const char *oci_root, const char *id, pid_t *pid_out);
 

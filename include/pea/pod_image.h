@@ -47,8 +47,6 @@ json_t *pod_images_record(const struct pea_pod *pod);
 void pod_images_release_dropped(struct pea_pod *pod, const json_t *before);
 /* Undo an attach whose apply failed: release what it took beyond `before`, and record `before` again. */
 void pod_images_restore(struct pea_pod *pod, json_t *before);
-/* The data root of a pod's data directory, <data root>/pods/<name> as pod_create makes it. */
-char *pod_images_data_root(const char *data_dir);
 /* Release all of a pod's holds in the store of the data root its data directory (<data root>/pods/<name>) is under;
  * nothing to do (and no store made) when it holds none. */
 int pod_images_release_all(const char *data_dir, const char *name, struct pea_error *err);

@@ -145,7 +145,7 @@ static int pull_for_apply(const struct cli_globals *g, const struct pea_pod_mani
     AUTO_POD struct pea_pod *pod = NULL;
     if (!recreate && access(dir, F_OK) == 0 && pod_open(g->root, m->name, &pod, err) < 0)
         return -1;
-    AUTO_FREE char *pod_data_root = pod && pod->data_dir[0] ? pod_images_data_root(pod->data_dir) : NULL;
+    AUTO_FREE char *pod_data_root = pod && pod->data_dir[0] ? pod_data_root_of(pod->data_dir) : NULL;
     if (pod_pull_images(g, m, pod ? pod->manifest : NULL, pod_data_root ? pod_data_root : data_root, err) < 0)
         return pea_wrap(err, "pod %s", m->name);
     return 0;
