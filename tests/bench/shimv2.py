@@ -141,6 +141,9 @@ class ShimBench:
             raise RuntimeError(f"shims left after removing the pods: {self.e2e.processes_with(self.cri.address)}")
 
     def memory(self, handler, n):
+        """N pods on HANDLER: the shims' RSS/PSS per pod, and the MemAvailable drop per pod taken both ways (before
+        the pods -> with them, and with them -> after their removal), averaged, so a steady drift of the rest of the
+        machine cancels out."""
         before = _settled_mem_available()
         pods = []
         try:
@@ -150,12 +153,22 @@ class ShimBench:
             shims = self.shims(handler)
             rss = sum(proc_status_kib(p) or 0 for p in shims)
             pss = sum(proc_pss_kib(p) or 0 for p in shims)
-            after = _settled_mem_available()
+            during = _settled_mem_available()
         finally:
             for pod in pods:
                 self.remove_pod(pod)
             self.wait_no_shims()
-        return {"shims": len(shims), "rss": rss / n, "pss": pss / n, "drop": (before - after) / n}
+        after = _settled_mem_available()
+        return {"shims": len(shims), "rss": rss / n, "pss": pss / n, "drop": (before + after - 2 * during) / 2 / n}
+
+    def memory_rounds(self, handlers, n, rounds):
+        """memory() of each handler ROUNDS times, interleaved; the medians of each reading."""
+        samples = {h: [] for h in handlers}
+        for _ in range(rounds):
+            for h in handlers:
+                samples[h].append(self.memory(h, n))
+        med = lambda xs: sorted(xs)[len(xs) // 2]
+        return {h: {k: med([x[k] for x in s]) for k in s[0]} for h, s in samples.items()}
 
     def latency(self, handlers, runs):
         samples = {h: [] for h in handlers}
@@ -177,11 +190,12 @@ def _rmdir_if_empty(path):
 
 
 def bench_shimv2(pea, build, pods, runs):
-    """{"memory": {handler: {...}}, "latency": {handler: ms}, "pods": N, "runs": R}."""
+    """{"memory": {handler: {...}}, "latency": {handler: ms}, "pods": N, "runs": R}; memory in 3 interleaved
+    rounds, medians."""
     cleanup = Cleanup()
     try:
         b = ShimBench(pea, build, cleanup)
-        mem = {h: b.memory(h, pods) for h in (PEA_SHIM, RUNC_SHIM_PEA)}
+        mem = b.memory_rounds((PEA_SHIM, RUNC_SHIM_PEA), pods, 3)
         lat = b.latency((PEA_SHIM, RUNC_SHIM_PEA, RUNC_SHIM_RUNC), runs)
         return {"memory": mem, "latency": lat, "pods": pods, "runs": runs}
     finally:
