@@ -400,8 +400,8 @@ static void finish_stop(struct pod_supervisor *sup, struct member *m)
         supervisor_emit(sup, m->c->name, "removed");
         m->phase = PHASE_EXITED;
         m->is_removed = true;
-        supervisor_record(sup, m);
         check_finished(sup);
+        supervisor_record(sup, m);
         return;
     }
     if (m->start_after_stop) {
@@ -451,16 +451,19 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
         supervisor_record(sup, m);
         return;
     }
-    supervisor_record(sup, m);
+    /* The pod's state is settled before the change is recorded: what waits for the pod to finish is woken by the
+     * record, and nothing else would wake it. */
     if (m->is_init && code != 0) {
         supervisor_emit(sup, m->c->name, "init container failed: the pod does not start");
         sup->exit_code = 1;
         sup->is_finished = true;
+        supervisor_record(sup, m);
         return;
     }
     if (!m->is_init && code != 0 && sup->exit_code == 0)
         sup->exit_code = code;
     check_finished(sup);
+    supervisor_record(sup, m);
     supervisor_advance(sup);
 }
 
