@@ -1,6 +1,7 @@
 """A private containerd 1.6 with its CRI plugin configured for pea (README snippets + this host's settings), the
 pea-pause sandbox image and the busybox image imported into the CRI's ctr namespace (k8s.io), and a CRI client."""
 import io
+import json
 import os
 import tarfile
 
@@ -30,6 +31,27 @@ def make_pause_tar(path, pause_binary):
         info.mode, info.mtime, info.size = 0o755, 0, len(data)
         tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def owned_states(root, directory):
+    """Names of the container states in pea's state ROOT whose bundle lies under DIRECTORY (a containerd's private
+    directory): the CRI's namespace is k8s.io in every containerd, so state roots named after it are shared between
+    test runs on one machine, and each run checks only its own containers. A state being written (not yet
+    readable) belongs to whoever writes it; a leaked one of ours is complete."""
+    owned = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(root, name, "state.json")) as f:
+                bundle = json.load(f).get("bundle", "")
+        except (OSError, ValueError):
+            continue
+        if bundle.startswith(directory.rstrip("/") + "/"):
+            owned.append(name)
+    return sorted(owned)
 
 
 class CriContainerd(e2e.Containerd):
@@ -81,11 +103,19 @@ class CriContainerd(e2e.Containerd):
         return [(pid, cmd) for pid, cmd in e2e.processes_with(self.address) if SHIM_BINARY in cmd]
 
     def shim_pea_state(self):
-        return sorted(os.listdir(self.shim_pea_root)) if os.path.isdir(self.shim_pea_root) else []
+        """The containers in the pea shim's state root that are this containerd's: the root is per namespace and the
+        CRI's namespace is always k8s.io, so another test run's containerd may keep containers in it too."""
+        return owned_states(self.shim_pea_root, self.dir)
+
+    def runc_pea_state(self):
+        """The same for the runc shim's pea root (/run/containerd/runc/k8s.io)."""
+        return owned_states(self.runc_root, self.dir)
 
     def start(self, gen_dir):
         self.shim_pea_root_existed = os.path.isdir(self.shim_pea_root)
         super().start()
+        # The base class would list the whole runc root (k8s.io, shared with other runs): stop() checks ours only.
+        self.runc_root_made, self.runc_root_existed = not self.runc_root_existed, True
         pb2, grpc_mod = cri_client.compile_api(gen_dir)
         self.cri = cri_client.Client(self.address, pb2, grpc_mod)
 
@@ -135,12 +165,18 @@ class CriContainerd(e2e.Containerd):
                 self.cri.close()
                 self.cri = None
             problems += super().stop()
-        # The pea shim's state directory for k8s.io, when this session made it (the runc root is handled alike).
-        if not getattr(self, "shim_pea_root_existed", True) and os.path.isdir(self.shim_pea_root):
-            if self.shim_pea_state():
-                problems.append(f"pea state left behind in {self.shim_pea_root}: {self.shim_pea_state()}")
-            else:
-                os.rmdir(self.shim_pea_root)
+        # pea's state roots for k8s.io (the pea shim's and the runc shim's): none of our containers may be left;
+        # a root this run made goes when empty (another run's containers keep it).
+        roots = ((self.shim_pea_root, self.shim_pea_state(), not getattr(self, "shim_pea_root_existed", True)),
+                 (self.runc_root, self.runc_pea_state(), getattr(self, "runc_root_made", False)))
+        for root, left, made in roots:
+            if left:
+                problems.append(f"pea state left behind in {root}: {left}")
+            elif made:
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
         for root in e2e.cgroup_hierarchies():
             p = os.path.join(root, self.cgroup_parent.lstrip("/"))
             if os.path.isdir(p):
