@@ -5,8 +5,11 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import pytest
+
+import e2e
 
 from conftest import BUILD_DIR
 from cri.harness import SHIM_RUNTIME_HANDLER
@@ -80,3 +83,100 @@ def test_pod_of_two_containers_has_one_shim(cri, name):
     wait_until(lambda: not cri.pea_shims(), 10, "the pod's shim to exit")
     assert not os.path.exists(shim_socket(cri, pod))
     assert cri.shim_pea_state() == []
+
+
+def require_shim(cri):
+    if not getattr(cri, "bin", None):
+        pytest.fail(f"containerd-shim-pea-v2 is not built (ninja -C {BUILD_DIR})", pytrace=False)
+
+
+def run_pod(cri, name):
+    """A host-network pod on pea's shim, its pause process running; returns (config, id, pause pid)."""
+    c = cri.cri
+    config = host_network_pod(cri, name)
+    pod = c.RunPodSandbox(config=config, runtime_handler=SHIM_RUNTIME_HANDLER).pod_sandbox_id
+    pause_pid = json.loads(c.PodSandboxStatus(pod_sandbox_id=pod, verbose=True).info["info"])["pid"]
+    wait_until(lambda: open(f"/proc/{pause_pid}/cmdline", "rb").read() == b"/pause\0", 10, "the pause process")
+    return config, pod, pause_pid
+
+
+def start_container(cri, pod, config, name, command):
+    """Create and start a busybox container in POD; returns (id, pid)."""
+    c = cri.cri
+    cid = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=config,
+                            config=busybox(cri, name, command, log_path=f"{name}.log")).container_id
+    c.StartContainer(container_id=cid)
+    return cid, container_pid(cri, cid)
+
+
+def container_pid(cri, cid):
+    return json.loads(cri.cri.ContainerStatus(container_id=cid, verbose=True).info["info"])["pid"]
+
+
+def read_log(cri, cid):
+    with open(cri.cri.ContainerStatus(container_id=cid).status.log_path) as f:
+        return f.read()
+
+
+# Waits for /tmp/go, which the test makes from the host (through /proc/PID/root) while containerd is away.
+WAIT_FOR_GO = "while [ ! -e /tmp/go ]; do sleep 0.05; done"
+
+
+def let_go(pid):
+    with open(f"/proc/{pid}/root/tmp/go", "w"):
+        pass
+
+
+def test_containerd_killed_and_restarted(cri, name):
+    """kill -9 containerd while a pod runs on pea's shim, start it again: the pause process and the containers keep
+    running (same PIDs, same shim), the restarted CRI lists the same pod and containers, reports the exit code of a
+    container that ended meanwhile, shows what a container logged meanwhile, runs ExecSync; stopping and removing
+    the pod afterwards leaves no shim, state, mount or cgroup (the fixture checks the rest)."""
+    require_shim(cri)
+    c, pb = cri.cri, cri.cri.pb
+    config, pod, pause_pid = run_pod(cri, name)
+    try:
+        talker, talker_pid = start_container(cri, pod, config, "talker",
+                                             ["sh", "-c", f"echo before; {WAIT_FOR_GO}; echo meanwhile; sleep 300"])
+        quitter, quitter_pid = start_container(cri, pod, config, "quitter", ["sh", "-c", f"{WAIT_FOR_GO}; exit 7"])
+        wait_until(lambda: "before" in read_log(cri, talker), 10, "the talker's first line")
+        (shim,) = cri.pea_shims()
+        mounts = {m for m in e2e.mount_points() if m.startswith(cri.dir)}
+
+        cri.kill_daemon()
+        let_go(quitter_pid)
+        let_go(talker_pid)
+        wait_until(lambda: not os.path.exists(f"/proc/{quitter_pid}"), 10, "the quitter to exit and be reaped")
+        time.sleep(0.3)  # the talker writes its line into the fifo the shim holds open
+        assert cri.pea_shims() == [shim]
+        assert all(os.path.exists(f"/proc/{pid}") for pid in (pause_pid, talker_pid))
+
+        cri.restart()
+        c = cri.cri
+        assert [(s.id, s.state) for s in c.ListPodSandbox().items] == [(pod, pb.SANDBOX_READY)]
+        assert sorted(x.id for x in c.ListContainers().containers) == sorted([talker, quitter])
+        assert json.loads(c.PodSandboxStatus(pod_sandbox_id=pod, verbose=True).info["info"])["pid"] == pause_pid
+        status = c.ContainerStatus(container_id=talker).status
+        assert (status.state, container_pid(cri, talker)) == (pb.CONTAINER_RUNNING, talker_pid), status
+        status = c.ContainerStatus(container_id=quitter).status
+        assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 7), status
+        # The same shim serves the pod; containerd reached it through the bundles' address files.
+        assert cri.pea_shims() == [shim]
+        # The CRI's recovery deleted the stopped task (its rootfs unmounted); the others keep theirs.
+        assert {m for m in e2e.mount_points() if m.startswith(cri.dir)} == {m for m in mounts if quitter not in m}
+        wait_until(lambda: "meanwhile" in read_log(cri, talker), 10, "the line logged while containerd was away")
+        r = c.ExecSync(container_id=talker, cmd=["sh", "-c", "echo again; exit 2"], timeout=30, deadline=60)
+        assert (r.stdout, r.exit_code) == (b"again\n", 2), r
+
+        c.StopContainer(container_id=talker, timeout=10)
+        status = c.ContainerStatus(container_id=talker).status
+        assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 128 + 15), status
+        for cid in (talker, quitter):
+            c.RemoveContainer(container_id=cid)
+    finally:
+        cri.cri.StopPodSandbox(pod_sandbox_id=pod)
+        cri.cri.RemovePodSandbox(pod_sandbox_id=pod)
+    wait_until(lambda: not cri.pea_shims(), 10, "the pod's shim to exit")
+    assert not os.path.exists(shim_socket(cri, pod))
+    assert cri.shim_pea_state() == []
+    assert not [m for m in e2e.mount_points() if m.startswith(cri.dir) and pod in m]

@@ -3,6 +3,8 @@ pea-pause sandbox image and the busybox image imported into the CRI's ctr namesp
 import io
 import json
 import os
+import signal
+import subprocess
 import tarfile
 
 import e2e
@@ -116,8 +118,35 @@ class CriContainerd(e2e.Containerd):
         super().start()
         # The base class would list the whole runc root (k8s.io, shared with other runs): stop() checks ours only.
         self.runc_root_made, self.runc_root_existed = not self.runc_root_existed, True
-        pb2, grpc_mod = cri_client.compile_api(gen_dir)
-        self.cri = cri_client.Client(self.address, pb2, grpc_mod)
+        self.api = cri_client.compile_api(gen_dir)
+        self.cri = cri_client.Client(self.address, *self.api)
+
+    def kill_daemon(self):
+        """kill -9 containerd (not its shims) and wait for it to be gone."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def restart(self):
+        """Start containerd again after kill_daemon, its log appended to, and wait for its CRI to answer (the CRI
+        plugin recovers its pods and containers from the shims before it serves)."""
+        self.cri.close()
+        self.log.close()
+        self.log = open(self.log.name, "a")
+        self.proc = subprocess.Popen(["containerd", "--config", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=getattr(self, "env", None))
+        self.cri = cri_client.Client(self.address, *self.api)
+
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"containerd exited {self.proc.returncode}: {self.log_text()[-3000:]}")
+            try:
+                self.cri.Version(version="v1", deadline=5)
+                self.cri.ListPodSandbox(deadline=5)
+                return True
+            except self.cri.grpc.RpcError:
+                return False
+        e2e.wait_until(answers, 30, "the restarted containerd's CRI to answer")
 
     def import_images(self, rootfs_tar):
         self.import_image(rootfs_tar)
