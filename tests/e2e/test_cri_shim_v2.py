@@ -5,6 +5,9 @@ import hashlib
 import json
 import os
 import re
+import signal
+import subprocess
+import threading
 import time
 
 import pytest
@@ -79,7 +82,7 @@ def test_pod_of_two_containers_has_one_shim(cri, name):
     finally:
         c.StopPodSandbox(pod_sandbox_id=pod)
         c.RemovePodSandbox(pod_sandbox_id=pod)
-    assert not c.ListContainers().containers and not c.ListPodSandbox().items
+
     wait_until(lambda: not cri.pea_shims(), 10, "the pod's shim to exit")
     assert not os.path.exists(shim_socket(cri, pod))
     assert cri.shim_pea_state() == []
@@ -180,3 +183,79 @@ def test_containerd_killed_and_restarted(cri, name):
     assert not os.path.exists(shim_socket(cri, pod))
     assert cri.shim_pea_state() == []
     assert not [m for m in e2e.mount_points() if m.startswith(cri.dir) and pod in m]
+
+
+def subscribe_events(containerd):
+    """`ctr events` in the background: returns (process, list of lines so far, reader thread)."""
+    events = containerd.popen("events", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(events.stdout.readline, "")), daemon=True)
+    reader.start()
+    time.sleep(0.5)  # subscribed
+    return events, seen, reader
+
+
+def task_exits(seen):
+    """{task id: exit status} of the /tasks/exit events among `ctr events` lines."""
+    exits = {}
+    for line in seen:
+        fields = line.split(maxsplit=6)  # DATE TIME +0000 UTC NAMESPACE TOPIC EVENT-JSON
+        if len(fields) == 7 and fields[5] == "/tasks/exit":
+            event = json.loads(fields[6])
+            exits[event["id"]] = event.get("exit_status", 0)
+    return exits
+
+
+def test_shim_killed(cri, name):
+    """kill -9 the pod's shim: containerd sees each task's connection drop and runs `containerd-shim-pea-v2 delete`
+    in each task's bundle (the sandbox's and each container's). Each delete kills what is left of its container
+    (the init, the processes it started; the sandbox's pause process, and with it the pod's PID namespace), removes
+    its pea state, rootfs mounts and cgroup, and answers exit status 137, which containerd publishes as the task's
+    exit. The CRI, whose Wait on each task failed with the connection, reports the containers exited with 255
+    (containerd 1.6's "exit status unknown") and the pod not ready; removing them leaves nothing."""
+    require_shim(cri)
+    c, pb = cri.cri, cri.cri.pb
+    config, pod, pause_pid = run_pod(cri, name)
+    events, seen, reader = subscribe_events(cri)
+    try:
+        # A container with a process of its own besides the init, and one whose init ignores SIGTERM.
+        parent, parent_pid = start_container(cri, pod, config, "parent", ["sh", "-c", "sleep 300 & wait"])
+        stubborn, stubborn_pid = start_container(cri, pod, config, "stubborn",
+                                                 ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+        wait_until(lambda: len(pod_processes(pause_pid)) >= 5, 10, "the containers' processes")
+        processes = pod_processes(pause_pid)
+        assert {pause_pid, parent_pid, stubborn_pid} <= set(processes), processes
+        ((shim, _),) = cri.pea_shims()
+        os.kill(shim, signal.SIGKILL)
+
+        wait_until(lambda: task_exits(seen).keys() >= {pod, parent, stubborn}, 20, "the exit of each task")
+        assert task_exits(seen) == {pod: 137, parent: 137, stubborn: 137}, seen
+
+        def exited(cid):
+            s = c.ContainerStatus(container_id=cid).status
+            return s.state == pb.CONTAINER_EXITED and s
+        for cid in (parent, stubborn):
+            status = wait_until(lambda: exited(cid), 20, f"the CRI to report {cid} exited")
+            assert status.exit_code == 255, status
+        wait_until(lambda: c.PodSandboxStatus(pod_sandbox_id=pod).status.state == pb.SANDBOX_NOTREADY, 20,
+                   "the pod to be not ready")
+        # No orphan: every process of the pod is gone (killed, and reaped by whoever inherited it).
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in processes), 10,
+                   f"the pod's processes {processes} to be gone")
+        assert not cri.pea_shims()
+        assert cri.shim_pea_state() == []
+        assert not [m for m in e2e.mount_points() if m.startswith(cri.dir) and (parent in m or stubborn in m)]
+        assert not os.path.exists(shim_socket(cri, pod))
+        for root in e2e.cgroup_hierarchies():
+            for cid in (pod, parent, stubborn):
+                assert not os.path.exists(os.path.join(root, cri.cgroup_parent.lstrip("/"), cid))
+                assert not os.path.exists(os.path.join(root, "pea", cid))
+        for cid in (parent, stubborn):
+            c.RemoveContainer(container_id=cid)
+    finally:
+        events.terminate()
+        events.wait(10)
+        reader.join(10)
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
+    assert not c.ListContainers().containers and not c.ListPodSandbox().items
