@@ -15,6 +15,7 @@ import pytest
 import e2e
 
 from conftest import BUILD_DIR
+from cri import stream
 from cri.harness import SHIM_RUNTIME_HANDLER
 from e2e import wait_until
 from test_cri import busybox, host_network_pod, pod_processes
@@ -259,3 +260,72 @@ def test_shim_killed(cri, name):
         c.StopPodSandbox(pod_sandbox_id=pod)
         c.RemovePodSandbox(pod_sandbox_id=pod)
     assert not c.ListContainers().containers and not c.ListPodSandbox().items
+
+
+def test_streaming_exec_and_attach(cri, name):
+    """The CRI's Exec and Attach on pea's shim, through containerd's streaming server (the WebSocket channel
+    protocols, binary and base64): stdin reaches the process, stdout and stderr come back apart, and the exit code
+    comes back in the v4 status."""
+    require_shim(cri)
+    c = cri.cri
+    config, pod, _ = run_pod(cri, name)
+    try:
+        sleeper, _ = start_container(cri, pod, config, "sleeper", ["sleep", "300"])
+        script = ["sh", "-c", "read x; echo got $x; echo to-stderr >&2; exit 3"]
+        for protocol in ("v4.channel.k8s.io", "v4.base64.channel.k8s.io"):
+            url = c.Exec(container_id=sleeper, cmd=script, stdin=True, stdout=True, stderr=True).url
+            out, err, status = stream.run(url, protocol, stdin=b"hello\n")
+            assert (out, err, stream.exit_code_of(status)) == (b"got hello\n", b"to-stderr\n", 3), (protocol, status)
+        url = c.Exec(container_id=sleeper, cmd=["true"], stdout=True, stderr=True).url
+        assert stream.run(url) == (b"", b"", {"metadata": {}, "status": "Success"})
+
+        # Attach: to the stdin and output of a container's init (the CRI opens its stdin for this).
+        echo_config = busybox(cri, "echo", ["sh", "-c", "while read line; do echo echo: $line; done; exit 4"],
+                              log_path="echo.log")
+        echo_config.stdin = True
+        echo = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=config, config=echo_config).container_id
+        c.StartContainer(container_id=echo)
+        session = stream.Session(c.Attach(container_id=echo, stdin=True, stdout=True, stderr=True).url,
+                                 "v4.channel.k8s.io")
+        try:
+            assert session.receive() == (stream.STDOUT, b"")  # the server's "ready"
+            session.send(stream.STDIN, b"ping\n")
+            got = b""
+            while b"echo: ping\n" not in got:
+                channel, data = session.receive()
+                got += data if channel == stream.STDOUT else b""
+        finally:
+            session.close()
+        assert "echo: ping" in read_log(cri, echo)
+        c.StopContainer(container_id=echo, timeout=10)
+        for cid in (sleeper, echo):
+            c.RemoveContainer(container_id=cid)
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
+
+
+def test_reopen_container_log(cri, name):
+    """ReopenContainerLog (the kubelet's log rotation): after the log file is renamed, what the container writes
+    next goes to a new file at the log path."""
+    require_shim(cri)
+    c = cri.cri
+    config, pod, _ = run_pod(cri, name)
+    try:
+        cid, pid = start_container(cri, pod, config, "rotated",
+                                   ["sh", "-c", f"echo first; {WAIT_FOR_GO}; echo second; sleep 300"])
+        path = c.ContainerStatus(container_id=cid).status.log_path
+        wait_until(lambda: "first" in read_log(cri, cid), 10, "the first line")
+        os.rename(path, path + ".1")
+        c.ReopenContainerLog(container_id=cid)
+        let_go(pid)
+        wait_until(lambda: os.path.exists(path) and "second" in read_log(cri, cid), 10, "the line after the reopen")
+        with open(path + ".1") as f:
+            rotated = f.read()
+        assert "first" in rotated and "second" not in rotated, rotated
+        assert "first" not in read_log(cri, cid)
+        c.StopContainer(container_id=cid, timeout=10)
+        c.RemoveContainer(container_id=cid)
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
