@@ -290,6 +290,28 @@ static int command_start(const struct shim_flags *f)
     return 1;
 }
 
+/* The socket the bundle's address file names, when its shim is gone; a live shim serves the other tasks of the pod
+ * and keeps it. Whatever the file says, only a socket directly in SOCKET_DIR is removed, and the entry checked is
+ * the entry removed (both relative to one fd of the directory). */
+static void remove_dead_shim_socket(const char *address)
+{
+    static const char prefix[] = "unix://" SOCKET_DIR "/";
+    if (!address || strncmp(address, prefix, sizeof prefix - 1) != 0)
+        return;
+    const char *name = address + sizeof prefix - 1;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!*name || strchr(name, '/'))
+        return;
+    AUTO_FD int dir = open(SOCKET_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (dir < 0 || fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
+        return;
+    /* connect(2) takes a path: reach the entry through the directory fd, so a renamed directory changes nothing. */
+    int len = snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dir, name);
+    if (len > 0 && (size_t)len < sizeof addr.sun_path && !shim_answers_at(&addr))
+        unlinkat(dir, name, 0);
+}
+
 static int command_delete(const struct shim_flags *f)
 {
     struct pea_error err = {0};
@@ -313,13 +335,7 @@ static int command_delete(const struct shim_flags *f)
         parse_int64(pid_text, &pid);
     AUTO_FREE char *address_path = xasprintf("%s/address", bundle);
     AUTO_FREE char *address = read_file_at(AT_FDCWD, address_path, 4096, NULL);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    /* The socket of a shim that is gone; a live one serves the other tasks of the pod and keeps it. */
-    if (address && strncmp(address, "unix://", 7) == 0 && strlen(address + 7) < sizeof addr.sun_path) {
-        strcpy(addr.sun_path, address + 7);
-        if (!shim_answers_at(&addr))
-            unlink(addr.sun_path);
-    }
+    remove_dead_shim_socket(address);
 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -14,17 +15,21 @@ import pytest
 
 import e2e
 
-from conftest import BUILD_DIR
+from conftest import BUILD_DIR, MARK
 from cri import stream
 from cri.harness import SHIM_RUNTIME_HANDLER
 from e2e import wait_until
 from test_cri import busybox, host_network_pod, pod_processes
 
 
+SHIM = os.path.join(BUILD_DIR, "shim", "v2", "containerd-shim-pea-v2")
+SOCKET_DIR = "/run/containerd/s"
+
+
 def shim_socket(cri, group):
     """Where the pod's shim listens: /run/containerd/s/sha256(ADDRESS/NAMESPACE/SANDBOX-ID)."""
     key = f"{cri.address}/{cri.ns}/{group}".encode()
-    return os.path.join("/run/containerd/s", hashlib.sha256(key).hexdigest())
+    return os.path.join(SOCKET_DIR, hashlib.sha256(key).hexdigest())
 
 
 def test_pod_of_two_containers_has_one_shim(cri, name):
@@ -329,3 +334,46 @@ def test_reopen_container_log(cri, name):
     finally:
         c.StopPodSandbox(pod_sandbox_id=pod)
         c.RemovePodSandbox(pod_sandbox_id=pod)
+
+
+def test_delete_removes_only_a_dead_shims_socket(pea, tmp_path):
+    """`containerd-shim-pea-v2 delete` removes the socket the bundle's address file names when no shim answers on it,
+    and nothing else: not a live shim's socket, not a file elsewhere, not a symlink in the socket directory."""
+    if not os.access(SHIM, os.X_OK):
+        pytest.fail(f"{SHIM} is not built (ninja -C {BUILD_DIR})", pytrace=False)
+    namespace = f"e2e-{MARK}-delete"
+    os.makedirs(SOCKET_DIR, exist_ok=True)
+    dead, live, link = (os.path.join(SOCKET_DIR, f"e2e-{MARK}-{what}") for what in ("dead", "live", "link"))
+    elsewhere = tmp_path / "not-a-socket"
+    elsewhere.write_text("keep me")
+    dead_socket = socket.socket(socket.AF_UNIX)
+    dead_socket.bind(dead)
+    dead_socket.close()  # its file stays, nobody listens: what a shim killed by SIGKILL leaves
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(live)
+    listener.listen(1)
+    os.symlink(dead, link)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    env = dict(os.environ, PATH=os.path.dirname(pea) + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+
+    def delete(address):
+        (bundle / "address").write_text(f"unix://{address}")
+        r = subprocess.run([SHIM, "-namespace", namespace, "-address", "/run/e2e-none.sock", "-id", f"e2e-{MARK}",
+                            "-bundle", str(bundle), "delete"], capture_output=True, env=env, timeout=30)
+        assert r.returncode == 0, r
+        # DeleteResponse: field 2 exit_status (varint) 137
+        assert b"\x10\x89\x01" in r.stdout, r
+    try:
+        for keep in (live, link, str(elsewhere)):
+            delete(keep)
+            assert os.path.lexists(keep), keep
+        delete(dead)
+        assert not os.path.lexists(dead)
+    finally:
+        listener.close()
+        for path in (dead, live, link):
+            if os.path.lexists(path):
+                os.unlink(path)
+        if os.path.isdir(os.path.join("/run/containerd/pea", namespace)):
+            os.rmdir(os.path.join("/run/containerd/pea", namespace))
