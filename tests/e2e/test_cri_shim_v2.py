@@ -160,6 +160,7 @@ def test_containerd_killed_and_restarted(cri, name):
         assert cri.pea_shims() == [shim]
         assert all(os.path.exists(f"/proc/{pid}") for pid in (pause_pid, talker_pid))
 
+        log_before_restart = len(cri.log_text())
         cri.restart()
         c = cri.cri
         assert [(s.id, s.state) for s in c.ListPodSandbox().items] == [(pod, pb.SANDBOX_READY)]
@@ -174,6 +175,9 @@ def test_containerd_killed_and_restarted(cri, name):
         # The CRI's recovery deleted the stopped task (its rootfs unmounted); the others keep theirs.
         assert {m for m in e2e.mount_points() if m.startswith(cri.dir)} == {m for m in mounts if quitter not in m}
         wait_until(lambda: "meanwhile" in read_log(cri, talker), 10, "the line logged while containerd was away")
+        # The quitter's exit event, queued in the shim while containerd was away, reaches the new one (its debug log).
+        wait_until(lambda: re.search(r'msg="event forwarded" ns=k8s.io topic=/tasks/exit\b',
+                                     cri.log_text()[log_before_restart:]), 10, "the queued exit event")
         r = c.ExecSync(container_id=talker, cmd=["sh", "-c", "echo again; exit 2"], timeout=30, deadline=60)
         assert (r.stdout, r.exit_code) == (b"again\n", 2), r
 
