@@ -381,3 +381,29 @@ def test_delete_removes_only_a_dead_shims_socket(pea, tmp_path):
                 os.unlink(path)
         if os.path.isdir(os.path.join("/run/containerd/pea", namespace)):
             os.rmdir(os.path.join("/run/containerd/pea", namespace))
+
+
+def test_shim_killed_while_containerd_is_down(cri, name):
+    """kill -9 containerd, then the pod's shim, start containerd again: it finds each task's shim gone while loading
+    them (the address file names a socket nobody serves), runs `containerd-shim-pea-v2 delete` in each bundle, and
+    the CRI recovers the pod as not ready and its container as exited; nothing of the pod is left running."""
+    require_shim(cri)
+    config, pod, pause_pid = run_pod(cri, name)
+    try:
+        cid, pid = start_container(cri, pod, config, "victim", ["sleep", "300"])
+        ((shim, _),) = cri.pea_shims()
+        cri.kill_daemon()
+        os.kill(shim, signal.SIGKILL)
+        cri.restart()
+        c, pb = cri.cri, cri.cri.pb
+        assert c.PodSandboxStatus(pod_sandbox_id=pod).status.state == pb.SANDBOX_NOTREADY
+        assert c.ContainerStatus(container_id=cid).status.state == pb.CONTAINER_EXITED
+        wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in (pause_pid, pid)), 10,
+                   "the pod's processes to be gone")
+        assert cri.shim_pea_state() == []
+        assert not [m for m in e2e.mount_points() if m.startswith(cri.dir) and cid in m]
+        assert not os.path.exists(shim_socket(cri, pod))
+        c.RemoveContainer(container_id=cid)
+    finally:
+        cri.cri.StopPodSandbox(pod_sandbox_id=pod)
+        cri.cri.RemovePodSandbox(pod_sandbox_id=pod)
