@@ -1,6 +1,9 @@
 """containerd 1.6's CRI plugin on pea's own shim: the runtime handler "pea-shim" (runtime_type
 io.containerd.pea.v2, tests/e2e/cri/harness.py). A pod's containers join the shim of its sandbox: one
-containerd-shim-pea-v2 process per pod, gone with the pod."""
+containerd-shim-pea-v2 process per pod, gone with the pod.
+
+Daemon independence: the pod outlives a kill -9 of containerd, and a kill -9 of its shim leaves nothing behind.
+Streaming exec and attach go through containerd's streaming server (tests/e2e/cri/stream.py)."""
 import hashlib
 import json
 import os
@@ -14,7 +17,6 @@ import time
 import pytest
 
 import e2e
-
 from conftest import BUILD_DIR, MARK
 from cri import stream
 from cri.harness import SHIM_RUNTIME_HANDLER
