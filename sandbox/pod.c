@@ -447,9 +447,12 @@ static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
     /* The data root's pods/ was made private by pod_create; the pod's own data stays so too. */
     if (mkdir(pod->data_dir, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "create %s", pod->data_dir);
-    AUTO_FREE char *containers = xasprintf("%s/containers", pod->data_dir);
-    if (mkdir(containers, 0700) < 0 && errno != EEXIST)
-        return pea_fail(err, errno, "create %s", containers);
+    /* One that was there already is used only if no symlink leads to it: what is made in it goes through this fd. */
+    AUTO_FD int data = sys_open_no_symlinks(AT_FDCWD, pod->data_dir, O_PATH | O_DIRECTORY);
+    if (data < 0)
+        return pea_fail(err, errno, "open the pod's data directory %s", pod->data_dir);
+    if (mkdirat(data, "containers", 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s/containers", pod->data_dir);
     return 0;
 }
 

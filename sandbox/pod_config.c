@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/capability.h>
 
 #include "pea/pod.h"
@@ -72,7 +73,11 @@ static json_t *capability_set(const struct pea_pod_container *c, const char *fie
 {
     json_t *caps = json_array();
     if (c->security.privileged) {
+        /* Every capability pea itself may hand on, as containerd's privileged containers get the current ones: one
+         * outside our bounding set (CAP_SYS_RESOURCE in a CI job's container) would fail the start. */
         for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; cap++) {
+            if (prctl(PR_CAPBSET_READ, cap) != 1)
+                continue;
             /* libcap names are lower case; the OCI names are the upper-case constants. */
             char *lower = cap_to_name(cap);
             AUTO_FREE char *name = xasprintf("%s", lower ? lower : "");
