@@ -30,23 +30,22 @@ static int open_volumes_dir(const struct pea_pod *pod, bool create, struct pea_e
     return fd < 0 ? pea_fail(err, errno, "open %s/volumes", pod->data_dir) : fd;
 }
 
-/* A tmpfs (medium Memory) attached onto the emptyDir's directory fd itself (move_mount, no path), returned as an fd
- * of its root, where its mode and owner are then set. */
-static int mount_memory_dir(int dir, const struct pea_pod_volume *v, struct pea_error *err)
+int volume_mount_tmpfs(int dir, const char *name, mode_t mode, bool has_size, uint64_t size_bytes,
+                       struct pea_error *err)
 {
-    char mode[16], size[32];
-    snprintf(mode, sizeof mode, "%o", (unsigned)v->empty_dir_mode);
-    snprintf(size, sizeof size, "%llu", (unsigned long long)v->size_limit_bytes);
+    char mode_text[16], size_text[32];
+    snprintf(mode_text, sizeof mode_text, "%o", (unsigned)mode);
+    snprintf(size_text, sizeof size_text, "%llu", (unsigned long long)size_bytes);
     AUTO_FD int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-    if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode, 0) < 0 ||
-        (v->has_size_limit && fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0) < 0) ||
+    if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode_text, 0) < 0 ||
+        (has_size && fsconfig(fs, FSCONFIG_SET_STRING, "size", size_text, 0) < 0) ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-        return pea_fail(err, errno, "volume %s: make a tmpfs", v->name);
+        return pea_fail(err, errno, "volume %s: make a tmpfs", name);
     AUTO_FD int tree = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (tree < 0 || move_mount(tree, "", dir, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        return pea_fail(err, errno, "volume %s: mount a tmpfs on its directory", v->name);
+        return pea_fail(err, errno, "volume %s: mount a tmpfs on its directory", name);
     int root = openat(tree, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return root < 0 ? pea_fail(err, errno, "volume %s: open its tmpfs", v->name) : root;
+    return root < 0 ? pea_fail(err, errno, "volume %s: open its tmpfs", name) : root;
 }
 
 /* The emptyDir's directory: made private, opened once, and every later step (the tmpfs, the mode, fsGroup's group
@@ -60,7 +59,7 @@ static int prepare_empty_dir(int volumes_dir, const struct pea_pod_volume *v, co
     if (dir < 0)
         return pea_fail(err, errno, "volume %s: open its directory", v->name);
     if (v->is_memory) {
-        int root = mount_memory_dir(dir, v, err);
+        int root = volume_mount_tmpfs(dir, v->name, v->empty_dir_mode, v->has_size_limit, v->size_limit_bytes, err);
         if (root < 0)
             return -1;
         close(dir);
@@ -142,7 +141,6 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
 
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
 {
-    AUTO_FREE char *dir = xasprintf("%s/volumes", pod->data_dir);
     AUTO_FD int volumes_dir = open_volumes_dir(pod, true, err);
     if (volumes_dir < 0)
         return -1;
@@ -158,8 +156,7 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
                 return -1;
             continue;
         }
-        AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
-        if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0
+        if (volume_is_written(v) ? volume_prepare_written(pod, v, volumes_dir, err) < 0
                                   : prepare_empty_dir(volumes_dir, v, &pod->manifest->groups, err) < 0)
             return -1;
     }
