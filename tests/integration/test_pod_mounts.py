@@ -225,3 +225,38 @@ def test_a_symlinked_pod_data_directory_is_refused(pods, tmp_path):
     finally:
         if os.path.islink(link):
             os.unlink(link)
+
+
+def test_a_volume_directory_swapped_for_a_symlink_is_not_bound(pods, tmp_path):
+    """The emptyDir's directory is checked and made when the pod is; each container start opens it again. Swapped
+    for a symlink to a host directory between the two (the deterministic form of the race: the swap happens before
+    a re-applied container starts), the host directory must not end up in the container."""
+    name = pods.name()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "host-secret").write_text("host only\n")
+    vol = [{"name": "d", "mountPath": "/d"}]
+    volumes = [{"name": "d", "emptyDir": {}}]
+    code, _, err = pods.apply(pods.manifest([container("c", pods.rootfs, "sleep 300", volumeMounts=vol)],
+                                            volumes=volumes, name=name))
+    assert code == 0, err
+    volume_dir = os.path.join(pods.data, "pods", name, "volumes", "d")
+    os.rename(volume_dir, volume_dir + ".moved")
+    os.symlink(str(outside), volume_dir)
+    try:
+        code, out, err = pods.apply(pods.manifest(
+            [container("c", pods.rootfs, "cat /d/host-secret 2>&1; sleep 300", volumeMounts=vol)],
+            volumes=volumes, name=name))
+        if code == 0:  # the container started after all: let it show what it sees before failing
+            helpers.wait_until(lambda: pods.cli("pod", "logs", name, "-c", "c")[1], 10, "the container's output")
+        _, logs, _ = pods.cli("pod", "logs", name, "-c", "c")
+        assert "host only" not in logs, "the host directory was bound into the container"
+        assert code != 0, (out, err)
+        assert "container c failed to start" in err and "volume d" in err, err
+        assert "Too many levels of symbolic links" in err, err
+    finally:
+        os.unlink(volume_dir)
+        os.rename(volume_dir + ".moved", volume_dir)
+        pods.cli("pod", "rm", "--force", name)
+    assert (outside / "host-secret").read_text() == "host only\n"
+    assert oct(os.stat(outside).st_mode & 0o7777) != oct(0o777)
