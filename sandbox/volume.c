@@ -321,20 +321,34 @@ void volume_close_sources(struct pea_mount_source *sources, size_t n)
 int volume_release_all(const char *data_dir, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", data_dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : pea_fail(err, errno, "list %s", dir);
+    /* Reached without following a symlink: one there is not pea's, and what it leads to is left alone (remove_tree
+     * then removes the link itself). Each mount point is opened once and unmounted through that fd. */
+    AUTO_FD int volumes = sys_open_no_symlinks(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
+    if (volumes < 0)
+        return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : pea_fail(err, errno, "open %s", dir);
     struct stat parent;
-    int r = fstat(dirfd(d), &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
+    if (fstat(volumes, &parent) < 0)
+        return pea_fail(err, errno, "stat %s", dir);
+    int list = fcntl(volumes, F_DUPFD_CLOEXEC, 3);
+    DIR *d = list >= 0 ? fdopendir(list) : NULL;
+    if (!d) {
+        if (list >= 0)
+            close(list);
+        return pea_fail(err, errno, "list %s", dir);
+    }
+    int r = 0;
     struct dirent *de;
     while (r == 0 && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
+        AUTO_FD int point = openat(volumes, de->d_name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
         struct stat st;
-        AUTO_FREE char *path = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev != parent.st_dev &&
-            umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
-            r = pea_fail(err, errno, "unmount volume %s", path);
+        if (point < 0 || fstat(point, &st) < 0 || st.st_dev == parent.st_dev)
+            continue;
+        char by_fd[64];
+        snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", point);
+        if (umount2(by_fd, MNT_DETACH) < 0)
+            r = pea_fail(err, errno, "unmount volume %s/%s", dir, de->d_name);
     }
     closedir(d);
     return r < 0 ? -1 : remove_tree(dir, err);
