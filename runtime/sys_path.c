@@ -41,6 +41,16 @@ int sys_open_beneath(int dir_fd, const char *path, int flags)
     return fd;
 }
 
+int sys_open_no_symlinks(int dir_fd, const char *path, int flags)
+{
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_NO_SYMLINKS};
+    int fd;
+    do
+        fd = (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+    while (fd < 0 && errno == EAGAIN);
+    return fd;
+}
+
 /* Symlinks followed while creating, as the kernel's own limit on a lookup. */
 #define MKDIR_MAX_LINKS 40
 

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -27,7 +28,7 @@ static void volume_free(struct pea_pod_volume *v)
 
 static int parse_empty_dir(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
 {
-    static const char *const fields[] = {"medium", "sizeLimit", NULL};
+    static const char *const fields[] = {"medium", "sizeLimit", "mode", NULL};
     static const char *const media[] = {"", "Memory", NULL};
     json_t *dir = json_object_get(volume, "emptyDir");
     char path[FIELD_PATH_MAX];
@@ -38,6 +39,14 @@ static int parse_empty_dir(json_t *volume, const char *item, struct pea_pod_volu
         field_get_quantity(dir, path, "sizeLimit", false, &v->has_size_limit, &v->size_limit_bytes, err) < 0)
         return -1;
     v->is_memory = medium == 1;
+    /* Kubernetes' emptyDir.mode (EmptyDirVolumeMode): the directory's permission bits, sticky bit included, in
+     * place of the 0777 it has otherwise; fsGroup still adds its group bits. */
+    long long mode = 0777;
+    if (field_get_int(dir, path, "mode", LLONG_MIN, LLONG_MAX, NULL, &mode, err) < 0)
+        return -1;
+    if (mode < 0 || mode > 01777)
+        return field_fail(err, path, "mode", "must be between 0000 and 01777 (octal), not %lld", mode);
+    v->empty_dir_mode = (mode_t)mode;
     return 0;
 }
 
@@ -308,6 +317,40 @@ static int parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error 
     return 0;
 }
 
+/* spec.hostAliases as Kubernetes validates it (ValidateHostAliases): an IP address and DNS subdomains, which go into
+ * /etc/hosts as written (nothing else could break its lines). */
+static int parse_host_aliases(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err)
+{
+    static const char *const fields[] = {"ip", "hostnames", NULL};
+    json_t *list;
+    if (field_get_array(spec, "spec", "hostAliases", &list, err) < 0)
+        return -1;
+    if (!list)
+        return 0;
+    m->host_aliases = xcalloc(json_array_size(list) ? json_array_size(list) : 1, sizeof *m->host_aliases);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        struct pea_host_alias *a = &m->host_aliases[m->n_host_aliases++];
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "spec.hostAliases[%zu]", i);
+        json_t *j = json_array_get(list, i);
+        if (!json_is_object(j))
+            return pea_fail(err, 0, "%s: must be an object", item);
+        if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "ip", true, &a->ip, err) < 0 ||
+            field_get_strv(j, item, "hostnames", &a->hostnames, err) < 0)
+            return -1;
+        if (!a->hostnames)
+            a->hostnames = xcalloc(1, sizeof(char *));
+        unsigned char address[16];
+        if (inet_pton(AF_INET, a->ip, address) != 1 && inet_pton(AF_INET6, a->ip, address) != 1)
+            return field_fail(err, item, "ip", "must be a valid IP address, not \"%s\"", a->ip);
+        for (size_t k = 0; a->hostnames[k]; k++)
+            if (!name_is_dns_subdomain(a->hostnames[k], 253))
+                return pea_fail(err, 0, "%s.hostnames[%zu]: must be a DNS subdomain, not \"%s\"", item, k,
+                                a->hostnames[k]);
+    }
+    return 0;
+}
+
 /* Each part of the spec that can be read on its own is: its error is kept by the collector c (when given) and the
  * next part read. What compares the containers with each other runs only when every container could be read. */
 static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_collector *c, struct pea_error *err)
@@ -315,7 +358,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     static const char *const fields[] = {
         "hostname",        "shareProcessNamespace", "hostNetwork", "restartPolicy", "terminationGracePeriodSeconds",
         "initContainers",  "containers",            "volumes",     "securityContext", "dnsConfig",
-        "serviceAccountName", "hostUsers", "dnsPolicy", "resources", MANIFEST_CLUSTER_POD_FIELDS, NULL};
+        "serviceAccountName", "hostUsers", "dnsPolicy", "resources", "hostAliases", MANIFEST_CLUSTER_POD_FIELDS, NULL};
     static const char *const restart_policies[] = {"Always", "OnFailure", "Never", NULL};
     json_t *spec;
     bool is_host_network = false, has_grace;
@@ -368,6 +411,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
         return -1;
     if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
+        (parse_host_aliases(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
         (manifest_parse_resources(spec, "spec", true, &m->resources, err) < 0 && manifest_collect(c, err) < 0) ||
         (manifest_parse_host_users(spec, m, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
@@ -462,6 +506,7 @@ static const struct {
     {"spec", "hostUsers", "spec.hostUsers"},
     {"spec", "dnsPolicy", "spec.dnsPolicy"},
     {"spec", "resources", "spec.resources"},
+    {"spec", "hostAliases", "spec.hostAliases"},
 };
 #define SANDBOX_FIELD_BEFORE_INIT_CONTAINERS 5
 
@@ -728,6 +773,11 @@ void manifest_free(struct pea_pod_manifest *m)
     manifest_pod_security_free(m);
     strv_free(m->dns_nameservers);
     strv_free(m->dns_searches);
+    for (size_t i = 0; i < m->n_host_aliases; i++) {
+        free(m->host_aliases[i].ip);
+        strv_free(m->host_aliases[i].hostnames);
+    }
+    free(m->host_aliases);
     strv_free(m->notices);
     free(m->netns_path);
     free(m->bridge);

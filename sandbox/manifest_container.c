@@ -138,7 +138,11 @@ static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_nam
     c->n_volume_mounts = json_array_size(list);
     c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
     AUTO_JSON json_t *mount_paths = json_object(); /* normalized mountPath → its index */
-    static const char *const mount_fields[] = {"name", "mountPath", "subPath", "readOnly", NULL};
+    static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",
+                                               "readOnly", "mountPropagation", "recursiveReadOnly", NULL};
+    /* In the order of enum pea_mount_propagation and enum pea_recursive_read_only. */
+    static const char *const propagations[] = {"None", "HostToContainer", "Bidirectional", NULL};
+    static const char *const recursive_modes[] = {"Disabled", "IfPossible", "Enabled", NULL};
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
         char item[FIELD_PATH_MAX];
@@ -152,6 +156,19 @@ static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_nam
             field_get_string(j, item, "subPath", false, &vm->sub_path, err) < 0 ||
             field_get_bool(j, item, "readOnly", &vm->read_only, err) < 0)
             return -1;
+        int propagation = 0, recursive = 0;
+        if (field_get_enum(j, item, "mountPropagation", propagations, &propagation, err) < 0 ||
+            field_get_enum(j, item, "recursiveReadOnly", recursive_modes, &recursive, err) < 0)
+            return -1;
+        vm->propagation = (enum pea_mount_propagation)propagation;
+        vm->recursive_read_only = (enum pea_recursive_read_only)recursive;
+        /* Kubernetes' validateMountRecursiveReadOnly, in its words. */
+        if (vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED && !vm->read_only)
+            return field_fail(err, item, "recursiveReadOnly", "may only be specified when readOnly is true");
+        if (vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED &&
+            vm->propagation != PEA_MOUNT_PROPAGATION_NONE)
+            return field_fail(err, item, "recursiveReadOnly",
+                              "may only be specified when mountPropagation is None or not specified");
         if (!json_object_get(volume_names, vm->name))
             return field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
         if (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path))
@@ -289,6 +306,17 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
     return 0;
 }
 
+/* Kubernetes' validateMountPropagation, in its words: a container that sends its mounts to the host must be
+ * privileged. Read once the securityContext is. */
+static int check_mount_propagation(const char *path, const struct pea_pod_container *c, struct pea_error *err)
+{
+    for (size_t i = 0; i < c->n_volume_mounts; i++)
+        if (c->volume_mounts[i].propagation == PEA_MOUNT_PROPAGATION_BIDIRECTIONAL && !c->security.privileged)
+            return pea_fail(err, 0, "%s.volumeMounts[%zu].mountPropagation: Bidirectional mount propagation is "
+                            "available only to privileged containers", path, i);
+    return 0;
+}
+
 /* ports are accepted for compatibility with manifests written for Kubernetes; pea publishes nothing. */
 static int check_ports(json_t *obj, const char *path, struct pea_error *err)
 {
@@ -332,7 +360,8 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
         parse_volume_mounts(obj, path, volume_names, c, err) < 0 ||
         manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
-        parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
+        parse_security(obj, path, &c->security, err) < 0 || check_mount_propagation(path, c, err) < 0 ||
+        check_ports(obj, path, err) < 0 ||
         field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0 ||
         field_get_bool(obj, path, "stdin", &c->has_stdin, err) < 0 ||
         field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err) < 0 ||

@@ -157,14 +157,33 @@ static int write_etc_files(const struct pea_pod *pod, struct pea_error *err)
     const char *hostname = m->hostname ? m->hostname : m->name;
     AUTO_FREE char *hostname_text = xasprintf("%s\n", hostname);
     AUTO_FREE char *hosts = NULL;
+    /* The kubelet's two layouts: the host's file under its own header for a host-network pod, else its own
+     * boilerplate and the pod's address; then spec.hostAliases, a line per entry, under their comment. */
     if (m->network_mode == PEA_NETWORK_HOST) {
-        hosts = read_file_at(AT_FDCWD, "/etc/hosts", 1 << 20, NULL);
+        AUTO_FREE char *node = read_file_at(AT_FDCWD, "/etc/hosts", 1 << 20, NULL);
+        hosts = xasprintf("# Kubernetes-managed hosts file (host network).\n%s", node ? node : "");
     } else {
         char address[64] = "127.0.1.1";
         if (m->address)
             snprintf(address, sizeof address, "%.*s", (int)strcspn(m->address, "/"), m->address);
-        hosts = xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", address,
-                          hostname);
+        hosts = xasprintf("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
+                          "::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                          "fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n%s\t%s\n",
+                          address, hostname);
+    }
+    for (size_t i = 0; i < m->n_host_aliases; i++) {
+        const struct pea_host_alias *a = &m->host_aliases[i];
+        char *next = xasprintf("%s%s%s\t", hosts, i == 0 ? "\n# Entries added by HostAliases.\n" : "", a->ip);
+        free(hosts);
+        hosts = next;
+        for (size_t k = 0; a->hostnames[k]; k++) {
+            next = xasprintf("%s%s%s", hosts, k ? "\t" : "", a->hostnames[k]);
+            free(hosts);
+            hosts = next;
+        }
+        next = xasprintf("%s\n", hosts);
+        free(hosts);
+        hosts = next;
     }
     AUTO_FREE char *resolv = NULL;
     if (m->dns_nameservers[0] || m->dns_searches[0]) {
@@ -191,7 +210,7 @@ static int write_etc_files(const struct pea_pod *pod, struct pea_error *err)
         resolv = read_file_at(AT_FDCWD, "/etc/resolv.conf", 1 << 20, NULL);
     }
     if (write_pod_file(pod, "hostname", hostname_text, err) < 0 ||
-        write_pod_file(pod, "hosts", hosts ? hosts : "127.0.0.1\tlocalhost\n", err) < 0 ||
+        write_pod_file(pod, "hosts", hosts, err) < 0 ||
         write_pod_file(pod, "resolv.conf", resolv ? resolv : "", err) < 0)
         return -1;
     return 0;
@@ -428,9 +447,12 @@ static int make_pod_dirs(const struct pea_pod *pod, struct pea_error *err)
     /* The data root's pods/ was made private by pod_create; the pod's own data stays so too. */
     if (mkdir(pod->data_dir, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "create %s", pod->data_dir);
-    AUTO_FREE char *containers = xasprintf("%s/containers", pod->data_dir);
-    if (mkdir(containers, 0700) < 0 && errno != EEXIST)
-        return pea_fail(err, errno, "create %s", containers);
+    /* One that was there already is used only if no symlink leads to it: what is made in it goes through this fd. */
+    AUTO_FD int data = sys_open_no_symlinks(AT_FDCWD, pod->data_dir, O_PATH | O_DIRECTORY);
+    if (data < 0)
+        return pea_fail(err, errno, "open the pod's data directory %s", pod->data_dir);
+    if (mkdirat(data, "containers", 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s/containers", pod->data_dir);
     return 0;
 }
 

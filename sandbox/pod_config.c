@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/capability.h>
 
 #include "pea/pod.h"
@@ -72,7 +73,11 @@ static json_t *capability_set(const struct pea_pod_container *c, const char *fie
 {
     json_t *caps = json_array();
     if (c->security.privileged) {
+        /* Every capability pea itself may hand on, as containerd's privileged containers get the current ones: one
+         * outside our bounding set (CAP_SYS_RESOURCE in a CI job's container) would fail the start. */
         for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; cap++) {
+            if (prctl(PR_CAPBSET_READ, cap) != 1)
+                continue;
             /* libcap names are lower case; the OCI names are the upper-case constants. */
             char *lower = cap_to_name(cap);
             AUTO_FREE char *name = xasprintf("%s", lower ? lower : "");
@@ -188,6 +193,33 @@ json_t *pod_config_limits(const struct pea_pod_manifest *m)
     return res;
 }
 
+/* A volume mount as the kubelet asks the runtime for it: mountPropagation None, HostToContainer and Bidirectional
+ * are rprivate, rslave and rshared; recursiveReadOnly makes every submount read-only too ("rro": mount_setattr with
+ * AT_RECURSIVE on the tree before it is attached). */
+static json_t *volume_bind_mount(const struct pea_pod_volume_mount *vm, const char *source, bool read_only)
+{
+    static const char *const propagations[] = {
+        [PEA_MOUNT_PROPAGATION_NONE] = "rprivate",
+        [PEA_MOUNT_PROPAGATION_HOST_TO_CONTAINER] = "rslave",
+        [PEA_MOUNT_PROPAGATION_BIDIRECTIONAL] = "rshared",
+    };
+    json_t *options = json_pack("[s, s, s]", "rbind", propagations[vm->propagation], read_only ? "ro" : "rw");
+    if (read_only && vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED)
+        json_array_append_new(options, json_string("rro"));
+    return json_pack("{s:s, s:s, s:s, s:o}", "destination", vm->mount_path, "type", "bind", "source", source,
+                     "options", options);
+}
+
+/* A Bidirectional mount only reaches the host from a container whose "/" shares the host's peer groups (what
+ * containerd sets for it); HostToContainer needs no more than the default rslave. */
+static bool has_bidirectional_mount(const struct pea_pod_container *c)
+{
+    for (size_t i = 0; i < c->n_volume_mounts; i++)
+        if (c->volume_mounts[i].propagation == PEA_MOUNT_PROPAGATION_BIDIRECTIONAL)
+            return true;
+    return false;
+}
+
 static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_container *c, json_t *mounts,
                              struct pea_error *err)
 {
@@ -199,8 +231,8 @@ static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_con
         AUTO_FREE char *base = volume_host_path(pod, v);
         AUTO_FREE char *source = vm->sub_path ? xasprintf("%s/%s", base, vm->sub_path) : xstrdup(base);
         /* The kubelet mounts volumes of files it writes read-only, whatever readOnly says. */
-        json_array_append_new(mounts, bind_mount(vm->mount_path, source,
-                                                  vm->read_only || v->is_read_only || volume_is_written(v)));
+        json_array_append_new(mounts, volume_bind_mount(vm, source,
+                                                        vm->read_only || v->is_read_only || volume_is_written(v)));
     }
     return 0;
 }
@@ -324,6 +356,8 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     }
     if (add_volume_mounts(pod, c, mounts, err) < 0 || set_root(pod, c, cfg, mounts, err) < 0)
         return NULL;
+    if (has_bidirectional_mount(c))
+        json_object_set_new(json_object_get(cfg, "linux"), "rootfsPropagation", json_string("rshared"));
 
     json_t *namespaces = json_array();
     AUTO_FREE char *ns_pid = xasprintf("%s/ns/pid", pod->dir);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,32 +16,60 @@
 #include "pea/volume_named.h"
 #include "pod_security.h"
 
-/* fsGroup: the emptyDir's group, and setgid so that what the containers make in it gets that group too. */
-static int own_empty_dir(const char *path, const struct pea_pod_volume *v, const struct pea_pod_groups *groups,
-                         struct pea_error *err)
+/* The pod's volumes directory (made when missing if create), opened without following a symlink anywhere on its
+ * path: the data directory is pea's own (its path was resolved when the pod was made), so a symlink there is not
+ * pea's doing, and what is checked in it from here on is reached through this fd, never by its path again. */
+static int open_volumes_dir(const struct pea_pod *pod, bool create, struct pea_error *err)
 {
-    AUTO_FD int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return pea_fail(err, errno, "volume %s: open %s", v->name, path);
-    return pod_security_own_volume(fd, groups, false, err) < 0 ? pea_wrap(err, "volume %s", v->name) : 0;
+    AUTO_FD int data = sys_open_no_symlinks(AT_FDCWD, pod->data_dir, O_PATH | O_DIRECTORY);
+    if (data < 0)
+        return pea_fail(err, errno, "open the pod's data directory %s", pod->data_dir);
+    if (create && mkdirat(data, "volumes", 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "create %s/volumes", pod->data_dir);
+    int fd = sys_open_no_symlinks(data, "volumes", O_PATH | O_DIRECTORY);
+    return fd < 0 ? pea_fail(err, errno, "open %s/volumes", pod->data_dir) : fd;
 }
 
-static int prepare_empty_dir(const char *path, const struct pea_pod_volume *v, const struct pea_pod_groups *groups,
+int volume_mount_tmpfs(int dir, const char *name, mode_t mode, bool has_size, uint64_t size_bytes,
+                       struct pea_error *err)
+{
+    char mode_text[16], size_text[32];
+    snprintf(mode_text, sizeof mode_text, "%o", (unsigned)mode);
+    snprintf(size_text, sizeof size_text, "%llu", (unsigned long long)size_bytes);
+    AUTO_FD int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode_text, 0) < 0 ||
+        (has_size && fsconfig(fs, FSCONFIG_SET_STRING, "size", size_text, 0) < 0) ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        return pea_fail(err, errno, "volume %s: make a tmpfs", name);
+    AUTO_FD int tree = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (tree < 0 || move_mount(tree, "", dir, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return pea_fail(err, errno, "volume %s: mount a tmpfs on its directory", name);
+    int root = openat(tree, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return root < 0 ? pea_fail(err, errno, "volume %s: open its tmpfs", name) : root;
+}
+
+/* The emptyDir's directory: made private, opened once, and every later step (the tmpfs, the mode, fsGroup's group
+ * and setgid bit) done on that fd, so nothing swapped in at its name between two steps is what gets changed. */
+static int prepare_empty_dir(int volumes_dir, const struct pea_pod_volume *v, const struct pea_pod_groups *groups,
                              struct pea_error *err)
 {
-    if (mkdir(path, 0777) < 0 && errno != EEXIST)
-        return pea_fail(err, errno, "volume %s: create %s", v->name, path);
-    /* Kubernetes' emptyDir is world-writable, whatever the umask. */
-    if (chmod(path, 0777) < 0)
-        return pea_fail(err, errno, "volume %s: chmod %s", v->name, path);
-    if (!v->is_memory)
-        return own_empty_dir(path, v, groups, err);
-    char options[64] = "mode=0777";
-    if (v->has_size_limit)
-        snprintf(options, sizeof options, "mode=0777,size=%llu", (unsigned long long)v->size_limit_bytes);
-    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
-        return pea_fail(err, errno, "volume %s: mount tmpfs on %s", v->name, path);
-    return own_empty_dir(path, v, groups, err);
+    if (mkdirat(volumes_dir, v->name, 0700) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "volume %s: create its directory", v->name);
+    AUTO_FD int dir = sys_open_no_symlinks(volumes_dir, v->name, O_RDONLY | O_DIRECTORY);
+    if (dir < 0)
+        return pea_fail(err, errno, "volume %s: open its directory", v->name);
+    if (v->is_memory) {
+        int root = volume_mount_tmpfs(dir, v->name, v->empty_dir_mode, v->has_size_limit, v->size_limit_bytes, err);
+        if (root < 0)
+            return -1;
+        close(dir);
+        dir = root;
+    }
+    /* Kubernetes' emptyDir is world-writable (or emptyDir.mode), whatever the umask. */
+    if (fchmod(dir, v->empty_dir_mode) < 0)
+        return pea_fail(err, errno, "volume %s: chmod %o", v->name, (unsigned)v->empty_dir_mode);
+    /* fsGroup: the emptyDir's group, and setgid so that what the containers make in it gets that group too. */
+    return pod_security_own_volume(dir, groups, false, err) < 0 ? pea_wrap(err, "volume %s", v->name) : 0;
 }
 
 static const char *host_path_type_name(enum pea_host_path_type t)
@@ -112,9 +141,9 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
 
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
 {
-    AUTO_FREE char *dir = xasprintf("%s/volumes", pod->data_dir);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return pea_fail(err, errno, "create %s", dir);
+    AUTO_FD int volumes_dir = open_volumes_dir(pod, true, err);
+    if (volumes_dir < 0)
+        return -1;
     for (size_t i = 0; i < pod->manifest->n_volumes; i++) {
         const struct pea_pod_volume *v = &pod->manifest->volumes[i];
         if (v->type == PEA_VOLUME_HOST_PATH) {
@@ -127,9 +156,8 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
                 return -1;
             continue;
         }
-        AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
-        if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0
-                                  : prepare_empty_dir(path, v, &pod->manifest->groups, err) < 0)
+        if (volume_is_written(v) ? volume_prepare_written(pod, v, volumes_dir, err) < 0
+                                  : prepare_empty_dir(volumes_dir, v, &pod->manifest->groups, err) < 0)
             return -1;
     }
     return 0;
@@ -183,8 +211,9 @@ static int open_sub_path(int volume_fd, const char *sub_path)
     return take_fd(&dir);
 }
 
-/* The volume's own object: an emptyDir's directory is pea's and opened by its path; a hostPath is opened and
- * type-checked; a named volume is opened below the data root without following any symlink. */
+/* The volume's own object: an emptyDir's directory (or a written volume's) is pea's and opened through the pod's
+ * data directory without following any symlink; a hostPath is opened and type-checked; a named volume is opened
+ * below the data root without following any symlink. */
 static int open_volume(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *container,
                        struct pea_error *err)
 {
@@ -196,9 +225,53 @@ static int open_volume(const struct pea_pod *pod, const struct pea_pod_volume *v
         int fd = volume_named_open(pod, v, err);
         return fd < 0 ? pea_wrap(err, "container %s", container) : fd;
     }
-    AUTO_FREE char *path = volume_host_path(pod, v);
-    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? pea_fail(err, errno, "container %s: volume %s: open %s", container, v->name, path) : fd;
+    AUTO_FD int volumes_dir = open_volumes_dir(pod, false, err);
+    if (volumes_dir < 0)
+        return pea_wrap(err, "container %s", container);
+    int fd = sys_open_no_symlinks(volumes_dir, v->name, O_PATH | O_DIRECTORY);
+    return fd < 0 ? pea_fail(err, errno, "container %s: volume %s: open its directory", container, v->name) : fd;
+}
+
+/* containerd's rule (ensureShared, ensureSharedOrSlave): HostToContainer needs a source whose mount receives the
+ * host's later mounts (shared or a slave), Bidirectional one that also sends them back (shared); otherwise the
+ * propagation asked for would do nothing, without a word. Read from the mountinfo line of the fd's own mount. */
+static int check_source_propagation(int fd, const struct pea_pod_volume_mount *vm, const char *container, size_t i,
+                                    struct pea_error *err)
+{
+    if (vm->propagation == PEA_MOUNT_PROPAGATION_NONE)
+        return 0;
+    bool is_bidirectional = vm->propagation == PEA_MOUNT_PROPAGATION_BIDIRECTIONAL;
+    const char *mode = is_bidirectional ? "Bidirectional" : "HostToContainer";
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0 || !(stx.stx_mask & STATX_MNT_ID))
+        return pea_fail(err, errno, "container %s: volumeMounts[%zu].mountPropagation %s: find the source's mount",
+                        container, i, mode);
+    AUTO_FD int proc = sys_open_procfs();
+    AUTO_FREE char *info = proc < 0 ? NULL : read_file_at(proc, "self/mountinfo", 64 << 20, NULL);
+    if (!info)
+        return pea_fail(err, errno, "container %s: volumeMounts[%zu].mountPropagation %s: read mountinfo", container,
+                        i, mode);
+    bool is_shared = false, is_slave = false;
+    for (char *line = info; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        /* "ID PARENT MAJ:MIN ROOT POINT OPTIONS [shared:N] [master:N]... - TYPE SOURCE SUPER" */
+        if (strtoull(line, NULL, 10) == stx.stx_mnt_id) {
+            char *end = strstr(line, " - ");
+            if (end)
+                *end = '\0';
+            is_shared = strstr(line, " shared:") != NULL;
+            is_slave = strstr(line, " master:") != NULL;
+            break;
+        }
+        line = next;
+    }
+    if (is_shared || (!is_bidirectional && is_slave))
+        return 0;
+    return pea_fail(err, 0, "container %s: volumeMounts[%zu].mountPropagation: %s needs the volume's source on a %s "
+                    "mount, and it is not (mount --make-%s)", container, i, mode,
+                    is_bidirectional ? "shared" : "shared or slave", is_bidirectional ? "shared" : "slave");
 }
 
 int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_container *c,
@@ -226,6 +299,11 @@ int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_containe
                                 c->name, vm->sub_path, v->name);
             return pea_fail(err, saved, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
         }
+        if (check_source_propagation(fd, vm, c->name, i, err) < 0) {
+            close(fd);
+            volume_close_sources(sources, n);
+            return -1;
+        }
         sources[n++] = (struct pea_mount_source){.destination = vm->mount_path, .fd = fd};
     }
     *out = sources;
@@ -243,20 +321,34 @@ void volume_close_sources(struct pea_mount_source *sources, size_t n)
 int volume_release_all(const char *data_dir, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", data_dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : pea_fail(err, errno, "list %s", dir);
+    /* Reached without following a symlink: one there is not pea's, and what it leads to is left alone (remove_tree
+     * then removes the link itself). Each mount point is opened once and unmounted through that fd. */
+    AUTO_FD int volumes = sys_open_no_symlinks(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
+    if (volumes < 0)
+        return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : pea_fail(err, errno, "open %s", dir);
     struct stat parent;
-    int r = fstat(dirfd(d), &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
+    if (fstat(volumes, &parent) < 0)
+        return pea_fail(err, errno, "stat %s", dir);
+    int list = fcntl(volumes, F_DUPFD_CLOEXEC, 3);
+    DIR *d = list >= 0 ? fdopendir(list) : NULL;
+    if (!d) {
+        if (list >= 0)
+            close(list);
+        return pea_fail(err, errno, "list %s", dir);
+    }
+    int r = 0;
     struct dirent *de;
     while (r == 0 && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
+        AUTO_FD int point = openat(volumes, de->d_name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
         struct stat st;
-        AUTO_FREE char *path = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev != parent.st_dev &&
-            umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
-            r = pea_fail(err, errno, "unmount volume %s", path);
+        if (point < 0 || fstat(point, &st) < 0 || st.st_dev == parent.st_dev)
+            continue;
+        char by_fd[64];
+        snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", point);
+        if (umount2(by_fd, MNT_DETACH) < 0)
+            r = pea_fail(err, errno, "unmount volume %s/%s", dir, de->d_name);
     }
     closedir(d);
     return r < 0 ? -1 : remove_tree(dir, err);

@@ -12,13 +12,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pea/pod_env.h"
+#include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
 #include "pod_security.h"
@@ -255,12 +255,9 @@ static int relink(const char *dir_path, int dir_fd, const char *current, const s
 }
 
 /* groups: fsGroup, applied to the new version before it is switched to, as the kubelet after its atomic writer. */
-static int write_payload(const char *dir_path, const struct payload *p, const struct pea_pod_groups *groups,
-                         struct pea_error *err)
+static int write_payload(int dir_fd, const char *dir_path, const struct payload *p,
+                         const struct pea_pod_groups *groups, struct pea_error *err)
 {
-    AUTO_FD int dir_fd = open(dir_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dir_fd < 0)
-        return pea_fail(err, errno, "open %s", dir_path);
     AUTO_FREE char *version = timestamped_name();
     if (mkdirat(dir_fd, version, 0755) < 0)
         return pea_fail(err, errno, "create %s/%s", dir_path, version);
@@ -282,19 +279,30 @@ static int write_payload(const char *dir_path, const struct payload *p, const st
 
 /* ---- entry points ---- */
 
-int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *path,
+/* The volume's directory is made and opened once below volumes_dir (no symlink followed), and its tmpfs, mode and
+ * files all go through that fd. */
+int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volume *v, int volumes_dir,
                            struct pea_error *err)
 {
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+    AUTO_FREE char *path = volume_host_path(pod, v);
+    if (mkdirat(volumes_dir, v->name, 0700) < 0 && errno != EEXIST)
         return pea_fail(err, errno, "volume %s: create %s", v->name, path);
-    if (chmod(path, 0755) < 0)
+    AUTO_FD int dir = sys_open_no_symlinks(volumes_dir, v->name, O_RDONLY | O_DIRECTORY);
+    if (dir < 0)
+        return pea_fail(err, errno, "volume %s: open %s", v->name, path);
+    if (is_on_tmpfs(v)) {
+        int root = volume_mount_tmpfs(dir, v->name, 0755, false, 0, err);
+        if (root < 0)
+            return -1;
+        close(dir);
+        dir = root;
+    }
+    if (fchmod(dir, 0755) < 0)
         return pea_fail(err, errno, "volume %s: chmod %s", v->name, path);
-    if (is_on_tmpfs(v) && mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
-        return pea_fail(err, errno, "volume %s: mount tmpfs on %s", v->name, path);
     struct payload p;
     if (payload_build(pod, pod->manifest, v, &p, err) < 0)
         return -1;
-    int r = write_payload(path, &p, &pod->manifest->groups, err);
+    int r = write_payload(dir, path, &p, &pod->manifest->groups, err);
     payload_free(&p);
     return r < 0 ? pea_wrap(err, "volume %s", v->name) : 0;
 }
@@ -312,7 +320,10 @@ int volume_update_written(const struct pea_pod *pod, const struct pea_pod_manife
         struct pea_error ignored = {0};
         bool is_same = before && payload_build(pod, old, before, &then, &ignored) == 0 && payload_equal(&now, &then);
         AUTO_FREE char *path = volume_host_path(pod, v);
-        int r = is_same ? 0 : write_payload(path, &now, &pod->manifest->groups, err);
+        AUTO_FD int dir = is_same ? -1 : sys_open_no_symlinks(AT_FDCWD, path, O_PATH | O_DIRECTORY);
+        int r = is_same ? 0
+                : dir < 0 ? pea_fail(err, errno, "open %s", path)
+                          : write_payload(dir, path, &now, &pod->manifest->groups, err);
         payload_free(&now);
         payload_free(&then);
         if (r < 0)

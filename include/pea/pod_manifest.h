@@ -59,11 +59,27 @@ struct pea_pod_env_from {
     bool is_optional;
 };
 
+/* volumeMounts[].mountPropagation, in the order of Kubernetes' names (None is the default). */
+enum pea_mount_propagation {
+    PEA_MOUNT_PROPAGATION_NONE,               /* rprivate */
+    PEA_MOUNT_PROPAGATION_HOST_TO_CONTAINER,  /* rslave: the host's later mounts below the source arrive */
+    PEA_MOUNT_PROPAGATION_BIDIRECTIONAL,      /* rshared: and the container's go back (privileged only) */
+};
+
+/* volumeMounts[].recursiveReadOnly (Disabled is the default). */
+enum pea_recursive_read_only {
+    PEA_RECURSIVE_READ_ONLY_DISABLED,
+    PEA_RECURSIVE_READ_ONLY_IF_POSSIBLE, /* as Enabled: every kernel pea runs on has mount_setattr */
+    PEA_RECURSIVE_READ_ONLY_ENABLED,     /* the submounts read-only too (readOnly: true, propagation None) */
+};
+
 struct pea_pod_volume_mount {
     char *name;       /* a volume of the pod */
     char *mount_path; /* absolute, inside the container */
     char *sub_path;   /* NULL or relative, without ".." components */
     bool read_only;
+    enum pea_mount_propagation propagation;
+    enum pea_recursive_read_only recursive_read_only;
 };
 
 /* Kubernetes quantities already converted: cpu in millicores ("500m" = 500, "2" = 2000), memory in bytes
@@ -227,6 +243,7 @@ struct pea_pod_volume {
     bool is_memory; /* medium: Memory */
     bool has_size_limit;
     uint64_t size_limit_bytes;
+    mode_t empty_dir_mode; /* mode: the directory's permission bits, 0777 unless given (at most 01777) */
     /* hostPath */
     char *host_path; /* absolute */
     enum pea_host_path_type host_path_type;
@@ -277,9 +294,15 @@ struct pea_pod_groups {
     bool is_supplemental_groups_strict;       /* supplementalGroupsPolicy: Strict (default Merge) */
 };
 
+/* spec.hostAliases[]: a line of the pod's /etc/hosts each. */
+struct pea_host_alias {
+    char *ip;         /* an IPv4 or IPv6 address */
+    char **hostnames; /* DNS subdomains, NULL-terminated, never NULL */
+};
+
 /* metadata.name, spec.hostname, .shareProcessNamespace, .hostNetwork, .volumes, .securityContext, .dnsConfig, pea,
- * spec.hostUsers */
-#define PEA_MANIFEST_SANDBOX_FIELDS 11
+ * spec.hostUsers, .dnsPolicy, .resources, .hostAliases */
+#define PEA_MANIFEST_SANDBOX_FIELDS 12
 
 struct pea_pod_manifest {
     char *name; /* metadata.name: DNS subdomain, at most 63 here (it names directories and cgroups) */
@@ -303,6 +326,8 @@ struct pea_pod_manifest {
     bool has_own_users;           /* spec.hostUsers: false: a user namespace of the pod's own (pod_userns.c) */
     char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
     char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
+    struct pea_host_alias *host_aliases; /* spec.hostAliases, in manifest order */
+    size_t n_host_aliases;
     char **notices;         /* fields accepted without effect on one node, a line each; NULL when none */
     struct pea_pod_resources resources; /* spec.resources: the pod cgroup's own limits (pod-level resources) */
     /* pea.network */

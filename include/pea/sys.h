@@ -15,6 +15,10 @@ int sys_open_in_root(int root_fd, const char *path, int flags, mode_t mode);
  * it, an absolute symlink, a magic link) fails with EXDEV instead of being clamped at it. */
 int sys_open_beneath(int dir_fd, const char *path, int flags);
 
+/* openat2(RESOLVE_NO_SYMLINKS) of path (from dir_fd when relative): a symlink anywhere on it fails with ELOOP, so
+ * that a directory of pea's own cannot be swapped for a link between its check and its use. */
+int sys_open_no_symlinks(int dir_fd, const char *path, int flags);
+
 /* mkdir -p of path below root_fd, every component resolved inside the root; returns an O_PATH fd of the last
  * directory (or -1 with errno). */
 int sys_mkdir_in_root(int root_fd, const char *path, mode_t mode);

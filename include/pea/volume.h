@@ -30,9 +30,14 @@ void volume_close_sources(struct pea_mount_source *sources, size_t n);
  * write it at path (on a tmpfs unless a configMap); after an apply (pod->manifest the new one, old what ran
  * before), write a new version of each whose files changed, swapping ..data in one rename. */
 bool volume_is_written(const struct pea_pod_volume *v);
-int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volume *v, const char *path,
+int volume_prepare_written(const struct pea_pod *pod, const struct pea_pod_volume *v, int volumes_dir,
                            struct pea_error *err);
 int volume_update_written(const struct pea_pod *pod, const struct pea_pod_manifest *old, struct pea_error *err);
+
+/* A tmpfs (nosuid, nodev; mode, and size when has_size) attached onto the directory fd dir itself (move_mount: no
+ * path is looked up again); returns an fd (O_RDONLY) of its root. name: the volume's, for errors. */
+int volume_mount_tmpfs(int dir, const char *name, mode_t mode, bool has_size, uint64_t size_bytes,
+                       struct pea_error *err);
 
 /* Unmount the tmpfs of Memory emptyDirs under data_dir/volumes (the manifest may be gone: every mount point found
  * there is unmounted) and remove the volumes. */

@@ -346,6 +346,37 @@ static const struct error_case error_cases[] = {
      "spec.volumes[0].persistentVolumeClaim.claimName: missing"},
     {"spec:\n  volumes: [{name: v, hostPath: {path: rel}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0].hostPath.path: must be an absolute path"},
+    /* hostAliases, mountPropagation, recursiveReadOnly and emptyDir.mode, in Kubernetes' words where it has them. */
+    {ONE_CONTAINER "  hostAliases: [{ip: 10.0.0.300, hostnames: [a]}]\n",
+     "spec.hostAliases[0].ip: must be a valid IP address, not \"10.0.0.300\""},
+    {ONE_CONTAINER "  hostAliases: [{ip: '::1', hostnames: [ok, \"a b\"]}]\n",
+     "spec.hostAliases[0].hostnames[1]: must be a DNS subdomain, not \"a b\""},
+    {ONE_CONTAINER "  hostAliases: [{hostnames: [a]}]\n", "spec.hostAliases[0].ip: missing"},
+    {ONE_CONTAINER "  hostAliases: {ip: 10.0.0.1}\n", "spec.hostAliases: must be a list"},
+    {"spec:\n  volumes: [{name: v, emptyDir: {mode: 02000}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.volumes[0].emptyDir.mode: must be between 0000 and 01777 (octal), not 1024"},
+    {"spec:\n  volumes: [{name: v, emptyDir: {mode: '0755'}}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.volumes[0].emptyDir.mode: must be an integer"},
+    {"spec:\n  volumes: [{name: v, hostPath: {path: /h}}]\n  containers:\n  - {name: c, image: /i, args: [x], "
+     "volumeMounts: [{name: v, mountPath: /v, mountPropagation: Both}]}\n",
+     "spec.containers[0].volumeMounts[0].mountPropagation: must be one of \"None\", \"HostToContainer\", "
+     "\"Bidirectional\", not \"Both\""},
+    {"spec:\n  volumes: [{name: v, hostPath: {path: /h}}]\n  containers:\n  - {name: c, image: /i, args: [x], "
+     "volumeMounts: [{name: v, mountPath: /w}, {name: v, mountPath: /v, mountPropagation: Bidirectional}]}\n",
+     "spec.containers[0].volumeMounts[1].mountPropagation: Bidirectional mount propagation is available only to "
+     "privileged containers"},
+    {"spec:\n  volumes: [{name: v, hostPath: {path: /h}}]\n  containers:\n  - {name: c, image: /i, args: [x], "
+     "volumeMounts: [{name: v, mountPath: /v, recursiveReadOnly: Enabled}]}\n",
+     "spec.containers[0].volumeMounts[0].recursiveReadOnly: may only be specified when readOnly is true"},
+    {"spec:\n  volumes: [{name: v, hostPath: {path: /h}}]\n  containers:\n  - {name: c, image: /i, args: [x], "
+     "volumeMounts: [{name: v, mountPath: /v, readOnly: true, recursiveReadOnly: IfPossible, "
+     "mountPropagation: HostToContainer}]}\n",
+     "spec.containers[0].volumeMounts[0].recursiveReadOnly: may only be specified when mountPropagation is None or "
+     "not specified"},
+    {"spec:\n  volumes: [{name: v, hostPath: {path: /h}}]\n  containers:\n  - {name: c, image: /i, args: [x], "
+     "volumeMounts: [{name: v, mountPath: /v, readOnly: true, recursiveReadOnly: Always}]}\n",
+     "spec.containers[0].volumeMounts[0].recursiveReadOnly: must be one of \"Disabled\", \"IfPossible\", "
+     "\"Enabled\", not \"Always\""},
     {"spec:\n  containers:\n  - {name: c, image: [/a, b], args: [x]}\n",
      "spec.containers[0].image[1]: must be an absolute path"},
     {"spec:\n  containers:\n  - {name: c, image: [], args: [x]}\n",
@@ -837,4 +868,35 @@ Test(manifest, image_references_and_their_pull_policy_defaults)
     cr_assert_null(parse_text(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: busybox, imagePullPolicy: Sometimes}\n",
                               &err));
     cr_assert(strstr(err.msg, "spec.containers[0].imagePullPolicy"), "%s", err.msg);
+}
+
+Test(manifest, reads_host_aliases_propagation_recursive_read_only_and_empty_dir_mode)
+{
+    struct pea_error err = {0};
+    AUTO_MANIFEST struct pea_pod_manifest *m = parse_text(
+        MINIMAL_POD "spec:\n  hostAliases:\n  - {ip: 127.0.0.1, hostnames: [foo.local, bar.local]}\n"
+                    "  - {ip: 'fd00::1'}\n"
+                    "  volumes:\n  - {name: d, emptyDir: {}}\n  - {name: s, emptyDir: {mode: 01777}}\n"
+                    "  - {name: h, hostPath: {path: /mnt}}\n"
+                    "  containers:\n  - name: c\n    image: /i\n    args: [x]\n"
+                    "    securityContext: {privileged: true}\n    volumeMounts:\n"
+                    "    - {name: h, mountPath: /rro, readOnly: true, mountPropagation: None, "
+                    "recursiveReadOnly: Enabled}\n"
+                    "    - {name: h, mountPath: /in, mountPropagation: HostToContainer}\n"
+                    "    - {name: h, mountPath: /both, mountPropagation: Bidirectional}\n"
+                    "    - {name: d, mountPath: /d}\n",
+        &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_eq(m->n_host_aliases, 2);
+    cr_assert_str_eq(m->host_aliases[0].ip, "127.0.0.1");
+    cr_assert_str_eq(m->host_aliases[0].hostnames[1], "bar.local");
+    cr_assert_null(m->host_aliases[1].hostnames[0]);
+    cr_assert_eq(m->volumes[0].empty_dir_mode, 0777);
+    cr_assert_eq(m->volumes[1].empty_dir_mode, 01777);
+    const struct pea_pod_volume_mount *vm = m->containers[0].volume_mounts;
+    cr_assert_eq(vm[0].recursive_read_only, PEA_RECURSIVE_READ_ONLY_ENABLED);
+    cr_assert_eq(vm[0].propagation, PEA_MOUNT_PROPAGATION_NONE);
+    cr_assert_eq(vm[1].propagation, PEA_MOUNT_PROPAGATION_HOST_TO_CONTAINER);
+    cr_assert_eq(vm[2].propagation, PEA_MOUNT_PROPAGATION_BIDIRECTIONAL);
+    cr_assert_eq(vm[3].recursive_read_only, PEA_RECURSIVE_READ_ONLY_DISABLED);
 }
