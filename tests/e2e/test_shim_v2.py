@@ -385,3 +385,62 @@ def test_ttrpc_pipelining_and_unknown_methods(ctr, name):
         assert answers[1][0] == 0 and _parse(answers[1][2])[1] == [137], answers  # WaitResponse.exit_status
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
+
+
+def test_shim_executes_no_pea(ctr, name, tmp_path):
+    """The shim makes and drives containers in-process: with the pea on containerd's PATH replaced by one that records
+    each call and fails, a container still runs, execs, pauses, stops and goes."""
+    link = os.path.join(ctr.bin, "pea")
+    target = os.readlink(link)
+    calls = tmp_path / "pea-calls"
+    fake = tmp_path / "pea"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    fake.chmod(0o755)
+    os.unlink(link)
+    os.symlink(str(fake), link)
+    try:
+        ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+        wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+        assert ctr.ok("tasks", "exec", "--exec-id", "e1", name, "echo", "exec ran").out == "exec ran\n"
+        assert ctr.ok("tasks", "ps", name).out.count("\n") >= 2
+        ctr.ok("tasks", "pause", name)
+        wait_until(lambda: task_status(ctr, name) == "PAUSED", 10, "the task to pause")
+        ctr.ok("tasks", "resume", name)
+        ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+        wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+        ctr.ok("tasks", "delete", name)
+        ctr.ok("containers", "delete", name)
+    finally:
+        os.unlink(link)
+        os.symlink(target, link)
+    assert not calls.exists(), f"the shim executed pea: {calls.read_text()}"
+
+
+def _fds_and_signals(pid):
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+    targets = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+    with open(f"/proc/{pid}/status") as f:
+        masks = {k: v.strip() for k, v in (line.split(":", 1) for line in f) if k in ("SigBlk", "SigIgn")}
+    return fds, targets, masks
+
+
+def test_container_processes_inherit_nothing_of_the_shim(ctr, name):
+    """The init and an exec'd process are cloned from the shim, which holds ttrpc sockets, fifos, an epoll and a
+    signalfd, blocks SIGCHLD/SIGTERM/SIGINT and ignores SIGPIPE: they get stdio only, no signal blocked or ignored,
+    as `pea create` gives them."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    ctr.ok("tasks", "exec", "-d", "--exec-id", "e1", name, "sleep", "61")
+    pids = [int(line.split()[0]) for line in ctr.ok("tasks", "ps", name).out.splitlines()[1:] if line.strip()]
+    assert len(pids) == 2, pids
+    shim_pids = {pid for pid, _ in ctr.shims()}
+    for pid in pids:
+        fds, targets, masks = _fds_and_signals(pid)
+        assert fds == [0, 1, 2], targets
+        assert masks == {"SigBlk": "0" * 16, "SigIgn": "0" * 16}, masks
+        with open(f"/proc/{pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) in shim_pids  # its parent: the shim, its reaper
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
