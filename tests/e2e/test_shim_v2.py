@@ -444,3 +444,36 @@ def test_container_processes_inherit_nothing_of_the_shim(ctr, name):
     wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
+
+
+def test_hooks_and_an_init_that_exits_at_once(ctr, name, tmp_path, rootfs_tar):
+    """Hooks are children the library forks and waits for while the shim's reaper is its own loop: each hook's status
+    must reach the library (a failing createRuntime hook fails the create, a failing poststart hook is a warning),
+    and an init that exits as soon as it starts must still report its own exit code to ctr."""
+    def hook(kind, code):
+        path = tmp_path / f"hook-{kind}"
+        path.write_text(f"#!/bin/sh\ncat > {tmp_path}/ran-{kind}\nexit {code}\n")
+        path.chmod(0o755)
+        return {"path": str(path)}
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    subprocess.run(["tar", "-xf", rootfs_tar, "-C", str(rootfs)], check=True)
+    spec = json.loads(ctr.ok("oci", "spec").out)
+    spec["root"] = {"path": str(rootfs), "readonly": True}
+    spec["process"]["args"] = ["sh", "-c", "exit 7"]
+    spec["hooks"] = {"createRuntime": [hook("createRuntime", 0)], "poststart": [hook("poststart", 3)],
+                     "poststop": [hook("poststop", 0)]}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(spec))
+    r = ctr(*ctr.run_args("--rm", "--config", str(config), name))
+    assert r.code == 7, r
+    for kind in ("createRuntime", "poststart", "poststop"):
+        state = json.loads((tmp_path / f"ran-{kind}").read_text())
+        assert state["id"] == name, state
+
+    spec["hooks"] = {"createRuntime": [hook("createRuntime", 4)]}
+    config.write_text(json.dumps(spec))
+    r = ctr(*ctr.run_args("--rm", "--config", str(config), name))
+    assert r.code != 0 and "createRuntime hook" in r.err and "exit status 4" in r.err, r
+    ctr("containers", "delete", name)
