@@ -434,6 +434,9 @@ def test_container_processes_inherit_nothing_of_the_shim(ctr, name):
     pids = [int(line.split()[0]) for line in ctr.ok("tasks", "ps", name).out.splitlines()[1:] if line.strip()]
     assert len(pids) == 2, pids
     shim_pids = {pid for pid, _ in ctr.shims()}
+    for shim in shim_pids:
+        # The processes are cloned from the shim: what they reach as /proc/PID/exe during setup is a sealed copy.
+        assert os.readlink(f"/proc/{shim}/exe").startswith("/memfd:"), os.readlink(f"/proc/{shim}/exe")
     for pid in pids:
         fds, targets, masks = _fds_and_signals(pid)
         assert fds == [0, 1, 2], targets
