@@ -480,3 +480,26 @@ def test_hooks_and_an_init_that_exits_at_once(ctr, name, tmp_path, rootfs_tar):
     r = ctr(*ctr.run_args("--rm", "--config", str(config), name))
     assert r.code != 0 and "createRuntime hook" in r.err and "exit status 4" in r.err, r
     ctr("containers", "delete", name)
+
+
+def test_shim_keeps_nothing_of_finished_calls(ctr, name):
+    """The library runs inside the long-lived shim: a call's fds (state directory, pidfds, the log file, the exec
+    fifo) are closed when it returns, so a shim's fd count does not grow with the calls it served."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    (shim,) = [pid for pid, _ in ctr.shims()]
+
+    def calls(n):
+        for i in range(n):
+            assert ctr.ok("tasks", "exec", "--exec-id", f"e{n}-{i}", name, "true").out == ""
+            ctr.ok("tasks", "ps", name)
+            ctr.ok("tasks", "pause", name)
+            ctr.ok("tasks", "resume", name)
+        return sorted(os.listdir(f"/proc/{shim}/fd"), key=int)
+
+    before = calls(1)
+    assert calls(5) == before
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
