@@ -1,8 +1,9 @@
 """containerd 1.6 with pea's own shim, containerd-shim-pea-v2 (runtime io.containerd.pea.v2), driven by ctr.
 
 A private containerd (own root, state, sockets, namespace) started with a PATH whose first directory holds the built
-shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim runs
-that pea. The shim's pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
+shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim makes
+the containers in-process through libpea (test_shim_executes_no_pea swaps that pea for one that fails). The shim's
+pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
 """
 import json
 import os
