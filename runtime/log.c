@@ -17,6 +17,7 @@ static ino_t log_ino;
 static pid_t log_owner; /* the process that opened the log: ours, not a container's setup child */
 static enum pea_log_format log_format = PEA_LOG_TEXT;
 static bool log_debug_enabled;
+static bool is_stderr_used = true;
 
 static const char *level_name(enum pea_log_level level)
 {
@@ -51,6 +52,8 @@ int log_open(const char *path, enum pea_log_format format, bool debug)
     log_ino = st.st_ino;
     return 0;
 }
+
+void log_use_stderr(bool use) { is_stderr_used = use; }
 
 void log_close(void)
 {
@@ -123,7 +126,7 @@ void log_msg(enum pea_log_level level, const char *fmt, ...)
      * stderr only without a log file, and only from our own process: a container's setup child has the
      * container's stderr by then. */
     bool is_debug_for_stderr = level == PEA_LOG_DEBUG && log_fd < 0 && getpid() == log_owner;
-    if (level >= PEA_LOG_WARN || is_debug_for_stderr) {
+    if (is_stderr_used && (level >= PEA_LOG_WARN || is_debug_for_stderr)) {
         AUTO_FREE char *line = xasprintf("pea: %s%s\n", level == PEA_LOG_WARN ? "warning: " : "", msg);
         (void)write_all(STDERR_FILENO, line, strlen(line));
     }

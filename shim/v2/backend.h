@@ -1,7 +1,9 @@
-/* How the shim makes and drives containers. This backend (backend_exec.c) executes the pea binary for each
- * operation, as containerd's runc shim executes runc: `pea --root ROOT --log BUNDLE/log.json --log-format json
- * create|start|kill|delete|exec|pause|resume|update|ps ...`. Issue 17 wants the containers made in-process through
- * libpea; a backend_library.c with these same functions replaces this file without touching the Task service. */
+/* How the shim makes and drives containers: in-process, through libpea (container_create_child and the other
+ * container_* calls the pea CLI makes), not by executing pea. The containers' inits and exec processes are the
+ * shim's own children, which its loop reaps; a call that forks and waits itself (hooks, the create handshake) waits
+ * for that child by PID while the loop is not running, so neither side takes the other's exit status.
+ * As with containerd's runc shim, each call logs to BUNDLE/log.json in pea's JSON format (what `pea --log
+ * BUNDLE/log.json --log-format json` wrote), errors included, and its error text is what containerd shows. */
 #ifndef PEA_SHIM_V2_BACKEND_H
 #define PEA_SHIM_V2_BACKEND_H
 
@@ -11,23 +13,24 @@
 
 #include "pea/error.h"
 
-/* Where pea is and its state root (one per containerd namespace: /run/containerd/pea/NAMESPACE). */
-void backend_configure(const char *pea_binary, const char *root);
+/* The state root (one per containerd namespace: /run/containerd/pea/NAMESPACE); debug: pea's debug lines go to
+ * BUNDLE/log.json too (the shim's -debug, as pea's --debug). */
+void backend_configure(const char *root, bool debug);
 
 struct backend_process_options {
     const char *id;             /* container id */
-    const char *bundle;         /* its bundle: the log file and pid files live there */
-    const char *pid_file;
+    const char *bundle;         /* its bundle: the log file lives there */
+    const char *pid_file;       /* create: the init's PID is written there */
     const char *console_socket; /* NULL without a terminal */
     const int *stdio;           /* the process's stdin, stdout, stderr */
 };
 
-/* Create the container (its init waits for start); *pid is the init's, reparented to the shim on return. */
+/* Create the container (its init waits for start); *pid is the init's, a child of the shim. */
 int backend_create(const struct backend_process_options *o, pid_t *pid, struct pea_error *err);
 int backend_start(const char *id, const char *bundle, struct pea_error *err);
 int backend_kill(const char *id, const char *bundle, int signal, bool all, struct pea_error *err);
 int backend_delete(const char *id, const char *bundle, bool force, struct pea_error *err);
-/* Run the OCI process (JSON) in the container, detached; *pid is the new process's. */
+/* Run the OCI process (JSON) in the container, detached; *pid is the new process's, a child of the shim. */
 int backend_exec(const struct backend_process_options *o, const char *process_json, size_t process_len, pid_t *pid,
                  struct pea_error *err);
 int backend_pause(const char *id, const char *bundle, struct pea_error *err);

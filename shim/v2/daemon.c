@@ -172,7 +172,7 @@ int daemon_serve(const struct daemon_config *config)
         shim_log("create %s: %s", config->pea_root, strerror(errno));
         return 1;
     }
-    backend_configure(config->pea_binary, config->pea_root);
+    backend_configure(config->pea_root, config->debug);
     shim_log_debug("serving %s for task %s in namespace %s", TASK_SERVICE_NAME, config->id, config->namespace);
     while (!should_stop && !task_service_should_exit()) {
         if (loop_run_once(-1) < 0) {

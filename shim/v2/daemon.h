@@ -12,7 +12,6 @@ struct daemon_config {
     const char *address;         /* containerd's gRPC socket, for the publisher */
     const char *publish_binary;
     const char *ttrpc_address;   /* containerd's ttrpc socket for events, NULL: run publish_binary */
-    const char *pea_binary;
     const char *pea_root;
     bool debug;
     int listener;
@@ -22,7 +21,7 @@ struct daemon_config {
 int daemon_serve(const struct daemon_config *config);
 
 /* Undo in a process the shim spawns what daemon_serve did to the shim's signals (those its signalfd reads are
- * blocked, SIGPIPE is ignored): pea, the publisher and the container start with none blocked and SIGPIPE at its
+ * blocked, SIGPIPE is ignored): the publisher starts with none blocked and SIGPIPE at its
  * default. Sets the attr's flags. */
 void daemon_spawn_with_clean_signals(posix_spawnattr_t *attr);
 

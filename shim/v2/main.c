@@ -5,7 +5,7 @@
  *       make the socket (/run/containerd/s/<sha256 of ADDR/NS/ID>), write it to BUNDLE/address, start the daemon
  *       (this binary again, no action, the socket as fd 3, a new session) and print "unix://SOCKET";
  *   ... -id ID -bundle BUNDLE delete
- *       clean up after a daemon that died: pea delete --force, unmount the rootfs, print a DeleteResponse;
+ *       clean up after a daemon that died: delete the container (forced), unmount the rootfs, print a DeleteResponse;
  *   ... (no action): the daemon itself (daemon.c). */
 #include <errno.h>
 #include <jansson.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "daemon.h"
 #include "google_shapes.pb-c.h"
 #include "pea/digest.h"
+#include "pea/sys.h"
 #include "pea/util.h"
 #include "rootfs_mount.h"
 #include "task.pb-c.h"
@@ -32,6 +34,7 @@
 #define SOCKET_DIR "/run/containerd/s"
 #define PEA_STATE_PARENT "/run/containerd/pea"
 #define LISTENER_FD 3
+#define SEALED_COPY_RECORD ".containerd-shim-pea-v2-copy"
 
 extern char **environ;
 
@@ -82,23 +85,6 @@ static int parse_flags(int argc, char **argv, struct shim_flags *f)
         }
     }
     return 0;
-}
-
-/* pea from PATH (containerd passes its own environment), else where meson installed it. */
-static char *find_pea(void)
-{
-    const char *path = getenv("PATH");
-    if (path) {
-        AUTO_FREE char *copy = xstrdup(path);
-        char *save = NULL;
-        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-            char *candidate = xasprintf("%s/pea", dir);
-            if (*dir == '/' && access(candidate, X_OK) == 0)
-                return candidate;
-            free(candidate);
-        }
-    }
-    return xstrdup(PEA_INSTALLED_BINARY);
 }
 
 static char *pea_root_of(const char *namespace) { return xasprintf("%s/%s", PEA_STATE_PARENT, namespace); }
@@ -321,9 +307,8 @@ static int command_delete(const struct shim_flags *f)
         fprintf(stderr, "delete: -id and a bundle are required\n");
         return 1;
     }
-    AUTO_FREE char *pea = find_pea();
     AUTO_FREE char *root = pea_root_of(f->namespace);
-    backend_configure(pea, root);
+    backend_configure(root, f->debug);
     /* Warnings on stderr are logged by containerd; the cleanup goes on regardless. */
     if (backend_delete(f->id, bundle, true, &err) < 0)
         fprintf(stderr, "delete %s: %s\n", f->id, err.msg);
@@ -351,9 +336,31 @@ static int command_delete(const struct shim_flags *f)
     return write_all(STDOUT_FILENO, out, len) == 0 ? 0 : 1;
 }
 
-static int command_serve(const struct shim_flags *f)
+/* glibc's posix_spawn leaves its internal signals (32 and 33) ignored in the program it starts (our `start` starts
+ * the daemon so), glibc's own calls cannot reset them, and the containers the daemon clones would inherit them
+ * ignored. The system call can; glibc installs its handlers later if it needs them. */
+static void reset_internal_signals(void)
 {
-    AUTO_FREE char *pea = find_pea();
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        unsigned long long mask;
+    } default_action = {.handler = SIG_DFL};
+    for (int sig = 32; sig < SIGRTMIN; sig++)
+        syscall(SYS_rt_sigaction, sig, &default_action, NULL, sizeof default_action.mask);
+}
+
+static int command_serve(const struct shim_flags *f, char **argv)
+{
+    reset_internal_signals();
+    /* The daemon clones containers' processes from itself: a container process that reaches our /proc/PID/exe must
+     * find a sealed copy, one shared by every shim of this binary (its record lives beside the namespaces' roots). */
+    if (mkdir_p(PEA_STATE_PARENT, 0700) < 0 ||
+        sys_reexec_sharing_sealed_copy(argv, PEA_STATE_PARENT, SEALED_COPY_RECORD) < 0) {
+        fprintf(stderr, "re-execute from a sealed copy: %s\n", strerror(errno));
+        return 1;
+    }
     AUTO_FREE char *root = pea_root_of(f->namespace);
     struct daemon_config config = {
         .namespace = f->namespace,
@@ -361,7 +368,6 @@ static int command_serve(const struct shim_flags *f)
         .address = f->address,
         .publish_binary = f->publish_binary,
         .ttrpc_address = getenv("TTRPC_ADDRESS"),
-        .pea_binary = pea,
         .pea_root = root,
         .debug = f->debug,
         .listener = LISTENER_FD,
@@ -398,5 +404,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown action %s (start, delete, or none for the daemon)\n", f.action);
         return 2;
     }
-    return command_serve(&f);
+    return command_serve(&f, argv);
 }

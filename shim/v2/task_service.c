@@ -98,8 +98,7 @@ static int launch(struct shim_process *p, bool is_exec, struct pea_error *err)
     struct console_socket console = {.fd = -1};
     if (p->io.terminal && console_socket_open(&console, err) < 0)
         return -1;
-    AUTO_FREE char *pid_file =
-        is_exec ? xasprintf("%s/.exec-%s.pid", t->bundle, p->exec_id) : xasprintf("%s/init.pid", t->bundle);
+    AUTO_FREE char *pid_file = is_exec ? NULL : xasprintf("%s/init.pid", t->bundle);
     struct backend_process_options o = {
         .id = t->id,
         .bundle = t->bundle,

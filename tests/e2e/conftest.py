@@ -70,6 +70,12 @@ def session_dir():
     fixed_dirs = [d for d in ("/run/containerd/pea", "/run/containerd/runc", "/run/containerd/s",
                               "/run/containerd/fifo", "/run/containerd") if not os.path.exists(d)]
     yield path
+    if "/run/containerd/pea" in fixed_dirs:
+        # containerd-shim-pea-v2's record of the sealed copy of itself its shims share (a file, not a state dir).
+        try:
+            os.unlink("/run/containerd/pea/.containerd-shim-pea-v2-copy")
+        except OSError:
+            pass
     for d in fixed_dirs:
         try:
             os.rmdir(d)

@@ -409,3 +409,22 @@ def test_shim_killed_while_containerd_is_down(cri, name):
     finally:
         cri.cri.StopPodSandbox(pod_sandbox_id=pod)
         cri.cri.RemovePodSandbox(pod_sandbox_id=pod)
+
+
+def test_start_error_reaches_cri(cri, name):
+    """The library's error (what pea's json log held) is the CRI's error for a container that cannot start."""
+    c = cri.cri
+    pod_config = host_network_pod(cri, name)
+    pod = c.RunPodSandbox(config=pod_config, runtime_handler=SHIM_RUNTIME_HANDLER).pod_sandbox_id
+    try:
+        ctr_id = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=pod_config,
+                                   config=busybox(cri, "bad", ["/no/such/binary"])).container_id
+        with pytest.raises(Exception) as e:
+            c.StartContainer(container_id=ctr_id)
+        assert 'exec: "/no/such/binary"' in str(e.value), e.value
+        c.RemoveContainer(container_id=ctr_id)
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
+    wait_until(lambda: not cri.pea_shims(), 10, "the pod's shim to exit")
+    assert not cri.shim_pea_state()

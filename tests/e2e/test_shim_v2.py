@@ -1,8 +1,9 @@
 """containerd 1.6 with pea's own shim, containerd-shim-pea-v2 (runtime io.containerd.pea.v2), driven by ctr.
 
 A private containerd (own root, state, sockets, namespace) started with a PATH whose first directory holds the built
-shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim runs
-that pea. The shim's pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
+shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim makes
+the containers in-process through libpea (test_shim_executes_no_pea swaps that pea for one that fails). The shim's
+pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
 """
 import json
 import os
@@ -383,5 +384,123 @@ def test_ttrpc_pipelining_and_unknown_methods(ctr, name):
             answers[stream] = (code, message, payload)
         assert answers[7][0] == 0, answers
         assert answers[1][0] == 0 and _parse(answers[1][2])[1] == [137], answers  # WaitResponse.exit_status
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_shim_executes_no_pea(ctr, name, tmp_path):
+    """The shim makes and drives containers in-process: with the pea on containerd's PATH replaced by one that records
+    each call and fails, a container still runs, execs, pauses, stops and goes."""
+    link = os.path.join(ctr.bin, "pea")
+    target = os.readlink(link)
+    calls = tmp_path / "pea-calls"
+    fake = tmp_path / "pea"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    fake.chmod(0o755)
+    os.unlink(link)
+    os.symlink(str(fake), link)
+    try:
+        ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+        wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+        assert ctr.ok("tasks", "exec", "--exec-id", "e1", name, "echo", "exec ran").out == "exec ran\n"
+        assert ctr.ok("tasks", "ps", name).out.count("\n") >= 2
+        ctr.ok("tasks", "pause", name)
+        wait_until(lambda: task_status(ctr, name) == "PAUSED", 10, "the task to pause")
+        ctr.ok("tasks", "resume", name)
+        ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+        wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+        ctr.ok("tasks", "delete", name)
+        ctr.ok("containers", "delete", name)
+    finally:
+        os.unlink(link)
+        os.symlink(target, link)
+    assert not calls.exists(), f"the shim executed pea: {calls.read_text()}"
+
+
+def _fds_and_signals(pid):
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+    targets = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+    with open(f"/proc/{pid}/status") as f:
+        masks = {k: v.strip() for k, v in (line.split(":", 1) for line in f) if k in ("SigBlk", "SigIgn")}
+    return fds, targets, masks
+
+
+def test_container_processes_inherit_nothing_of_the_shim(ctr, name):
+    """The init and an exec'd process are cloned from the shim, which holds ttrpc sockets, fifos, an epoll and a
+    signalfd, blocks SIGCHLD/SIGTERM/SIGINT and ignores SIGPIPE: they get stdio only, no signal blocked or ignored,
+    as `pea create` gives them."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    ctr.ok("tasks", "exec", "-d", "--exec-id", "e1", name, "sleep", "61")
+    pids = [int(line.split()[0]) for line in ctr.ok("tasks", "ps", name).out.splitlines()[1:] if line.strip()]
+    assert len(pids) == 2, pids
+    shim_pids = {pid for pid, _ in ctr.shims()}
+    for shim in shim_pids:
+        # The processes are cloned from the shim: what they reach as /proc/PID/exe during setup is a sealed copy.
+        assert os.readlink(f"/proc/{shim}/exe").startswith("/memfd:"), os.readlink(f"/proc/{shim}/exe")
+    for pid in pids:
+        fds, targets, masks = _fds_and_signals(pid)
+        assert fds == [0, 1, 2], targets
+        assert masks == {"SigBlk": "0" * 16, "SigIgn": "0" * 16}, masks
+        with open(f"/proc/{pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) in shim_pids  # its parent: the shim, its reaper
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_hooks_and_an_init_that_exits_at_once(ctr, name, tmp_path, rootfs_tar):
+    """Hooks are children the library forks and waits for while the shim's reaper is its own loop: each hook's status
+    must reach the library (a failing createRuntime hook fails the create, a failing poststart hook is a warning),
+    and an init that exits as soon as it starts must still report its own exit code to ctr."""
+    def hook(kind, code):
+        path = tmp_path / f"hook-{kind}"
+        path.write_text(f"#!/bin/sh\ncat > {tmp_path}/ran-{kind}\nexit {code}\n")
+        path.chmod(0o755)
+        return {"path": str(path)}
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    subprocess.run(["tar", "-xf", rootfs_tar, "-C", str(rootfs)], check=True)
+    spec = json.loads(ctr.ok("oci", "spec").out)
+    spec["root"] = {"path": str(rootfs), "readonly": True}
+    spec["process"]["args"] = ["sh", "-c", "exit 7"]
+    spec["hooks"] = {"createRuntime": [hook("createRuntime", 0)], "poststart": [hook("poststart", 3)],
+                     "poststop": [hook("poststop", 0)]}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(spec))
+    r = ctr(*ctr.run_args("--rm", "--config", str(config), name))
+    assert r.code == 7, r
+    for kind in ("createRuntime", "poststart", "poststop"):
+        state = json.loads((tmp_path / f"ran-{kind}").read_text())
+        assert state["id"] == name, state
+
+    spec["hooks"] = {"createRuntime": [hook("createRuntime", 4)]}
+    config.write_text(json.dumps(spec))
+    r = ctr(*ctr.run_args("--rm", "--config", str(config), name))
+    assert r.code != 0 and "createRuntime hook" in r.err and "exit status 4" in r.err, r
+    ctr("containers", "delete", name)
+
+
+def test_shim_keeps_nothing_of_finished_calls(ctr, name):
+    """The library runs inside the long-lived shim: a call's fds (state directory, pidfds, the log file, the exec
+    fifo) are closed when it returns, so a shim's fd count does not grow with the calls it served."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "60"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    (shim,) = [pid for pid, _ in ctr.shims()]
+
+    def calls(n):
+        for i in range(n):
+            assert ctr.ok("tasks", "exec", "--exec-id", f"e{n}-{i}", name, "true").out == ""
+            ctr.ok("tasks", "ps", name)
+            ctr.ok("tasks", "pause", name)
+            ctr.ok("tasks", "resume", name)
+        return sorted(os.listdir(f"/proc/{shim}/fd"), key=int)
+
+    before = calls(1)
+    assert calls(5) == before
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
