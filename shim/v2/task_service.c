@@ -511,7 +511,7 @@ static void handle_wait(struct ttrpc_conn *conn, const struct ttrpc_request *req
     UNPACK(Containerd__Task__V2__WaitRequest, containerd__task__v2__wait_request, r);
     struct shim_process *p = lookup(conn, req, r->id, r->exec_id);
     if (p)
-        task_park_wait(p, conn, req->stream_id);
+        task_park_wait(p, conn, req->stream_id, &req->deadline);
 }
 
 static void handle_stats(struct ttrpc_conn *conn, const struct ttrpc_request *req)
