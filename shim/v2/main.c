@@ -26,6 +26,7 @@
 #include "google_shapes.pb-c.h"
 #include "pea/digest.h"
 #include "pea/util.h"
+#include "process_stdio.h"
 #include "rootfs_mount.h"
 #include "task.pb-c.h"
 
@@ -350,6 +351,7 @@ static int command_serve(const struct shim_flags *f)
         .debug = f->debug,
         .listener = LISTENER_FD,
     };
+    stdio_set_namespace(f->namespace);
     int rc = daemon_serve(&config);
     /* The socket goes with the daemon: containerd finds a dead shim by its missing socket. */
     if (f->socket)

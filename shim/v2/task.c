@@ -125,7 +125,8 @@ static void init_process(struct shim_process *p, struct shim_task *task, const c
     *p = (struct shim_process){.task = task, .exec_id = exec_id ? xstrdup(exec_id) : NULL, .status = PROCESS_CREATED};
     /* Nothing open yet: stdio_release must find every slot empty. */
     p->io = (struct shim_stdio){.child = {-1, -1, -1}, .stdin_writer = -1, .stdout_reader = -1,
-                                .stderr_reader = -1, .stdin_reader = -1, .console_out = -1, .console = -1};
+                                .stderr_reader = -1, .stdin_reader = -1, .console_out = -1, .console = -1,
+                                .logger_pidfd = -1};
 }
 
 struct shim_task *task_add(const char *id, const char *bundle)

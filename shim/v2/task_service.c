@@ -127,7 +127,8 @@ static int open_exec_stdio(struct shim_process *p, struct pea_error *err)
     AUTO_FREE char *in = take_ptr(&p->io.stdin_path);
     AUTO_FREE char *out = take_ptr(&p->io.stdout_path);
     AUTO_FREE char *err_path = take_ptr(&p->io.stderr_path);
-    return stdio_open(&p->io, in, out, err_path, p->io.terminal, err);
+    return stdio_open(&p->io, in, out, err_path, p->io.terminal, &(struct stdio_context){.container_id = p->task->id},
+                      err);
 }
 
 /* Mount the rootfs, open the stdio, create the container; the caller undoes what was done on failure. */
@@ -139,7 +140,8 @@ static int create_task(struct shim_task *t, const Containerd__Task__V2__CreateTa
             return -1;
         t->has_rootfs_mounts = true;
     }
-    if (stdio_open(&t->init.io, r->stdin, r->stdout, r->stderr, r->terminal, err) < 0)
+    if (stdio_open(&t->init.io, r->stdin, r->stdout, r->stderr, r->terminal,
+                   &(struct stdio_context){.container_id = t->id}, err) < 0)
         return -1;
     return launch(&t->init, false, err);
 }
