@@ -20,7 +20,22 @@ struct backend_process_options {
     const char *pid_file;
     const char *console_socket; /* NULL without a terminal */
     const int *stdio;           /* the process's stdin, stdout, stderr */
+    /* Runtime options of the task (runtime_options.h); create only. The shim sets one only when the backend says
+     * it applies it (backend_applied_options), and refuses the task otherwise. */
+    bool systemd_cgroup;        /* pea --systemd-cgroup: linux.cgroupsPath is slice:prefix:name */
+    bool no_pivot_root;         /* pea create --no-pivot */
+    bool no_new_keyring;        /* pea create --no-new-keyring */
 };
+
+/* Which runtime options of backend_process_options this backend applies. A backend that applies some defines
+ * `const unsigned backend_applied_options = BACKEND_APPLIES_...;`; without a definition the shim's weak default
+ * (task_service.c) says none, and a task asking for one is refused with the option's name. */
+enum {
+    BACKEND_APPLIES_SYSTEMD_CGROUP = 1u << 0,
+    BACKEND_APPLIES_NO_PIVOT_ROOT = 1u << 1,
+    BACKEND_APPLIES_NO_NEW_KEYRING = 1u << 2,
+};
+extern const unsigned backend_applied_options;
 
 /* Create the container (its init waits for start); *pid is the init's, reparented to the shim on return. */
 int backend_create(const struct backend_process_options *o, pid_t *pid, struct pea_error *err);

@@ -41,6 +41,10 @@ struct shim_task {
     /* Without a PID namespace of its own the init's exit does not end its children: the shim kills what is left
      * in its cgroup, as runc's shim does. */
     bool has_own_pid_namespace;
+    /* Runtime options IoUid/IoGid: the owner of the fifos and pipes of its processes (init and execs). */
+    bool has_io_owner;
+    uid_t io_uid;
+    gid_t io_gid;
     struct shim_process init;
     struct shim_process *execs;
 };
