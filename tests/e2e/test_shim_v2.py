@@ -4,6 +4,7 @@ A private containerd (own root, state, sockets, namespace) started with a PATH w
 shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-shim-pea-v2 there, and the shim runs
 that pea. The shim's pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
 """
+import hashlib
 import json
 import os
 import re
@@ -383,5 +384,158 @@ def test_ttrpc_pipelining_and_unknown_methods(ctr, name):
             answers[stream] = (code, message, payload)
         assert answers[7][0] == 0, answers
         assert answers[1][0] == 0 and _parse(answers[1][2])[1] == [137], answers  # WaitResponse.exit_status
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+# ---- log URIs (ctr run --log-uri) ----------------------------------------------------------------------------------
+
+def _script(path, body):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_binary_log_uri(ctr, name):
+    """binary:///LOGGER?out=FILE: the shim starts LOGGER with the arguments `out FILE`, only CONTAINER_ID and
+    CONTAINER_NAMESPACE in its environment, stdout on fd 3 and stderr on fd 4; the container starts once the
+    logger closed fd 5, and the logger is reaped after it ends."""
+    out = os.path.join(ctr.dir, name + "-log")
+    logger = _script(os.path.join(ctr.dir, name + "-logger"),
+                     '/usr/bin/printf "%s\\n" "$@" > "$2.args"\n'
+                     '/usr/bin/env > "$2.env"\n'
+                     'exec 5>&-\n'
+                     '/bin/cat <&3 > "$2.out" &\n'
+                     '/bin/cat <&4 > "$2.err"\n'
+                     'wait\n'
+                     'touch "$2.done"\n')
+    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name,
+                          "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"))
+    assert r.code == 3, r
+    assert r.out == "" and "to-std" not in r.err, r
+    wait_until(lambda: os.path.exists(out + ".done"), 10, "the logger to read both streams to their end")
+    with open(out + ".args") as f:
+        assert f.read().splitlines() == ["out", out]
+    with open(out + ".env") as f:
+        env = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+    assert env.get("CONTAINER_ID") == name and env.get("CONTAINER_NAMESPACE") == ctr.ns, env
+    assert not {"PATH", "HOME", "TTRPC_ADDRESS"} & set(env), env  # not the shim's environment
+    with open(out + ".out") as f:
+        assert f.read() == "to-stdout\n"
+    with open(out + ".err") as f:
+        assert f.read() == "to-stderr\n"
+    wait_until(lambda: not e2e.processes_with(logger), 10, "the logger to be reaped")
+
+
+def test_failing_logger_is_a_clear_error(ctr, name):
+    """A logger that exits before it is ready fails the create with its status; one that never signals fails it
+    after the shim's bound (10 s) and is killed. Neither leaves a task, a container process or the logger."""
+    failing = _script(os.path.join(ctr.dir, name + "-failing"), "echo cannot log >&2\nexit 3\n")
+    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{failing}", IMAGE, name, "echo", "never"))
+    assert r.code != 0
+    assert f"logging binary {failing} exited with status 3 before it was ready" in r.err, r
+    ctr("containers", "delete", name)
+    silent = _script(os.path.join(ctr.dir, name + "-silent"), "exec /bin/sleep 1000\n")
+    started = time.monotonic()
+    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{silent}", IMAGE, name + "-s", "echo", "never"))
+    assert r.code != 0
+    assert f"logging binary {silent} did not signal that it was ready within 10 s" in r.err, r
+    assert time.monotonic() - started < 40
+    ctr("containers", "delete", name + "-s")
+    wait_until(lambda: not e2e.processes_with(silent), 10, "the silent logger to be killed")
+    assert not ctr.tasks()
+
+
+def test_file_log_uri_appends_in_order(ctr, name):
+    """file:///PATH as containerd's shim makes it: the directories created, the file 0644 and appended to; stdout
+    and stderr interleave in the order the process wrote them."""
+    log = os.path.join(ctr.dir, name + "-logs", "sub", "c.log")
+    script = "echo 1; echo 2 >&2; echo 3; echo 4 >&2"
+    for run in ("a", "b"):
+        ctr.ok(*ctr.run_args("--rm", "--log-uri", f"file://{log}", IMAGE, f"{name}-{run}", "sh", "-c", script))
+    with open(log) as f:
+        assert f.read() == "1\n2\n3\n4\n" * 2
+    assert os.stat(log).st_mode & 0o777 == 0o644
+    assert os.stat(os.path.dirname(log)).st_mode & 0o777 == 0o755
+
+
+# ---- runtime options ------------------------------------------------------------------------------------------------
+
+def test_runtime_config_path_is_refused_by_name(ctr, name):
+    """ctr --runtime-config-path sends runtimeoptions.v1.Options{ConfigPath}: pea's shim reads no such file and says
+    so instead of dropping it."""
+    r = ctr(*ctr.run_args("--rm", "--runtime-config-path", "/etc/pea-runtime.toml", IMAGE, name, "true"))
+    assert r.code != 0
+    assert "runtime option ConfigPath /etc/pea-runtime.toml: io.containerd.pea.v2 reads no runtime config file" \
+        in r.err, r
+    ctr("containers", "delete", name)
+    assert not ctr.shims()
+
+
+def test_shim_start_reads_runtime_options(ctr, name, tmp_path):
+    """The start subcommand, given containerd.runc.v1.Options on stdin: an option pea cannot honour fails it
+    with the option's name before any shim starts."""
+    def any_of(type_url, value):
+        return _field(1, type_url.encode()) + _field(2, value)
+    argv = [SHIM, "-namespace", ctr.ns, "-address", "/nonexistent.sock", "-id", name, "start"]
+    (tmp_path / "config.json").write_text("{}")  # the bundle: start reads its annotations
+    socket_path = "/run/containerd/s/" + hashlib.sha256(f"/nonexistent.sock/{ctr.ns}/{name}".encode()).hexdigest()
+    for value, message in [
+            (_field(6, b"/usr/bin/runc"), "runtime option BinaryName /usr/bin/runc: io.containerd.pea.v2 runs pea"),
+            (_field(8, b"/usr/sbin/criu"), "runtime option CriuPath /usr/sbin/criu: not supported"),
+            (_field(3, b"/no/such/cgroup"), None)]:
+        r = subprocess.run(argv, input=any_of("containerd.runc.v1.Options", value), capture_output=True,
+                           cwd=tmp_path, timeout=30)
+        if message is None:
+            # ShimCgroup that does not exist: the daemon it started is stopped again, nothing is left listening.
+            is_v2 = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True,
+                                   text=True).stdout.strip() == "cgroup2fs"
+            why = "open its cgroup.procs" if is_v2 else "/sys/fs/cgroup is not cgroup v2"
+            assert r.returncode == 1 and f"runtime option ShimCgroup /no/such/cgroup: {why}".encode() in r.stderr, r
+            continue
+        assert r.returncode == 1 and message.encode() in r.stderr, r
+    r = subprocess.run(argv, input=any_of("io.example.Options", b""), capture_output=True, cwd=tmp_path, timeout=30)
+    assert r.returncode == 1 and b"runtime options of type io.example.Options are not supported" in r.stderr, r
+    assert not e2e.processes_with("/nonexistent.sock")
+    assert not os.path.exists(socket_path)
+
+
+# ---- ttrpc deadlines -----------------------------------------------------------------------------------------------
+
+def test_wait_with_deadline_is_answered_deadline_exceeded(ctr, name):
+    """A Wait whose ttrpc deadline (Request.timeout_nano) passes while the task runs is answered DEADLINE_EXCEEDED
+    (code 4) and forgotten: the task's exit later answers only the Waits still parked."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    task_id = _field(1, name.encode())
+
+    def request(stream, method, payload, timeout_nano=0):
+        body = _field(1, b"containerd.task.v2.Task") + _field(2, method.encode()) + _field(3, payload)
+        if timeout_nano:
+            body += _varint(4 << 3) + _varint(timeout_nano)
+        return struct.pack(">IIBB", len(body), stream, 1, 0) + body
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        started = time.monotonic()
+        sock.sendall(request(1, "Wait", task_id, 500_000_000) + request(3, "Wait", task_id))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code, message) == (1, 4, "context deadline exceeded")
+        assert time.monotonic() - started >= 0.45
+        sock.sendall(request(5, "Kill", task_id + bytes([3 << 3, 9])))
+        answers = {}
+        while len(answers) < 2:
+            stream, code, message, payload = _response(sock)
+            answers[stream] = (code, message, payload)
+        assert set(answers) == {3, 5}, answers
+        assert answers[3][0] == 0 and _parse(answers[3][2])[1] == [137], answers
+        sock.sendall(request(7, "Connect", task_id))
+        stream, code, _, _ = _response(sock)
+        assert (stream, code) == (7, 0)  # nothing more came for stream 1
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
