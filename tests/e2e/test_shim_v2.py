@@ -539,3 +539,55 @@ def test_wait_with_deadline_is_answered_deadline_exceeded(ctr, name):
         assert (stream, code) == (7, 0)  # nothing more came for stream 1
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
+
+
+def test_create_reads_runtime_options(ctr, name):
+    """containerd.runc.v1.Options in CreateTaskRequest.options, as the Go client sends them (ctr cannot): IoUid/IoGid
+    give the process's fifo to that owner; a Root other than the state root of the shim's other tasks is refused
+    by name. Spoken to the shim of a running task, with a second bundle made here."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    second = name + "-opts"
+    second_bundle = os.path.join(ctr.dir, second)
+    os.makedirs(second_bundle)
+    config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
+    config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
+    with open(os.path.join(second_bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    fifo = os.path.join(second_bundle, "stdout")
+    os.mkfifo(fifo, 0o600)
+
+    def runc_options(fields):
+        return _field(1, b"containerd.runc.v1.Options") + _field(2, fields)
+
+    def create(task_id, options):
+        return (_field(1, task_id.encode()) + _field(2, second_bundle.encode()) + _field(6, fifo.encode())
+                + _field(7, fifo.encode()) + _field(10, options))
+
+    io_owner = _varint(4 << 3) + _varint(4321) + _varint(5 << 3) + _varint(4322)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        sock.sendall(_request(1, "Create", create(second, runc_options(io_owner))))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (1, 0), message
+        st = os.stat(fifo)
+        assert (st.st_uid, st.st_gid) == (4321, 4322)
+        sock.sendall(_request(3, "Create", create(second + "-root", runc_options(_field(7, b"/run/pea-elsewhere")))))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (3, 2)
+        assert message == (f"create {second}-root: runtime option Root: this shim's other tasks use the state root "
+                           f"{ctr.pea_root}, not /run/pea-elsewhere/{ctr.ns}"), message
+        assert not os.path.exists("/run/pea-elsewhere")
+        sock.sendall(_request(5, "Delete", _field(1, second.encode())))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (5, 0), message
+    ctr.ok("tasks", "kill", "-s", "KILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
