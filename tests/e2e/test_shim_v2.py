@@ -410,10 +410,9 @@ def test_binary_log_uri(ctr, name):
                      '/bin/cat <&4 > "$2.err"\n'
                      'wait\n'
                      'touch "$2.done"\n')
-    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name,
-                          "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"))
-    assert r.code == 3, r
-    assert r.out == "" and "to-std" not in r.err, r
+    ctr.ok(*ctr.run_args("-d", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name,
+                         "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"))
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
     wait_until(lambda: os.path.exists(out + ".done"), 10, "the logger to read both streams to their end")
     with open(out + ".args") as f:
         assert f.read().splitlines() == ["out", out]
@@ -425,7 +424,38 @@ def test_binary_log_uri(ctr, name):
         assert f.read() == "to-stdout\n"
     with open(out + ".err") as f:
         assert f.read() == "to-stderr\n"
-    wait_until(lambda: not e2e.processes_with(logger), 10, "the logger to be reaped")
+    # The shim lives on (the task is not deleted yet) and has reaped its logger: no zombie child is left.
+    shim_pids = [pid for pid, _ in ctr.shims()]
+    assert len(shim_pids) == 1, shim_pids
+    wait_until(lambda: not _zombie_children(shim_pids[0]), 10, "the shim to reap the logger")
+    r = ctr.ok("tasks", "delete", name)
+    assert "exit code 3" in r.err, r  # the process's status, with its output gone to the logger
+    ctr.ok("containers", "delete", name)
+
+
+def _zombie_children(parent):
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def test_logger_ready_by_writing_a_byte(ctr, name):
+    """A logger may also signal readiness by writing to fd 5 and keep it open: the container starts at once."""
+    out = os.path.join(ctr.dir, name + "-log")
+    logger = _script(os.path.join(ctr.dir, name + "-logger"),
+                     '/usr/bin/printf r >&5\n'
+                     'exec /bin/cat <&3 > "$2"\n')
+    started = time.monotonic()
+    ctr.ok(*ctr.run_args("--rm", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name, "echo", "hi"))
+    assert time.monotonic() - started < 9  # not the shim's 10 s bound on a logger that never signals
+    wait_until(lambda: os.path.exists(out) and open(out).read() == "hi\n", 10, "the logger to write the output")
 
 
 def test_failing_logger_is_a_clear_error(ctr, name):
