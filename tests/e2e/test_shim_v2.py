@@ -621,3 +621,56 @@ def test_create_reads_runtime_options(ctr, name):
     wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)
+
+
+def test_terminal_output_to_a_logger(ctr, name):
+    """With a terminal, the shim copies the pty's output into the logger's stdout pipe (fd 3); its stderr pipe (fd 4)
+    ends at once. Spoken to the shim of a running task, with a second bundle made here."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    second = name + "-tty"
+    second_bundle = os.path.join(ctr.dir, second)
+    os.makedirs(second_bundle)
+    config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
+    config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
+    config["process"]["terminal"] = True
+    config["process"]["args"] = ["sh", "-c", "tty; echo done"]
+    with open(os.path.join(second_bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    out = os.path.join(ctr.dir, second + "-log")
+    logger = _script(os.path.join(ctr.dir, second + "-logger"),
+                     'exec 5>&-\n'
+                     '/bin/cat <&4 > "$2.err"\n'  # ends at once: a terminal has no stderr
+                     'exec /bin/cat <&3 > "$2"\n')
+    task_id = _field(1, second.encode())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        create = (task_id + _field(2, second_bundle.encode()) + _varint(4 << 3) + _varint(1)
+                  + _field(6, f"binary://{logger}?out={out}".encode()))
+        sock.sendall(_request(1, "Create", create))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (1, 0), message
+        sock.sendall(_request(3, "Start", task_id) + _request(5, "Wait", task_id))
+        answers = {}
+        while len(answers) < 2:
+            stream, code, message, payload = _response(sock)
+            answers[stream] = (code, message, payload)
+        assert answers[3][0] == 0 and answers[5][0] == 0, answers
+        assert _parse(answers[5][2]).get(1, [0]) == [0], answers  # exit status 0
+        wait_until(lambda: os.path.exists(out) and "done" in open(out).read(), 10, "the terminal's output")
+        with open(out) as f:
+            assert f.read().replace("\r\n", "\n") == "/dev/pts/0\ndone\n"
+        sock.sendall(_request(7, "Delete", task_id))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (7, 0), message
+    wait_until(lambda: not e2e.processes_with(logger), 10, "the logger to end")
+    ctr.ok("tasks", "kill", "-s", "KILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
