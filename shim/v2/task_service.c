@@ -250,8 +250,8 @@ static void handle_create(struct ttrpc_conn *conn, const struct ttrpc_request *r
         return;
     }
     struct runtime_options options __attribute__((cleanup(runtime_options_release))) = {0};
-    if (r->options &&
-        runtime_options_parse(r->options->type_url, r->options->value.data, r->options->value.len, &options, &err) < 0) {
+    if (r->options && runtime_options_parse(r->options->type_url, r->options->value.data, r->options->value.len,
+                                            &options, &err) < 0) {
         ttrpc_respond_error(conn, req->stream_id, TTRPC_INVALID_ARGUMENT, "create %s: %s", r->id, err.msg);
         return;
     }
