@@ -16,6 +16,8 @@
 /* The state root (one per containerd namespace: /run/containerd/pea/NAMESPACE); debug: pea's debug lines go to
  * BUNDLE/log.json too (the shim's -debug, as pea's --debug). */
 void backend_configure(const char *root, bool debug);
+/* A task's runtime option Root moves the state root (task_service.c allows it while no other task lives). */
+void backend_set_root(const char *root);
 
 struct backend_process_options {
     const char *id;             /* container id */
@@ -23,6 +25,10 @@ struct backend_process_options {
     const char *pid_file;       /* create: the init's PID is written there */
     const char *console_socket; /* NULL without a terminal */
     const int *stdio;           /* the process's stdin, stdout, stderr */
+    /* Runtime options of the task (runtime_options.h); create only. */
+    bool systemd_cgroup;        /* pea --systemd-cgroup: linux.cgroupsPath is slice:prefix:name */
+    bool no_pivot_root;         /* pea create --no-pivot */
+    bool no_new_keyring;        /* pea create --no-new-keyring */
 };
 
 /* Create the container (its init waits for start); *pid is the init's, a child of the shim. */

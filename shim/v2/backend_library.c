@@ -25,6 +25,11 @@ void backend_configure(const char *root, bool debug)
     seccomp_cache_use_default_dir();
 }
 
+void backend_set_root(const char *root)
+{
+    pea_root = root;
+}
+
 /* Log this call's lines to BUNDLE/log.json, as `pea --log BUNDLE/log.json --log-format json` did. */
 static void call_begin(const char *bundle)
 {
@@ -51,6 +56,9 @@ int backend_create(const struct backend_process_options *o, pid_t *pid, struct p
         .console_socket = o->console_socket,
         .is_detached = true,
         .has_stdio_fds = true,
+        .use_systemd_cgroup = o->systemd_cgroup,
+        .no_pivot = o->no_pivot_root,
+        .no_new_keyring = o->no_new_keyring,
     };
     memcpy(c.stdio_fds, o->stdio, sizeof c.stdio_fds);
     call_begin(o->bundle);

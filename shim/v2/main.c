@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,8 +29,11 @@
 #include "pea/digest.h"
 #include "pea/sys.h"
 #include "pea/util.h"
+#include "process_stdio.h"
 #include "rootfs_mount.h"
+#include "runtime_options.h"
 #include "task.pb-c.h"
+#include "task_service.h"
 
 #define SOCKET_DIR "/run/containerd/s"
 #define PEA_STATE_PARENT "/run/containerd/pea"
@@ -218,20 +222,16 @@ static int spawn_daemon(const struct shim_flags *f, const char *socket_path, int
 static int command_start(const struct shim_flags *f)
 {
     struct pea_error err = {0};
-    /* Runtime options arrive on stdin as a protobuf Any; this shim takes none. */
-    AUTO_FREE char *options = NULL;
+    /* The runtime's options arrive on stdin as a packed protobuf Any: checked here, so a runtime configured with
+     * options pea cannot honour fails at once; ShimCgroup is applied here, the rest when each task is created. */
+    AUTO_FREE char *options_data = NULL;
     size_t options_len = 0;
     if (!isatty(STDIN_FILENO))
-        options = read_fd_all(STDIN_FILENO, 1 << 20, &options_len);
-    if (options_len) {
-        Google__Protobuf__Any *any = google__protobuf__any__unpack(NULL, options_len, (uint8_t *)options);
-        bool has_options = !any || any->value.len;
-        fprintf(stderr, "runtime options%s%s are not supported by io.containerd.pea.v2\n", any ? " of type " : "",
-                any ? any->type_url : "");
-        if (any)
-            google__protobuf__any__free_unpacked(any, NULL);
-        if (has_options)
-            return 1;
+        options_data = read_fd_all(STDIN_FILENO, 1 << 20, &options_len);
+    struct runtime_options options __attribute__((cleanup(runtime_options_release))) = {0};
+    if (runtime_options_parse_any((const uint8_t *)options_data, options_len, &options, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
     }
     if (!f->id || !f->address) {
         fprintf(stderr, "start: -id and -address are required\n");
@@ -267,9 +267,15 @@ static int command_start(const struct shim_flags *f)
     if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
         pea_fail(&err, errno, "write the address file");
     } else if (spawn_daemon(f, path, listener, &daemon, &err) == 0) {
-        adjust_oom_score(daemon);
-        fputs(address, stdout);
-        return fflush(stdout) == 0 ? 0 : 1;
+        /* The daemon is our child, not yet reaped: its PID names it until we wait for it. */
+        if (runtime_options_enter_shim_cgroup(&options, daemon, &err) < 0) {
+            kill(daemon, SIGKILL);
+            waitpid(daemon, NULL, 0);
+        } else {
+            adjust_oom_score(daemon);
+            fputs(address, stdout);
+            return fflush(stdout) == 0 ? 0 : 1;
+        }
     }
     unlink(path);
     fprintf(stderr, "%s\n", err.msg);
@@ -307,7 +313,13 @@ static int command_delete(const struct shim_flags *f)
         fprintf(stderr, "delete: -id and a bundle are required\n");
         return 1;
     }
-    AUTO_FREE char *root = pea_root_of(f->namespace);
+    /* A task created under a runtime option Root left its state root in the bundle. */
+    AUTO_FREE char *root_file = xasprintf("%s/%s", bundle, TASK_STATE_ROOT_FILE);
+    AUTO_FREE char *root = read_file_at(AT_FDCWD, root_file, 4096, NULL);
+    if (!root || root[0] != '/') {
+        free(root);
+        root = pea_root_of(f->namespace);
+    }
     backend_configure(root, f->debug);
     /* Warnings on stderr are logged by containerd; the cleanup goes on regardless. */
     if (backend_delete(f->id, bundle, true, &err) < 0)
@@ -372,6 +384,8 @@ static int command_serve(const struct shim_flags *f, char **argv)
         .debug = f->debug,
         .listener = LISTENER_FD,
     };
+    task_service_configure(root, f->namespace);
+    stdio_set_namespace(f->namespace);
     int rc = daemon_serve(&config);
     /* The socket goes with the daemon: containerd finds a dead shim by its missing socket. */
     if (f->socket)

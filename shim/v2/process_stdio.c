@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +12,17 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "loop.h"
 #include "pea/util.h"
+#include "stdio_uri.h"
 
 #define PUMP_BUFFER 8192
 
@@ -135,27 +142,6 @@ static struct stdio_pump *pump_start(int from, int to, struct pea_error *err)
 }
 
 
-/* "fifo:///p", "/p" → a fifo (or plain file) path; "file:///p" → a file to append to; binary:// is refused. */
-static int output_target(const char *uri, const char **path, bool *is_file, struct pea_error *err)
-{
-    *is_file = false;
-    if (strncmp(uri, "binary://", 9) == 0)
-        return pea_fail(err, 0, "stdio %s: binary:// log URIs are not supported by pea's shim yet", uri);
-    if (strncmp(uri, "file://", 7) == 0) {
-        *is_file = true;
-        *path = uri + 7;
-    } else if (strncmp(uri, "fifo://", 7) == 0) {
-        *path = uri + 7;
-    } else if (strstr(uri, "://")) {
-        return pea_fail(err, 0, "stdio %s: unsupported scheme", uri);
-    } else {
-        *path = uri;
-    }
-    if ((*path)[0] != '/')
-        return pea_fail(err, 0, "stdio %s: not an absolute path", uri);
-    return 0;
-}
-
 /* The file open as fd, opened again (the other end of a fifo): through /proc/self/fd, so it is the file just
  * checked, not whatever the path names by now. */
 static int reopen_same_file(int fd, int flags)
@@ -166,19 +152,21 @@ static int reopen_same_file(int fd, int flags)
 }
 
 /* An output: the fd the process (or the pty copy) writes, and the reader the shim holds open on a fifo. */
-static int open_output(const char *uri, int *writer, int *keep_reader, struct pea_error *err)
+static int open_output(const struct stdio_uri *uri, int *writer, int *keep_reader, struct pea_error *err)
 {
     *writer = *keep_reader = -1;
-    if (!uri || !*uri) {
+    if (uri->kind == STDIO_URI_NONE) {
         *writer = open("/dev/null", O_WRONLY | O_CLOEXEC);
         return *writer < 0 ? pea_fail(err, errno, "open /dev/null") : 0;
     }
-    const char *path = NULL;
-    bool is_file;
-    if (output_target(uri, &path, &is_file, err) < 0)
-        return -1;
-    if (is_file) {
-        *writer = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    const char *path = uri->path;
+    if (uri->kind == STDIO_URI_FILE) {
+        /* As containerd's shim: the directories made 0755, the file 0644, appended to. */
+        AUTO_FREE char *dir = xstrdup(path);
+        *strrchr(dir, '/') = '\0';
+        if (*dir && mkdir_p(dir, 0755) < 0)
+            return pea_fail(err, errno, "create %s", dir);
+        *writer = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
         return *writer < 0 ? pea_fail(err, errno, "open %s", path) : 0;
     }
     AUTO_FD int reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -197,6 +185,154 @@ static int open_output(const char *uri, int *writer, int *keep_reader, struct pe
         return pea_fail(err, errno, "open %s for writing", path);
     *writer = take_fd(&fd);
     *keep_reader = take_fd(&reader);
+    return 0;
+}
+
+static void close_slot(int *fd)
+{
+    if (*fd >= 0)
+        close(take_fd(fd));
+}
+
+static const char *stdio_namespace = "";
+
+void stdio_set_namespace(const char *namespace) { stdio_namespace = namespace; }
+
+/* Whether our child pid, not yet reaped, has begun to exit (PF_EXITING in the flags, field 9 of /proc/PID/stat):
+ * a logger that closes fd 5 by exiting has, before the close. */
+static bool has_begun_to_exit(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    AUTO_FREE char *stat_text = read_file_at(AT_FDCWD, path, 4096, NULL);
+    const char *after_name = stat_text ? strrchr(stat_text, ')') : NULL;
+    unsigned long flags;
+    if (!after_name || sscanf(after_name + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+        return true;
+    return flags & 0x4; /* PF_EXITING */
+}
+
+/* The logger is gone or going: reap it and say how it ended. */
+static int logger_failed(struct shim_stdio *io, const char *path, struct pea_error *err)
+{
+    int status = 0;
+    while (waitpid(io->logger_pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    io->logger_pid = 0;
+    close_slot(&io->logger_pidfd);
+    if (WIFSIGNALED(status))
+        return pea_fail(err, 0, "logging binary %s was killed by signal %d before it was ready", path,
+                        WTERMSIG(status));
+    return pea_fail(err, 0, "logging binary %s exited with status %d before it was ready", path, WEXITSTATUS(status));
+}
+
+static long elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* Wait, bounded, for the logger's byte or close on fd 5 (containerd's shim waits without a bound). */
+static int logger_wait_ready(struct shim_stdio *io, const char *path, int ready, struct pea_error *err)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        long left = STDIO_LOGGER_READY_TIMEOUT_MS - elapsed_ms(&start);
+        struct pollfd fds[2] = {{.fd = ready, .events = POLLIN}, {.fd = io->logger_pidfd, .events = POLLIN}};
+        int n = left > 0 ? poll(fds, 2, (int)left) : 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return pea_fail(err, errno, "wait for logging binary %s", path);
+        if (n == 0) {
+            syscall(SYS_pidfd_send_signal, io->logger_pidfd, SIGKILL, NULL, 0);
+            logger_failed(io, path, err);
+            return pea_fail(err, 0,
+                            "logging binary %s did not signal that it was ready within %d s (it closes fd 5 or "
+                            "writes a byte to it)", path, STDIO_LOGGER_READY_TIMEOUT_MS / 1000);
+        }
+        if (fds[0].revents) {
+            char byte;
+            ssize_t r = read(ready, &byte, 1);
+            if (r < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (r == 1 || !has_begun_to_exit(io->logger_pid))
+                return 0;
+            return logger_failed(io, path, err);
+        }
+        return logger_failed(io, path, err); /* the pidfd: it exited with fd 5 still open elsewhere */
+    }
+}
+
+/* An fd moved above the ones the logger gets (3-5), so placing one cannot overwrite another. */
+static int move_high(int *fd)
+{
+    int high = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
+    if (high < 0)
+        return -1;
+    close(*fd);
+    *fd = high;
+    return 0;
+}
+
+/* Start the logger of uri with the read ends of two new pipes and wait until it is ready; the write ends are the
+ * process's stdout and stderr. */
+static int logger_start(struct shim_stdio *io, const struct stdio_uri *uri, const char *container_id, int *out_writer,
+                        int *err_writer, struct pea_error *err)
+{
+    int out_pipe[2], err_pipe[2], ready_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) < 0)
+        return pea_fail(err, errno, "create a pipe for logging binary %s", uri->path);
+    AUTO_FD int out_read = out_pipe[0], out_write = out_pipe[1];
+    if (pipe2(err_pipe, O_CLOEXEC) < 0)
+        return pea_fail(err, errno, "create a pipe for logging binary %s", uri->path);
+    AUTO_FD int err_read = err_pipe[0], err_write = err_pipe[1];
+    if (pipe2(ready_pipe, O_CLOEXEC) < 0)
+        return pea_fail(err, errno, "create a pipe for logging binary %s", uri->path);
+    AUTO_FD int ready_read = ready_pipe[0], ready_write = ready_pipe[1];
+    AUTO_FD int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0 || move_high(&out_read) < 0 || move_high(&err_read) < 0 || move_high(&ready_write) < 0)
+        return pea_fail(err, errno, "prepare the fds of logging binary %s", uri->path);
+
+    AUTO_FREE const char **argv = xcalloc(uri->n_args + 2, sizeof *argv);
+    argv[0] = uri->path;
+    for (size_t i = 0; i < uri->n_args; i++)
+        argv[i + 1] = uri->args[i];
+    AUTO_FREE char *id_env = xasprintf("CONTAINER_ID=%s", container_id);
+    AUTO_FREE char *ns_env = xasprintf("CONTAINER_NAMESPACE=%s", stdio_namespace);
+    char *envp[] = {id_env, ns_env, NULL};
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    for (int i = 0; i < 3; i++)
+        posix_spawn_file_actions_adddup2(&actions, null_fd, i);
+    posix_spawn_file_actions_adddup2(&actions, out_read, 3);
+    posix_spawn_file_actions_adddup2(&actions, err_read, 4);
+    posix_spawn_file_actions_adddup2(&actions, ready_write, 5);
+    daemon_spawn_with_clean_signals(&attr);
+    pid_t pid;
+    int rc = posix_spawn(&pid, uri->path, &actions, &attr, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0)
+        return pea_fail(err, rc, "start logging binary %s", uri->path);
+    io->logger_pid = pid;
+    /* Our unreaped child: its PID is still its own, and the pidfd keeps naming it after the loop reaps it. */
+    io->logger_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (io->logger_pidfd < 0) {
+        int e = errno;
+        kill(pid, SIGKILL);
+        logger_failed(io, uri->path, err);
+        return pea_fail(err, e, "open a pidfd for logging binary %s", uri->path);
+    }
+    close_slot(&ready_write); /* now only the logger holds it: its exit or close reads as EOF */
+    if (logger_wait_ready(io, uri->path, ready_read, err) < 0)
+        return -1;
+    *out_writer = take_fd(&out_write);
+    *err_writer = take_fd(&err_write);
     return 0;
 }
 
@@ -229,13 +365,56 @@ static int open_input(const char *path, int *reader, int *keep_writer, struct pe
     return 0;
 }
 
-static void close_slot(int *fd)
+/* A fifo or pipe the process holds goes to the io owner; anything else it writes (a log file) would stay root's. */
+static int give_to_io_owner(int fd, const char *what, const struct stdio_context *context, struct pea_error *err)
 {
-    if (*fd >= 0)
-        close(take_fd(fd));
+    struct stat st;
+    if (fd < 0 || !context->has_io_owner)
+        return 0;
+    if (fstat(fd, &st) < 0)
+        return pea_fail(err, errno, "stat %s", what);
+    if (S_ISCHR(st.st_mode))
+        return 0; /* /dev/null */
+    if (!S_ISFIFO(st.st_mode))
+        return pea_fail(err, 0, "runtime options IoUid/IoGid: %s is not a fifo or pipe; pea's shim does not give "
+                        "away log files", what);
+    if (fchown(fd, context->io_uid, context->io_gid) < 0)
+        return pea_fail(err, errno, "give %s to %u:%u (IoUid/IoGid)", what, (unsigned)context->io_uid,
+                        (unsigned)context->io_gid);
+    return 0;
 }
 
-static int open_process_ends(struct shim_stdio *io, struct pea_error *err)
+/* stdout and stderr: each opened on its own, one file opened once for both (one offset, the order the process
+ * wrote in), or one logging binary for both. */
+static int open_outputs(struct shim_stdio *io, const struct stdio_context *context, int *out_fd, int *out_reader,
+                        int *err_fd, int *err_reader, struct pea_error *err)
+{
+    struct stdio_uri out_uri __attribute__((cleanup(stdio_uri_release))) = {0};
+    struct stdio_uri err_uri __attribute__((cleanup(stdio_uri_release))) = {0};
+    if (stdio_uri_parse(io->stdout_path, &out_uri, err) < 0 || stdio_uri_parse(io->stderr_path, &err_uri, err) < 0)
+        return -1;
+    bool same = strcmp(io->stdout_path, io->stderr_path) == 0;
+    if (out_uri.kind == STDIO_URI_BINARY || err_uri.kind == STDIO_URI_BINARY) {
+        /* containerd's shim reads only stdout's URI and gives the logger both streams. */
+        if (out_uri.kind != STDIO_URI_BINARY || !(same || err_uri.kind == STDIO_URI_NONE))
+            return pea_fail(err, 0, "stdio %s, %s: a logging binary takes stdout and stderr together; give its "
+                            "binary:// URI as stdout (and the same or nothing as stderr)", io->stdout_path,
+                            io->stderr_path);
+        AUTO_FD int unused_err = -1; /* a terminal has one output: the logger reads EOF on its stderr at once */
+        return logger_start(io, &out_uri, context->container_id, out_fd, err_fd ? err_fd : &unused_err, err);
+    }
+    if (open_output(&out_uri, out_fd, out_reader, err) < 0)
+        return -1;
+    if (!err_fd)
+        return 0;
+    if (same && out_uri.kind == STDIO_URI_FILE) {
+        *err_fd = fcntl(*out_fd, F_DUPFD_CLOEXEC, 3);
+        return *err_fd < 0 ? pea_fail(err, errno, "duplicate the fd of %s", out_uri.path) : 0;
+    }
+    return open_output(&err_uri, err_fd, err_reader, err);
+}
+
+static int open_process_ends(struct shim_stdio *io, const struct stdio_context *context, struct pea_error *err)
 {
     if (io->terminal) {
         /* The process's fds 0-2 are the pty; pea itself gets /dev/null (its errors go to log.json). */
@@ -246,16 +425,20 @@ static int open_process_ends(struct shim_stdio *io, struct pea_error *err)
         }
         if (io->stdin_path[0] && open_input(io->stdin_path, &io->stdin_reader, &io->stdin_writer, err) < 0)
             return -1;
-        return open_output(io->stdout_path, &io->console_out, &io->stdout_reader, err);
+        return open_outputs(io, context, &io->console_out, &io->stdout_reader, NULL, NULL, err);
     }
     if (open_input(io->stdin_path, &io->child[0], &io->stdin_writer, err) < 0 ||
-        open_output(io->stdout_path, &io->child[1], &io->stdout_reader, err) < 0)
+        open_outputs(io, context, &io->child[1], &io->stdout_reader, &io->child[2], &io->stderr_reader, err) < 0)
         return -1;
-    return open_output(io->stderr_path, &io->child[2], &io->stderr_reader, err);
+    if (give_to_io_owner(io->child[0], "stdin", context, err) < 0 ||
+        give_to_io_owner(io->child[1], "stdout", context, err) < 0 ||
+        give_to_io_owner(io->child[2], "stderr", context, err) < 0)
+        return -1;
+    return 0;
 }
 
 int stdio_open(struct shim_stdio *io, const char *in, const char *out, const char *err_path, bool terminal,
-               struct pea_error *err)
+               const struct stdio_context *context, struct pea_error *err)
 {
     *io = (struct shim_stdio){
         .stdin_path = xstrdup(in ? in : ""),
@@ -264,9 +447,9 @@ int stdio_open(struct shim_stdio *io, const char *in, const char *out, const cha
         .terminal = terminal,
         .child = {-1, -1, -1},
         .stdin_writer = -1, .stdout_reader = -1, .stderr_reader = -1,
-        .stdin_reader = -1, .console_out = -1, .console = -1,
+        .stdin_reader = -1, .console_out = -1, .console = -1, .logger_pidfd = -1,
     };
-    if (open_process_ends(io, err) < 0) {
+    if (open_process_ends(io, context, err) < 0) {
         stdio_release(io);
         return -1;
     }
@@ -327,6 +510,13 @@ void stdio_release(struct shim_stdio *io)
     close_slot(&io->stdin_reader);
     close_slot(&io->console_out);
     close_slot(&io->console);
+    if (io->logger_pidfd >= 0) {
+        /* containerd's shim, too, ends its logger with SIGTERM when the process goes: a logger still reading
+         * (a daemon inside the container kept the pipe) flushes and exits. The loop reaps it. */
+        syscall(SYS_pidfd_send_signal, io->logger_pidfd, SIGTERM, NULL, 0);
+        close_slot(&io->logger_pidfd);
+    }
+    io->logger_pid = 0;
     free(io->stdin_path);
     free(io->stdout_path);
     free(io->stderr_path);

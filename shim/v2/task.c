@@ -1,13 +1,18 @@
 #include "task.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "events.h"
 #include "events.pb-c.h"
+#include "loop.h"
 #include "oom.h"
 #include "pea/util.h"
 #include "shim_log.h"
@@ -18,10 +23,76 @@ struct parked_wait {
     struct shim_process *process;
     struct ttrpc_conn *conn;
     uint32_t stream_id;
+    struct timespec deadline; /* CLOCK_MONOTONIC; {0, 0}: none */
 };
 
 static struct shim_task *tasks;
 static struct parked_wait *waits;
+
+/* One timer for every parked Wait with a deadline, set to the earliest; created with the first such Wait. */
+static void wait_timer_on_event(struct loop_watch *w, uint32_t events);
+static struct loop_watch wait_timer = {.fd = -1, .on_event = wait_timer_on_event};
+
+static bool has_deadline(const struct parked_wait *w) { return w->deadline.tv_sec || w->deadline.tv_nsec; }
+
+static bool is_earlier(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Set the timer to the earliest deadline of the parked Waits, or disarm it. */
+static void wait_timer_rearm(void)
+{
+    if (wait_timer.fd < 0)
+        return;
+    struct itimerspec when = {0};
+    for (struct parked_wait *w = waits; w; w = w->next)
+        if (has_deadline(w) && ((!when.it_value.tv_sec && !when.it_value.tv_nsec) ||
+                                is_earlier(&w->deadline, &when.it_value)))
+            when.it_value = w->deadline;
+    if (timerfd_settime(wait_timer.fd, TFD_TIMER_ABSTIME, &when, NULL) < 0)
+        shim_log("set the timer of parked waits: %s", strerror(errno));
+}
+
+static void wait_timer_on_event(struct loop_watch *w, uint32_t events)
+{
+    (void)events;
+    uint64_t expirations;
+    (void)!read(w->fd, &expirations, sizeof expirations);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct parked_wait **pp = &waits;
+    while (*pp) {
+        struct parked_wait *parked = *pp;
+        if (ttrpc_deadline_has_passed(&parked->deadline, &now)) {
+            ttrpc_respond(parked->conn, parked->stream_id, TTRPC_DEADLINE_EXCEEDED, TTRPC_DEADLINE_MESSAGE, NULL, 0);
+            *pp = parked->next;
+            free(parked);
+        } else {
+            pp = &parked->next;
+        }
+    }
+    wait_timer_rearm();
+}
+
+/* 0, or -1 with errno when the timer cannot be made (the Wait is then refused, not parked without its deadline). */
+static int wait_timer_ensure(void)
+{
+    if (wait_timer.fd >= 0)
+        return 0;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    wait_timer.fd = fd;
+    if (loop_add(&wait_timer, EPOLLIN) < 0) {
+        int e = errno;
+        close(fd);
+        wait_timer.fd = -1;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
 
 struct shim_task *task_find(const char *id)
 {
@@ -54,7 +125,8 @@ static void init_process(struct shim_process *p, struct shim_task *task, const c
     *p = (struct shim_process){.task = task, .exec_id = exec_id ? xstrdup(exec_id) : NULL, .status = PROCESS_CREATED};
     /* Nothing open yet: stdio_release must find every slot empty. */
     p->io = (struct shim_stdio){.child = {-1, -1, -1}, .stdin_writer = -1, .stdout_reader = -1,
-                                .stderr_reader = -1, .stdin_reader = -1, .console_out = -1, .console = -1};
+                                .stderr_reader = -1, .stdin_reader = -1, .console_out = -1, .console = -1,
+                                .logger_pidfd = -1};
 }
 
 struct shim_task *task_add(const char *id, const char *bundle)
@@ -156,17 +228,27 @@ void task_remove(struct shim_task *task)
 
 bool task_list_is_empty(void) { return tasks == NULL; }
 
-void task_park_wait(struct shim_process *process, struct ttrpc_conn *conn, uint32_t stream_id)
+bool task_is_only(const struct shim_task *task) { return tasks == task && !task->next; }
+
+void task_park_wait(struct shim_process *process, struct ttrpc_conn *conn, uint32_t stream_id,
+                    const struct timespec *deadline)
 {
-    struct parked_wait w = {.process = process, .conn = conn, .stream_id = stream_id};
+    struct parked_wait w = {.process = process, .conn = conn, .stream_id = stream_id, .deadline = *deadline};
     if (process->status == PROCESS_STOPPED) {
         answer_wait(&w);
+        return;
+    }
+    if (has_deadline(&w) && wait_timer_ensure() < 0) {
+        ttrpc_respond_error(conn, stream_id, TTRPC_INTERNAL, "wait %s: create a timer for its deadline: %s",
+                            process_id(process), strerror(errno));
         return;
     }
     struct parked_wait *copy = xmalloc(sizeof *copy);
     *copy = w;
     copy->next = waits;
     waits = copy;
+    if (has_deadline(&w))
+        wait_timer_rearm();
 }
 
 void task_forget_connection(struct ttrpc_conn *conn)

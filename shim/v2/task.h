@@ -41,6 +41,10 @@ struct shim_task {
     /* Without a PID namespace of its own the init's exit does not end its children: the shim kills what is left
      * in its cgroup, as runc's shim does. */
     bool has_own_pid_namespace;
+    /* Runtime options IoUid/IoGid: the owner of the fifos and pipes of its processes (init and execs). */
+    bool has_io_owner;
+    uid_t io_uid;
+    gid_t io_gid;
     struct shim_process init;
     struct shim_process *execs;
 };
@@ -54,10 +58,14 @@ void task_remove(struct shim_task *task);
 struct shim_process *task_add_exec(struct shim_task *task, const char *exec_id);
 void task_remove_exec(struct shim_process *process);
 bool task_list_is_empty(void);
+/* Whether task is the only one the shim holds. */
+bool task_is_only(const struct shim_task *task);
 const char *process_id(const struct shim_process *process); /* exec id, or the container id for the init */
 
-/* Answer once the process has exited (at once when it has). */
-void task_park_wait(struct shim_process *process, struct ttrpc_conn *conn, uint32_t stream_id);
+/* Answer once the process has exited (at once when it has). A Wait whose deadline (the request's, {0, 0}: none)
+ * passes first is answered DEADLINE_EXCEEDED and forgotten, as ttrpc-go ends a call whose context expired. */
+void task_park_wait(struct shim_process *process, struct ttrpc_conn *conn, uint32_t stream_id,
+                    const struct timespec *deadline);
 /* The connection is closing: forget its parked Waits. */
 void task_forget_connection(struct ttrpc_conn *conn);
 /* Record an exit, answer Waits, publish /tasks/exit. */

@@ -15,12 +15,25 @@
 #include "oom.h"
 #include "pea/util.h"
 #include "rootfs_mount.h"
+#include "runtime_options.h"
 #include "shim_log.h"
 #include "stats.h"
 #include "task.h"
 #include "task.pb-c.h"
 
 static bool exit_requested;
+
+static const char *default_state_root = "";
+static const char *shim_namespace = "";
+static char *state_root; /* the backend's root now: the default, or a task's Root */
+
+void task_service_configure(const char *default_root, const char *namespace)
+{
+    default_state_root = default_root;
+    shim_namespace = namespace;
+    free(state_root);
+    state_root = xstrdup(default_root);
+}
 
 bool task_service_should_exit(void) { return exit_requested && task_list_is_empty(); }
 
@@ -92,7 +105,7 @@ static bool has_own_pid_namespace(const char *bundle)
 }
 
 /* Create pea's process (init or exec) with its stdio; on success the process runs (or waits for start). */
-static int launch(struct shim_process *p, bool is_exec, struct pea_error *err)
+static int launch(struct shim_process *p, bool is_exec, const struct runtime_options *options, struct pea_error *err)
 {
     struct shim_task *t = p->task;
     struct console_socket console = {.fd = -1};
@@ -105,6 +118,9 @@ static int launch(struct shim_process *p, bool is_exec, struct pea_error *err)
         .pid_file = pid_file,
         .console_socket = p->io.terminal ? console.path : NULL,
         .stdio = p->io.child,
+        .systemd_cgroup = options && options->systemd_cgroup,
+        .no_pivot_root = options && options->no_pivot_root,
+        .no_new_keyring = options && options->no_new_keyring,
     };
     int rc = is_exec ? backend_exec(&o, p->spec_json, p->spec_len, &p->pid, err) : backend_create(&o, &p->pid, err);
     if (rc == 0 && p->io.terminal) {
@@ -126,21 +142,75 @@ static int open_exec_stdio(struct shim_process *p, struct pea_error *err)
     AUTO_FREE char *in = take_ptr(&p->io.stdin_path);
     AUTO_FREE char *out = take_ptr(&p->io.stdout_path);
     AUTO_FREE char *err_path = take_ptr(&p->io.stderr_path);
-    return stdio_open(&p->io, in, out, err_path, p->io.terminal, err);
+    return stdio_open(&p->io, in, out, err_path, p->io.terminal, &(struct stdio_context){
+        .container_id = p->task->id, .has_io_owner = p->task->has_io_owner, .io_uid = p->task->io_uid,
+        .io_gid = p->task->io_gid}, err);
+}
+
+/* Whether this shim runs in the cgroup ShimCgroup names (containerd gives it when the shim starts). */
+static int check_shim_cgroup(const char *shim_cgroup, struct pea_error *err)
+{
+    AUTO_FREE char *text = read_file_at(AT_FDCWD, "/proc/self/cgroup", 4096, NULL);
+    if (!text)
+        return pea_fail(err, errno, "read /proc/self/cgroup");
+    const char *line = strstr(text, "0::");
+    if (!line)
+        return pea_fail(err, 0, "runtime option ShimCgroup %s: the shim is in no cgroup v2", shim_cgroup);
+    line += 3;
+    size_t len = strcspn(line, "\n");
+    size_t want = strlen(shim_cgroup);
+    while (want > 1 && shim_cgroup[want - 1] == '/')
+        want--;
+    if (len != want || strncmp(line, shim_cgroup, len) != 0)
+        return pea_fail(err, 0, "runtime option ShimCgroup %s: this shim runs in %.*s (ShimCgroup applies when "
+                        "containerd starts the shim, from the runtime's options)", shim_cgroup, (int)len, line);
+    return 0;
+}
+
+/* Check a new task's runtime options against what this shim can do, and set its state root. */
+static int apply_runtime_options(struct shim_task *t, const struct runtime_options *o, struct pea_error *err)
+{
+    if (o->shim_cgroup && check_shim_cgroup(o->shim_cgroup, err) < 0)
+        return -1;
+    AUTO_FREE char *root = runtime_options_state_root(o, default_state_root, shim_namespace);
+    if (strcmp(root, state_root) != 0) {
+        /* The backend has one root: it moves only while no other task lives under the old one. */
+        if (!task_is_only(t))
+            return pea_fail(err, 0, "runtime option Root: this shim's other tasks use the state root %s, not %s",
+                            state_root, root);
+        if (mkdir_p(root, 0700) < 0)
+            return pea_fail(err, errno, "create the state root %s", root);
+        backend_set_root(root);
+        free(state_root);
+        state_root = take_ptr(&root);
+    }
+    AUTO_FREE char *root_file = xasprintf("%s/%s", t->bundle, TASK_STATE_ROOT_FILE);
+    if (strcmp(state_root, default_state_root) != 0 &&
+        write_file_atomic_at(AT_FDCWD, root_file, state_root, strlen(state_root), 0600) < 0)
+        return pea_fail(err, errno, "write %s", root_file);
+    t->has_io_owner = o->has_io_owner;
+    t->io_uid = o->io_uid;
+    t->io_gid = o->io_gid;
+    return 0;
 }
 
 /* Mount the rootfs, open the stdio, create the container; the caller undoes what was done on failure. */
-static int create_task(struct shim_task *t, const Containerd__Task__V2__CreateTaskRequest *r, struct pea_error *err)
+static int create_task(struct shim_task *t, const Containerd__Task__V2__CreateTaskRequest *r,
+                       const struct runtime_options *options, struct pea_error *err)
 {
+    if (apply_runtime_options(t, options, err) < 0)
+        return -1;
     t->has_own_pid_namespace = has_own_pid_namespace(r->bundle);
     if (r->n_rootfs) {
         if (rootfs_mount_all(r->bundle, r->rootfs, r->n_rootfs, err) < 0)
             return -1;
         t->has_rootfs_mounts = true;
     }
-    if (stdio_open(&t->init.io, r->stdin, r->stdout, r->stderr, r->terminal, err) < 0)
+    struct stdio_context context = {.container_id = t->id, .has_io_owner = t->has_io_owner, .io_uid = t->io_uid,
+                                    .io_gid = t->io_gid};
+    if (stdio_open(&t->init.io, r->stdin, r->stdout, r->stderr, r->terminal, &context, err) < 0)
         return -1;
-    return launch(&t->init, false, err);
+    return launch(&t->init, false, options, err);
 }
 
 static void handle_create(struct ttrpc_conn *conn, const struct ttrpc_request *req)
@@ -161,14 +231,14 @@ static void handle_create(struct ttrpc_conn *conn, const struct ttrpc_request *r
                             "create %s from a checkpoint: not supported (pea implements no CRIU restore)", r->id);
         return;
     }
-    if (r->options && (r->options->type_url[0] || r->options->value.len)) {
-        ttrpc_respond_error(conn, req->stream_id, TTRPC_INVALID_ARGUMENT,
-                            "create %s: task options of type %s are not supported by io.containerd.pea.v2", r->id,
-                            r->options->type_url);
+    struct runtime_options options __attribute__((cleanup(runtime_options_release))) = {0};
+    if (r->options && runtime_options_parse(r->options->type_url, r->options->value.data, r->options->value.len,
+                                            &options, &err) < 0) {
+        ttrpc_respond_error(conn, req->stream_id, TTRPC_INVALID_ARGUMENT, "create %s: %s", r->id, err.msg);
         return;
     }
     struct shim_task *t = task_add(r->id, r->bundle);
-    if (create_task(t, r, &err) < 0) {
+    if (create_task(t, r, &options, &err) < 0) {
         if (t->init.pid > 0) {
             struct pea_error ignored = {0};
             backend_delete(t->id, t->bundle, true, &ignored);
@@ -218,7 +288,7 @@ static void handle_start(struct ttrpc_conn *conn, const struct ttrpc_request *re
                                 "exec %s in %s: the container is not running", p->exec_id, p->task->id);
             return;
         }
-        if (open_exec_stdio(p, &err) < 0 || launch(p, true, &err) < 0) {
+        if (open_exec_stdio(p, &err) < 0 || launch(p, true, NULL, &err) < 0) {
             stdio_release(&p->io);
             ttrpc_respond_error(conn, req->stream_id, TTRPC_UNKNOWN, "exec %s in %s: %s", p->exec_id, p->task->id,
                                 err.msg);
@@ -510,7 +580,7 @@ static void handle_wait(struct ttrpc_conn *conn, const struct ttrpc_request *req
     UNPACK(Containerd__Task__V2__WaitRequest, containerd__task__v2__wait_request, r);
     struct shim_process *p = lookup(conn, req, r->id, r->exec_id);
     if (p)
-        task_park_wait(p, conn, req->stream_id);
+        task_park_wait(p, conn, req->stream_id, &req->deadline);
 }
 
 static void handle_stats(struct ttrpc_conn *conn, const struct ttrpc_request *req)

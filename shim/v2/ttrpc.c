@@ -24,6 +24,7 @@ struct ttrpc_conn {
     uint8_t *in;
     size_t in_len, in_cap;
     uint32_t discard_left; /* bytes of an oversized message still to skip */
+    struct timespec received; /* when the last bytes were read: a request's timeout counts from there */
     uint8_t *out;
     size_t out_len, out_cap, out_sent;
 };
@@ -156,6 +157,25 @@ void ttrpc_respond_error(struct ttrpc_conn *conn, uint32_t stream_id, int code, 
     ttrpc_respond(conn, stream_id, code, text, NULL, 0);
 }
 
+bool ttrpc_deadline_has_passed(const struct timespec *deadline, const struct timespec *now)
+{
+    if (deadline->tv_sec == 0 && deadline->tv_nsec == 0)
+        return false;
+    return now->tv_sec > deadline->tv_sec || (now->tv_sec == deadline->tv_sec && now->tv_nsec >= deadline->tv_nsec);
+}
+
+static struct timespec deadline_after(const struct timespec *start, int64_t timeout_nano)
+{
+    const int64_t second = 1000000000;
+    struct timespec d = {.tv_sec = start->tv_sec + (time_t)(timeout_nano / second),
+                         .tv_nsec = start->tv_nsec + (long)(timeout_nano % second)};
+    if (d.tv_nsec >= second) {
+        d.tv_sec++;
+        d.tv_nsec -= second;
+    }
+    return d;
+}
+
 static void dispatch(struct ttrpc_conn *conn, const struct ttrpc_header *h, const uint8_t *body)
 {
     if (h->type != TTRPC_TYPE_REQUEST)
@@ -178,6 +198,17 @@ static void dispatch(struct ttrpc_conn *conn, const struct ttrpc_header *h, cons
         .payload_len = r->payload.len,
         .timeout_nano = r->timeout_nano,
     };
+    if (r->timeout_nano > 0) {
+        /* Earlier requests of the same read may have kept this one waiting past its deadline: then it is not run. */
+        req.deadline = deadline_after(&conn->received, r->timeout_nano);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (ttrpc_deadline_has_passed(&req.deadline, &now)) {
+            ttrpc_respond(conn, h->stream_id, TTRPC_DEADLINE_EXCEEDED, TTRPC_DEADLINE_MESSAGE, NULL, 0);
+            ttrpc__request__free_unpacked(r, NULL);
+            return;
+        }
+    }
     conn->handler(conn, &req, conn->ctx);
     ttrpc__request__free_unpacked(r, NULL);
 }
@@ -247,6 +278,7 @@ int ttrpc_conn_on_readable(struct ttrpc_conn *conn)
         }
         if (n == 0)
             return -1;
+        clock_gettime(CLOCK_MONOTONIC, &conn->received);
         conn->in_len += (size_t)n;
         consume_buffer(conn);
     }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -52,7 +53,16 @@ struct ttrpc_request {
     const uint8_t *payload;
     size_t payload_len;
     int64_t timeout_nano; /* 0: no deadline */
+    /* CLOCK_MONOTONIC time by which the client wants the answer (timeout_nano counted from when its bytes were
+     * read); {0, 0} without one. As in ttrpc-go, where it becomes the handler's context deadline: a request whose
+     * deadline passed before it could be run is answered DEADLINE_EXCEEDED and not run. */
+    struct timespec deadline;
 };
+
+/* The answer a call whose deadline passed gets (ttrpc-go's words for context.DeadlineExceeded). */
+#define TTRPC_DEADLINE_MESSAGE "context deadline exceeded"
+/* Whether the deadline (absolute, CLOCK_MONOTONIC; {0, 0} means none) lies at or before now. */
+bool ttrpc_deadline_has_passed(const struct timespec *deadline, const struct timespec *now);
 
 struct ttrpc_conn;
 /* Called for each complete request. It answers now (ttrpc_respond*) or keeps the stream id and answers later. */

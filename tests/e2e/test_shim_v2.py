@@ -5,6 +5,7 @@ shim and pea: containerd resolves io.containerd.pea.v2 to the binary containerd-
 the containers in-process through libpea (test_shim_executes_no_pea swaps that pea for one that fails). The shim's
 pea state is /run/containerd/pea/NAMESPACE; it must be empty after each test.
 """
+import hashlib
 import json
 import os
 import re
@@ -501,6 +502,294 @@ def test_shim_keeps_nothing_of_finished_calls(ctr, name):
     before = calls(1)
     assert calls(5) == before
     ctr.ok("tasks", "kill", "--signal", "SIGKILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+# ---- log URIs (ctr run --log-uri) ----------------------------------------------------------------------------------
+
+def _script(path, body):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_binary_log_uri(ctr, name):
+    """binary:///LOGGER?out=FILE: the shim starts LOGGER with the arguments `out FILE`, only CONTAINER_ID and
+    CONTAINER_NAMESPACE in its environment, stdout on fd 3 and stderr on fd 4; the container starts once the
+    logger closed fd 5, and the logger is reaped after it ends."""
+    out = os.path.join(ctr.dir, name + "-log")
+    logger = _script(os.path.join(ctr.dir, name + "-logger"),
+                     '/usr/bin/printf "%s\\n" "$@" > "$2.args"\n'
+                     '/usr/bin/env > "$2.env"\n'
+                     'exec 5>&-\n'
+                     '/bin/cat <&3 > "$2.out" &\n'
+                     '/bin/cat <&4 > "$2.err"\n'
+                     'wait\n'
+                     'touch "$2.done"\n')
+    ctr.ok(*ctr.run_args("-d", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name,
+                         "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"))
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    wait_until(lambda: os.path.exists(out + ".done"), 10, "the logger to read both streams to their end")
+    with open(out + ".args") as f:
+        assert f.read().splitlines() == ["out", out]
+    with open(out + ".env") as f:
+        env = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+    assert env.get("CONTAINER_ID") == name and env.get("CONTAINER_NAMESPACE") == ctr.ns, env
+    assert not {"PATH", "HOME", "TTRPC_ADDRESS"} & set(env), env  # not the shim's environment
+    with open(out + ".out") as f:
+        assert f.read() == "to-stdout\n"
+    with open(out + ".err") as f:
+        assert f.read() == "to-stderr\n"
+    # The shim lives on (the task is not deleted yet) and has reaped its logger: no zombie child is left.
+    shim_pids = [pid for pid, _ in ctr.shims()]
+    assert len(shim_pids) == 1, shim_pids
+    wait_until(lambda: not _zombie_children(shim_pids[0]), 10, "the shim to reap the logger")
+    r = ctr.ok("tasks", "delete", name)
+    assert "exit code 3" in r.err, r  # the process's status, with its output gone to the logger
+    ctr.ok("containers", "delete", name)
+
+
+def _zombie_children(parent):
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def test_logger_ready_by_writing_a_byte(ctr, name):
+    """A logger may also signal readiness by writing to fd 5 and keep it open: the container starts at once."""
+    out = os.path.join(ctr.dir, name + "-log")
+    logger = _script(os.path.join(ctr.dir, name + "-logger"),
+                     '/usr/bin/printf r >&5\n'
+                     'exec /bin/cat <&3 > "$2"\n')
+    started = time.monotonic()
+    ctr.ok(*ctr.run_args("--rm", "--log-uri", f"binary://{logger}?out={out}", IMAGE, name, "echo", "hi"))
+    assert time.monotonic() - started < 9  # not the shim's 10 s bound on a logger that never signals
+    wait_until(lambda: os.path.exists(out) and open(out).read() == "hi\n", 10, "the logger to write the output")
+
+
+def test_failing_logger_is_a_clear_error(ctr, name):
+    """A logger that exits before it is ready fails the create with its status; one that never signals fails it
+    after the shim's bound (10 s) and is killed. Neither leaves a task, a container process or the logger."""
+    failing = _script(os.path.join(ctr.dir, name + "-failing"), "echo cannot log >&2\nexit 3\n")
+    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{failing}", IMAGE, name, "echo", "never"))
+    assert r.code != 0
+    assert f"logging binary {failing} exited with status 3 before it was ready" in r.err, r
+    ctr("containers", "delete", name)
+    silent = _script(os.path.join(ctr.dir, name + "-silent"), "exec /bin/sleep 1000\n")
+    started = time.monotonic()
+    r = ctr(*ctr.run_args("--rm", "--log-uri", f"binary://{silent}", IMAGE, name + "-s", "echo", "never"))
+    assert r.code != 0
+    assert f"logging binary {silent} did not signal that it was ready within 10 s" in r.err, r
+    assert time.monotonic() - started < 40
+    ctr("containers", "delete", name + "-s")
+    wait_until(lambda: not e2e.processes_with(silent), 10, "the silent logger to be killed")
+    assert not ctr.tasks()
+
+
+def test_file_log_uri_appends_in_order(ctr, name):
+    """file:///PATH as containerd's shim makes it: the directories created, the file 0644 and appended to; stdout
+    and stderr interleave in the order the process wrote them."""
+    log = os.path.join(ctr.dir, name + "-logs", "sub", "c.log")
+    script = "echo 1; echo 2 >&2; echo 3; echo 4 >&2"
+    for run in ("a", "b"):
+        ctr.ok(*ctr.run_args("--rm", "--log-uri", f"file://{log}", IMAGE, f"{name}-{run}", "sh", "-c", script))
+    with open(log) as f:
+        assert f.read() == "1\n2\n3\n4\n" * 2
+    assert os.stat(log).st_mode & 0o777 == 0o644
+    assert os.stat(os.path.dirname(log)).st_mode & 0o777 == 0o755
+
+
+# ---- runtime options ------------------------------------------------------------------------------------------------
+
+def test_runtime_config_path_is_refused_by_name(ctr, name):
+    """ctr --runtime-config-path sends runtimeoptions.v1.Options{ConfigPath}: pea's shim reads no such file and says
+    so instead of dropping it."""
+    r = ctr(*ctr.run_args("--rm", "--runtime-config-path", "/etc/pea-runtime.toml", IMAGE, name, "true"))
+    assert r.code != 0
+    assert "runtime option ConfigPath /etc/pea-runtime.toml: io.containerd.pea.v2 reads no runtime config file" \
+        in r.err, r
+    ctr("containers", "delete", name)
+    assert not ctr.shims()
+
+
+def test_shim_start_reads_runtime_options(ctr, name, tmp_path):
+    """The start subcommand, given containerd.runc.v1.Options on stdin: an option pea cannot honour fails it
+    with the option's name before any shim starts."""
+    def any_of(type_url, value):
+        return _field(1, type_url.encode()) + _field(2, value)
+    argv = [SHIM, "-namespace", ctr.ns, "-address", "/nonexistent.sock", "-id", name, "start"]
+    (tmp_path / "config.json").write_text("{}")  # the bundle: start reads its annotations
+    socket_path = "/run/containerd/s/" + hashlib.sha256(f"/nonexistent.sock/{ctr.ns}/{name}".encode()).hexdigest()
+    for value, message in [
+            (_field(6, b"/usr/bin/runc"), "runtime option BinaryName /usr/bin/runc: io.containerd.pea.v2 runs pea"),
+            (_field(8, b"/usr/sbin/criu"), "runtime option CriuPath /usr/sbin/criu: not supported"),
+            (_field(3, b"/no/such/cgroup"), None)]:
+        r = subprocess.run(argv, input=any_of("containerd.runc.v1.Options", value), capture_output=True,
+                           cwd=tmp_path, timeout=30)
+        if message is None:
+            # ShimCgroup that does not exist: the daemon it started is stopped again, nothing is left listening.
+            is_v2 = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True,
+                                   text=True).stdout.strip() == "cgroup2fs"
+            why = "open its cgroup.procs" if is_v2 else "/sys/fs/cgroup is not cgroup v2"
+            assert r.returncode == 1 and f"runtime option ShimCgroup /no/such/cgroup: {why}".encode() in r.stderr, r
+            continue
+        assert r.returncode == 1 and message.encode() in r.stderr, r
+    r = subprocess.run(argv, input=any_of("io.example.Options", b""), capture_output=True, cwd=tmp_path, timeout=30)
+    assert r.returncode == 1 and b"runtime options of type io.example.Options are not supported" in r.stderr, r
+    assert not e2e.processes_with("/nonexistent.sock")
+    assert not os.path.exists(socket_path)
+
+
+# ---- ttrpc deadlines -----------------------------------------------------------------------------------------------
+
+def test_wait_with_deadline_is_answered_deadline_exceeded(ctr, name):
+    """A Wait whose ttrpc deadline (Request.timeout_nano) passes while the task runs is answered DEADLINE_EXCEEDED
+    (code 4) and forgotten: the task's exit later answers only the Waits still parked."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    task_id = _field(1, name.encode())
+
+    def request(stream, method, payload, timeout_nano=0):
+        body = _field(1, b"containerd.task.v2.Task") + _field(2, method.encode()) + _field(3, payload)
+        if timeout_nano:
+            body += _varint(4 << 3) + _varint(timeout_nano)
+        return struct.pack(">IIBB", len(body), stream, 1, 0) + body
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        started = time.monotonic()
+        sock.sendall(request(1, "Wait", task_id, 500_000_000) + request(3, "Wait", task_id))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code, message) == (1, 4, "context deadline exceeded")
+        assert time.monotonic() - started >= 0.45
+        sock.sendall(request(5, "Kill", task_id + bytes([3 << 3, 9])))
+        answers = {}
+        while len(answers) < 2:
+            stream, code, message, payload = _response(sock)
+            answers[stream] = (code, message, payload)
+        assert set(answers) == {3, 5}, answers
+        assert answers[3][0] == 0 and _parse(answers[3][2])[1] == [137], answers
+        sock.sendall(request(7, "Connect", task_id))
+        stream, code, _, _ = _response(sock)
+        assert (stream, code) == (7, 0)  # nothing more came for stream 1
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_create_reads_runtime_options(ctr, name):
+    """containerd.runc.v1.Options in CreateTaskRequest.options, as the Go client sends them (ctr cannot): IoUid/IoGid
+    give the process's fifo to that owner; a Root other than the state root of the shim's other tasks is refused
+    by name. Spoken to the shim of a running task, with a second bundle made here."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    second = name + "-opts"
+    second_bundle = os.path.join(ctr.dir, second)
+    os.makedirs(second_bundle)
+    config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
+    config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
+    with open(os.path.join(second_bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    fifo = os.path.join(second_bundle, "stdout")
+    os.mkfifo(fifo, 0o600)
+
+    def runc_options(fields):
+        return _field(1, b"containerd.runc.v1.Options") + _field(2, fields)
+
+    def create(task_id, options):
+        return (_field(1, task_id.encode()) + _field(2, second_bundle.encode()) + _field(6, fifo.encode())
+                + _field(7, fifo.encode()) + _field(10, options))
+
+    io_owner = _varint(4 << 3) + _varint(4321) + _varint(5 << 3) + _varint(4322)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        sock.sendall(_request(1, "Create", create(second, runc_options(io_owner))))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (1, 0), message
+        st = os.stat(fifo)
+        assert (st.st_uid, st.st_gid) == (4321, 4322)
+        sock.sendall(_request(3, "Create", create(second + "-root", runc_options(_field(7, b"/run/pea-elsewhere")))))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (3, 2)
+        assert message == (f"create {second}-root: runtime option Root: this shim's other tasks use the state root "
+                           f"{ctr.pea_root}, not /run/pea-elsewhere/{ctr.ns}"), message
+        assert not os.path.exists("/run/pea-elsewhere")
+        sock.sendall(_request(5, "Delete", _field(1, second.encode())))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (5, 0), message
+    ctr.ok("tasks", "kill", "-s", "KILL", name)
+    wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
+    ctr.ok("tasks", "delete", name)
+    ctr.ok("containers", "delete", name)
+
+
+def test_terminal_output_to_a_logger(ctr, name):
+    """With a terminal, the shim copies the pty's output into the logger's stdout pipe (fd 3); its stderr pipe (fd 4)
+    ends at once. Spoken to the shim of a running task, with a second bundle made here."""
+    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
+    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
+    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read()
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    second = name + "-tty"
+    second_bundle = os.path.join(ctr.dir, second)
+    os.makedirs(second_bundle)
+    config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
+    config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
+    config["process"]["terminal"] = True
+    config["process"]["args"] = ["sh", "-c", "tty; echo done"]
+    with open(os.path.join(second_bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    out = os.path.join(ctr.dir, second + "-log")
+    logger = _script(os.path.join(ctr.dir, second + "-logger"),
+                     'exec 5>&-\n'
+                     '/bin/cat <&4 > "$2.err"\n'  # ends at once: a terminal has no stderr
+                     'exec /bin/cat <&3 > "$2"\n')
+    task_id = _field(1, second.encode())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(address[len("unix://"):])
+        create = (task_id + _field(2, second_bundle.encode()) + _varint(4 << 3) + _varint(1)
+                  + _field(6, f"binary://{logger}?out={out}".encode()))
+        sock.sendall(_request(1, "Create", create))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (1, 0), message
+        sock.sendall(_request(3, "Start", task_id) + _request(5, "Wait", task_id))
+        answers = {}
+        while len(answers) < 2:
+            stream, code, message, payload = _response(sock)
+            answers[stream] = (code, message, payload)
+        assert answers[3][0] == 0 and answers[5][0] == 0, answers
+        assert _parse(answers[5][2]).get(1, [0]) == [0], answers  # exit status 0
+        wait_until(lambda: os.path.exists(out) and "done" in open(out).read(), 10, "the terminal's output")
+        with open(out) as f:
+            assert f.read().replace("\r\n", "\n") == "/dev/pts/0\ndone\n"
+        sock.sendall(_request(7, "Delete", task_id))
+        stream, code, message, _ = _response(sock)
+        assert (stream, code) == (7, 0), message
+    wait_until(lambda: not e2e.processes_with(logger), 10, "the logger to end")
+    ctr.ok("tasks", "kill", "-s", "KILL", name)
     wait_until(lambda: task_status(ctr, name) == "STOPPED", 10, "the task to stop")
     ctr.ok("tasks", "delete", name)
     ctr.ok("containers", "delete", name)

@@ -36,6 +36,7 @@ struct seen {
     uint32_t streams[16];
     char methods[16][32];
     char payloads[16][32];
+    struct timespec deadlines[16];
     bool answer_now;
 };
 
@@ -46,7 +47,10 @@ static void record(struct ttrpc_conn *conn, const struct ttrpc_request *req, voi
     s->streams[s->count] = req->stream_id;
     snprintf(s->methods[s->count], sizeof s->methods[0], "%s/%s", req->service, req->method);
     snprintf(s->payloads[s->count], sizeof s->payloads[0], "%.*s", (int)req->payload_len, (const char *)req->payload);
+    s->deadlines[s->count] = req->deadline;
     s->count++;
+    if (strcmp(req->method, "Slow") == 0) /* a handler that takes its time, as a Create does */
+        usleep(300 * 1000);
     if (s->answer_now)
         ttrpc_respond(conn, req->stream_id, TTRPC_OK, NULL, (const uint8_t *)"ok", 2);
 }
@@ -74,10 +78,12 @@ static void pair_close(struct pair *p)
     close(p->client);
 }
 
-/* A framed ttrpc.Request, as containerd's client writes it. */
-static size_t frame_request(uint8_t *out, uint32_t stream, const char *service, const char *method, const char *payload)
+/* A framed ttrpc.Request with a timeout (0: none), as containerd's client writes a call under a context deadline. */
+static size_t frame_request_with_timeout(uint8_t *out, uint32_t stream, const char *service, const char *method,
+                                         const char *payload, int64_t timeout_nano)
 {
     Ttrpc__Request r = TTRPC__REQUEST__INIT;
+    r.timeout_nano = timeout_nano;
     r.service = (char *)service;
     r.method = (char *)method;
     r.payload.data = (uint8_t *)payload;
@@ -87,6 +93,12 @@ static size_t frame_request(uint8_t *out, uint32_t stream, const char *service, 
     ttrpc_header_encode(&h, out);
     ttrpc__request__pack(&r, out + TTRPC_HEADER_SIZE);
     return TTRPC_HEADER_SIZE + size;
+}
+
+/* A framed ttrpc.Request, as containerd's client writes it. */
+static size_t frame_request(uint8_t *out, uint32_t stream, const char *service, const char *method, const char *payload)
+{
+    return frame_request_with_timeout(out, stream, service, method, payload, 0);
 }
 
 static void client_send(struct pair *p, const void *data, size_t len)
@@ -275,4 +287,71 @@ Test(shim_ttrpc, peer_closing_ends_the_connection)
     close(p.client);
     cr_assert_eq(ttrpc_conn_on_readable(p.server), -1);
     ttrpc_conn_free(p.server);
+}
+
+/* ---- deadlines (Request.timeout_nano) ---- */
+
+static int64_t nanoseconds(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec; }
+
+Test(shim_ttrpc, request_without_timeout_has_no_deadline)
+{
+    struct pair p;
+    pair_open(&p, true);
+    uint8_t frame[256];
+    client_send(&p, frame, frame_request(frame, 1, "s", "State", ""));
+    cr_assert_eq(p.seen.count, 1);
+    cr_assert_eq(nanoseconds(&p.seen.deadlines[0]), 0);
+    pair_close(&p);
+}
+
+Test(shim_ttrpc, timeout_becomes_the_handlers_deadline)
+{
+    struct pair p;
+    pair_open(&p, true);
+    uint8_t frame[256];
+    struct timespec before, after;
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    client_send(&p, frame, frame_request_with_timeout(frame, 1, "s", "Wait", "", 60LL * 1000000000));
+    clock_gettime(CLOCK_MONOTONIC, &after);
+    cr_assert_eq(p.seen.count, 1);
+    int64_t deadline = nanoseconds(&p.seen.deadlines[0]);
+    cr_assert_geq(deadline, nanoseconds(&before) + 60LL * 1000000000);
+    cr_assert_leq(deadline, nanoseconds(&after) + 60LL * 1000000000);
+    cr_assert_eq(client_receive(&p).code, TTRPC_OK);
+    pair_close(&p);
+}
+
+Test(shim_ttrpc, request_whose_deadline_passed_while_queued_is_not_run)
+{
+    /* Three requests in one write: a slow one (300 ms), then one that wanted an answer within 20 ms, then one
+     * with a minute to spare. The second is answered DEADLINE_EXCEEDED without reaching the handler. */
+    struct pair p;
+    pair_open(&p, true);
+    uint8_t frames[768];
+    size_t len = frame_request(frames, 1, "s", "Slow", "");
+    len += frame_request_with_timeout(frames + len, 3, "s", "Kill", "late", 20 * 1000000);
+    len += frame_request_with_timeout(frames + len, 5, "s", "State", "in time", 60LL * 1000000000);
+    client_send(&p, frames, len);
+    cr_assert_eq(p.seen.count, 2);
+    cr_assert_str_eq(p.seen.methods[0], "s/Slow");
+    cr_assert_str_eq(p.seen.methods[1], "s/State");
+    cr_assert_eq(client_receive(&p).stream, 1);
+    struct answer a = client_receive(&p);
+    cr_assert_eq(a.stream, 3);
+    cr_assert_eq(a.code, TTRPC_DEADLINE_EXCEEDED);
+    cr_assert_str_eq(a.message, "context deadline exceeded");
+    a = client_receive(&p);
+    cr_assert_eq(a.stream, 5);
+    cr_assert_eq(a.code, TTRPC_OK);
+    pair_close(&p);
+}
+
+Test(shim_ttrpc, deadline_comparison)
+{
+    struct timespec none = {0}, at = {.tv_sec = 5, .tv_nsec = 10};
+    struct timespec before = {.tv_sec = 5, .tv_nsec = 9}, same = at, later = {.tv_sec = 6, .tv_nsec = 0};
+    cr_assert(!ttrpc_deadline_has_passed(&none, &later));
+    cr_assert(!ttrpc_deadline_has_passed(&at, &before));
+    cr_assert(ttrpc_deadline_has_passed(&at, &same));
+    cr_assert(ttrpc_deadline_has_passed(&at, &later));
 }
