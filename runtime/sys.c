@@ -290,3 +290,16 @@ int sys_reexec_sharing_sealed_copy(char **argv, const char *registry_dir, const 
 {
     return reexec_sealed(argv, registry_dir, registry_name);
 }
+
+void sys_reset_internal_signals(void)
+{
+    /* The kernel's struct sigaction, which the system call takes (glibc's differs and refuses these signals). */
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        unsigned long long mask;
+    } default_action = {.handler = SIG_DFL};
+    for (int sig = 32; sig < SIGRTMIN; sig++)
+        syscall(SYS_rt_sigaction, sig, &default_action, NULL, sizeof default_action.mask);
+}

@@ -58,6 +58,10 @@ int sys_reexec_from_sealed_copy(char **argv);
  * the same binary file runs from, as recorded in registry_dir/registry_name, is shared rather than copied again,
  * so that all of them hold one copy's pages. The record names the last process to start from a copy, and is used
  * only while that process lives, its copy is sealed and was made from this very file (device, inode, size, mtime). */
+/* Set glibc's internal signals (32 .. SIGRTMIN-1) to their default: posix_spawn leaves them ignored in the program
+ * it starts, glibc's own calls cannot reset them, and a process cloned from it (a container) would inherit them
+ * ignored. Only for a process with one thread. */
+void sys_reset_internal_signals(void);
 int sys_reexec_sharing_sealed_copy(char **argv, const char *registry_dir, const char *registry_name);
 
 #endif

@@ -348,24 +348,9 @@ static int command_delete(const struct shim_flags *f)
     return write_all(STDOUT_FILENO, out, len) == 0 ? 0 : 1;
 }
 
-/* glibc's posix_spawn leaves its internal signals (32 and 33) ignored in the program it starts (our `start` starts
- * the daemon so), glibc's own calls cannot reset them, and the containers the daemon clones would inherit them
- * ignored. The system call can; glibc installs its handlers later if it needs them. */
-static void reset_internal_signals(void)
-{
-    struct {
-        void *handler;
-        unsigned long flags;
-        void *restorer;
-        unsigned long long mask;
-    } default_action = {.handler = SIG_DFL};
-    for (int sig = 32; sig < SIGRTMIN; sig++)
-        syscall(SYS_rt_sigaction, sig, &default_action, NULL, sizeof default_action.mask);
-}
-
 static int command_serve(const struct shim_flags *f, char **argv)
 {
-    reset_internal_signals();
+    sys_reset_internal_signals();
     /* The daemon clones containers' processes from itself: a container process that reaches our /proc/PID/exe must
      * find a sealed copy, one shared by every shim of this binary (its record lives beside the namespaces' roots). */
     if (mkdir_p(PEA_STATE_PARENT, 0700) < 0 ||

@@ -257,3 +257,18 @@ def test_create_flags(run, bundle, cid, wait_for_status, flag):
     bundle.args("sh", "-c", "echo flag-ok")
     r = run("run", flag, "--bundle", bundle, cid)
     assert (r.code, r.out) == (0, "flag-ok\n"), r.err
+
+
+def test_container_inherits_no_ignored_internal_signal(run, bundle, cid, work_dir):
+    """glibc's posix_spawn leaves its internal signals 32 and 33 ignored in the program it starts, and glibc's
+    signal() cannot reset them: a caller that spawns pea so (containerd-shim-pea-v2's start did) must still give the
+    container a process that ignores nothing."""
+    bundle.args("cat", "/proc/self/status")
+    out = os.path.join(work_dir, "status")
+    with open(out, "w") as f, open(os.devnull) as null:
+        actions = [(os.POSIX_SPAWN_DUP2, null.fileno(), 0), (os.POSIX_SPAWN_DUP2, f.fileno(), 1)]
+        pid = os.posix_spawn(run.runtime, run.argv("run", "--bundle", bundle, cid), run.env, file_actions=actions)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", read(out), re.M).group(1), 16)
+    assert ignored == 0, f"the container ignores signals {[s + 1 for s in range(64) if ignored >> s & 1]}"
