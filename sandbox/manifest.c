@@ -157,7 +157,7 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, jso
     for (size_t i = 0; i < *n_out; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
-        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0 &&
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], c, err) < 0 &&
             manifest_collect(c, err) < 0)
             return -1;
         if (json_is_object(json_array_get(list, i)))

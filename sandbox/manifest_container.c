@@ -2,6 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "manifest_errors.h"
 #include "manifest_internal.h"
 #include "manifest_security.h"
 #include "manifest_sources.h"
@@ -32,6 +33,29 @@ void manifest_container_free(struct pea_pod_container *c)
     free(c->identity);
     free(c->resources_json);
     manifest_probes_free(c);
+}
+
+/* A part's error (r < 0) kept by the collector, and the parse goes on with the next part: 0. Without a collector the
+ * first error ends the parse: -1. */
+static int keep_error(int r, struct manifest_collector *errors, struct pea_error *err)
+{
+    return r < 0 ? manifest_collect(errors, err) : 0;
+}
+
+/* field_check_known with every unknown key reported, each a line of its own when collecting. */
+static int check_known_each(json_t *obj, const char *path, const char *const *known, struct manifest_collector *errors,
+                            struct pea_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        const char *const *k = known;
+        while (*k && strcmp(*k, key) != 0)
+            k++;
+        if (!*k && keep_error(field_fail(err, path, key, "unknown field"), errors, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* An image reference and its pull policy; the default as Kubernetes sets it: Always when the tag is "latest",
@@ -108,62 +132,95 @@ static int check_exec_strings(char *const *strings, const char *path, const char
     return 0;
 }
 
-static int parse_process(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+/* command, args, workingDir, env and envFrom, each field's error kept on its own. is_image_known: the image field
+ * was read (an error there says nothing about what the program is). */
+static int parse_process(json_t *obj, const char *path, bool is_image_known, struct pea_pod_container *c,
+                         struct manifest_collector *errors, struct pea_error *err)
 {
-    if (field_get_strv(obj, path, "command", &c->command, err) < 0 ||
-        field_get_strv(obj, path, "args", &c->args, err) < 0)
+    int r = field_get_strv(obj, path, "command", &c->command, err);
+    if (r == 0 && c->command && !c->command[0])
+        r = field_fail(err, path, "command", "must hold at least one element");
+    if (r == 0)
+        r = check_exec_strings(c->command, path, "command", err);
+    bool is_program_known = r == 0;
+    if (keep_error(r, errors, err) < 0)
         return -1;
-    if (c->command && !c->command[0])
-        return field_fail(err, path, "command", "must hold at least one element");
-    if (check_exec_strings(c->command, path, "command", err) < 0 || check_exec_strings(c->args, path, "args", err) < 0)
+    r = field_get_strv(obj, path, "args", &c->args, err);
+    if (r == 0)
+        r = check_exec_strings(c->args, path, "args", err);
+    is_program_known &= r == 0;
+    if (keep_error(r, errors, err) < 0)
         return -1;
     /* A directory has no entrypoint: something must name the program. An image's comes from its config. */
-    if (!c->image_ref && !c->command && (!c->args || !c->args[0]))
-        return field_fail(err, path, "command", "missing (a directory image has no entrypoint: give command or args)");
-    if (field_get_string(obj, path, "workingDir", false, &c->working_dir, err) < 0)
+    if (is_image_known && is_program_known && !c->image_ref && !c->command && (!c->args || !c->args[0]) &&
+        keep_error(field_fail(err, path, "command",
+                              "missing (a directory image has no entrypoint: give command or args)"),
+                   errors, err) < 0)
         return -1;
-    if (c->working_dir && c->working_dir[0] != '/')
-        return field_fail(err, path, "workingDir", "must be an absolute path");
-    return manifest_parse_env(obj, path, c, err);
+    r = field_get_string(obj, path, "workingDir", false, &c->working_dir, err);
+    if (r == 0 && c->working_dir && c->working_dir[0] != '/')
+        r = field_fail(err, path, "workingDir", "must be an absolute path");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    return keep_error(manifest_parse_env(obj, path, c, err), errors, err);
+}
+
+/* Each mount's fields, each error kept on its own; a check that needs a field (its volume, its path) runs when the
+ * field was read. */
+static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *volume_names, json_t *mount_paths,
+                              struct pea_pod_volume_mount *vm, struct manifest_collector *errors,
+                              struct pea_error *err)
+{
+    static const char *const mount_fields[] = {"name", "mountPath", "subPath", "readOnly", NULL};
+    if (check_known_each(j, item, mount_fields, errors, err) < 0)
+        return -1;
+    int r = field_get_string(j, item, "name", true, &vm->name, err);
+    if (r == 0 && !json_object_get(volume_names, vm->name))
+        r = field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    r = field_get_string(j, item, "mountPath", true, &vm->mount_path, err);
+    if (r == 0 && (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path)))
+        r = field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
+    if (r == 0) {
+        AUTO_FREE char *normalized = path_normalize(vm->mount_path);
+        json_t *earlier = json_object_get(mount_paths, normalized);
+        if (earlier)
+            r = field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%" JSON_INTEGER_FORMAT
+                           "]", vm->mount_path, json_integer_value(earlier));
+        else
+            json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
+    }
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    r = field_get_string(j, item, "subPath", false, &vm->sub_path, err);
+    if (r == 0 && vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
+        r = field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    return keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err);
 }
 
 static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
-                               struct pea_error *err)
+                               struct manifest_collector *errors, struct pea_error *err)
 {
     json_t *list;
     if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
-        return -1;
+        return keep_error(-1, errors, err);
     if (!list)
         return 0;
     c->n_volume_mounts = json_array_size(list);
     c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
     AUTO_JSON json_t *mount_paths = json_object(); /* normalized mountPath → its index */
-    static const char *const mount_fields[] = {"name", "mountPath", "subPath", "readOnly", NULL};
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
-        struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.volumeMounts[%zu]", path, i);
         json_t *j = json_array_get(list, i);
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, mount_fields, err) < 0 ||
-            field_get_string(j, item, "name", true, &vm->name, err) < 0 ||
-            field_get_string(j, item, "mountPath", true, &vm->mount_path, err) < 0 ||
-            field_get_string(j, item, "subPath", false, &vm->sub_path, err) < 0 ||
-            field_get_bool(j, item, "readOnly", &vm->read_only, err) < 0)
+        int r = json_is_object(j) ? parse_volume_mount(j, item, i, volume_names, mount_paths, &c->volume_mounts[i],
+                                                       errors, err)
+                                  : keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
+        if (r < 0)
             return -1;
-        if (!json_object_get(volume_names, vm->name))
-            return field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
-        if (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path))
-            return field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
-        if (vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
-            return field_fail(err, item, "subPath", "must be a relative path without \"..\"");
-        AUTO_FREE char *normalized = path_normalize(vm->mount_path);
-        json_t *earlier = json_object_get(mount_paths, normalized);
-        if (earlier)
-            return field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%" JSON_INTEGER_FORMAT
-                              "]", vm->mount_path, json_integer_value(earlier));
-        json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
     }
     return 0;
 }
@@ -290,31 +347,52 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
 }
 
 /* ports are accepted for compatibility with manifests written for Kubernetes; pea publishes nothing. */
-static int check_ports(json_t *obj, const char *path, struct pea_error *err)
+static int check_port(json_t *p, const char *item, struct pea_error *err)
 {
     static const char *const port_fields[] = {"containerPort", "name", "protocol", "hostPort", NULL};
+    long long n;
+    if (!json_is_object(p))
+        return pea_fail(err, 0, "%s: must be an object", item);
+    if (field_check_known(p, item, port_fields, err) < 0 ||
+        field_get_int(p, item, "containerPort", 1, 65535, NULL, &n, err) < 0 ||
+        field_get_int(p, item, "hostPort", 1, 65535, NULL, &n, err) < 0 ||
+        field_get_string(p, item, "name", false, NULL, err) < 0 ||
+        field_get_string(p, item, "protocol", false, NULL, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Each port's first error kept. */
+static int check_ports(json_t *obj, const char *path, struct manifest_collector *errors, struct pea_error *err)
+{
     json_t *ports;
     if (field_get_array(obj, path, "ports", &ports, err) < 0)
-        return -1;
+        return keep_error(-1, errors, err);
     for (size_t i = 0; ports && i < json_array_size(ports); i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.ports[%zu]", path, i);
-        json_t *p = json_array_get(ports, i);
-        long long n;
-        if (!json_is_object(p))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(p, item, port_fields, err) < 0 ||
-            field_get_int(p, item, "containerPort", 1, 65535, NULL, &n, err) < 0 ||
-            field_get_int(p, item, "hostPort", 1, 65535, NULL, &n, err) < 0 ||
-            field_get_string(p, item, "name", false, NULL, err) < 0 ||
-            field_get_string(p, item, "protocol", false, NULL, err) < 0)
+        if (keep_error(check_port(json_array_get(ports, i), item, err), errors, err) < 0)
             return -1;
     }
     return 0;
 }
 
+static int parse_restart_policy(json_t *obj, const char *path, bool is_init, struct pea_pod_container *c,
+                                struct pea_error *err)
+{
+    AUTO_FREE char *restart = NULL;
+    if (field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
+        return -1;
+    if (restart && !is_init)
+        return field_fail(err, path, "restartPolicy", "only init containers may set it");
+    if (restart && strcmp(restart, "Always") != 0)
+        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
+    c->is_sidecar = restart != NULL;
+    return 0;
+}
+
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
-                             struct pea_pod_container *c, struct pea_error *err)
+                             struct pea_pod_container *c, struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
@@ -322,28 +400,31 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         "startupProbe", "lifecycle", "stdin", "stdinOnce", "tty", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
-    if (field_check_known(obj, path, container_fields, err) < 0 ||
-        field_get_string(obj, path, "name", true, &c->name, err) < 0)
+    if (check_known_each(obj, path, container_fields, errors, err) < 0)
         return -1;
-    if (!name_is_dns_label(c->name))
-        return field_fail(err, path, "name",
-                          "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
-    AUTO_FREE char *restart = NULL;
-    if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
-        parse_volume_mounts(obj, path, volume_names, c, err) < 0 ||
-        manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
-        parse_security(obj, path, &c->security, err) < 0 || check_ports(obj, path, err) < 0 ||
-        field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0 ||
-        field_get_bool(obj, path, "stdin", &c->has_stdin, err) < 0 ||
-        field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err) < 0 ||
-        field_get_bool(obj, path, "tty", &c->has_tty, err) < 0)
+    int r = field_get_string(obj, path, "name", true, &c->name, err);
+    if (r == 0 && !name_is_dns_label(c->name))
+        r = field_fail(err, path, "name", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
+                       c->name);
+    if (keep_error(r, errors, err) < 0)
         return -1;
-    if (restart && !is_init)
-        return field_fail(err, path, "restartPolicy", "only init containers may set it");
-    if (restart && strcmp(restart, "Always") != 0)
-        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
-    c->is_sidecar = restart != NULL;
-    if (manifest_parse_probes(obj, path, is_init, c, err) < 0)
+    /* Each part on its own: a mistake in one does not hide another's. The probes come after restartPolicy, which
+     * tells them whether this is a sidecar. */
+    r = parse_image(obj, path, c, err);
+    bool is_image_known = r == 0;
+    if (keep_error(r, errors, err) < 0 || parse_process(obj, path, is_image_known, c, errors, err) < 0 ||
+        parse_volume_mounts(obj, path, volume_names, c, errors, err) < 0 ||
+        keep_error(manifest_parse_resources(obj, path, false, &c->resources, err), errors, err) < 0 ||
+        keep_error(parse_security(obj, path, &c->security, err), errors, err) < 0 ||
+        check_ports(obj, path, errors, err) < 0)
+        return -1;
+    r = parse_restart_policy(obj, path, is_init, c, err);
+    bool is_restart_known = r == 0;
+    if (keep_error(r, errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
+        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, err), errors, err) < 0))
         return -1;
     /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
      * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */

@@ -77,9 +77,12 @@ char *path_normalize(const char *s);
 char *manifest_canonical_json(const json_t *value);
 
 void manifest_container_free(struct pea_pod_container *c);
-/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. */
+struct manifest_collector;
+/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. With a
+ * collector (errors, may be NULL) every field's error is kept there and the parse goes on; without, the first ends
+ * it. */
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
-                             struct pea_pod_container *c, struct pea_error *err);
+                             struct pea_pod_container *c, struct manifest_collector *errors, struct pea_error *err);
 
 /* livenessProbe, readinessProbe, startupProbe and lifecycle of one container (c->is_sidecar already read);
  * manifest_check_lifecycle checks the hooks against the pod's grace period, once both are read. */
