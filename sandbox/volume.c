@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pea/pod_image.h"
+#include "pea/rootfs.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
@@ -110,6 +112,39 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
     return fd < 0 ? -1 : 0;
 }
 
+/* An image volume: the image's layers merged at path, for the pod's life, read-only and noexec as the kubelet mounts
+ * one (and nosuid, nodev: nothing in it is the host's). Several layers are an overlay without an upper layer (which
+ * needs two lower ones at least); a single layer is a bind of its directory, made read-only before it is attached.
+ * The layers are the store's, held for the pod (pod_image.c), so they stay while this mount does. */
+static int prepare_image(const char *path, const struct pea_pod_volume *v, struct pea_error *err)
+{
+    const struct pea_pod_image *img = v->image;
+    if (!img)
+        return pea_fail(err, 0, "volume %s: image %s was not resolved", v->name, v->image_ref);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "volume %s: create %s", v->name, path);
+    const unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (img->n_layers > 1) {
+        AUTO_FREE char *lower = xstrdup("");
+        for (size_t i = img->n_layers; i-- > 0;) {
+            char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", img->layer_dirs[i]);
+            free(lower);
+            lower = next;
+        }
+        AUTO_FREE char *options = xasprintf("lowerdir=%s", lower);
+        AUTO_FREE char *what = xasprintf("volume %s", v->name);
+        return rootfs_mount_overlay("overlay", path, flags, options, what, err) < 0 ? -1 : 0;
+    }
+    AUTO_FD int tree = open_tree(AT_FDCWD, img->layer_dirs[0], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    AUTO_FD int target = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                          MOUNT_ATTR_NOEXEC};
+    if (tree < 0 || target < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0 ||
+        move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return pea_fail(err, errno, "volume %s: mount layer %s on %s", v->name, img->layer_dirs[0], path);
+    return 0;
+}
+
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", pod->data_dir);
@@ -128,6 +163,11 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
             continue;
         }
         AUTO_FREE char *path = xasprintf("%s/%s", dir, v->name);
+        if (v->type == PEA_VOLUME_IMAGE) {
+            if (prepare_image(path, v, err) < 0)
+                return -1;
+            continue;
+        }
         if (volume_is_written(v) ? volume_prepare_written(pod, v, path, err) < 0
                                   : prepare_empty_dir(path, v, &pod->manifest->groups, err) < 0)
             return -1;
@@ -216,14 +256,21 @@ int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_containe
             volume_close_sources(sources, n);
             return -1;
         }
-        /* What is inside a volume is the containers', and is resolved only below it. */
-        int fd = vm->sub_path ? open_sub_path(base_fd, vm->sub_path) : take_fd(&base_fd);
+        /* What is inside a volume is the containers', and is resolved only below it. An image volume is read-only:
+         * a subPath missing there is the image's lack, not a directory to make. */
+        bool is_image = v->type == PEA_VOLUME_IMAGE;
+        int fd = !vm->sub_path ? take_fd(&base_fd)
+                 : is_image    ? sys_open_beneath(base_fd, vm->sub_path, O_PATH)
+                               : open_sub_path(base_fd, vm->sub_path);
         if (fd < 0) {
             int saved = errno;
             volume_close_sources(sources, n);
             if (saved == EXDEV)
                 return pea_fail(err, 0, "container %s: subPath %s in volume %s leads out of the volume: refused",
                                 c->name, vm->sub_path, v->name);
+            if (saved == ENOENT && is_image)
+                return pea_fail(err, 0, "container %s: subPath %s does not exist in image volume %s (image %s)",
+                                c->name, vm->sub_path, v->name, v->image_ref);
             return pea_fail(err, saved, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
         }
         sources[n++] = (struct pea_mount_source){.destination = vm->mount_path, .fd = fd};
@@ -240,22 +287,40 @@ void volume_close_sources(struct pea_mount_source *sources, size_t n)
     free(sources);
 }
 
+/* The id of the mount fd's object is on (STATX_MNT_ID, Linux 5.8): a bind of a directory of the same filesystem
+ * (a single-layer image volume) has the parent's st_dev, but not its mount. */
+static int mount_id_at(int dir_fd, const char *name, uint64_t *id)
+{
+    struct statx stx;
+    if (statx(dir_fd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0)
+        return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID))
+        return errno = ENOTSUP, -1;
+    *id = stx.stx_mnt_id;
+    return 0;
+}
+
 int volume_release_all(const char *data_dir, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", data_dir);
     DIR *d = opendir(dir);
     if (!d)
         return errno == ENOENT ? 0 : pea_fail(err, errno, "list %s", dir);
-    struct stat parent;
-    int r = fstat(dirfd(d), &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
+    uint64_t parent = 0;
+    int r = mount_id_at(dirfd(d), "", &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
     struct dirent *de;
     while (r == 0 && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
         struct stat st;
+        uint64_t id = 0;
         AUTO_FREE char *path = xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev != parent.st_dev &&
-            umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        /* Fail closed: what cannot be told from a mount is not removed, lest the removal go into a mount. */
+        if (mount_id_at(dirfd(d), de->d_name, &id) < 0)
+            r = pea_fail(err, errno, "stat volume %s", path);
+        else if (id != parent && umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
             r = pea_fail(err, errno, "unmount volume %s", path);
     }
     closedir(d);
