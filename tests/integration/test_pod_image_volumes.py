@@ -127,7 +127,18 @@ def test_pulled_from_a_registry(pods, tmp_path_factory):
         code, out, err = pods.run(m)
         assert code == 0, err
         assert out.splitlines() == ["[c] 1"], out
-        assert any("/manifests/" in p for p, _ in server.requests), server.requests
+        asked = sum("/manifests/" in p for p, _ in server.requests)
+        assert asked >= 1, server.requests
+        # `pod apply` of a pod whose only image is a volume's pulls too: Always asks the registry again.
+        name = pods.name()
+        m = pods.manifest([container("c", pods.rootfs, "cat /volume/etc/pea-single; exec sleep 300",
+                                     volumeMounts=[{"name": "data", "mountPath": "/volume"}])],
+                          volumes=[volume(reference, "Always")], name=name)
+        code, out, err = pods.apply(m)
+        assert code == 0, err
+        assert sum("/manifests/" in p for p, _ in server.requests) > asked, server.requests
+        helpers.wait_until(lambda: "1" in pods.cli("pod", "logs", name)[1], 20, "the volume's file in the log")
+        assert pods.cli("pod", "rm", "--force", name)[0] == 0
     finally:
         server.close()
 

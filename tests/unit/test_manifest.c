@@ -334,7 +334,7 @@ static const struct error_case error_cases[] = {
      "spec.containers[0].volumeMounts[0].subPath: must be a relative path without \"..\""},
     {"spec:\n  volumes: [{name: v}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0]: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, projected, "
-     "persistentVolumeClaim"},
+     "persistentVolumeClaim, image"},
     {"spec:\n  volumes: [{name: v, persistentVolumeClaim: {claimName: ../x}}]\n  containers: [{name: c, image: /i, "
      "args: [x]}]\n",
      "spec.volumes[0].persistentVolumeClaim.claimName: must be a DNS subdomain, not \"../x\""},
