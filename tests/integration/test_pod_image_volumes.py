@@ -101,6 +101,23 @@ def test_an_absent_image_or_sub_path_fails_naming_the_volume(pods, store, tmp_pa
     assert pods.leftovers() == []
 
 
+@pytest.mark.parametrize("sub_path", ["escape", "escape/etc", "up"])
+def test_a_sub_path_through_an_image_symlink_out_of_the_volume_is_refused(pods, store, tmp_path, sub_path):
+    """The image's content is its author's: its symlinks are resolved below the volume, never on the host."""
+    layer = tar_bytes([entry("dir", tarfile.DIRTYPE, mode=0o755),
+                       entry("escape", tarfile.SYMTYPE, linkname="/"),
+                       entry("up", tarfile.SYMTYPE, linkname="../../../../../..")])
+    load(store, tmp_path, "example.com/links:1", [layer])
+    m = pods.manifest([container("c", pods.rootfs, "ls /v; echo mounted",
+                                 volumeMounts=[{"name": "data", "mountPath": "/v", "subPath": sub_path}])],
+                      volumes=[volume("example.com/links:1")])
+    code, out, err = pods.run(m)
+    assert code != 0, out
+    assert f"container c: subPath {sub_path} in volume data leads out of the volume: refused" in err, err
+    assert "mounted" not in out
+    assert pods.leftovers() == []
+
+
 def test_manifest_checks(pods):
     m = pods.manifest([container("c", pods.rootfs, "true")],
                       volumes=[{"name": "a", "image": {"reference": "/srv/dir"}},
