@@ -830,6 +830,19 @@ Test(manifest, image_references_and_their_pull_policy_defaults)
         cr_assert_eq(m->containers[0].pull_policy, cases[i].expected, "%s %s", cases[i].image,
                      cases[i].policy ? cases[i].policy : "");
         manifest_free(m);
+        /* An image volume's pullPolicy has the same default. */
+        snprintf(text, sizeof text,
+                 MINIMAL_POD "spec:\n  volumes: [{name: v, image: {reference: \"%s\"%s%s}}]\n"
+                             "  containers: [{name: c, image: /i, args: [x], volumeMounts: [{name: v, mountPath: /v}]}]\n",
+                 cases[i].image, cases[i].policy ? ", pullPolicy: " : "", cases[i].policy ? cases[i].policy : "");
+        m = parse_text(text, &err);
+        cr_assert_not_null(m, "%s: %s", cases[i].image, err.msg);
+        cr_assert_eq(m->volumes[0].type, PEA_VOLUME_IMAGE);
+        cr_assert_str_eq(m->volumes[0].image_ref, cases[i].image);
+        cr_assert(m->volumes[0].is_read_only);
+        cr_assert_eq(m->volumes[0].image_pull_policy, cases[i].expected, "volume %s %s", cases[i].image,
+                     cases[i].policy ? cases[i].policy : "");
+        manifest_free(m);
     }
     struct pea_error err = {0};
     cr_assert_null(parse_text(MINIMAL_POD "spec:\n  containers:\n  - {name: c, image: ./root, args: [x]}\n", &err));
