@@ -402,7 +402,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
         return -1;
     if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
-        (manifest_parse_resources(spec, "spec", true, &m->resources, err) < 0 && manifest_collect(c, err) < 0) ||
+        (manifest_parse_resources(spec, "spec", true, &m->resources, c, err) < 0) ||
         (manifest_parse_host_users(spec, m, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
     apply_pod_identity(m, &pod_identity);

@@ -250,27 +250,36 @@ static int parse_resource_set(json_t *resources, const char *path, const char *k
 }
 
 int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,
-                             struct pea_error *err)
+                             struct manifest_collector *errors, struct pea_error *err)
 {
     json_t *resources;
     char res_path[FIELD_PATH_MAX];
     field_path(res_path, sizeof res_path, path, "resources");
     static const char *const resource_fields[] = {"limits", "requests", NULL};
     if (field_get_object(obj, path, "resources", false, &resources, err) < 0)
-        return -1;
+        return keep_error(-1, errors, err);
     if (!resources)
         return 0;
-    if (field_check_known(resources, res_path, resource_fields, err) < 0 ||
-        parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
-                           &r->has_memory_limit, &r->memory_limit_bytes, is_pod ? &r->has_pids_limit : NULL,
-                           &r->pids_limit, err) < 0 ||
-        parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
-                           &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err) < 0)
+    if (check_known_each(resources, res_path, resource_fields, errors, err) < 0)
         return -1;
-    if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis)
-        return pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path);
-    if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes)
-        return pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path);
+    /* limits and requests each on its own; compared only when both were read. */
+    int limits = parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
+                                    &r->has_memory_limit, &r->memory_limit_bytes,
+                                    is_pod ? &r->has_pids_limit : NULL, &r->pids_limit, err);
+    if (keep_error(limits, errors, err) < 0)
+        return -1;
+    int requests = parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
+                                      &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err);
+    if (keep_error(requests, errors, err) < 0)
+        return -1;
+    if (limits < 0 || requests < 0)
+        return 0;
+    if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis &&
+        keep_error(pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path), errors, err) < 0)
+        return -1;
+    if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes &&
+        keep_error(pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path), errors, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -304,7 +313,10 @@ int manifest_parse_seccomp_profile(json_t *security, const char *path, struct pe
     return 0;
 }
 
-static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct pea_error *err)
+/* securityContext, each field's error kept on its own (capabilities and seccompProfile as one each; the fields of
+ * manifest_security.c as one). */
+static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct manifest_collector *errors,
+                          struct pea_error *err)
 {
     static const char *const security_fields[] = {
         "runAsUser",    "runAsGroup",     "readOnlyRootFilesystem", "privileged", "allowPrivilegeEscalation",
@@ -314,29 +326,36 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
     char sec_path[FIELD_PATH_MAX], caps_path[FIELD_PATH_MAX];
     field_path(sec_path, sizeof sec_path, path, "securityContext");
     field_path(caps_path, sizeof caps_path, sec_path, "capabilities");
-    if (field_get_object(obj, path, "securityContext", false, &security, err) < 0)
+    if (field_get_object(obj, path, "securityContext", false, &security, err) < 0 &&
+        keep_error(-1, errors, err) < 0)
         return -1;
     if (security) {
-        uint32_t id = 0;
-        if (field_check_known(security, sec_path, security_fields, err) < 0 ||
-            field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &id, err) < 0)
-            return -1;
-        s->run_as_user = id;
-        if (field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &id, err) < 0)
-            return -1;
-        s->run_as_group = id;
-        if (field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem, err) < 0 ||
-            field_get_bool(security, sec_path, "privileged", &s->privileged, err) < 0)
-            return -1;
+        uint32_t user = 0, group = 0;
         json_t *escalation = json_object_get(security, "allowPrivilegeEscalation");
         s->has_allow_privilege_escalation = escalation && !json_is_null(escalation);
-        if (field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation, err) < 0 ||
-            field_get_object(security, sec_path, "capabilities", false, &caps, err) < 0 ||
-            (caps && (field_check_known(caps, caps_path, capability_fields, err) < 0 ||
-                      field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
-                      field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0)) ||
-            manifest_parse_seccomp_profile(security, sec_path, s, err) < 0 ||
-            manifest_parse_security_extras(security, sec_path, true, s, err) < 0)
+        if (check_known_each(security, sec_path, security_fields, errors, err) < 0 ||
+            keep_error(field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &user, err), errors,
+                       err) < 0 ||
+            keep_error(field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &group, err), errors,
+                       err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem,
+                                      err), errors, err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "privileged", &s->privileged, err), errors, err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation,
+                                      err), errors, err) < 0)
+            return -1;
+        s->run_as_user = user;
+        s->run_as_group = group;
+        int r = field_get_object(security, sec_path, "capabilities", false, &caps, err);
+        if (r == 0 && caps)
+            r = field_check_known(caps, caps_path, capability_fields, err) < 0 ||
+                        field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
+                        field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0
+                    ? -1
+                    : 0;
+        if (keep_error(r, errors, err) < 0 ||
+            keep_error(manifest_parse_seccomp_profile(security, sec_path, s, err), errors, err) < 0 ||
+            keep_error(manifest_parse_security_extras(security, sec_path, true, s, err), errors, err) < 0)
             return -1;
     }
     if (!s->capabilities_add)
@@ -414,8 +433,8 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
     bool is_image_known = r == 0;
     if (keep_error(r, errors, err) < 0 || parse_process(obj, path, is_image_known, c, errors, err) < 0 ||
         parse_volume_mounts(obj, path, volume_names, c, errors, err) < 0 ||
-        keep_error(manifest_parse_resources(obj, path, false, &c->resources, err), errors, err) < 0 ||
-        keep_error(parse_security(obj, path, &c->security, err), errors, err) < 0 ||
+        manifest_parse_resources(obj, path, false, &c->resources, errors, err) < 0 ||
+        parse_security(obj, path, &c->security, errors, err) < 0 ||
         check_ports(obj, path, errors, err) < 0)
         return -1;
     r = parse_restart_policy(obj, path, is_init, c, err);

@@ -120,6 +120,8 @@ Test(manifest_workload, every_error_of_one_container)
         "    env: [{name: A, value: 1}]\n"
         "    workingDir: relative\n"
         "    volumeMounts: [{name: w, mountPath: x, readOnly: maybe}]\n"
+        "    resources: {limits: {cpu: lots}, requests: {memory: some}}\n"
+        "    securityContext: {runAsUser: -1, privileged: 3}\n"
         "    stdin: 2\n";
     static const char *const expected[] = {
         "spec.containers[0].ports[0].containerPort: must be between 1 and 65535",
@@ -130,12 +132,16 @@ Test(manifest_workload, every_error_of_one_container)
         "spec.containers[0].volumeMounts[0].name: no volume named \"w\" in spec.volumes",
         "spec.containers[0].volumeMounts[0].mountPath: must be an absolute path without \"..\"",
         "spec.containers[0].volumeMounts[0].readOnly: must be a boolean",
+        "spec.containers[0].resources.limits.cpu: invalid quantity \"lots\"",
+        "spec.containers[0].resources.requests.memory: invalid quantity \"some\"",
+        "spec.containers[0].securityContext.runAsUser: must be between 0 and 4294967294",
+        "spec.containers[0].securityContext.privileged: must be a boolean",
         "spec.containers[0].stdin: must be a boolean",
     };
     struct pea_manifest_errors errors;
     cr_assert_null(parse(text, &errors));
     for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu", i);
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
     cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
     manifest_errors_free(&errors);
 }
