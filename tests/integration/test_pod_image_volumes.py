@@ -77,6 +77,14 @@ def test_single_layer_volume_is_held_and_leaves_the_layer_intact(pods, store, tm
     helpers.wait_until(lambda: "noexec" in pods.cli("pod", "logs", name)[1], 20, "the probe's output")
     logs = pods.cli("pod", "logs", name)[1]
     assert "old" in logs and "read-only" in logs and "not-executed" in logs and "noexec" in logs, logs
+    # Another image for the volume is another sandbox, as any change of spec.volumes.
+    load(store, tmp_path, "example.com/one:2", data_layers()[1:])
+    m2 = pods.manifest([container("c", pods.rootfs, PROBE + "exec sleep 300",
+                                  volumeMounts=[{"name": "data", "mountPath": "/volume"}])],
+                       volumes=[volume("example.com/one:2")], name=name)
+    code, out, err = pods.apply(m2)
+    assert code != 0 and "spec.volumes: changing it needs a new sandbox (apply --recreate)" in err, err
+    store.run("rm", "example.com/one:2")
     assert pods.cli("pod", "rm", "--force", name)[0] == 0
     assert pods.leftovers() == []
     (layer,) = store.layers()
