@@ -14,6 +14,8 @@
 #include "manifest_internal.h"
 #include "manifest_security.h"
 #include "manifest_sources.h"
+#include "pea/image_ref.h"
+#include "pea/pod_image.h"
 #include "pea/util.h"
 
 /* ---- volumes ---- */
@@ -23,6 +25,8 @@ static void volume_free(struct pea_pod_volume *v)
     free(v->name);
     free(v->host_path);
     free(v->claim_name);
+    free(v->image_ref);
+    pod_image_free(v->image);
     manifest_file_volume_free(v);
 }
 
@@ -88,13 +92,41 @@ static int parse_claim(json_t *volume, const char *item, struct pea_pod_volume *
     return 0;
 }
 
+/* Kubernetes' image volume: an image of the store by reference (never a directory: that is a hostPath), pulled as a
+ * container's image is, with the same default policy (Always for a "latest" tag, written or implied). */
+static int parse_image_volume(json_t *volume, const char *item, struct pea_pod_volume *v, struct pea_error *err)
+{
+    static const char *const fields[] = {"reference", "pullPolicy", NULL};
+    static const char *const policies[] = {"Always", "IfNotPresent", "Never", NULL};
+    json_t *image = json_object_get(volume, "image");
+    char path[FIELD_PATH_MAX];
+    field_path(path, sizeof path, item, "image");
+    v->type = PEA_VOLUME_IMAGE;
+    v->is_read_only = true;
+    struct pea_image_ref ref;
+    struct pea_error why = {0};
+    if (field_check_known(image, path, fields, err) < 0 ||
+        field_get_string(image, path, "reference", true, &v->image_ref, err) < 0)
+        return -1;
+    if (v->image_ref[0] == '/' || v->image_ref[0] == '.')
+        return field_fail(err, path, "reference", "\"%s\" is a path, not an image reference (a directory is a "
+                          "hostPath volume)", v->image_ref);
+    if (pea_image_ref_parse(v->image_ref, &ref, &why) < 0)
+        return field_fail(err, path, "reference", "%s", why.msg);
+    int policy = strcmp(ref.tag, "latest") == 0 ? PEA_PULL_ALWAYS : PEA_PULL_IF_NOT_PRESENT;
+    if (field_get_enum(image, path, "pullPolicy", policies, &policy, err) < 0)
+        return -1;
+    v->image_pull_policy = (enum pea_pull_policy)policy;
+    return 0;
+}
+
 static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, json_t *volume_names, size_t i,
                         struct pea_error *err)
 {
-    static const char *const fields[] = {"name",   "emptyDir",    "hostPath",  "configMap",
-                                         "secret", "downwardAPI", "projected", "persistentVolumeClaim", NULL};
+    static const char *const fields[] = {"name",   "emptyDir",    "hostPath",  "configMap",            "secret",
+                                         "downwardAPI", "projected", "persistentVolumeClaim", "image", NULL};
     static const char *const file_kinds[] = {"configMap", "secret", "downwardAPI", "projected"};
-    json_t *empty_dir, *host_path, *claim;
+    json_t *empty_dir, *host_path, *claim, *image;
     if (!json_is_object(j))
         return pea_fail(err, 0, "%s: must be an object", item);
     if (field_check_known(j, item, fields, err) < 0 || field_get_string(j, item, "name", true, &v->name, err) < 0)
@@ -106,10 +138,11 @@ static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, j
     json_object_set_new_nocheck(volume_names, v->name, json_integer((json_int_t)i));
     if (field_get_object(j, item, "emptyDir", false, &empty_dir, err) < 0 ||
         field_get_object(j, item, "hostPath", false, &host_path, err) < 0 ||
-        field_get_object(j, item, "persistentVolumeClaim", false, &claim, err) < 0)
+        field_get_object(j, item, "persistentVolumeClaim", false, &claim, err) < 0 ||
+        field_get_object(j, item, "image", false, &image, err) < 0)
         return -1;
     const char *file_kind = NULL;
-    size_t n_kinds = (empty_dir != NULL) + (host_path != NULL) + (claim != NULL);
+    size_t n_kinds = (empty_dir != NULL) + (host_path != NULL) + (claim != NULL) + (image != NULL);
     for (size_t k = 0; k < ARRAY_SIZE(file_kinds); k++) {
         json_t *source = json_object_get(j, file_kinds[k]);
         if (source && !json_is_null(source)) {
@@ -119,9 +152,10 @@ static int parse_volume(json_t *j, const char *item, struct pea_pod_volume *v, j
     }
     if (n_kinds != 1)
         return pea_fail(err, 0, "%s: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, "
-                        "projected, persistentVolumeClaim", item);
+                        "projected, persistentVolumeClaim, image", item);
     if (file_kind ? manifest_parse_file_volume(j, item, file_kind, v, err) < 0
         : claim     ? parse_claim(j, item, v, err) < 0
+        : image     ? parse_image_volume(j, item, v, err) < 0
         : empty_dir ? parse_empty_dir(j, item, v, err) < 0
                     : parse_host_path(j, item, v, err) < 0)
         return -1;
@@ -166,7 +200,7 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, jso
     for (size_t i = 0; i < *n_out; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "spec.%s[%zu]", key, i);
-        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], err) < 0 &&
+        if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], c, err) < 0 &&
             manifest_collect(c, err) < 0)
             return -1;
         if (json_is_object(json_array_get(list, i)))
@@ -412,7 +446,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
         (parse_host_aliases(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
-        (manifest_parse_resources(spec, "spec", true, &m->resources, err) < 0 && manifest_collect(c, err) < 0) ||
+        (manifest_parse_resources(spec, "spec", true, &m->resources, c, err) < 0) ||
         (manifest_parse_host_users(spec, m, err) < 0 && manifest_collect(c, err) < 0))
         return -1;
     apply_pod_identity(m, &pod_identity);

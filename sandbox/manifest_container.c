@@ -2,6 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "manifest_errors.h"
 #include "manifest_internal.h"
 #include "manifest_security.h"
 #include "manifest_sources.h"
@@ -32,6 +33,29 @@ void manifest_container_free(struct pea_pod_container *c)
     free(c->identity);
     free(c->resources_json);
     manifest_probes_free(c);
+}
+
+/* A part's error (r < 0) kept by the collector, and the parse goes on with the next part: 0. Without a collector the
+ * first error ends the parse: -1. */
+static int keep_error(int r, struct manifest_collector *errors, struct pea_error *err)
+{
+    return r < 0 ? manifest_collect(errors, err) : 0;
+}
+
+/* field_check_known with every unknown key reported, each a line of its own when collecting. */
+static int check_known_each(json_t *obj, const char *path, const char *const *known, struct manifest_collector *errors,
+                            struct pea_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        const char *const *k = known;
+        while (*k && strcmp(*k, key) != 0)
+            k++;
+        if (!*k && keep_error(field_fail(err, path, key, "unknown field"), errors, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* An image reference and its pull policy; the default as Kubernetes sets it: Always when the tag is "latest",
@@ -108,79 +132,115 @@ static int check_exec_strings(char *const *strings, const char *path, const char
     return 0;
 }
 
-static int parse_process(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+/* command, args, workingDir, env and envFrom, each field's error kept on its own. is_image_known: the image field
+ * was read (an error there says nothing about what the program is). */
+static int parse_process(json_t *obj, const char *path, bool is_image_known, struct pea_pod_container *c,
+                         struct manifest_collector *errors, struct pea_error *err)
 {
-    if (field_get_strv(obj, path, "command", &c->command, err) < 0 ||
-        field_get_strv(obj, path, "args", &c->args, err) < 0)
+    int r = field_get_strv(obj, path, "command", &c->command, err);
+    if (r == 0 && c->command && !c->command[0])
+        r = field_fail(err, path, "command", "must hold at least one element");
+    if (r == 0)
+        r = check_exec_strings(c->command, path, "command", err);
+    bool is_program_known = r == 0;
+    if (keep_error(r, errors, err) < 0)
         return -1;
-    if (c->command && !c->command[0])
-        return field_fail(err, path, "command", "must hold at least one element");
-    if (check_exec_strings(c->command, path, "command", err) < 0 || check_exec_strings(c->args, path, "args", err) < 0)
+    r = field_get_strv(obj, path, "args", &c->args, err);
+    if (r == 0)
+        r = check_exec_strings(c->args, path, "args", err);
+    is_program_known &= r == 0;
+    if (keep_error(r, errors, err) < 0)
         return -1;
     /* A directory has no entrypoint: something must name the program. An image's comes from its config. */
-    if (!c->image_ref && !c->command && (!c->args || !c->args[0]))
-        return field_fail(err, path, "command", "missing (a directory image has no entrypoint: give command or args)");
-    if (field_get_string(obj, path, "workingDir", false, &c->working_dir, err) < 0)
+    if (is_image_known && is_program_known && !c->image_ref && !c->command && (!c->args || !c->args[0]) &&
+        keep_error(field_fail(err, path, "command",
+                              "missing (a directory image has no entrypoint: give command or args)"),
+                   errors, err) < 0)
         return -1;
-    if (c->working_dir && c->working_dir[0] != '/')
-        return field_fail(err, path, "workingDir", "must be an absolute path");
-    return manifest_parse_env(obj, path, c, err);
+    r = field_get_string(obj, path, "workingDir", false, &c->working_dir, err);
+    if (r == 0 && c->working_dir && c->working_dir[0] != '/')
+        r = field_fail(err, path, "workingDir", "must be an absolute path");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    return keep_error(manifest_parse_env(obj, path, c, err), errors, err);
 }
 
-static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
-                               struct pea_error *err)
+/* Each mount's fields, each error kept on its own; a check that needs a field (its volume, its path) runs when the
+ * field was read. */
+static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *volume_names, json_t *mount_paths,
+                              struct pea_pod_volume_mount *vm, struct manifest_collector *errors,
+                              struct pea_error *err)
 {
-    json_t *list;
-    if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
-        return -1;
-    if (!list)
-        return 0;
-    c->n_volume_mounts = json_array_size(list);
-    c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
-    AUTO_JSON json_t *mount_paths = json_object(); /* normalized mountPath → its index */
     static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",
                                                "readOnly", "mountPropagation", "recursiveReadOnly", NULL};
     /* In the order of enum pea_mount_propagation and enum pea_recursive_read_only. */
     static const char *const propagations[] = {"None", "HostToContainer", "Bidirectional", NULL};
     static const char *const recursive_modes[] = {"Disabled", "IfPossible", "Enabled", NULL};
-    for (size_t i = 0; i < c->n_volume_mounts; i++) {
-        struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
-        char item[FIELD_PATH_MAX];
-        snprintf(item, sizeof item, "%s.volumeMounts[%zu]", path, i);
-        json_t *j = json_array_get(list, i);
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, mount_fields, err) < 0 ||
-            field_get_string(j, item, "name", true, &vm->name, err) < 0 ||
-            field_get_string(j, item, "mountPath", true, &vm->mount_path, err) < 0 ||
-            field_get_string(j, item, "subPath", false, &vm->sub_path, err) < 0 ||
-            field_get_bool(j, item, "readOnly", &vm->read_only, err) < 0)
-            return -1;
-        int propagation = 0, recursive = 0;
-        if (field_get_enum(j, item, "mountPropagation", propagations, &propagation, err) < 0 ||
-            field_get_enum(j, item, "recursiveReadOnly", recursive_modes, &recursive, err) < 0)
-            return -1;
-        vm->propagation = (enum pea_mount_propagation)propagation;
-        vm->recursive_read_only = (enum pea_recursive_read_only)recursive;
-        /* Kubernetes' validateMountRecursiveReadOnly, in its words. */
-        if (vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED && !vm->read_only)
-            return field_fail(err, item, "recursiveReadOnly", "may only be specified when readOnly is true");
-        if (vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED &&
-            vm->propagation != PEA_MOUNT_PROPAGATION_NONE)
-            return field_fail(err, item, "recursiveReadOnly",
-                              "may only be specified when mountPropagation is None or not specified");
-        if (!json_object_get(volume_names, vm->name))
-            return field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
-        if (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path))
-            return field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
-        if (vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
-            return field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+    if (check_known_each(j, item, mount_fields, errors, err) < 0)
+        return -1;
+    int r = field_get_string(j, item, "name", true, &vm->name, err);
+    if (r == 0 && !json_object_get(volume_names, vm->name))
+        r = field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    r = field_get_string(j, item, "mountPath", true, &vm->mount_path, err);
+    if (r == 0 && (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path)))
+        r = field_fail(err, item, "mountPath", "must be an absolute path without \"..\"");
+    if (r == 0) {
         AUTO_FREE char *normalized = path_normalize(vm->mount_path);
         json_t *earlier = json_object_get(mount_paths, normalized);
         if (earlier)
-            return field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%" JSON_INTEGER_FORMAT
-                              "]", vm->mount_path, json_integer_value(earlier));
-        json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
+            r = field_fail(err, item, "mountPath", "\"%s\" is already mounted by volumeMounts[%" JSON_INTEGER_FORMAT
+                           "]", vm->mount_path, json_integer_value(earlier));
+        else
+            json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
+    }
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    r = field_get_string(j, item, "subPath", false, &vm->sub_path, err);
+    if (r == 0 && vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
+        r = field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    if (keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err) < 0)
+        return -1;
+    int propagation = 0, recursive = 0;
+    r = field_get_enum(j, item, "mountPropagation", propagations, &propagation, err);
+    vm->propagation = (enum pea_mount_propagation)propagation;
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    r = field_get_enum(j, item, "recursiveReadOnly", recursive_modes, &recursive, err);
+    vm->recursive_read_only = (enum pea_recursive_read_only)recursive;
+    /* Kubernetes' validateMountRecursiveReadOnly, in its words. */
+    if (r == 0 && vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED && !vm->read_only)
+        r = field_fail(err, item, "recursiveReadOnly", "may only be specified when readOnly is true");
+    else if (r == 0 && vm->recursive_read_only != PEA_RECURSIVE_READ_ONLY_DISABLED &&
+             vm->propagation != PEA_MOUNT_PROPAGATION_NONE)
+        r = field_fail(err, item, "recursiveReadOnly",
+                       "may only be specified when mountPropagation is None or not specified");
+    return keep_error(r, errors, err);
+}
+
+static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
+                               struct manifest_collector *errors, struct pea_error *err)
+{
+    json_t *list;
+    if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
+        return keep_error(-1, errors, err);
+    if (!list)
+        return 0;
+    c->n_volume_mounts = json_array_size(list);
+    c->volume_mounts = xcalloc(c->n_volume_mounts, sizeof *c->volume_mounts);
+    AUTO_JSON json_t *mount_paths = json_object(); /* normalized mountPath → its index */
+    for (size_t i = 0; i < c->n_volume_mounts; i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.volumeMounts[%zu]", path, i);
+        json_t *j = json_array_get(list, i);
+        int r = json_is_object(j) ? parse_volume_mount(j, item, i, volume_names, mount_paths, &c->volume_mounts[i],
+                                                       errors, err)
+                                  : keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
+        if (r < 0)
+            return -1;
     }
     return 0;
 }
@@ -210,27 +270,36 @@ static int parse_resource_set(json_t *resources, const char *path, const char *k
 }
 
 int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,
-                             struct pea_error *err)
+                             struct manifest_collector *errors, struct pea_error *err)
 {
     json_t *resources;
     char res_path[FIELD_PATH_MAX];
     field_path(res_path, sizeof res_path, path, "resources");
     static const char *const resource_fields[] = {"limits", "requests", NULL};
     if (field_get_object(obj, path, "resources", false, &resources, err) < 0)
-        return -1;
+        return keep_error(-1, errors, err);
     if (!resources)
         return 0;
-    if (field_check_known(resources, res_path, resource_fields, err) < 0 ||
-        parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
-                           &r->has_memory_limit, &r->memory_limit_bytes, is_pod ? &r->has_pids_limit : NULL,
-                           &r->pids_limit, err) < 0 ||
-        parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
-                           &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err) < 0)
+    if (check_known_each(resources, res_path, resource_fields, errors, err) < 0)
         return -1;
-    if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis)
-        return pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path);
-    if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes)
-        return pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path);
+    /* limits and requests each on its own; compared only when both were read. */
+    int limits = parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
+                                    &r->has_memory_limit, &r->memory_limit_bytes,
+                                    is_pod ? &r->has_pids_limit : NULL, &r->pids_limit, err);
+    if (keep_error(limits, errors, err) < 0)
+        return -1;
+    int requests = parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
+                                      &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err);
+    if (keep_error(requests, errors, err) < 0)
+        return -1;
+    if (limits < 0 || requests < 0)
+        return 0;
+    if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis &&
+        keep_error(pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path), errors, err) < 0)
+        return -1;
+    if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes &&
+        keep_error(pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path), errors, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -264,7 +333,10 @@ int manifest_parse_seccomp_profile(json_t *security, const char *path, struct pe
     return 0;
 }
 
-static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct pea_error *err)
+/* securityContext, each field's error kept on its own (capabilities and seccompProfile as one each; the fields of
+ * manifest_security.c as one). */
+static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct manifest_collector *errors,
+                          struct pea_error *err)
 {
     static const char *const security_fields[] = {
         "runAsUser",    "runAsGroup",     "readOnlyRootFilesystem", "privileged", "allowPrivilegeEscalation",
@@ -274,29 +346,36 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
     char sec_path[FIELD_PATH_MAX], caps_path[FIELD_PATH_MAX];
     field_path(sec_path, sizeof sec_path, path, "securityContext");
     field_path(caps_path, sizeof caps_path, sec_path, "capabilities");
-    if (field_get_object(obj, path, "securityContext", false, &security, err) < 0)
+    if (field_get_object(obj, path, "securityContext", false, &security, err) < 0 &&
+        keep_error(-1, errors, err) < 0)
         return -1;
     if (security) {
-        uint32_t id = 0;
-        if (field_check_known(security, sec_path, security_fields, err) < 0 ||
-            field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &id, err) < 0)
-            return -1;
-        s->run_as_user = id;
-        if (field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &id, err) < 0)
-            return -1;
-        s->run_as_group = id;
-        if (field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem, err) < 0 ||
-            field_get_bool(security, sec_path, "privileged", &s->privileged, err) < 0)
-            return -1;
+        uint32_t user = 0, group = 0;
         json_t *escalation = json_object_get(security, "allowPrivilegeEscalation");
         s->has_allow_privilege_escalation = escalation && !json_is_null(escalation);
-        if (field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation, err) < 0 ||
-            field_get_object(security, sec_path, "capabilities", false, &caps, err) < 0 ||
-            (caps && (field_check_known(caps, caps_path, capability_fields, err) < 0 ||
-                      field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
-                      field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0)) ||
-            manifest_parse_seccomp_profile(security, sec_path, s, err) < 0 ||
-            manifest_parse_security_extras(security, sec_path, true, s, err) < 0)
+        if (check_known_each(security, sec_path, security_fields, errors, err) < 0 ||
+            keep_error(field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &user, err), errors,
+                       err) < 0 ||
+            keep_error(field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &group, err), errors,
+                       err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem,
+                                      err), errors, err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "privileged", &s->privileged, err), errors, err) < 0 ||
+            keep_error(field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation,
+                                      err), errors, err) < 0)
+            return -1;
+        s->run_as_user = user;
+        s->run_as_group = group;
+        int r = field_get_object(security, sec_path, "capabilities", false, &caps, err);
+        if (r == 0 && caps)
+            r = field_check_known(caps, caps_path, capability_fields, err) < 0 ||
+                        field_get_strv(caps, caps_path, "add", &s->capabilities_add, err) < 0 ||
+                        field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0
+                    ? -1
+                    : 0;
+        if (keep_error(r, errors, err) < 0 ||
+            keep_error(manifest_parse_seccomp_profile(security, sec_path, s, err), errors, err) < 0 ||
+            keep_error(manifest_parse_security_extras(security, sec_path, true, s, err), errors, err) < 0)
             return -1;
     }
     if (!s->capabilities_add)
@@ -318,31 +397,52 @@ static int check_mount_propagation(const char *path, const struct pea_pod_contai
 }
 
 /* ports are accepted for compatibility with manifests written for Kubernetes; pea publishes nothing. */
-static int check_ports(json_t *obj, const char *path, struct pea_error *err)
+static int check_port(json_t *p, const char *item, struct pea_error *err)
 {
     static const char *const port_fields[] = {"containerPort", "name", "protocol", "hostPort", NULL};
+    long long n;
+    if (!json_is_object(p))
+        return pea_fail(err, 0, "%s: must be an object", item);
+    if (field_check_known(p, item, port_fields, err) < 0 ||
+        field_get_int(p, item, "containerPort", 1, 65535, NULL, &n, err) < 0 ||
+        field_get_int(p, item, "hostPort", 1, 65535, NULL, &n, err) < 0 ||
+        field_get_string(p, item, "name", false, NULL, err) < 0 ||
+        field_get_string(p, item, "protocol", false, NULL, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Each port's first error kept. */
+static int check_ports(json_t *obj, const char *path, struct manifest_collector *errors, struct pea_error *err)
+{
     json_t *ports;
     if (field_get_array(obj, path, "ports", &ports, err) < 0)
-        return -1;
+        return keep_error(-1, errors, err);
     for (size_t i = 0; ports && i < json_array_size(ports); i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.ports[%zu]", path, i);
-        json_t *p = json_array_get(ports, i);
-        long long n;
-        if (!json_is_object(p))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(p, item, port_fields, err) < 0 ||
-            field_get_int(p, item, "containerPort", 1, 65535, NULL, &n, err) < 0 ||
-            field_get_int(p, item, "hostPort", 1, 65535, NULL, &n, err) < 0 ||
-            field_get_string(p, item, "name", false, NULL, err) < 0 ||
-            field_get_string(p, item, "protocol", false, NULL, err) < 0)
+        if (keep_error(check_port(json_array_get(ports, i), item, err), errors, err) < 0)
             return -1;
     }
     return 0;
 }
 
+static int parse_restart_policy(json_t *obj, const char *path, bool is_init, struct pea_pod_container *c,
+                                struct pea_error *err)
+{
+    AUTO_FREE char *restart = NULL;
+    if (field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
+        return -1;
+    if (restart && !is_init)
+        return field_fail(err, path, "restartPolicy", "only init containers may set it");
+    if (restart && strcmp(restart, "Always") != 0)
+        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
+    c->is_sidecar = restart != NULL;
+    return 0;
+}
+
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
-                             struct pea_pod_container *c, struct pea_error *err)
+                             struct pea_pod_container *c, struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
@@ -350,29 +450,31 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         "startupProbe", "lifecycle", "stdin", "stdinOnce", "tty", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
-    if (field_check_known(obj, path, container_fields, err) < 0 ||
-        field_get_string(obj, path, "name", true, &c->name, err) < 0)
+    if (check_known_each(obj, path, container_fields, errors, err) < 0)
         return -1;
-    if (!name_is_dns_label(c->name))
-        return field_fail(err, path, "name",
-                          "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"", c->name);
-    AUTO_FREE char *restart = NULL;
-    if (parse_image(obj, path, c, err) < 0 || parse_process(obj, path, c, err) < 0 ||
-        parse_volume_mounts(obj, path, volume_names, c, err) < 0 ||
-        manifest_parse_resources(obj, path, false, &c->resources, err) < 0 ||
-        parse_security(obj, path, &c->security, err) < 0 || check_mount_propagation(path, c, err) < 0 ||
-        check_ports(obj, path, err) < 0 ||
-        field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0 ||
-        field_get_bool(obj, path, "stdin", &c->has_stdin, err) < 0 ||
-        field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err) < 0 ||
-        field_get_bool(obj, path, "tty", &c->has_tty, err) < 0)
+    int r = field_get_string(obj, path, "name", true, &c->name, err);
+    if (r == 0 && !name_is_dns_label(c->name))
+        r = field_fail(err, path, "name", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
+                       c->name);
+    if (keep_error(r, errors, err) < 0)
         return -1;
-    if (restart && !is_init)
-        return field_fail(err, path, "restartPolicy", "only init containers may set it");
-    if (restart && strcmp(restart, "Always") != 0)
-        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
-    c->is_sidecar = restart != NULL;
-    if (manifest_parse_probes(obj, path, is_init, c, err) < 0)
+    /* Each part on its own: a mistake in one does not hide another's. The probes come after restartPolicy, which
+     * tells them whether this is a sidecar. */
+    r = parse_image(obj, path, c, err);
+    bool is_image_known = r == 0;
+    if (keep_error(r, errors, err) < 0 || parse_process(obj, path, is_image_known, c, errors, err) < 0 ||
+        parse_volume_mounts(obj, path, volume_names, c, errors, err) < 0 ||
+        manifest_parse_resources(obj, path, false, &c->resources, errors, err) < 0 ||
+        parse_security(obj, path, &c->security, errors, err) < 0 ||
+        keep_error(check_mount_propagation(path, c, err), errors, err) < 0 || check_ports(obj, path, errors, err) < 0)
+        return -1;
+    r = parse_restart_policy(obj, path, is_init, c, err);
+    bool is_restart_known = r == 0;
+    if (keep_error(r, errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
+        keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
+        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, err), errors, err) < 0))
         return -1;
     /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
      * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */

@@ -28,9 +28,11 @@ int field_fail(struct pea_error *err, const char *parent, const char *key, const
 void manifest_note_cluster_pod_fields(json_t *spec, char ***notices);
 void manifest_note_cluster_container_fields(json_t *container, const char *path, char ***notices);
 
-/* obj's resources (limits and requests of cpu and memory; a pod's also limits.pids), at path.resources. */
+struct manifest_collector;
+/* obj's resources (limits and requests of cpu and memory; a pod's also limits.pids), at path.resources; with a
+ * collector (errors, may be NULL) each part's error is kept there, as manifest_parse_container's are. */
 int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,
-                             struct pea_error *err);
+                             struct manifest_collector *errors, struct pea_error *err);
 
 /* Every key of obj must be in known (NULL-terminated): "<path>.<key>: unknown field". */
 int field_check_known(json_t *obj, const char *path, const char *const *known, struct pea_error *err);
@@ -77,9 +79,11 @@ char *path_normalize(const char *s);
 char *manifest_canonical_json(const json_t *value);
 
 void manifest_container_free(struct pea_pod_container *c);
-/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. */
+/* One container of spec.containers or spec.initContainers; volume_names holds the pod's volumes' names. With a
+ * collector (errors, may be NULL) every field's error is kept there and the parse goes on; without, the first ends
+ * it. */
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
-                             struct pea_pod_container *c, struct pea_error *err);
+                             struct pea_pod_container *c, struct manifest_collector *errors, struct pea_error *err);
 
 /* livenessProbe, readinessProbe, startupProbe and lifecycle of one container (c->is_sidecar already read);
  * manifest_check_lifecycle checks the hooks against the pod's grace period, once both are read. */

@@ -231,8 +231,13 @@ static int add_volume_mounts(const struct pea_pod *pod, const struct pea_pod_con
         AUTO_FREE char *base = volume_host_path(pod, v);
         AUTO_FREE char *source = vm->sub_path ? xasprintf("%s/%s", base, vm->sub_path) : xstrdup(base);
         /* The kubelet mounts volumes of files it writes read-only, whatever readOnly says. */
-        json_array_append_new(mounts, volume_bind_mount(vm, source,
-                                                        vm->read_only || v->is_read_only || volume_is_written(v)));
+        json_t *mount = volume_bind_mount(vm, source, vm->read_only || v->is_read_only || volume_is_written(v));
+        /* An image volume's bind keeps the flags of its mount (a bind remount would clear those not named). */
+        if (v->type == PEA_VOLUME_IMAGE) {
+            AUTO_JSON json_t *flags = json_pack("[s, s, s]", "noexec", "nosuid", "nodev");
+            json_array_extend(json_object_get(mount, "options"), flags);
+        }
+        json_array_append_new(mounts, mount);
     }
     return 0;
 }

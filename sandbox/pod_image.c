@@ -281,6 +281,54 @@ static struct pea_pod_image *take_image(struct pea_pod *pod, struct pea_image_st
     return img;
 }
 
+/* An image volume's image: WHAT (its reference, or the digest recorded) in the store, held for the pod; only its
+ * layers matter (it runs nothing, so its config is not read). */
+static struct pea_pod_image *take_volume_image(struct pea_pod *pod, struct pea_image_store *store,
+                                               const struct pea_pod_volume *v, const char *what, struct pea_error *err)
+{
+    struct pea_image *stored = NULL;
+    if (pea_image_resolve(store, what, &stored, err) < 0) {
+        if (err->errnum == ENOENT)
+            pea_fail(err, ENOENT, "volume %s: image %s is not in the store (%s)", v->name, v->image_ref,
+                     what == v->image_ref ? "pull it or load it with pea image load" : "removed from under the pod");
+        else
+            pea_wrap(err, "volume %s: image %s", v->name, v->image_ref);
+        return NULL;
+    }
+    struct pea_pod_image *img = xcalloc(1, sizeof *img);
+    memcpy(img->manifest_digest, stored->manifest_digest, sizeof img->manifest_digest);
+    img->layer_dirs = take_ptr(&stored->layer_dirs);
+    img->n_layers = stored->n_layers;
+    pea_image_free(stored);
+    int r = img->n_layers == 0 ? pea_fail(err, 0, "volume %s: image %s has no layers", v->name, v->image_ref) : 0;
+    if (r == 0 && pea_image_hold(store, pod->name, img->manifest_digest, err) < 0)
+        r = pea_wrap(err, "volume %s", v->name);
+    if (r < 0) {
+        pod_image_free(img);
+        return NULL;
+    }
+    return img;
+}
+
+/* Where the record keeps an image volume's digest: beside the containers', under a key no container name can be
+ * (a DNS label has no '/'). */
+static char *volume_record_key(const struct pea_pod_volume *v) { return xasprintf("volumes/%s", v->name); }
+
+/* Volumes change only with a new sandbox, so the digest recorded for one is the one it has mounted. */
+static int attach_volume(struct pea_pod *pod, struct pea_image_store *store, struct pea_pod_volume *v,
+                         const json_t *before, json_t *record, struct pea_error *err)
+{
+    AUTO_FREE char *key = volume_record_key(v);
+    const char *pinned = json_string_value(json_object_get(before, key));
+    struct pea_pod_image *img = take_volume_image(pod, store, v, pinned ? pinned : v->image_ref, err);
+    if (!img)
+        return -1;
+    pod_image_free(v->image);
+    v->image = img;
+    json_object_set_new(record, key, json_string(img->manifest_digest));
+    return 0;
+}
+
 static const struct pea_pod_container *find_same(const struct pea_pod_manifest *old, const struct pea_pod_container *c)
 {
     const struct pea_pod_container *lists[] = {old ? old->init_containers : NULL, old ? old->containers : NULL};
@@ -378,6 +426,16 @@ int pod_images_attach(struct pea_pod *pod, struct pea_pod_manifest *m, const str
             }
             r = attach_one(pod, store, c, old, before, record, err);
         }
+    for (size_t i = 0; i < m->n_volumes && r == 0; i++) {
+        struct pea_pod_volume *v = &m->volumes[i];
+        if (v->type != PEA_VOLUME_IMAGE)
+            continue;
+        if (!store && open_store(pod, &store, err) < 0) {
+            r = pea_wrap(err, "volume %s: image %s", v->name, v->image_ref);
+            break;
+        }
+        r = attach_volume(pod, store, v, before, record, err);
+    }
     pea_image_store_close(store);
     json_object_set(pod->state, IMAGES_KEY, record);
     if (r < 0)

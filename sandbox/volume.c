@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pea/pod_image.h"
+#include "pea/rootfs.h"
 #include "pea/sys.h"
 #include "pea/util.h"
 #include "pea/volume.h"
@@ -139,6 +141,44 @@ static int prepare_host_path(const struct pea_pod_volume *v, struct pea_error *e
     return fd < 0 ? -1 : 0;
 }
 
+/* An image volume: the image's layers merged at path, for the pod's life, read-only and noexec as the kubelet mounts
+ * one (and nosuid, nodev: nothing in it is the host's). Several layers are an overlay without an upper layer (which
+ * needs two lower ones at least); a single layer is a bind of its directory, made read-only before it is attached.
+ * The layers are the store's, held for the pod (pod_image.c), so they stay while this mount does. */
+static int prepare_image(int volumes_dir, const struct pea_pod_volume *v, struct pea_error *err)
+{
+    const struct pea_pod_image *img = v->image;
+    if (!img)
+        return pea_fail(err, 0, "volume %s: image %s was not resolved", v->name, v->image_ref);
+    if (mkdirat(volumes_dir, v->name, 0755) < 0 && errno != EEXIST)
+        return pea_fail(err, errno, "volume %s: create its directory", v->name);
+    /* The mount point is opened once, without following a symlink, and both mounts go onto that fd. */
+    AUTO_FD int target = openat(volumes_dir, v->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (target < 0)
+        return pea_fail(err, errno, "volume %s: open its directory", v->name);
+    const unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (img->n_layers > 1) {
+        AUTO_FREE char *lower = xstrdup("");
+        for (size_t i = img->n_layers; i-- > 0;) {
+            char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", img->layer_dirs[i]);
+            free(lower);
+            lower = next;
+        }
+        AUTO_FREE char *options = xasprintf("lowerdir=%s", lower);
+        AUTO_FREE char *what = xasprintf("volume %s", v->name);
+        char by_fd[64];
+        snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", target);
+        return rootfs_mount_overlay("overlay", by_fd, flags, options, what, err) < 0 ? -1 : 0;
+    }
+    AUTO_FD int tree = open_tree(AT_FDCWD, img->layer_dirs[0], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                          MOUNT_ATTR_NOEXEC};
+    if (tree < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0 ||
+        move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return pea_fail(err, errno, "volume %s: mount layer %s", v->name, img->layer_dirs[0]);
+    return 0;
+}
+
 int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
 {
     AUTO_FD int volumes_dir = open_volumes_dir(pod, true, err);
@@ -153,6 +193,11 @@ int volume_prepare_all(const struct pea_pod *pod, struct pea_error *err)
         }
         if (v->type == PEA_VOLUME_PERSISTENT_CLAIM) {
             if (volume_named_prepare(pod, v, err) < 0)
+                return -1;
+            continue;
+        }
+        if (v->type == PEA_VOLUME_IMAGE) {
+            if (prepare_image(volumes_dir, v, err) < 0)
                 return -1;
             continue;
         }
@@ -289,14 +334,21 @@ int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_containe
             volume_close_sources(sources, n);
             return -1;
         }
-        /* What is inside a volume is the containers', and is resolved only below it. */
-        int fd = vm->sub_path ? open_sub_path(base_fd, vm->sub_path) : take_fd(&base_fd);
+        /* What is inside a volume is the containers', and is resolved only below it. An image volume is read-only:
+         * a subPath missing there is the image's lack, not a directory to make. */
+        bool is_image = v->type == PEA_VOLUME_IMAGE;
+        int fd = !vm->sub_path ? take_fd(&base_fd)
+                 : is_image    ? sys_open_beneath(base_fd, vm->sub_path, O_PATH)
+                               : open_sub_path(base_fd, vm->sub_path);
         if (fd < 0) {
             int saved = errno;
             volume_close_sources(sources, n);
             if (saved == EXDEV)
                 return pea_fail(err, 0, "container %s: subPath %s in volume %s leads out of the volume: refused",
                                 c->name, vm->sub_path, v->name);
+            if (saved == ENOENT && is_image)
+                return pea_fail(err, 0, "container %s: subPath %s does not exist in image volume %s (image %s)",
+                                c->name, vm->sub_path, v->name, v->image_ref);
             return pea_fail(err, saved, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
         }
         if (check_source_propagation(fd, vm, c->name, i, err) < 0) {
@@ -318,6 +370,19 @@ void volume_close_sources(struct pea_mount_source *sources, size_t n)
     free(sources);
 }
 
+/* The id of the mount fd's object is on (STATX_MNT_ID, Linux 5.8): a bind of a directory of the same filesystem
+ * (a single-layer image volume) has the parent's st_dev, but not its mount. */
+static int mount_id_at(int dir_fd, const char *name, uint64_t *id)
+{
+    struct statx stx;
+    if (statx(dir_fd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0)
+        return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID))
+        return errno = ENOTSUP, -1;
+    *id = stx.stx_mnt_id;
+    return 0;
+}
+
 int volume_release_all(const char *data_dir, struct pea_error *err)
 {
     AUTO_FREE char *dir = xasprintf("%s/volumes", data_dir);
@@ -326,9 +391,6 @@ int volume_release_all(const char *data_dir, struct pea_error *err)
     AUTO_FD int volumes = sys_open_no_symlinks(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
     if (volumes < 0)
         return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : pea_fail(err, errno, "open %s", dir);
-    struct stat parent;
-    if (fstat(volumes, &parent) < 0)
-        return pea_fail(err, errno, "stat %s", dir);
     int list = fcntl(volumes, F_DUPFD_CLOEXEC, 3);
     DIR *d = list >= 0 ? fdopendir(list) : NULL;
     if (!d) {
@@ -336,14 +398,23 @@ int volume_release_all(const char *data_dir, struct pea_error *err)
             close(list);
         return pea_fail(err, errno, "list %s", dir);
     }
-    int r = 0;
+    uint64_t parent = 0;
+    int r = mount_id_at(volumes, "", &parent) < 0 ? pea_fail(err, errno, "stat %s", dir) : 0;
     struct dirent *de;
     while (r == 0 && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
         AUTO_FD int point = openat(volumes, de->d_name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-        struct stat st;
-        if (point < 0 || fstat(point, &st) < 0 || st.st_dev == parent.st_dev)
+        uint64_t id = 0;
+        if (point < 0)
+            continue;
+        /* Fail closed: what cannot be told from a mount is not removed, lest the removal go into a mount. A bind
+         * from the same filesystem (an image volume of one layer) has the same st_dev: the mount id tells. */
+        if (mount_id_at(point, "", &id) < 0) {
+            r = pea_fail(err, errno, "stat volume %s/%s", dir, de->d_name);
+            continue;
+        }
+        if (id == parent)
             continue;
         char by_fd[64];
         snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", point);

@@ -37,8 +37,9 @@ void pod_image_free(struct pea_pod_image *image);
 
 /* Resolve and hold the image of each container of m that names one, and attach it (c->image; c->stop_signal from
  * the image unless lifecycle.stopSignal is given). A container that old has unchanged (same name and spec) keeps
- * the image recorded for it; any other resolves its reference now. Records the digests in pod->state (the caller
- * saves it). On failure nothing new stays held. */
+ * the image recorded for it; any other resolves its reference now. Image volumes likewise (v->image): the digest
+ * recorded for one (under "volumes/NAME") is kept, since volumes change only with a new sandbox. Records the digests
+ * in pod->state (the caller saves it). On failure nothing new stays held. */
 int pod_images_attach(struct pea_pod *pod, struct pea_pod_manifest *m, const struct pea_pod_manifest *old,
                       struct pea_error *err);
 /* The "images" record of pod->state as it is now (a copy): what pod_images_release_dropped compares with. */

@@ -204,6 +204,8 @@ enum pea_pod_volume_type {
     PEA_VOLUME_PROJECTED,
     /* A named volume under the data root that outlives the pod (volume_named.c). */
     PEA_VOLUME_PERSISTENT_CLAIM,
+    /* An image of the store (Kubernetes' image volume): its layers merged, mounted read-only and noexec. */
+    PEA_VOLUME_IMAGE,
 };
 
 enum pea_projection_kind { PEA_PROJECT_CONFIG_MAP, PEA_PROJECT_SECRET, PEA_PROJECT_DOWNWARD_API };
@@ -253,7 +255,11 @@ struct pea_pod_volume {
     uint32_t default_mode; /* 0644 unless defaultMode */
     /* persistentVolumeClaim */
     char *claim_name; /* a DNS subdomain: the named volume's name */
-    bool is_read_only;
+    bool is_read_only; /* also always for an image volume */
+    /* image */
+    char *image_ref;                        /* image.reference, as written */
+    enum pea_pull_policy image_pull_policy; /* image.pullPolicy, defaulted as a container's imagePullPolicy */
+    struct pea_pod_image *image;            /* resolved in the store for the pod (pod_image.c), NULL until then */
 };
 
 /* A key of a ConfigMap or Secret: bytes, since binaryData and Secret data may hold any. */

@@ -1,5 +1,6 @@
-/* Pod volumes: emptyDir (a directory of the pod's data, or a size-limited tmpfs for medium Memory) and hostPath
- * (with its type checks), each opened once per container start into the object to bind, subPaths resolved below
+/* Pod volumes: emptyDir (a directory of the pod's data, or a size-limited tmpfs for medium Memory), hostPath
+ * (with its type checks) and image (the image's layers merged, read-only and noexec, on a directory of the pod's
+ * data), each opened once per container start into the object to bind, subPaths resolved below
  * their volume. */
 #ifndef PEA_VOLUME_H
 #define PEA_VOLUME_H
@@ -39,8 +40,8 @@ int volume_update_written(const struct pea_pod *pod, const struct pea_pod_manife
 int volume_mount_tmpfs(int dir, const char *name, mode_t mode, bool has_size, uint64_t size_bytes,
                        struct pea_error *err);
 
-/* Unmount the tmpfs of Memory emptyDirs under data_dir/volumes (the manifest may be gone: every mount point found
- * there is unmounted) and remove the volumes. */
+/* Unmount the tmpfs of Memory emptyDirs and the mounts of image volumes under data_dir/volumes (the manifest may be
+ * gone: every mount point found there, told by its mount id, is unmounted) and remove the volumes. */
 int volume_release_all(const char *data_dir, struct pea_error *err);
 
 #endif

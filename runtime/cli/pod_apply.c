@@ -139,6 +139,8 @@ static int pull_for_apply(const struct cli_globals *g, const struct pea_pod_mani
         has_image_ref |= m->containers[i].image_ref != NULL;
     for (size_t i = 0; i < m->n_init_containers; i++)
         has_image_ref |= m->init_containers[i].image_ref != NULL;
+    for (size_t i = 0; i < m->n_volumes; i++)
+        has_image_ref |= m->volumes[i].type == PEA_VOLUME_IMAGE;
     if (!has_image_ref)
         return 0;
     AUTO_FREE char *dir = xasprintf("%s/pods/%s", g->root, m->name);

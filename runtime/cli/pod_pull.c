@@ -53,7 +53,7 @@ static void last_line(char *text, size_t len, char *out, size_t out_len)
     snprintf(out, out_len, "%s", line);
 }
 
-static int pull(const struct cli_globals *g, const char *pea_image, const char *container, const char *ref,
+static int pull(const struct cli_globals *g, const char *pea_image, const char *who, const char *ref,
                 const char *data_root, struct pea_error *err)
 {
     char *argv[] = {(char *)pea_image, "image", "pull", (char *)ref, "--data-root", (char *)data_root,
@@ -62,13 +62,13 @@ static int pull(const struct cli_globals *g, const char *pea_image, const char *
     bool is_terminal = isatty(2);
     int pipe_fds[2] = {-1, -1};
     if (!is_terminal && pipe2(pipe_fds, O_CLOEXEC) < 0)
-        return pea_fail(err, errno, "container %s: pull image %s: pipe", container, ref);
+        return pea_fail(err, errno, "%s: pull image %s: pipe", who, ref);
     pid_t pid = spawn(argv, pipe_fds[1]);
     if (pipe_fds[1] >= 0)
         close(pipe_fds[1]);
     AUTO_FD int from_child = pipe_fds[0];
     if (pid < 0)
-        return pea_fail(err, errno, "container %s: pull image %s: fork", container, ref);
+        return pea_fail(err, errno, "%s: pull image %s: fork", who, ref);
     AUTO_FREE char *said = from_child >= 0 ? read_fd_all(from_child, 1 << 20, NULL) : NULL;
     int status = wait_status(pid);
     if (status == 0) {
@@ -88,7 +88,7 @@ static int pull(const struct cli_globals *g, const char *pea_image, const char *
     } else {
         snprintf(why, sizeof why, "pea-image exited with status %d%s", status, is_terminal ? " (its error above)" : "");
     }
-    return pea_fail(err, 0, "container %s: failed to pull image \"%s\" (ErrImagePull): %s", container, ref, why);
+    return pea_fail(err, 0, "%s: failed to pull image \"%s\" (ErrImagePull): %s", who, ref, why);
 }
 
 /* Whether c changes (or comes) with this manifest: only those start, so only their images are wanted now. */
@@ -114,6 +114,27 @@ static bool is_in_store(struct pea_image_store *store, const char *ref)
     return r == 0;
 }
 
+/* One reference (of the container or volume `who`) made present as its policy says; each pulled once a call. */
+static int make_present(const struct cli_globals *g, struct pea_image_store *store, const char *who, const char *ref,
+                        enum pea_pull_policy policy, const char *data_root, char ***pulled, char **pea_image,
+                        struct pea_error *err)
+{
+    bool is_pulled = false;
+    for (char **p = *pulled; p && *p && !is_pulled; p++)
+        is_pulled = strcmp(*p, ref) == 0;
+    if (is_pulled || (policy != PEA_PULL_ALWAYS && is_in_store(store, ref)))
+        return 0;
+    if (policy == PEA_PULL_NEVER)
+        return pea_fail(err, 0, "%s: image \"%s\" is not present with pull policy of Never (ErrImageNeverPull)", who,
+                        ref);
+    if (!*pea_image && !(*pea_image = pod_find_helper(g->argv0, "pea-image", "runtime", err)))
+        return pea_wrap(err, "%s: pull image \"%s\"", who, ref);
+    if (pull(g, *pea_image, who, ref, data_root, err) < 0)
+        return -1;
+    strv_append(pulled, ref);
+    return 0;
+}
+
 int pod_pull_images(const struct cli_globals *g, const struct pea_pod_manifest *m, const struct pea_pod_manifest *old,
                     const char *data_root, struct pea_error *err)
 {
@@ -130,23 +151,19 @@ int pod_pull_images(const struct cli_globals *g, const struct pea_pod_manifest *
                 continue;
             if (!store && (r = pea_image_store_open(data_root, NULL, &store, err)) < 0)
                 break;
-            bool is_pulled = false;
-            for (char **p = pulled; p && *p && !is_pulled; p++)
-                is_pulled = strcmp(*p, c->image_ref) == 0;
-            if (is_pulled || (c->pull_policy != PEA_PULL_ALWAYS && is_in_store(store, c->image_ref)))
-                continue;
-            if (c->pull_policy == PEA_PULL_NEVER) {
-                r = pea_fail(err, 0, "container %s: image \"%s\" is not present with pull policy of Never "
-                             "(ErrImageNeverPull)", c->name, c->image_ref);
-                break;
-            }
-            if (!pea_image && !(pea_image = pod_find_helper(g->argv0, "pea-image", "runtime", err))) {
-                r = pea_wrap(err, "container %s: pull image \"%s\"", c->name, c->image_ref);
-                break;
-            }
-            if ((r = pull(g, pea_image, c->name, c->image_ref, data_root, err)) == 0)
-                strv_append(&pulled, c->image_ref);
+            AUTO_FREE char *who = xasprintf("container %s", c->name);
+            r = make_present(g, store, who, c->image_ref, c->pull_policy, data_root, &pulled, &pea_image, err);
         }
+    /* Image volumes come with a new sandbox only (an apply cannot change spec.volumes). */
+    for (size_t i = 0; i < m->n_volumes && r == 0 && !old; i++) {
+        const struct pea_pod_volume *v = &m->volumes[i];
+        if (v->type != PEA_VOLUME_IMAGE)
+            continue;
+        if (!store && (r = pea_image_store_open(data_root, NULL, &store, err)) < 0)
+            break;
+        AUTO_FREE char *who = xasprintf("volume %s", v->name);
+        r = make_present(g, store, who, v->image_ref, v->image_pull_policy, data_root, &pulled, &pea_image, err);
+    }
     pea_image_store_close(store);
     return r;
 }

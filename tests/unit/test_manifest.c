@@ -334,7 +334,7 @@ static const struct error_case error_cases[] = {
      "spec.containers[0].volumeMounts[0].subPath: must be a relative path without \"..\""},
     {"spec:\n  volumes: [{name: v}]\n  containers: [{name: c, image: /i, args: [x]}]\n",
      "spec.volumes[0]: needs exactly one of emptyDir, hostPath, configMap, secret, downwardAPI, projected, "
-     "persistentVolumeClaim"},
+     "persistentVolumeClaim, image"},
     {"spec:\n  volumes: [{name: v, persistentVolumeClaim: {claimName: ../x}}]\n  containers: [{name: c, image: /i, "
      "args: [x]}]\n",
      "spec.volumes[0].persistentVolumeClaim.claimName: must be a DNS subdomain, not \"../x\""},
@@ -859,6 +859,19 @@ Test(manifest, image_references_and_their_pull_policy_defaults)
         cr_assert_null(m->containers[0].image_layers);
         cr_assert_null(m->containers[0].command, "no command needed: the image has its Entrypoint");
         cr_assert_eq(m->containers[0].pull_policy, cases[i].expected, "%s %s", cases[i].image,
+                     cases[i].policy ? cases[i].policy : "");
+        manifest_free(m);
+        /* An image volume's pullPolicy has the same default. */
+        snprintf(text, sizeof text,
+                 MINIMAL_POD "spec:\n  volumes: [{name: v, image: {reference: \"%s\"%s%s}}]\n"
+                             "  containers: [{name: c, image: /i, args: [x], volumeMounts: [{name: v, mountPath: /v}]}]\n",
+                 cases[i].image, cases[i].policy ? ", pullPolicy: " : "", cases[i].policy ? cases[i].policy : "");
+        m = parse_text(text, &err);
+        cr_assert_not_null(m, "%s: %s", cases[i].image, err.msg);
+        cr_assert_eq(m->volumes[0].type, PEA_VOLUME_IMAGE);
+        cr_assert_str_eq(m->volumes[0].image_ref, cases[i].image);
+        cr_assert(m->volumes[0].is_read_only);
+        cr_assert_eq(m->volumes[0].image_pull_policy, cases[i].expected, "volume %s %s", cases[i].image,
                      cases[i].policy ? cases[i].policy : "");
         manifest_free(m);
     }

@@ -107,6 +107,45 @@ Test(manifest_workload, every_error_in_document_order)
     manifest_errors_free(&errors);
 }
 
+/* A container's fields each report their own error, in document order, however many there are in it. */
+Test(manifest_workload, every_error_of_one_container)
+{
+    static const char *const text =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  volumes: [{name: v, emptyDir: {}}]\n"
+        "  containers:\n"
+        "  - name: c\n    image: /i\n    args: [x]\n"
+        "    ports: [{containerPort: 0}, {containerPort: 80, protcol: TCP}]\n"
+        "    colour: blue\n"
+        "    env: [{name: A, value: 1}]\n"
+        "    workingDir: relative\n"
+        "    volumeMounts: [{name: w, mountPath: x, readOnly: maybe}]\n"
+        "    resources: {limits: {cpu: lots}, requests: {memory: some}}\n"
+        "    securityContext: {runAsUser: -1, privileged: 3}\n"
+        "    stdin: 2\n";
+    static const char *const expected[] = {
+        "spec.containers[0].ports[0].containerPort: must be between 1 and 65535",
+        "spec.containers[0].ports[1].protcol: unknown field",
+        "spec.containers[0].colour: unknown field",
+        "spec.containers[0].env[0].value: must be a string",
+        "spec.containers[0].workingDir: must be an absolute path",
+        "spec.containers[0].volumeMounts[0].name: no volume named \"w\" in spec.volumes",
+        "spec.containers[0].volumeMounts[0].mountPath: must be an absolute path without \"..\"",
+        "spec.containers[0].volumeMounts[0].readOnly: must be a boolean",
+        "spec.containers[0].resources.limits.cpu: invalid quantity \"lots\"",
+        "spec.containers[0].resources.requests.memory: invalid quantity \"some\"",
+        "spec.containers[0].securityContext.runAsUser: must be between 0 and 4294967294",
+        "spec.containers[0].securityContext.privileged: must be a boolean",
+        "spec.containers[0].stdin: must be a boolean",
+    };
+    struct pea_manifest_errors errors;
+    cr_assert_null(parse(text, &errors));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
+}
+
 Test(manifest_workload, kubernetes_checks)
 {
     static const struct {
