@@ -321,11 +321,12 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         return pea_fail(err, errno, "read the container state from the runtime");
 
     if (!l->is_exec) {
-        if (rootfs_prepare(spec, l->rootfs, err) < 0)
+        const char *rootfs = l->rootfs;
+        if (rootfs_prepare(spec, &rootfs, err) < 0)
             return -1;
-        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, l->rootfs, err) < 0)
+        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, rootfs, err) < 0)
             return -1;
-        if (rootfs_enter(spec, l->rootfs, l->no_pivot, err) < 0)
+        if (rootfs_enter(spec, rootfs, l->no_pivot, err) < 0)
             return -1;
     }
     if (proc->terminal) {

@@ -33,10 +33,12 @@ static void note_apparmor_default(const char *container)
 
 int pod_security_check(const struct pea_pod_manifest *m, struct pea_error *err)
 {
-    /* Not made rather than made without: the runtime's child in a user namespace cannot yet reach a root below pea's
-     * private state and data roots, nor idmap the pod's volumes. */
-    if (m->has_own_users)
-        return pea_fail(err, 0, "spec.hostUsers: false (a user namespace for the pod) is not supported by pea yet");
+    /* The runtime makes a container's own pid namespace as it clones it, before the container joins the pod's user
+     * namespace: that pid namespace would belong to the host's, and /proc could not be mounted in it. The infra's,
+     * made inside the pod's user namespace, is the one a member can use. */
+    if (m->has_own_users && !m->share_process_namespace)
+        return pea_fail(err, 0, "spec.hostUsers: false needs spec.shareProcessNamespace: true with pea for now (a "
+                        "container's own pid namespace is made before it joins the pod's user namespace)");
     for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
         const struct pea_pod_container *c =
             i < m->n_init_containers ? &m->init_containers[i] : &m->containers[i - m->n_init_containers];

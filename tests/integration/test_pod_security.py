@@ -189,5 +189,5 @@ def test_proc_mount_unmasked_needs_host_users_false_which_is_refused(pods):
     path = pod(pods, [container("a", pods.rootfs, "true")], hostUsers=False)
     code, out, err = run(pods, path)
     assert code == 1
-    assert "spec.hostUsers: false (a user namespace for the pod) is not supported by pea yet" in err, err
+    assert "spec.hostUsers: false needs spec.shareProcessNamespace: true with pea for now" in err, err
     assert pods.leftovers() == []
