@@ -15,7 +15,7 @@ def pod(pods, containers, volumes=None, **spec):
     name = pods.name()
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": dict({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": containers,
-                         "hostUsers": False}, **spec)}
+                         "hostUsers": False, "shareProcessNamespace": True}, **spec)}
     if volumes:
         doc["spec"]["volumes"] = volumes
     for c in containers:
@@ -50,4 +50,93 @@ def test_root_inside_is_an_unprivileged_uid_outside(pods):
     # Kubernetes: 65536 ids, starting at a multiple of 65536, never host root's.
     assert (uid_inside, uid_size) == (0, 65536) and (gid_inside, gid_size) == (0, 65536), out
     assert uid_host > 0 and uid_host % 65536 == 0 and gid_host > 0 and gid_host % 65536 == 0, out
+    assert pods.leftovers() == []
+
+
+def test_idmapped_host_path_shows_host_owners_and_root_inside_is_not_host_root(pods, tmp_path):
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "alice").write_text("alice\n")
+    os.chown(host / "alice", 1000, 1000)
+    # Outside the pod's 65536 ids: host root may read it, the pod's root may not.
+    (host / "outsider").write_text("secret\n")
+    os.chown(host / "outsider", 100000, 100000)
+    os.chmod(host / "outsider", 0o600)
+    script = ("stat -c '%u %g %n' /h/alice /h/outsider; cat /h/outsider && echo READ; "
+              "echo x >> /h/outsider && echo WROTE; echo mine > /h/new; echo done")
+    _, path = pod(pods, [container("a", pods.rootfs, script,
+                                   volumeMounts=[{"name": "h", "mountPath": "/h"}])],
+                  volumes=[{"name": "h", "hostPath": {"path": str(host), "type": "Directory"}}])
+    code, out, err = run(pods, path)
+    assert code == 0, err
+    got = lines(out)
+    assert "1000 1000 /h/alice" in got, out
+    assert "65534 65534 /h/outsider" in got, out
+    assert "READ" not in got and "WROTE" not in got and got[-1] == "done", out
+    assert (host / "outsider").read_text() == "secret\n"
+    # Written as root inside: root's on the host disk, through the idmapped mount.
+    st = os.stat(host / "new")
+    assert (st.st_uid, st.st_gid) == (0, 0)
+    assert pods.leftovers() == []
+
+
+def test_pod_volumes_show_as_root_inside(pods):
+    script = "stat -c '%u %g %n' /e /c/k /s/k; echo hi > /e/f && stat -c '%u %n' /e/f"
+    _, path = pod(pods, [container("a", pods.rootfs, script, volumeMounts=[
+        {"name": "e", "mountPath": "/e"}, {"name": "c", "mountPath": "/c"}, {"name": "s", "mountPath": "/s"}])],
+        volumes=[{"name": "e", "emptyDir": {}},
+                 {"name": "c", "configMap": {"name": "cm"}},
+                 {"name": "s", "secret": {"secretName": "sec"}}])
+    cm = os.path.join(pods.work_dir, "cm.json")
+    with open(cm, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}, f)
+    sec = os.path.join(pods.work_dir, "sec.json")
+    with open(sec, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "stringData": {"k": "v"}}, f)
+    code, out, err = pods.cli("pod", "run", "-f", path, "--configmap", cm, "--secret", sec,
+                              "--data-root", pods.data)
+    assert code == 0, err
+    got = lines(out)
+    assert got[:3] == ["0 0 /e", "0 0 /c/k", "0 0 /s/k"], out
+    assert got[3] == "0 /e/f", out
+    assert pods.leftovers() == []
+
+
+def test_two_pods_get_disjoint_ranges_released_with_the_pod(pods):
+    sleeper = "cat /proc/self/uid_map; sleep 30"
+    name1, path1 = pod(pods, [container("a", pods.rootfs, sleeper)])
+    name2, path2 = pod(pods, [container("a", pods.rootfs, sleeper)])
+    starts = []
+    for name, path in ((name1, path1), (name2, path2)):
+        code, out, err = pods.cli("pod", "apply", "-f", path, "--data-root", pods.data)
+        assert code == 0, err
+        state = pods.state(name)
+        starts.append(state["userns"]["uidStart"])
+    assert starts[0] != starts[1] and abs(starts[0] - starts[1]) >= 65536, starts
+    held = os.listdir(os.path.join(pods.root, "userns"))
+    assert len(held) == 2, held
+    for name in (name1, name2):
+        code, out, err = pods.cli("pod", "rm", "--force", name)
+        assert code == 0, err
+    assert os.listdir(os.path.join(pods.root, "userns")) == []
+    assert pods.leftovers() == []
+
+
+def test_proc_mount_unmasked_only_with_own_users(pods):
+    # maskedPaths and readonlyPaths are mounts over parts of /proc; Unmasked has none.
+    probe = "grep -c ' /proc/' /proc/self/mountinfo || true"
+    _, path = pod(pods, [container("a", pods.rootfs, probe, securityContext={"procMount": "Unmasked"}),
+                         container("b", pods.rootfs, probe)])
+    code, out, err = run(pods, path)
+    assert code == 0, err
+    assert lines(out, "a") == ["0"], out
+    assert int(lines(out, "b")[0]) > 0, out
+    assert pods.leftovers() == []
+
+
+def test_without_a_shared_pid_namespace_it_is_refused(pods):
+    _, path = pod(pods, [container("a", pods.rootfs, "true")], shareProcessNamespace=False)
+    code, out, err = run(pods, path)
+    assert code == 1
+    assert "spec.hostUsers: false needs spec.shareProcessNamespace: true" in err, err
     assert pods.leftovers() == []
