@@ -53,3 +53,13 @@ def test_without_idmap_the_root_is_not_reachable_from_the_user_namespace(run, id
     r = run("run", "--bundle", idmap_bundle, cid)
     assert r.code != 0
     assert "Permission denied" in r.err, r.err
+
+
+def test_a_filesystem_that_cannot_be_idmapped_fails_closed(run, idmap_bundle, cid):
+    """What a pod's tmpfs volumes meet on Linux before 6.3: no bind without the ids asked for."""
+    idmap_bundle.mount("/k", "bind", "/sys/kernel", ["rbind", "ridmap"])
+    idmap_bundle.args("true")
+    r = run("run", "--bundle", idmap_bundle, cid)
+    assert r.code != 0
+    assert ("mount bind on /k: idmap /sys/kernel (its filesystem cannot be idmapped on this kernel): "
+            "Invalid argument") in r.err, r.err
