@@ -474,7 +474,7 @@ static int allocate_users(struct pea_pod *pod, struct pea_error *err)
     if (!pod->manifest->has_own_users)
         return 0;
     struct pod_userns u;
-    if (pod_userns_allocate(pod->root, json_string_value(json_object_get(pod->state, "uid")), &u, err) < 0)
+    if (pod_userns_allocate(json_string_value(json_object_get(pod->state, "uid")), &u, err) < 0)
         return -1;
     pod_userns_record(pod->state, &u);
     return pod_save(pod, err);

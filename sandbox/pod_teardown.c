@@ -352,7 +352,7 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
         note_failure(remove_tree(dir, &one), &first, &one);
     /* hostUsers: false: the pod's ids are free once nothing of it runs. */
     if (!first.msg[0] && plan.uid)
-        note_failure(pod_userns_release(root, plan.uid, &one), &first, &one);
+        note_failure(pod_userns_release(plan.uid, &one), &first, &one);
     free_records(records);
     if (first.msg[0]) {
         *err = first;

@@ -1,10 +1,10 @@
 /* spec.hostUsers: false — the pod's own user namespace, as the kubelet makes it: 65536 ids per pod (0 to 65535
- * inside), from a range no other pod under the same state root holds, shared by the infra and every member.
+ * inside), from a range no other pod on the machine holds, shared by the infra and every member.
  *
  * Where the ids come from: the entries /etc/subuid and /etc/subgid give a user called "pea" (as the kubelet takes
  * the "kubelet" user's), cut into blocks of 65536; without such entries, the blocks from 0x70000000 up to
  * 0x7ffdffff, which systemd leaves unused (below its own container range at 0x7ffe0000 and 2^31, above which many
- * programs take an id for negative). Block N is held by the file ROOT/userns/N, made with O_EXCL and holding the
+ * programs take an id for negative). Block N is held by the file /run/pea/userns/N, made with O_EXCL and holding the
  * pod's uid; the pod's teardown removes every block file holding its uid, so a block is never given twice while a
  * pod of the root has it, and a pod that failed midway leaves none behind. */
 #include <dirent.h>
@@ -50,7 +50,7 @@ static size_t subid_blocks(const char *file, uint32_t *starts, size_t max)
 
 #define BLOCKS_MAX ((FIXED_END - FIXED_FIRST) / BLOCK_SIZE)
 
-int pod_userns_allocate(const char *root, const char *pod_uid, struct pod_userns *out, struct pea_error *err)
+int pod_userns_allocate(const char *pod_uid, struct pod_userns *out, struct pea_error *err)
 {
     static uint32_t uid_starts[BLOCKS_MAX], gid_starts[BLOCKS_MAX];
     size_t n_uid = subid_blocks("/etc/subuid", uid_starts, BLOCKS_MAX);
@@ -66,8 +66,8 @@ int pod_userns_allocate(const char *root, const char *pod_uid, struct pod_userns
                         " while /etc/%s has", n_uid ? "subgid" : "subuid", n_uid ? "subuid" : "subgid");
     }
     size_t n = n_uid < n_gid ? n_uid : n_gid;
-    AUTO_FREE char *dir = xasprintf("%s/" POD_USERNS_DIR, root);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    const char *dir = POD_USERNS_DIR;
+    if ((mkdir("/run/pea", 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST))
         return pea_fail(err, errno, "create %s", dir);
     AUTO_FD int dir_fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir_fd < 0)
@@ -92,9 +92,9 @@ int pod_userns_allocate(const char *root, const char *pod_uid, struct pod_userns
                     "(see %s)", n, source, dir);
 }
 
-int pod_userns_release(const char *root, const char *pod_uid, struct pea_error *err)
+int pod_userns_release(const char *pod_uid, struct pea_error *err)
 {
-    AUTO_FREE char *dir = xasprintf("%s/" POD_USERNS_DIR, root);
+    const char *dir = POD_USERNS_DIR;
     int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir_fd < 0)
         return errno == ENOENT ? 0 : pea_fail(err, errno, "open %s", dir);

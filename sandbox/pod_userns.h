@@ -9,8 +9,9 @@
 #include "pea/error.h"
 #include "pea/pod.h"
 
-/* Below the state root: one file per block of ids held, named by the block's index, holding the pod's uid. */
-#define POD_USERNS_DIR "userns"
+/* One file per block of ids held, named by the block's index, holding the pod's uid. For the whole machine, not
+ * per state root: pods of two roots must not share host ids either. */
+#define POD_USERNS_DIR "/run/pea/userns"
 
 /* Ids 0 .. size-1 inside are uid_start.. and gid_start.. on the host. */
 struct pod_userns {
@@ -18,9 +19,9 @@ struct pod_userns {
 };
 
 /* Take a free block of 65536 ids for the pod whose uid (pod.json's "uid") is pod_uid. */
-int pod_userns_allocate(const char *root, const char *pod_uid, struct pod_userns *out, struct pea_error *err);
+int pod_userns_allocate(const char *pod_uid, struct pod_userns *out, struct pea_error *err);
 /* Give back every block the pod of that uid holds (none held is no error). */
-int pod_userns_release(const char *root, const char *pod_uid, struct pea_error *err);
+int pod_userns_release(const char *pod_uid, struct pea_error *err);
 /* pod.json's "userns": {uidStart, gidStart, size}. */
 void pod_userns_record(json_t *state, const struct pod_userns *u);
 int pod_userns_from_state(const json_t *state, struct pod_userns *out);
