@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pods import container
+from pods import container, ps
 
 pytestmark = pytest.mark.pea_only
 
@@ -114,6 +114,17 @@ def test_two_pods_get_disjoint_ranges_released_with_the_pod(pods):
         assert code == 0, err
         state = pods.state(name)
         starts.append(state["userns"]["uidStart"])
+        # exec joins the pod's user namespace with the rest.
+        code, out, err = pods.cli("pod", "exec", name, "-c", "a", "--", "sh", "-c", "id -u; cat /proc/self/uid_map")
+        assert code == 0, err
+        got = out.splitlines()
+        assert got[0] == "0" and mapping(got[1]) == [0, state["userns"]["uidStart"], 65536], out
+        # Seen from the host, the container's root is the block's first uid, with no capability of host root's.
+        pid = ps(pods, name)["a"]["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines())
+        assert status["Uid"].split() == [str(state["userns"]["uidStart"])] * 4, status["Uid"]
+        assert status["Gid"].split() == [str(state["userns"]["gidStart"])] * 4, status["Gid"]
     assert starts[0] != starts[1] and abs(starts[0] - starts[1]) >= 65536, starts
     uids = {pods.state(name)["uid"] for name in (name1, name2)}
     assert len(held_blocks(uids)) == 2
