@@ -46,11 +46,19 @@ int rootfs_ready_host_tree(const struct pea_spec *spec, const struct pea_mount *
     return 0;
 }
 
-/* A bind mount of an absolute source nobody resolved already (the root mount only when idmapped: see below). */
+static bool is_root_overlay(const struct pea_mount *m)
+{
+    return m->type && strcmp(m->type, "overlay") == 0;
+}
+
+/* A bind mount of an absolute source nobody resolved already; the root mount only when idmapped (a bind, or an
+ * overlay whose lower layers are): see rootfs_is_host_root. */
 static bool wants_host_source(const struct pea_spec *spec, size_t i)
 {
     const struct pea_mount *m = &spec->mounts[i];
     bool is_root_mount = i == 0 && strcmp(m->destination, "/") == 0;
+    if (is_root_mount && m->is_idmapped && is_root_overlay(m))
+        return true;
     return (!is_root_mount || m->is_idmapped) && m->is_bind && !m->has_source_tree && m->source &&
            m->source[0] == '/';
 }
@@ -60,9 +68,9 @@ bool rootfs_is_host_source(const struct pea_spec *spec, size_t i)
     return spec->has_host_sources && wants_host_source(spec, i);
 }
 
-/* An idmapped bind on "/" (what a pod with its own user namespace asks for): the helper binds it onto root.path in
- * the container's mount namespace and sends the mounted root, which the child reaches through that fd, never by a
- * path its mapped ids may not search. */
+/* An idmapped bind or overlay on "/" (what a pod with its own user namespace asks for): the helper mounts it onto
+ * root.path in the container's mount namespace and sends the mounted root, which the child reaches through that
+ * fd, never by a path its mapped ids may not search. */
 bool rootfs_is_host_root(const struct pea_spec *spec)
 {
     return spec->n_mounts > 0 && strcmp(spec->mounts[0].destination, "/") == 0 && rootfs_is_host_source(spec, 0);
@@ -136,6 +144,47 @@ static int open_host_tree(const struct pea_spec *spec, const struct pea_mount *m
     return take_fd(&tree);
 }
 
+/* Each lower layer of the root overlay's options, idmapped in place: a clone shown through the container's ids,
+ * attached over the layer itself in the container's mount namespace (gone with the old root at pivot_root). The
+ * upper layer is not: overlayfs writes there with its mounter's (our) ids, which no idmapping of the container's
+ * holds; the caller gives it to the container's root instead. */
+static int idmap_lower_layers(const char *data, int userns_fd)
+{
+    const char *value = NULL;
+    for (const char *opt = data; opt && *opt; opt = strchr(opt, ',') ? strchr(opt, ',') + 1 : NULL)
+        if (strncmp(opt, "lowerdir=", 9) == 0)
+            value = opt + 9;
+    if (!value)
+        return errno = EINVAL, -1;
+    AUTO_FREE char *layers = strndup(value, strcspn(value, ","));
+    if (!layers)
+        return -1;
+    char *save = NULL;
+    for (char *layer = strtok_r(layers, ":", &save); layer; layer = strtok_r(NULL, ":", &save)) {
+        AUTO_FD int tree = open_tree(AT_FDCWD, layer, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd};
+        if (tree < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0 ||
+            move_mount(tree, "", AT_FDCWD, layer, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The root overlay, over idmapped lower layers, mounted onto the rootfs; its fd, or -1 with errno. */
+static int open_host_overlay(const struct pea_mount *m, const char *rootfs, int userns_fd)
+{
+    /* pea writes no escaped ':' in layer paths; one here would be split wrongly. */
+    if (!m->data || strchr(m->data, '\\'))
+        return errno = EINVAL, -1;
+    if (idmap_lower_layers(m->data, userns_fd) < 0)
+        return -1;
+    struct pea_error ignored = {0};
+    if (rootfs_mount_overlay(m->source ? m->source : "overlay", rootfs, m->flags & ~(unsigned long)MS_REMOUNT,
+                             m->data, "/", &ignored) < 0)
+        return errno = ignored.errnum ? ignored.errnum : EINVAL, -1;
+    return open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 /* The helper, in the container's mount namespace with our credentials: one message per source, in mount order,
  * its errno and, when 0, the clone (for the root: the root, mounted). Returns the exit status. */
 static int send_sources(const struct pea_spec *spec, int pidfd, int userns_fd, const char *rootfs, int sender)
@@ -146,7 +195,9 @@ static int send_sources(const struct pea_spec *spec, int pidfd, int userns_fd, c
         if (!rootfs_is_host_source(spec, i))
             continue;
         const struct pea_mount *m = &spec->mounts[i];
-        int tree = open_host_tree(spec, m, i == 0 && rootfs_is_host_root(spec), rootfs, userns_fd);
+        bool is_root = i == 0 && rootfs_is_host_root(spec);
+        int tree = is_root && is_root_overlay(m) ? open_host_overlay(m, rootfs, userns_fd)
+                                                 : open_host_tree(spec, m, is_root, rootfs, userns_fd);
         int errnum = tree < 0 ? errno : 0;
         int r = console_send_fd(sender, tree, &errnum, sizeof errnum);
         if (tree >= 0)
@@ -195,14 +246,15 @@ int rootfs_host_source_receive(const struct pea_spec *spec, const struct pea_mou
     /* What only the helper can make (an idmapped mount, the object the caller checked) the child does not try. */
     bool is_helper_only = m->is_idmapped || m->has_source_identity;
     if (n == (ssize_t)sizeof errnum && errnum != 0 && *tree < 0 && is_helper_only) {
+        const char *what = m->is_bind ? "bind" : m->type;
         if (errnum == ESTALE && m->has_source_identity)
             return pea_fail(err, 0, "mount bind on %s: source %s is no longer the object that was checked",
                             m->destination, m->source);
         /* tmpfs (a pod's secrets, configMaps, memory emptyDirs) takes idmapped mounts from Linux 6.3 on. */
         if (errnum == EINVAL && m->is_idmapped)
-            return pea_fail(err, errnum, "mount bind on %s: idmap %s (its filesystem cannot be idmapped on this "
-                            "kernel)", m->destination, m->source);
-        return pea_fail(err, errnum, "mount bind on %s: source %s", m->destination, m->source);
+            return pea_fail(err, errnum, "mount %s on %s: idmap %s (its filesystem cannot be idmapped on this "
+                            "kernel)", what, m->destination, m->is_bind ? m->source : "the lower layers");
+        return pea_fail(err, errnum, "mount %s on %s: source %s", what, m->destination, m->source);
     }
     if (n == (ssize_t)sizeof errnum && (errnum == 0) == (*tree >= 0))
         return 0;

@@ -463,8 +463,10 @@ static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
     if (m->type && strcmp(m->type, "bind") == 0)
         m->is_bind = true;
     const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
-    /* Only a bind has a source to show through other ids; the kernel would take the word as filesystem data. */
-    if (m->is_idmapped && !m->is_bind)
+    /* Only a bind has a source to show through other ids (and the root overlay, whose lower layers are idmapped);
+     * the kernel would take the word as filesystem data. */
+    bool is_root_overlay = m->type && strcmp(m->type, "overlay") == 0 && strcmp(m->destination, "/") == 0;
+    if (m->is_idmapped && !m->is_bind && !is_root_overlay)
         return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" is only for bind mounts", what, m->destination,
                         m->is_idmap_recursive ? "ridmap" : "idmap");
     if (m->is_bind && unknown)

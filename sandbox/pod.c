@@ -633,6 +633,8 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
              * (the kernel reaches work and the layers with the mounter's credentials). */
             if (mkdir(path, strcmp(parts[i], "/upper") == 0 ? 0755 : 0700) < 0)
                 return pea_fail(err, errno, "create %s", path);
+            if (strcmp(parts[i], "/upper") == 0 && pod_userns_give_upper(pod, path, err) < 0)
+                return -1;
         }
     }
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);

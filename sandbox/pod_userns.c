@@ -145,18 +145,20 @@ void pod_userns_record(json_t *state, const struct pod_userns *u)
 /* Every bind, the root first, shown through the pod's ids: a file of host uid N is uid N inside (the kubelet's
  * idmapped volumes). Made by the runtime with its own rights in the container's mount namespace, so that no path
  * below pea's private roots is walked by the container's mapped ids. */
-static int idmap_mounts(json_t *cfg, const char *container, struct pea_error *err)
+static void idmap_mounts(json_t *cfg)
 {
     json_t *mounts = json_object_get(cfg, "mounts");
     json_t *first = json_array_get(mounts, 0);
     const char *first_dest = json_string_value(json_object_get(first, "destination"));
-    /* overlayfs cannot be idmapped itself; idmapping each layer under it is not done yet. */
-    if (first_dest && strcmp(first_dest, "/") == 0)
-        return pea_fail(err, 0, "container %s: spec.hostUsers: false: an image of several layers (an overlay root) "
-                        "cannot be idmapped by pea yet; use an image of one directory", container);
-    const char *root = json_string_value(json_object_get(json_object_get(cfg, "root"), "path"));
-    json_array_insert_new(mounts, 0, json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", "/", "type", "bind",
-                                               "source", root, "options", "rbind", "ridmap"));
+    /* An image's overlay: overlayfs cannot be idmapped itself, its lower layers are (pod_userns_give_upper gives
+     * the upper layer to the pod's root). */
+    if (first_dest && strcmp(first_dest, "/") == 0) {
+        json_array_append_new(json_object_get(first, "options"), json_string("idmap"));
+    } else {
+        const char *root = json_string_value(json_object_get(json_object_get(cfg, "root"), "path"));
+        json_array_insert_new(mounts, 0, json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", "/", "type", "bind",
+                                                   "source", root, "options", "rbind", "ridmap"));
+    }
     size_t i;
     json_t *m;
     json_array_foreach(mounts, i, m) {
@@ -164,7 +166,6 @@ static int idmap_mounts(json_t *cfg, const char *container, struct pea_error *er
         if (i > 0 && type && strcmp(type, "bind") == 0)
             json_array_append_new(json_object_get(m, "options"), json_string("ridmap"));
     }
-    return 0;
 }
 
 int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, struct pea_error *err)
@@ -174,10 +175,7 @@ int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, 
     struct pod_userns u;
     if (pod_userns_from_state(pod->state, &u) < 0)
         return pea_fail(err, 0, "the pod's user namespace ids are not in its state");
-    const char *container = json_string_value(json_object_get(json_object_get(cfg, "annotations"),
-                                                              "run.pea.container"));
-    if (idmap_mounts(cfg, container ? container : "?", err) < 0)
-        return -1;
+    idmap_mounts(cfg);
     json_t *linux = json_object_get(cfg, "linux");
     json_t *namespaces = json_object_get(linux, "namespaces");
     json_t *ns = json_pack("{s:s}", "type", "user");
@@ -189,5 +187,18 @@ int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, 
     /* The mappings of a joined namespace are the infra's; the runtime reads them to make idmapped mounts. */
     json_object_set_new(linux, "uidMappings", mapping(u.uid_start, u.size));
     json_object_set_new(linux, "gidMappings", mapping(u.gid_start, u.size));
+    return 0;
+}
+
+int pod_userns_give_upper(const struct pea_pod *pod, const char *upper, struct pea_error *err)
+{
+    if (!pod->manifest->has_own_users)
+        return 0;
+    struct pod_userns u;
+    if (pod_userns_from_state(pod->state, &u) < 0)
+        return pea_fail(err, 0, "the pod's user namespace ids are not in its state");
+    /* Made by pea a moment ago, in pea's private data root: no one else can have put a link there. */
+    if (lchown(upper, u.uid_start, u.gid_start) < 0)
+        return pea_fail(err, errno, "give %s to the pod's root", upper);
     return 0;
 }

@@ -28,5 +28,8 @@ int pod_userns_from_state(const json_t *state, struct pod_userns *out);
 /* For a pod with hostUsers: false, the user namespace in an OCI config: a new one with the pod's mappings for the
  * infra, the infra's (pinned at ns/user) for a member. Nothing otherwise. */
 int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, struct pea_error *err);
+/* The upper layer of a container's root overlay (just made), owned by the pod's root: overlayfs writes there with
+ * pea's ids, and the container's files are the pod's. Nothing for a pod of the host's users. */
+int pod_userns_give_upper(const struct pea_pod *pod, const char *upper, struct pea_error *err);
 
 #endif

@@ -104,6 +104,27 @@ def test_pod_volumes_show_as_root_inside(pods):
     assert pods.leftovers() == []
 
 
+def test_an_image_of_layers_shows_its_owners_and_takes_writes(pods):
+    """The root overlay over idmapped lower layers: the image's files are root's (and 1000's) inside, and the
+    container's root changes them (copy-up into an upper layer owned by the pod's root)."""
+    top = os.path.join(pods.work_dir, "layer")
+    os.makedirs(os.path.join(top, "srv"), exist_ok=True)
+    with open(os.path.join(top, "srv", "alice"), "w") as f:
+        f.write("a\n")
+    os.chown(os.path.join(top, "srv", "alice"), 1000, 1000)
+    script = ("stat -c '%u %g %n' /bin/busybox /srv/alice; echo changed >> /etc/passwd && echo APPENDED; "
+              "touch /srv/new && stat -c '%u %n' /srv/new")
+    _, path = pod(pods, [container("a", [pods.rootfs, top], script)])
+    code, out, err = run(pods, path)
+    assert code == 0, err
+    assert lines(out) == ["0 0 /bin/busybox", "1000 1000 /srv/alice", "APPENDED", "0 /srv/new"], out
+    # The layers are untouched.
+    with open(os.path.join(pods.rootfs, "etc", "passwd")) as f:
+        assert "changed" not in f.read()
+    assert os.stat(os.path.join(top, "srv", "alice")).st_uid == 1000
+    assert pods.leftovers() == []
+
+
 def test_two_pods_get_disjoint_ranges_released_with_the_pod(pods):
     sleeper = "cat /proc/self/uid_map; sleep 30"
     name1, path1 = pod(pods, [container("a", pods.rootfs, sleeper)])
