@@ -25,15 +25,18 @@
 #define FIXED_END 0x7ffe0000u /* exclusive */
 #define SUBID_USER "pea"
 
-/* The blocks of 65536 ids the ranges hold, in file order, into starts (at most max). */
+/* The blocks of 65536 ids the ranges hold, in file order, into starts (at most max): each starts at a multiple of
+ * 65536 and is never the block of host root, as the kubelet requires. */
 static size_t blocks_of(const struct pea_id_range *ranges, size_t n, uint32_t *starts, size_t max)
 {
     size_t count = 0;
-    for (size_t i = 0; i < n; i++)
-        for (uint64_t s = ranges[i].start; s + BLOCK_SIZE <= (uint64_t)ranges[i].start + ranges[i].count &&
-                                           s + BLOCK_SIZE <= UINT32_MAX && count < max;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t first = ((uint64_t)ranges[i].start + BLOCK_SIZE - 1) / BLOCK_SIZE * BLOCK_SIZE;
+        for (uint64_t s = first ? first : BLOCK_SIZE; s + BLOCK_SIZE <= (uint64_t)ranges[i].start + ranges[i].count &&
+                                                      s + BLOCK_SIZE <= UINT32_MAX && count < max;
              s += BLOCK_SIZE)
             starts[count++] = (uint32_t)s;
+    }
     return count;
 }
 
