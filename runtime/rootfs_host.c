@@ -90,11 +90,13 @@ int rootfs_host_sources_begin(struct pea_spec *spec, int *sender, struct pea_err
 {
     *sender = -1;
     /* Only the helper, which has rights over the container's user namespace, can make an idmapped mount. */
-    for (size_t i = 0; i < spec->n_mounts; i++)
-        if (spec->mounts[i].is_idmapped && (!spec->namespaces[PEA_NS_USER].is_present || geteuid() != 0))
-            return pea_fail(err, 0, "mount bind on %s: mount option \"%s\" needs a user namespace and a runtime "
-                            "running as root", spec->mounts[i].destination,
-                            spec->mounts[i].is_idmap_recursive ? "ridmap" : "idmap");
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        const struct pea_mount *m = &spec->mounts[i];
+        if (m->is_idmapped && (!spec->namespaces[PEA_NS_USER].is_present || geteuid() != 0))
+            return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" needs a user namespace and a runtime "
+                            "running as root", m->is_bind ? "bind" : m->type, m->destination,
+                            m->is_idmap_recursive ? "ridmap" : "idmap");
+    }
     /* Only a user namespace takes rights a source may need; a runtime without privilege has none to lend. */
     if (!spec->namespaces[PEA_NS_USER].is_present || geteuid() != 0 || spec->has_host_sources)
         return 0;
