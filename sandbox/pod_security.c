@@ -33,13 +33,6 @@ static void note_apparmor_default(const char *container)
 
 int pod_security_check(const struct pea_pod_manifest *m, struct pea_error *err)
 {
-    /* The runtime makes a container's own pid namespace as it clones it, before the container joins the pod's user
-     * namespace: that pid namespace would belong to the host's, and /proc could not be mounted in it. An empty pid
-     * namespace made beforehand inside the pod's cannot be handed over either (the kernel names one only once it has
-     * a process). The infra's, made inside the pod's user namespace, is the one a member can use. */
-    if (m->has_own_users && !m->share_process_namespace)
-        return pea_fail(err, 0, "spec.hostUsers: false needs spec.shareProcessNamespace: true with pea for now (a "
-                        "container's own pid namespace is made before it joins the pod's user namespace)");
     for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
         const struct pea_pod_container *c =
             i < m->n_init_containers ? &m->init_containers[i] : &m->containers[i - m->n_init_containers];

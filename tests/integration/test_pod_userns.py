@@ -17,7 +17,7 @@ def pod(pods, containers, volumes=None, **spec):
     name = pods.name()
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": dict({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": containers,
-                         "hostUsers": False, "shareProcessNamespace": True}, **spec)}
+                         "hostUsers": False}, **spec)}
     if volumes:
         doc["spec"]["volumes"] = volumes
     for c in containers:
@@ -181,9 +181,18 @@ def test_proc_mount_unmasked_only_with_own_users(pods):
     assert pods.leftovers() == []
 
 
-def test_without_a_shared_pid_namespace_it_is_refused(pods):
-    _, path = pod(pods, [container("a", pods.rootfs, "true")], shareProcessNamespace=False)
+def test_each_container_has_its_own_pid_namespace_or_the_pods(pods):
+    """A member's own pid namespace belongs to the pod's user namespace (its /proc mounts there); with
+    shareProcessNamespace the members share the infra's."""
+    # "$$$$": Kubernetes turns "$$" into "$" in a command.
+    script = "echo $$$$; ps -o comm | grep -c pea-pause || true"
+    _, path = pod(pods, [container("a", pods.rootfs, script), container("b", pods.rootfs, script)])
     code, out, err = run(pods, path)
-    assert code == 1
-    assert "spec.hostUsers: false needs spec.shareProcessNamespace: true" in err, err
+    assert code == 0, err
+    assert lines(out, "a") == ["1", "0"] and lines(out, "b") == ["1", "0"], out
+    _, path = pod(pods, [container("a", pods.rootfs, script)], shareProcessNamespace=True)
+    code, out, err = run(pods, path)
+    assert code == 0, err
+    got = lines(out)
+    assert got[0] != "1" and got[1] == "1", out
     assert pods.leftovers() == []
