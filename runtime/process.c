@@ -621,6 +621,7 @@ static pid_t clone_in_user_namespace(struct pea_launch *l, uint64_t flags, int s
             out.errnum = errno;
         if (out.pid == 0 && out.errnum == 0) {
             close(report[1]);
+            close(l->sync_fd); /* our end: the init must not hold it, or its death would go unseen */
             child_main(l, sync_child, seccomp);
         }
         _exit(write(report[1], &out, sizeof out) == (ssize_t)sizeof out ? 0 : 1);

@@ -196,3 +196,15 @@ def test_each_container_has_its_own_pid_namespace_or_the_pods(pods):
     got = lines(out)
     assert got[0] != "1" and got[1] == "1", out
     assert pods.leftovers() == []
+
+
+def test_a_container_that_cannot_start_is_reported(pods):
+    """The init cloned inside the pod's user namespace is still pea's child: its failure comes back, not a hang."""
+    c = container("a", pods.rootfs, "true")
+    c["command"] = ["/no/such/program"]
+    _, path = pod(pods, [c])
+    code, out, err = run(pods, path)
+    assert code != 0
+    assert "container a" in err or "a: failed to start" in err, err
+    assert "no/such/program" in err, err
+    assert pods.leftovers() == []
