@@ -46,7 +46,7 @@ static char *create_on_namespaces_ready(struct pea_launch *l, struct pea_error *
     struct create_context *ctx = l->context;
     /* The child has its mount namespace and waits for us: its bind sources first, before it mounts. */
     if (ctx->host_sources_sender >= 0 &&
-        rootfs_host_sources_send(ctx->spec, l->pidfd, ctx->host_sources_sender, err) < 0)
+        rootfs_host_sources_send(ctx->spec, l->pid, l->pidfd, l->rootfs, ctx->host_sources_sender, err) < 0)
         return NULL;
     ctx->state->pid = l->pid;
     ctx->state->start_time = sys_process_start_time(l->pid, NULL);
@@ -133,18 +133,30 @@ static struct pea_spec *load_bundle(const char *bundle, char *bundle_abs, char *
 static int attach_mount_sources(struct pea_spec *spec, const struct pea_create_options *o, struct pea_error *err)
 {
     /* A copy made in our namespace carries none of the kernel's locks a user namespace would put on it: the
-     * container's root could make a read-only source writable. Pods make no user namespace; refuse the mix. */
-    if (o->n_mount_sources > 0 && spec->namespaces[PEA_NS_USER].is_present)
-        return pea_fail(err, 0, "mount sources resolved by the caller are not supported with a user namespace");
+     * container's root could make a read-only source writable. With a user namespace the runtime's helper clones
+     * the source in the container's namespace instead (rootfs_host.c), and only if it is the object checked here. */
+    bool is_in_user_namespace = spec->namespaces[PEA_NS_USER].is_present;
+    if (o->n_mount_sources > 0 && is_in_user_namespace && geteuid() != 0)
+        return pea_fail(err, 0, "mount sources resolved by the caller need a runtime running as root with a user "
+                        "namespace");
     for (size_t i = 0; i < o->n_mount_sources; i++) {
         const struct pea_mount_source *s = &o->mount_sources[i];
         struct pea_mount *m = NULL;
         for (size_t k = spec->n_mounts; k-- > 0 && !m;)
             if (spec->mounts[k].is_bind && strcmp(spec->mounts[k].destination, s->destination) == 0)
                 m = &spec->mounts[k];
-        if (!m || m->has_source_tree)
+        if (!m || m->has_source_tree || m->has_source_identity)
             return pea_fail(err, 0, "mount source for %s: no bind mount of its own there in config.json",
                             s->destination);
+        if (is_in_user_namespace) {
+            struct stat st;
+            if (fstat(s->fd, &st) < 0)
+                return pea_fail(err, errno, "the mount source of %s", s->destination);
+            m->source_dev = st.st_dev;
+            m->source_ino = st.st_ino;
+            m->has_source_identity = true;
+            continue;
+        }
         unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (m->is_recursive ? AT_RECURSIVE : 0);
         AUTO_FD int tree = open_tree(s->fd, "", flags);
         /* Above 0-2: the child puts the container's stdio there before it mounts. */

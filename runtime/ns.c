@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pea/idmap.h"
@@ -193,8 +194,12 @@ int ns_write_id_maps(int proc_fd, pid_t pid, const struct pea_spec *spec, struct
 
 int ns_enter(const struct pea_spec *spec, const struct pea_ns_handles *h, struct pea_error *err)
 {
-    /* A joined user namespace first: the namespaces created below must belong to it. */
-    if (h->fd[PEA_NS_USER] >= 0 && setns(h->fd[PEA_NS_USER], CLONE_NEWUSER) < 0)
+    /* A joined user namespace first: the namespaces created below must belong to it. The runtime may have cloned
+     * us there already (process.c, for a pid namespace of our own), and a process cannot join its own. */
+    struct stat want, now;
+    bool is_in_it = h->fd[PEA_NS_USER] >= 0 && fstat(h->fd[PEA_NS_USER], &want) == 0 &&
+                    stat("/proc/self/ns/user", &now) == 0 && want.st_dev == now.st_dev && want.st_ino == now.st_ino;
+    if (h->fd[PEA_NS_USER] >= 0 && !is_in_it && setns(h->fd[PEA_NS_USER], CLONE_NEWUSER) < 0)
         return pea_fail(err, errno, "join user namespace %s", spec->namespaces[PEA_NS_USER].path);
     static const enum pea_ns_type joinable[] = {PEA_NS_IPC, PEA_NS_UTS, PEA_NS_NETWORK, PEA_NS_CGROUP,
                                                 PEA_NS_MOUNT};

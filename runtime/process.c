@@ -322,11 +322,12 @@ static int child_setup(struct pea_launch *l, int sock, const struct pea_seccomp_
         return pea_fail(err, errno, "read the container state from the runtime");
 
     if (!l->is_exec) {
-        if (rootfs_prepare(spec, l->rootfs, err) < 0)
+        const char *rootfs = l->rootfs;
+        if (rootfs_prepare(spec, &rootfs, err) < 0)
             return -1;
-        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, l->rootfs, err) < 0)
+        if (hooks_run_in_dir(spec, PEA_HOOK_CREATE_CONTAINER, l->state_json, rootfs, err) < 0)
             return -1;
-        if (rootfs_enter(spec, l->rootfs, l->no_pivot, err) < 0)
+        if (rootfs_enter(spec, rootfs, l->no_pivot, err) < 0)
             return -1;
     }
     if (proc->terminal) {
@@ -577,6 +578,70 @@ static int restore_children_namespaces(int pid_ns, int time_ns, struct pea_error
     return 0;
 }
 
+/* A new pid namespace belongs to the user namespace of the process that clones. An init that joins a user
+ * namespace (by path: a pod's member) and wants a pid namespace of its own is cloned from there, by a launcher that
+ * joins the user namespace first; with CLONE_PARENT the init is still our child. */
+static bool clones_from_user_namespace(const struct pea_launch *l)
+{
+    const struct pea_spec *spec = l->spec;
+    return !l->is_exec && spec->namespaces[PEA_NS_USER].path && spec->namespaces[PEA_NS_PID].is_present &&
+           !spec->namespaces[PEA_NS_PID].path;
+}
+
+struct launched {
+    pid_t pid;
+    bool used_into_cgroup;
+    int errnum;
+};
+
+static pid_t clone_in_user_namespace(struct pea_launch *l, uint64_t flags, int sync_child,
+                                     const struct pea_seccomp_program *seccomp, bool *used_into_cgroup,
+                                     struct pea_error *err)
+{
+    const char *path = l->spec->namespaces[PEA_NS_USER].path;
+    AUTO_FD int userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (userns_fd < 0)
+        return pea_fail(err, errno, "open user namespace %s", path);
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return pea_fail(err, errno, "pipe for the launcher");
+    pid_t launcher = fork();
+    if (launcher < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        return pea_fail(err, saved, "fork the launcher");
+    }
+    if (launcher == 0) {
+        close(report[0]);
+        struct launched out = {0};
+        int pidfd = -1;
+        if (setns(userns_fd, CLONE_NEWUSER) < 0)
+            out.errnum = errno;
+        else if ((out.pid = sys_clone3(flags | CLONE_PARENT, l->cgroup_fd, &pidfd, &out.used_into_cgroup)) < 0)
+            out.errnum = errno;
+        if (out.pid == 0 && out.errnum == 0) {
+            close(report[1]);
+            close(l->sync_fd); /* our end: the init must not hold it, or its death would go unseen */
+            child_main(l, sync_child, seccomp);
+        }
+        _exit(write(report[1], &out, sizeof out) == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(report[1]);
+    struct launched got = {.errnum = EPROTO};
+    ssize_t n;
+    while ((n = read(report[0], &got, sizeof got)) < 0 && errno == EINTR)
+        ;
+    close(report[0]);
+    while (waitpid(launcher, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof got || got.errnum != 0 || got.pid <= 0)
+        return pea_fail(err, n == (ssize_t)sizeof got ? got.errnum : EPROTO,
+                        "clone container init in user namespace %s", path);
+    *used_into_cgroup = got.used_into_cgroup;
+    return got.pid;
+}
+
 int process_launch_begin(struct pea_launch *l, struct pea_error *err)
 {
     if (lsm_plan(l->spec, &l->lsm, err) < 0)
@@ -621,8 +686,23 @@ int process_launch_begin(struct pea_launch *l, struct pea_error *err)
                                 !l->spec->namespaces[PEA_NS_USER].path && geteuid() != 0;
     bool used_into_cgroup = false;
     int pidfd = -1;
-    pid_t pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup);
-    if (pid < 0) {
+    pid_t pid;
+    if (clones_from_user_namespace(l)) {
+        /* Our child, not yet waited for: its number names no other process. */
+        if ((pid = clone_in_user_namespace(l, flags, pair[1], seccomp, &used_into_cgroup, err)) > 0 &&
+            (pidfd = sys_pidfd_open(pid, 0)) < 0) {
+            pea_fail(err, errno, "pidfd of container init %d", (int)pid);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            pid = -1;
+        }
+        if (pid < 0) {
+            close(pair[1]);
+            struct pea_error ignored = {0};
+            restore_children_namespaces(own_pid_ns, own_time_ns, &ignored);
+            return -1;
+        }
+    } else if ((pid = sys_clone3(flags, l->cgroup_fd, &pidfd, &used_into_cgroup)) < 0) {
         int saved = errno;
         close(pair[1]);
         struct pea_error ignored = {0};

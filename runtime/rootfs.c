@@ -465,8 +465,27 @@ static int prepare_below_root(const struct pea_spec *spec, int root_fd, int proc
     return rootfs_setup_dev(root_fd, spec, err);
 }
 
-int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_error *err)
+/* The root the runtime's helper mounted (rootfs_host.c), kept open: its path is "/proc/self/fd/N". */
+static int receive_host_root(const struct pea_spec *spec, char *path, size_t size, struct pea_error *err)
 {
+    int root = -1;
+    if (rootfs_host_source_receive(spec, &spec->mounts[0], &root, err) < 0)
+        return -1;
+    if (root < 0)
+        return pea_fail(err, EPROTO, "mount bind on /: receive the root from the runtime");
+    snprintf(path, size, "/proc/self/fd/%d", root);
+    return 0;
+}
+
+int rootfs_prepare(const struct pea_spec *spec, const char **rootfs_inout, struct pea_error *err)
+{
+    static char host_root_path[64];
+    bool is_host_root = rootfs_is_host_root(spec);
+    if (is_host_root && receive_host_root(spec, host_root_path, sizeof host_root_path, err) < 0)
+        return -1;
+    if (is_host_root)
+        *rootfs_inout = host_root_path;
+    const char *rootfs = *rootfs_inout;
     /* Without a mount namespace of its own the container shares ours: our "/" is left as it is. */
     bool has_mount_namespace = rootfs_has_mount_namespace(spec);
     if (has_mount_namespace && prepare_root_propagation(spec, rootfs, err) < 0)
@@ -476,7 +495,7 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
     const struct pea_mount *root_mount = spec->n_mounts > 0 && strcmp(spec->mounts[0].destination, "/") == 0
                                              ? &spec->mounts[0]
                                              : NULL;
-    if (root_mount) {
+    if (root_mount && !is_host_root) {
         const char *type = root_mount->type ? root_mount->type : "none";
         unsigned long flags = root_mount->flags & ~(unsigned long)MS_REMOUNT;
         const char *source = root_mount->source ? root_mount->source : type;
@@ -487,7 +506,7 @@ int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_e
         } else if (mount(source, rootfs, type, flags, root_mount->data) < 0) {
             return pea_fail(err, errno, "mount %s on / (%s)", type, rootfs);
         }
-    } else if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+    } else if (!root_mount && mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         return pea_fail(err, errno, "bind rootfs %s", rootfs);
     }
     AUTO_FD int proc_fd = sys_open_procfs();

@@ -49,6 +49,9 @@ struct pea_mount rootfs_mount_as_made(const struct pea_mount *m);
 /* Whether mount i's source comes from the runtime's helper (rootfs_host.c) rather than from a lookup here. */
 bool rootfs_is_host_source(const struct pea_spec *spec, size_t i);
 
+/* Whether the root is an idmapped bind that the runtime's helper mounts onto root.path and sends, mounted. */
+bool rootfs_is_host_root(const struct pea_spec *spec);
+
 /* The next source from the runtime's helper, in mount order: *tree is its clone, or -1 when the helper could not
  * open it (the child then tries itself, and reports its own error). -1 when the message is missing. */
 int rootfs_host_source_receive(const struct pea_spec *spec, const struct pea_mount *m, int *tree,

@@ -407,11 +407,13 @@ static const struct {
     {"rnorelatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME},
 };
 
-/* Options pea knows and does not implement: refused rather than handed to the kernel, which would ignore them. */
-static const char *const unsupported_options[] = {"idmap", "ridmap"};
-
 static bool derive_known_option(struct pea_mount *m, const char *opt)
 {
+    if (strcmp(opt, "idmap") == 0 || strcmp(opt, "ridmap") == 0) {
+        m->is_idmapped = true;
+        m->is_idmap_recursive = opt[0] == 'r';
+        return true;
+    }
     if (strcmp(opt, "bind") == 0 || strcmp(opt, "rbind") == 0) {
         m->is_bind = true;
         m->is_recursive = opt[0] == 'r';
@@ -444,14 +446,11 @@ static bool derive_known_option(struct pea_mount *m, const char *opt)
 static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
 {
     size_t data_len = 0;
-    const char *unknown = NULL, *unsupported = NULL;
+    const char *unknown = NULL;
     for (char **o = m->options; *o; o++) {
         const char *opt = *o;
         if (derive_known_option(m, opt))
             continue;
-        for (size_t i = 0; i < ARRAY_SIZE(unsupported_options); i++)
-            if (!unsupported && strcmp(opt, unsupported_options[i]) == 0)
-                unsupported = opt;
         if (!unknown)
             unknown = opt;
         size_t len = strlen(opt);
@@ -464,9 +463,12 @@ static int derive_mount_options(struct pea_mount *m, struct pea_error *err)
     if (m->type && strcmp(m->type, "bind") == 0)
         m->is_bind = true;
     const char *what = m->is_bind ? "bind" : (m->type ? m->type : "none");
-    if (unsupported)
-        return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" is not supported", what, m->destination,
-                        unsupported);
+    /* Only a bind has a source to show through other ids (and the root overlay, whose lower layers are idmapped);
+     * the kernel would take the word as filesystem data. */
+    bool is_root_overlay = m->type && strcmp(m->type, "overlay") == 0 && strcmp(m->destination, "/") == 0;
+    if (m->is_idmapped && !m->is_bind && !is_root_overlay)
+        return pea_fail(err, 0, "mount %s on %s: mount option \"%s\" is only for bind mounts", what, m->destination,
+                        m->is_idmap_recursive ? "ridmap" : "idmap");
     if (m->is_bind && unknown)
         return pea_fail(err, 0, "mount bind on %s: unknown mount option \"%s\"", m->destination, unknown);
     return 0;
@@ -516,7 +518,8 @@ static int parse_mounts(json_t *root, struct pea_spec *spec, struct pea_error *e
         for (size_t k = 0; k < ARRAY_SIZE(idmap_fields); k++)
             if (json_object_get(j, idmap_fields[k])) {
                 snprintf(field, sizeof field, "%s.%s", path, idmap_fields[k]);
-                return spec_field_fail(err, field, "idmapped mounts are not supported");
+                return spec_field_fail(err, field, "idmapped mounts with mappings of their own are not supported "
+                                                   "(\"idmap\" alone uses the container's)");
             }
     }
     return 0;

@@ -25,7 +25,8 @@ pid_t sys_clone3(uint64_t flags, int cgroup_fd, int *pidfd, bool *used_into_cgro
 {
     struct clone_args args = {0};
     args.flags = flags;
-    args.exit_signal = SIGCHLD;
+    /* With CLONE_PARENT clone3 wants none: the child takes the caller's, which is SIGCHLD for our forks. */
+    args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
     if (flags & CLONE_PIDFD)
         args.pidfd = (uint64_t)(uintptr_t)pidfd;
     if (flags & CLONE_INTO_CGROUP)

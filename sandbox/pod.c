@@ -27,14 +27,17 @@
 #include "pea/volume.h"
 #include "pod_internal.h"
 #include "pod_security.h"
+#include "pod_userns.h"
 
 #define POD_MANIFEST_FILE "manifest"
 
 /* The namespaces the infra owns and members join, by the name of their /proc/PID/ns file. */
-static const char *const pinned_namespaces[] = {"net", "ipc", "uts", "pid"};
+static const char *const pinned_namespaces[] = {"net", "ipc", "uts", "pid", "user"};
 
 static bool is_pinned(const struct pea_pod_manifest *m, const char *ns)
 {
+    if (strcmp(ns, "user") == 0)
+        return m->has_own_users;
     bool is_host = m->network_mode == PEA_NETWORK_HOST;
     return !(is_host && (strcmp(ns, "net") == 0 || strcmp(ns, "uts") == 0));
 }
@@ -487,6 +490,18 @@ static int lock_new_pod_dir(const struct pea_pod *pod, struct pea_error *err)
     return take_fd(&lock);
 }
 
+/* hostUsers: false: the pod's ids, recorded in pod.json before the infra's config is made from it. */
+static int allocate_users(struct pea_pod *pod, struct pea_error *err)
+{
+    if (!pod->manifest->has_own_users)
+        return 0;
+    struct pod_userns u;
+    if (pod_userns_allocate(json_string_value(json_object_get(pod->state, "uid")), &u, err) < 0)
+        return -1;
+    pod_userns_record(pod->state, &u);
+    return pod_save(pod, err);
+}
+
 int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifest, struct pea_pod **out,
                struct pea_error *err)
 {
@@ -550,6 +565,7 @@ int pod_create(const struct pea_pod_options *o, struct pea_pod_manifest *manifes
     close(take_fd(&birth_lock));
     /* Images first: a pod whose image is missing fails before anything is made for it. */
     if (saved < 0 || pod_images_attach(pod, pod->manifest, NULL, err) < 0 || pod_save(pod, err) < 0 ||
+        allocate_users(pod, err) < 0 ||
         make_pod_dirs(pod, err) < 0 || volume_prepare_all(pod, err) < 0 ||
         write_etc_files(pod, err) < 0 || make_infra_root(pod, pause_path, err) < 0 ||
         (cgroup_fd = cgroup_create(pod->cgroup, limits, err)) < 0 || start_infra(pod, err) < 0 ||
@@ -639,6 +655,8 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
              * (the kernel reaches work and the layers with the mounter's credentials). */
             if (mkdir(path, strcmp(parts[i], "/upper") == 0 ? 0755 : 0700) < 0)
                 return pea_fail(err, errno, "create %s", path);
+            if (strcmp(parts[i], "/upper") == 0 && pod_userns_give_upper(pod, path, err) < 0)
+                return -1;
         }
     }
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);

@@ -13,6 +13,7 @@
 #include "pea/util.h"
 #include "pea/volume.h"
 #include "pod_security.h"
+#include "pod_userns.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -397,7 +398,7 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     }
     json_object_set_new(cfg, "annotations", json_pack("{s:s, s:s}", "run.pea.pod", m->name, "run.pea.container",
                                                       c->name));
-    if (pod_security_configure(pod, c, cfg, err) < 0)
+    if (pod_security_configure(pod, c, cfg, err) < 0 || pod_userns_configure(pod, cfg, false, err) < 0)
         return NULL;
     return take_ptr(&cfg);
 }
@@ -414,7 +415,6 @@ static bool has_effective_capability(cap_value_t cap)
 
 json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
 {
-    (void)err;
     const struct pea_pod_manifest *m = pod->manifest;
     AUTO_FREE char *infra_root = xasprintf("%s/infra", pod->dir);
     json_t *namespaces = json_array();
@@ -433,7 +433,9 @@ json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
         /* What containerd gives every sandbox with its own network: low ports and ping without privileges. Never
          * in a namespace the pod joins: there they would outlive the pod, for every process of that namespace. */
         json_object_set_new(sysctl, "net.ipv4.ip_unprivileged_port_start", json_string("0"));
-        json_object_set_new(sysctl, "net.ipv4.ping_group_range", json_string("0 2147483647"));
+        /* In the pod's own user namespace only its 65536 groups exist (the kernel refuses unmapped ones). */
+        json_object_set_new(sysctl, "net.ipv4.ping_group_range",
+                            json_string(m->has_own_users ? "0 65535" : "0 2147483647"));
     }
     for (size_t i = 0; i < m->n_sysctls; i++)
         json_object_set_new(sysctl, m->sysctls[i].name, json_string(m->sysctls[i].value));
@@ -453,5 +455,9 @@ json_t *pod_config_infra(const struct pea_pod *pod, struct pea_error *err)
                             "annotations", "run.pea.pod", m->name, "run.pea.container", PEA_POD_INFRA_ID);
     if (has_own_uts(m))
         json_object_set_new(cfg, "hostname", json_string(m->hostname ? m->hostname : m->name));
+    if (pod_userns_configure(pod, cfg, true, err) < 0) {
+        json_decref(cfg);
+        return NULL;
+    }
     return cfg;
 }

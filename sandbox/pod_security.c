@@ -33,10 +33,6 @@ static void note_apparmor_default(const char *container)
 
 int pod_security_check(const struct pea_pod_manifest *m, struct pea_error *err)
 {
-    /* Not made rather than made without: the runtime's child in a user namespace cannot yet reach a root below pea's
-     * private state and data roots, nor idmap the pod's volumes. */
-    if (m->has_own_users)
-        return pea_fail(err, 0, "spec.hostUsers: false (a user namespace for the pod) is not supported by pea yet");
     for (size_t i = 0; i < m->n_init_containers + m->n_containers; i++) {
         const struct pea_pod_container *c =
             i < m->n_init_containers ? &m->init_containers[i] : &m->containers[i - m->n_init_containers];

@@ -23,6 +23,7 @@
 #include "pea/util.h"
 #include "pea/volume.h"
 #include "pod_internal.h"
+#include "pod_userns.h"
 
 #define TEARDOWN_RECORD_VERSION 1
 /* How long a process SIGKILLed (the supervisor, or what runs in the pod's cgroup) may take to be gone. */
@@ -109,6 +110,7 @@ struct teardown_plan {
     char host_interface[16];   /* "" when not a bridge pod */
     bool is_from_earlier_boot; /* its processes died with that boot; the PIDs recorded name others now */
     const json_t *supervisors[2];
+    const char *uid; /* NULL when neither record names it */
 };
 
 static const char *first_valid(json_t *const records[2], const char *key, const char *name,
@@ -155,6 +157,7 @@ static void plan_teardown(const char *name, json_t *const records[2], struct tea
     json_t *const bridges[2] = {records[0], network};
     plan->bridge = first_valid(bridges, "bridge", name, is_bridge);
     const char *uid = first_valid(records, "uid", name, is_uid);
+    plan->uid = uid;
     if (plan->bridge && uid)
         snprintf(plan->host_interface, sizeof plan->host_interface, "pv%.12s", uid);
     /* Either record from another boot, and no PID in them is signalled: failing to remove a pod (its cgroup still
@@ -347,6 +350,9 @@ int pod_remove(const char *root, const char *name, long long grace_seconds, stru
         note_failure(pod_images_release_all(plan.data_dir, name, &one), &first, &one);
     if (!first.msg[0])
         note_failure(remove_tree(dir, &one), &first, &one);
+    /* hostUsers: false: the pod's ids are free once nothing of it runs. */
+    if (!first.msg[0] && plan.uid)
+        note_failure(pod_userns_release(plan.uid, &one), &first, &one);
     free_records(records);
     if (first.msg[0]) {
         *err = first;

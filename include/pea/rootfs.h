@@ -18,8 +18,9 @@
  * recursive attributes (rro...) through its fd, attached with move_mount, then given its propagation; /dev stays
  * writable until step 3. Without a mount namespace in the config the mounts go into ours under the rootfs, as with
  * runc, and "/" is left as it is; on failure the rootfs bind is detached again. Hooks createContainer run after
- * this. */
-int rootfs_prepare(const struct pea_spec *spec, const char *rootfs, struct pea_error *err);
+ * this. When the runtime's helper mounts the root (an idmapped "/" in a user namespace), *rootfs becomes the
+ * path of the fd it sent ("/proc/self/fd/N", kept open), which the child's mapped ids can follow. */
+int rootfs_prepare(const struct pea_spec *spec, const char **rootfs, struct pea_error *err);
 
 /* Step 2: pivot_root into the rootfs and detach the old root, chdir "/". With no_pivot, move the rootfs onto "/",
  * make the old root private and detach every other mount of it (a locked procfs or sysfs is covered), then
@@ -41,7 +42,8 @@ int rootfs_host_sources_begin(struct pea_spec *spec, int *sender, struct pea_err
 /* Host side, once the child has its mount namespace (before it mounts anything): a helper joins that namespace
  * through pidfd, with our credentials, clones each bind source there (ready as rootfs_ready_host_tree makes it)
  * and sends the clones down sender, in mount order; a source it cannot open is sent as its errno. */
-int rootfs_host_sources_send(const struct pea_spec *spec, int pidfd, int sender, struct pea_error *err);
+int rootfs_host_sources_send(const struct pea_spec *spec, pid_t pid, int pidfd, const char *rootfs, int sender,
+                             struct pea_error *err);
 
 /* A detached clone made by the runtime for mount m (the caller's own source, or one of rootfs_host_sources_send),
  * made ready for the child to attach as it is: the propagation a bind made in the container's namespace would have

@@ -58,6 +58,15 @@ struct pea_mount {
      * spec_free. */
     bool has_source_tree;
     int source_tree_fd;
+    /* "idmap" / "ridmap" (the top mount / the whole tree): a bind mount shown through the container's own user
+     * namespace's mappings (rootfs_host.c makes it). */
+    bool is_idmapped, is_idmap_recursive;
+    /* Never from config.json: with a user namespace, the device and inode of the object the caller resolved
+     * (pea_create_options.mount_sources); the source is cloned by path in the container's mount namespace and must
+     * be that object. */
+    bool has_source_identity;
+    dev_t source_dev;
+    ino_t source_ino;
 };
 
 struct pea_device {

@@ -120,7 +120,7 @@ def test_idmap_is_refused_not_ignored(run, bundle, cid, tmp_path):
     bundle.args("true")
     r = run("run", "--bundle", bundle, cid)
     assert r.code == 1
-    assert 'mount bind on /data: mount option "idmap" is not supported' in r.err
+    assert 'mount bind on /data: mount option "idmap" needs a user namespace and a runtime running as root' in r.err
 
 
 def test_common_bind_options_still_work(run, bundle, cid, tmp_path):
