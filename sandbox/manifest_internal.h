@@ -100,5 +100,8 @@ int manifest_check_claim(json_t *doc, const char *where, bool *has_storage, char
 
 /* pea.network, with spec.hostNetwork already read. */
 int manifest_parse_network(json_t *root, bool is_host_network, struct pea_pod_manifest *m, struct pea_error *err);
+/* spec.dnsPolicy and spec.dnsConfig; spec.hostAliases (manifest_dns.c). */
+int manifest_parse_dns(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err);
+int manifest_parse_host_aliases(json_t *spec, struct pea_pod_manifest *m, struct pea_error *err);
 
 #endif

@@ -20,6 +20,7 @@
 #include "pea/log.h"
 #include "pea/net.h"
 #include "pea/pod.h"
+#include "pea/pod_dns.h"
 #include "pea/pod_image.h"
 #include "pea/state.h"
 #include "pea/sys.h"
@@ -188,33 +189,15 @@ static int write_etc_files(const struct pea_pod *pod, struct pea_error *err)
         free(hosts);
         hosts = next;
     }
-    AUTO_FREE char *resolv = NULL;
-    if (m->dns_nameservers[0] || m->dns_searches[0]) {
-        resolv = xstrdup("");
-        for (char **n = m->dns_nameservers; *n; n++) {
-            char *next = xasprintf("%snameserver %s\n", resolv, *n);
-            free(resolv);
-            resolv = next;
-        }
-        if (m->dns_searches[0]) {
-            char *next = xasprintf("%ssearch", resolv);
-            free(resolv);
-            resolv = next;
-            for (char **s = m->dns_searches; *s; s++) {
-                next = xasprintf("%s %s", resolv, *s);
-                free(resolv);
-                resolv = next;
-            }
-            next = xasprintf("%s\n", resolv);
-            free(resolv);
-            resolv = next;
-        }
-    } else {
-        resolv = read_file_at(AT_FDCWD, "/etc/resolv.conf", 1 << 20, NULL);
-    }
+    AUTO_FREE char *host_resolv = read_file_at(AT_FDCWD, "/etc/resolv.conf", 1 << 20, NULL);
+    size_t dropped = 0;
+    AUTO_FREE char *resolv = pod_dns_resolv_conf(m, host_resolv, &dropped);
+    if (dropped)
+        log_warn("pod %s: %zu nameservers past the resolver's 3 left out of /etc/resolv.conf, as the kubelet does",
+                 m->name, dropped);
     if (write_pod_file(pod, "hostname", hostname_text, err) < 0 ||
         write_pod_file(pod, "hosts", hosts, err) < 0 ||
-        write_pod_file(pod, "resolv.conf", resolv ? resolv : "", err) < 0)
+        write_pod_file(pod, "resolv.conf", resolv, err) < 0)
         return -1;
     return 0;
 }

@@ -332,6 +332,9 @@ struct pea_pod_manifest {
     bool has_own_users;           /* spec.hostUsers: false: a user namespace of the pod's own (pod_userns.c) */
     char **dns_nameservers; /* spec.dnsConfig.nameservers, NULL-terminated, never NULL */
     char **dns_searches;    /* spec.dnsConfig.searches, NULL-terminated, never NULL */
+    char **dns_options;     /* spec.dnsConfig.options as resolv.conf words (name or name:value), never NULL */
+    bool has_dns_config;    /* spec.dnsConfig is given: added to the policy's base (pod_dns.c) */
+    bool is_dns_policy_none; /* spec.dnsPolicy: None: dnsConfig alone, without the host's resolv.conf */
     struct pea_host_alias *host_aliases; /* spec.hostAliases, in manifest order */
     size_t n_host_aliases;
     char **notices;         /* fields accepted without effect on one node, a line each; NULL when none */

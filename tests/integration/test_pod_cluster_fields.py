@@ -99,3 +99,83 @@ def test_pod_level_resources_are_read_and_checked(pods):
              "spec.resources.requests.memory: must not exceed limits.memory")]:
         code, _, err = pods.apply(write(pods, name, pod_doc(pods, name, resources=resources)), "--dry-run")
         assert code == 1 and message in err, (resources, err)
+
+
+def host_resolv_conf():
+    """The host's nameservers, last search list and options, as resolv.conf(5) reads them."""
+    nameservers, searches, options = [], [], []
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        words = line.split("#")[0].split(";")[0].split()
+        if not words:
+            continue
+        if words[0] == "nameserver" and len(words) > 1 and words[1] not in nameservers:
+            nameservers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            searches = list(dict.fromkeys(words[1:]))
+        elif words[0] == "options":
+            options += words[1:]
+    return nameservers, searches, options
+
+
+def resolv_conf_of(pods, doc):
+    name = doc["metadata"]["name"]
+    code, _, err = pods.apply(write(pods, name, doc))
+    assert code == 0, err
+    code, out, err = pods.cli("pod", "exec", name, "--", "cat", "/etc/resolv.conf")
+    assert code == 0, err
+    code, _, err = pods.cli("pod", "rm", "--force", name)
+    assert code == 0, err
+    return out
+
+
+def test_dns_config_alone_with_policy_none(pods):
+    """Kubernetes' custom-dns example: dnsPolicy None gives dnsConfig alone, options as name or name:value."""
+    name = pods.name()
+    doc = pod_doc(pods, name, dnsPolicy="None", dnsConfig={
+        "nameservers": ["198.18.0.53"], "searches": ["ns1.svc.cluster-domain.example", "my.dns.search.suffix"],
+        "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]})
+    assert resolv_conf_of(pods, doc) == ("nameserver 198.18.0.53\n"
+                                         "search ns1.svc.cluster-domain.example my.dns.search.suffix\n"
+                                         "options ndots:2 edns0\n")
+
+
+def test_dns_config_is_added_to_the_hosts_as_the_kubelet_does(pods):
+    """With a policy other than None, dnsConfig is appended to the host's resolv.conf without duplicates, its
+    options replacing the host's of the same name, and no more than three nameservers kept."""
+    host_ns, host_search, host_options = host_resolv_conf()
+    name = pods.name()
+    extra_ns = ["198.18.0.53", "198.18.0.54"]
+    doc = pod_doc(pods, name, dnsPolicy="Default", dnsConfig={
+        "nameservers": extra_ns + host_ns[:1], "searches": ["pea.example"] + host_search[:1],
+        "options": [{"name": "ndots", "value": "3"}, {"name": "timeout", "value": "1"}]})
+    options = []
+    for option in host_options + ["ndots:3", "timeout:1"]:
+        key = option.split(":")[0]
+        same = [i for i, o in enumerate(options) if o.split(":")[0] == key]
+        if same:
+            options[same[0]] = option
+        else:
+            options.append(option)
+    expected = "".join(f"nameserver {n}\n" for n in list(dict.fromkeys(host_ns + extra_ns))[:3])
+    expected += "search " + " ".join(dict.fromkeys(host_search + ["pea.example"])) + "\n"
+    expected += "options " + " ".join(options) + "\n"
+    assert resolv_conf_of(pods, doc) == expected
+
+
+def test_dns_config_options_are_checked(pods):
+    name = pods.name()
+    for dns, message in [
+            ({"nameservers": ["198.18.0.53"], "options": [{"value": "2"}]}, "spec.dnsConfig.options[0].name: missing"),
+            ({"nameservers": ["198.18.0.53"], "options": [{"name": "nd ots"}]},
+             "spec.dnsConfig.options[0].name: must be one word of resolv.conf's options"),
+            ({"nameservers": ["198.18.0.53"], "options": [{"name": "ndots", "value": "2 x"}]},
+             "spec.dnsConfig.options[0].value: must be one word"),
+            ({"searches": ["a.example"]}, "spec.dnsConfig.nameservers: must provide at least one DNS nameserver")]:
+        code, _, err = pods.apply(write(pods, name, pod_doc(pods, name, dnsPolicy="None", dnsConfig=dns)),
+                                  "--dry-run")
+        assert code == 1 and message in err, (dns, err)
