@@ -620,6 +620,32 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
 
 /* ---- members ---- */
 
+/* containers/NAME emptied and made again, with its upper, work and mount point, all through the pod's containers
+ * directory reached without a symlink and the directory made in it: what is emptied and what is made are the
+ * objects the walk found, never a path looked up again. */
+static int make_container_dirs(const struct pea_pod *pod, const char *name, struct pea_error *err)
+{
+    AUTO_FREE char *containers_path = xasprintf("%s/containers", pod->data_dir);
+    AUTO_FREE char *dir = xasprintf("%s/%s", containers_path, name);
+    AUTO_FD int containers = sys_open_no_symlinks(AT_FDCWD, containers_path, O_PATH | O_DIRECTORY);
+    if (containers < 0)
+        return pea_fail(err, errno, "open %s", containers_path);
+    if (remove_tree_at(containers, name, dir, err) < 0)
+        return -1;
+    if (mkdirat(containers, name, 0700) < 0)
+        return pea_fail(err, errno, "create %s", dir);
+    AUTO_FD int dir_fd = openat(containers, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir_fd < 0)
+        return pea_fail(err, errno, "open %s", dir);
+    static const char *const parts[] = {"upper", "work", "rootfs"};
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+        /* upper gives the overlay's root its mode, which the container's users search; the rest is pea's alone
+         * (the kernel reaches work and the layers with the mounter's credentials). */
+        if (mkdirat(dir_fd, parts[i], strcmp(parts[i], "upper") == 0 ? 0755 : 0700) < 0)
+            return pea_fail(err, errno, "create %s/%s", dir, parts[i]);
+    return 0;
+}
+
 int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3],
                                struct pea_create_job **job, struct pea_error *err)
 {
@@ -627,20 +653,9 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
         return pea_fail(err, 0, "pod %s: the infra process is gone", pod->name);
     if (container_delete(pod->oci_root, c->name, true, err) < 0)
         return -1;
-    if (c->n_image_layers > 1 || c->image_ref) {
-        /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
-        AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
-        if (remove_tree(dir, err) < 0)
-            return -1;
-        static const char *const parts[] = {"", "/upper", "/work", "/rootfs"};
-        for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
-            AUTO_FREE char *path = xasprintf("%s%s", dir, parts[i]);
-            /* upper gives the overlay's root its mode, which the container's users search; the rest is pea's alone
-             * (the kernel reaches work and the layers with the mounter's credentials). */
-            if (mkdir(path, strcmp(parts[i], "/upper") == 0 ? 0755 : 0700) < 0)
-                return pea_fail(err, errno, "create %s", path);
-        }
-    }
+    /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
+    if ((c->n_image_layers > 1 || c->image_ref) && make_container_dirs(pod, c->name, err) < 0)
+        return -1;
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);
     if (!config)
         return -1;
