@@ -623,14 +623,18 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
 /* containers/NAME emptied and made again, with its upper, work and mount point, all through the pod's containers
  * directory reached without a symlink and the directory made in it: what is emptied and what is made are the
  * objects the walk found, never a path looked up again. */
+static int open_containers_dir(const struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FREE char *path = xasprintf("%s/containers", pod->data_dir);
+    int fd = sys_open_no_symlinks(AT_FDCWD, path, O_PATH | O_DIRECTORY);
+    return fd < 0 ? pea_fail(err, errno, "open %s", path) : fd;
+}
+
 static int make_container_dirs(const struct pea_pod *pod, const char *name, struct pea_error *err)
 {
-    AUTO_FREE char *containers_path = xasprintf("%s/containers", pod->data_dir);
-    AUTO_FREE char *dir = xasprintf("%s/%s", containers_path, name);
-    AUTO_FD int containers = sys_open_no_symlinks(AT_FDCWD, containers_path, O_PATH | O_DIRECTORY);
-    if (containers < 0)
-        return pea_fail(err, errno, "open %s", containers_path);
-    if (remove_tree_at(containers, name, dir, err) < 0)
+    AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, name);
+    AUTO_FD int containers = open_containers_dir(pod, err);
+    if (containers < 0 || remove_tree_at(containers, name, dir, err) < 0)
         return -1;
     if (mkdirat(containers, name, 0700) < 0)
         return pea_fail(err, errno, "create %s", dir);
@@ -755,7 +759,12 @@ int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long lo
         return -1;
     AUTO_FREE char *layer = xasprintf("%s/containers/%s", pod->data_dir, name);
     AUTO_FREE char *bundle = xasprintf("%s/bundles/%s", pod->dir, name);
-    if (remove_tree(layer, err) < 0 || remove_tree(bundle, err) < 0)
+    /* The upper is reached as at the container's start, through containers/ opened without a symlink (none there:
+     * nothing to remove). */
+    AUTO_FD int containers = open_containers_dir(pod, err);
+    if (containers < 0 && err->errnum != ENOENT)
+        return -1;
+    if ((containers >= 0 && remove_tree_at(containers, name, layer, err) < 0) || remove_tree(bundle, err) < 0)
         return -1;
     return 0;
 }
