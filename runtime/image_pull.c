@@ -108,7 +108,8 @@ int pea_image_pull(struct pea_image_store *s, const struct pea_image_pull_option
     if (store_hold_gc_shared(s, err) < 0)
         return pea_wrap(err, "pull %s", result->name);
     store_sweep_work_dirs(s); /* what killed pulls left */
-    if (store_work_dir(s, err) < 0)
+    int work = store_work_dir(s, err);
+    if (work < 0)
         return pea_wrap(err, "pull %s", result->name);
     AUTO_FREE char *name = store_new_work_name(s, "pull");
     AUTO_FREE char *layout = xasprintf("%s/%s", s->work_path, name);
@@ -118,7 +119,7 @@ int pea_image_pull(struct pea_image_store *s, const struct pea_image_pull_option
     if (j.layout_fd >= 0)
         close(j.layout_fd);
     struct pea_error ignored;
-    remove_tree(layout, &ignored);
+    remove_tree_at(work, name, layout, &ignored); /* the layout made in the work directory, not its path again */
     if (r < 0)
         memset(result, 0, sizeof *result);
     return r;

@@ -199,8 +199,9 @@ static int collect_garbage_in(struct pea_image_store *s, int dir_fd, json_t *use
             r = pea_fail(err, errno, "remove layer %s", digest);
             continue;
         }
+        /* Removed through the work directory it was moved into, not by its path. */
         AUTO_FREE char *path = xasprintf("%s/%s", s->work_path, name);
-        r = remove_tree(path, err);
+        r = remove_tree_at(work, name, path, err);
     }
     closedir(dir);
     return r;

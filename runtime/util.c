@@ -251,22 +251,22 @@ static int remove_tree_below(int dir_fd, dev_t dev, const char *shown, struct pe
 
 int remove_tree(const char *path, struct pea_error *err)
 {
-    AUTO_FD int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        if (errno == ENOTDIR && unlink(path) == 0)
-            return 0;
-        return pea_fail(err, errno, "open %s", path);
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return pea_fail(err, errno, "stat %s", path);
-    if (remove_tree_below(fd, st.st_dev, path, err) < 0)
-        return -1;
-    if (rmdir(path) < 0 && errno != ENOENT)
-        return pea_fail(err, errno, "remove %s", path);
-    return 0;
+    /* The parent is opened once and the top is checked, emptied and removed through it (remove_tree_at): the path
+     * is not looked up again between the walk and the final rmdir, so what is removed is what was walked. */
+    AUTO_FREE char *copy = xstrdup(path);
+    size_t len = strlen(copy);
+    while (len > 1 && copy[len - 1] == '/')
+        copy[--len] = '\0';
+    char *slash = strrchr(copy, '/');
+    const char *name = slash ? slash + 1 : copy;
+    if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return pea_fail(err, EINVAL, "remove %s", path);
+    if (slash)
+        *slash = '\0';
+    AUTO_FD int parent = open(!slash ? "." : slash == copy ? "/" : copy, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (parent < 0)
+        return errno == ENOENT ? 0 : pea_fail(err, errno, "open %s", path);
+    return remove_tree_at(parent, name, path, err);
 }
 
 int remove_tree_at(int dir_fd, const char *name, const char *shown, struct pea_error *err)

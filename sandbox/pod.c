@@ -619,6 +619,36 @@ int pod_open(const char *root, const char *name, struct pea_pod **out, struct pe
 
 /* ---- members ---- */
 
+/* containers/NAME emptied and made again, with its upper, work and mount point, all through the pod's containers
+ * directory reached without a symlink and the directory made in it: what is emptied and what is made are the
+ * objects the walk found, never a path looked up again. */
+static int open_containers_dir(const struct pea_pod *pod, struct pea_error *err)
+{
+    AUTO_FREE char *path = xasprintf("%s/containers", pod->data_dir);
+    int fd = sys_open_no_symlinks(AT_FDCWD, path, O_PATH | O_DIRECTORY);
+    return fd < 0 ? pea_fail(err, errno, "open %s", path) : fd;
+}
+
+static int make_container_dirs(const struct pea_pod *pod, const char *name, struct pea_error *err)
+{
+    AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, name);
+    AUTO_FD int containers = open_containers_dir(pod, err);
+    if (containers < 0 || remove_tree_at(containers, name, dir, err) < 0)
+        return -1;
+    if (mkdirat(containers, name, 0700) < 0)
+        return pea_fail(err, errno, "create %s", dir);
+    AUTO_FD int dir_fd = openat(containers, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir_fd < 0)
+        return pea_fail(err, errno, "open %s", dir);
+    static const char *const parts[] = {"upper", "work", "rootfs"};
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+        /* upper gives the overlay's root its mode, which the container's users search; the rest is pea's alone
+         * (the kernel reaches work and the layers with the mounter's credentials). */
+        if (mkdirat(dir_fd, parts[i], strcmp(parts[i], "upper") == 0 ? 0755 : 0700) < 0)
+            return pea_fail(err, errno, "create %s/%s", dir, parts[i]);
+    return pod_userns_give_upper(pod, dir_fd, "upper", err);
+}
+
 int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_container *c, const int stdio[3],
                                struct pea_create_job **job, struct pea_error *err)
 {
@@ -626,22 +656,9 @@ int pod_container_create_begin(struct pea_pod *pod, const struct pea_pod_contain
         return pea_fail(err, 0, "pod %s: the infra process is gone", pod->name);
     if (container_delete(pod->oci_root, c->name, true, err) < 0)
         return -1;
-    if (c->n_image_layers > 1 || c->image_ref) {
-        /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
-        AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
-        if (remove_tree(dir, err) < 0)
-            return -1;
-        static const char *const parts[] = {"", "/upper", "/work", "/rootfs"};
-        for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
-            AUTO_FREE char *path = xasprintf("%s%s", dir, parts[i]);
-            /* upper gives the overlay's root its mode, which the container's users search; the rest is pea's alone
-             * (the kernel reaches work and the layers with the mounter's credentials). */
-            if (mkdir(path, strcmp(parts[i], "/upper") == 0 ? 0755 : 0700) < 0)
-                return pea_fail(err, errno, "create %s", path);
-            if (strcmp(parts[i], "/upper") == 0 && pod_userns_give_upper(pod, path, err) < 0)
-                return -1;
-        }
-    }
+    /* Every container (and every restart of one) starts from the layers as they are: a fresh upper. */
+    if ((c->n_image_layers > 1 || c->image_ref) && make_container_dirs(pod, c->name, err) < 0)
+        return -1;
     AUTO_JSON json_t *config = pod_config_member(pod, c, err);
     if (!config)
         return -1;
@@ -741,7 +758,12 @@ int pod_container_stop(struct pea_pod *pod, const char *name, int pidfd, long lo
         return -1;
     AUTO_FREE char *layer = xasprintf("%s/containers/%s", pod->data_dir, name);
     AUTO_FREE char *bundle = xasprintf("%s/bundles/%s", pod->dir, name);
-    if (remove_tree(layer, err) < 0 || remove_tree(bundle, err) < 0)
+    /* The upper is reached as at the container's start, through containers/ opened without a symlink (none there:
+     * nothing to remove). */
+    AUTO_FD int containers = open_containers_dir(pod, err);
+    if (containers < 0 && err->errnum != ENOENT)
+        return -1;
+    if ((containers >= 0 && remove_tree_at(containers, name, layer, err) < 0) || remove_tree(bundle, err) < 0)
         return -1;
     return 0;
 }

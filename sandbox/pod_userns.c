@@ -193,15 +193,15 @@ int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, 
     return 0;
 }
 
-int pod_userns_give_upper(const struct pea_pod *pod, const char *upper, struct pea_error *err)
+int pod_userns_give_upper(const struct pea_pod *pod, int dir_fd, const char *name, struct pea_error *err)
 {
     if (!pod->manifest->has_own_users)
         return 0;
     struct pod_userns u;
     if (pod_userns_from_state(pod->state, &u) < 0)
         return pea_fail(err, 0, "the pod's user namespace ids are not in its state");
-    /* Made by pea a moment ago, in pea's private data root: no one else can have put a link there. */
-    if (lchown(upper, u.uid_start, u.gid_start) < 0)
-        return pea_fail(err, errno, "give %s to the pod's root", upper);
+    /* Made by pea a moment ago through dir_fd, in pea's private data root; a link there would be changed itself. */
+    if (fchownat(dir_fd, name, u.uid_start, u.gid_start, AT_SYMLINK_NOFOLLOW) < 0)
+        return pea_fail(err, errno, "give the container's %s to the pod's root", name);
     return 0;
 }

@@ -30,6 +30,6 @@ int pod_userns_from_state(const json_t *state, struct pod_userns *out);
 int pod_userns_configure(const struct pea_pod *pod, json_t *cfg, bool is_infra, struct pea_error *err);
 /* The upper layer of a container's root overlay (just made), owned by the pod's root: overlayfs writes there with
  * pea's ids, and the container's files are the pod's. Nothing for a pod of the host's users. */
-int pod_userns_give_upper(const struct pea_pod *pod, const char *upper, struct pea_error *err);
+int pod_userns_give_upper(const struct pea_pod *pod, int dir_fd, const char *name, struct pea_error *err);
 
 #endif

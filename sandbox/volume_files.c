@@ -244,8 +244,9 @@ static int relink(const char *dir_path, int dir_fd, const char *current, const s
             strcmp(name, current) == 0)
             continue;
         if (strncmp(name, "..", 2) == 0) {
+            /* Through the directory listed, not its path: the version removed is the one found here. */
             AUTO_FREE char *old = xasprintf("%s/%s", dir_path, name);
-            r = remove_tree(old, err);
+            r = remove_tree_at(dir_fd, name, old, err);
         } else if (!is_top_level_name(p, name) && unlinkat(dir_fd, name, 0) < 0) {
             r = pea_fail(err, errno, "remove %s/%s", dir_path, name);
         }

@@ -115,8 +115,9 @@ static int listen_control_socket(const struct pea_pod *pod, struct pea_error *er
     unlinkat(dir_fd, SHIM_SOCKET_NAME, 0);
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
         return pea_fail(err, errno, "bind the control socket %s/%s", pod->dir, SHIM_SOCKET_NAME);
-    /* The pod directory is 0700 already; the socket itself says the same. */
-    if (fchmodat(dir_fd, SHIM_SOCKET_NAME, 0600, 0) < 0 || listen(fd, SHIM_MAX_CLIENTS) < 0)
+    /* The pod directory is 0700 already; the socket itself says the same (and a symlink at its name is not
+     * followed: the chmod is for the socket just bound, nothing else). */
+    if (fchmodat(dir_fd, SHIM_SOCKET_NAME, 0600, AT_SYMLINK_NOFOLLOW) < 0 || listen(fd, SHIM_MAX_CLIENTS) < 0)
         return pea_fail(err, errno, "listen on the control socket %s/%s", pod->dir, SHIM_SOCKET_NAME);
     return take_fd(&fd);
 }

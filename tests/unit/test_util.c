@@ -1,6 +1,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -93,4 +95,72 @@ Test(util, read_file_refuses_oversized)
     char *text = read_file_at(AT_FDCWD, "/proc/self/maps", 16, NULL);
     cr_assert_null(text);
     cr_assert_eq(errno, EFBIG);
+}
+
+/* A scratch directory: TOP/victim/file (what a planted symlink leads to) and TOP/tree/sub/file. */
+static void make_scratch(char *top)
+{
+    cr_assert_not_null(mkdtemp(top));
+    char path[256];
+    const char *dirs[] = {"victim", "tree", "tree/sub"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", top, dirs[i]);
+        cr_assert_eq(mkdir(path, 0700), 0);
+    }
+    const char *files[] = {"victim/file", "tree/sub/file"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", top, files[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0);
+        close(fd);
+    }
+}
+
+static bool exists_in(const char *top, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", top, name);
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void remove_scratch(const char *top)
+{
+    struct pea_error err = {0};
+    cr_assert_eq(remove_tree(top, &err), 0, "%s", err.msg);
+}
+
+Test(util, remove_tree_removes_a_planted_symlink_not_what_it_leads_to)
+{
+    char top[] = "/tmp/pea-util-XXXXXX";
+    make_scratch(top);
+    char path[256];
+    snprintf(path, sizeof path, "%s/tree/sub/link", top);
+    cr_assert_eq(symlink("../../victim", path), 0);
+    snprintf(path, sizeof path, "%s/top-link", top);
+    cr_assert_eq(symlink("victim", path), 0);
+    struct pea_error err = {0};
+    /* At the top (the path given names a symlink) and below it. */
+    cr_assert_eq(remove_tree(path, &err), 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/tree/", top); /* a trailing slash names the same directory */
+    cr_assert_eq(remove_tree(path, &err), 0, "%s", err.msg);
+    cr_assert(!exists_in(top, "top-link") && !exists_in(top, "tree"));
+    cr_assert(exists_in(top, "victim/file"), "the target of a symlink was emptied");
+    remove_scratch(top);
+}
+
+Test(util, remove_tree_refuses_a_path_ending_in_dot_or_dot_dot)
+{
+    char top[] = "/tmp/pea-util-XXXXXX";
+    make_scratch(top);
+    char path[256];
+    const char *tails[] = {"tree/sub/..", "tree/.", "tree/sub/../"};
+    for (size_t i = 0; i < 3; i++) {
+        struct pea_error err = {0};
+        snprintf(path, sizeof path, "%s/%s", top, tails[i]);
+        cr_assert_eq(remove_tree(path, &err), -1, "%s was removed", path);
+        cr_assert_eq(err.errnum, EINVAL);
+    }
+    cr_assert(exists_in(top, "tree/sub/file") && exists_in(top, "victim/file"));
+    remove_scratch(top);
 }
