@@ -7,6 +7,7 @@ containerd address is a path nobody serves; a daemon without tasks publishes not
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -43,8 +44,8 @@ class Group:
             "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox}}))
         return path
 
-    def popen(self, task):
-        return subprocess.Popen([SHIM, "-namespace", self.ns, "-address", self.address, "-id", task, "start"],
+    def popen(self, task, wrapper=()):
+        return subprocess.Popen([*wrapper, SHIM, "-namespace", self.ns, "-address", self.address, "-id", task, "start"],
                                 cwd=self.bundle(task), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
@@ -99,13 +100,21 @@ def gone(pid):
     return not os.path.exists(f"/proc/{pid}")
 
 
-def test_concurrent_starts_of_one_pod_make_one_shim(group):
+# strace holds each `start` for a while after its connect(2) returns: every `start` finds the stale socket dead
+# before any replaces it, the widest window two of them can have (without it the race is there, but rarely hit).
+SLOW_PROBE = ("strace", "-qq", "-o", "/dev/null", "-e", "trace=connect", "-e", "inject=connect:delay_exit=300000")
+
+
+@pytest.mark.parametrize("slow_probe", [False, True], ids=["plain", "slow-probe"])
+def test_concurrent_starts_of_one_pod_make_one_shim(group, slow_probe):
     """Eight `start`s for containers of one pod at once, over the socket a killed shim left behind: exactly one
     daemon, every `start` prints its address, and the socket is the daemon's, mode 0600."""
+    if slow_probe and not shutil.which("strace"):
+        pytest.skip("strace is not installed")
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(group.socket)
     stale.close()  # its file stays, nobody listens: what a shim killed by SIGKILL leaves
-    starts = [group.popen(f"c{i}") for i in range(8)]
+    starts = [group.popen(f"c{i}", SLOW_PROBE if slow_probe else ()) for i in range(8)]
     results = [(p.communicate(timeout=30), p.returncode) for p in starts]
     assert all(code == 0 for _, code in results), results
     assert {out for (out, _), _ in results} == {f"unix://{group.socket}".encode()}, results
