@@ -186,11 +186,12 @@ static int spawn_daemon(const struct shim_flags *f, const char *socket_path, int
 
 enum start_outcome {
     START_DONE,   /* a daemon serves the task's group at the address */
-    START_RETRY,  /* the group's shim is exiting: let it withdraw its socket, then try again */
+    START_RETRY,  /* the group's shim may be exiting: let it withdraw its socket, then try again (err: why not) */
     START_FAILED, /* err says why; nothing was left behind */
 };
 
-/* A shim leaving on SIGTERM withdraws its socket as soon as it gets the lock: 10 s of 20 ms waits is plenty. */
+/* A shim leaving (after Shutdown, or on SIGTERM) withdraws its socket as soon as it gets the lock: 10 s of 20 ms
+ * waits is plenty. */
 #define LEAVING_SHIM_RETRIES 500
 #define LEAVING_SHIM_RETRY_NS 20000000L
 
@@ -204,11 +205,11 @@ static enum start_outcome start_locked(const struct shim_flags *f, const struct 
     if (listener < 0 && errno == EADDRINUSE) {
         enum shim_join_result joined = SHIM_IS_GONE;
         if (strcmp(group, f->id) == 0) {
-            /* The task's own shim: a live one means the id is taken. */
+            /* The task's own shim: containerd starts a task again only after its Shutdown, so a live one is one
+             * still leaving (it withdraws once we unlock), or the id is taken. */
             if (shim_socket_answers(path)) {
-                shim_socket_unlock(lock, path, false);
                 pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
-                return START_FAILED;
+                return START_RETRY;
             }
         } else if (shim_socket_join(path, f->id, &joined, err) < 0) {
             shim_socket_unlock(lock, path, false);
@@ -298,7 +299,8 @@ static int command_start(const struct shim_flags *f)
                 nanosleep(&(struct timespec){.tv_nsec = LEAVING_SHIM_RETRY_NS}, NULL);
                 continue;
             }
-            pea_fail(&err, 0, "the shim at %s is exiting and does not withdraw its socket", path);
+            if (strcmp(group, f->id) != 0)
+                pea_fail(&err, 0, "the shim at %s is exiting and does not withdraw its socket", path);
         }
         if (outcome != START_DONE) {
             fprintf(stderr, "%s\n", err.msg);
