@@ -4,6 +4,7 @@
 every task of the test joins one group: one daemon, one socket /run/containerd/s/<sha256(ADDRESS/NS/SANDBOX)>. The
 containerd address is a path nobody serves; a daemon without tasks publishes nothing, so it never needs containerd.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import threading
 import time
@@ -57,6 +59,16 @@ class Group:
 
     def daemons(self):
         return [pid for pid, cmd in e2e.processes_with(self.address) if " start" not in cmd]
+
+    def the_daemon(self, besides=()):
+        """The one daemon other than BESIDES (waited for: it re-executes itself once after `start` returns)."""
+        found = []
+
+        def one():
+            found[:] = [pid for pid in self.daemons() if pid not in besides]
+            return len(found) == 1
+        wait_until(one, 10, f"one daemon (found {found})")
+        return found[0]
 
     def call(self, method, payload):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -118,8 +130,9 @@ def test_concurrent_starts_of_one_pod_make_one_shim(group, slow_probe):
     results = [(p.communicate(timeout=30), p.returncode) for p in starts]
     assert all(code == 0 for _, code in results), results
     assert {out for (out, _), _ in results} == {f"unix://{group.socket}".encode()}, results
-    daemons = group.daemons()
-    assert len(daemons) == 1, [cmd for pid, cmd in e2e.processes_with(group.address)]
+    group.the_daemon()
+    time.sleep(0.2)
+    assert len(group.daemons()) == 1, [cmd for pid, cmd in e2e.processes_with(group.address)]
     assert stat.S_IMODE(os.lstat(group.socket).st_mode) == 0o600
     _, code, _, payload = group.call("Connect", _field(1, b"c0"))
     assert code == 0
@@ -133,11 +146,11 @@ def test_shim_stays_for_a_task_that_joined_until_its_create(group):
     the starting task's and a joined task's Create must come first (a Shutdown asked for meanwhile takes effect
     then). The socket goes with the daemon, and the next `start` makes a fresh one."""
     address = group.start("c1")
-    [daemon] = group.daemons()
+    daemon = group.the_daemon()
     group.call("Shutdown", b"")
     time.sleep(0.5)
     assert not gone(daemon) and group.call("Connect", _field(1, b"c1"))[1] == 0  # c1's Create is still to come
-    assert group.start("c2") == address and group.daemons() == [daemon]
+    assert group.start("c2") == address and group.the_daemon() == daemon
     group.create_failing("c1")
     group.call("Shutdown", b"")
     time.sleep(0.5)
@@ -146,8 +159,7 @@ def test_shim_stays_for_a_task_that_joined_until_its_create(group):
     wait_until(lambda: gone(daemon), 10, "the daemon to exit")
     assert not os.path.lexists(group.socket)
     assert group.start("c3") == address
-    [fresh] = group.daemons()
-    assert fresh != daemon
+    assert group.the_daemon(besides=[daemon])
 
 
 def test_exiting_shim_leaves_the_next_shims_socket(group):
@@ -155,7 +167,7 @@ def test_exiting_shim_leaves_the_next_shims_socket(group):
     away before it stops listening, and never afterwards: a `start` in that window makes a new daemon, whose socket
     survives the old one's exit."""
     address = group.start("c1")
-    [old] = group.daemons()
+    old = group.the_daemon()
     group.create_failing("c1")
     flood = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     flood.connect(group.socket)
@@ -176,10 +188,42 @@ def test_exiting_shim_leaves_the_next_shims_socket(group):
         wait_until(withdrawn, 10, "the old daemon to stop listening")
         assert not gone(old)  # still draining
         assert group.start("c2") == address
-        [new] = [pid for pid in group.daemons() if pid != old]
+        new = group.the_daemon(besides=[old])
     finally:
         flood.close()
     wait_until(lambda: gone(old), 15, "the old daemon to exit")
     assert os.path.lexists(group.socket), "the old daemon removed the new daemon's socket"
     assert group.call("Connect", _field(1, b"c2"))[1] == 0
-    assert group.daemons() == [new]
+    assert group.the_daemon() == new
+
+
+def test_shim_leaving_on_sigterm_refuses_to_be_joined(group):
+    """A daemon told to go (SIGTERM) while a `start` holds the socket's lock keeps answering until it can withdraw:
+    a Join is refused as 'exiting' (the `start` then waits and makes a fresh daemon), and once the lock is free the
+    daemon withdraws its socket and exits."""
+    address = group.start("c1")
+    daemon = group.the_daemon()
+    assert group.call("Connect", _field(1, b"c1"))[1] == 0  # serving: SIGTERM is its to read now
+    lock = os.open(group.socket + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a `start` deciding about the socket does
+        os.kill(daemon, signal.SIGTERM)
+        time.sleep(0.5)
+        assert not gone(daemon)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(20)
+            sock.connect(group.socket)
+            body = _field(1, b"pea.shim.v1.Group") + _field(2, b"Join") + _field(3, _field(1, b"c2"))
+            sock.sendall(struct.pack(">IIBB", len(body), 1, 1, 0) + body)
+            assert _response(sock)[1:3] == (9, "the shim is exiting")
+        waiting = group.popen("c2")  # blocks on the lock
+        time.sleep(0.2)
+        assert waiting.poll() is None
+    finally:
+        os.close(lock)
+    out, err = waiting.communicate(timeout=30)
+    assert (waiting.returncode, out.decode()) == (0, address), err
+    wait_until(lambda: gone(daemon), 10, "the old daemon to exit")
+    fresh = group.the_daemon(besides=[daemon])
+    assert os.path.lexists(group.socket) and group.call("Connect", _field(1, b"c2"))[1] == 0
+    assert fresh != daemon
