@@ -175,7 +175,14 @@ static int spawn_daemon(const struct shim_flags *f, const char *socket_path, int
         posix_spawn_file_actions_adddup2(&actions, null_fd, i);
     posix_spawn_file_actions_adddup2(&actions, listener, LISTENER_FD);
     posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    /* The daemon reads SIGTERM and SIGINT from a signalfd (withdrawing its socket before it goes): blocked from its
+     * first instruction, one sent while it starts waits for it instead of killing it with the socket left behind. */
+    sigset_t read_later;
+    sigemptyset(&read_later);
+    sigaddset(&read_later, SIGTERM);
+    sigaddset(&read_later, SIGINT);
+    posix_spawnattr_setsigmask(&attr, &read_later);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
     int rc = posix_spawn(pid, "/proc/self/exe", &actions, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);

@@ -209,6 +209,16 @@ def test_exiting_shim_leaves_the_next_shims_socket(group):
     assert group.the_daemon() == new
 
 
+def test_sigterm_as_the_shim_starts_withdraws_its_socket(group):
+    """SIGTERM the moment `start` returns (the daemon may still be re-executing itself): the daemon goes by its
+    orderly way, its socket and lock file with it."""
+    group.start("c1")
+    daemon = group.the_daemon()
+    os.kill(daemon, signal.SIGTERM)
+    wait_until(lambda: gone(daemon), 10, "the daemon to exit")
+    assert not os.path.lexists(group.socket)
+
+
 def test_shim_leaving_on_sigterm_refuses_to_be_joined(group):
     """A daemon told to go (SIGTERM) while a `start` holds the socket's lock keeps answering until it can withdraw:
     a Join is refused as 'exiting' (the `start` then waits and makes a fresh daemon), and once the lock is free the
