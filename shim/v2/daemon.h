@@ -1,5 +1,7 @@
 /* The long-lived shim: serves the Task service on the socket `start` made (fd 3), reaps as the subreaper of its
- * containers, and exits after Shutdown once no task is left (or on SIGTERM/SIGINT, leaving containers running). */
+ * containers, and exits after Shutdown once no task is left and no `start` that joined it still waits for its
+ * task's Create (or on SIGTERM/SIGINT, leaving containers running). Before it decides to exit it withdraws its
+ * socket under the socket's lock, so a later `start` starts a fresh shim instead of joining this one. */
 #ifndef PEA_SHIM_V2_DAEMON_H
 #define PEA_SHIM_V2_DAEMON_H
 
@@ -15,6 +17,7 @@ struct daemon_config {
     const char *pea_root;
     bool debug;
     int listener;
+    const char *socket_path; /* the listener's name, withdrawn (under its lock, shim_socket.h) before the exit */
 };
 
 /* Returns the process's exit status. */

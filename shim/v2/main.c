@@ -31,6 +31,7 @@
 #include "pea/util.h"
 #include "process_stdio.h"
 #include "rootfs_mount.h"
+#include "shim_socket.h"
 #include "runtime_options.h"
 #include "task.pb-c.h"
 #include "task_service.h"
@@ -127,42 +128,6 @@ static char *grouping_id_of(const char *task_id, struct pea_error *err)
     return xstrdup(task_id);
 }
 
-static bool shim_answers_at(const struct sockaddr_un *addr)
-{
-    AUTO_FD int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    return probe >= 0 && connect(probe, (const struct sockaddr *)addr, sizeof *addr) == 0;
-}
-
-/* A listening socket at path; -1 with errno EADDRINUSE when a live shim already serves it. */
-static int listen_on(const char *path, struct pea_error *err)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof addr.sun_path)
-        return pea_fail(err, 0, "socket path %s is too long", path);
-    strcpy(addr.sun_path, path);
-    AUTO_FD int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return pea_fail(err, errno, "create a socket");
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        if (errno != EADDRINUSE)
-            return pea_fail(err, errno, "bind %s", path);
-        /* A shim that died left its socket; one that answers serves the pod this task joins. */
-        if (shim_answers_at(&addr)) {
-            pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
-            errno = EADDRINUSE;
-            return -1;
-        }
-        if (unlink(path) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
-            return pea_fail(err, errno, "bind %s", path);
-    }
-    if (chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-        int e = errno;
-        unlink(path);
-        return pea_fail(err, e, "listen on %s", path);
-    }
-    return take_fd(&fd);
-}
-
 /* The shim's OOM score: one above containerd's, so the kernel picks the shim before the daemon. */
 static void adjust_oom_score(pid_t shim)
 {
@@ -210,13 +175,92 @@ static int spawn_daemon(const struct shim_flags *f, const char *socket_path, int
         posix_spawn_file_actions_adddup2(&actions, null_fd, i);
     posix_spawn_file_actions_adddup2(&actions, listener, LISTENER_FD);
     posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    /* The daemon reads SIGTERM and SIGINT from a signalfd (withdrawing its socket before it goes): blocked from its
+     * first instruction, one sent while it starts waits for it instead of killing it with the socket left behind. */
+    sigset_t read_later;
+    sigemptyset(&read_later);
+    sigaddset(&read_later, SIGTERM);
+    sigaddset(&read_later, SIGINT);
+    posix_spawnattr_setsigmask(&attr, &read_later);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
     int rc = posix_spawn(pid, "/proc/self/exe", &actions, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (rc != 0)
         return pea_fail(err, rc, "start the shim daemon");
     return 0;
+}
+
+enum start_outcome {
+    START_DONE,   /* a daemon serves the task's group at the address */
+    START_RETRY,  /* the group's shim may be exiting: let it withdraw its socket, then try again (err: why not) */
+    START_FAILED, /* err says why; nothing was left behind */
+};
+
+/* A shim leaving (after Shutdown, or on SIGTERM) withdraws its socket as soon as it gets the lock: 10 s of 20 ms
+ * waits is plenty. */
+#define LEAVING_SHIM_RETRIES 500
+#define LEAVING_SHIM_RETRY_NS 20000000L
+
+/* With the socket's lock held: join the group's live shim or start one. Unlocks, except for START_RETRY; on failure
+ * the socket is gone unless a live shim owns it. */
+static enum start_outcome start_locked(const struct shim_flags *f, const struct runtime_options *options,
+                                       const char *group, const char *path, const char *address, int *lock,
+                                       struct pea_error *err)
+{
+    AUTO_FD int listener = shim_socket_listen(path, err);
+    if (listener < 0 && errno == EADDRINUSE) {
+        enum shim_join_result joined = SHIM_IS_GONE;
+        if (strcmp(group, f->id) == 0) {
+            /* The task's own shim: containerd starts a task again only after its Shutdown, so a live one is one
+             * still leaving (it withdraws once we unlock), or the id is taken. */
+            if (shim_socket_answers(path)) {
+                pea_fail(err, EADDRINUSE, "a shim already serves %s", path);
+                return START_RETRY;
+            }
+        } else if (shim_socket_join(path, f->id, &joined, err) < 0) {
+            shim_socket_unlock(lock, path, false);
+            return START_FAILED;
+        }
+        if (joined == SHIM_IS_LEAVING)
+            return START_RETRY;
+        if (joined == SHIM_JOINED) {
+            /* The pod's shim expects this task's Create. The address file lets a restarted containerd find it. */
+            if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
+                pea_fail(err, errno, "write the address file");
+                shim_socket_unlock(lock, path, false);
+                return START_FAILED;
+            }
+            shim_socket_unlock(lock, path, false);
+            return START_DONE;
+        }
+        /* A shim that died left its socket: with the lock held, nobody else is deciding about it. */
+        if (unlink(path) < 0 && errno != ENOENT) {
+            pea_fail(err, errno, "remove the dead shim's socket %s", path);
+            shim_socket_unlock(lock, path, false);
+            return START_FAILED;
+        }
+        listener = shim_socket_listen(path, err);
+    }
+    if (listener < 0) {
+        shim_socket_unlock(lock, path, false);
+        return START_FAILED;
+    }
+    pid_t daemon;
+    if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
+        pea_fail(err, errno, "write the address file");
+    } else if (spawn_daemon(f, path, listener, &daemon, err) == 0) {
+        /* The daemon is our child, not yet reaped: its PID names it until we wait for it. */
+        if (runtime_options_enter_shim_cgroup(options, daemon, err) == 0) {
+            adjust_oom_score(daemon);
+            shim_socket_unlock(lock, path, false);
+            return START_DONE;
+        }
+        kill(daemon, SIGKILL);
+        waitpid(daemon, NULL, 0);
+    }
+    shim_socket_unlock(lock, path, true);
+    return START_FAILED;
 }
 
 static int command_start(const struct shim_flags *f)
@@ -248,60 +292,64 @@ static int command_start(const struct shim_flags *f)
         fprintf(stderr, "create %s: %s\n", SOCKET_DIR, strerror(errno));
         return 1;
     }
-    AUTO_FD int listener = listen_on(path, &err);
-    if (listener < 0 && errno == EADDRINUSE && strcmp(group, f->id) != 0) {
-        /* The pod's shim: containerd sends this task's Create there. The address file lets a restarted
-         * containerd find it again. */
-        if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
-            fprintf(stderr, "write the address file: %s\n", strerror(errno));
+    /* Held from the bind (or the join) to the daemon's start: see shim_socket.h. */
+    for (int attempt = 0;; attempt++) {
+        AUTO_FD int lock = shim_socket_lock(path, true, &err);
+        if (lock < 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        enum start_outcome outcome = start_locked(f, &options, group, path, address, &lock, &err);
+        if (outcome == START_RETRY) {
+            shim_socket_unlock(&lock, path, false);
+            if (attempt < LEAVING_SHIM_RETRIES) {
+                nanosleep(&(struct timespec){.tv_nsec = LEAVING_SHIM_RETRY_NS}, NULL);
+                continue;
+            }
+            if (strcmp(group, f->id) != 0)
+                pea_fail(&err, 0, "the shim at %s is exiting and does not withdraw its socket", path);
+        }
+        if (outcome != START_DONE) {
+            fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
         fputs(address, stdout);
         return fflush(stdout) == 0 ? 0 : 1;
     }
-    if (listener < 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    pid_t daemon;
-    if (write_file_atomic_at(AT_FDCWD, "address", address, strlen(address), 0600) < 0) {
-        pea_fail(&err, errno, "write the address file");
-    } else if (spawn_daemon(f, path, listener, &daemon, &err) == 0) {
-        /* The daemon is our child, not yet reaped: its PID names it until we wait for it. */
-        if (runtime_options_enter_shim_cgroup(&options, daemon, &err) < 0) {
-            kill(daemon, SIGKILL);
-            waitpid(daemon, NULL, 0);
-        } else {
-            adjust_oom_score(daemon);
-            fputs(address, stdout);
-            return fflush(stdout) == 0 ? 0 : 1;
-        }
-    }
-    unlink(path);
-    fprintf(stderr, "%s\n", err.msg);
-    return 1;
 }
 
 /* The socket the bundle's address file names, when its shim is gone; a live shim serves the other tasks of the pod
- * and keeps it. Whatever the file says, only a socket directly in SOCKET_DIR is removed, and the entry checked is
- * the entry removed (both relative to one fd of the directory). */
+ * and keeps it. Whatever the file says, only a socket directly in SOCKET_DIR is removed, the entry checked is the
+ * entry removed (both relative to one fd of the directory), and the socket's lock is held across the check and the
+ * removal, so a shim that `start` brings up meanwhile keeps its socket. */
 static void remove_dead_shim_socket(const char *address)
 {
     static const char prefix[] = "unix://" SOCKET_DIR "/";
     if (!address || strncmp(address, prefix, sizeof prefix - 1) != 0)
         return;
     const char *name = address + sizeof prefix - 1;
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (!*name || strchr(name, '/'))
         return;
+    AUTO_FREE char *path = xasprintf("%s/%s", SOCKET_DIR, name);
+    struct pea_error err;
+    AUTO_FD int lock = shim_socket_lock(path, true, &err);
+    if (lock < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return;
+    }
     AUTO_FD int dir = open(SOCKET_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (dir < 0 || fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
-        return;
-    /* connect(2) takes a path: reach the entry through the directory fd, so a renamed directory changes nothing. */
-    int len = snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dir, name);
-    if (len > 0 && (size_t)len < sizeof addr.sun_path && !shim_answers_at(&addr))
+    bool is_dead = false;
+    if (dir >= 0 && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode)) {
+        /* connect(2) takes a path: reach the entry through the directory fd, so a renamed directory changes
+         * nothing. */
+        AUTO_FREE char *through_fd = xasprintf("/proc/self/fd/%d/%s", dir, name);
+        is_dead = strlen(through_fd) < sizeof ((struct sockaddr_un *)NULL)->sun_path &&
+                  !shim_socket_answers(through_fd);
+    }
+    if (is_dead)
         unlinkat(dir, name, 0);
+    shim_socket_unlock(&lock, path, false);
 }
 
 static int command_delete(const struct shim_flags *f)
@@ -368,14 +416,11 @@ static int command_serve(const struct shim_flags *f, char **argv)
         .pea_root = root,
         .debug = f->debug,
         .listener = LISTENER_FD,
+        .socket_path = f->socket,
     };
     task_service_configure(root, f->namespace);
     stdio_set_namespace(f->namespace);
-    int rc = daemon_serve(&config);
-    /* The socket goes with the daemon: containerd finds a dead shim by its missing socket. */
-    if (f->socket)
-        unlink(f->socket);
-    return rc;
+    return daemon_serve(&config);
 }
 
 int main(int argc, char **argv)

@@ -624,7 +624,8 @@ static void handle_connect(struct ttrpc_conn *conn, const struct ttrpc_request *
 static void handle_shutdown(struct ttrpc_conn *conn, const struct ttrpc_request *req)
 {
     UNPACK(Containerd__Task__V2__ShutdownRequest, containerd__task__v2__shutdown_request, r);
-    /* A shim with tasks stays (containerd asks after each task's deletion); without, it exits. */
+    /* A shim with tasks stays (containerd asks after each task's deletion); without, it exits, once every task
+     * whose `start` chose this shim has sent its Create (daemon.c), after withdrawing its socket. */
     if (task_list_is_empty())
         exit_requested = true;
     ttrpc_respond_message(conn, req->stream_id, NULL);

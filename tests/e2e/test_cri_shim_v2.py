@@ -96,6 +96,43 @@ def test_pod_of_two_containers_has_one_shim(cri, name):
     assert cri.shim_pea_state() == []
 
 
+def test_concurrent_creates_in_a_pod_share_its_shim(cri, name):
+    """Four CreateContainer calls for one pod at once (the kubelet starts a pod's containers in parallel): each
+    container's `start` joins the sandbox's shim under the socket's lock, one shim serves them all, and it exits
+    with the pod (every joined task's Create came, so Shutdown is not held back)."""
+    require_shim(cri)
+    c = cri.cri
+    config, pod, pause_pid = run_pod(cri, name)
+    try:
+        (sandbox_shim,) = cri.pea_shims()
+        results, errors = {}, []
+
+        def create(i):
+            try:
+                results[i] = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=config, config=busybox(
+                    cri, f"app{i}", ["sleep", "300"], log_path=f"app{i}.log")).container_id
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(e)
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors and len(results) == 4, errors
+        for cid in results.values():
+            c.StartContainer(container_id=cid)
+            assert c.ContainerStatus(container_id=cid).status.state == c.pb.CONTAINER_RUNNING
+        assert cri.pea_shims() == [sandbox_shim]
+        assert sorted(cri.shim_pea_state()) == sorted([pod, *results.values()])
+        assert not any(os.path.exists(shim_socket(cri, cid)) for cid in results.values())
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
+    wait_until(lambda: not cri.pea_shims(), 10, "the pod's shim to exit")
+    assert not os.path.exists(shim_socket(cri, pod)) and not os.path.exists(shim_socket(cri, pod) + ".lock")
+    assert cri.shim_pea_state() == []
+
+
 def require_shim(cri):
     if not getattr(cri, "bin", None):
         pytest.fail(f"containerd-shim-pea-v2 is not built (ninja -C {BUILD_DIR})", pytrace=False)
