@@ -257,16 +257,11 @@ static int set_root(const struct pea_pod *pod, const struct pea_pod_container *c
         json_object_set_new(root, "path", json_string(layers[0]));
         return 0;
     }
-    AUTO_FREE char *lower = xstrdup("");
-    for (size_t i = n_layers; i-- > 0;) {
-        const char *layer = layers[i];
-        if (strpbrk(layer, ":,"))
-            return pea_fail(err, 0, "container %s: image layer %s: ':' and ',' cannot be used in overlay paths",
-                            c->name, layer);
-        char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", layer);
-        free(lower);
-        lower = next;
-    }
+    const char *bad = NULL;
+    AUTO_FREE char *lower = pod_image_lowerdir(layers, n_layers, &bad);
+    if (!lower)
+        return pea_fail(err, 0, "container %s: image layer %s: ':' and ',' cannot be used in overlay paths", c->name,
+                        bad);
     AUTO_FREE char *dir = xasprintf("%s/containers/%s", pod->data_dir, c->name);
     AUTO_FREE char *options = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
     AUTO_FREE char *mountpoint = xasprintf("%s/rootfs", dir);

@@ -28,6 +28,22 @@
 /* /etc/passwd and /etc/group of an image are read up to this size. */
 #define ACCOUNT_FILE_MAX (4 << 20)
 
+char *pod_image_lowerdir(char *const *layers, size_t n_layers, const char **bad)
+{
+    char *lower = xstrdup("");
+    for (size_t i = n_layers; i-- > 0;) {
+        if (strpbrk(layers[i], ":,")) {
+            *bad = layers[i];
+            free(lower);
+            return NULL;
+        }
+        char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", layers[i]);
+        free(lower);
+        lower = next;
+    }
+    return lower;
+}
+
 void pod_image_free(struct pea_pod_image *image)
 {
     if (!image)
@@ -120,15 +136,13 @@ static int read_config(const char *reference, const struct pea_image *stored, st
 static void serve_image_root(int sock, const struct pea_pod_image *img, const char *target)
 {
     struct pea_error err = {0};
-    AUTO_FREE char *lower = xstrdup("");
-    for (size_t i = img->n_layers; i-- > 0;) {
-        char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", img->layer_dirs[i]);
-        free(lower);
-        lower = next;
-    }
-    AUTO_FREE char *options = xasprintf("lowerdir=%s", lower);
+    const char *bad = NULL;
+    AUTO_FREE char *lower = pod_image_lowerdir(img->layer_dirs, img->n_layers, &bad);
+    AUTO_FREE char *options = lower ? xasprintf("lowerdir=%s", lower) : NULL;
     int root = -1;
-    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (!lower)
+        pea_fail(&err, 0, "image layer %s: ':' and ',' cannot be used in overlay paths", bad);
+    else if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         pea_fail(&err, errno, "a mount namespace to read the image's accounts");
     else if (rootfs_mount_overlay("overlay", target, MS_RDONLY | MS_NODEV | MS_NOSUID, options, "the image's root",
                                   &err) == 0 &&

@@ -158,12 +158,11 @@ static int prepare_image(int volumes_dir, const struct pea_pod_volume *v, struct
         return pea_fail(err, errno, "volume %s: open its directory", v->name);
     const unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
     if (img->n_layers > 1) {
-        AUTO_FREE char *lower = xstrdup("");
-        for (size_t i = img->n_layers; i-- > 0;) {
-            char *next = xasprintf("%s%s%s", lower, *lower ? ":" : "", img->layer_dirs[i]);
-            free(lower);
-            lower = next;
-        }
+        const char *bad = NULL;
+        AUTO_FREE char *lower = pod_image_lowerdir(img->layer_dirs, img->n_layers, &bad);
+        if (!lower)
+            return pea_fail(err, 0, "volume %s: image layer %s: ':' and ',' cannot be used in overlay paths", v->name,
+                            bad);
         AUTO_FREE char *options = xasprintf("lowerdir=%s", lower);
         AUTO_FREE char *what = xasprintf("volume %s", v->name);
         char by_fd[64];

@@ -34,6 +34,9 @@ struct pea_pod_image {
     int stop_signal;     /* config.StopSignal, 0 when absent */
 };
 void pod_image_free(struct pea_pod_image *image);
+/* An overlay's lowerdir value for layers given base first: "TOP:...:BASE" (malloc'd). NULL when a layer's path holds
+ * ':' or ',', which the value cannot carry; *bad is then that layer. */
+char *pod_image_lowerdir(char *const *layers, size_t n_layers, const char **bad);
 
 /* Resolve and hold the image of each container of m that names one, and attach it (c->image; c->stop_signal from
  * the image unless lifecycle.stopSignal is given). A container that old has unchanged (same name and spec) keeps

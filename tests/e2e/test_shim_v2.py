@@ -690,10 +690,9 @@ def test_wait_with_deadline_is_answered_deadline_exceeded(ctr, name):
     ctr.ok("containers", "delete", name)
 
 
-def test_create_reads_runtime_options(ctr, name):
-    """containerd.runc.v1.Options in CreateTaskRequest.options, as the Go client sends them (ctr cannot): IoUid/IoGid
-    give the process's fifo to that owner; a Root other than the state root of the shim's other tasks is refused
-    by name. Spoken to the shim of a running task, with a second bundle made here."""
+def second_bundle_beside(ctr, name, suffix, process=None):
+    """Run NAME detached and make a second bundle (NAME+SUFFIX) on its rootfs, read-only, for requests spoken to
+    NAME's shim directly; PROCESS fields replace the process's. Returns (the shim's address, the id, the bundle)."""
     ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
     wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
     bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
@@ -701,13 +700,22 @@ def test_create_reads_runtime_options(ctr, name):
         address = f.read()
     with open(os.path.join(bundle, "config.json")) as f:
         config = json.load(f)
-    second = name + "-opts"
+    second = name + suffix
     second_bundle = os.path.join(ctr.dir, second)
     os.makedirs(second_bundle)
     config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
     config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
+    config["process"].update(process or {})
     with open(os.path.join(second_bundle, "config.json"), "w") as f:
         json.dump(config, f)
+    return address, second, second_bundle
+
+
+def test_create_reads_runtime_options(ctr, name):
+    """containerd.runc.v1.Options in CreateTaskRequest.options, as the Go client sends them (ctr cannot): IoUid/IoGid
+    give the process's fifo to that owner; a Root other than the state root of the shim's other tasks is refused
+    by name. Spoken to the shim of a running task, with a second bundle made here."""
+    address, second, second_bundle = second_bundle_beside(ctr, name, "-opts")
     fifo = os.path.join(second_bundle, "stdout")
     os.mkfifo(fifo, 0o600)
 
@@ -745,22 +753,8 @@ def test_create_reads_runtime_options(ctr, name):
 def test_terminal_output_to_a_logger(ctr, name):
     """With a terminal, the shim copies the pty's output into the logger's stdout pipe (fd 3); its stderr pipe (fd 4)
     ends at once. Spoken to the shim of a running task, with a second bundle made here."""
-    ctr.ok(*ctr.run_args("-d", IMAGE, name, "sleep", "1000"))
-    wait_until(lambda: task_status(ctr, name) == "RUNNING", 10, "the task to run")
-    bundle = os.path.join(ctr.dir, "state", "io.containerd.runtime.v2.task", ctr.ns, name)
-    with open(os.path.join(bundle, "address")) as f:
-        address = f.read()
-    with open(os.path.join(bundle, "config.json")) as f:
-        config = json.load(f)
-    second = name + "-tty"
-    second_bundle = os.path.join(ctr.dir, second)
-    os.makedirs(second_bundle)
-    config["root"] = {"path": os.path.join(bundle, "rootfs"), "readonly": True}
-    config["linux"]["cgroupsPath"] = config["linux"]["cgroupsPath"].replace(name, second)
-    config["process"]["terminal"] = True
-    config["process"]["args"] = ["sh", "-c", "tty; echo done"]
-    with open(os.path.join(second_bundle, "config.json"), "w") as f:
-        json.dump(config, f)
+    address, second, second_bundle = second_bundle_beside(
+        ctr, name, "-tty", process={"terminal": True, "args": ["sh", "-c", "tty; echo done"]})
     out = os.path.join(ctr.dir, second + "-log")
     logger = _script(os.path.join(ctr.dir, second + "-logger"),
                      'exec 5>&-\n'
