@@ -82,6 +82,12 @@ struct pod_supervisor {
     bool has_stop_grace;
     long long stop_grace_seconds;
     int exit_code;
+    /* RestartAllContainers (a restartPolicyRules action): every member is being killed; once none runs, the pod
+     * starts again from its first init container at restart_all_at, in the same sandbox. Its back-off is the pod's,
+     * reset as a container's is once the pod ran POD_BACKOFF_RESET_MS since it last started again. */
+    bool is_restarting_all;
+    struct timespec restart_all_at, restarted_all_at;
+    long long restart_all_backoff_ms;
     int epoll_fd, signal_fd;
     struct watch signal_watch, infra_watch;
     struct watch *caller_watches;
@@ -95,6 +101,9 @@ void supervisor_start_member(struct pod_supervisor *sup, struct member *m);
 /* SIGTERM now, SIGKILL at the deadline; then hold, start again, or drop, as the flags say. */
 void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds);
 void supervisor_advance(struct pod_supervisor *sup);
+/* Whether m starts again after it was killed as unhealthy: unless its restartPolicy (its own, else the pod's) is
+ * Never, as the kubelet does. */
+bool supervisor_restarts_after_kill(const struct pod_supervisor *sup, const struct member *m);
 /* The grace period of the pod's stop: the one a shutdown asked for, else the manifest's. */
 long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup);
 struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);
