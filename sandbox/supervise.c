@@ -356,36 +356,11 @@ void supervisor_advance(struct pod_supervisor *sup)
     free(apps);
 }
 
-/* The container's own restartPolicy, else the pod's. */
-static enum pea_restart_policy member_restart_policy(const struct pod_supervisor *sup, const struct member *m)
-{
-    return m->c->has_restart_policy ? m->c->restart_policy : sup->pod->manifest->restart_policy;
-}
-
-/* The first of m's restartPolicyRules whose exit codes match code, NULL when none does. An init container that
- * exits 0 has done its work: no rule applies to it. */
-static const struct pea_restart_rule *matching_rule(const struct member *m, int code, size_t *index)
-{
-    if (code < 0 || (m->is_init && !m->c->is_sidecar && code == 0))
-        return NULL;
-    for (size_t i = 0; i < m->c->n_restart_rules; i++) {
-        const struct pea_restart_rule *r = &m->c->restart_rules[i];
-        bool is_listed = false;
-        for (size_t v = 0; v < r->n_values && !is_listed; v++)
-            is_listed = r->values[v] == code;
-        if (is_listed != r->is_not_in) {
-            *index = i;
-            return r;
-        }
-    }
-    return NULL;
-}
-
 static bool should_restart(const struct pod_supervisor *sup, const struct member *m, int code)
 {
     if (m->c->is_sidecar)
         return true;
-    switch (member_restart_policy(sup, m)) {
+    switch (supervisor_restart_policy(sup, m)) {
     case PEA_RESTART_ALWAYS: return !m->is_init || code != 0;
     case PEA_RESTART_ON_FAILURE: return code != 0;
     default: return false;
@@ -446,89 +421,6 @@ static void finish_stop(struct pod_supervisor *sup, struct member *m)
     supervisor_record(sup, m);
 }
 
-/* A container killed as unhealthy (a probe, its postStart hook) starts again unless the policy is Never, whatever
- * it exited with, as the kubelet does. */
-bool supervisor_restarts_after_kill(const struct pod_supervisor *sup, const struct member *m)
-{
-    return m->c->is_sidecar || member_restart_policy(sup, m) != PEA_RESTART_NEVER;
-}
-
-/* The back-off before the pod starts again, doubled each time as a container's, and reset once the pod ran
- * POD_BACKOFF_RESET_MS since it last started again. */
-static void schedule_restart_all(struct pod_supervisor *sup)
-{
-    struct timespec now;
-    now_monotonic(&now);
-    if (sup->restart_all_backoff_ms && ms_between(&sup->restarted_all_at, &now) >= POD_BACKOFF_RESET_MS)
-        sup->restart_all_backoff_ms = 0;
-    sup->restart_all_backoff_ms = sup->restart_all_backoff_ms ? sup->restart_all_backoff_ms * 2 : POD_BACKOFF_FIRST_MS;
-    if (sup->restart_all_backoff_ms > POD_BACKOFF_MAX_MS)
-        sup->restart_all_backoff_ms = POD_BACKOFF_MAX_MS;
-    sup->restart_all_at = now;
-    add_ms(&sup->restart_all_at, sup->restart_all_backoff_ms);
-}
-
-/* RestartAllContainers (KEP-5532): kill every running member at once, without preStop or grace period, as the
- * kubelet does; the sandbox (namespaces, address, pause process) and the volumes stay. The pod starts again from
- * its first init container once none runs and the back-off is over (restart_all_begin). */
-static void restart_all_kill(struct pod_supervisor *sup, struct member *trigger, int code, size_t rule)
-{
-    supervisor_emit_reason(sup, trigger->c->name, "RestartAllContainers",
-                           "exited with code %d, matching restartPolicyRules[%zu]: restarting all containers", code,
-                           rule);
-    sup->is_restarting_all = true;
-    schedule_restart_all(sup);
-    for (size_t i = 0; i < sup->n_members; i++) {
-        struct member *m = sup->members[i];
-        /* A stop asked for by a user that would start it again gives way; one that removes it goes on. */
-        m->start_after_stop = false;
-        if (!m->remove_after_stop)
-            m->is_stopping = false;
-        if (m->is_removed || m->phase != PHASE_RUNNING)
-            continue;
-        lifecycle_member_gone(sup, m);
-        m->is_probe_kill = false;
-        struct pea_error err = {0};
-        if (container_kill(sup->pod->oci_root, m->c->name, SIGKILL, true, &err) < 0)
-            log_debug("kill %s: %s", m->c->name, err.msg);
-        supervisor_emit_reason(sup, m->c->name, "Killing", "Stopping container %s: all containers restart",
-                               m->c->name);
-    }
-    supervisor_emit(sup, sup->pod->name, "restarting all containers in %lld.%03llds",
-                    sup->restart_all_backoff_ms / 1000, sup->restart_all_backoff_ms % 1000);
-}
-
-static bool has_running_member(const struct pod_supervisor *sup)
-{
-    for (size_t i = 0; i < sup->n_members; i++)
-        if (!sup->members[i]->is_removed && sup->members[i]->phase == PHASE_RUNNING)
-            return true;
-    return false;
-}
-
-/* Every member is gone and the back-off over: the pod starts again as it first did, init containers in order. A
- * member held by a stop request stays held. */
-static void restart_all_begin(struct pod_supervisor *sup)
-{
-    sup->is_restarting_all = false;
-    now_monotonic(&sup->restarted_all_at);
-    sup->next_init = 0;
-    sup->apps_started = false;
-    sup->is_finished = false;
-    sup->exit_code = 0;
-    supervisor_emit(sup, sup->pod->name, "starting all containers again");
-    for (size_t i = 0; i < sup->n_members; i++) {
-        struct member *m = sup->members[i];
-        if (m->is_removed || m->phase == PHASE_STOPPED)
-            continue;
-        m->phase = PHASE_WAITING;
-        m->restarts++;
-        m->backoff_ms = 0;
-        supervisor_record(sup, m);
-    }
-    supervisor_advance(sup);
-}
-
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code)
 {
     lifecycle_member_gone(sup, m);
@@ -554,9 +446,9 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
         return;
     }
     size_t rule_index = 0;
-    const struct pea_restart_rule *rule = was_probe_kill ? NULL : matching_rule(m, code, &rule_index);
+    const struct pea_restart_rule *rule = was_probe_kill ? NULL : supervisor_matching_rule(m, code, &rule_index);
     if (rule && rule->action == PEA_RESTART_ACTION_RESTART_ALL) {
-        restart_all_kill(sup, m, code, rule_index);
+        supervisor_restart_all_kill(sup, m, code, rule_index);
         supervisor_record(sup, m);
         return;
     }
@@ -641,7 +533,7 @@ static int next_timeout_ms(const struct pod_supervisor *sup)
         if (best < 0 || left < best)
             best = left;
     }
-    if (sup->is_restarting_all && !has_running_member(sup)) {
+    if (sup->is_restarting_all && !supervisor_has_running_member(sup)) {
         long long left = ms_between(&now, &sup->restart_all_at);
         if (best < 0 || left < best)
             best = left < 0 ? 0 : left;
@@ -671,9 +563,9 @@ static void handle_deadlines(struct pod_supervisor *sup)
             m->kill_at.tv_sec += 3600; /* once is enough; the exit follows */
         }
     }
-    if (sup->is_restarting_all && !sup->is_stopping && !has_running_member(sup) &&
+    if (sup->is_restarting_all && !sup->is_stopping && !supervisor_has_running_member(sup) &&
         ms_between(&now, &sup->restart_all_at) <= 0)
-        restart_all_begin(sup);
+        supervisor_restart_all_begin(sup);
     supervisor_advance(sup);
 }
 
