@@ -66,7 +66,7 @@ static void post_start_done(struct pod_supervisor *sup, struct member *m, void *
     }
     supervisor_emit_reason(sup, m->c->name, "FailedPostStartHook", "postStart hook failed: %s",
                            message[0] ? message : "(no output)");
-    bool is_restarted = sup->pod->manifest->restart_policy != PEA_RESTART_NEVER || m->c->is_sidecar;
+    bool is_restarted = supervisor_restarts_after_kill(sup, m);
     supervisor_emit_reason(sup, m->c->name, "Killing", "Container %s failed its postStart hook%s", m->c->name,
                            is_restarted ? ", will be restarted" : "");
     lifecycle_kill_unhealthy(sup, m, sup->pod->manifest->termination_grace_seconds);

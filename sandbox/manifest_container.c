@@ -32,6 +32,9 @@ void manifest_container_free(struct pea_pod_container *c)
     free(c->security.apparmor_localhost_profile);
     free(c->identity);
     free(c->resources_json);
+    for (size_t i = 0; i < c->n_restart_rules; i++)
+        free(c->restart_rules[i].values);
+    free(c->restart_rules);
     manifest_probes_free(c);
 }
 
@@ -333,6 +336,27 @@ int manifest_parse_seccomp_profile(json_t *security, const char *path, struct pe
     return 0;
 }
 
+/* cgroupOptions (KEP-5474): mountMode ReadOnly (the default) or ReadWrite. Whether the host allows ReadWrite is
+ * checked when the container is made (pod_config.c). */
+static int parse_cgroup_options(json_t *security, const char *path, struct pea_pod_security *s, struct pea_error *err)
+{
+    static const char *const option_fields[] = {"mountMode", NULL};
+    static const char *const modes[] = {"ReadOnly", "ReadWrite", NULL};
+    json_t *options;
+    char options_path[FIELD_PATH_MAX];
+    field_path(options_path, sizeof options_path, path, "cgroupOptions");
+    if (field_get_object(security, path, "cgroupOptions", false, &options, err) < 0)
+        return -1;
+    if (!options)
+        return 0;
+    int mode = 0;
+    if (field_check_known(options, options_path, option_fields, err) < 0 ||
+        field_get_enum(options, options_path, "mountMode", modes, &mode, err) < 0)
+        return -1;
+    s->is_cgroup_writable = mode == 1;
+    return 0;
+}
+
 /* securityContext, each field's error kept on its own (capabilities and seccompProfile as one each; the fields of
  * manifest_security.c as one). */
 static int parse_security(json_t *obj, const char *path, struct pea_pod_security *s, struct manifest_collector *errors,
@@ -340,7 +364,7 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
 {
     static const char *const security_fields[] = {
         "runAsUser",    "runAsGroup",     "readOnlyRootFilesystem", "privileged", "allowPrivilegeEscalation",
-        "capabilities", "seccompProfile", MANIFEST_CONTAINER_SECURITY_EXTRA_FIELDS, NULL};
+        "capabilities", "seccompProfile", "cgroupOptions", MANIFEST_CONTAINER_SECURITY_EXTRA_FIELDS, NULL};
     static const char *const capability_fields[] = {"add", "drop", NULL};
     json_t *security, *caps;
     char sec_path[FIELD_PATH_MAX], caps_path[FIELD_PATH_MAX];
@@ -375,6 +399,7 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
                     : 0;
         if (keep_error(r, errors, err) < 0 ||
             keep_error(manifest_parse_seccomp_profile(security, sec_path, s, err), errors, err) < 0 ||
+            keep_error(parse_cgroup_options(security, sec_path, s, err), errors, err) < 0 ||
             keep_error(manifest_parse_security_extras(security, sec_path, true, s, err), errors, err) < 0)
             return -1;
     }
@@ -427,17 +452,109 @@ static int check_ports(json_t *obj, const char *path, struct manifest_collector 
     return 0;
 }
 
+/* restartPolicy: Always, OnFailure or Never on any container (Kubernetes 1.34's container restart rules); on an init
+ * container Always makes it a sidecar. */
 static int parse_restart_policy(json_t *obj, const char *path, bool is_init, struct pea_pod_container *c,
                                 struct pea_error *err)
 {
-    AUTO_FREE char *restart = NULL;
-    if (field_get_string(obj, path, "restartPolicy", false, &restart, err) < 0)
+    /* In the order of enum pea_restart_policy. */
+    static const char *const policies[] = {"Always", "OnFailure", "Never", NULL};
+    int policy = -1;
+    if (field_get_enum(obj, path, "restartPolicy", policies, &policy, err) < 0)
         return -1;
-    if (restart && !is_init)
-        return field_fail(err, path, "restartPolicy", "only init containers may set it");
-    if (restart && strcmp(restart, "Always") != 0)
-        return field_fail(err, path, "restartPolicy", "must be \"Always\" (a sidecar), not \"%s\"", restart);
-    c->is_sidecar = restart != NULL;
+    c->has_restart_policy = policy >= 0;
+    c->restart_policy = c->has_restart_policy ? (enum pea_restart_policy)policy : PEA_RESTART_ALWAYS;
+    c->is_sidecar = is_init && c->has_restart_policy && c->restart_policy == PEA_RESTART_ALWAYS;
+    return 0;
+}
+
+/* Kubernetes' limits on restartPolicyRules and on one rule's exit codes. */
+#define RESTART_RULES_MAX 20
+#define RESTART_RULE_VALUES_MAX 255
+
+static int parse_exit_codes(json_t *rule, const char *item, struct pea_restart_rule *r, struct pea_error *err)
+{
+    static const char *const exit_code_fields[] = {"operator", "values", NULL};
+    static const char *const operators[] = {"In", "NotIn", NULL};
+    json_t *codes, *values;
+    char codes_path[FIELD_PATH_MAX];
+    field_path(codes_path, sizeof codes_path, item, "exitCodes");
+    if (field_get_object(rule, item, "exitCodes", true, &codes, err) < 0 ||
+        field_check_known(codes, codes_path, exit_code_fields, err) < 0)
+        return -1;
+    int op = -1;
+    if (field_get_enum(codes, codes_path, "operator", operators, &op, err) < 0)
+        return -1;
+    if (op < 0)
+        return field_fail(err, codes_path, "operator", "missing");
+    r->is_not_in = op == 1;
+    if (field_get_array(codes, codes_path, "values", &values, err) < 0)
+        return -1;
+    r->n_values = values ? json_array_size(values) : 0;
+    if (r->n_values > RESTART_RULE_VALUES_MAX)
+        return field_fail(err, codes_path, "values", "at most %d exit codes, not %zu", RESTART_RULE_VALUES_MAX,
+                          r->n_values);
+    r->values = xcalloc(r->n_values ? r->n_values : 1, sizeof *r->values);
+    for (size_t i = 0; i < r->n_values; i++) {
+        json_t *v = json_array_get(values, i);
+        if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX) {
+            char field[FIELD_PATH_MAX];
+            field_path(field, sizeof field, codes_path, "values");
+            return pea_fail(err, 0, "%s[%zu]: must be a 32-bit integer", field, i);
+        }
+        r->values[i] = (int32_t)json_integer_value(v);
+    }
+    return 0;
+}
+
+static int parse_restart_rule(json_t *rule, const char *item, const struct pea_pod_container *c,
+                              struct pea_restart_rule *r, struct pea_error *err)
+{
+    static const char *const rule_fields[] = {"action", "exitCodes", NULL};
+    /* In the order of enum pea_restart_action. */
+    static const char *const actions[] = {"Restart", "RestartAllContainers", NULL};
+    if (!json_is_object(rule))
+        return pea_fail(err, 0, "%s: must be an object", item);
+    if (field_check_known(rule, item, rule_fields, err) < 0)
+        return -1;
+    int action = -1;
+    if (field_get_enum(rule, item, "action", actions, &action, err) < 0)
+        return -1;
+    if (action < 0)
+        return field_fail(err, item, "action", "missing");
+    r->action = (enum pea_restart_action)action;
+    /* A sidecar starts again whatever it exits with: only restarting the whole pod means something for it. */
+    if (c->is_sidecar && r->action == PEA_RESTART_ACTION_RESTART)
+        return field_fail(err, item, "action", "a sidecar (restartPolicy Always) always restarts: only "
+                          "\"RestartAllContainers\" may be used");
+    return parse_exit_codes(rule, item, r, err);
+}
+
+/* restartPolicyRules, each rule's error kept on its own. Read after restartPolicy, which they need. */
+static int parse_restart_rules(json_t *obj, const char *path, struct pea_pod_container *c,
+                               struct manifest_collector *errors, struct pea_error *err)
+{
+    json_t *list;
+    if (field_get_array(obj, path, "restartPolicyRules", &list, err) < 0)
+        return keep_error(-1, errors, err);
+    if (!list || json_array_size(list) == 0)
+        return 0;
+    if (!c->has_restart_policy &&
+        keep_error(field_fail(err, path, "restartPolicy", "missing (restartPolicyRules need the container's own "
+                              "restartPolicy)"), errors, err) < 0)
+        return -1;
+    if (json_array_size(list) > RESTART_RULES_MAX)
+        return keep_error(field_fail(err, path, "restartPolicyRules", "at most %d rules, not %zu", RESTART_RULES_MAX,
+                                     json_array_size(list)), errors, err);
+    c->n_restart_rules = json_array_size(list);
+    c->restart_rules = xcalloc(c->n_restart_rules, sizeof *c->restart_rules);
+    for (size_t i = 0; i < c->n_restart_rules; i++) {
+        char item[FIELD_PATH_MAX];
+        snprintf(item, sizeof item, "%s.restartPolicyRules[%zu]", path, i);
+        if (keep_error(parse_restart_rule(json_array_get(list, i), item, c, &c->restart_rules[i], err), errors,
+                       err) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -446,7 +563,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
 {
     static const char *const container_fields[] = {
         "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts", "resources",
-        "securityContext", "restartPolicy", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe",
+        "securityContext", "restartPolicy", "restartPolicyRules", "imagePullPolicy", "ports", "livenessProbe", "readinessProbe",
         "startupProbe", "lifecycle", "stdin", "stdinOnce", "tty", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
@@ -470,7 +587,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         return -1;
     r = parse_restart_policy(obj, path, is_init, c, err);
     bool is_restart_known = r == 0;
-    if (keep_error(r, errors, err) < 0 ||
+    if (keep_error(r, errors, err) < 0 || (is_restart_known && parse_restart_rules(obj, path, c, errors, err) < 0) ||
         keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||

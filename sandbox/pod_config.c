@@ -295,6 +295,29 @@ static bool env_has_term(json_t *env)
     return false;
 }
 
+/* Whether the cgroup2 hierarchy is mounted with nsdelegate: a cgroup namespace's root is then a delegation
+ * boundary (its own interface files cannot be written from inside, and processes cannot move out of it). */
+static bool cgroup_is_delegation_safe(void)
+{
+    AUTO_FILE FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[8192];
+    while (f && fgets(line, sizeof line, f)) {
+        /* "40 30 0:37 / /sys/fs/cgroup rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate" */
+        char *sep = strstr(line, " - cgroup2 ");
+        if (!sep)
+            continue;
+        char *options = strrchr(sep, ' ');
+        if (!options)
+            continue;
+        options[strcspn(options, "\n")] = '\0';
+        char *save = NULL;
+        for (char *o = strtok_r(options + 1, ",", &save); o; o = strtok_r(NULL, ",", &save))
+            if (strcmp(o, "nsdelegate") == 0)
+                return true;
+    }
+    return false;
+}
+
 json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_container *c, struct pea_error *err)
 {
     const struct pea_pod_manifest *m = pod->manifest;
@@ -343,12 +366,21 @@ json_t *pod_config_member(const struct pea_pod *pod, const struct pea_pod_contai
     json_object_del(cfg, "hostname");
 
     json_t *mounts = json_object_get(cfg, "mounts");
-    if (c->security.privileged)
-        for (size_t i = 0; i < json_array_size(mounts); i++) {
-            json_t *mnt = json_array_get(mounts, i);
-            if (strcmp(json_string_value(json_object_get(mnt, "destination")), "/sys") == 0)
-                json_object_set_new(mnt, "options", json_pack("[s, s, s]", "nosuid", "noexec", "nodev"));
-        }
+    if (c->security.is_cgroup_writable && !cgroup_is_delegation_safe()) {
+        pea_fail(err, 0, "%s: securityContext.cgroupOptions.mountMode ReadWrite needs the host's cgroup2 mounted "
+                 "with nsdelegate (without it the container could raise its own limits); this host's is not", field);
+        return NULL;
+    }
+    for (size_t i = 0; i < json_array_size(mounts); i++) {
+        json_t *mnt = json_array_get(mounts, i);
+        const char *destination = json_string_value(json_object_get(mnt, "destination"));
+        if (c->security.privileged && strcmp(destination, "/sys") == 0)
+            json_object_set_new(mnt, "options", json_pack("[s, s, s]", "nosuid", "noexec", "nodev"));
+        /* Its own cgroup namespace shows the container its own cgroup as the root; nsdelegate keeps that root's
+         * files (its limits) read-only to it while it manages the cgroups below. */
+        if (c->security.is_cgroup_writable && strcmp(destination, "/sys/fs/cgroup") == 0)
+            json_object_set_new(mnt, "options", json_pack("[s, s, s, s]", "nosuid", "noexec", "nodev", "relatime"));
+    }
     static const char *const etc_files[] = {"hostname", "hosts", "resolv.conf"};
     for (size_t i = 0; i < ARRAY_SIZE(etc_files); i++) {
         AUTO_FREE char *destination = xasprintf("/etc/%s", etc_files[i]);

@@ -315,14 +315,24 @@ static void start_members(struct pod_supervisor *sup, struct member **ms, size_t
     free(jobs);
 }
 
+/* A member that ran before starts as a new instance of itself (its log keeps the previous one). */
+static void start_new_instance(struct pod_supervisor *sup, struct member *m)
+{
+    if (sup->ops->on_new_instance)
+        sup->ops->on_new_instance(sup->ctx, m->c->name);
+    supervisor_start_member(sup, m);
+}
+
 /* Start what may start now: the next init container (after the one before it completed, or started for a
- * sidecar), then every app container. */
+ * sidecar), then every app container. Nothing while the pod is restarting all its containers. */
 void supervisor_advance(struct pod_supervisor *sup)
 {
-    while (!sup->is_stopping && !sup->is_finished && sup->next_init < sup->n_members &&
+    while (!sup->is_stopping && !sup->is_finished && !sup->is_restarting_all && sup->next_init < sup->n_members &&
            sup->members[sup->next_init]->is_init) {
         struct member *m = sup->members[sup->next_init];
-        if (m->phase == PHASE_WAITING)
+        if (m->phase == PHASE_WAITING && m->has_exited)
+            start_new_instance(sup, m);
+        else if (m->phase == PHASE_WAITING)
             supervisor_start_member(sup, m);
         /* A sidecar lets the next one start once it has started (its postStart and startup probe passed). */
         if ((m->phase == PHASE_EXITED && m->last_exit == 0) ||
@@ -331,14 +341,17 @@ void supervisor_advance(struct pod_supervisor *sup)
         else
             return;
     }
-    if (sup->is_stopping || sup->is_finished || sup->apps_started)
+    if (sup->is_stopping || sup->is_finished || sup->is_restarting_all || sup->apps_started)
         return;
     sup->apps_started = true;
     struct member **apps = xcalloc(sup->n_members, sizeof *apps);
     size_t n = 0;
     for (size_t i = 0; i < sup->n_members; i++)
-        if (!sup->members[i]->is_init && sup->members[i]->phase == PHASE_WAITING)
+        if (!sup->members[i]->is_init && sup->members[i]->phase == PHASE_WAITING) {
             apps[n++] = sup->members[i];
+            if (sup->members[i]->has_exited && sup->ops->on_new_instance)
+                sup->ops->on_new_instance(sup->ctx, sup->members[i]->c->name);
+        }
     start_members(sup, apps, n);
     free(apps);
 }
@@ -347,7 +360,7 @@ static bool should_restart(const struct pod_supervisor *sup, const struct member
 {
     if (m->c->is_sidecar)
         return true;
-    switch (sup->pod->manifest->restart_policy) {
+    switch (supervisor_restart_policy(sup, m)) {
     case PEA_RESTART_ALWAYS: return !m->is_init || code != 0;
     case PEA_RESTART_ON_FAILURE: return code != 0;
     default: return false;
@@ -382,13 +395,6 @@ static void schedule_restart(struct pod_supervisor *sup, struct member *m)
     supervisor_emit(sup, m->c->name, "restarting in %lld.%03llds", m->backoff_ms / 1000, m->backoff_ms % 1000);
 }
 
-static void start_new_instance(struct pod_supervisor *sup, struct member *m)
-{
-    if (sup->ops->on_new_instance)
-        sup->ops->on_new_instance(sup->ctx, m->c->name);
-    supervisor_start_member(sup, m);
-}
-
 /* What a requested stop leads to, once the container is not running. */
 static void finish_stop(struct pod_supervisor *sup, struct member *m)
 {
@@ -415,13 +421,6 @@ static void finish_stop(struct pod_supervisor *sup, struct member *m)
     supervisor_record(sup, m);
 }
 
-/* A container killed as unhealthy (a probe, its postStart hook) starts again unless the policy is Never, whatever
- * it exited with, as the kubelet does. */
-static bool should_restart_after_kill(const struct pod_supervisor *sup, const struct member *m)
-{
-    return m->c->is_sidecar || sup->pod->manifest->restart_policy != PEA_RESTART_NEVER;
-}
-
 static void member_exited(struct pod_supervisor *sup, struct member *m, int code)
 {
     lifecycle_member_gone(sup, m);
@@ -442,11 +441,22 @@ static void member_exited(struct pod_supervisor *sup, struct member *m, int code
         finish_stop(sup, m);
         return;
     }
-    if (sup->is_stopping) {
+    if (sup->is_stopping || sup->is_restarting_all) {
         supervisor_record(sup, m);
         return;
     }
-    if (was_probe_kill ? should_restart_after_kill(sup, m) : should_restart(sup, m, code)) {
+    size_t rule_index = 0;
+    const struct pea_restart_rule *rule = was_probe_kill ? NULL : supervisor_matching_rule(m, code, &rule_index);
+    if (rule && rule->action == PEA_RESTART_ACTION_RESTART_ALL) {
+        supervisor_restart_all_kill(sup, m, code, rule_index);
+        supervisor_record(sup, m);
+        return;
+    }
+    if (rule)
+        supervisor_emit(sup, m->c->name, "exit code %d matches restartPolicyRules[%zu]: restart", code, rule_index);
+    bool is_restarted = was_probe_kill ? supervisor_restarts_after_kill(sup, m)
+                                       : rule ? true : should_restart(sup, m, code);
+    if (is_restarted) {
         schedule_restart(sup, m);
         supervisor_record(sup, m);
         return;
@@ -523,6 +533,11 @@ static int next_timeout_ms(const struct pod_supervisor *sup)
         if (best < 0 || left < best)
             best = left;
     }
+    if (sup->is_restarting_all && !supervisor_has_running_member(sup)) {
+        long long left = ms_between(&now, &sup->restart_all_at);
+        if (best < 0 || left < best)
+            best = left < 0 ? 0 : left;
+    }
     if (sup->has_stop_deadline) {
         long long left = ms_between(&now, &sup->stop_deadline);
         if (best < 0 || left < best)
@@ -538,7 +553,8 @@ static void handle_deadlines(struct pod_supervisor *sup)
     for (size_t i = 0; i < sup->n_members; i++) {
         struct member *m = sup->members[i];
         lifecycle_tick(sup, m, &now);
-        if (!sup->is_stopping && m->phase == PHASE_BACKOFF && ms_between(&now, &m->restart_at) <= 0) {
+        if (!sup->is_stopping && !sup->is_restarting_all && m->phase == PHASE_BACKOFF &&
+            ms_between(&now, &m->restart_at) <= 0) {
             start_new_instance(sup, m);
         } else if (m->is_stopping && m->phase == PHASE_RUNNING && ms_between(&now, &m->kill_at) <= 0) {
             struct pea_error err = {0};
@@ -547,6 +563,9 @@ static void handle_deadlines(struct pod_supervisor *sup)
             m->kill_at.tv_sec += 3600; /* once is enough; the exit follows */
         }
     }
+    if (sup->is_restarting_all && !sup->is_stopping && !supervisor_has_running_member(sup) &&
+        ms_between(&now, &sup->restart_all_at) <= 0)
+        supervisor_restart_all_begin(sup);
     supervisor_advance(sup);
 }
 

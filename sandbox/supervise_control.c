@@ -25,8 +25,9 @@ json_t *supervisor_containers(const struct pod_supervisor *sup)
 
 json_t *supervisor_pod_status(const struct pod_supervisor *sup)
 {
-    const char *status = sup->is_stopping   ? "stopping"
-                         : sup->is_finished ? "finished"
+    const char *status = sup->is_stopping         ? "stopping"
+                         : sup->is_restarting_all ? "restarting"
+                         : sup->is_finished       ? "finished"
                          : sup->apps_started ? "running"
                                              : "starting";
     unsigned restarts = 0;
@@ -51,6 +52,9 @@ static int fail_if_stopping(const struct pod_supervisor *sup, struct pea_error *
 {
     if (sup->is_stopping)
         return pea_fail(err, 0, "pod %s is being stopped", sup->pod->name);
+    /* Its containers start again in order (restartPolicyRules' RestartAllContainers): none out of turn. */
+    if (sup->is_restarting_all)
+        return pea_fail(err, 0, "pod %s is restarting all its containers", sup->pod->name);
     return 0;
 }
 
@@ -341,7 +345,7 @@ int supervisor_apply(struct pod_supervisor *sup, struct pea_pod_manifest *manife
         sup->members[sup->n_members++] = m;
         json_array_append_new(added, json_string(c->name));
         sup->is_finished = false;
-        if (sup->apps_started)
+        if (sup->apps_started && !sup->is_restarting_all)
             supervisor_start_member(sup, m);
     }
     manifest_free(old);

@@ -82,6 +82,12 @@ struct pod_supervisor {
     bool has_stop_grace;
     long long stop_grace_seconds;
     int exit_code;
+    /* RestartAllContainers (a restartPolicyRules action): every member is being killed; once none runs, the pod
+     * starts again from its first init container at restart_all_at, in the same sandbox. Its back-off is the pod's,
+     * reset as a container's is once the pod ran POD_BACKOFF_RESET_MS since it last started again. */
+    bool is_restarting_all;
+    struct timespec restart_all_at, restarted_all_at;
+    long long restart_all_backoff_ms;
     int epoll_fd, signal_fd;
     struct watch signal_watch, infra_watch;
     struct watch *caller_watches;
@@ -95,6 +101,18 @@ void supervisor_start_member(struct pod_supervisor *sup, struct member *m);
 /* SIGTERM now, SIGKILL at the deadline; then hold, start again, or drop, as the flags say. */
 void supervisor_stop_member(struct pod_supervisor *sup, struct member *m, long long timeout_seconds);
 void supervisor_advance(struct pod_supervisor *sup);
+/* ---- supervise_restart.c ---- */
+/* m's own restartPolicy, else the pod's. */
+enum pea_restart_policy supervisor_restart_policy(const struct pod_supervisor *sup, const struct member *m);
+/* Whether m starts again after it was killed as unhealthy: unless its restartPolicy is Never, as the kubelet does. */
+bool supervisor_restarts_after_kill(const struct pod_supervisor *sup, const struct member *m);
+/* The first of m's restartPolicyRules matching exit code code (its index in *index), NULL when none does. */
+const struct pea_restart_rule *supervisor_matching_rule(const struct member *m, int code, size_t *index);
+/* trigger exited with code, matching restartPolicyRules[rule] of action RestartAllContainers: kill every member. */
+void supervisor_restart_all_kill(struct pod_supervisor *sup, struct member *trigger, int code, size_t rule);
+bool supervisor_has_running_member(const struct pod_supervisor *sup);
+/* Every member gone and the pod's back-off over: start the pod again from its first init container. */
+void supervisor_restart_all_begin(struct pod_supervisor *sup);
 /* The grace period of the pod's stop: the one a shutdown asked for, else the manifest's. */
 long long supervisor_stop_grace_seconds(const struct pod_supervisor *sup);
 struct member *supervisor_member_new(const struct pea_pod_container *c, bool is_init);

@@ -112,6 +112,9 @@ struct pea_pod_security {
     enum pea_apparmor_profile_type apparmor_profile;
     char *apparmor_localhost_profile; /* LOCALHOST only: the name of a loaded profile */
     bool is_proc_mount_unmasked;      /* procMount: Unmasked (only with hostUsers: false) */
+    /* cgroupOptions.mountMode: ReadWrite: /sys/fs/cgroup writable in the container (its own cgroup namespace; the
+     * host's cgroup2 must be mounted with nsdelegate, which keeps the container from changing its own limits). */
+    bool is_cgroup_writable;
 };
 
 /* A probe's or a lifecycle hook's action (Kubernetes' ProbeHandler and LifecycleHandler). */
@@ -151,6 +154,22 @@ struct pea_pod_probe {
     long long termination_grace_seconds; /* -1: the pod's (liveness and startup only) */
 };
 
+/* restartPolicyRules[].action (Kubernetes' container restart rules, KEP-5307 and KEP-5532). */
+enum pea_restart_action {
+    PEA_RESTART_ACTION_RESTART,     /* this container starts again (with back-off) */
+    PEA_RESTART_ACTION_RESTART_ALL, /* RestartAllContainers: every container of the pod is killed (no preStop, no
+                                       grace) and the pod starts again from its first init container, in the same
+                                       sandbox and with the same volumes */
+};
+
+/* restartPolicyRules[]: the first rule whose exit codes match an exit decides; none matching, restartPolicy does. */
+struct pea_restart_rule {
+    enum pea_restart_action action;
+    bool is_not_in;  /* exitCodes.operator: NotIn (else In) */
+    int32_t *values; /* exitCodes.values, at most 255 */
+    size_t n_values;
+};
+
 /* imagePullPolicy, in the order of Kubernetes' names. */
 enum pea_pull_policy { PEA_PULL_ALWAYS, PEA_PULL_IF_NOT_PRESENT, PEA_PULL_NEVER };
 
@@ -178,6 +197,12 @@ struct pea_pod_container {
     struct pea_pod_resources resources;
     struct pea_pod_security security;
     bool is_sidecar;      /* an init container with restartPolicy: Always */
+    /* The container's own restartPolicy (Kubernetes 1.34+): it overrides the pod's for this container. An init
+     * container's Always is a sidecar; its OnFailure restarts it until it succeeds, its Never fails the pod. */
+    bool has_restart_policy;
+    enum pea_restart_policy restart_policy;
+    struct pea_restart_rule *restart_rules; /* restartPolicyRules, in order */
+    size_t n_restart_rules;
     struct pea_pod_probe liveness_probe, readiness_probe, startup_probe;
     struct pea_pod_handler post_start, pre_stop; /* lifecycle hooks; type NONE when absent */
     int stop_signal;      /* lifecycle.stopSignal, else the image's StopSignal, else SIGTERM */

@@ -383,8 +383,41 @@ static const struct error_case error_cases[] = {
      "spec.containers[0].image: must hold at least one element"},
     {"spec:\n  containers:\n  - {name: c, image: /i}\n",
      "spec.containers[0].command: missing (a directory image has no entrypoint: give command or args)"},
-    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Always}\n",
-     "spec.containers[0].restartPolicy: only init containers may set it"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Sometimes}\n",
+     "spec.containers[0].restartPolicy: must be one of \"Always\", \"OnFailure\", \"Never\", not \"Sometimes\""},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x],\n"
+     "     restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [42]}}]}\n",
+     "spec.containers[0].restartPolicy: missing (restartPolicyRules need the container's own restartPolicy)"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Reboot, exitCodes: {operator: In, values: [42]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].action: must be one of \"Restart\", \"RestartAllContainers\", not "
+     "\"Reboot\""},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{exitCodes: {operator: In, values: [42]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].action: missing"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Restart}]}\n",
+     "spec.containers[0].restartPolicyRules[0].exitCodes: missing"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Restart, exitCodes: {operator: Is, values: [42]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].exitCodes.operator: must be one of \"In\", \"NotIn\", not \"Is\""},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Restart, exitCodes: {values: [42]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].exitCodes.operator: missing"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1, x]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].exitCodes.values[1]: must be a 32-bit integer"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], restartPolicy: Never,\n"
+     "     restartPolicyRules: [{action: Restart, when: {}, exitCodes: {operator: In, values: [1]}}]}\n",
+     "spec.containers[0].restartPolicyRules[0].when: unknown field"},
+    {"spec:\n  initContainers:\n  - {name: s, image: /i, args: [x], restartPolicy: Always,\n"
+     "     restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1]}}]}\n"
+     "  containers: [{name: c, image: /i, args: [x]}]\n",
+     "spec.initContainers[0].restartPolicyRules[0].action: a sidecar (restartPolicy Always) always restarts: only "
+     "\"RestartAllContainers\" may be used"},
+    {"spec:\n  containers:\n  - {name: c, image: /i, args: [x], securityContext: {cgroupOptions: {mountMode: Rw}}}\n",
+     "spec.containers[0].securityContext.cgroupOptions.mountMode: must be one of \"ReadOnly\", \"ReadWrite\", not "
+     "\"Rw\""},
     {"spec:\n  containers:\n  - {name: Web, image: /i, args: [x]}\n",
      "spec.containers[0].name: must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"Web\""},
     {"spec:\n  containers:\n  - {name: c, image: /i, args: [x],\n"
