@@ -129,7 +129,7 @@ static void probe_failed(struct pod_supervisor *sup, struct member *m, struct pr
         set_ready(sup, m, m->is_started, false);
         return;
     }
-    bool is_restarted = sup->pod->manifest->restart_policy != PEA_RESTART_NEVER || m->c->is_sidecar;
+    bool is_restarted = supervisor_restarts_after_kill(sup, m);
     supervisor_emit_reason(sup, m->c->name, "Killing", "Container %s failed %s probe%s", m->c->name,
                            probe_words[p->kind], is_restarted ? ", will be restarted" : "");
     long long grace = spec->termination_grace_seconds >= 0 ? spec->termination_grace_seconds
