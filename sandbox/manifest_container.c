@@ -24,6 +24,7 @@ void manifest_container_free(struct pea_pod_container *c)
         free(c->volume_mounts[i].name);
         free(c->volume_mounts[i].mount_path);
         free(c->volume_mounts[i].sub_path);
+        free(c->volume_mounts[i].sub_path_expr);
     }
     free(c->volume_mounts);
     strv_free(c->security.capabilities_add);
@@ -171,7 +172,7 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
                               struct pea_pod_volume_mount *vm, struct manifest_collector *errors,
                               struct pea_error *err)
 {
-    static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",
+    static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",           "subPathExpr",
                                                "readOnly", "mountPropagation", "recursiveReadOnly", NULL};
     /* In the order of enum pea_mount_propagation and enum pea_recursive_read_only. */
     static const char *const propagations[] = {"None", "HostToContainer", "Bidirectional", NULL};
@@ -200,6 +201,16 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
     r = field_get_string(j, item, "subPath", false, &vm->sub_path, err);
     if (r == 0 && vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
         r = field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    /* Checked as written, as the API server does; what it expands to is checked again at each start. */
+    r = field_get_string(j, item, "subPathExpr", false, &vm->sub_path_expr, err);
+    if (r == 0 && vm->sub_path_expr && !vm->sub_path_expr[0]) /* "" is unset, as in Kubernetes */
+        free(take_ptr(&vm->sub_path_expr));
+    if (r == 0 && vm->sub_path_expr && vm->sub_path)
+        r = field_fail(err, item, "subPathExpr", "subPathExpr and subPath are mutually exclusive");
+    else if (r == 0 && vm->sub_path_expr && (vm->sub_path_expr[0] == '/' || !path_is_confined(vm->sub_path_expr)))
+        r = field_fail(err, item, "subPathExpr", "must be a relative path without \"..\"");
     if (keep_error(r, errors, err) < 0)
         return -1;
     if (keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err) < 0)
