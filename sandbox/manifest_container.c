@@ -163,7 +163,7 @@ static int parse_process(json_t *obj, const char *path, bool is_image_known, str
         r = field_fail(err, path, "workingDir", "must be an absolute path");
     if (keep_error(r, errors, err) < 0)
         return -1;
-    return keep_error(manifest_parse_env(obj, path, c, err), errors, err);
+    return manifest_parse_env(obj, path, c, errors, err);
 }
 
 /* Each mount's fields, each error kept on its own; a check that needs a field (its volume, its path) runs when the
