@@ -485,7 +485,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
-        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, err), errors, err) < 0))
+        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, errors, err), errors, err) < 0))
         return -1;
     /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
      * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */
