@@ -983,3 +983,35 @@ Test(manifest, every_sysctl_that_is_not_namespaced)
     cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
     manifest_errors_free(&errors);
 }
+
+/* subPathExpr is read, checked as written (its expansion is checked at each start), and excludes subPath. */
+Test(manifest, sub_path_expr)
+{
+    static const char head[] = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+                               "  volumes: [{name: v, emptyDir: {}}]\n"
+                               "  containers: [{name: c, image: /i, args: [x], volumeMounts: [";
+    struct pea_error err = {0};
+    AUTO_FREE char *good = xasprintf("%s{name: v, mountPath: /a, subPathExpr: '$(POD)/x'}, "
+                                     "{name: v, mountPath: /b, subPathExpr: ''}]}]\n", head);
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(good, strlen(good), &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_expect_str_eq(m->containers[0].volume_mounts[0].sub_path_expr, "$(POD)/x");
+    cr_expect_null(m->containers[0].volume_mounts[0].sub_path);
+    cr_expect_null(m->containers[0].volume_mounts[1].sub_path_expr, "an empty subPathExpr is unset");
+    AUTO_FREE char *bad = xasprintf("%s{name: v, mountPath: /a, subPath: s, subPathExpr: '$(X)'}, "
+                                    "{name: v, mountPath: /b, subPathExpr: '/$(X)'}, "
+                                    "{name: v, mountPath: /c, subPathExpr: '$(X)/../y'}, "
+                                    "{name: v, mountPath: /d, subPathExpr: 3}]}]\n", head);
+    static const char *const expected[] = {
+        "spec.containers[0].volumeMounts[0].subPathExpr: subPathExpr and subPath are mutually exclusive",
+        "spec.containers[0].volumeMounts[1].subPathExpr: must be a relative path without \"..\"",
+        "spec.containers[0].volumeMounts[2].subPathExpr: must be a relative path without \"..\"",
+        "spec.containers[0].volumeMounts[3].subPathExpr: must be a string",
+    };
+    struct pea_manifest_errors errors = {0};
+    cr_assert_null(manifest_parse_objects(bad, strlen(bad), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
+}
