@@ -254,8 +254,8 @@ Test(manifest_env, every_error_of_env_and_env_from)
         "spec.containers[0].env[2].name: missing",
         "spec.containers[0].env[3].valueFrom.resourceFieldRef.divisor: must be 1m or 1 for cpu",
         "spec.containers[0].env[3].valueFrom.junk: unknown field",
-        "spec.containers[0].env[4].valueFrom: may not have more than one of fieldRef, resourceFieldRef, "
-        "configMapKeyRef, secretKeyRef",
+        ("spec.containers[0].env[4].valueFrom: may not have more than one of fieldRef, resourceFieldRef, "
+         "configMapKeyRef, secretKeyRef"),
     };
     expect_every_error(yaml, want, ARRAY_SIZE(want));
 }
