@@ -248,51 +248,6 @@ static void apply_pod_identity(struct pea_pod_manifest *m, const struct pea_pod_
 
 /* ---- pod-level settings ---- */
 
-static int parse_pod_security(json_t *spec, struct pea_pod_manifest *m, struct pea_pod_security *pod,
-                              struct pea_error *err)
-{
-    static const char *const fields[] = {"sysctls", "runAsUser", "runAsGroup", MANIFEST_POD_SECURITY_EXTRA_FIELDS,
-                                         NULL};
-    static const char *const sysctl_fields[] = {"name", "value", NULL};
-    json_t *security, *sysctls;
-    const char *path = "spec.securityContext";
-    uint32_t id = 0;
-    if (field_get_object(spec, "spec", "securityContext", false, &security, err) < 0)
-        return -1;
-    if (!security)
-        return 0;
-    if (field_check_known(security, path, fields, err) < 0 ||
-        field_get_id(security, path, "runAsUser", &pod->has_run_as_user, &id, err) < 0)
-        return -1;
-    pod->run_as_user = id;
-    if (field_get_id(security, path, "runAsGroup", &pod->has_run_as_group, &id, err) < 0)
-        return -1;
-    pod->run_as_group = id;
-    if (manifest_parse_pod_security_extras(security, path, m, pod, err) < 0 ||
-        field_get_array(security, path, "sysctls", &sysctls, err) < 0)
-        return -1;
-    if (!sysctls)
-        return 0;
-    m->n_sysctls = json_array_size(sysctls);
-    m->sysctls = xcalloc(m->n_sysctls, sizeof *m->sysctls);
-    for (size_t i = 0; i < m->n_sysctls; i++) {
-        char item[FIELD_PATH_MAX];
-        snprintf(item, sizeof item, "%s.sysctls[%zu]", path, i);
-        json_t *j = json_array_get(sysctls, i);
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, sysctl_fields, err) < 0 ||
-            field_get_string(j, item, "name", true, &m->sysctls[i].name, err) < 0 ||
-            field_get_string(j, item, "value", true, &m->sysctls[i].value, err) < 0)
-            return -1;
-        /* 253: Kubernetes' SysctlMaxLength. */
-        if (!m->sysctls[i].name[0] || strchr(m->sysctls[i].name, '/') || !path_is_confined(m->sysctls[i].name) ||
-            strlen(m->sysctls[i].name) > 253)
-            return field_fail(err, item, "name", "must be a sysctl name like net.ipv4.ip_forward (at most 253)");
-    }
-    return 0;
-}
-
 /* Each part of the spec that can be read on its own is: its error is kept by the collector c (when given) and the
  * next part read. What compares the containers with each other runs only when every container could be read. */
 static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_collector *c, struct pea_error *err)
@@ -351,7 +306,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     if (are_containers_read && m->n_containers > 0 &&
         (check_container_names(m, err) < 0 || manifest_check_lifecycle(m, err) < 0) && manifest_collect(c, err) < 0)
         return -1;
-    if ((parse_pod_security(spec, m, &pod_identity, err) < 0 && manifest_collect(c, err) < 0) ||
+    if (manifest_parse_pod_security(spec, m, &pod_identity, c, err) < 0 ||
         (manifest_parse_dns(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
         (manifest_parse_host_aliases(spec, m, err) < 0 && manifest_collect(c, err) < 0) ||
         (manifest_parse_resources(spec, "spec", true, &m->resources, c, err) < 0) ||
@@ -360,7 +315,7 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
     apply_pod_identity(m, &pod_identity);
     if (manifest_parse_network(root, is_host_network, m, err) < 0)
         return -1;
-    return manifest_apply_pod_security(m, &pod_identity, err);
+    return manifest_apply_pod_security(m, &pod_identity, c, err);
 }
 
 /* Kubernetes' limit on the sum of every annotation's key and value (TotalAnnotationSizeLimitB). */

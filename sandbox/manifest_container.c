@@ -24,6 +24,7 @@ void manifest_container_free(struct pea_pod_container *c)
         free(c->volume_mounts[i].name);
         free(c->volume_mounts[i].mount_path);
         free(c->volume_mounts[i].sub_path);
+        free(c->volume_mounts[i].sub_path_expr);
     }
     free(c->volume_mounts);
     strv_free(c->security.capabilities_add);
@@ -165,7 +166,7 @@ static int parse_process(json_t *obj, const char *path, bool is_image_known, str
         r = field_fail(err, path, "workingDir", "must be an absolute path");
     if (keep_error(r, errors, err) < 0)
         return -1;
-    return keep_error(manifest_parse_env(obj, path, c, err), errors, err);
+    return manifest_parse_env(obj, path, c, errors, err);
 }
 
 /* Each mount's fields, each error kept on its own; a check that needs a field (its volume, its path) runs when the
@@ -174,7 +175,7 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
                               struct pea_pod_volume_mount *vm, struct manifest_collector *errors,
                               struct pea_error *err)
 {
-    static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",
+    static const char *const mount_fields[] = {"name",     "mountPath",        "subPath",           "subPathExpr",
                                                "readOnly", "mountPropagation", "recursiveReadOnly", NULL};
     /* In the order of enum pea_mount_propagation and enum pea_recursive_read_only. */
     static const char *const propagations[] = {"None", "HostToContainer", "Bidirectional", NULL};
@@ -203,6 +204,16 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
     r = field_get_string(j, item, "subPath", false, &vm->sub_path, err);
     if (r == 0 && vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
         r = field_fail(err, item, "subPath", "must be a relative path without \"..\"");
+    if (keep_error(r, errors, err) < 0)
+        return -1;
+    /* Checked as written, as the API server does; what it expands to is checked again at each start. */
+    r = field_get_string(j, item, "subPathExpr", false, &vm->sub_path_expr, err);
+    if (r == 0 && vm->sub_path_expr && !vm->sub_path_expr[0]) /* "" is unset, as in Kubernetes */
+        free(take_ptr(&vm->sub_path_expr));
+    if (r == 0 && vm->sub_path_expr && vm->sub_path)
+        r = field_fail(err, item, "subPathExpr", "subPathExpr and subPath are mutually exclusive");
+    else if (r == 0 && vm->sub_path_expr && (vm->sub_path_expr[0] == '/' || !path_is_confined(vm->sub_path_expr)))
+        r = field_fail(err, item, "subPathExpr", "must be a relative path without \"..\"");
     if (keep_error(r, errors, err) < 0)
         return -1;
     if (keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err) < 0)
@@ -591,7 +602,7 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
         keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
-        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, err), errors, err) < 0))
+        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, errors, err), errors, err) < 0))
         return -1;
     /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
      * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "manifest_errors.h"
 #include "manifest_internal.h"
 #include "manifest_sources.h"
 #include "pea/util.h"
@@ -82,33 +83,50 @@ static bool field_path_is_supported(const char *path, bool is_volume)
     return false;
 }
 
-int manifest_parse_field_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
-                             struct pea_error *err)
+/* Each field's error kept by errors (NULL: the first ends the parse). */
+static int parse_field_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                           struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const fields[] = {"apiVersion", "fieldPath", NULL};
     json_t *ref;
     char path[FIELD_PATH_MAX];
     field_path(path, sizeof path, parent, "fieldRef");
     AUTO_FREE char *api_version = NULL;
-    if (field_get_object(obj, parent, "fieldRef", true, &ref, err) < 0 ||
-        field_check_known(ref, path, fields, err) < 0 ||
-        field_get_string(ref, path, "apiVersion", false, &api_version, err) < 0 ||
-        field_get_string(ref, path, "fieldPath", true, &r->key, err) < 0)
+    if (field_get_object(obj, parent, "fieldRef", true, &ref, err) < 0)
+        return manifest_keep_error(-1, errors, err);
+    if (manifest_check_known_each(ref, path, fields, errors, err) < 0)
+        return -1;
+    int version = field_get_string(ref, path, "apiVersion", false, &api_version, err);
+    if (manifest_keep_error(version, errors, err) < 0)
+        return -1;
+    int field = field_get_string(ref, path, "fieldPath", true, &r->key, err);
+    if (manifest_keep_error(field, errors, err) < 0)
         return -1;
     r->source = PEA_VALUE_FIELD;
-    if (api_version && strcmp(api_version, "v1") != 0)
-        return field_fail(err, path, "apiVersion", "must be \"v1\", not \"%s\"", api_version);
-    if (!field_path_is_supported(r->key, is_volume))
-        return field_fail(err, path, "fieldPath",
-                          is_volume ? "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
-                                      "metadata.labels, metadata.annotations, metadata.labels['KEY'], "
-                                      "metadata.annotations['KEY'])"
-                                    : "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
-                                      "metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, "
-                                      "spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, "
-                                      "status.podIPs)",
-                          r->key);
+    if (version == 0 && api_version && strcmp(api_version, "v1") != 0 &&
+        manifest_keep_error(field_fail(err, path, "apiVersion", "must be \"v1\", not \"%s\"", api_version), errors,
+                            err) < 0)
+        return -1;
+    if (field == 0 && !field_path_is_supported(r->key, is_volume) &&
+        manifest_keep_error(
+            field_fail(err, path, "fieldPath",
+                       is_volume ? "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
+                                   "metadata.labels, metadata.annotations, metadata.labels['KEY'], "
+                                   "metadata.annotations['KEY'])"
+                                 : "\"%s\" is not supported (metadata.name, metadata.namespace, metadata.uid, "
+                                   "metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, "
+                                   "spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, "
+                                   "status.podIPs)",
+                       r->key),
+            errors, err) < 0)
+        return -1;
     return 0;
+}
+
+int manifest_parse_field_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                             struct pea_error *err)
+{
+    return parse_field_ref(obj, parent, is_volume, r, NULL, err);
 }
 
 /* ---- resourceFieldRef ---- */
@@ -125,8 +143,8 @@ static bool divisor_is_valid(uint64_t divisor, bool is_cpu)
     return false;
 }
 
-int manifest_parse_resource_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
-                                struct pea_error *err)
+static int parse_resource_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                              struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const fields[] = {"containerName", "resource", "divisor", NULL};
     static const char *const resources[] = {"limits.cpu",    "limits.memory",   "limits.ephemeral-storage",
@@ -136,57 +154,81 @@ int manifest_parse_resource_ref(json_t *obj, const char *parent, bool is_volume,
     char path[FIELD_PATH_MAX];
     field_path(path, sizeof path, parent, "resourceFieldRef");
     int which = -1;
-    if (field_get_object(obj, parent, "resourceFieldRef", true, &ref, err) < 0 ||
-        field_check_known(ref, path, fields, err) < 0 ||
-        field_get_string(ref, path, "containerName", false, &r->name, err) < 0)
+    if (field_get_object(obj, parent, "resourceFieldRef", true, &ref, err) < 0)
+        return manifest_keep_error(-1, errors, err);
+    if (manifest_check_known_each(ref, path, fields, errors, err) < 0)
+        return -1;
+    int name = field_get_string(ref, path, "containerName", false, &r->name, err);
+    if (manifest_keep_error(name, errors, err) < 0)
         return -1;
     r->source = PEA_VALUE_RESOURCE;
-    if (!json_object_get(ref, "resource") || json_is_null(json_object_get(ref, "resource")))
-        return field_fail(err, path, "resource", "missing");
-    if (field_get_enum(ref, path, "resource", resources, &which, err) < 0)
+    int resource = !json_object_get(ref, "resource") || json_is_null(json_object_get(ref, "resource"))
+                       ? field_fail(err, path, "resource", "missing")
+                       : field_get_enum(ref, path, "resource", resources, &which, err);
+    if (manifest_keep_error(resource, errors, err) < 0)
         return -1;
-    r->key = xstrdup(resources[which]);
-    if (is_volume && !r->name)
-        return field_fail(err, path, "containerName", "missing (a volume's resourceFieldRef must name a container)");
+    if (resource == 0)
+        r->key = xstrdup(resources[which]);
+    if (is_volume && name == 0 && !r->name &&
+        manifest_keep_error(field_fail(err, path, "containerName",
+                                       "missing (a volume's resourceFieldRef must name a container)"),
+                            errors, err) < 0)
+        return -1;
+    /* The divisor's unit depends on the resource: read only once that is known. */
+    if (resource < 0)
+        return 0;
     bool is_cpu = strstr(r->key, ".cpu") != NULL, has_divisor;
     if (field_get_quantity(ref, path, "divisor", is_cpu, &has_divisor, &r->divisor, err) < 0)
-        return -1;
+        return manifest_keep_error(-1, errors, err);
     /* An absent or zero divisor is 1 (one core, one byte), as the kubelet takes it. */
     if (!has_divisor || r->divisor == 0)
         r->divisor = is_cpu ? 1000 : 1;
     else if (!divisor_is_valid(r->divisor, is_cpu))
-        return field_fail(err, path, "divisor",
-                          is_cpu ? "must be 1m or 1 for cpu"
-                                 : "must be one of 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei");
+        return manifest_keep_error(
+            field_fail(err, path, "divisor",
+                       is_cpu ? "must be 1m or 1 for cpu"
+                              : "must be one of 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei"),
+            errors, err);
     return 0;
+}
+
+int manifest_parse_resource_ref(json_t *obj, const char *parent, bool is_volume, struct pea_value_ref *r,
+                                struct pea_error *err)
+{
+    return parse_resource_ref(obj, parent, is_volume, r, NULL, err);
 }
 
 /* ---- env ---- */
 
 /* configMapKeyRef / secretKeyRef: {name, key, optional}. */
 static int parse_key_ref(json_t *from, const char *parent, const char *key, struct pea_value_ref *r,
-                         struct pea_error *err)
+                         struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const fields[] = {"name", "key", "optional", NULL};
     json_t *ref;
     char path[FIELD_PATH_MAX];
     field_path(path, sizeof path, parent, key);
-    if (field_get_object(from, parent, key, true, &ref, err) < 0 || field_check_known(ref, path, fields, err) < 0 ||
-        field_get_string(ref, path, "name", true, &r->name, err) < 0 ||
-        field_get_string(ref, path, "key", true, &r->key, err) < 0 ||
-        field_get_bool(ref, path, "optional", &r->is_optional, err) < 0)
+    if (field_get_object(from, parent, key, true, &ref, err) < 0)
+        return manifest_keep_error(-1, errors, err);
+    if (manifest_check_known_each(ref, path, fields, errors, err) < 0 ||
+        manifest_keep_error(field_get_string(ref, path, "name", true, &r->name, err), errors, err) < 0 ||
+        manifest_keep_error(field_get_string(ref, path, "key", true, &r->key, err), errors, err) < 0 ||
+        manifest_keep_error(field_get_bool(ref, path, "optional", &r->is_optional, err), errors, err) < 0)
         return -1;
     r->source = strcmp(key, "secretKeyRef") == 0 ? PEA_VALUE_SECRET_KEY : PEA_VALUE_CONFIG_MAP_KEY;
     return 0;
 }
 
-static int parse_value_from(json_t *e, const char *item, struct pea_value_ref *r, struct pea_error *err)
+static int parse_value_from(json_t *e, const char *item, struct pea_value_ref *r, struct manifest_collector *errors,
+                            struct pea_error *err)
 {
     static const char *const kinds[] = {"fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", NULL};
     json_t *from;
     char path[FIELD_PATH_MAX];
     field_path(path, sizeof path, item, "valueFrom");
-    if (field_get_object(e, item, "valueFrom", true, &from, err) < 0 || field_check_known(from, path, kinds, err) < 0)
+    if (field_get_object(e, item, "valueFrom", true, &from, err) < 0)
+        return manifest_keep_error(-1, errors, err);
+    if (manifest_check_known_each(from, path, kinds, errors, err) < 0)
         return -1;
     const char *kind = NULL;
     for (size_t i = 0; kinds[i]; i++) {
@@ -194,18 +236,20 @@ static int parse_value_from(json_t *e, const char *item, struct pea_value_ref *r
         if (!k || json_is_null(k))
             continue;
         if (kind)
-            return pea_fail(err, 0, "%s: may not have more than one of fieldRef, resourceFieldRef, configMapKeyRef, "
-                            "secretKeyRef", path);
+            return manifest_keep_error(pea_fail(err, 0, "%s: may not have more than one of fieldRef, "
+                                                "resourceFieldRef, configMapKeyRef, secretKeyRef", path),
+                                       errors, err);
         kind = kinds[i];
     }
     if (!kind)
-        return pea_fail(err, 0, "%s: must have one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef",
-                        path);
+        return manifest_keep_error(pea_fail(err, 0, "%s: must have one of fieldRef, resourceFieldRef, "
+                                            "configMapKeyRef, secretKeyRef", path),
+                                   errors, err);
     if (strcmp(kind, "fieldRef") == 0)
-        return manifest_parse_field_ref(from, path, false, r, err);
+        return parse_field_ref(from, path, false, r, errors, err);
     if (strcmp(kind, "resourceFieldRef") == 0)
-        return manifest_parse_resource_ref(from, path, false, r, err);
-    return parse_key_ref(from, path, kind, r, err);
+        return parse_resource_ref(from, path, false, r, errors, err);
+    return parse_key_ref(from, path, kind, r, errors, err);
 }
 
 /* The name and the value in one allocation: a manifest of many small entries is mostly these. */
@@ -220,31 +264,43 @@ static void env_entry_pack(struct pea_pod_env *e, const char *value)
     e->value = both + name_len + 1;
 }
 
-/* An entry of env, at item ("spec.containers[0].env[3]", or "env[3]" while the YAML is read). */
-static int parse_env_entry(json_t *j, const char *item, struct pea_pod_env *e, struct pea_error *err)
+/* An entry of env, at item ("spec.containers[0].env[3]", or "env[3]" while the YAML is read), each field's error
+ * kept by errors (NULL: the first ends the parse). */
+static int parse_env_entry(json_t *j, const char *item, struct pea_pod_env *e, struct manifest_collector *errors,
+                           struct pea_error *err)
 {
     static const char *const env_fields[] = {"name", "value", "valueFrom", NULL};
     AUTO_FREE char *value = NULL;
     if (!json_is_object(j))
-        return pea_fail(err, 0, "%s: must be an object", item);
-    if (field_check_known(j, item, env_fields, err) < 0 ||
-        field_get_string(j, item, "name", true, &e->name, err) < 0 ||
-        field_get_string(j, item, "value", false, &value, err) < 0)
+        return manifest_keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
+    if (manifest_check_known_each(j, item, env_fields, errors, err) < 0)
         return -1;
-    if (!env_name_is_valid(e->name))
-        return field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
+    int name = field_get_string(j, item, "name", true, &e->name, err);
+    if (manifest_keep_error(name, errors, err) < 0)
+        return -1;
+    int has_value = field_get_string(j, item, "value", false, &value, err);
+    if (manifest_keep_error(has_value, errors, err) < 0)
+        return -1;
+    if (name == 0 && !env_name_is_valid(e->name)) {
+        name = field_fail(err, item, "name", "must be printable ASCII characters other than '=', at least one");
+        if (manifest_keep_error(name, errors, err) < 0)
+            return -1;
+    }
     json_t *from = json_object_get(j, "valueFrom");
     bool has_from = from && !json_is_null(from);
     /* As Kubernetes: valueFrom only with an empty value, which it then replaces. */
-    if (has_from && value && value[0])
-        return field_fail(err, item, "valueFrom", "may not be given when value is not empty");
-    if (has_from && parse_value_from(j, item, &e->from, err) < 0)
+    if (has_from && value && value[0] &&
+        manifest_keep_error(field_fail(err, item, "valueFrom", "may not be given when value is not empty"), errors,
+                            err) < 0)
         return -1;
-    if (!has_from) {
+    if (has_from && parse_value_from(j, item, &e->from, errors, err) < 0)
+        return -1;
+    if (!has_from && name == 0 && has_value == 0) {
         if (strlen(e->name) + 1 + (value ? strlen(value) : 0) >= env_entry_max())
-            return pea_fail(err, 0,
-                            "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
-                            item, env_entry_max() - 1);
+            return manifest_keep_error(
+                pea_fail(err, 0, "%s: NAME=VALUE longer than %zu bytes, the kernel's limit for one environment entry",
+                         item, env_entry_max() - 1),
+                errors, err);
         env_entry_pack(e, value ? value : "");
     }
     /* {name, value} as two strings is all there is to compare; anything else is compared as written. */
@@ -270,25 +326,41 @@ struct manifest_env_list *manifest_env_lists_add(struct manifest_env_lists *list
     return l;
 }
 
+/* Every entry is parsed for its errors; once one had any, the entries after it are parsed for theirs alone and
+ * dropped (the manifest fails: they would only take memory). */
 void manifest_env_list_read(struct manifest_env_list *l, json_t *entry)
 {
     size_t index = l->n_read++;
+    struct pea_pod_env dropped = {0}, *e = &dropped;
     if (!l->has_error) {
         if (l->n_env == l->capacity) {
             l->capacity = l->capacity ? 2 * l->capacity : 16;
             l->env = xrealloc(l->env, l->capacity * sizeof *l->env);
         }
-        struct pea_pod_env *e = &l->env[l->n_env];
+        e = &l->env[l->n_env];
         *e = (struct pea_pod_env){0};
-        char item[FIELD_PATH_MAX];
-        snprintf(item, sizeof item, "env[%zu]", index);
-        if (parse_env_entry(entry, item, e, &l->error) < 0) {
-            env_entry_free(e);
-            l->has_error = true;
-        } else {
-            l->n_env++;
-        }
     }
+    char item[FIELD_PATH_MAX];
+    snprintf(item, sizeof item, "env[%zu]", index);
+    /* The entry under its own path, so that its errors come in the order of its fields, as from the tree. */
+    AUTO_JSON json_t *doc = json_pack("{s:O}", item, entry);
+    struct manifest_collector found = {.doc = doc};
+    struct pea_error err = {0};
+    parse_env_entry(entry, item, e, &found, &err);
+    if (found.n) {
+        struct pea_manifest_errors lines;
+        manifest_collector_finish(&found, &lines);
+        l->errors = xrealloc(l->errors, (l->n_errors + lines.n + 1) * sizeof *l->errors);
+        for (size_t i = 0; i < lines.n; i++)
+            l->errors[l->n_errors++] = lines.lines[i];
+        l->errors[l->n_errors] = NULL;
+        free(lines.lines);
+        l->has_error = true;
+    }
+    if (e == &dropped || found.n)
+        env_entry_free(e);
+    else
+        l->n_env++;
     json_decref(entry);
 }
 
@@ -299,6 +371,7 @@ void manifest_env_lists_free(struct manifest_env_lists *lists)
         for (size_t k = 0; k < l->n_env; k++)
             env_entry_free(&l->env[k]);
         free(l->env);
+        strv_free(l->errors);
         free(l);
     }
     free(lists->lists);
@@ -313,15 +386,16 @@ static struct manifest_env_list *env_list_read_for(json_t *env)
     return NULL;
 }
 
-/* The list read as the YAML was parsed: its first bad entry's error, named from path, as the loop below would
- * have said it; else its entries, moved to c. */
+/* The list read as the YAML was parsed: its bad entries' errors, named from path, as the loop below would have
+ * said them; else its entries, moved to c. */
 static int env_list_take(struct manifest_env_list *l, const char *path, struct pea_pod_container *c,
-                         struct pea_error *err)
+                         struct manifest_collector *errors, struct pea_error *err)
 {
     if (l->has_error) {
-        pea_fail(err, 0, "%s.%s", path, l->error.msg);
-        err->errnum = l->error.errnum;
-        return -1;
+        for (size_t i = 0; i < l->n_errors; i++)
+            if (manifest_keep_error(pea_fail(err, 0, "%s.%s", path, l->errors[i]), errors, err) < 0)
+                return -1;
+        return 0;
     }
     c->n_env = l->n_env;
     c->env = l->n_env ? xrealloc(take_ptr(&l->env), l->n_env * sizeof *c->env) : xcalloc(0, sizeof *c->env);
@@ -329,66 +403,92 @@ static int env_list_take(struct manifest_env_list *l, const char *path, struct p
     return 0;
 }
 
-static int parse_env_list(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+static int parse_env_list(json_t *obj, const char *path, struct pea_pod_container *c,
+                          struct manifest_collector *errors, struct pea_error *err)
 {
     json_t *env;
     if (field_get_array(obj, path, "env", &env, err) < 0)
-        return -1;
+        return manifest_keep_error(-1, errors, err);
     if (!env)
         return 0;
     struct manifest_env_list *read = env_list_read_for(env);
     if (read)
-        return env_list_take(read, path, c, err);
+        return env_list_take(read, path, c, errors, err);
     c->n_env = json_array_size(env);
     c->env = xcalloc(c->n_env, sizeof *c->env);
     for (size_t i = 0; i < c->n_env; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.env[%zu]", path, i);
-        if (parse_env_entry(json_array_get(env, i), item, &c->env[i], err) < 0)
+        if (parse_env_entry(json_array_get(env, i), item, &c->env[i], errors, err) < 0)
             return -1;
     }
     return 0;
 }
 
-static int parse_env_from(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+/* One entry of envFrom, each field's error kept by errors. */
+static int parse_env_from_entry(json_t *j, const char *item, struct pea_pod_env_from *f,
+                                struct manifest_collector *errors, struct pea_error *err)
 {
     static const char *const fields[] = {"prefix", "configMapRef", "secretRef", NULL};
     static const char *const ref_fields[] = {"name", "optional", NULL};
+    json_t *config_map = NULL, *secret = NULL;
+    char ref_path[FIELD_PATH_MAX];
+    if (!json_is_object(j))
+        return manifest_keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
+    if (manifest_check_known_each(j, item, fields, errors, err) < 0)
+        return -1;
+    int prefix = field_get_string(j, item, "prefix", false, &f->prefix, err);
+    if (manifest_keep_error(prefix, errors, err) < 0)
+        return -1;
+    int refs = field_get_object(j, item, "configMapRef", false, &config_map, err);
+    if (manifest_keep_error(refs, errors, err) < 0)
+        return -1;
+    int secret_ref = field_get_object(j, item, "secretRef", false, &secret, err);
+    if (manifest_keep_error(secret_ref, errors, err) < 0)
+        return -1;
+    refs = refs < 0 || secret_ref < 0 ? -1 : 0;
+    if (refs == 0 && !config_map == !secret) {
+        refs = pea_fail(err, 0, "%s: needs exactly one of configMapRef, secretRef", item);
+        if (manifest_keep_error(refs, errors, err) < 0)
+            return -1;
+    }
+    if (prefix == 0 && f->prefix && f->prefix[0] && !env_name_is_valid(f->prefix) &&
+        manifest_keep_error(field_fail(err, item, "prefix", "must be printable ASCII characters other than '='"),
+                            errors, err) < 0)
+        return -1;
+    if (refs < 0)
+        return 0;
+    f->is_secret = secret != NULL;
+    json_t *ref = secret ? secret : config_map;
+    field_path(ref_path, sizeof ref_path, item, secret ? "secretRef" : "configMapRef");
+    if (manifest_check_known_each(ref, ref_path, ref_fields, errors, err) < 0 ||
+        manifest_keep_error(field_get_string(ref, ref_path, "name", true, &f->name, err), errors, err) < 0 ||
+        manifest_keep_error(field_get_bool(ref, ref_path, "optional", &f->is_optional, err), errors, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_env_from(json_t *obj, const char *path, struct pea_pod_container *c,
+                          struct manifest_collector *errors, struct pea_error *err)
+{
     json_t *list;
     if (field_get_array(obj, path, "envFrom", &list, err) < 0)
-        return -1;
+        return manifest_keep_error(-1, errors, err);
     if (!list)
         return 0;
     c->n_env_from = json_array_size(list);
     c->env_from = xcalloc(c->n_env_from, sizeof *c->env_from);
     for (size_t i = 0; i < c->n_env_from; i++) {
-        struct pea_pod_env_from *f = &c->env_from[i];
-        char item[FIELD_PATH_MAX], ref_path[FIELD_PATH_MAX];
+        char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.envFrom[%zu]", path, i);
-        json_t *j = json_array_get(list, i), *config_map, *secret;
-        if (!json_is_object(j))
-            return pea_fail(err, 0, "%s: must be an object", item);
-        if (field_check_known(j, item, fields, err) < 0 ||
-            field_get_string(j, item, "prefix", false, &f->prefix, err) < 0 ||
-            field_get_object(j, item, "configMapRef", false, &config_map, err) < 0 ||
-            field_get_object(j, item, "secretRef", false, &secret, err) < 0)
-            return -1;
-        if (!config_map == !secret)
-            return pea_fail(err, 0, "%s: needs exactly one of configMapRef, secretRef", item);
-        if (f->prefix && f->prefix[0] && !env_name_is_valid(f->prefix))
-            return field_fail(err, item, "prefix", "must be printable ASCII characters other than '='");
-        f->is_secret = secret != NULL;
-        json_t *ref = secret ? secret : config_map;
-        field_path(ref_path, sizeof ref_path, item, secret ? "secretRef" : "configMapRef");
-        if (field_check_known(ref, ref_path, ref_fields, err) < 0 ||
-            field_get_string(ref, ref_path, "name", true, &f->name, err) < 0 ||
-            field_get_bool(ref, ref_path, "optional", &f->is_optional, err) < 0)
+        if (parse_env_from_entry(json_array_get(list, i), item, &c->env_from[i], errors, err) < 0)
             return -1;
     }
     return 0;
 }
 
-int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
+int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c,
+                       struct manifest_collector *errors, struct pea_error *err)
 {
-    return parse_env_from(obj, path, c, err) < 0 ? -1 : parse_env_list(obj, path, c, err);
+    return parse_env_from(obj, path, c, errors, err) < 0 ? -1 : parse_env_list(obj, path, c, errors, err);
 }

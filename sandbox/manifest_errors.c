@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "manifest_errors.h"
+#include "manifest_internal.h"
 #include "pea/util.h"
 
 struct manifest_collected {
@@ -143,4 +144,19 @@ void manifest_errors_free(struct pea_manifest_errors *e)
     strv_free(e->lines);
     e->lines = NULL;
     e->n = 0;
+}
+
+int manifest_check_known_each(json_t *obj, const char *path, const char *const *known, struct manifest_collector *c,
+                              struct pea_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        const char *const *k = known;
+        while (*k && strcmp(*k, key) != 0)
+            k++;
+        if (!*k && manifest_keep_error(field_fail(err, path, key, "unknown field"), c, err) < 0)
+            return -1;
+    }
+    return 0;
 }

@@ -33,6 +33,17 @@ void manifest_collect_text(struct manifest_collector *c, const char *text);
 void manifest_collector_finish(struct manifest_collector *c, struct pea_manifest_errors *out);
 void manifest_collector_free(struct manifest_collector *c);
 
+/* A part's error (r < 0) kept by the collector c, and the parse goes on with the next part: 0. Without a collector
+ * the first error ends the parse: -1. */
+static inline int manifest_keep_error(int r, struct manifest_collector *c, struct pea_error *err)
+{
+    return r < 0 ? manifest_collect(c, err) : 0;
+}
+/* Every key of obj must be in known (NULL-terminated): "<path>.<key>: unknown field", each unknown key a line of its
+ * own when collecting. */
+int manifest_check_known_each(json_t *obj, const char *path, const char *const *known, struct manifest_collector *c,
+                              struct pea_error *err);
+
 /* The Pod document alone (manifest.c), every error kept by c when given: NULL when it had any. */
 struct pea_pod_manifest *manifest_from_pod_json_collecting(json_t *root, struct manifest_collector *c,
                                                            struct pea_error *err);

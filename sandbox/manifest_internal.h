@@ -85,10 +85,11 @@ void manifest_container_free(struct pea_pod_container *c);
 int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t *volume_names,
                              struct pea_pod_container *c, struct manifest_collector *errors, struct pea_error *err);
 
-/* livenessProbe, readinessProbe, startupProbe and lifecycle of one container (c->is_sidecar already read);
+/* livenessProbe, readinessProbe, startupProbe and lifecycle of one container (c->is_sidecar already read), each
+ * field's error kept by errors (may be NULL: the first ends the parse);
  * manifest_check_lifecycle checks the hooks against the pod's grace period, once both are read. */
 int manifest_parse_probes(json_t *obj, const char *path, bool is_init, struct pea_pod_container *c,
-                          struct pea_error *err);
+                          struct manifest_collector *errors, struct pea_error *err);
 void manifest_probes_free(struct pea_pod_container *c);
 int manifest_check_lifecycle(const struct pea_pod_manifest *m, struct pea_error *err);
 

@@ -19,7 +19,9 @@ struct manifest_env_list {
     size_t n_env, capacity;
     size_t n_read;          /* entries met, good or not */
     bool has_error;
-    struct pea_error error; /* the first bad entry's, its path from "env[N]"; the entries after it are dropped */
+    char **errors;          /* every bad entry's errors, their paths from "env[N]"; entries after the first bad one
+                               are dropped */
+    size_t n_errors;
 };
 
 struct manifest_env_lists {
@@ -68,8 +70,11 @@ int manifest_add_config(struct pea_pod_manifest *m, json_t *doc, const char *whe
 int manifest_read_config_file(const char *path, bool is_secret, struct pea_pod_manifest *scratch, char **lines,
                               size_t *lines_len, struct pea_error *err);
 
-/* env (with valueFrom) and envFrom of a container. */
-int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err);
+struct manifest_collector;
+/* env (with valueFrom) and envFrom of a container; with a collector (errors, may be NULL) every entry's errors are
+ * kept there, each field's on its own, and the parse goes on. */
+int manifest_parse_env(json_t *obj, const char *path, struct pea_pod_container *c,
+                       struct manifest_collector *errors, struct pea_error *err);
 void manifest_env_free(struct pea_pod_container *c);
 void manifest_value_ref_free(struct pea_value_ref *r);
 /* fieldRef / resourceFieldRef (ref_key is "fieldRef" or "resourceFieldRef") at parent.ref_key; for a volume the

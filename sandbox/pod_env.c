@@ -36,7 +36,9 @@ static void buf_add(struct text_buf *b, const char *s, size_t n)
 
 /* The rules of Kubernetes' expansion package: "$$" is "$"; "$(NAME)" is NAME's value when vars has it, else stays
  * as written; "$(" without a ")" and a "$" before anything else stay as written; a "$" at the end stays. */
-char *pod_env_expand(const char *input, const json_t *vars)
+/* missing: NULL, or an object that gets each name referred to that vars lacks or has empty (then expanded to ""),
+ * as the kubelet's expansion of a subPathExpr records them. */
+static char *expand(const char *input, const json_t *vars, json_t *missing)
 {
     struct text_buf out = {0};
     buf_add(&out, "", 0);
@@ -58,7 +60,9 @@ char *pod_env_expand(const char *input, const json_t *vars)
             } else {
                 AUTO_FREE char *name = xasprintf("%.*s", (int)(close - next - 1), next + 1);
                 const json_t *value = json_object_get(vars, name);
-                if (value)
+                if (missing && (!value || json_string_length(value) == 0))
+                    json_object_set_new(missing, name, json_true());
+                else if (value)
                     buf_add(&out, json_string_value(value), json_string_length(value));
                 else
                     buf_add(&out, next - 1, (size_t)(close - next) + 2);
@@ -73,6 +77,48 @@ char *pod_env_expand(const char *input, const json_t *vars)
     }
     buf_add(&out, input + done, len - done);
     return out.data;
+}
+
+char *pod_env_expand(const char *input, const json_t *vars) { return expand(input, vars, NULL); }
+
+static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int pod_env_expand_sub_path(const char *expr, const json_t *vars, char **out, struct pea_error *err)
+{
+    AUTO_JSON json_t *missing = json_object();
+    AUTO_FREE char *sub_path = expand(expr, vars, missing);
+    if (json_object_size(missing)) {
+        /* The kubelet's words: "missing value for A, B", the names sorted. */
+        size_t n = 0;
+        const char *name;
+        json_t *ignored;
+        AUTO_FREE const char **names = xcalloc(json_object_size(missing), sizeof *names);
+        json_object_foreach(missing, name, ignored)
+            names[n++] = name;
+        qsort(names, n, sizeof *names, compare_strings);
+        struct text_buf list = {0};
+        buf_add(&list, "", 0);
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                buf_add(&list, ", ", 2);
+            buf_add(&list, names[i], strlen(names[i]));
+        }
+        pea_fail(err, 0, "subPathExpr %s: missing value for %s", expr, list.data);
+        free(list.data);
+        return -1;
+    }
+    /* The kubelet refuses what leads anywhere but below the volume before it looks at the volume at all. */
+    if (sub_path[0] == '/')
+        return pea_fail(err, 0, "subPathExpr %s expands to %s, an absolute path: refused", expr, sub_path);
+    for (const char *p = sub_path; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return pea_fail(err, 0, "subPathExpr %s expands to %s, which contains \"..\": refused", expr, sub_path);
+        p += n;
+        p += strspn(p, "/");
+    }
+    *out = take_ptr(&sub_path);
+    return 0;
 }
 
 /* ---- pod and node fields ---- */
@@ -137,8 +183,6 @@ static void quote_go(struct text_buf *b, const char *s)
     }
     buf_add(b, "\"", 1);
 }
-
-static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* metadata.labels or .annotations as a volume file: key="value" lines, keys sorted, no newline at the end. */
 static char *format_map(const json_t *map)

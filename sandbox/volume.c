@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pea/pod_env.h"
 #include "pea/pod_image.h"
 #include "pea/rootfs.h"
 #include "pea/sys.h"
@@ -318,40 +319,58 @@ static int check_source_propagation(int fd, const struct pea_pod_volume_mount *v
                     is_bidirectional ? "shared" : "shared or slave", is_bidirectional ? "shared" : "slave");
 }
 
+/* One mount's object: the volume, or its subPath (or its subPathExpr, expanded from *vars, which is built on first
+ * need) resolved below it. What is inside a volume is the containers', and is resolved only below it. An image volume
+ * is read-only: a subPath missing there is the image's lack, not a directory to make. */
+static int open_mount_source(const struct pea_pod *pod, const struct pea_pod_container *c,
+                             const struct pea_pod_volume_mount *vm, const struct pea_pod_volume *v, json_t **vars,
+                             struct pea_error *err)
+{
+    AUTO_FREE char *expanded = NULL;
+    const char *sub_path = vm->sub_path;
+    if (vm->sub_path_expr) {
+        AUTO_JSON json_t *env = NULL;
+        if ((!*vars && pod_env_build(pod, c, "", "", &env, vars, err) < 0) ||
+            pod_env_expand_sub_path(vm->sub_path_expr, *vars, &expanded, err) < 0)
+            return pea_wrap(err, "container %s", c->name);
+        sub_path = expanded;
+    }
+    AUTO_FD int base_fd = open_volume(pod, v, c->name, err);
+    if (base_fd < 0)
+        return -1;
+    bool is_image = v->type == PEA_VOLUME_IMAGE;
+    int fd = !sub_path ? take_fd(&base_fd)
+             : is_image ? sys_open_beneath(base_fd, sub_path, O_PATH)
+                        : open_sub_path(base_fd, sub_path);
+    if (fd >= 0)
+        return fd;
+    int saved = errno;
+    AUTO_FREE char *what = vm->sub_path_expr ? xasprintf("subPathExpr %s (%s)", vm->sub_path_expr, sub_path)
+                                             : xasprintf("subPath %s", sub_path);
+    if (saved == EXDEV)
+        return pea_fail(err, 0, "container %s: %s in volume %s leads out of the volume: refused", c->name, what,
+                        v->name);
+    if (saved == ENOENT && is_image)
+        return pea_fail(err, 0, "container %s: %s does not exist in image volume %s (image %s)", c->name, what,
+                        v->name, v->image_ref);
+    return pea_fail(err, saved, "container %s: %s in volume %s", c->name, what, v->name);
+}
+
 int volume_open_sources(const struct pea_pod *pod, const struct pea_pod_container *c,
                         struct pea_mount_source **out, size_t *n_out, struct pea_error *err)
 {
     struct pea_mount_source *sources = xcalloc(c->n_volume_mounts ? c->n_volume_mounts : 1, sizeof *sources);
     size_t n = 0;
+    AUTO_JSON json_t *vars = NULL;
     for (size_t i = 0; i < c->n_volume_mounts; i++) {
         const struct pea_pod_volume_mount *vm = &c->volume_mounts[i];
         const struct pea_pod_volume *v = volume_find(pod->manifest, vm->name);
         if (!v)
             continue;
-        AUTO_FD int base_fd = open_volume(pod, v, c->name, err);
-        if (base_fd < 0) {
-            volume_close_sources(sources, n);
-            return -1;
-        }
-        /* What is inside a volume is the containers', and is resolved only below it. An image volume is read-only:
-         * a subPath missing there is the image's lack, not a directory to make. */
-        bool is_image = v->type == PEA_VOLUME_IMAGE;
-        int fd = !vm->sub_path ? take_fd(&base_fd)
-                 : is_image    ? sys_open_beneath(base_fd, vm->sub_path, O_PATH)
-                               : open_sub_path(base_fd, vm->sub_path);
-        if (fd < 0) {
-            int saved = errno;
-            volume_close_sources(sources, n);
-            if (saved == EXDEV)
-                return pea_fail(err, 0, "container %s: subPath %s in volume %s leads out of the volume: refused",
-                                c->name, vm->sub_path, v->name);
-            if (saved == ENOENT && is_image)
-                return pea_fail(err, 0, "container %s: subPath %s does not exist in image volume %s (image %s)",
-                                c->name, vm->sub_path, v->name, v->image_ref);
-            return pea_fail(err, saved, "container %s: subPath %s in volume %s", c->name, vm->sub_path, v->name);
-        }
-        if (check_source_propagation(fd, vm, c->name, i, err) < 0) {
-            close(fd);
+        int fd = open_mount_source(pod, c, vm, v, &vars, err);
+        if (fd < 0 || check_source_propagation(fd, vm, c->name, i, err) < 0) {
+            if (fd >= 0)
+                close(fd);
             volume_close_sources(sources, n);
             return -1;
         }

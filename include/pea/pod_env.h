@@ -13,6 +13,11 @@
  * value when vars has it and is left as written when not; everything else stays as written. */
 char *pod_env_expand(const char *input, const json_t *vars);
 
+/* A volumeMount's subPathExpr expanded as the kubelet does (ExpandContainerVolumeMounts): every $(VAR) must have
+ * a value in vars that is not empty, and the result must be a relative path without ".." components. *out is
+ * malloc'd; the caller still opens it below the volume, never by joining paths. */
+int pod_env_expand_sub_path(const char *expr, const json_t *vars, char **out, struct pea_error *err);
+
 /* process.env for the container (a JSON array of "NAME=VALUE": PATH and HOSTNAME defaults unless the container
  * sets them, then envFrom and env), and in *vars the container's own variables (name → value) that command and args
  * expand from. */

@@ -77,6 +77,9 @@ struct pea_pod_volume_mount {
     char *name;       /* a volume of the pod */
     char *mount_path; /* absolute, inside the container */
     char *sub_path;   /* NULL or relative, without ".." components */
+    /* NULL, or subPathExpr: a subPath with $(VAR) references, expanded from the container's environment at each
+     * start (sub_path is then NULL: the two are mutually exclusive). */
+    char *sub_path_expr;
     bool read_only;
     enum pea_mount_propagation propagation;
     enum pea_recursive_read_only recursive_read_only;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pea/pod_manifest.h"
+#include "pea/pod_workload.h"
 #include "pea/util.h"
 
 /* JSON written as C tokens: the preprocessor adds the quoting. */
@@ -945,4 +946,105 @@ Test(manifest, reads_host_aliases_propagation_recursive_read_only_and_empty_dir_
     cr_assert_eq(vm[1].propagation, PEA_MOUNT_PROPAGATION_HOST_TO_CONTAINER);
     cr_assert_eq(vm[2].propagation, PEA_MOUNT_PROPAGATION_BIDIRECTIONAL);
     cr_assert_eq(vm[3].recursive_read_only, PEA_RECURSIVE_READ_ONLY_DISABLED);
+}
+
+/* Every error of the pod's securityContext, each a line, in document order, with the checks that need the whole pod
+ * (procMount against hostUsers). */
+Test(manifest, every_error_of_the_pod_security_context)
+{
+    static const char text[] =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  containers: [{name: c, image: /i, args: [x], securityContext: {procMount: Unmasked}}]\n"
+        "  securityContext:\n"
+        "    runAsUser: -1\n"
+        "    runAsGroup: x\n"
+        "    fsGroup: 1.5\n"
+        "    fsGroupChangePolicy: Sometimes\n"
+        "    supplementalGroups: [1, -2, x]\n"
+        "    seccompProfile: {type: Localhost}\n"
+        "    appArmorProfile: {type: Unconfined, localhostProfile: p}\n"
+        "    runAsNonRoot: 1\n"
+        "    windowsOptions: {}\n"
+        "    sysctls: [{name: net.core.somaxconn, value: '1'}, {name: a/b}, 3]\n";
+    static const char *const expected[] = {
+        "spec.containers[0].securityContext.procMount: Unmasked needs spec.hostUsers: false, as in Kubernetes",
+        "spec.securityContext.runAsUser: must be between 0 and 4294967294",
+        "spec.securityContext.runAsGroup: must be an integer",
+        "spec.securityContext.fsGroup: must be an integer",
+        "spec.securityContext.fsGroupChangePolicy: must be one of \"Always\", \"OnRootMismatch\", not \"Sometimes\"",
+        "spec.securityContext.supplementalGroups[1]: must be between 0 and 4294967294",
+        "spec.securityContext.supplementalGroups[2]: must be an integer",
+        "spec.securityContext.seccompProfile.localhostProfile: missing (type is Localhost)",
+        "spec.securityContext.appArmorProfile.localhostProfile: only valid with type Localhost",
+        "spec.securityContext.runAsNonRoot: must be a boolean",
+        "spec.securityContext.windowsOptions: unknown field",
+        "spec.securityContext.sysctls[1].name: must be a sysctl name like net.ipv4.ip_forward (at most 253)",
+        "spec.securityContext.sysctls[1].value: missing",
+        "spec.securityContext.sysctls[2]: must be an object",
+    };
+    struct pea_manifest_errors errors = {0};
+    struct pea_error err = {0};
+    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
+}
+
+/* The checks of the whole pod report each sysctl that is not the pod's to set. */
+Test(manifest, every_sysctl_that_is_not_namespaced)
+{
+    static const char text[] =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  hostNetwork: true\n"
+        "  containers: [{name: c, image: /i, args: [x]}]\n"
+        "  securityContext:\n"
+        "    sysctls: [{name: vm.swappiness, value: '1'}, {name: kernel.hostname, value: h}, "
+        "{name: kernel.panic, value: '1'}]\n";
+    static const char *const expected[] = {
+        "spec.securityContext.sysctls[0]: vm.swappiness is not a namespaced sysctl (net.*, fs.mqueue.*, kernel.sem, "
+        "kernel.shm*, kernel.msg*, kernel.hostname, kernel.domainname): setting it would change the host",
+        "spec.securityContext.sysctls[1]: kernel.hostname: the pod shares the host's UTS namespace (host network)",
+        "spec.securityContext.sysctls[2]: kernel.panic is not a namespaced sysctl (net.*, fs.mqueue.*, kernel.sem, "
+        "kernel.shm*, kernel.msg*, kernel.hostname, kernel.domainname): setting it would change the host",
+    };
+    struct pea_manifest_errors errors = {0};
+    struct pea_error err = {0};
+    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
+}
+
+/* subPathExpr is read, checked as written (its expansion is checked at each start), and excludes subPath. */
+Test(manifest, sub_path_expr)
+{
+    static const char head[] = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+                               "  volumes: [{name: v, emptyDir: {}}]\n"
+                               "  containers: [{name: c, image: /i, args: [x], volumeMounts: [";
+    struct pea_error err = {0};
+    AUTO_FREE char *good = xasprintf("%s{name: v, mountPath: /a, subPathExpr: '$(POD)/x'}, "
+                                     "{name: v, mountPath: /b, subPathExpr: ''}]}]\n", head);
+    AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(good, strlen(good), &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_expect_str_eq(m->containers[0].volume_mounts[0].sub_path_expr, "$(POD)/x");
+    cr_expect_null(m->containers[0].volume_mounts[0].sub_path);
+    cr_expect_null(m->containers[0].volume_mounts[1].sub_path_expr, "an empty subPathExpr is unset");
+    AUTO_FREE char *bad = xasprintf("%s{name: v, mountPath: /a, subPath: s, subPathExpr: '$(X)'}, "
+                                    "{name: v, mountPath: /b, subPathExpr: '/$(X)'}, "
+                                    "{name: v, mountPath: /c, subPathExpr: '$(X)/../y'}, "
+                                    "{name: v, mountPath: /d, subPathExpr: 3}]}]\n", head);
+    static const char *const expected[] = {
+        "spec.containers[0].volumeMounts[0].subPathExpr: subPathExpr and subPath are mutually exclusive",
+        "spec.containers[0].volumeMounts[1].subPathExpr: must be a relative path without \"..\"",
+        "spec.containers[0].volumeMounts[2].subPathExpr: must be a relative path without \"..\"",
+        "spec.containers[0].volumeMounts[3].subPathExpr: must be a string",
+    };
+    struct pea_manifest_errors errors = {0};
+    cr_assert_null(manifest_parse_objects(bad, strlen(bad), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "pea/pod_manifest.h"
+#include "pea/pod_workload.h"
 #include "pea/util.h"
 #include "../../sandbox/manifest_sources.h"
 
@@ -199,6 +200,64 @@ Test(manifest_env, a_tree_without_its_lists_fails_loudly)
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(text, strlen(text), &err);
     cr_assert_null(m, "%s", text);
     cr_assert_str_eq(err.msg, "spec.containers[0].env[0]: must be an object");
+}
+
+/* Every error of a file, in document order, with want's lines exactly: from the YAML (env entries read as parsed)
+ * and from the same manifest as JSON (entries in the tree). */
+static void expect_every_error(const char *yaml, const char *const *want, size_t n_want)
+{
+    AUTO_FREE char *json = as_json(yaml);
+    const char *const texts[] = {yaml, json};
+    for (size_t t = 0; t < ARRAY_SIZE(texts); t++) {
+        struct pea_manifest_errors errors = {0};
+        struct pea_error err = {0};
+        cr_assert_null(manifest_parse_objects(texts[t], strlen(texts[t]), &errors, &err), "%s", texts[t]);
+        for (size_t i = 0; i < errors.n && i < n_want; i++)
+            cr_expect_str_eq(errors.lines[i], want[i], "%s line %zu: %s", t ? "JSON" : "YAML", i, errors.lines[i]);
+        cr_expect_eq(errors.n, n_want, "%s: %zu lines", t ? "JSON" : "YAML", errors.n);
+        manifest_errors_free(&errors);
+    }
+}
+
+Test(manifest_env, every_error_of_env_and_env_from)
+{
+    static const char yaml[] =
+        POD "spec:\n  containers:\n  - name: c\n    image: /i\n    args: [x]\n"
+        "    envFrom:\n"
+        "    - {prefix: 'A=', configMapRef: {name: m, extra: 1}, secretRef: {name: s}}\n"
+        "    - {secretRef: {name: 3, optional: maybe}}\n"
+        "    - x\n"
+        "    env:\n"
+        "    - {name: 'B=C', value: 1, other: x}\n"
+        "    - {name: D, value: set, valueFrom: {fieldRef: {apiVersion: v2, fieldPath: status.phase}}}\n"
+        "    - {valueFrom: {configMapKeyRef: {optional: 2}}}\n"
+        "    - {name: E, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 3}, junk: 1}}\n"
+        "    - {name: F, valueFrom: {fieldRef: {fieldPath: metadata.name}, secretKeyRef: {name: s, key: k}}}\n"
+        "    - {name: G, value: fine}\n";
+    static const char *const want[] = {
+        "spec.containers[0].envFrom[0]: needs exactly one of configMapRef, secretRef",
+        "spec.containers[0].envFrom[0].prefix: must be printable ASCII characters other than '='",
+        "spec.containers[0].envFrom[1].secretRef.name: must be a string",
+        "spec.containers[0].envFrom[1].secretRef.optional: must be a boolean",
+        "spec.containers[0].envFrom[2]: must be an object",
+        "spec.containers[0].env[0].name: must be printable ASCII characters other than '=', at least one",
+        "spec.containers[0].env[0].value: must be a string",
+        "spec.containers[0].env[0].other: unknown field",
+        "spec.containers[0].env[1].valueFrom: may not be given when value is not empty",
+        "spec.containers[0].env[1].valueFrom.fieldRef.apiVersion: must be \"v1\", not \"v2\"",
+        "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath: \"status.phase\" is not supported "
+        "(metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], "
+        "spec.nodeName, spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, status.podIPs)",
+        "spec.containers[0].env[2].valueFrom.configMapKeyRef.optional: must be a boolean",
+        "spec.containers[0].env[2].valueFrom.configMapKeyRef.name: missing",
+        "spec.containers[0].env[2].valueFrom.configMapKeyRef.key: missing",
+        "spec.containers[0].env[2].name: missing",
+        "spec.containers[0].env[3].valueFrom.resourceFieldRef.divisor: must be 1m or 1 for cpu",
+        "spec.containers[0].env[3].valueFrom.junk: unknown field",
+        ("spec.containers[0].env[4].valueFrom: may not have more than one of fieldRef, resourceFieldRef, "
+         "configMapKeyRef, secretKeyRef"),
+    };
+    expect_every_error(yaml, want, ARRAY_SIZE(want));
 }
 
 /* ---- memory ---- */

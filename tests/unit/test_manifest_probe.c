@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pea/pod_manifest.h"
+#include "pea/pod_workload.h"
 #include "pea/util.h"
 
 #define POD "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  terminationGracePeriodSeconds: 10\n"
@@ -130,4 +131,68 @@ Test(manifest_probe, errors_name_the_field)
         cr_assert_null(m, "expected a failure for:\n%s", error_cases[i].text);
         cr_expect_str_eq(err.msg, error_cases[i].message, "for:\n%s", error_cases[i].text);
     }
+}
+
+Test(manifest_probe, every_error_of_the_probes_and_hooks)
+{
+    static const char text[] =
+        POD CONTAINER
+        "    livenessProbe:\n"
+        "      httpGet: {port: nope, path: 'a b', host: '', scheme: FTP,"
+        " httpHeaders: [{name: 'Bad Name', value: \"x\\ny\"}, {value: 1}]}\n"
+        "      periodSeconds: -1\n"
+        "      successThreshold: 2\n"
+        "      extra: 1\n"
+        "    readinessProbe: {exec: {command: []}, terminationGracePeriodSeconds: 3, failureThreshold: x}\n"
+        "    startupProbe: {tcpSocket: {port: 70000}, grpc: {port: 1}}\n"
+        "    lifecycle:\n"
+        "      postStart: {tcpSocket: {port: 1}}\n"
+        "      preStop: {sleep: {}}\n"
+        "      stopSignal: TERM\n";
+    static const char *const expected[] = {
+        "spec.containers[0].livenessProbe.httpGet.port: no port named \"nope\" in the container's ports",
+        "spec.containers[0].livenessProbe.httpGet.path: must not contain white space or control characters",
+        "spec.containers[0].livenessProbe.httpGet.host: must be an address or a host name, not \"\"",
+        "spec.containers[0].livenessProbe.httpGet.scheme: must be one of \"HTTP\", \"HTTPS\", not \"FTP\"",
+        "spec.containers[0].livenessProbe.httpGet.httpHeaders[0].name: must be an HTTP header name, not \"Bad Name\"",
+        "spec.containers[0].livenessProbe.httpGet.httpHeaders[0].value: must not contain line breaks",
+        "spec.containers[0].livenessProbe.httpGet.httpHeaders[1].value: must be a string",
+        "spec.containers[0].livenessProbe.httpGet.httpHeaders[1].name: missing",
+        "spec.containers[0].livenessProbe.periodSeconds: must be between 0 and 2147483647",
+        "spec.containers[0].livenessProbe.successThreshold: must be 1 for liveness and startup probes",
+        "spec.containers[0].livenessProbe.extra: unknown field",
+        "spec.containers[0].readinessProbe.exec.command: must hold at least one element",
+        "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: must not be set for readiness probes",
+        "spec.containers[0].readinessProbe.failureThreshold: must be an integer",
+        "spec.containers[0].startupProbe: may not set more than one handler (tcpSocket and grpc)",
+        "spec.containers[0].lifecycle.postStart.tcpSocket: not supported here",
+        "spec.containers[0].lifecycle.preStop.sleep.seconds: missing",
+        "spec.containers[0].lifecycle.stopSignal: must be a signal name like SIGTERM or SIGUSR1, not \"TERM\"",
+    };
+    struct pea_manifest_errors errors = {0};
+    struct pea_error err = {0};
+    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
+}
+
+Test(manifest_probe, each_probe_of_an_init_container_without_restart_always)
+{
+    static const char text[] =
+        POD CONTAINER
+        "  initContainers:\n  - name: i\n    image: /img\n    args: [sh]\n"
+        "    readinessProbe: {exec: {command: [x]}}\n    lifecycle: {stopSignal: nope}\n";
+    static const char *const expected[] = {
+        "spec.initContainers[0].readinessProbe: may not be set for init containers without restartPolicy: Always",
+        "spec.initContainers[0].lifecycle: may not be set for init containers without restartPolicy: Always",
+    };
+    struct pea_manifest_errors errors = {0};
+    struct pea_error err = {0};
+    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
+    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
+        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
+    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
+    manifest_errors_free(&errors);
 }

@@ -47,6 +47,37 @@ Test(pod_env, expansion_follows_kubernetes)
     }
 }
 
+/* A subPathExpr as the kubelet expands it: every reference must have a value that is not empty (each one missing
+ * named, sorted), "$$" escapes, and a result that is absolute or climbs is refused. */
+Test(pod_env, sub_path_expr_follows_the_kubelet)
+{
+    AUTO_JSON json_t *vars = json_pack("{s:s, s:s, s:s, s:s}", "A", "x", "EMPTY", "", "UP", "..", "ROOT", "/etc");
+    static const struct {
+        const char *in, *out, *error;
+    } cases[] = {
+        {"$(A)/logs", "x/logs", NULL},
+        {"$$(A)/$(A)", "$(A)/x", NULL},
+        {"plain", "plain", NULL},
+        {"$(Z)/$(EMPTY)/$(B)/$(Z)", NULL, "subPathExpr $(Z)/$(EMPTY)/$(B)/$(Z): missing value for B, EMPTY, Z"},
+        {"$(ROOT)", NULL, "subPathExpr $(ROOT) expands to /etc, an absolute path: refused"},
+        {"a/$(UP)/b", NULL, "subPathExpr a/$(UP)/b expands to a/../b, which contains \"..\": refused"},
+        {"$(UP)", NULL, "subPathExpr $(UP) expands to .., which contains \"..\": refused"},
+        {"x$(UP)", "x..", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct pea_error err = {0};
+        AUTO_FREE char *got = NULL;
+        int r = pod_env_expand_sub_path(cases[i].in, vars, &got, &err);
+        if (cases[i].out) {
+            cr_expect_eq(r, 0, "%s: %s", cases[i].in, err.msg);
+            cr_expect_str_eq(got ? got : "(null)", cases[i].out, "%s", cases[i].in);
+        } else {
+            cr_expect_eq(r, -1, "%s", cases[i].in);
+            cr_expect_str_eq(err.msg, cases[i].error, "%s", cases[i].in);
+        }
+    }
+}
+
 Test(pod_env, base64_as_go_standard_encoding)
 {
     static const struct {
