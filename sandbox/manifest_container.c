@@ -39,29 +39,6 @@ void manifest_container_free(struct pea_pod_container *c)
     manifest_probes_free(c);
 }
 
-/* A part's error (r < 0) kept by the collector, and the parse goes on with the next part: 0. Without a collector the
- * first error ends the parse: -1. */
-static int keep_error(int r, struct manifest_collector *errors, struct pea_error *err)
-{
-    return r < 0 ? manifest_collect(errors, err) : 0;
-}
-
-/* field_check_known with every unknown key reported, each a line of its own when collecting. */
-static int check_known_each(json_t *obj, const char *path, const char *const *known, struct manifest_collector *errors,
-                            struct pea_error *err)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value) {
-        const char *const *k = known;
-        while (*k && strcmp(*k, key) != 0)
-            k++;
-        if (!*k && keep_error(field_fail(err, path, key, "unknown field"), errors, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* An image reference and its pull policy; the default as Kubernetes sets it: Always when the tag is "latest",
  * written or implied ("busybox", "busybox:latest"), else IfNotPresent (another tag, or only a digest). */
 static int parse_image_ref(json_t *obj, const char *path, struct pea_pod_container *c, struct pea_error *err)
@@ -147,24 +124,24 @@ static int parse_process(json_t *obj, const char *path, bool is_image_known, str
     if (r == 0)
         r = check_exec_strings(c->command, path, "command", err);
     bool is_program_known = r == 0;
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     r = field_get_strv(obj, path, "args", &c->args, err);
     if (r == 0)
         r = check_exec_strings(c->args, path, "args", err);
     is_program_known &= r == 0;
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     /* A directory has no entrypoint: something must name the program. An image's comes from its config. */
     if (is_image_known && is_program_known && !c->image_ref && !c->command && (!c->args || !c->args[0]) &&
-        keep_error(field_fail(err, path, "command",
+        manifest_keep_error(field_fail(err, path, "command",
                               "missing (a directory image has no entrypoint: give command or args)"),
                    errors, err) < 0)
         return -1;
     r = field_get_string(obj, path, "workingDir", false, &c->working_dir, err);
     if (r == 0 && c->working_dir && c->working_dir[0] != '/')
         r = field_fail(err, path, "workingDir", "must be an absolute path");
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     return manifest_parse_env(obj, path, c, errors, err);
 }
@@ -180,12 +157,12 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
     /* In the order of enum pea_mount_propagation and enum pea_recursive_read_only. */
     static const char *const propagations[] = {"None", "HostToContainer", "Bidirectional", NULL};
     static const char *const recursive_modes[] = {"Disabled", "IfPossible", "Enabled", NULL};
-    if (check_known_each(j, item, mount_fields, errors, err) < 0)
+    if (manifest_check_known_each(j, item, mount_fields, errors, err) < 0)
         return -1;
     int r = field_get_string(j, item, "name", true, &vm->name, err);
     if (r == 0 && !json_object_get(volume_names, vm->name))
         r = field_fail(err, item, "name", "no volume named \"%s\" in spec.volumes", vm->name);
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     r = field_get_string(j, item, "mountPath", true, &vm->mount_path, err);
     if (r == 0 && (vm->mount_path[0] != '/' || !path_is_confined(vm->mount_path)))
@@ -199,12 +176,12 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
         else
             json_object_set_new_nocheck(mount_paths, normalized, json_integer((json_int_t)i));
     }
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     r = field_get_string(j, item, "subPath", false, &vm->sub_path, err);
     if (r == 0 && vm->sub_path && (vm->sub_path[0] == '/' || !path_is_confined(vm->sub_path)))
         r = field_fail(err, item, "subPath", "must be a relative path without \"..\"");
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     /* Checked as written, as the API server does; what it expands to is checked again at each start. */
     r = field_get_string(j, item, "subPathExpr", false, &vm->sub_path_expr, err);
@@ -214,14 +191,14 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
         r = field_fail(err, item, "subPathExpr", "subPathExpr and subPath are mutually exclusive");
     else if (r == 0 && vm->sub_path_expr && (vm->sub_path_expr[0] == '/' || !path_is_confined(vm->sub_path_expr)))
         r = field_fail(err, item, "subPathExpr", "must be a relative path without \"..\"");
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
-    if (keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err) < 0)
+    if (manifest_keep_error(field_get_bool(j, item, "readOnly", &vm->read_only, err), errors, err) < 0)
         return -1;
     int propagation = 0, recursive = 0;
     r = field_get_enum(j, item, "mountPropagation", propagations, &propagation, err);
     vm->propagation = (enum pea_mount_propagation)propagation;
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     r = field_get_enum(j, item, "recursiveReadOnly", recursive_modes, &recursive, err);
     vm->recursive_read_only = (enum pea_recursive_read_only)recursive;
@@ -232,7 +209,7 @@ static int parse_volume_mount(json_t *j, const char *item, size_t i, json_t *vol
              vm->propagation != PEA_MOUNT_PROPAGATION_NONE)
         r = field_fail(err, item, "recursiveReadOnly",
                        "may only be specified when mountPropagation is None or not specified");
-    return keep_error(r, errors, err);
+    return manifest_keep_error(r, errors, err);
 }
 
 static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_names, struct pea_pod_container *c,
@@ -240,7 +217,7 @@ static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_nam
 {
     json_t *list;
     if (field_get_array(obj, path, "volumeMounts", &list, err) < 0)
-        return keep_error(-1, errors, err);
+        return manifest_keep_error(-1, errors, err);
     if (!list)
         return 0;
     c->n_volume_mounts = json_array_size(list);
@@ -252,7 +229,7 @@ static int parse_volume_mounts(json_t *obj, const char *path, json_t *volume_nam
         json_t *j = json_array_get(list, i);
         int r = json_is_object(j) ? parse_volume_mount(j, item, i, volume_names, mount_paths, &c->volume_mounts[i],
                                                        errors, err)
-                                  : keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
+                                  : manifest_keep_error(pea_fail(err, 0, "%s: must be an object", item), errors, err);
         if (r < 0)
             return -1;
     }
@@ -291,28 +268,28 @@ int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct 
     field_path(res_path, sizeof res_path, path, "resources");
     static const char *const resource_fields[] = {"limits", "requests", NULL};
     if (field_get_object(obj, path, "resources", false, &resources, err) < 0)
-        return keep_error(-1, errors, err);
+        return manifest_keep_error(-1, errors, err);
     if (!resources)
         return 0;
-    if (check_known_each(resources, res_path, resource_fields, errors, err) < 0)
+    if (manifest_check_known_each(resources, res_path, resource_fields, errors, err) < 0)
         return -1;
     /* limits and requests each on its own; compared only when both were read. */
     int limits = parse_resource_set(resources, res_path, "limits", &r->has_cpu_limit, &r->cpu_limit_millis,
                                     &r->has_memory_limit, &r->memory_limit_bytes,
                                     is_pod ? &r->has_pids_limit : NULL, &r->pids_limit, err);
-    if (keep_error(limits, errors, err) < 0)
+    if (manifest_keep_error(limits, errors, err) < 0)
         return -1;
     int requests = parse_resource_set(resources, res_path, "requests", &r->has_cpu_request, &r->cpu_request_millis,
                                       &r->has_memory_request, &r->memory_request_bytes, NULL, NULL, err);
-    if (keep_error(requests, errors, err) < 0)
+    if (manifest_keep_error(requests, errors, err) < 0)
         return -1;
     if (limits < 0 || requests < 0)
         return 0;
     if (r->has_cpu_limit && r->has_cpu_request && r->cpu_request_millis > r->cpu_limit_millis &&
-        keep_error(pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path), errors, err) < 0)
+        manifest_keep_error(pea_fail(err, 0, "%s.requests.cpu: must not exceed limits.cpu", res_path), errors, err) < 0)
         return -1;
     if (r->has_memory_limit && r->has_memory_request && r->memory_request_bytes > r->memory_limit_bytes &&
-        keep_error(pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path), errors, err) < 0)
+        manifest_keep_error(pea_fail(err, 0, "%s.requests.memory: must not exceed limits.memory", res_path), errors, err) < 0)
         return -1;
     return 0;
 }
@@ -382,21 +359,21 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
     field_path(sec_path, sizeof sec_path, path, "securityContext");
     field_path(caps_path, sizeof caps_path, sec_path, "capabilities");
     if (field_get_object(obj, path, "securityContext", false, &security, err) < 0 &&
-        keep_error(-1, errors, err) < 0)
+        manifest_keep_error(-1, errors, err) < 0)
         return -1;
     if (security) {
         uint32_t user = 0, group = 0;
         json_t *escalation = json_object_get(security, "allowPrivilegeEscalation");
         s->has_allow_privilege_escalation = escalation && !json_is_null(escalation);
-        if (check_known_each(security, sec_path, security_fields, errors, err) < 0 ||
-            keep_error(field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &user, err), errors,
+        if (manifest_check_known_each(security, sec_path, security_fields, errors, err) < 0 ||
+            manifest_keep_error(field_get_id(security, sec_path, "runAsUser", &s->has_run_as_user, &user, err), errors,
                        err) < 0 ||
-            keep_error(field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &group, err), errors,
+            manifest_keep_error(field_get_id(security, sec_path, "runAsGroup", &s->has_run_as_group, &group, err), errors,
                        err) < 0 ||
-            keep_error(field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem,
+            manifest_keep_error(field_get_bool(security, sec_path, "readOnlyRootFilesystem", &s->read_only_root_filesystem,
                                       err), errors, err) < 0 ||
-            keep_error(field_get_bool(security, sec_path, "privileged", &s->privileged, err), errors, err) < 0 ||
-            keep_error(field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation,
+            manifest_keep_error(field_get_bool(security, sec_path, "privileged", &s->privileged, err), errors, err) < 0 ||
+            manifest_keep_error(field_get_bool(security, sec_path, "allowPrivilegeEscalation", &s->allow_privilege_escalation,
                                       err), errors, err) < 0)
             return -1;
         s->run_as_user = user;
@@ -408,10 +385,10 @@ static int parse_security(json_t *obj, const char *path, struct pea_pod_security
                         field_get_strv(caps, caps_path, "drop", &s->capabilities_drop, err) < 0
                     ? -1
                     : 0;
-        if (keep_error(r, errors, err) < 0 ||
-            keep_error(manifest_parse_seccomp_profile(security, sec_path, s, err), errors, err) < 0 ||
-            keep_error(parse_cgroup_options(security, sec_path, s, err), errors, err) < 0 ||
-            keep_error(manifest_parse_security_extras(security, sec_path, true, s, err), errors, err) < 0)
+        if (manifest_keep_error(r, errors, err) < 0 ||
+            manifest_keep_error(manifest_parse_seccomp_profile(security, sec_path, s, err), errors, err) < 0 ||
+            manifest_keep_error(parse_cgroup_options(security, sec_path, s, err), errors, err) < 0 ||
+            manifest_keep_error(manifest_parse_security_extras(security, sec_path, true, s, err), errors, err) < 0)
             return -1;
     }
     if (!s->capabilities_add)
@@ -453,11 +430,11 @@ static int check_ports(json_t *obj, const char *path, struct manifest_collector 
 {
     json_t *ports;
     if (field_get_array(obj, path, "ports", &ports, err) < 0)
-        return keep_error(-1, errors, err);
+        return manifest_keep_error(-1, errors, err);
     for (size_t i = 0; ports && i < json_array_size(ports); i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.ports[%zu]", path, i);
-        if (keep_error(check_port(json_array_get(ports, i), item, err), errors, err) < 0)
+        if (manifest_keep_error(check_port(json_array_get(ports, i), item, err), errors, err) < 0)
             return -1;
     }
     return 0;
@@ -547,22 +524,22 @@ static int parse_restart_rules(json_t *obj, const char *path, struct pea_pod_con
 {
     json_t *list;
     if (field_get_array(obj, path, "restartPolicyRules", &list, err) < 0)
-        return keep_error(-1, errors, err);
+        return manifest_keep_error(-1, errors, err);
     if (!list || json_array_size(list) == 0)
         return 0;
     if (!c->has_restart_policy &&
-        keep_error(field_fail(err, path, "restartPolicy", "missing (restartPolicyRules need the container's own "
+        manifest_keep_error(field_fail(err, path, "restartPolicy", "missing (restartPolicyRules need the container's own "
                               "restartPolicy)"), errors, err) < 0)
         return -1;
     if (json_array_size(list) > RESTART_RULES_MAX)
-        return keep_error(field_fail(err, path, "restartPolicyRules", "at most %d rules, not %zu", RESTART_RULES_MAX,
+        return manifest_keep_error(field_fail(err, path, "restartPolicyRules", "at most %d rules, not %zu", RESTART_RULES_MAX,
                                      json_array_size(list)), errors, err);
     c->n_restart_rules = json_array_size(list);
     c->restart_rules = xcalloc(c->n_restart_rules, sizeof *c->restart_rules);
     for (size_t i = 0; i < c->n_restart_rules; i++) {
         char item[FIELD_PATH_MAX];
         snprintf(item, sizeof item, "%s.restartPolicyRules[%zu]", path, i);
-        if (keep_error(parse_restart_rule(json_array_get(list, i), item, c, &c->restart_rules[i], err), errors,
+        if (manifest_keep_error(parse_restart_rule(json_array_get(list, i), item, c, &c->restart_rules[i], err), errors,
                        err) < 0)
             return -1;
     }
@@ -578,31 +555,31 @@ int manifest_parse_container(json_t *obj, const char *path, bool is_init, json_t
         "startupProbe", "lifecycle", "stdin", "stdinOnce", "tty", MANIFEST_CLUSTER_CONTAINER_FIELDS, NULL};
     if (!json_is_object(obj))
         return pea_fail(err, 0, "%s: must be an object", path);
-    if (check_known_each(obj, path, container_fields, errors, err) < 0)
+    if (manifest_check_known_each(obj, path, container_fields, errors, err) < 0)
         return -1;
     int r = field_get_string(obj, path, "name", true, &c->name, err);
     if (r == 0 && !name_is_dns_label(c->name))
         r = field_fail(err, path, "name", "must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63), not \"%s\"",
                        c->name);
-    if (keep_error(r, errors, err) < 0)
+    if (manifest_keep_error(r, errors, err) < 0)
         return -1;
     /* Each part on its own: a mistake in one does not hide another's. The probes come after restartPolicy, which
      * tells them whether this is a sidecar. */
     r = parse_image(obj, path, c, err);
     bool is_image_known = r == 0;
-    if (keep_error(r, errors, err) < 0 || parse_process(obj, path, is_image_known, c, errors, err) < 0 ||
+    if (manifest_keep_error(r, errors, err) < 0 || parse_process(obj, path, is_image_known, c, errors, err) < 0 ||
         parse_volume_mounts(obj, path, volume_names, c, errors, err) < 0 ||
         manifest_parse_resources(obj, path, false, &c->resources, errors, err) < 0 ||
         parse_security(obj, path, &c->security, errors, err) < 0 ||
-        keep_error(check_mount_propagation(path, c, err), errors, err) < 0 || check_ports(obj, path, errors, err) < 0)
+        manifest_keep_error(check_mount_propagation(path, c, err), errors, err) < 0 || check_ports(obj, path, errors, err) < 0)
         return -1;
     r = parse_restart_policy(obj, path, is_init, c, err);
     bool is_restart_known = r == 0;
-    if (keep_error(r, errors, err) < 0 || (is_restart_known && parse_restart_rules(obj, path, c, errors, err) < 0) ||
-        keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
-        keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
-        keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
-        (is_restart_known && keep_error(manifest_parse_probes(obj, path, is_init, c, errors, err), errors, err) < 0))
+    if (manifest_keep_error(r, errors, err) < 0 || (is_restart_known && parse_restart_rules(obj, path, c, errors, err) < 0) ||
+        manifest_keep_error(field_get_bool(obj, path, "stdin", &c->has_stdin, err), errors, err) < 0 ||
+        manifest_keep_error(field_get_bool(obj, path, "stdinOnce", &c->is_stdin_once, err), errors, err) < 0 ||
+        manifest_keep_error(field_get_bool(obj, path, "tty", &c->has_tty, err), errors, err) < 0 ||
+        (is_restart_known && manifest_keep_error(manifest_parse_probes(obj, path, is_init, c, errors, err), errors, err) < 0))
         return -1;
     /* A shallow copy without resources: the values are shared, not copied. An env list counts as empty here (the
      * YAML parser leaves a placeholder in the tree) and its entries are compared from c->env. */
