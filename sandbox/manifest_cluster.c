@@ -224,6 +224,9 @@ static const struct shape resize_policies_shape = {
 
 /* ---- checks across an object's fields, as Kubernetes' validation makes them ---- */
 
+/* JSON null counts as absent, as in Kubernetes. */
+static bool is_absent(json_t *value) { return !value || json_is_null(value); }
+
 static size_t values_count(json_t *obj)
 {
     return json_array_size(json_object_get(obj, "values"));
@@ -257,7 +260,7 @@ static int check_node_requirement(json_t *obj, const char *path, struct pea_erro
     const char *value = json_string_value(json_array_get(json_object_get(obj, "values"), 0));
     char *end = NULL;
     /* As Go's ParseInt reads it: an optional sign, then digits only, within 64 bits. */
-    if (values_count(obj) == 1 && strchr("+-0123456789", value[0]) && value[0]) {
+    if (values_count(obj) == 1 && value[0] && strchr("+-0123456789", value[0])) {
         errno = 0;
         (void)strtoll(value, &end, 10);
         if (errno || end == value || !isdigit((unsigned char)end[-1]))
@@ -268,7 +271,8 @@ static int check_node_requirement(json_t *obj, const char *path, struct pea_erro
     return 0;
 }
 
-/* An empty key matches every taint, so only with Exists; Exists matches any value, so names none. */
+/* An empty key matches every taint, so only with Exists; Exists matches any value, so names none; only a NoExecute
+ * taint evicts, after tolerationSeconds. */
 static int check_toleration(json_t *obj, const char *path, struct pea_error *err)
 {
     const char *key = json_string_value(json_object_get(obj, "key"));
@@ -277,13 +281,13 @@ static int check_toleration(json_t *obj, const char *path, struct pea_error *err
         return field_fail(err, path, "operator", "must be Exists when key is empty");
     if (operator_is(obj, "Exists") && value && value[0])
         return field_fail(err, path, "value", "must be empty when operator is Exists");
+    const char *effect = json_string_value(json_object_get(obj, "effect"));
+    if (!is_absent(json_object_get(obj, "tolerationSeconds")) && (!effect || strcmp(effect, "NoExecute") != 0))
+        return field_fail(err, path, "effect", "must be NoExecute when tolerationSeconds is set");
     return 0;
 }
 
 /* ---- the walk ---- */
-
-/* JSON null counts as absent, as in Kubernetes. */
-static bool is_absent(json_t *value) { return !value || json_is_null(value); }
 
 /* Every error is kept by the collector (when there is one) and the walk goes on: 0. Without one: -1 at the first. */
 static int keep(int r, struct manifest_collector *errors, struct pea_error *err)

@@ -152,8 +152,9 @@ static const struct shape_case cases[] = {
       "spec.tolerations[1].effect: must be one of \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\", not \"NoExec\"",
       "spec.tolerations[2].operator: must be Exists when key is empty",
       "spec.tolerations[3].value: must be empty when operator is Exists"}},
-    {"  tolerations: [{key: k, tolerationSeconds: '60'}]\n",
-     {"spec.tolerations[0].tolerationSeconds: must be an integer"}},
+    {"  tolerations: [{key: k, tolerationSeconds: '60'}, {key: k, effect: NoSchedule, tolerationSeconds: 60}]\n",
+     {"spec.tolerations[0].tolerationSeconds: must be an integer",
+      "spec.tolerations[1].effect: must be NoExecute when tolerationSeconds is set"}},
     {"  topologySpreadConstraints: [{maxSkew: 0, whenUnsatisfiable: DoNotScheduleAnyway, nodeTaintsPolicy: honor}]\n",
      {"spec.topologySpreadConstraints[0].maxSkew: must be between 1 and 2147483647",
       "spec.topologySpreadConstraints[0].whenUnsatisfiable: must be one of \"DoNotSchedule\", \"ScheduleAnyway\", not "
