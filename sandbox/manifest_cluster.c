@@ -63,7 +63,7 @@ static const struct shape resources_shape = {.kind = SHAPE_RESOURCES};
 
 ENUM_SHAPE(node_operator_shape, "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt");
 ENUM_SHAPE(label_operator_shape, "In", "NotIn", "Exists", "DoesNotExist");
-ENUM_OR_EMPTY_SHAPE(toleration_operator_shape, "Exists", "Equal");
+ENUM_OR_EMPTY_SHAPE(toleration_operator_shape, "Exists", "Equal", "Gt", "Lt");
 ENUM_OR_EMPTY_SHAPE(taint_effect_shape, "NoSchedule", "PreferNoSchedule", "NoExecute");
 ENUM_SHAPE(unsatisfiable_shape, "DoNotSchedule", "ScheduleAnyway");
 ENUM_SHAPE(inclusion_policy_shape, "Honor", "Ignore");
@@ -252,27 +252,30 @@ static int check_label_requirement(json_t *obj, const char *path, struct pea_err
     return check_set_requirement(obj, path, err);
 }
 
+/* As Go's ParseInt reads a 64-bit integer: an optional sign, then digits only. */
+static bool is_integer_text(const char *text)
+{
+    if (!text || !text[0] || !strchr("+-0123456789", text[0]))
+        return false;
+    char *end;
+    errno = 0;
+    (void)strtoll(text, &end, 10);
+    return errno == 0 && end != text && isdigit((unsigned char)end[-1]) && *end == '\0';
+}
+
 /* Gt and Lt compare a node label with one integer. */
 static int check_node_requirement(json_t *obj, const char *path, struct pea_error *err)
 {
     if (!operator_is(obj, "Gt") && !operator_is(obj, "Lt"))
         return check_set_requirement(obj, path, err);
-    const char *value = json_string_value(json_array_get(json_object_get(obj, "values"), 0));
-    char *end = NULL;
-    /* As Go's ParseInt reads it: an optional sign, then digits only, within 64 bits. */
-    if (values_count(obj) == 1 && value[0] && strchr("+-0123456789", value[0])) {
-        errno = 0;
-        (void)strtoll(value, &end, 10);
-        if (errno || end == value || !isdigit((unsigned char)end[-1]))
-            end = NULL;
-    }
-    if (!end || *end)
+    json_t *values = json_object_get(obj, "values");
+    if (values_count(obj) != 1 || !is_integer_text(json_string_value(json_array_get(values, 0))))
         return field_fail(err, path, "values", "must hold one integer when operator is Gt or Lt");
     return 0;
 }
 
-/* An empty key matches every taint, so only with Exists; Exists matches any value, so names none; only a NoExecute
- * taint evicts, after tolerationSeconds. */
+/* An empty key matches every taint, so only with Exists; Exists matches any value, so names none; Gt and Lt compare
+ * with an integer; only a NoExecute taint evicts, after tolerationSeconds. */
 static int check_toleration(json_t *obj, const char *path, struct pea_error *err)
 {
     const char *key = json_string_value(json_object_get(obj, "key"));
@@ -281,6 +284,8 @@ static int check_toleration(json_t *obj, const char *path, struct pea_error *err
         return field_fail(err, path, "operator", "must be Exists when key is empty");
     if (operator_is(obj, "Exists") && value && value[0])
         return field_fail(err, path, "value", "must be empty when operator is Exists");
+    if ((operator_is(obj, "Gt") || operator_is(obj, "Lt")) && !is_integer_text(value))
+        return field_fail(err, path, "value", "must be an integer when operator is Gt or Lt");
     const char *effect = json_string_value(json_object_get(obj, "effect"));
     if (!is_absent(json_object_get(obj, "tolerationSeconds")) && (!effect || strcmp(effect, "NoExecute") != 0))
         return field_fail(err, path, "effect", "must be NoExecute when tolerationSeconds is set");

@@ -46,6 +46,7 @@ Test(manifest_cluster, well_formed_fields_keep_their_notice)
             "  - {operator: Exists}\n"
             "  - {key: k, operator: Equal, value: v, effect: NoExecute, tolerationSeconds: 3600}\n"
             "  - {key: k, value: v, effect: ''}\n"
+            "  - {key: k, operator: Lt, value: '-900', effect: PreferNoSchedule}\n"
             "  topologySpreadConstraints:\n"
             "  - {maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway, minDomains: 2,\n"
             "     nodeAffinityPolicy: Honor, nodeTaintsPolicy: Ignore, labelSelector: {matchLabels: {a: b}}}\n"
@@ -148,13 +149,16 @@ static const struct shape_case cases[] = {
     {"  tolerations: {key: k}\n", {"spec.tolerations: must be a list"}},
     {"  tolerations: [{key: k, operator: Equals}, {effect: NoExec, operator: Exists}, {value: v},\n"
      "                {key: k, operator: Exists, value: v}]\n",
-     {"spec.tolerations[0].operator: must be one of \"Exists\", \"Equal\", not \"Equals\"",
+     {"spec.tolerations[0].operator: must be one of \"Exists\", \"Equal\", \"Gt\", \"Lt\", not \"Equals\"",
       "spec.tolerations[1].effect: must be one of \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\", not \"NoExec\"",
       "spec.tolerations[2].operator: must be Exists when key is empty",
       "spec.tolerations[3].value: must be empty when operator is Exists"}},
-    {"  tolerations: [{key: k, tolerationSeconds: '60'}, {key: k, effect: NoSchedule, tolerationSeconds: 60}]\n",
+    {"  tolerations: [{key: k, tolerationSeconds: '60'}, {key: k, effect: NoSchedule, tolerationSeconds: 60},\n"
+     "                {key: k, operator: Gt, value: 9x}, {key: k, operator: Lt}]\n",
      {"spec.tolerations[0].tolerationSeconds: must be an integer",
-      "spec.tolerations[1].effect: must be NoExecute when tolerationSeconds is set"}},
+      "spec.tolerations[1].effect: must be NoExecute when tolerationSeconds is set",
+      "spec.tolerations[2].value: must be an integer when operator is Gt or Lt",
+      "spec.tolerations[3].value: must be an integer when operator is Gt or Lt"}},
     {"  topologySpreadConstraints: [{maxSkew: 0, whenUnsatisfiable: DoNotScheduleAnyway, nodeTaintsPolicy: honor}]\n",
      {"spec.topologySpreadConstraints[0].maxSkew: must be between 1 and 2147483647",
       "spec.topologySpreadConstraints[0].whenUnsatisfiable: must be one of \"DoNotSchedule\", \"ScheduleAnyway\", not "
