@@ -73,7 +73,7 @@ ENUM_SHAPE(resize_resource_shape, "cpu", "memory");
 ENUM_SHAPE(resize_restart_shape, "NotRequired", "RestartContainer");
 
 static int check_node_requirement(json_t *obj, const char *path, struct pea_error *err);
-static int check_label_requirement(json_t *obj, const char *path, struct pea_error *err);
+static int check_set_requirement(json_t *obj, const char *path, struct pea_error *err);
 static int check_toleration(json_t *obj, const char *path, struct pea_error *err);
 
 /* NodeSelectorRequirement */
@@ -123,7 +123,7 @@ static const struct shape label_requirement_shape = {
                                            {"operator", &label_operator_shape, true},
                                            {"values", &strings_shape, false},
                                            {NULL, NULL, false}},
-    .check = check_label_requirement,
+    .check = check_set_requirement, /* In, NotIn, Exists, DoesNotExist only */
 };
 static const struct shape label_requirements_shape = {.kind = SHAPE_LIST, .item = &label_requirement_shape};
 static const struct shape label_selector_shape = {
@@ -245,11 +245,6 @@ static int check_set_requirement(json_t *obj, const char *path, struct pea_error
     if ((operator_is(obj, "Exists") || operator_is(obj, "DoesNotExist")) && values_count(obj) != 0)
         return field_fail(err, path, "values", "must be empty when operator is Exists or DoesNotExist");
     return 0;
-}
-
-static int check_label_requirement(json_t *obj, const char *path, struct pea_error *err)
-{
-    return check_set_requirement(obj, path, err);
 }
 
 /* As Go's ParseInt reads a 64-bit integer: an optional sign, then digits only. */
