@@ -202,8 +202,9 @@ static int parse_container_list(json_t *spec, const char *key, bool is_init, jso
         if (manifest_parse_container(json_array_get(list, i), item, is_init, volume_names, &(*out)[i], c, err) < 0 &&
             manifest_collect(c, err) < 0)
             return -1;
-        if (json_is_object(json_array_get(list, i)))
-            manifest_note_cluster_container_fields(json_array_get(list, i), item, notices);
+        if (json_is_object(json_array_get(list, i)) &&
+            manifest_check_cluster_container_fields(json_array_get(list, i), item, notices, c, err) < 0)
+            return -1;
     }
     return 0;
 }
@@ -266,7 +267,8 @@ static int parse_spec(json_t *root, struct pea_pod_manifest *m, struct manifest_
         return -1;
     if (field_check_known(spec, "spec", fields, err) < 0 && manifest_collect(c, err) < 0)
         return -1;
-    manifest_note_cluster_pod_fields(spec, &m->notices);
+    if (manifest_check_cluster_pod_fields(spec, &m->notices, c, err) < 0)
+        return -1;
     if ((field_get_string(spec, "spec", "hostname", false, &m->hostname, err) < 0 ||
          (m->hostname && !name_is_dns_label(m->hostname) &&
           field_fail(err, "spec", "hostname", "must be a DNS label, not \"%s\"", m->hostname) < 0)) &&

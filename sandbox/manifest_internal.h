@@ -24,11 +24,14 @@ int field_fail(struct pea_error *err, const char *parent, const char *key, const
         "nodeName", "priorityClassName", "priority", "preemptionPolicy", "readinessGates", "enableServiceLinks",    \
         "automountServiceAccountToken", "imagePullSecrets", "overhead"
 #define MANIFEST_CLUSTER_CONTAINER_FIELDS "terminationMessagePath", "terminationMessagePolicy", "resizePolicy"
-/* One line per such field present in spec (or a container at path), appended to *notices. */
-void manifest_note_cluster_pod_fields(json_t *spec, char ***notices);
-void manifest_note_cluster_container_fields(json_t *container, const char *path, char ***notices);
-
 struct manifest_collector;
+/* Each such field present in spec (or a container at path) checked against its Kubernetes API type: one notice per
+ * well-formed field appended to *notices, each error of a malformed one kept by the collector (errors, may be NULL:
+ * then the first error ends the check, -1). */
+int manifest_check_cluster_pod_fields(json_t *spec, char ***notices, struct manifest_collector *errors,
+                                      struct pea_error *err);
+int manifest_check_cluster_container_fields(json_t *container, const char *path, char ***notices,
+                                            struct manifest_collector *errors, struct pea_error *err);
 /* obj's resources (limits and requests of cpu and memory; a pod's also limits.pids), at path.resources; with a
  * collector (errors, may be NULL) each part's error is kept there, as manifest_parse_container's are. */
 int manifest_parse_resources(json_t *obj, const char *path, bool is_pod, struct pea_pod_resources *r,

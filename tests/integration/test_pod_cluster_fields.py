@@ -74,6 +74,27 @@ def test_a_template_notice_is_said_once_not_per_replica(pods):
     assert err.count("spec.template.spec.affinity: accepted, without effect on a single node") == 1, err
 
 
+def test_malformed_cluster_fields_are_refused_all_at_once(pods):
+    """Accepted means checked against the API's types: kubernetes/website's pod-with-node-affinity.yaml writes its
+    NodeSelector as a list, which the API server refuses; so does pea, with each error's path and no notice."""
+    name = pods.name()
+    doc = pod_doc(pods, name,
+                  affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                      {"weight": 5, "preference": {"matchExpressions": [
+                          {"key": "zone", "operator": "In", "values": ["a"]}]}}]}},
+                  tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedul"}],
+                  priorityClassName="high")
+    code, out, err = pods.apply(write(pods, name, doc), "--dry-run")
+    assert code == 1, err
+    lines = [line.split(": ", 2)[2] for line in err.splitlines() if line.startswith("pea: ")]
+    assert lines == [
+        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: must be an object",
+        'spec.tolerations[0].effect: must be one of "NoSchedule", "PreferNoSchedule", "NoExecute", not "NoSchedul"',
+    ], err
+    assert "spec.affinity: accepted" not in err and "spec.tolerations: accepted" not in err, err
+    assert name not in ls(pods)
+
+
 def test_dns_policy_none_needs_dns_config_and_unknown_policies_are_refused(pods):
     name = pods.name()
     code, _, err = pods.apply(write(pods, name, pod_doc(pods, name, dnsPolicy="None")), "--dry-run")
