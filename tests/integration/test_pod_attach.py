@@ -5,6 +5,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import termios
 import time
@@ -33,6 +34,9 @@ class Attached:
                 if rows:
                     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
                 argv = pods.argv("pod", "attach", *args)
+                # A terminal's Ctrl-C must reach the client as a user's would, even when this suite runs in the
+                # background of a shell without job control (which starts it with SIGINT ignored).
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.execve(argv[0], argv, pods.env)
             finally:
                 os._exit(127)

@@ -103,6 +103,8 @@ def test_restart_all_containers_from_a_sidecar(pods):
     assert code == 0, err
     events = Events(pods, name)
     try:
+        # The sidecar starts before main: apply may return while main is still on its way.
+        helpers.wait_until(lambda: ps(pods, name)["main"]["state"] == "running", 15, "main to run")
         network = exec_in(pods, name, "readlink", "/proc/self/ns/net")
         first_pid = ps(pods, name)["main"]["pid"]
         exec_in(pods, name, "touch", "/d/go")
