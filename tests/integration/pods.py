@@ -193,3 +193,26 @@ def checked_pods(runtime, directory, rootfs, mark):
     problems = p.cleanup()
     if problems:
         pytest.fail("pod teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+class Events:
+    """`pea pod events --output json` in the background, collected."""
+
+    def __init__(self, pods, name):
+        self.events = []
+        self.proc = subprocess.Popen(pods.argv("pod", "events", "--output", "json", name), stdout=subprocess.PIPE,
+                                     text=True, env=pods.env)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def reasons(self, reason):
+        return [e["message"] for e in list(self.events) if e.get("reason") == reason]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.reader.join(5)

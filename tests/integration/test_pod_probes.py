@@ -2,17 +2,15 @@
 restarting the container with Unhealthy and Killing events, httpGet and tcpSocket against servers in the container,
 startup gating, postStart and preStop, the stop signal and the grace deadline. Timings are short (periodSeconds 1)
 with generous margins; state the test reads goes through volumes, never the shared rootfs."""
-import json
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
 import helpers
-from pods import container, ps, ls
+from pods import Events, container, ls, ps
 
 pytestmark = pytest.mark.pea_only
 
@@ -39,29 +37,6 @@ def exec_in(pods, name, *argv):
 def removed(pods, name):
     code, out, err = pods.cli("pod", "rm", name)
     assert code == 0, err
-
-
-class Events:
-    """`pea pod events --output json` in the background, collected."""
-
-    def __init__(self, pods, name):
-        self.events = []
-        self.proc = subprocess.Popen(pods.argv("pod", "events", "--output", "json", name), stdout=subprocess.PIPE,
-                                     text=True, env=pods.env)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.events.append(json.loads(line))
-
-    def reasons(self, reason):
-        return [e["message"] for e in list(self.events) if e.get("reason") == reason]
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.reader.join(5)
 
 
 def test_readiness_follows_an_exec_probe_in_ps_and_ls(pods):

@@ -1,42 +1,16 @@
 """Kubernetes 1.34/1.35 container restart rules in `pea pod run`: a container's own restartPolicy, restartPolicyRules
 with Restart (by exit code) and RestartAllContainers (the whole pod again, same sandbox and volumes), and
 securityContext.cgroupOptions. Exit codes are chosen by the containers; the back-off starts at 1 s."""
-import json
-import subprocess
-import threading
 
 import pytest
 
 import helpers
-from pods import container, ps
+from pods import Events, container, ps
 
 pytestmark = pytest.mark.pea_only
 
 VOLUME = [{"name": "d", "emptyDir": {}}]
 MOUNT = [{"name": "d", "mountPath": "/d"}]
-
-
-class Events:
-    """`pea pod events --output json` in the background, collected."""
-
-    def __init__(self, pods, name):
-        self.events = []
-        self.proc = subprocess.Popen(pods.argv("pod", "events", "--output", "json", name), stdout=subprocess.PIPE,
-                                     text=True, env=pods.env)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.events.append(json.loads(line))
-
-    def reasons(self, reason):
-        return [e["message"] for e in list(self.events) if e.get("reason") == reason]
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.reader.join(5)
 
 
 def exec_in(pods, name, *argv):
