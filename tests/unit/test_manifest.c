@@ -10,6 +10,7 @@
 #include "pea/pod_manifest.h"
 #include "pea/pod_workload.h"
 #include "pea/util.h"
+#include "manifest_expect.h"
 
 /* JSON written as C tokens: the preprocessor adds the quoting. */
 #define JSON_TEXT(...) #__VA_ARGS__
@@ -982,13 +983,7 @@ Test(manifest, every_error_of_the_pod_security_context)
         "spec.securityContext.sysctls[1].value: missing",
         "spec.securityContext.sysctls[2]: must be an object",
     };
-    struct pea_manifest_errors errors = {0};
-    struct pea_error err = {0};
-    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 /* The checks of the whole pod report each sysctl that is not the pod's to set. */
@@ -1008,13 +1003,7 @@ Test(manifest, every_sysctl_that_is_not_namespaced)
         "spec.securityContext.sysctls[2]: kernel.panic is not a namespaced sysctl (net.*, fs.mqueue.*, kernel.sem, "
         "kernel.shm*, kernel.msg*, kernel.hostname, kernel.domainname): setting it would change the host",
     };
-    struct pea_manifest_errors errors = {0};
-    struct pea_error err = {0};
-    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 /* subPathExpr is read, checked as written (its expansion is checked at each start), and excludes subPath. */
@@ -1041,10 +1030,5 @@ Test(manifest, sub_path_expr)
         "spec.containers[0].volumeMounts[2].subPathExpr: must be a relative path without \"..\"",
         "spec.containers[0].volumeMounts[3].subPathExpr: must be a string",
     };
-    struct pea_manifest_errors errors = {0};
-    cr_assert_null(manifest_parse_objects(bad, strlen(bad), &errors, &err));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(bad, expected, ARRAY_SIZE(expected));
 }

@@ -6,6 +6,7 @@
 #include "pea/pod_manifest.h"
 #include "pea/pod_workload.h"
 #include "pea/util.h"
+#include "manifest_expect.h"
 
 #define POD "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
 #define CONTAINER "  containers: [{name: c, image: /i, args: [x]}]\n"
@@ -218,12 +219,7 @@ Test(manifest_cluster, container_fields_are_checked_in_every_container)
         "\"Never\"",
         "spec.containers[0].resizePolicy[1].restartPolicy: missing",
     };
-    struct pea_manifest_errors errors;
-    cr_assert_null(parse(text, &errors));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu", i);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 Test(manifest_cluster, template_errors_carry_the_template_path)

@@ -7,6 +7,7 @@
 #include "pea/pod_manifest.h"
 #include "pea/pod_workload.h"
 #include "pea/util.h"
+#include "manifest_expect.h"
 
 #define POD "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  terminationGracePeriodSeconds: 10\n"
 #define CONTAINER "  containers:\n  - name: c\n    image: /img\n    args: [sh]\n    ports: [{name: web, containerPort: 8080}]\n"
@@ -169,13 +170,7 @@ Test(manifest_probe, every_error_of_the_probes_and_hooks)
         "spec.containers[0].lifecycle.preStop.sleep.seconds: missing",
         "spec.containers[0].lifecycle.stopSignal: must be a signal name like SIGTERM or SIGUSR1, not \"TERM\"",
     };
-    struct pea_manifest_errors errors = {0};
-    struct pea_error err = {0};
-    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 Test(manifest_probe, each_probe_of_an_init_container_without_restart_always)
@@ -188,11 +183,5 @@ Test(manifest_probe, each_probe_of_an_init_container_without_restart_always)
         "spec.initContainers[0].readinessProbe: may not be set for init containers without restartPolicy: Always",
         "spec.initContainers[0].lifecycle: may not be set for init containers without restartPolicy: Always",
     };
-    struct pea_manifest_errors errors = {0};
-    struct pea_error err = {0};
-    cr_assert_null(manifest_parse_objects(text, strlen(text), &errors, &err));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }

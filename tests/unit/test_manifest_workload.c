@@ -6,6 +6,7 @@
 
 #include "pea/pod_workload.h"
 #include "pea/util.h"
+#include "manifest_expect.h"
 
 #define TEMPLATE(restart)                                                                                             \
     "  template:\n    metadata: {labels: {app: w}}\n    spec:\n" restart                                             \
@@ -99,12 +100,7 @@ Test(manifest_workload, every_error_in_document_order)
         "document 4: kind: \"Service\" is not supported (pea applies Pod, Deployment, ReplicaSet, StatefulSet, "
         "DaemonSet, Job, List, ConfigMap, Secret and PersistentVolumeClaim)",
     };
-    struct pea_manifest_errors errors;
-    cr_assert_null(parse(text, &errors));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected));
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 /* A container's fields each report their own error, in document order, however many there are in it. */
@@ -138,12 +134,7 @@ Test(manifest_workload, every_error_of_one_container)
         "spec.containers[0].securityContext.privileged: must be a boolean",
         "spec.containers[0].stdin: must be a boolean",
     };
-    struct pea_manifest_errors errors;
-    cr_assert_null(parse(text, &errors));
-    for (size_t i = 0; i < errors.n && i < ARRAY_SIZE(expected); i++)
-        cr_expect_str_eq(errors.lines[i], expected[i], "line %zu: %s", i, errors.lines[i]);
-    cr_expect_eq(errors.n, ARRAY_SIZE(expected), "%zu lines", errors.n);
-    manifest_errors_free(&errors);
+    expect_error_lines(text, expected, ARRAY_SIZE(expected));
 }
 
 Test(manifest_workload, kubernetes_checks)
