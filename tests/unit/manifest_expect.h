@@ -8,6 +8,16 @@
 #include "pea/pod_workload.h"
 #include "pea/util.h"
 
+/* The file's objects, or NULL with its error lines in *errors (and a message when the file has none). */
+static inline struct pea_manifest_objects *parse_manifest_objects(const char *text, struct pea_manifest_errors *errors)
+{
+    struct pea_error err = {0};
+    struct pea_manifest_objects *o = manifest_parse_objects(text, strlen(text), errors, &err);
+    if (!o)
+        cr_assert_neq(err.msg[0], '\0');
+    return o;
+}
+
 static inline void expect_error_lines(const char *text, const char *const *expected, size_t n_expected)
 {
     struct pea_manifest_errors errors = {0};

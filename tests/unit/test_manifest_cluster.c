@@ -11,15 +11,6 @@
 #define POD "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
 #define CONTAINER "  containers: [{name: c, image: /i, args: [x]}]\n"
 
-static struct pea_manifest_objects *parse(const char *text, struct pea_manifest_errors *errors)
-{
-    struct pea_error err = {0};
-    struct pea_manifest_objects *o = manifest_parse_objects(text, strlen(text), errors, &err);
-    if (!o)
-        cr_assert_neq(err.msg[0], '\0');
-    return o;
-}
-
 Test(manifest_cluster, well_formed_fields_keep_their_notice)
 {
     static const char text[] =
@@ -77,7 +68,7 @@ Test(manifest_cluster, well_formed_fields_keep_their_notice)
         "spec.imagePullSecrets", "spec.overhead", "spec.containers[0].terminationMessagePath",
         "spec.containers[0].terminationMessagePolicy", "spec.containers[0].resizePolicy"};
     struct pea_manifest_errors errors;
-    struct pea_manifest_objects *o = parse(text, &errors);
+    struct pea_manifest_objects *o = parse_manifest_objects(text, &errors);
     cr_assert_not_null(o, "%s", errors.n ? errors.lines[0] : "");
     struct pea_error err = {0};
     AUTO_MANIFEST struct pea_pod_manifest *m = manifest_parse(text, strlen(text), &err);
@@ -184,7 +175,7 @@ Test(manifest_cluster, malformed_fields_are_refused_with_every_path)
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         AUTO_FREE char *text = xasprintf(POD "%s" CONTAINER, cases[i].spec);
         struct pea_manifest_errors errors;
-        struct pea_manifest_objects *o = parse(text, &errors);
+        struct pea_manifest_objects *o = parse_manifest_objects(text, &errors);
         cr_expect_null(o, "case %zu accepted", i);
         manifest_objects_free(o);
         size_t n = 0;
@@ -230,7 +221,7 @@ Test(manifest_cluster, template_errors_carry_the_template_path)
                                "      tolerations: [{key: k, effect: Never}]\n"
                                "      containers: [{name: c, image: /i, args: [x]}]\n";
     struct pea_manifest_errors errors;
-    cr_assert_null(parse(text, &errors));
+    cr_assert_null(parse_manifest_objects(text, &errors));
     cr_assert_eq(errors.n, 1);
     cr_expect_str_eq(errors.lines[0], "spec.template.spec.tolerations[0].effect: must be one of \"NoSchedule\", "
                                       "\"PreferNoSchedule\", \"NoExecute\", not \"Never\"");

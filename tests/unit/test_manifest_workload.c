@@ -12,20 +12,11 @@
     "  template:\n    metadata: {labels: {app: w}}\n    spec:\n" restart                                             \
     "      containers: [{name: c, image: /i, args: [x]}]\n"
 
-static struct pea_manifest_objects *parse(const char *text, struct pea_manifest_errors *errors)
-{
-    struct pea_error err = {0};
-    struct pea_manifest_objects *o = manifest_parse_objects(text, strlen(text), errors, &err);
-    if (!o)
-        cr_assert_neq(err.msg[0], '\0');
-    return o;
-}
-
 Test(manifest_workload, deployment_pods_are_named_and_owned)
 {
     struct pea_manifest_errors errors;
     struct pea_manifest_objects *o =
-        parse("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n"
+        parse_manifest_objects("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n"
               "  strategy: {type: Recreate}\n  selector: {matchLabels: {app: w}}\n" TEMPLATE(""), &errors);
     cr_assert_not_null(o, "%s", errors.n ? errors.lines[0] : "");
     cr_assert_eq(o->n, 1);
@@ -47,7 +38,7 @@ Test(manifest_workload, job_defaults_and_statefulset_ordinals)
 {
     struct pea_manifest_errors errors;
     struct pea_manifest_objects *o =
-        parse("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n" TEMPLATE("      restartPolicy: Never\n")
+        parse_manifest_objects("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n" TEMPLATE("      restartPolicy: Never\n")
               "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: q}\nspec:\n  parallelism: 3\n"
               TEMPLATE("      restartPolicy: OnFailure\n")
               "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\nspec:\n  ordinals: {start: 5}\n"
@@ -173,7 +164,7 @@ Test(manifest_workload, kubernetes_checks)
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct pea_manifest_errors errors;
-        struct pea_manifest_objects *o = parse(cases[i].text, &errors);
+        struct pea_manifest_objects *o = parse_manifest_objects(cases[i].text, &errors);
         if (!cases[i].message) {
             cr_expect_not_null(o, "case %zu: %s", i, errors.n ? errors.lines[0] : "");
         } else {
